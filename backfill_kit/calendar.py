@@ -1,0 +1,49 @@
+"""Expected dates: the dates with games in the schedule, inside the declared seasons.
+
+Counting calendar days would make a range with an off day never reach 100%; the old scripts
+did exactly that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from .spec import PipelineSpec, Season
+from .warehouse import CalendarRequest, Warehouse
+
+__all__ = ["ExpectedDay", "expected_days"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedDay:
+    date: date
+    games: int
+    season: str | None
+    season_start: date | None
+
+    def in_bootstrap(self, bootstrap_days: int) -> bool:
+        """Inside the first `bootstrap_days` days of its season, counting the opening day."""
+        if not bootstrap_days or self.season_start is None:
+            return False
+        return self.date < self.season_start + timedelta(days=bootstrap_days)
+
+
+def expected_days(spec: PipelineSpec, warehouse: Warehouse, start: date, end: date) -> list[ExpectedDay]:
+    """One query when the calendar has a table; none when it is declared by seasons alone."""
+    cal = spec.calendar
+    if cal.table is None:
+        days = [(start + timedelta(days=i), 0) for i in range((end - start).days + 1)]
+    else:
+        request = CalendarRequest(cal.table, cal.date_column, cal.game_id_column, cal.filter)
+        days = warehouse.expected_dates(request, start, end)
+    return [day for d, games in days if (day := _place(d, games, cal.seasons)) is not None]
+
+
+def _place(d: date, games: int, seasons: tuple[Season, ...]) -> ExpectedDay | None:
+    if not seasons:
+        return ExpectedDay(d, games, None, None)
+    for season in seasons:
+        if season.start <= d <= season.end:
+            return ExpectedDay(d, games, season.name, season.start)
+    return None  # outside every declared season: not expected

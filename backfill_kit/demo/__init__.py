@@ -1,0 +1,26 @@
+"""The demo: the NBA player-props pipeline of the hand-off, in a local DuckDB warehouse with
+every kind of gap planted where it happens in real life."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+__all__ = ["EXAMPLE_SPEC", "example_spec_text", "init_demo"]
+
+EXAMPLE_SPEC = "nba_props.yaml"
+
+
+def example_spec_text() -> str:
+    return files(__package__).joinpath(EXAMPLE_SPEC).read_text(encoding="utf-8")
+
+
+def init_demo(directory: Path, *, seed: int = 7) -> Path:
+    """Write DIRECTORY/nba_props.yaml and build DIRECTORY/nba_props.duckdb; return the spec path."""
+    from .warehouse import build_demo_warehouse
+
+    directory.mkdir(parents=True, exist_ok=True)
+    spec_file = directory / EXAMPLE_SPEC
+    build_demo_warehouse(directory / "nba_props.duckdb", seed=seed)
+    spec_file.write_text(example_spec_text(), encoding="utf-8")
+    return spec_file

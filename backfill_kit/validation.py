@@ -1,0 +1,375 @@
+"""Validation: for every table and expected date, one status and the evidence behind it.
+
+Three warehouse queries in all, whatever the number of tables and dates: the calendar, the
+row counts of every table (one UNION ALL), and the run history (one summary per processor and
+date, every attempt counted so that a retry never hides an earlier failure).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from .calendar import ExpectedDay, expected_days
+from .errors import InputError, Problem, WarehouseMismatchError
+from .spec import PipelineSpec, TableSpec
+from .status import GAP_STATUSES, NEEDS_WORK, Status
+from .warehouse import CoverageTarget, ObjectsMissingError, QueryRecord, RunHistoryRequest, RunSummary, Warehouse, open_warehouse
+
+__all__ = ["Cell", "GapRun", "TableSummary", "Validation", "check_range", "classify", "validate"]
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One table on one expected date: its status and the evidence for it."""
+
+    table: str
+    phase: str
+    date: date
+    season: str | None
+    status: Status
+    rows: int
+    expected_rows: int
+    attempts: int = 0
+    failures: int = 0
+    latest_status: str | None = None
+    latest_started_at: datetime | None = None
+    last_error: str | None = None
+    fallback: str | None = None  # the fallback table that is complete on this date
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "table": self.table,
+            "phase": self.phase,
+            "date": self.date.isoformat(),
+            "season": self.season,
+            "status": str(self.status),
+            "rows": self.rows,
+            "expected_rows": self.expected_rows,
+            "attempts": self.attempts,
+            "failures": self.failures,
+            "latest_status": self.latest_status,
+            "latest_started_at": self.latest_started_at.isoformat() if self.latest_started_at else None,
+            "last_error": self.last_error,
+            "fallback": self.fallback,
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass(frozen=True)
+class GapRun:
+    """Consecutive expected dates of one table with the same gap status."""
+
+    table: str
+    status: Status
+    first: date
+    last: date
+    dates: int
+
+
+@dataclass(frozen=True)
+class TableSummary:
+    phase: str
+    table: str
+    counts: dict[Status, int]
+
+    @property
+    def expected(self) -> int:
+        """Expected dates that should have data: bootstrap dates are not counted."""
+        return sum(n for s, n in self.counts.items() if s is not Status.BOOTSTRAP)
+
+    @property
+    def percent_complete(self) -> float:
+        return 100.0 * self.counts.get(Status.COMPLETE, 0) / self.expected if self.expected else 100.0
+
+    @property
+    def needs_work(self) -> int:
+        return sum(n for s, n in self.counts.items() if s in NEEDS_WORK)
+
+
+@dataclass
+class Validation:
+    spec: PipelineSpec
+    start: date
+    end: date
+    days: list[ExpectedDay]
+    cells: list[Cell]
+    queries: list[QueryRecord]
+    now: datetime
+    tables: tuple[str, ...] = field(default=())
+
+    @property
+    def needs_work(self) -> bool:
+        return any(c.status in GAP_STATUSES for c in self.cells)
+
+    def counts(self) -> Counter[Status]:
+        return Counter(c.status for c in self.cells)
+
+    def summary(self) -> list[TableSummary]:
+        per_table: dict[str, Counter[Status]] = {t: Counter() for t in self.tables}
+        for cell in self.cells:
+            per_table[cell.table][cell.status] += 1
+        return [TableSummary(self.spec.phase_of(t).name, t, dict(per_table[t])) for t in self.tables]
+
+    def gap_runs(self) -> list[GapRun]:
+        """Runs of consecutive expected dates sharing a gap status, longest first."""
+        runs: list[GapRun] = []
+        for table in self.tables:
+            runs.extend(_runs_of([c for c in self.cells if c.table == table]))
+        return sorted(runs, key=lambda r: (-r.dates, r.first, r.table))
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "spec": self.spec.name,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "generated_at": self.now.isoformat(),
+            "expected_dates": len(self.days),
+            "summary": {
+                "cells": len(self.cells),
+                "statuses": {str(s): n for s, n in sorted(self.counts().items())},
+                "needs_work": sum(1 for c in self.cells if c.status in NEEDS_WORK),
+                "tables": [
+                    {"table": s.table, "phase": s.phase, "expected": s.expected,
+                     "percent_complete": round(s.percent_complete, 2),
+                     "statuses": {str(k): v for k, v in sorted(s.counts.items())}}
+                    for s in self.summary()
+                ],
+            },
+            "cells": [c.to_dict() for c in self.cells],
+            "queries": [
+                {"purpose": q.purpose, "seconds": round(q.seconds, 6), "rows": q.rows,
+                 "bytes_processed": q.bytes_processed, "sql": q.sql}
+                for q in self.queries
+            ],
+        }
+
+
+def _runs_of(cells: list[Cell]) -> Iterable[GapRun]:
+    run: list[Cell] = []
+    for cell in [*cells, None]:
+        if run and (cell is None or cell.status is not run[0].status):
+            if run[0].status in GAP_STATUSES:
+                yield GapRun(run[0].table, run[0].status, run[0].date, run[-1].date, len(run))
+            run = []
+        if cell is not None:
+            run.append(cell)
+
+
+# --- the validation itself -----------------------------------------------------------------
+
+
+def check_range(start: date, end: date) -> None:
+    if end < start:
+        raise InputError(
+            f"the date range is reversed: --start {start} is after --end {end}. "
+            "Swap them: the start comes first."
+        )
+
+
+def validate(
+    spec: PipelineSpec,
+    start: date,
+    end: date,
+    *,
+    tables: Sequence[str] | None = None,
+    warehouse: Warehouse | None = None,
+    now: datetime | None = None,
+) -> Validation:
+    """Give every (table, expected date) in [start, end] one status, with its evidence."""
+    check_range(start, end)
+    selected = _select(spec, tables)
+    now = _as_utc(now) if now else datetime.now(UTC)
+    owned = warehouse is None
+    wh = warehouse if warehouse is not None else open_warehouse(spec)
+    first_query = len(wh.queries)
+    try:
+        days, rows, runs = _gather(spec, wh, selected, start, end)
+    finally:
+        if owned:
+            wh.close()
+    cells = _classify_all(spec, selected, days, rows, runs, now)
+    return Validation(spec, start, end, days, cells, wh.queries[first_query:], now, tuple(selected))
+
+
+def _select(spec: PipelineSpec, tables: Sequence[str] | None) -> list[str]:
+    if not tables:
+        return [t.id for t in spec.tables]
+    known = {t.id for t in spec.tables}
+    if unknown := [t for t in tables if t not in known]:
+        raise InputError(
+            f"unknown table {', '.join(map(repr, unknown))} in {spec.file_name}; "
+            f"declared tables: {', '.join(t.id for t in spec.tables)}"
+        )
+    return [t.id for t in spec.tables if t.id in set(tables)]  # spec order
+
+
+def _involved(spec: PipelineSpec, selected: list[str]) -> list[TableSpec]:
+    """The selected tables plus their fallbacks and dependencies, whose rows are evidence too."""
+    wanted = set(selected)
+    for table_id in selected:
+        wanted.update(spec.table(table_id).depends_on)
+    wanted.update(fb for t in list(wanted) if (fb := spec.table(t).fallback))
+    return [t for t in spec.tables if t.id in wanted]
+
+
+def _gather(
+    spec: PipelineSpec, wh: Warehouse, selected: list[str], start: date, end: date
+) -> tuple[list[ExpectedDay], dict[tuple[str, date], int], dict[tuple[str, date], RunSummary]]:
+    involved = _involved(spec, selected)
+    try:
+        days = expected_days(spec, wh, start, end)
+        targets = [CoverageTarget(t.table, spec.date_column_of(t)) for t in involved]
+        counts = wh.row_counts(targets, start, end)
+        processors = sorted({spec.table(t).processor for t in selected})
+        summaries = wh.run_summaries(_history_request(spec), processors, start, end)
+    except ObjectsMissingError as exc:
+        raise _mismatch(spec, wh, involved) from exc
+    rows = {(involved[k].id, d): n for k, d, n in counts}
+    return days, rows, {(s.processor, s.date): s for s in summaries}
+
+
+def _history_request(spec: PipelineSpec) -> RunHistoryRequest:
+    rh, cols, st = spec.run_history, spec.run_history.columns, spec.run_history.statuses
+    return RunHistoryRequest(
+        rh.table, cols.processor, cols.date, cols.status, cols.started_at, cols.finished_at,
+        cols.records, cols.error, cols.run_id, st.running, st.success, st.failed, st.skipped,
+    )
+
+
+def _mismatch(spec: PipelineSpec, wh: Warehouse, involved: list[TableSpec]) -> WarehouseMismatchError:
+    """Every table and column the spec names that the warehouse lacks, each at its spec field."""
+    fields: dict[tuple[str, str | None], str] = {}
+    wanted: dict[str, list[str]] = {}
+
+    def want(table: str, column: str | None, field: str) -> None:
+        wanted.setdefault(table, [])
+        if column:
+            wanted[table].append(column)
+        fields.setdefault((table, column), field)
+
+    cal = spec.calendar
+    if cal.table:
+        want(cal.table, None, "calendar.table")
+        want(cal.table, cal.date_column, "calendar.date_column")
+        if cal.game_id_column:
+            want(cal.table, cal.game_id_column, "calendar.game_id_column")
+    rh = spec.run_history
+    want(rh.table, None, "run_history.table")
+    for key, column in rh.columns.model_dump(exclude_none=True).items():
+        want(rh.table, column, f"run_history.columns.{key}")
+    for t in involved:
+        path = spec.field_path(t.id)
+        want(t.table, None, f"{path}.table")
+        want(t.table, spec.date_column_of(t), f"{path}.date_column")
+    problems = [
+        Problem(spec.file_name, fields.get((m.table, m.column), ""), _missing_text(m.table, m.column))
+        for m in wh.missing_objects(wanted)
+    ]
+    if not problems:  # the query failed for another reason; most likely the calendar filter
+        problems = [Problem(spec.file_name, "calendar.filter", "the calendar query names a column the schedule table does not have")]
+    return WarehouseMismatchError(problems)
+
+
+def _missing_text(table: str, column: str | None) -> str:
+    if column is None:
+        return f"table {table} does not exist in the warehouse; create it or fix the name"
+    return f"table {table} has no column {column!r}; fix the column name"
+
+
+# --- classification ------------------------------------------------------------------------
+
+
+def classify(
+    rows: int,
+    expected_rows: int,
+    run: RunSummary | None,
+    *,
+    in_bootstrap: bool,
+    now: datetime,
+    stale_after: timedelta,
+) -> Status:
+    """The one status of a cell. Rows decide first; without rows, the run history says why."""
+    if rows >= expected_rows:
+        return Status.COMPLETE
+    if in_bootstrap:
+        return Status.BOOTSTRAP
+    if rows > 0:
+        return Status.PARTIAL
+    if run is None:
+        return Status.NEVER_RAN
+    if run.latest_category == "running":
+        started = _as_utc(run.latest_started_at) if run.latest_started_at else None
+        return Status.RUNNING if started and now - started < stale_after else Status.STALE
+    if run.latest_category == "failed":
+        return Status.FAILED
+    if (run.best_success_records or 0) > 0:
+        return Status.LOST
+    if run.latest_category in ("success", "skipped"):
+        return Status.NO_DATA
+    return Status.FAILED  # an unknown final status is not evidence of "nothing to load"
+
+
+def _classify_all(
+    spec: PipelineSpec,
+    selected: list[str],
+    days: list[ExpectedDay],
+    rows: dict[tuple[str, date], int],
+    runs: dict[tuple[str, date], RunSummary],
+    now: datetime,
+) -> list[Cell]:
+    stale_after = timedelta(hours=spec.run_history.stale_after_hours)
+    cells: list[Cell] = []
+    for table_id in selected:
+        table = spec.table(table_id)
+        phase = spec.phase_of(table_id)
+        for day in days:
+            n = rows.get((table_id, day.date), 0)
+            need = table.expected_rows(day.games)
+            run = runs.get((table.processor, day.date))
+            status = classify(n, need, run, in_bootstrap=day.in_bootstrap(phase.bootstrap_days),
+                              now=now, stale_after=stale_after)
+            cells.append(_cell(spec, table, phase.name, day, status, n, need, run, rows))
+    return cells
+
+
+def _cell(
+    spec: PipelineSpec,
+    table: TableSpec,
+    phase: str,
+    day: ExpectedDay,
+    status: Status,
+    n: int,
+    need: int,
+    run: RunSummary | None,
+    rows: dict[tuple[str, date], int],
+) -> Cell:
+    fallback = None
+    if status is Status.NO_DATA and table.fallback:
+        fb = spec.table(table.fallback)
+        if rows.get((fb.id, day.date), 0) >= fb.expected_rows(day.games):
+            fallback = fb.id
+    warnings = _upstream_warnings(spec, table, day.date, rows) if n else ()
+    if run is None:
+        return Cell(table.id, phase, day.date, day.season, status, n, need, fallback=fallback, warnings=warnings)
+    return Cell(
+        table.id, phase, day.date, day.season, status, n, need, run.attempts, run.failures,
+        run.latest_status, run.latest_started_at, run.last_error, fallback, warnings,
+    )
+
+
+def _upstream_warnings(spec: PipelineSpec, table: TableSpec, d: date, rows: dict[tuple[str, date], int]) -> tuple[str, ...]:
+    """Rows built while an upstream table (and its fallback) had nothing for that date."""
+    empty = []
+    for dep_id in table.depends_on:
+        dep = spec.table(dep_id)
+        if not rows.get((dep_id, d)) and not (dep.fallback and rows.get((dep.fallback, d))):
+            empty.append(f"built on empty upstream {dep_id}")
+    return tuple(empty)
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

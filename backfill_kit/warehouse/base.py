@@ -1,0 +1,131 @@
+"""The warehouse contract: the few questions validation asks a warehouse, and nothing else.
+
+Validation, planning and running talk to a `Warehouse`; only the backend modules import a
+database client. Each method is one round trip, recorded in `queries`, so that a whole
+validation can be shown (and tested) to cost exactly three queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Protocol, runtime_checkable
+
+from ..errors import WarehouseError
+
+__all__ = [
+    "CalendarRequest",
+    "Capabilities",
+    "CoverageTarget",
+    "MissingObject",
+    "ObjectsMissingError",
+    "QueryRecord",
+    "RunHistoryRequest",
+    "RunSummary",
+    "Warehouse",
+]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, as data: callers branch on flags, never on backend names."""
+
+    name: str
+    partition_metadata: bool = False  # can count rows per partition without scanning
+    dry_run: bool = False  # can estimate bytes before running a query
+
+
+@dataclass(frozen=True)
+class CalendarRequest:
+    table: str
+    date_column: str
+    game_id_column: str | None = None
+    filter: str | None = None
+
+
+@dataclass(frozen=True)
+class CoverageTarget:
+    table: str
+    date_column: str
+
+
+@dataclass(frozen=True)
+class RunHistoryRequest:
+    table: str
+    processor: str
+    date: str
+    status: str
+    started_at: str
+    finished_at: str
+    records: str
+    error: str | None
+    run_id: str | None
+    running: tuple[str, ...]
+    success: tuple[str, ...]
+    failed: tuple[str, ...]
+    skipped: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """All attempts of one processor on one date, summarised; a run's two rows count once."""
+
+    processor: str
+    date: date
+    attempts: int
+    failures: int
+    latest_category: str  # running, success, failed, skipped or other
+    latest_status: str
+    latest_started_at: datetime | None
+    latest_records: int | None
+    best_success_records: int | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class MissingObject:
+    table: str
+    column: str | None = None  # None: the table itself is missing
+
+
+class ObjectsMissingError(WarehouseError):
+    """A query named a table or column the warehouse does not have; `missing_objects` says which."""
+
+
+@dataclass
+class QueryRecord:
+    """One warehouse round trip, as it was issued."""
+
+    purpose: str
+    sql: str
+    seconds: float
+    rows: int
+    bytes_processed: int | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Warehouse(Protocol):
+    capabilities: Capabilities
+    queries: list[QueryRecord]
+
+    def expected_dates(self, request: CalendarRequest, start: date, end: date) -> list[tuple[date, int]]:
+        """Dates with rows in the calendar table, and the number of distinct games on each."""
+        ...
+
+    def row_counts(self, targets: Sequence[CoverageTarget], start: date, end: date) -> list[tuple[int, date, int]]:
+        """(index into targets, date, rows) for every target date with rows: one query in all."""
+        ...
+
+    def run_summaries(
+        self, request: RunHistoryRequest, processors: Sequence[str], start: date, end: date
+    ) -> list[RunSummary]:
+        """One summary per (processor, date) with any run record: one query in all."""
+        ...
+
+    def missing_objects(self, wanted: dict[str, Sequence[str]]) -> list[MissingObject]:
+        """Which of these tables, or of their columns, the warehouse does not have."""
+        ...
+
+    def close(self) -> None: ...

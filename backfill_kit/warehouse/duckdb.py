@@ -1,0 +1,121 @@
+"""The embedded default: a DuckDB database file (or an in-memory database in tests)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ..errors import WarehouseError
+from .base import (
+    CalendarRequest,
+    Capabilities,
+    CoverageTarget,
+    MissingObject,
+    ObjectsMissingError,
+    QueryRecord,
+    RunHistoryRequest,
+    RunSummary,
+)
+from .sql import DUCKDB, calendar_sql, coverage_sql, run_history_sql
+
+__all__ = ["DuckDBWarehouse"]
+
+
+class DuckDBWarehouse:
+    capabilities = Capabilities(name="duckdb")
+
+    def __init__(self, path: str | Path | None = None, *, connection: Any = None, read_only: bool = True) -> None:
+        self.queries: list[QueryRecord] = []
+        self.location = str(path) if path is not None else ":memory:"
+        if connection is not None:
+            self._con = connection
+        elif self.location == ":memory:":
+            self._con = duckdb.connect()
+        else:
+            self._con = _connect_file(Path(self.location), read_only)
+
+    def expected_dates(self, request: CalendarRequest, start: date, end: date) -> list[tuple[date, int]]:
+        rows = self._run("calendar", calendar_sql(DUCKDB, request), _range(start, end))
+        return [(d, int(games)) for d, games in rows]
+
+    def row_counts(self, targets: Sequence[CoverageTarget], start: date, end: date) -> list[tuple[int, date, int]]:
+        if not targets:
+            return []
+        return self._run("coverage", coverage_sql(DUCKDB, targets), _range(start, end))
+
+    def run_summaries(
+        self, request: RunHistoryRequest, processors: Sequence[str], start: date, end: date
+    ) -> list[RunSummary]:
+        params = {
+            **_range(start, end),
+            "processors": list(processors),
+            "running": list(request.running),
+            "success": list(request.success),
+            "failed": list(request.failed),
+            "skipped": list(request.skipped),
+        }
+        rows = self._run("run_history", run_history_sql(DUCKDB, request), params)
+        return [RunSummary(*row) for row in rows]
+
+    def missing_objects(self, wanted: dict[str, Sequence[str]]) -> list[MissingObject]:
+        rows = self._con.execute(
+            "SELECT table_schema || '.' || table_name, column_name FROM information_schema.columns"
+        ).fetchall()
+        columns: dict[str, set[str]] = {}
+        for table, column in rows:
+            columns.setdefault(table.lower(), set()).add(column.lower())
+        missing: list[MissingObject] = []
+        for table, cols in wanted.items():
+            have = columns.get(table.lower())
+            if have is None:
+                missing.append(MissingObject(table))
+            else:
+                missing.extend(MissingObject(table, c) for c in cols if c.lower() not in have)
+        return missing
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run any statement (for demo data and tests); not part of the contract."""
+        return self._con.execute(sql, params or {}).fetchall()
+
+    def close(self) -> None:
+        self._con.close()
+
+    def _run(self, purpose: str, sql: str, params: dict[str, Any]) -> list[Any]:
+        began = time.perf_counter()
+        try:
+            rows = self._con.execute(sql, params).fetchall()
+        except duckdb.CatalogException as exc:
+            raise ObjectsMissingError(str(exc)) from exc
+        except duckdb.BinderException as exc:
+            if "not found" in str(exc).lower() or "does not have a column" in str(exc).lower():
+                raise ObjectsMissingError(str(exc)) from exc
+            raise WarehouseError(f"the {purpose} query failed: {_first_line(exc)}") from exc
+        except duckdb.Error as exc:
+            raise WarehouseError(f"the {purpose} query failed: {_first_line(exc)}") from exc
+        self.queries.append(QueryRecord(purpose, sql, time.perf_counter() - began, len(rows)))
+        return rows
+
+
+def _connect_file(path: Path, read_only: bool) -> Any:
+    if read_only and not path.exists():
+        raise WarehouseError(
+            f"the DuckDB warehouse file {path} does not exist. Fix warehouse.path in the spec, "
+            "or create the demo with: backfill-kit demo init DIR"
+        )
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.Error as exc:
+        raise WarehouseError(f"cannot open the DuckDB warehouse {path}: {_first_line(exc)}", retryable=True) from exc
+
+
+def _range(start: date, end: date) -> dict[str, date]:
+    return {"start": start, "stop": end + timedelta(days=1)}
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,119 @@
+"""SQL for the warehouse contract, written once; dialect differences are data (`Dialect`).
+
+Identifiers come from the validated spec and are quoted; every value is a query parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .base import CalendarRequest, CoverageTarget, RunHistoryRequest
+
+__all__ = ["DUCKDB", "Dialect", "calendar_sql", "coverage_sql", "run_history_sql"]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    quote: str  # identifier quote character
+    param: str  # how a named parameter is written; {} is the name
+    text_type: str
+    int_type: str
+    in_array: str  # membership test of a value in an array parameter
+
+    def ident(self, dotted: str) -> str:
+        q = self.quote
+        return ".".join(f"{q}{part}{q}" for part in dotted.split("."))
+
+    def p(self, name: str) -> str:
+        return self.param.format(name)
+
+    def contains(self, array_param: str, value: str) -> str:
+        return self.in_array.format(array=self.p(array_param), value=value)
+
+
+DUCKDB = Dialect(quote='"', param="${}", text_type="VARCHAR", int_type="BIGINT",
+                 in_array="list_contains({array}, {value})")
+
+
+def _date_range(d: Dialect, column: str) -> str:
+    # Half-open on the day after the end, so TIMESTAMP columns keep the end date's rows.
+    col = d.ident(column)
+    return f"{col} >= {d.p('start')} AND {col} < {d.p('stop')}"
+
+
+def calendar_sql(d: Dialect, req: CalendarRequest) -> str:
+    games = f"COUNT(DISTINCT {d.ident(req.game_id_column)})" if req.game_id_column else "COUNT(*)"
+    condition = _date_range(d, req.date_column)
+    if req.filter:
+        condition += f" AND ({req.filter})"
+    return (
+        f"SELECT CAST({d.ident(req.date_column)} AS DATE) AS d, {games} AS games\n"
+        f"FROM {d.ident(req.table)}\nWHERE {condition}\nGROUP BY 1\nORDER BY 1"
+    )
+
+
+def coverage_sql(d: Dialect, targets: Sequence[CoverageTarget]) -> str:
+    parts = [
+        f"SELECT {i} AS k, CAST({d.ident(t.date_column)} AS DATE) AS d, COUNT(*) AS n "
+        f"FROM {d.ident(t.table)} WHERE {_date_range(d, t.date_column)} GROUP BY 1, 2"
+        for i, t in enumerate(targets)
+    ]
+    return "\nUNION ALL\n".join(parts)
+
+
+def run_history_sql(d: Dialect, r: RunHistoryRequest) -> str:
+    """One row per (processor, date): attempts, failures, the latest run and the last error.
+
+    A run writes a `running` row and then a final row; they are grouped by run id (or, without
+    one, by their common start time) so that a run counts once and a run with no final row is
+    seen as still running, or orphaned.
+    """
+    text, ident = d.text_type, d.ident
+    run_key = f"CAST({ident(r.run_id)} AS {text})" if r.run_id else f"CAST({ident(r.started_at)} AS {text})"
+    error = f"CAST({ident(r.error)} AS {text})" if r.error else f"CAST(NULL AS {text})"
+    status = ident(r.status)
+    category = (
+        f"CASE WHEN {d.contains('running', status)} THEN 'running' "
+        f"WHEN {d.contains('success', status)} THEN 'success' "
+        f"WHEN {d.contains('failed', status)} THEN 'failed' "
+        f"WHEN {d.contains('skipped', status)} THEN 'skipped' ELSE 'other' END"
+    )
+    has_error = "error IS NOT NULL AND error NOT IN ('', '[]', 'null')"
+    return f"""WITH rh AS (
+  SELECT CAST({ident(r.processor)} AS {text}) AS processor, CAST({ident(r.date)} AS DATE) AS d,
+         {category} AS category, CAST({status} AS {text}) AS status,
+         {ident(r.started_at)} AS started_at, {ident(r.finished_at)} AS finished_at,
+         CAST({ident(r.records)} AS {d.int_type}) AS records, {error} AS error, {run_key} AS run_key
+  FROM {ident(r.table)}
+  WHERE {_date_range(d, r.date)} AND {d.contains('processors', ident(r.processor))}
+),
+runs AS (
+  SELECT * FROM (
+    SELECT rh.*, ROW_NUMBER() OVER (
+      PARTITION BY processor, d, run_key
+      ORDER BY CASE WHEN category = 'running' THEN 1 ELSE 0 END, COALESCE(finished_at, started_at) DESC
+    ) AS nth
+    FROM rh
+  ) AS one_row_per_run
+  WHERE nth = 1
+),
+ranked AS (
+  SELECT runs.*,
+    ROW_NUMBER() OVER (PARTITION BY processor, d
+                       ORDER BY started_at DESC, COALESCE(finished_at, started_at) DESC) AS recency,
+    ROW_NUMBER() OVER (PARTITION BY processor, d
+                       ORDER BY CASE WHEN {has_error} THEN 0 ELSE 1 END, started_at DESC) AS error_rank
+  FROM runs
+)
+SELECT processor, d,
+  COUNT(*) AS attempts,
+  SUM(CASE WHEN category = 'failed' THEN 1 ELSE 0 END) AS failures,
+  MAX(CASE WHEN recency = 1 THEN category END) AS latest_category,
+  MAX(CASE WHEN recency = 1 THEN status END) AS latest_status,
+  MAX(CASE WHEN recency = 1 THEN started_at END) AS latest_started_at,
+  MAX(CASE WHEN recency = 1 THEN records END) AS latest_records,
+  MAX(CASE WHEN category = 'success' THEN records END) AS best_success_records,
+  MAX(CASE WHEN error_rank = 1 AND {has_error} THEN error END) AS last_error
+FROM ranked
+GROUP BY processor, d"""

@@ -1,0 +1,103 @@
+"""Hand-built DuckDB warehouses: a tiny pipeline whose every cell a test can reason about."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+# Two short seasons; the analytics phase has two bootstrap days at each season start.
+MINI_SPEC = """\
+name: mini
+warehouse:
+  backend: duckdb
+  path: mini.duckdb
+date_column: game_date
+calendar:
+  table: raw.schedule
+  date_column: game_date
+  game_id_column: game_id
+  filter: "game_status = 3"
+  seasons:
+    - {name: s1, start: 2024-01-01, end: 2024-01-31}
+    - {name: s2, start: 2024-03-01, end: 2024-03-31}
+run_history:
+  table: ref.run_history
+  columns: {processor: processor_name, date: data_date, status: status, started_at: started_at,
+            finished_at: processed_at, records: records_processed, error: errors, run_id: run_id}
+  statuses: {running: [running], success: [success], failed: [failed], skipped: [skipped]}
+  stale_after_hours: 6
+job_defaults:
+  argv: ["{python}", "-c", "pass", "{id}", "{start}", "{end}"]
+  skip_downstream: {args: ["--no-trigger"]}
+phases:
+  - name: raw
+    tables:
+      - {id: boxscore, table: raw.boxscore, processor: BoxscoreProcessor, min_rows_per_game: 2}
+      - {id: props, table: raw.props, processor: PropsProcessor, min_rows: 3, fallback: backup_props}
+      - {id: backup_props, table: raw.backup_props, processor: BackupPropsProcessor, priority: fallback}
+  - name: analytics
+    bootstrap_days: 2
+    tables:
+      - {id: summary, table: analytics.summary, processor: SummaryProcessor, depends_on: [boxscore]}
+      - {id: cache, table: analytics.cache, date_column: cache_date, processor: CacheProcessor, depends_on: [summary]}
+"""
+
+NOW = datetime(2024, 4, 10, 12, 0, 0)
+
+
+class MiniWarehouse:
+    """Builds the mini pipeline's DuckDB file one fact at a time."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.spec_path = directory / "mini.yaml"
+        self.spec_path.write_text(MINI_SPEC)
+        self.con = duckdb.connect(str(directory / "mini.duckdb"))
+        self.con.execute(textwrap.dedent("""
+            CREATE SCHEMA raw; CREATE SCHEMA analytics; CREATE SCHEMA ref;
+            CREATE TABLE raw.schedule (game_id VARCHAR, game_date DATE, game_status INT);
+            CREATE TABLE raw.boxscore (game_date DATE, team VARCHAR);
+            CREATE TABLE raw.props (game_date DATE, player VARCHAR);
+            CREATE TABLE raw.backup_props (game_date DATE, player VARCHAR);
+            CREATE TABLE analytics.summary (game_date DATE, player VARCHAR);
+            CREATE TABLE analytics.cache (cache_date DATE, player VARCHAR);
+            CREATE TABLE ref.run_history (processor_name VARCHAR, run_id VARCHAR, data_date DATE,
+                status VARCHAR, started_at TIMESTAMP, processed_at TIMESTAMP,
+                records_processed BIGINT, errors VARCHAR);
+        """))
+        self._runs = 0
+
+    def games(self, d: date, n: int = 1, status: int = 3) -> MiniWarehouse:
+        for i in range(n):
+            self.con.execute("INSERT INTO raw.schedule VALUES (?, ?, ?)", [f"{d}-{i}", d, status])
+        return self
+
+    def rows(self, table: str, d: date, n: int) -> MiniWarehouse:
+        self.con.execute(f"INSERT INTO {table} SELECT ?, 'x' || i FROM range(?) t(i)", [d, n])
+        return self
+
+    def run(self, processor: str, d: date, status: str, records: int = 0, *, started: datetime | None = None,
+            error: str | None = None, finished: bool = True) -> MiniWarehouse:
+        """One run the way the real pipeline writes it: a `running` row, then its final row."""
+        self._runs += 1
+        run_id = f"run-{self._runs}"
+        started = started or datetime.combine(d, datetime.min.time()) + timedelta(days=1, hours=self._runs % 12)
+        self.con.execute("INSERT INTO ref.run_history VALUES (?, ?, ?, 'running', ?, NULL, NULL, NULL)",
+                         [processor, run_id, d, started])
+        if finished and status != "running":
+            self.con.execute("INSERT INTO ref.run_history VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             [processor, run_id, d, status, started, started + timedelta(minutes=2), records, error])
+        return self
+
+    def close(self) -> Path:
+        self.con.close()
+        return self.spec_path
+
+
+@pytest.fixture
+def mini(tmp_path: Path) -> MiniWarehouse:
+    return MiniWarehouse(tmp_path)
