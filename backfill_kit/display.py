@@ -51,7 +51,7 @@ def print_validation(v: Validation, console: Console, *, worst: int = 8) -> None
     )
     console.print(_summary_table(v))
     _print_worst(v, console, worst)
-    console.print(next_step(v))
+    console.print(next_step(v), soft_wrap=True)
 
 
 def _summary_table(v: Validation) -> object:

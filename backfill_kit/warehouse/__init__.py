@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..errors import WarehouseError
 from .base import (
     CalendarRequest,
     Capabilities,
@@ -39,6 +40,13 @@ def open_warehouse(spec: PipelineSpec, *, read_only: bool = True) -> Warehouse:
     if config.backend == "duckdb":
         from .duckdb import DuckDBWarehouse
 
-        path = config.path if config.path == ":memory:" else spec.resolve_path(config.path)
+        if config.path == ":memory:":
+            return DuckDBWarehouse(read_only=read_only)
+        path = spec.resolve_path(config.path)
+        if read_only and not path.exists():
+            raise WarehouseError(
+                f"{spec.file_name}: warehouse.path: the DuckDB file {path} does not exist. Fix the "
+                "path (it is relative to the spec file), or create the demo with: backfill-kit demo init DIR"
+            )
         return DuckDBWarehouse(path, read_only=read_only)
     raise AssertionError(f"unhandled backend {config.backend!r}")  # the spec model forbids others

@@ -102,11 +102,6 @@ class DuckDBWarehouse:
 
 
 def _connect_file(path: Path, read_only: bool) -> Any:
-    if read_only and not path.exists():
-        raise WarehouseError(
-            f"the DuckDB warehouse file {path} does not exist. Fix warehouse.path in the spec, "
-            "or create the demo with: backfill-kit demo init DIR"
-        )
     try:
         return duckdb.connect(str(path), read_only=read_only)
     except duckdb.Error as exc:

@@ -1,0 +1,109 @@
+"""The spec loader: every problem reported at once, each at its file, line and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import MINI_SPEC
+
+from backfill_kit.demo import example_spec_text
+from backfill_kit.errors import SpecError
+from backfill_kit.spec import load_spec
+
+
+def line(text: str, needle: str) -> int:
+    """The 1-based line of the first line containing `needle`: where a person would look."""
+    return next(i for i, row in enumerate(text.splitlines(), 1) if needle in row)
+
+
+def problems_of(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    return [str(p).removeprefix(f"{path}:") for p in info.value.problems]
+
+
+def test_the_shipped_example_loads_with_the_real_pipeline_shape(tmp_path):
+    path = tmp_path / "nba_props.yaml"
+    path.write_text(example_spec_text())
+    spec = load_spec(path)
+    assert [len(p.tables) for p in spec.phases] == [10, 5, 5]
+    assert [p.mode for p in spec.phases] == ["parallel", "parallel", "sequential"]
+    assert [t.id for t in spec.phases[2].tables] == [
+        "team_defense_zone_analysis", "player_shot_zone_analysis", "player_composite_factors",
+        "player_daily_cache", "ml_feature_store_v2",
+    ]
+    assert spec.table("ml_feature_store_v2").table == "nba_predictions.ml_feature_store_v2"
+    assert {spec.date_column_of(spec.table(t)) for t in ("team_defense_zone_analysis", "player_daily_cache")} == {
+        "analysis_date", "cache_date",
+    }
+    assert spec.resolve_path(spec.warehouse.path) == tmp_path / "nba_props.duckdb"
+    assert spec.job_of(spec.table("player_game_summary")).max_dates_per_step == 60  # phase overrides defaults
+
+
+def test_every_problem_is_reported_at_once_with_its_line(tmp_path):
+    text = MINI_SPEC.replace("min_rows_per_game: 2}", "min_rows_per_game: 2, colour: red}")
+    text = text.replace("stale_after_hours: 6", "stale_after_hours: -1")
+    text = text.replace("depends_on: [boxscore]", "depends_on: [box_score]")
+    assert problems_of(tmp_path, text) == [
+        f"{line(text, 'stale_after_hours')}: run_history.stale_after_hours: Input should be greater than 0 (got -1)",
+        f"{line(text, 'colour')}: phases[0].tables[0].colour: unknown field; expected one of: id, table, date_column, processor, "
+        "priority, min_rows, min_rows_per_game, fallback, depends_on, job",
+    ]  # semantic checks wait until the fields themselves are valid
+
+
+def test_undefined_dependency_and_missing_date_column(tmp_path):
+    text = MINI_SPEC.replace("depends_on: [boxscore]", "depends_on: [box_score]").replace("date_column: game_date\ncalendar", "calendar")
+    required = "required: name the table's date column here or set a top-level date_column"
+    assert problems_of(tmp_path, text) == [
+        f"{line(text, 'id: boxscore')}: phases[0].tables[0].date_column: {required}",
+        f"{line(text, 'id: props')}: phases[0].tables[1].date_column: {required}",
+        f"{line(text, 'id: backup_props')}: phases[0].tables[2].date_column: {required}",
+        f"{line(text, 'box_score')}: phases[1].tables[0].depends_on[0]: depends on undefined table 'box_score'; declared tables: "
+        "boxscore, props, backup_props, summary, cache",
+        f"{line(text, 'id: summary')}: phases[1].tables[0].date_column: {required}",
+    ]
+
+
+def test_a_dependency_cycle_is_named(tmp_path):
+    text = MINI_SPEC.replace("date_column: cache_date, processor: CacheProcessor, depends_on: [summary]",
+                             "date_column: cache_date, processor: CacheProcessor, depends_on: [summary]}\n"
+                             "      - {id: extra, table: analytics.extra, processor: X, depends_on: [extra2]}\n"
+                             "      - {id: extra2, table: analytics.extra2, processor: Y, depends_on: [extra]")
+    (problem,) = problems_of(tmp_path, text)
+    assert "dependency cycle: extra -> extra2 -> extra" in problem
+
+
+def test_depending_on_a_later_phase_is_refused(tmp_path):
+    text = MINI_SPEC.replace("processor: PropsProcessor,", "processor: PropsProcessor, depends_on: [summary],")
+    (problem,) = problems_of(tmp_path, text)
+    assert "depends on 'summary' of a later phase ('analytics')" in problem
+
+
+def test_job_argv_needs_its_range_and_known_placeholders(tmp_path):
+    text = MINI_SPEC.replace('"{id}", "{start}", "{end}"', '"{id}", "{begin}"')
+    problems = problems_of(tmp_path, text)
+    assert len(problems) == 5 * 3  # every table inherits the broken defaults
+    assert "unknown placeholder(s) begin" in problems[0] and "{start}" in problems[1] and "{end}" in problems[2]
+
+
+def test_bad_identifiers_and_yaml(tmp_path):
+    text = MINI_SPEC.replace("table: raw.boxscore", "table: raw.box score; DROP")
+    (problem,) = problems_of(tmp_path, text)
+    assert "phases[0].tables[0].table: 'raw.box score; DROP' is not a valid table name" in problem
+    assert problems_of(tmp_path, "name: [unclosed") == ["1: not valid YAML: expected ',' or ']', but got '<stream end>'"]
+    assert problems_of(tmp_path, "- a list") == ["1: the spec must be a YAML mapping (key: value)"]
+
+
+def test_seasons_must_be_ordered_and_bootstrap_needs_them(tmp_path):
+    text = MINI_SPEC.replace("{name: s2, start: 2024-03-01, end: 2024-03-31}", "{name: s2, start: 2024-03-01, end: 2024-02-01}")
+    assert problems_of(tmp_path, text) == [
+        f"{line(text, 'name: s2')}: calendar.seasons[1].end: season 's2' ends (2024-02-01) before it starts (2024-03-01)"
+    ]
+
+
+def test_a_missing_spec_file(tmp_path):
+    with pytest.raises(SpecError, match="cannot read the spec file: No such file or directory"):
+        load_spec(tmp_path / "nope.yaml")
