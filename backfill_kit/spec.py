@@ -385,6 +385,7 @@ def _reference_problems(spec: PipelineSpec) -> Iterator[tuple[str, str]]:
     for p, phase in enumerate(spec.phases):
         for i, table in enumerate(phase.tables):
             where = f"phases[{p}].tables[{i}]"
+            listed_before = {t.id for t in phase.tables[:i]}
             for d, dep in enumerate(table.depends_on):
                 if dep not in order:
                     yield f"{where}.depends_on[{d}]", f"depends on undefined table {dep!r}; declared tables: {known}"
@@ -392,6 +393,11 @@ def _reference_problems(spec: PipelineSpec) -> Iterator[tuple[str, str]]:
                     yield f"{where}.depends_on[{d}]", (
                         f"depends on {dep!r} of a later phase ({spec.phases[order[dep]].name!r}); "
                         "a table can depend only on its own or earlier phases"
+                    )
+                elif order[dep] == p and phase.mode == "sequential" and dep not in listed_before:
+                    yield f"{where}.depends_on[{d}]", (
+                        f"depends on {dep!r}, listed after it in the sequential phase {phase.name!r}; "
+                        "a sequential phase runs its tables in the order listed, so list it first"
                     )
             if table.fallback is not None and table.fallback not in order:
                 yield f"{where}.fallback", f"fallback {table.fallback!r} is not a declared table; declared tables: {known}"

@@ -36,6 +36,7 @@ class Cell:
     failures: int = 0
     latest_status: str | None = None
     latest_started_at: datetime | None = None
+    latest_seconds: float | None = None
     last_error: str | None = None
     fallback: str | None = None  # the fallback table that is complete on this date
     warnings: tuple[str, ...] = ()
@@ -53,6 +54,7 @@ class Cell:
             "failures": self.failures,
             "latest_status": self.latest_status,
             "latest_started_at": self.latest_started_at.isoformat() if self.latest_started_at else None,
+            "latest_seconds": self.latest_seconds,
             "last_error": self.last_error,
             "fallback": self.fallback,
             "warnings": list(self.warnings),
@@ -357,7 +359,7 @@ def _cell(
         return Cell(table.id, phase, day.date, day.season, status, n, need, fallback=fallback, warnings=warnings)
     return Cell(
         table.id, phase, day.date, day.season, status, n, need, run.attempts, run.failures,
-        run.latest_status, run.latest_started_at, run.last_error, fallback, warnings,
+        run.latest_status, run.latest_started_at, run.latest_seconds, run.last_error, fallback, warnings,
     )
 
 

@@ -79,6 +79,7 @@ class RunSummary:
     latest_status: str
     latest_started_at: datetime | None
     latest_records: int | None
+    latest_seconds: float | None  # how long the latest finished run took
     best_success_records: int | None
     last_error: str | None
 

@@ -20,6 +20,7 @@ class Dialect:
     text_type: str
     int_type: str
     in_array: str  # membership test of a value in an array parameter
+    seconds_between: str  # whole seconds from {a} to {b}
 
     def ident(self, dotted: str) -> str:
         q = self.quote
@@ -33,7 +34,8 @@ class Dialect:
 
 
 DUCKDB = Dialect(quote='"', param="${}", text_type="VARCHAR", int_type="BIGINT",
-                 in_array="list_contains({array}, {value})")
+                 in_array="list_contains({array}, {value})",
+                 seconds_between="date_diff('second', {a}, {b})")
 
 
 def _date_range(d: Dialect, column: str) -> str:
@@ -113,6 +115,7 @@ SELECT processor, d,
   MAX(CASE WHEN recency = 1 THEN status END) AS latest_status,
   MAX(CASE WHEN recency = 1 THEN started_at END) AS latest_started_at,
   MAX(CASE WHEN recency = 1 THEN records END) AS latest_records,
+  MAX(CASE WHEN recency = 1 THEN {d.seconds_between.format(a="started_at", b="finished_at")} END) AS latest_seconds,
   MAX(CASE WHEN category = 'success' THEN records END) AS best_success_records,
   MAX(CASE WHEN error_rank = 1 AND {has_error} THEN error END) AS last_error
 FROM ranked

@@ -1,0 +1,412 @@
+"""The planner: from a validation, stages of steps that fix every gap in dependency order.
+
+A step is one job over one contiguous run of expected dates (off days do not split a run),
+chunked to the job's maximum dates per step. Stages run strictly one after another: a phase's
+tables in parallel up to its worker cap, or one table at a time in a sequential phase. A cell
+whose upstream will still be missing after the plan is reported as blocked, not run.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import statistics
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import BackfillKitError, InputError
+from .spec import PipelineSpec, TableSpec
+from .status import NEEDS_WORK, Status
+from .validation import Cell, Validation
+
+__all__ = ["Blocked", "Plan", "Stage", "Step", "build_plan", "load_plan"]
+
+PLAN_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    table: str
+    phase: str
+    start: date
+    end: date
+    dates: tuple[date, ...]
+    causes: dict[str, int]
+    argv: tuple[str, ...]
+    workdir: str
+    env: dict[str, str]
+    timeout_seconds: float
+    retries: int
+    transient_exit_codes: tuple[int, ...]
+    skips_downstream: bool  # False: the job declares no way to keep downstream automation quiet
+    after: tuple[str, ...] = ()  # upstream steps whose output this one may read
+    estimated_seconds: float | None = None
+
+    @property
+    def command(self) -> str:
+        return shlex.join(self.argv)
+
+
+@dataclass(frozen=True)
+class Stage:
+    index: int
+    phase: str
+    mode: str
+    workers: int
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class Blocked:
+    table: str
+    date: date
+    reason: str
+
+
+@dataclass
+class Plan:
+    spec_path: str
+    spec_name: str
+    start: date
+    end: date
+    created_at: datetime
+    stages: list[Stage]
+    blocked: list[Blocked] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> list[Step]:
+        return [step for stage in self.stages for step in stage.steps]
+
+    @property
+    def dates(self) -> int:
+        return sum(len(s.dates) for s in self.steps)
+
+    def estimated_seconds(self) -> float | None:
+        """Wall time if every stage keeps its workers busy; None without any past duration."""
+        known = [s for s in self.steps if s.estimated_seconds is not None]
+        if not known:
+            return None
+        return sum(sum(s.estimated_seconds or 0 for s in st.steps) / max(1, st.workers) for st in self.stages)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": PLAN_FORMAT,
+            "spec": self.spec_path,
+            "spec_name": self.spec_name,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "created_at": self.created_at.isoformat(),
+            "options": self.options,
+            "totals": {"stages": len(self.stages), "steps": len(self.steps), "dates": self.dates,
+                       "blocked": len(self.blocked), "estimated_seconds": self.estimated_seconds()},
+            "stages": [_stage_dict(st) for st in self.stages],
+            "blocked": [{"table": b.table, "date": b.date.isoformat(), "reason": b.reason} for b in self.blocked],
+        }
+
+    def write(self, path: Path) -> None:
+        """Write atomically: a crash never leaves half a plan behind."""
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+    def text(self) -> str:
+        return "\n".join(_plan_lines(self))
+
+
+def _stage_dict(stage: Stage) -> dict[str, Any]:
+    steps = []
+    for step in stage.steps:
+        d = asdict(step)
+        d.update(start=step.start.isoformat(), end=step.end.isoformat(),
+                 dates=[x.isoformat() for x in step.dates], argv=list(step.argv),
+                 transient_exit_codes=list(step.transient_exit_codes), after=list(step.after))
+        steps.append(d)
+    return {"index": stage.index, "phase": stage.phase, "mode": stage.mode, "workers": stage.workers, "steps": steps}
+
+
+# --- reading a plan file -------------------------------------------------------------------
+
+
+def load_plan(path: Path) -> Plan:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"cannot read the plan {path}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}:{exc.lineno}: not a plan file (invalid JSON: {exc.msg}); make a new one with backfill-kit plan") from exc
+    try:
+        return _plan_from(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: not a backfill-kit plan (missing or bad field {exc}); make a new one with backfill-kit plan") from exc
+
+
+def _plan_from(data: dict[str, Any]) -> Plan:
+    if data.get("format") != PLAN_FORMAT:
+        raise ValueError(f"format {data.get('format')!r}, expected {PLAN_FORMAT}")
+    stages = [
+        Stage(st["index"], st["phase"], st["mode"], st["workers"], tuple(_step_from(s) for s in st["steps"]))
+        for st in data["stages"]
+    ]
+    blocked = [Blocked(b["table"], date.fromisoformat(b["date"]), b["reason"]) for b in data["blocked"]]
+    return Plan(data["spec"], data["spec_name"], date.fromisoformat(data["start"]), date.fromisoformat(data["end"]),
+                datetime.fromisoformat(data["created_at"]), stages, blocked, data.get("options", {}))
+
+
+def _step_from(s: dict[str, Any]) -> Step:
+    return Step(
+        s["id"], s["table"], s["phase"], date.fromisoformat(s["start"]), date.fromisoformat(s["end"]),
+        tuple(date.fromisoformat(x) for x in s["dates"]), dict(s["causes"]), tuple(s["argv"]), s["workdir"],
+        dict(s["env"]), float(s["timeout_seconds"]), int(s["retries"]), tuple(s["transient_exit_codes"]),
+        bool(s["skips_downstream"]), tuple(s["after"]), s.get("estimated_seconds"),
+    )
+
+
+# --- building a plan -----------------------------------------------------------------------
+
+
+def build_plan(
+    validation: Validation,
+    *,
+    statuses: Iterable[Status] = NEEDS_WORK,
+    include_no_data: bool = False,
+    python: str = sys.executable,
+) -> Plan:
+    """The stages and steps that fix the validation's gaps, and the cells that must wait."""
+    spec = validation.spec
+    wanted = set(statuses) | ({Status.NO_DATA} if include_no_data else set())
+    by_cell = {(c.table, c.date): c for c in validation.cells}
+    todo = {key: {str(c.status)} for key, c in by_cell.items() if _needs(c, wanted)}
+    if spec.cascade == "dependents":
+        _cascade(spec, by_cell, todo)
+    blocked = _block(spec, by_cell, todo)
+    order = {day.date: i for i, day in enumerate(validation.days)}
+    seconds = _seconds_per_date(validation.cells)
+    stages = _stages(spec, todo, order, seconds, python)
+    options = {"statuses": sorted(str(s) for s in wanted), "cascade": spec.cascade}
+    return Plan(str(spec.source or ""), spec.name, validation.start, validation.end, datetime.now(UTC),
+                stages, blocked, options)
+
+
+def _needs(cell: Cell, wanted: set[Status]) -> bool:
+    if cell.status not in wanted:
+        return False
+    return not (cell.status is Status.NO_DATA and cell.fallback)  # a fallback already covers it
+
+
+def _dependents(spec: PipelineSpec) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {t.id: [] for t in spec.tables}
+    for t in spec.tables:
+        for dep in t.depends_on:
+            out[dep].append(t.id)
+    return out
+
+
+def _topological(spec: PipelineSpec) -> list[TableSpec]:
+    return [t for phase in spec.phases for group in _groups(phase.mode, phase.tables) for t in group]
+
+
+def _by_table(todo: dict[tuple[str, date], set[str]]) -> dict[str, list[date]]:
+    out: dict[str, list[date]] = {}
+    for t, d in todo:
+        out.setdefault(t, []).append(d)
+    return out
+
+
+def _cascade(spec: PipelineSpec, by_cell: dict[tuple[str, date], Cell], todo: dict[tuple[str, date], set[str]]) -> None:
+    """Rebuild the dependents of every rebuilt date, so that they do not keep stale inputs."""
+    dependents = _dependents(spec)
+    for table in _topological(spec):  # upstream first, so cascades chain all the way down
+        for d in _by_table(todo).get(table.id, []):
+            for child in dependents[table.id]:
+                cell = by_cell.get((child, d))
+                if cell is not None and cell.status is not Status.BOOTSTRAP:
+                    todo.setdefault((child, d), set()).add(f"cascade:{table.id}")
+
+
+def _block(spec: PipelineSpec, by_cell: dict[tuple[str, date], Cell], todo: dict[tuple[str, date], set[str]]) -> list[Blocked]:
+    """Take out cells whose upstream will still be missing; their dependents follow in order."""
+    blocked: list[Blocked] = []
+    for table in _topological(spec):
+        for d in sorted(_by_table(todo).get(table.id, [])):
+            reason = _missing_upstream(spec, table, d, by_cell, todo)
+            if reason:
+                del todo[(table.id, d)]
+                blocked.append(Blocked(table.id, d, reason))
+    return blocked
+
+
+def _missing_upstream(
+    spec: PipelineSpec, table: TableSpec, d: date,
+    by_cell: dict[tuple[str, date], Cell], todo: dict[tuple[str, date], set[str]],
+) -> str | None:
+    for dep_id in table.depends_on:
+        dep = spec.table(dep_id)
+        cell = by_cell.get((dep_id, d))
+        if dep.priority == "optional" or cell is None or (dep_id, d) in todo:
+            continue  # optional inputs never block; unknown cells were not validated
+        if cell.status is Status.COMPLETE or (cell.status is Status.NO_DATA and cell.fallback):
+            continue
+        return f"upstream {dep_id} is {cell.status} on {d} and not in this plan"
+    return None
+
+
+def _seconds_per_date(cells: Sequence[Cell]) -> dict[str, float]:
+    """Median duration of past finished runs, per table: the basis of the estimates."""
+    per_table: dict[str, list[float]] = {}
+    for c in cells:
+        if c.latest_seconds is not None and c.latest_status and c.latest_seconds >= 0:
+            per_table.setdefault(c.table, []).append(float(c.latest_seconds))
+    return {t: statistics.median(v) for t, v in per_table.items()}
+
+
+def _stages(
+    spec: PipelineSpec, todo: dict[tuple[str, date], set[str]], order: dict[date, int],
+    seconds: dict[str, float], python: str,
+) -> list[Stage]:
+    stages: list[Stage] = []
+    made: dict[str, list[Step]] = {}
+    for phase in spec.phases:
+        for group in _groups(phase.mode, phase.tables):
+            steps = [s for t in group for s in _steps(spec, t, todo, order, seconds, python, made)]
+            if steps:
+                workers = 1 if phase.mode == "sequential" else phase.max_workers
+                stages.append(Stage(len(stages) + 1, phase.name, phase.mode, workers, tuple(steps)))
+    return stages
+
+
+def _groups(mode: str, tables: Sequence[TableSpec]) -> list[list[TableSpec]]:
+    """Sequential: one table per stage in listed order. Parallel: tables at the same depth of
+    the phase's own dependencies share a stage."""
+    if mode == "sequential":
+        return [[t] for t in tables]
+    ids = {t.id for t in tables}
+    level: dict[str, int] = {}
+    for t in tables:  # listed order may not be topological in a parallel phase
+        level[t.id] = _level(t.id, {x.id: x for x in tables}, ids, level)
+    return [[t for t in tables if level[t.id] == n] for n in sorted(set(level.values()))]
+
+
+def _level(table_id: str, tables: dict[str, TableSpec], ids: set[str], memo: dict[str, int]) -> int:
+    if table_id not in memo:
+        inside = [d for d in tables[table_id].depends_on if d in ids]
+        memo[table_id] = 1 + max((_level(d, tables, ids, memo) for d in inside), default=-1)
+    return memo[table_id]
+
+
+def _steps(
+    spec: PipelineSpec, table: TableSpec, todo: dict[tuple[str, date], set[str]], order: dict[date, int],
+    seconds: dict[str, float], python: str, made: dict[str, list[Step]],
+) -> list[Step]:
+    job = spec.job_of(table)
+    dates = sorted(_by_table(todo).get(table.id, []), key=order.__getitem__)
+    upstream = _upstream_closure(spec, table)
+    steps = []
+    for chunk in _chunks(_contiguous(dates, order), job.max_dates_per_step):
+        causes: dict[str, int] = {}
+        for d in chunk:
+            for cause in todo[(table.id, d)]:
+                causes[cause] = causes.get(cause, 0) + 1
+        after = tuple(s.id for t in upstream for s in made.get(t, []) if s.start <= chunk[-1])
+        estimate = seconds[table.id] * len(chunk) if table.id in seconds else None
+        steps.append(_step(spec, table, chunk, dict(sorted(causes.items())), after, estimate, python))
+    made[table.id] = steps
+    return steps
+
+
+def _upstream_closure(spec: PipelineSpec, table: TableSpec) -> list[str]:
+    seen: list[str] = []
+    stack = list(table.depends_on)
+    while stack:
+        dep = stack.pop()
+        if dep not in seen:
+            seen.append(dep)
+            stack.extend(spec.table(dep).depends_on)
+    return seen
+
+
+def _contiguous(dates: list[date], order: dict[date, int]) -> list[list[date]]:
+    runs: list[list[date]] = []
+    for d in dates:
+        if runs and order[d] == order[runs[-1][-1]] + 1:
+            runs[-1].append(d)
+        else:
+            runs.append([d])
+    return runs
+
+
+def _chunks(runs: list[list[date]], size: int) -> Iterable[list[date]]:
+    for run in runs:
+        for i in range(0, len(run), size):
+            yield run[i:i + size]
+
+
+def _step(
+    spec: PipelineSpec, table: TableSpec, chunk: list[date], causes: dict[str, int],
+    after: tuple[str, ...], estimate: float | None, python: str,
+) -> Step:
+    job = spec.job_of(table)
+    values = {"start": chunk[0].isoformat(), "end": chunk[-1].isoformat(), "id": table.id,
+              "table": table.table, "processor": table.processor, "python": python}
+    argv = [arg.format(**values) for arg in job.argv]
+    env = dict(job.env)
+    if job.skip_downstream is not None:
+        argv.extend(job.skip_downstream.args)
+        env.update(job.skip_downstream.env)
+    return Step(
+        id=f"{table.id}:{chunk[0]}..{chunk[-1]}", table=table.id, phase=spec.phase_of(table.id).name,
+        start=chunk[0], end=chunk[-1], dates=tuple(chunk), causes=causes, argv=tuple(argv),
+        workdir=str(spec.resolve_path(job.workdir)), env=env, timeout_seconds=job.timeout_seconds,
+        retries=job.retries, transient_exit_codes=job.transient_exit_codes,
+        skips_downstream=job.skip_downstream is not None, after=after, estimated_seconds=estimate,
+    )
+
+
+# --- the text a person reviews -------------------------------------------------------------
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown (no past durations in the run history)"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
+def _plan_lines(plan: Plan) -> Iterable[str]:
+    yield (f"Plan for {plan.spec_name}, {plan.start} .. {plan.end}: {len(plan.steps):,} steps over "
+           f"{plan.dates:,} table-dates in {len(plan.stages)} stages; estimated {_duration(plan.estimated_seconds())}")
+    if not plan.steps:
+        yield "Nothing to run."
+    for stage in plan.stages:
+        how = f"parallel, up to {stage.workers} at once" if stage.mode == "parallel" else "one step at a time"
+        yield f"\nStage {stage.index} · {stage.phase} · {how} · {len(stage.steps)} steps"
+        for step in stage.steps:
+            causes = ", ".join(f"{k} {v}" for k, v in step.causes.items())
+            span = str(step.start) if step.start == step.end else f"{step.start} .. {step.end}"
+            yield f"  {step.table}  {span}  ({len(step.dates)} dates: {causes})"
+            yield f"    $ {step.command}"
+            if not step.skips_downstream:
+                yield "    ! this job declares no way to skip downstream triggers: refused unless --allow-downstream-triggers"
+    if plan.blocked:
+        yield f"\nBlocked, not run ({len(plan.blocked):,} cells): their upstream will still be missing"
+        for b in plan.blocked[:20]:
+            yield f"  {b.table} {b.date}: {b.reason}"
+        if len(plan.blocked) > 20:
+            yield f"  ... and {len(plan.blocked) - 20:,} more (see the plan file)"
+
+
+def refuse_downstream_triggers(plan: Plan) -> None:
+    """The runner's guard: a job that could fire downstream automation does not run silently."""
+    offenders = sorted({s.table for s in plan.steps if not s.skips_downstream})
+    if offenders:
+        raise BackfillKitError(
+            f"jobs of {', '.join(offenders)} declare no skip_downstream setting, so each step could "
+            "trigger the next phase. Add job.skip_downstream to the spec, or pass "
+            "--allow-downstream-triggers if that is really what you want."
+        )

@@ -1,0 +1,37 @@
+"""The project's declarations agree with each other and with what the package exports."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+import backfill_kit
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+
+
+def test_environment_yml_lists_the_same_dependencies_as_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = _names(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        declared |= _names(extra)
+    conda = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
+    listed = _names([d for d in conda if isinstance(d, str)]) - {"python", "pip"}
+    listed |= _names(next((d["pip"] for d in conda if isinstance(d, dict)), []))
+    assert listed == declared
+
+
+def test_public_names_are_pinned():
+    assert backfill_kit.__all__ == [
+        "BackfillKitError", "Cell", "InputError", "PipelineSpec", "SpecError", "Status",
+        "Validation", "WarehouseError", "load_spec", "validate",
+    ]
+    for name in backfill_kit.__all__:
+        assert getattr(backfill_kit, name).__name__ == name
