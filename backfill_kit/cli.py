@@ -84,6 +84,119 @@ def validate(spec_path: Path, start: date, end: date, tables: tuple[str, ...], f
     sys.exit(EXIT_GAPS if result.needs_work else 0)
 
 
+def _validate_and_plan(spec_path: Path, start: date, end: date, tables: tuple[str, ...], include_no_data: bool) -> Any:
+    from .plan import build_plan
+    from .spec import load_spec
+    from .validation import check_range
+    from .validation import validate as run_validation
+
+    check_range(start, end)
+    return build_plan(run_validation(load_spec(spec_path), start, end, tables=tables or None),
+                      include_no_data=include_no_data)
+
+
+range_options = [
+    click.option("--start", required=True, type=DateType(), help="First date, YYYY-MM-DD."),
+    click.option("--end", required=True, type=DateType(), help="Last date, YYYY-MM-DD (inclusive)."),
+    click.option("--table", "tables", multiple=True, metavar="ID", help="Only this table id (repeatable)."),
+    click.option("--include-no-data", is_flag=True, help="Also rerun no_data cells that no fallback covers."),
+]
+
+
+def _range_options(f: Any) -> Any:
+    for option in reversed(range_options):
+        f = option(f)
+    return f
+
+
+@cli.command()
+@spec_option
+@_range_options
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the plan here (JSON).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def plan(spec_path: Path, start: date, end: date, tables: tuple[str, ...], include_no_data: bool,
+         out: Path | None, fmt: str) -> None:
+    """Plan the backfill: stages of steps, each step's exact command, dates and the causes it fixes."""
+    import json
+
+    result = _validate_and_plan(spec_path, start, end, tables, include_no_data)
+    if out is not None:
+        result.write(out)
+    click.echo(json.dumps(result.to_dict(), indent=2) if fmt == "json" else result.text())
+    if out is not None and fmt == "text":
+        click.echo(f"\nplan written to {out}; run it with: backfill-kit run --plan {out}")
+
+
+run_options = [
+    click.option("--resume", is_flag=True, help="Continue the plan's journal; steps that succeeded never rerun."),
+    click.option("--keep-going", is_flag=True, help="After a failure, go on with work that does not depend on it."),
+    click.option("--dry-run", is_flag=True, help="Print what would run, run nothing."),
+    click.option("--allow-downstream-triggers", is_flag=True,
+                 help="Run jobs that declare no way to skip downstream triggers."),
+    click.option("--journal", type=click.Path(dir_okay=False, path_type=Path),
+                 help="Journal file (default: beside the plan, PLAN.journal.jsonl)."),
+]
+
+
+def _run_options(f: Any) -> Any:
+    for option in reversed(run_options):
+        f = option(f)
+    return f
+
+
+@cli.command()
+@click.option("--plan", "plan_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Plan file.")
+@_run_options
+def run(plan_path: Path, **options: Any) -> None:
+    """Run a plan: stages in order, journaled, resumable. Exit 0 done, 1 a step failed, 130 stopped."""
+    from .plan import load_plan
+
+    _execute(load_plan(plan_path), plan_path, **options)
+
+
+@cli.command()
+@spec_option
+@_range_options
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Plan file (default: runs/plan-START-END.json beside the spec).")
+@_run_options
+def backfill(spec_path: Path, start: date, end: date, tables: tuple[str, ...], include_no_data: bool,
+             out: Path | None, **options: Any) -> None:
+    """Validate, plan and run at once. With --resume, continue the range's existing plan."""
+    from .plan import load_plan
+    from .runner import journal_path_for
+
+    out = out or spec_path.parent / "runs" / f"plan-{start}-{end}.json"
+    journal = options["journal"] or journal_path_for(out)
+    if options["resume"] and out.exists():
+        the_plan = load_plan(out)
+    else:
+        if journal.exists() and not options["dry_run"]:
+            from .errors import InputError
+
+            raise InputError(f"{journal} records an earlier run of {out}: pass --resume to continue it")
+        the_plan = _validate_and_plan(spec_path, start, end, tables, include_no_data)
+        if not options["dry_run"]:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            the_plan.write(out)
+    _execute(the_plan, out, **options)
+
+
+def _execute(the_plan: Any, plan_path: Path, *, resume: bool, keep_going: bool, dry_run: bool,
+             allow_downstream_triggers: bool, journal: Path | None) -> None:
+    from .progress import progress_for
+    from .runner import RunOptions, Runner, warehouse_checker
+
+    if dry_run:
+        click.echo(the_plan.text())
+        click.echo("\ndry run: nothing was started")
+        return
+    options = RunOptions(journal=journal, resume=resume, keep_going=keep_going,
+                         allow_downstream_triggers=allow_downstream_triggers)
+    result = Runner(the_plan, plan_path, options, checker=warehouse_checker(the_plan), progress=progress_for()).run()
+    sys.exit(result.exit_code)
+
+
 @cli.group()
 def demo() -> None:
     """The demo: the NBA props pipeline in a local DuckDB file."""

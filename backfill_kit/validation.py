@@ -375,3 +375,16 @@ def _upstream_warnings(spec: PipelineSpec, table: TableSpec, d: date, rows: dict
 
 def _as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def dates_with_rows(spec: PipelineSpec, table_id: str, dates: Sequence[date], *, warehouse: Warehouse | None = None) -> int:
+    """How many of these dates have rows in the table: the runner's one-query re-check of a step."""
+    table = spec.table(table_id)
+    wh = warehouse if warehouse is not None else open_warehouse(spec)
+    try:
+        counts = wh.row_counts([CoverageTarget(table.table, spec.date_column_of(table))], min(dates), max(dates))
+    finally:
+        if warehouse is None:
+            wh.close()
+    wanted = set(dates)
+    return sum(1 for _, d, n in counts if d in wanted and n > 0)

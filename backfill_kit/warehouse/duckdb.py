@@ -101,11 +101,21 @@ class DuckDBWarehouse:
         return rows
 
 
-def _connect_file(path: Path, read_only: bool) -> Any:
-    try:
-        return duckdb.connect(str(path), read_only=read_only)
-    except duckdb.Error as exc:
-        raise WarehouseError(f"cannot open the DuckDB warehouse {path}: {_first_line(exc)}", retryable=True) from exc
+def _connect_file(path: Path, read_only: bool, wait_seconds: float = 60.0) -> Any:
+    """Open the file, waiting while another process holds DuckDB's single-writer lock (a
+    backfill job writing, say): that lock is held for seconds, not hours."""
+    deadline = time.monotonic() + wait_seconds
+    pause = 0.02
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise WarehouseError(f"cannot open the DuckDB warehouse {path}: {_first_line(exc)}", retryable=True) from exc
+        except duckdb.Error as exc:
+            raise WarehouseError(f"cannot open the DuckDB warehouse {path}: {_first_line(exc)}") from exc
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
 
 
 def _range(start: date, end: date) -> dict[str, date]:

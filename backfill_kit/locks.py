@@ -1,0 +1,54 @@
+"""Advisory file locks: one runner per journal, and one runner per table.
+
+`flock` locks vanish with the process that held them, so a runner killed by SIGKILL never
+leaves a lock behind that a person has to delete by hand.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import BackfillKitError
+
+__all__ = ["LockBusyError", "LockSet"]
+
+
+class LockBusyError(BackfillKitError):
+    """Another runner holds a lock this one needs."""
+
+
+class LockSet:
+    """Holds a set of named locks until released; acquiring is all or nothing."""
+
+    def __init__(self) -> None:
+        self._held: list[tuple[Path, int]] = []
+
+    def acquire(self, path: Path, what: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            self.release()
+            raise LockBusyError(
+                f"{what} is in use by another runner (pid {holder}; lock file {path}). "
+                "Wait for it to finish, or stop it; a crashed runner's locks free themselves."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._held.append((path, fd))
+
+    def acquire_all(self, items: Iterable[tuple[Path, str]]) -> None:
+        for path, what in items:
+            self.acquire(path, what)
+
+    def release(self) -> None:
+        for _, fd in reversed(self._held):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        self._held.clear()

@@ -1,0 +1,227 @@
+"""The runner on real subprocesses: order, failures, timeouts, retries, resume, locks, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from runner_helpers import fake_step, runs_of, write_plan
+
+from backfill_kit.errors import BackfillKitError, InputError
+from backfill_kit.journal import read_journal
+from backfill_kit.locks import LockBusyError
+from backfill_kit.plan import load_plan
+from backfill_kit.runner import RunOptions, Runner
+
+
+def run(plan_path: Path, **options):
+    opts = RunOptions(backoff_seconds=0.05, kill_grace_seconds=1, **options)
+    return Runner(load_plan(plan_path), plan_path, opts).run()
+
+
+def events(result, kind):
+    return [e for e in read_journal(result.journal).events if e["event"] == kind]
+
+
+def test_stages_run_in_order_and_every_step_is_journaled(tmp_path):
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (2, [fake_step("a", m), fake_step("b", m)]), (1, [fake_step("c", m)]))
+    result = run(tmp_path / "plan.json")
+    assert (result.outcome, result.exit_code) == ("completed", 0)
+    finished = events(result, "step_finished")
+    assert [e["step"] for e in finished][-1] == "c"
+    assert {e["outcome"] for e in finished} == {"succeeded"}
+    log = Path(finished[-1]["log"]).read_text()
+    assert "step c run 1, skip downstream: True" in log
+    assert all(isinstance(e["seconds"], float) and e["exit_code"] == 0 for e in finished)
+
+
+def test_a_failing_step_stops_after_its_stage_and_resume_retries_only_it(tmp_path):
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (2, [fake_step("good", m), fake_step("bad", m, "fail")]), (1, [fake_step("later", m)]))
+    first = run(tmp_path / "plan.json")
+    assert (first.outcome, first.exit_code) == ("failed", 1)
+    bad = next(e for e in events(first, "step_finished") if e["step"] == "bad")
+    assert bad["exit_code"] == 3 and "boom: bad cannot reach the source" in bad["tail"]
+    assert runs_of(m, "later") == 0  # the next stage never started
+
+    write_plan(tmp_path / "plan.json", (2, [fake_step("good", m), fake_step("bad", m)]), (1, [fake_step("later", m)]))
+    with pytest.raises(InputError, match="belongs to another version of the plan"):
+        run(tmp_path / "plan.json", resume=True)  # the plan changed under the journal
+    (tmp_path / "plan.journal.jsonl").unlink()
+    write_plan(tmp_path / "plan.json", (2, [fake_step("good", m), fake_step("bad", m, "fail")]), (1, [fake_step("later", m)]))
+    run(tmp_path / "plan.json")
+    with pytest.raises(InputError, match="Pass --resume"):
+        run(tmp_path / "plan.json")
+    again = run(tmp_path / "plan.json", resume=True)
+    assert runs_of(m, "good") == 2  # once per fresh journal, never on resume
+    assert runs_of(m, "bad") == 3
+
+
+def test_keep_going_skips_only_work_that_depends_on_the_failure(tmp_path):
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (2, [fake_step("bad", m, "fail"), fake_step("fine", m)]),
+               (2, [fake_step("needs_bad", m, after=("bad",)), fake_step("needs_fine", m, after=("fine",))]))
+    result = run(tmp_path / "plan.json", keep_going=True)
+    assert result.outcome == "failed"
+    assert result.outcomes == {"bad": "failed", "fine": "succeeded", "needs_bad": "skipped", "needs_fine": "succeeded"}
+    assert runs_of(m, "needs_bad") == 0
+
+
+def test_a_hanging_step_is_killed_at_its_timeout_with_its_children(tmp_path):
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (1, [fake_step("stuck", m, "hang", timeout=0.5)]))
+    began = time.monotonic()
+    result = run(tmp_path / "plan.json")
+    assert time.monotonic() - began < 10
+    (finished,) = events(result, "step_finished")
+    assert finished["outcome"] == "timed_out" and finished["exit_code"] < 0
+    pid = events(result, "step_started")[0]["pid"]
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)  # the whole process group is gone
+
+
+def test_transient_exit_codes_are_retried_with_backoff(tmp_path):
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (1, [fake_step("flaky", m, "transient=2", retries=2),
+                                            fake_step("hopeless", m, "transient=9", retries=1)]))
+    result = run(tmp_path / "plan.json")
+    assert result.outcomes == {"flaky": "succeeded", "hopeless": "failed"}
+    assert runs_of(m, "flaky") == 3 and runs_of(m, "hopeless") == 2
+    retrying = [e for e in events(result, "step_finished") if e["outcome"] == "retrying"]
+    assert sorted((e["step"], e["retry_in"]) for e in retrying) == [("flaky", 0.05), ("flaky", 0.1), ("hopeless", 0.05)]
+
+
+def test_a_job_that_could_trigger_downstream_is_refused_unless_allowed(tmp_path):
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (1, [fake_step("loud", m, skips=False)]))
+    with pytest.raises(BackfillKitError, match="declare no skip_downstream setting"):
+        run(tmp_path / "plan.json")
+    assert runs_of(m, "loud") == 0 and not (tmp_path / "plan.journal.jsonl").exists()
+    assert run(tmp_path / "plan.json", allow_downstream_triggers=True).outcome == "completed"
+
+
+def test_a_step_that_exits_0_without_writing_is_flagged(tmp_path):
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (1, [fake_step("empty", m), fake_step("full", m)]))
+    plan = load_plan(tmp_path / "plan.json")
+    checker = lambda step: 0 if step.id == "empty" else len(step.dates)  # noqa: E731
+    result = Runner(plan, tmp_path / "plan.json", RunOptions(), checker=checker).run()
+    assert result.outcomes == {"empty": "succeeded_without_data", "full": "succeeded"}
+    assert result.warnings == ["empty exited 0 but left all 2 of its dates without rows"]
+    assert result.outcome == "completed"
+
+
+def test_a_corrupt_journal_line_is_named_and_nothing_is_overwritten(tmp_path):
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (1, [fake_step("a", m)]))
+    run(tmp_path / "plan.json")
+    journal = tmp_path / "plan.journal.jsonl"
+    lines = journal.read_text().splitlines(keepends=True)
+    lines[1] = '{"event": "step_started", "step": "a"\n'
+    journal.write_text("".join(lines))
+    before = journal.read_bytes()
+    with pytest.raises(InputError, match=r"plan.journal.jsonl:2: the journal line is corrupt"):
+        run(tmp_path / "plan.json", resume=True)
+    assert journal.read_bytes() == before and runs_of(m, "a") == 1
+
+
+def test_a_line_torn_by_a_crash_is_dropped_on_resume(tmp_path):
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (1, [fake_step("a", m), fake_step("b", m)]))
+    run(tmp_path / "plan.json")
+    journal = tmp_path / "plan.journal.jsonl"
+    journal.write_bytes(journal.read_bytes() + b'{"event": "step_sta')
+    result = run(tmp_path / "plan.json", resume=True)
+    assert events(result, "journal_repaired")[0]["dropped_bytes"] == 19
+    assert runs_of(m, "a") == 1
+
+
+CLI_RUN = "import sys; from backfill_kit.cli import main; sys.argv = ['backfill-kit', *sys.argv[1:]]; main()"
+
+
+def start_runner(plan_path: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", CLI_RUN, "run", "--plan", str(plan_path), *extra],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen[str]) -> int:
+    process.communicate(timeout=60)
+    return process.returncode
+
+
+def test_a_second_runner_on_the_same_plan_is_refused(tmp_path):
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (1, [fake_step("slow", m, "sleep=3")]))
+    first = start_runner(tmp_path / "plan.json")
+    while not runs_of(m, "slow"):
+        time.sleep(0.05)
+    second = subprocess.run([sys.executable, "-c", CLI_RUN, "run", "--plan", str(tmp_path / "plan.json"), "--resume"],
+                            capture_output=True, text=True)
+    assert second.returncode == 2
+    assert "is in use by another runner (pid" in second.stderr and "Traceback" not in second.stderr
+    assert finish(first) == 0
+
+
+def test_a_second_runner_is_kept_off_tables_another_is_writing(tmp_path):
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "one.json", (1, [fake_step("slow", m, "sleep=3", table="shared")]))
+    write_plan(tmp_path / "two.json", (1, [fake_step("other", m, table="shared")]))
+    first = start_runner(tmp_path / "one.json")
+    while not runs_of(m, "slow"):
+        time.sleep(0.05)
+    second = subprocess.run([sys.executable, "-c", CLI_RUN, "run", "--plan", str(tmp_path / "two.json")],
+                            capture_output=True, text=True)
+    assert second.returncode == 2 and "table shared is in use by another runner" in second.stderr
+    assert runs_of(m, "other") == 0
+    assert finish(first) == 0
+
+
+def test_sigterm_stops_the_children_and_leaves_a_resumable_journal(tmp_path):
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (2, [fake_step("done", m), fake_step("long", m, "wait")]))
+    runner = start_runner(tmp_path / "plan.json")
+    while runs_of(m, "long") == 0 or runs_of(m, "done") == 0 or (m / "done.1").read_text() != "finished\n":
+        time.sleep(0.05)
+    time.sleep(0.3)  # let the runner journal the finished step
+    runner.send_signal(signal.SIGTERM)
+    assert finish(runner) == 130
+    state = read_journal(tmp_path / "plan.journal.jsonl")
+    assert state.outcomes == {"done": "succeeded", "long": "interrupted"}
+    started = [e for e in state.events if e["event"] == "step_started" and e["step"] == "long"]
+    with pytest.raises(ProcessLookupError):
+        os.killpg(started[0]["pid"], 0)
+    (m / "release").write_text("go")  # from now on the waiting job finishes
+    resumed = run(tmp_path / "plan.json", resume=True)
+    assert resumed.outcome == "completed"
+    assert (runs_of(m, "done"), runs_of(m, "long")) == (1, 2)
+
+
+def test_sigkill_at_random_moments_never_reruns_a_success(tmp_path):
+    """Kill the runner 20 times at random moments; each --resume completes what is left."""
+    m = tmp_path / "marks"
+    steps = [fake_step(f"s{i}", m, "sleep=0.15") for i in range(8)]
+    write_plan(tmp_path / "plan.json", (3, steps[:4]), (2, steps[4:]))
+    rng = random.Random(20)
+    for _ in range(20):
+        runner = start_runner(tmp_path / "plan.json", "--resume")
+        time.sleep(rng.uniform(0.0, 0.6))
+        runner.kill()
+        finish(runner)
+        read_journal(tmp_path / "plan.journal.jsonl")  # stays readable: raises if not
+    final = start_runner(tmp_path / "plan.json", "--resume")
+    assert finish(final) == 0
+    state = read_journal(tmp_path / "plan.journal.jsonl")
+    assert set(state.outcomes.values()) == {"succeeded"}
+    for e in state.events:
+        if e["event"] == "step_finished" and e["outcome"] == "succeeded":
+            later_starts = [x for x in state.events[state.events.index(e):] if x["event"] == "step_started" and x["step"] == e["step"]]
+            assert later_starts == [], f"{e['step']} ran again after it succeeded"
+    assert json.loads((tmp_path / "plan.json").read_text())["totals"]["steps"] == 8
