@@ -28,7 +28,13 @@ STYLE = {
 
 
 def validation_json(v: Validation) -> str:
-    return json.dumps(v.to_dict(), indent=2)
+    """Indented at the top, one cell per line: readable, and fast to write (json's C encoder
+    is used only without indent)."""
+    data = v.to_dict()
+    cells = data.pop("cells")
+    head = json.dumps(data, indent=2)
+    body = ",\n    ".join(json.dumps(c) for c in cells)
+    return head[:-2] + ',\n  "cells": [\n    ' + body + "\n  ]\n}"
 
 
 def validation_csv(v: Validation) -> str:

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import NamedTuple
 
 from .calendar import ExpectedDay, expected_days
 from .errors import InputError, Problem, WarehouseMismatchError
@@ -21,9 +22,12 @@ from .warehouse import CoverageTarget, ObjectsMissingError, QueryRecord, RunHist
 __all__ = ["Cell", "GapRun", "TableSummary", "Validation", "check_range", "classify", "validate"]
 
 
-@dataclass(frozen=True, slots=True)
-class Cell:
-    """One table on one expected date: its status and the evidence for it."""
+class Cell(NamedTuple):
+    """One table on one expected date: its status and the evidence for it.
+
+    A named tuple, not a dataclass: a four-season validation makes tens of thousands of
+    these, and a tuple is built several times faster.
+    """
 
     table: str
     phase: str
@@ -220,18 +224,24 @@ def _involved(spec: PipelineSpec, selected: list[str]) -> list[TableSpec]:
 
 def _gather(
     spec: PipelineSpec, wh: Warehouse, selected: list[str], start: date, end: date
-) -> tuple[list[ExpectedDay], dict[tuple[str, date], int], dict[tuple[str, date], RunSummary]]:
+) -> tuple[list[ExpectedDay], dict[str, dict[date, int]], dict[str, dict[date, RunSummary]]]:
+    """The three queries; their answers indexed by table (or processor) and date."""
     involved = _involved(spec, selected)
+    targets = [CoverageTarget(t.table, spec.date_column_of(t)) for t in involved]
+    processors = sorted({spec.table(t).processor for t in selected})
     try:
         days = expected_days(spec, wh, start, end)
-        targets = [CoverageTarget(t.table, spec.date_column_of(t)) for t in involved]
         counts = wh.row_counts(targets, start, end)
-        processors = sorted({spec.table(t).processor for t in selected})
         summaries = wh.run_summaries(_history_request(spec), processors, start, end)
     except ObjectsMissingError as exc:
         raise _mismatch(spec, wh, involved) from exc
-    rows = {(involved[k].id, d): n for k, d, n in counts}
-    return days, rows, {(s.processor, s.date): s for s in summaries}
+    rows: dict[str, dict[date, int]] = {}
+    for k, d, n in counts:
+        rows.setdefault(involved[k].id, {})[d] = n
+    runs: dict[str, dict[date, RunSummary]] = {}
+    for summary in summaries:
+        runs.setdefault(summary.processor, {})[summary.date] = summary
+    return days, rows, runs
 
 
 def _history_request(spec: PipelineSpec) -> RunHistoryRequest:
@@ -319,58 +329,67 @@ def _classify_all(
     spec: PipelineSpec,
     selected: list[str],
     days: list[ExpectedDay],
-    rows: dict[tuple[str, date], int],
-    runs: dict[tuple[str, date], RunSummary],
+    rows: dict[str, dict[date, int]],
+    runs: dict[str, dict[date, RunSummary]],
     now: datetime,
 ) -> list[Cell]:
     stale_after = timedelta(hours=spec.run_history.stale_after_hours)
     cells: list[Cell] = []
     for table_id in selected:
-        table = spec.table(table_id)
-        phase = spec.phase_of(table_id)
-        for day in days:
-            n = rows.get((table_id, day.date), 0)
-            need = table.expected_rows(day.games)
-            run = runs.get((table.processor, day.date))
-            status = classify(n, need, run, in_bootstrap=day.in_bootstrap(phase.bootstrap_days),
-                              now=now, stale_after=stale_after)
-            cells.append(_cell(spec, table, phase.name, day, status, n, need, run, rows))
+        cells.extend(_table_cells(spec, spec.table(table_id), days, rows, runs, now, stale_after))
     return cells
 
 
-def _cell(
+def _table_cells(
     spec: PipelineSpec,
     table: TableSpec,
-    phase: str,
-    day: ExpectedDay,
-    status: Status,
-    n: int,
-    need: int,
-    run: RunSummary | None,
-    rows: dict[tuple[str, date], int],
-) -> Cell:
-    fallback = None
-    if status is Status.NO_DATA and table.fallback:
-        fb = spec.table(table.fallback)
-        if rows.get((fb.id, day.date), 0) >= fb.expected_rows(day.games):
-            fallback = fb.id
-    warnings = _upstream_warnings(spec, table, day.date, rows) if n else ()
-    if run is None:
-        return Cell(table.id, phase, day.date, day.season, status, n, need, fallback=fallback, warnings=warnings)
-    return Cell(
-        table.id, phase, day.date, day.season, status, n, need, run.attempts, run.failures,
-        run.latest_status, run.latest_started_at, run.latest_seconds, run.last_error, fallback, warnings,
-    )
+    days: list[ExpectedDay],
+    rows: dict[str, dict[date, int]],
+    runs: dict[str, dict[date, RunSummary]],
+    now: datetime,
+    stale_after: timedelta,
+) -> Iterable[Cell]:
+    """One table's cells. The hot loop of a validation: lookups are bound outside it."""
+    phase = spec.phase_of(table.id)
+    have, history = rows.get(table.id, {}), runs.get(table.processor, {})
+    fallback = spec.table(table.fallback) if table.fallback else None
+    fallback_rows = rows.get(fallback.id, {}) if fallback else {}
+    upstream = _upstream_rows(spec, table, rows)
+    need_for: dict[int, int] = {}
+    new, tid, pname, complete = tuple.__new__, table.id, phase.name, Status.COMPLETE
+    for day in days:
+        d = day.date
+        need = need_for.get(day.games) or need_for.setdefault(day.games, table.expected_rows(day.games))
+        n = have.get(d, 0)
+        run = history.get(d)
+        if n >= need:  # the common case, decided without a call
+            status = complete
+        else:
+            status = classify(n, need, run, in_bootstrap=day.in_bootstrap(phase.bootstrap_days),
+                              now=now, stale_after=stale_after)
+        covered = None
+        if status is Status.NO_DATA and fallback and fallback_rows.get(d, 0) >= fallback.expected_rows(day.games):
+            covered = fallback.id
+        warnings = _upstream_warnings(upstream, d) if n and upstream else ()
+        if run is None:
+            yield new(Cell, (tid, pname, d, day.season, status, n, need, 0, 0, None, None, None, None, covered, warnings))
+        else:
+            yield new(Cell, (tid, pname, d, day.season, status, n, need, run.attempts, run.failures, run.latest_status,
+                             run.latest_started_at, run.latest_seconds, run.last_error, covered, warnings))
 
 
-def _upstream_warnings(spec: PipelineSpec, table: TableSpec, d: date, rows: dict[tuple[str, date], int]) -> tuple[str, ...]:
-    """Rows built while an upstream table (and its fallback) had nothing for that date."""
-    empty = []
+def _upstream_rows(spec: PipelineSpec, table: TableSpec, rows: dict[str, dict[date, int]]) -> list[tuple[str, dict[date, int], dict[date, int]]]:
+    out = []
     for dep_id in table.depends_on:
-        dep = spec.table(dep_id)
-        if not rows.get((dep_id, d)) and not (dep.fallback and rows.get((dep.fallback, d))):
-            empty.append(f"built on empty upstream {dep_id}")
-    return tuple(empty)
+        fb = spec.table(dep_id).fallback
+        out.append((dep_id, rows.get(dep_id, {}), rows.get(fb, {}) if fb else {}))
+    return out
+
+
+def _upstream_warnings(upstream: list[tuple[str, dict[date, int], dict[date, int]]], d: date) -> tuple[str, ...]:
+    """Rows built while an upstream table (and its fallback) had nothing for that date."""
+    return tuple(f"built on empty upstream {dep}" for dep, dep_rows, fb_rows in upstream
+                 if not dep_rows.get(d) and not fb_rows.get(d))
 
 
 def _as_utc(moment: datetime) -> datetime:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from ..errors import WarehouseError
 
@@ -67,8 +67,7 @@ class RunHistoryRequest:
     skipped: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class RunSummary:
+class RunSummary(NamedTuple):
     """All attempts of one processor on one date, summarised; a run's two rows count once."""
 
     processor: str

@@ -69,7 +69,8 @@ def run_history_sql(d: Dialect, r: RunHistoryRequest) -> str:
 
     A run writes a `running` row and then a final row; they are grouped by run id (or, without
     one, by their common start time) so that a run counts once and a run with no final row is
-    seen as still running, or orphaned.
+    seen as still running, or orphaned. Two GROUP BYs and MAX_BY, no window functions: this
+    is the most expensive of a validation's three queries.
     """
     text, ident = d.text_type, d.ident
     run_key = f"CAST({ident(r.run_id)} AS {text})" if r.run_id else f"CAST({ident(r.started_at)} AS {text})"
@@ -81,7 +82,8 @@ def run_history_sql(d: Dialect, r: RunHistoryRequest) -> str:
         f"WHEN {d.contains('failed', status)} THEN 'failed' "
         f"WHEN {d.contains('skipped', status)} THEN 'skipped' ELSE 'other' END"
     )
-    has_error = "error IS NOT NULL AND error NOT IN ('', '[]', 'null')"
+    seconds = d.seconds_between.format(a="started_at", b="finished_at")
+    # MAX_BY skips NULL values on some engines; -1 stands in for "none" and is turned back.
     return f"""WITH rh AS (
   SELECT CAST({ident(r.processor)} AS {text}) AS processor, CAST({ident(r.date)} AS DATE) AS d,
          {category} AS category, CAST({status} AS {text}) AS status,
@@ -91,32 +93,23 @@ def run_history_sql(d: Dialect, r: RunHistoryRequest) -> str:
   WHERE {_date_range(d, r.date)} AND {d.contains('processors', ident(r.processor))}
 ),
 runs AS (
-  SELECT * FROM (
-    SELECT rh.*, ROW_NUMBER() OVER (
-      PARTITION BY processor, d, run_key
-      ORDER BY CASE WHEN category = 'running' THEN 1 ELSE 0 END, COALESCE(finished_at, started_at) DESC
-    ) AS nth
-    FROM rh
-  ) AS one_row_per_run
-  WHERE nth = 1
-),
-ranked AS (
-  SELECT runs.*,
-    ROW_NUMBER() OVER (PARTITION BY processor, d
-                       ORDER BY started_at DESC, COALESCE(finished_at, started_at) DESC) AS recency,
-    ROW_NUMBER() OVER (PARTITION BY processor, d
-                       ORDER BY CASE WHEN {has_error} THEN 0 ELSE 1 END, started_at DESC) AS error_rank
-  FROM runs
+  SELECT processor, d, run_key, MIN(started_at) AS started_at, MAX(finished_at) AS finished_at,
+    COALESCE(MAX(CASE WHEN category <> 'running' THEN category END), 'running') AS category,
+    COALESCE(MAX(CASE WHEN category <> 'running' THEN status END), MAX(status)) AS status,
+    MAX(CASE WHEN category <> 'running' THEN records END) AS records,
+    MAX(CASE WHEN error NOT IN ('', '[]', 'null') THEN error END) AS error
+  FROM rh
+  GROUP BY processor, d, run_key
 )
 SELECT processor, d,
   COUNT(*) AS attempts,
   SUM(CASE WHEN category = 'failed' THEN 1 ELSE 0 END) AS failures,
-  MAX(CASE WHEN recency = 1 THEN category END) AS latest_category,
-  MAX(CASE WHEN recency = 1 THEN status END) AS latest_status,
-  MAX(CASE WHEN recency = 1 THEN started_at END) AS latest_started_at,
-  MAX(CASE WHEN recency = 1 THEN records END) AS latest_records,
-  MAX(CASE WHEN recency = 1 THEN {d.seconds_between.format(a="started_at", b="finished_at")} END) AS latest_seconds,
+  MAX_BY(category, started_at) AS latest_category,
+  MAX_BY(status, started_at) AS latest_status,
+  MAX(started_at) AS latest_started_at,
+  NULLIF(MAX_BY(COALESCE(records, -1), started_at), -1) AS latest_records,
+  NULLIF(MAX_BY(COALESCE({seconds}, -1), started_at), -1) AS latest_seconds,
   MAX(CASE WHEN category = 'success' THEN records END) AS best_success_records,
-  MAX(CASE WHEN error_rank = 1 AND {has_error} THEN error END) AS last_error
-FROM ranked
+  MAX_BY(error, CASE WHEN error IS NOT NULL THEN started_at END) AS last_error
+FROM runs
 GROUP BY processor, d"""
