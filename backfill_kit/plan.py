@@ -250,10 +250,20 @@ def _missing_upstream(
         cell = by_cell.get((dep_id, d))
         if dep.priority == "optional" or cell is None or (dep_id, d) in todo:
             continue  # optional inputs never block; unknown cells were not validated
-        if cell.status is Status.COMPLETE or (cell.status is Status.NO_DATA and cell.fallback):
+        if cell.status is Status.COMPLETE or (cell.status is Status.NO_DATA and _fallback_ready(dep, cell, d, by_cell, todo)):
             continue
         return f"upstream {dep_id} is {cell.status} on {d} and not in this plan"
     return None
+
+
+def _fallback_ready(
+    dep: TableSpec, cell: Cell, d: date, by_cell: dict[tuple[str, date], Cell], todo: dict[tuple[str, date], set[str]]
+) -> bool:
+    """A no-data upstream is fine when its fallback covers the date now, or will after the plan."""
+    if cell.fallback or (dep.fallback and (dep.fallback, d) in todo):
+        return True
+    fallback = by_cell.get((dep.fallback, d)) if dep.fallback else None
+    return fallback is not None and fallback.status is Status.COMPLETE
 
 
 def _seconds_per_date(cells: Sequence[Cell]) -> dict[str, float]:
@@ -389,7 +399,8 @@ def _plan_lines(plan: Plan) -> Iterable[str]:
         for step in stage.steps:
             causes = ", ".join(f"{k} {v}" for k, v in step.causes.items())
             span = str(step.start) if step.start == step.end else f"{step.start} .. {step.end}"
-            yield f"  {step.table}  {span}  ({len(step.dates)} dates: {causes})"
+            plural = "s" if len(step.dates) != 1 else ""
+            yield f"  {step.table}  {span}  ({len(step.dates)} date{plural}: {causes})"
             yield f"    $ {step.command}"
             if not step.skips_downstream:
                 yield "    ! this job declares no way to skip downstream triggers: refused unless --allow-downstream-triggers"

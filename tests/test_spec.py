@@ -40,7 +40,7 @@ def test_the_shipped_example_loads_with_the_real_pipeline_shape(tmp_path):
         "analysis_date", "cache_date",
     }
     assert spec.resolve_path(spec.warehouse.path) == tmp_path / "nba_props.duckdb"
-    assert spec.job_of(spec.table("player_game_summary")).max_dates_per_step == 60  # phase overrides defaults
+    assert spec.job_of(spec.table("player_game_summary")).max_dates_per_step == 200  # phase overrides defaults
 
 
 def test_every_problem_is_reported_at_once_with_its_line(tmp_path):

@@ -476,6 +476,19 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, table_ids: Iterable[str] | Non
         con.execute(t.ddl())
 
 
+SETTINGS_TABLE = "nba_reference.demo_settings"
+TRIGGERS_TABLE = "nba_reference.downstream_triggers"
+
+
+def ensure_demo_settings(con: duckdb.DuckDBPyConnection, seed: int) -> None:
+    """Remember the seed, so that backfill jobs see the same source availability as init did."""
+    con.execute(f"CREATE OR REPLACE TABLE {SETTINGS_TABLE} AS SELECT $seed::INTEGER AS seed", {"seed": seed})
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {TRIGGERS_TABLE} (source_table VARCHAR, start_date DATE, "
+        "end_date DATE, triggered_at TIMESTAMP, run_by VARCHAR)"
+    )
+
+
 def ensure_run_history(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS nba_reference")
     con.execute(f"CREATE TABLE IF NOT EXISTS {RUN_HISTORY_TABLE} ({' '.join(_RUN_HISTORY_COLUMNS.split())})")

@@ -99,6 +99,7 @@ def _populate(con: duckdb.DuckDBPyConnection, path: Path, seed: int) -> Warehous
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     tables.ensure_tables(con)
     tables.ensure_run_history(con)
+    tables.ensure_demo_settings(con, seed)
     rng = random.Random(f"{seed}:warehouse")
     counts = _build_raw(con, seed)
     _plant_partial_boxscore(con, counts, rng)

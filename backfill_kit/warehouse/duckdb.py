@@ -37,7 +37,7 @@ class DuckDBWarehouse:
         elif self.location == ":memory:":
             self._con = duckdb.connect()
         else:
-            self._con = _connect_file(Path(self.location), read_only)
+            self._con = connect_file(Path(self.location), read_only)
 
     def expected_dates(self, request: CalendarRequest, start: date, end: date) -> list[tuple[date, int]]:
         rows = self._run("calendar", calendar_sql(DUCKDB, request), _range(start, end))
@@ -101,7 +101,7 @@ class DuckDBWarehouse:
         return rows
 
 
-def _connect_file(path: Path, read_only: bool, wait_seconds: float = 60.0) -> Any:
+def connect_file(path: Path, read_only: bool, wait_seconds: float = 60.0) -> Any:
     """Open the file, waiting while another process holds DuckDB's single-writer lock (a
     backfill job writing, say): that lock is held for seconds, not hours."""
     deadline = time.monotonic() + wait_seconds

@@ -1,0 +1,137 @@
+"""A real backfill job for every table of the demo pipeline.
+
+    python -m backfill_kit.demo.job TABLE --warehouse FILE --start-date S --end-date E
+        [--skip-downstream-trigger] [--fail-dates D,D] [--crash-after N] [--hang] [--empty]
+
+It behaves like the production processors: for each expected date it writes a `running` row
+to the run history, rebuilds the date from its upstream tables with SQL (idempotent), then
+writes `success` with the records written (or `failed` with an error). Without
+--skip-downstream-trigger it records a trigger event, as the real jobs published a message
+that started the next phase. Faults for tests come from the options or from the environment
+variable BACKFILL_KIT_DEMO_FAULTS, e.g. "player_game_summary:fail=2021-11-02;*:hang".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from ..warehouse.duckdb import connect_file
+from . import tables
+
+FAULTS_ENV = "BACKFILL_KIT_DEMO_FAULTS"
+EXIT_FAILED = 1
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m backfill_kit.demo.job", description=__doc__.split("\n")[0])
+    parser.add_argument("table", choices=sorted(tables.TABLES))
+    parser.add_argument("--warehouse", type=Path, required=True)
+    parser.add_argument("--start-date", type=date.fromisoformat, required=True)
+    parser.add_argument("--end-date", type=date.fromisoformat, required=True)
+    parser.add_argument("--skip-downstream-trigger", action="store_true")
+    parser.add_argument("--fail-dates", default="", help="comma-separated dates that fail")
+    parser.add_argument("--crash-after", type=int, default=None, help="die after starting this many dates")
+    parser.add_argument("--hang", action="store_true", help="never finish")
+    parser.add_argument("--empty", action="store_true", help="exit 0 having written nothing")
+    args = parser.parse_args(argv)
+    _apply_env_faults(args)
+    return args
+
+
+def _apply_env_faults(args: argparse.Namespace) -> None:
+    """Faults named in the environment, for a table or for every table ('*')."""
+    for item in filter(None, os.environ.get(FAULTS_ENV, "").split(";")):
+        target, _, fault = item.partition(":")
+        if target not in (args.table, "*"):
+            continue
+        name, _, value = fault.partition("=")
+        if name == "fail":
+            args.fail_dates = ",".join(filter(None, [args.fail_dates, value]))
+        elif name == "crash-after":
+            args.crash_after = int(value)
+        elif name in ("hang", "empty"):
+            setattr(args, name, True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    if args.end_date < args.start_date:
+        print(f"--end-date {args.end_date} is before --start-date {args.start_date}", file=sys.stderr)
+        return 2
+    if args.empty:
+        print(f"{args.table}: nothing to do (fault: empty)")
+        return 0
+    if args.hang:
+        print(f"{args.table}: hanging (fault: hang)", flush=True)
+        while True:
+            time.sleep(3600)
+    con = connect_file(args.warehouse, read_only=False)
+    try:
+        con.execute("SET enable_progress_bar = false")
+        failed = _run(con, args)
+        if not args.skip_downstream_trigger:
+            _trigger_downstream(con, args)
+    finally:
+        con.close()
+    return EXIT_FAILED if failed else 0
+
+
+def _run(con: Any, args: argparse.Namespace) -> int:
+    """Rebuild every expected date of the range; returns how many dates failed."""
+    table = tables.TABLES[args.table]
+    seed = con.execute(f"SELECT seed FROM {tables.SETTINGS_TABLE}").fetchone()[0]
+    dates = tables.expected_dates(con, args.start_date, args.end_date)
+    fail = {date.fromisoformat(d) for d in args.fail_dates.split(",") if d}
+    started = datetime.now(UTC).replace(tzinfo=None)
+    run_ids = tables.begin_run(con, table.processor, dates, started, backfill_mode=True, trigger_source="backfill")
+    if args.crash_after is not None and len(dates) > args.crash_after:
+        print(f"{args.table}: crashing after {args.crash_after} dates (fault)", file=sys.stderr, flush=True)
+        os._exit(3)  # no final rows, no cleanup: what a killed container leaves behind
+    written: dict[date, int] = {}
+    for run in _contiguous([d for d in dates if d not in fail], dates):
+        written |= tables.build(con, args.table, run[0], run[-1], seed=seed)
+    ok = {d: run_ids[d] for d in dates if d not in fail}
+    if ok:
+        tables.finish_run(con, table.processor, ok, "success", written, None, started,
+                          backfill_mode=True, trigger_source="backfill")
+    bad = {d: run_ids[d] for d in dates if d in fail}
+    if bad:
+        error = [{"error_type": "SourceError", "error_message": "upstream API returned HTTP 503",
+                  "timestamp": datetime.now(UTC).isoformat()}]
+        tables.finish_run(con, table.processor, bad, "failed", 0, error, started, failure_category="processing_error",
+                          backfill_mode=True, trigger_source="backfill")
+        print(f"{args.table}: {len(bad)} dates failed: upstream API returned HTTP 503 "
+              f"({', '.join(str(d) for d in sorted(bad))})", file=sys.stderr)
+    print(f"{args.table}: {len(ok)} dates rebuilt, {sum(written.get(d, 0) for d in ok):,} rows")
+    return len(bad)
+
+
+def _contiguous(keep: list[date], order: list[date]) -> list[list[date]]:
+    """Runs of consecutive expected dates, so that a failed date is never rebuilt by a range."""
+    position = {d: i for i, d in enumerate(order)}
+    runs: list[list[date]] = []
+    for d in keep:
+        if runs and position[d] == position[runs[-1][-1]] + 1:
+            runs[-1].append(d)
+        else:
+            runs.append([d])
+    return runs
+
+
+def _trigger_downstream(con: Any, args: argparse.Namespace) -> None:
+    con.execute(
+        f"INSERT INTO {tables.TRIGGERS_TABLE} VALUES (?, ?, ?, ?, ?)",
+        [args.table, args.start_date, args.end_date, datetime.now(UTC).replace(tzinfo=None), f"pid {os.getpid()}"],
+    )
+    print(f"{args.table}: published a completion message: the next phase will start")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

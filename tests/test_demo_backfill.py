@@ -1,0 +1,99 @@
+"""The demo end to end: real jobs on the real demo warehouse, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from backfill_kit.demo import init_demo
+
+CLI = [sys.executable, "-c", "import sys; from backfill_kit.cli import main; sys.argv[0] = 'backfill-kit'; main()"]
+FIRST_WEEKS = ["--start", "2021-10-19", "--end", "2021-11-20"]
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> Path:
+    return init_demo(tmp_path_factory.mktemp("demo"))
+
+
+@pytest.fixture
+def demo(pristine: Path, tmp_path: Path) -> Path:
+    for name in ("nba_props.yaml", "nba_props.duckdb"):
+        shutil.copy(pristine.parent / name, tmp_path / name)
+    return tmp_path / "nba_props.yaml"
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
+
+
+def statuses(spec: Path, *range_args: str) -> dict[str, int]:
+    result = cli("validate", "--spec", str(spec), *range_args, "--format", "json")
+    return json.loads(result.stdout)["summary"]["statuses"]
+
+
+def triggers(spec: Path) -> int:
+    with duckdb.connect(str(spec.with_suffix(".duckdb")), read_only=True) as con:
+        return con.execute("SELECT count(*) FROM nba_reference.downstream_triggers").fetchone()[0]
+
+
+def test_a_full_backfill_leaves_only_complete_no_data_and_bootstrap_and_fires_no_trigger(demo):
+    whole = ["--start", "2021-10-19", "--end", "2025-06-22"]
+    before = statuses(demo, *whole)
+    assert {"never_ran", "failed", "stale", "lost", "partial"} <= set(before)
+    result = cli("backfill", "--spec", str(demo), *whole)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    after = json.loads(cli("validate", "--spec", str(demo), *whole, "--format", "json").stdout)
+    assert set(after["summary"]["statuses"]) == {"complete", "no_data", "bootstrap"}
+    no_data = [c for c in after["cells"] if c["status"] == "no_data"]
+    assert all(c["latest_status"] == "success" and c["rows"] == 0 for c in no_data)  # genuinely nothing to load
+    assert triggers(demo) == 0
+    assert cli("validate", "--spec", str(demo), *whole).returncode == 0
+
+
+def test_a_failing_job_stops_the_stage_and_resume_reruns_only_that_step(demo):
+    fault = {"BACKFILL_KIT_DEMO_FAULTS": "team_offense_game_summary:fail=2021-10-26"}
+    first = cli("backfill", "--spec", str(demo), *FIRST_WEEKS, env=fault)
+    assert first.returncode == 1
+    journal = demo.parent / "runs" / "plan-2021-10-19-2021-11-20.journal.jsonl"
+    events = [json.loads(line) for line in journal.read_text().splitlines()]
+    failed = [e for e in events if e["event"] == "step_finished" and e["outcome"] == "failed"]
+    assert [e["table"] for e in failed] == ["team_offense_game_summary"]
+    assert "1 dates failed: upstream API returned HTTP 503 (2021-10-26)" in failed[0]["tail"]
+    assert not any(e["event"] == "stage_started" and e["phase"] == "precompute" for e in events)
+    succeeded = {e["step"] for e in events if e["event"] == "step_finished" and e["outcome"] == "succeeded"}
+
+    again = cli("backfill", "--spec", str(demo), *FIRST_WEEKS, "--resume")
+    assert again.returncode == 0, again.stdout[-2000:]
+    events = [json.loads(line) for line in journal.read_text().splitlines()][len(events):]
+    rerun = {e["step"] for e in events if e["event"] == "step_started"}
+    assert failed[0]["step"] in rerun and not (rerun & succeeded)
+    assert set(statuses(demo, *FIRST_WEEKS)) <= {"complete", "no_data", "bootstrap"}
+
+
+def test_a_job_not_told_to_skip_fires_the_next_phase(demo):
+    job = [sys.executable, "-m", "backfill_kit.demo.job", "player_game_summary", "--warehouse", "nba_props.duckdb",
+           "--start-date", "2021-10-19", "--end-date", "2021-10-21"]
+    quiet = subprocess.run([*job, "--skip-downstream-trigger"], cwd=demo.parent, capture_output=True, text=True)
+    assert quiet.returncode == 0 and triggers(demo) == 0
+    loud = subprocess.run(job, cwd=demo.parent, capture_output=True, text=True)
+    assert loud.returncode == 0 and "the next phase will start" in loud.stdout
+    assert triggers(demo) == 1
+
+
+def test_a_job_crashing_midway_leaves_running_rows_that_validation_reports(demo):
+    crash = {"BACKFILL_KIT_DEMO_FAULTS": "nbac_team_boxscore:crash-after=0"}
+    result = cli("backfill", "--spec", str(demo), "--start", "2021-10-19", "--end", "2021-10-22",
+                 "--table", "nbac_team_boxscore", env=crash)
+    assert result.returncode == 1
+    assert statuses(demo, "--start", "2021-10-19", "--end", "2021-10-22", "--table", "nbac_team_boxscore") == {"running": 4}
+    later = cli("validate", "--spec", str(demo), "--start", "2021-10-19", "--end", "2021-10-22",
+                "--table", "nbac_team_boxscore", "--now", "2099-01-01T00:00:00", "--format", "json")
+    assert json.loads(later.stdout)["summary"]["statuses"] == {"stale": 4}
