@@ -244,6 +244,8 @@ class PipelineSpec(_Model):
 
 # --- loading -------------------------------------------------------------------------------
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
+
 
 def load_spec(path: str | Path) -> PipelineSpec:
     """Read and validate a spec file; raise `SpecError` listing every problem found."""
@@ -274,8 +276,8 @@ def parse_spec(text: str, path: Path) -> PipelineSpec:
 
 def _read_yaml(text: str, file: str) -> tuple[dict[str, int], Any]:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=_LOADER)
+        data = yaml.load(text, Loader=_LOADER)  # noqa: S506 -- a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -93,7 +94,8 @@ def test_bad_identifiers_and_yaml(tmp_path):
     text = MINI_SPEC.replace("table: raw.boxscore", "table: raw.box score; DROP")
     (problem,) = problems_of(tmp_path, text)
     assert "phases[0].tables[0].table: 'raw.box score; DROP' is not a valid table name" in problem
-    assert problems_of(tmp_path, "name: [unclosed") == ["1: not valid YAML: expected ',' or ']', but got '<stream end>'"]
+    (broken,) = problems_of(tmp_path, "name: [unclosed\n")
+    assert re.fullmatch(r"[12]: not valid YAML: .*expected ',' or '\]'.*", broken)  # libyaml and pure Python word it apart
     assert problems_of(tmp_path, "- a list") == ["1: the spec must be a YAML mapping (key: value)"]
 
 

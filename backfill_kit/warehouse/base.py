@@ -77,7 +77,6 @@ class RunSummary(NamedTuple):
     latest_category: str  # running, success, failed, skipped or other
     latest_status: str
     latest_started_at: datetime | None
-    latest_records: int | None
     latest_seconds: float | None  # how long the latest finished run took
     best_success_records: int | None
     last_error: str | None

@@ -60,7 +60,8 @@ class DuckDBWarehouse:
             "skipped": list(request.skipped),
         }
         rows = self._run("run_history", run_history_sql(DUCKDB, request), params)
-        return [RunSummary._make(row) for row in rows]
+        new = tuple.__new__
+        return [new(RunSummary, row) for row in rows]
 
     def missing_objects(self, wanted: dict[str, Sequence[str]]) -> list[MissingObject]:
         rows = self._con.execute(

@@ -103,11 +103,10 @@ runs AS (
 )
 SELECT processor, d,
   COUNT(*) AS attempts,
-  SUM(CASE WHEN category = 'failed' THEN 1 ELSE 0 END) AS failures,
+  CAST(SUM(CASE WHEN category = 'failed' THEN 1 ELSE 0 END) AS {d.int_type}) AS failures,
   MAX_BY(category, started_at) AS latest_category,
   MAX_BY(status, started_at) AS latest_status,
   MAX(started_at) AS latest_started_at,
-  NULLIF(MAX_BY(COALESCE(records, -1), started_at), -1) AS latest_records,
   NULLIF(MAX_BY(COALESCE({seconds}, -1), started_at), -1) AS latest_seconds,
   MAX(CASE WHEN category = 'success' THEN records END) AS best_success_records,
   MAX_BY(error, CASE WHEN error IS NOT NULL THEN started_at END) AS last_error
