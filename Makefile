@@ -9,12 +9,23 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[notebooks,bigquery,test]'
 	touch $(STAMP)
 
+DEMO_RANGE := --start 2021-10-19 --end 2025-06-22
+
+# Build the demo warehouse, show its gaps, plan and run the backfill, show the result.
 demo: $(STAMP)
 	$(BIN)/backfill-kit demo init demo
-	$(BIN)/backfill-kit validate --spec demo/nba_props.yaml --start 2021-10-19 --end 2025-06-22 || test $$? -eq 1
+	@echo; echo "== Before: every table and game date of four seasons, and why each gap exists"
+	$(BIN)/backfill-kit validate --spec demo/nba_props.yaml $(DEMO_RANGE) || test $$? -eq 1
+	@echo; echo "== The plan, stage by stage"
+	rm -rf demo/runs
+	$(BIN)/backfill-kit plan --spec demo/nba_props.yaml $(DEMO_RANGE) --out demo/runs/plan.json
+	@echo; echo "== The backfill"
+	$(BIN)/backfill-kit run --plan demo/runs/plan.json
+	@echo; echo "== After"
+	$(BIN)/backfill-kit validate --spec demo/nba_props.yaml $(DEMO_RANGE)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -111,6 +111,7 @@ class Plan:
 
     def write(self, path: Path) -> None:
         """Write atomically: a crash never leaves half a plan behind."""
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
         tmp.replace(path)
