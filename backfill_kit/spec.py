@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import date
 from functools import cached_property
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import yaml
@@ -264,7 +265,15 @@ def parse_spec(text: str, path: Path) -> PipelineSpec:
     try:
         spec = PipelineSpec.model_validate({**data, "source": path})
     except ValidationError as exc:
-        raise SpecError([_problem(str(path), err, lines) for err in exc.errors()]) from None
+        problems = [_problem(str(path), err, lines) for err in exc.errors()]
+        # References between tables are checked on the raw file too, so that a misspelt
+        # dependency is reported in the same round as a misspelt field.
+        seen = {p.field for p in problems}
+        problems += [
+            Problem(str(path), field, message, _line_of(lines, field))
+            for field, message in _cross_table_problems(_skeleton(data)) if field not in seen
+        ]
+        raise SpecError(sorted(problems, key=lambda p: p.line or 0)) from None
     problems = [
         Problem(str(path), field, message, _line_of(lines, field))
         for field, message in _semantic_problems(spec)
@@ -272,6 +281,21 @@ def parse_spec(text: str, path: Path) -> PipelineSpec:
     if problems:
         raise SpecError(problems)
     return spec
+
+
+def _skeleton(data: dict[str, Any]) -> SimpleNamespace:
+    """The phases and tables of a spec that failed validation, as far as they can be read."""
+    phases = []
+    for phase in data.get("phases") or []:
+        if not isinstance(phase, dict):
+            continue
+        tables = [
+            SimpleNamespace(id=t.get("id"), depends_on=tuple(t.get("depends_on") or ()), fallback=t.get("fallback"),
+                            date_column=t.get("date_column"))
+            for t in phase.get("tables") or [] if isinstance(t, dict) and isinstance(t.get("id"), str)
+        ]
+        phases.append(SimpleNamespace(name=phase.get("name"), mode=phase.get("mode", "parallel"), tables=tables))
+    return SimpleNamespace(phases=phases, date_column=data.get("date_column"))
 
 
 def _read_yaml(text: str, file: str) -> tuple[dict[str, int], Any]:
@@ -361,14 +385,19 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 
 
 def _semantic_problems(spec: PipelineSpec) -> Iterator[tuple[str, str]]:
-    yield from _duplicate_problems(spec)
-    yield from _reference_problems(spec)
+    yield from _cross_table_problems(spec)
     yield from _cycle_problems(spec)
     yield from _calendar_problems(spec)
     yield from _job_problems(spec)
 
 
-def _duplicate_problems(spec: PipelineSpec) -> Iterator[tuple[str, str]]:
+def _cross_table_problems(spec: Any) -> Iterator[tuple[str, str]]:
+    """Checks that need only ids and references: they run on a skeleton of a broken spec too."""
+    yield from _duplicate_problems(spec)
+    yield from _reference_problems(spec)
+
+
+def _duplicate_problems(spec: Any) -> Iterator[tuple[str, str]]:
     seen: set[str] = set()
     for p, phase in enumerate(spec.phases):
         for i, table in enumerate(phase.tables):
@@ -381,7 +410,7 @@ def _duplicate_problems(spec: PipelineSpec) -> Iterator[tuple[str, str]]:
             yield f"phases[{p}].name", f"phase name {name!r} is declared twice"
 
 
-def _reference_problems(spec: PipelineSpec) -> Iterator[tuple[str, str]]:
+def _reference_problems(spec: Any) -> Iterator[tuple[str, str]]:
     order = {t.id: p for p, phase in enumerate(spec.phases) for t in phase.tables}
     known = ", ".join(order)
     for p, phase in enumerate(spec.phases):

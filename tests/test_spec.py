@@ -52,7 +52,9 @@ def test_every_problem_is_reported_at_once_with_its_line(tmp_path):
         f"{line(text, 'stale_after_hours')}: run_history.stale_after_hours: Input should be greater than 0 (got -1)",
         f"{line(text, 'colour')}: phases[0].tables[0].colour: unknown field; expected one of: id, table, date_column, processor, "
         "priority, min_rows, min_rows_per_game, fallback, depends_on, job",
-    ]  # semantic checks wait until the fields themselves are valid
+        f"{line(text, 'box_score')}: phases[1].tables[0].depends_on[0]: depends on undefined table 'box_score'; "
+        "declared tables: boxscore, props, backup_props, summary, cache",
+    ]  # a misspelt reference is reported in the same round as a misspelt field
 
 
 def test_undefined_dependency_and_missing_date_column(tmp_path):
