@@ -70,10 +70,13 @@ def _summary_table(v: Validation) -> object:
         table.add_column(str(status).replace("_", " "), justify="right", style=STYLE[status])
     table.add_column("% complete", justify="right")
     phase = None
-    for s in v.summary():
+    summary = v.summary()
+    for s in summary:
         if s.phase != phase:
             phase = s.phase
-            table.add_row(f"[bold]{phase}[/]", *[""] * (len(COLUMNS) + 2))
+            # A phase is as far along as its slowest table, never its best.
+            slowest = min(x.percent_done for x in summary if x.phase == phase)
+            table.add_row(f"[bold]{phase}[/]", *[""] * (len(COLUMNS) + 1), f"[bold]{slowest:.1f}% done[/]")
         cells = [f"{s.counts[st]:,}" if s.counts.get(st) else "-" for st in COLUMNS]
         table.add_row(f"  {s.table}", f"{s.expected:,}", *cells, f"{s.percent_complete:.1f}%")
     return table

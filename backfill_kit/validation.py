@@ -94,6 +94,12 @@ class TableSummary:
         return 100.0 * self.counts.get(Status.COMPLETE, 0) / self.expected if self.expected else 100.0
 
     @property
+    def percent_done(self) -> float:
+        """Complete or genuinely without data: nothing left to load."""
+        done = self.counts.get(Status.COMPLETE, 0) + self.counts.get(Status.NO_DATA, 0)
+        return 100.0 * done / self.expected if self.expected else 100.0
+
+    @property
     def needs_work(self) -> int:
         return sum(n for s, n in self.counts.items() if s in NEEDS_WORK)
 
