@@ -6,13 +6,14 @@ did exactly that.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 from .spec import PipelineSpec, Season
 from .warehouse import CalendarRequest, Warehouse
 
-__all__ = ["ExpectedDay", "expected_days"]
+__all__ = ["ExpectedDay", "consecutive_runs", "expected_days"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +48,16 @@ def _place(d: date, games: int, seasons: tuple[Season, ...]) -> ExpectedDay | No
         if season.start <= d <= season.end:
             return ExpectedDay(d, games, season.name, season.start)
     return None  # outside every declared season: not expected
+
+
+def consecutive_runs(dates: Sequence[date], calendar: Sequence[date]) -> list[list[date]]:
+    """Split `dates` (in calendar order) into runs of consecutive calendar dates: off days do
+    not split a run, a calendar date missing from `dates` does."""
+    position = {d: i for i, d in enumerate(calendar)}
+    runs: list[list[date]] = []
+    for d in dates:
+        if runs and position[d] == position[runs[-1][-1]] + 1:
+            runs[-1].append(d)
+        else:
+            runs.append([d])
+    return runs

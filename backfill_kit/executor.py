@@ -3,6 +3,7 @@ steps to a cloud job service without touching the planner or the journal."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -54,10 +55,8 @@ class _ProcessGroup:
         self._process.wait()
 
     def _signal(self, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # already gone
             os.killpg(self._process.pid, sig)
-        except ProcessLookupError:
-            pass  # already gone
 
 
 class LocalExecutor:

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from .calendar import consecutive_runs
 from .errors import BackfillKitError, InputError
 from .spec import PipelineSpec, TableSpec
 from .status import NEEDS_WORK, Status
@@ -186,9 +187,9 @@ def build_plan(
     if spec.cascade == "dependents":
         _cascade(spec, by_cell, todo)
     blocked = _block(spec, by_cell, todo)
-    order = {day.date: i for i, day in enumerate(validation.days)}
+    calendar = [day.date for day in validation.days]
     seconds = _seconds_per_date(validation.cells)
-    stages = _stages(spec, todo, order, seconds, python)
+    stages = _stages(spec, todo, calendar, seconds, python)
     options = {"statuses": sorted(str(s) for s in wanted), "cascade": spec.cascade}
     return Plan(str(spec.source or ""), spec.name, validation.start, validation.end, datetime.now(UTC),
                 stages, blocked, options)
@@ -277,14 +278,14 @@ def _seconds_per_date(cells: Sequence[Cell]) -> dict[str, float]:
 
 
 def _stages(
-    spec: PipelineSpec, todo: dict[tuple[str, date], set[str]], order: dict[date, int],
+    spec: PipelineSpec, todo: dict[tuple[str, date], set[str]], calendar: list[date],
     seconds: dict[str, float], python: str,
 ) -> list[Stage]:
     stages: list[Stage] = []
     made: dict[str, list[Step]] = {}
     for phase in spec.phases:
         for group in _groups(phase.mode, phase.tables):
-            steps = [s for t in group for s in _steps(spec, t, todo, order, seconds, python, made)]
+            steps = [s for t in group for s in _steps(spec, t, todo, calendar, seconds, python, made)]
             if steps:
                 workers = 1 if phase.mode == "sequential" else phase.max_workers
                 stages.append(Stage(len(stages) + 1, phase.name, phase.mode, workers, tuple(steps)))
@@ -311,14 +312,14 @@ def _level(table_id: str, tables: dict[str, TableSpec], ids: set[str], memo: dic
 
 
 def _steps(
-    spec: PipelineSpec, table: TableSpec, todo: dict[tuple[str, date], set[str]], order: dict[date, int],
+    spec: PipelineSpec, table: TableSpec, todo: dict[tuple[str, date], set[str]], calendar: list[date],
     seconds: dict[str, float], python: str, made: dict[str, list[Step]],
 ) -> list[Step]:
     job = spec.job_of(table)
-    dates = sorted(_by_table(todo).get(table.id, []), key=order.__getitem__)
+    dates = sorted(_by_table(todo).get(table.id, []))
     upstream = _upstream_closure(spec, table)
     steps = []
-    for chunk in _chunks(_contiguous(dates, order), job.max_dates_per_step):
+    for chunk in _chunks(consecutive_runs(dates, calendar), job.max_dates_per_step):
         causes: dict[str, int] = {}
         for d in chunk:
             for cause in todo[(table.id, d)]:
@@ -339,16 +340,6 @@ def _upstream_closure(spec: PipelineSpec, table: TableSpec) -> list[str]:
             seen.append(dep)
             stack.extend(spec.table(dep).depends_on)
     return seen
-
-
-def _contiguous(dates: list[date], order: dict[date, int]) -> list[list[date]]:
-    runs: list[list[date]] = []
-    for d in dates:
-        if runs and order[d] == order[runs[-1][-1]] + 1:
-            runs[-1].append(d)
-        else:
-            runs.append([d])
-    return runs
 
 
 def _chunks(runs: list[list[date]], size: int) -> Iterable[list[date]]:
@@ -384,7 +375,7 @@ def _step(
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "unknown (no past durations in the run history)"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
 

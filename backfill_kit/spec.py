@@ -10,6 +10,7 @@ import string
 from collections.abc import Iterator
 from datetime import date
 from functools import cached_property
+from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Literal
@@ -301,7 +302,7 @@ def _skeleton(data: dict[str, Any]) -> SimpleNamespace:
 def _read_yaml(text: str, file: str) -> tuple[dict[str, int], Any]:
     try:
         node = yaml.compose(text, Loader=_LOADER)
-        data = yaml.load(text, Loader=_LOADER)  # noqa: S506 -- a safe loader
+        data = yaml.load(text, Loader=_LOADER)  # a safe loader, C or Python
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
@@ -466,7 +467,7 @@ def _calendar_problems(spec: PipelineSpec) -> Iterator[tuple[str, str]]:
         if season.end < season.start:
             yield f"calendar.seasons[{s}].end", f"season {season.name!r} ends ({season.end}) before it starts ({season.start})"
     ordered = sorted(cal.seasons, key=lambda s: s.start)
-    for before, after in zip(ordered, ordered[1:]):
+    for before, after in pairwise(ordered):
         if after.start <= before.end:
             yield "calendar.seasons", f"seasons {before.name!r} and {after.name!r} overlap"
     for p, phase in enumerate(spec.phases):

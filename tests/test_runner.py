@@ -16,7 +16,6 @@ from runner_helpers import fake_step, runs_of, write_plan
 
 from backfill_kit.errors import BackfillKitError, InputError
 from backfill_kit.journal import read_journal
-from backfill_kit.locks import LockBusyError
 from backfill_kit.plan import load_plan
 from backfill_kit.runner import RunOptions, Runner
 
@@ -61,6 +60,7 @@ def test_a_failing_step_stops_after_its_stage_and_resume_retries_only_it(tmp_pat
     with pytest.raises(InputError, match="Pass --resume"):
         run(tmp_path / "plan.json")
     again = run(tmp_path / "plan.json", resume=True)
+    assert again.outcomes == {"good": "succeeded", "bad": "failed"}  # the next stage waits still
     assert runs_of(m, "good") == 2  # once per fresh journal, never on resume
     assert runs_of(m, "bad") == 3
 
@@ -112,7 +112,7 @@ def test_a_step_that_exits_0_without_writing_is_flagged(tmp_path):
     m = tmp_path / "marks"
     write_plan(tmp_path / "plan.json", (1, [fake_step("empty", m), fake_step("full", m)]))
     plan = load_plan(tmp_path / "plan.json")
-    checker = lambda step: 0 if step.id == "empty" else len(step.dates)  # noqa: E731
+    checker = lambda step: 0 if step.id == "empty" else len(step.dates)
     result = Runner(plan, tmp_path / "plan.json", RunOptions(), checker=checker).run()
     assert result.outcomes == {"empty": "succeeded_without_data", "full": "succeeded"}
     assert result.warnings == ["empty exited 0 but left all 2 of its dates without rows"]

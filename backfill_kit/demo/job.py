@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from ..calendar import consecutive_runs
 from ..warehouse.duckdb import connect_file
 from . import tables
 
@@ -95,7 +96,7 @@ def _run(con: Any, args: argparse.Namespace) -> int:
         print(f"{args.table}: crashing after {args.crash_after} dates (fault)", file=sys.stderr, flush=True)
         os._exit(3)  # no final rows, no cleanup: what a killed container leaves behind
     written: dict[date, int] = {}
-    for run in _contiguous([d for d in dates if d not in fail], dates):
+    for run in consecutive_runs([d for d in dates if d not in fail], dates):  # a failed date is never rebuilt
         written |= tables.build(con, args.table, run[0], run[-1], seed=seed)
     ok = {d: run_ids[d] for d in dates if d not in fail}
     if ok:
@@ -111,18 +112,6 @@ def _run(con: Any, args: argparse.Namespace) -> int:
               f"({', '.join(str(d) for d in sorted(bad))})", file=sys.stderr)
     print(f"{args.table}: {len(ok)} dates rebuilt, {sum(written.get(d, 0) for d in ok):,} rows")
     return len(bad)
-
-
-def _contiguous(keep: list[date], order: list[date]) -> list[list[date]]:
-    """Runs of consecutive expected dates, so that a failed date is never rebuilt by a range."""
-    position = {d: i for i, d in enumerate(order)}
-    runs: list[list[date]] = []
-    for d in keep:
-        if runs and position[d] == position[runs[-1][-1]] + 1:
-            runs[-1].append(d)
-        else:
-            runs.append([d])
-    return runs
 
 
 def _trigger_downstream(con: Any, args: argparse.Namespace) -> None:
