@@ -1,0 +1,66 @@
+"""plan, run and backfill through the command line, on the mini warehouse."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import MiniWarehouse
+
+from backfill_kit.cli import cli
+
+D1, D2 = date(2024, 1, 10), date(2024, 1, 11)
+RANGE = ["--start", "2024-01-01", "--end", "2024-01-31"]
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def spec(mini: MiniWarehouse) -> Path:
+    for d in (D1, D2):
+        mini.games(d, 1).rows("raw.boxscore", d, 2).run("BoxscoreProcessor", d, "success", 2)
+        mini.rows("raw.props", d, 3).rows("raw.backup_props", d, 1).rows("analytics.cache", d, 1)
+    return mini.close()  # summary never ran on either date
+
+
+def test_plan_prints_commands_and_writes_the_file(spec, tmp_path):
+    out = tmp_path / "plans" / "p.json"
+    result = invoke("plan", "--spec", str(spec), *RANGE, "--out", str(out))
+    assert result.exit_code == 0
+    assert "1 steps over 2 table-dates in 1 stages" in result.output
+    assert "summary  2024-01-10 .. 2024-01-11  (2 dates: never_ran 2)" in result.output
+    assert "-c pass summary 2024-01-10 2024-01-11 --no-trigger" in result.output
+    assert f"run it with: backfill-kit run --plan {out}" in result.output
+    assert json.loads(out.read_text())["totals"]["steps"] == 1
+
+
+def test_dry_run_starts_nothing(spec, tmp_path):
+    out = tmp_path / "p.json"
+    invoke("plan", "--spec", str(spec), *RANGE, "--out", str(out))
+    result = invoke("run", "--plan", str(out), "--dry-run")
+    assert result.exit_code == 0 and "dry run: nothing was started" in result.output
+    assert not (tmp_path / "p.journal.jsonl").exists()
+
+
+def test_backfill_runs_and_flags_a_job_that_wrote_nothing(spec):
+    result = invoke("backfill", "--spec", str(spec), *RANGE)
+    assert result.exit_code == 0, result.output
+    assert "succeeded_without_data summary:2024-01-10..2024-01-11" in result.output
+    assert "warning: summary:2024-01-10..2024-01-11 exited 0 but left all 2 of its dates without rows" in result.output
+    journal = spec.parent / "runs" / "plan-2024-01-01-2024-01-31.journal.jsonl"
+    assert journal.exists()
+    again = invoke("backfill", "--spec", str(spec), *RANGE)
+    assert again.exit_code == 2 and "pass --resume to continue it" in again.output
+
+
+def test_a_missing_or_broken_plan_is_one_message(tmp_path):
+    missing = invoke("run", "--plan", str(tmp_path / "nope.json"))
+    assert missing.exit_code == 2 and "cannot read the plan" in missing.output
+    (tmp_path / "bad.json").write_text("{")
+    broken = invoke("run", "--plan", str(tmp_path / "bad.json"))
+    assert broken.exit_code == 2 and "not a plan file" in broken.output and "Traceback" not in broken.output
