@@ -135,6 +135,7 @@ run_options = [
                  help="Run jobs that declare no way to skip downstream triggers."),
     click.option("--journal", type=click.Path(dir_okay=False, path_type=Path),
                  help="Journal file (default: beside the plan, PLAN.journal.jsonl)."),
+    click.option("--ignore-preflight", is_flag=True, help="Start even when the quick preflight fails."),
 ]
 
 
@@ -183,18 +184,133 @@ def backfill(spec_path: Path, start: date, end: date, tables: tuple[str, ...], i
 
 
 def _execute(the_plan: Any, plan_path: Path, *, resume: bool, keep_going: bool, dry_run: bool,
-             allow_downstream_triggers: bool, journal: Path | None) -> None:
+             allow_downstream_triggers: bool, journal: Path | None, ignore_preflight: bool) -> None:
     from .progress import progress_for
-    from .runner import RunOptions, Runner, warehouse_checker
+    from .runner import RunOptions, Runner, journal_path_for, warehouse_checker
 
     if dry_run:
         click.echo(the_plan.text())
         click.echo("\ndry run: nothing was started")
         return
+    _preflight_gate(the_plan, journal or journal_path_for(plan_path), ignore_preflight)
     options = RunOptions(journal=journal, resume=resume, keep_going=keep_going,
                          allow_downstream_triggers=allow_downstream_triggers)
     result = Runner(the_plan, plan_path, options, checker=warehouse_checker(the_plan), progress=progress_for()).run()
     sys.exit(result.exit_code)
+
+
+@cli.command()
+@spec_option
+@click.option("--season", help="Only this season (a name from calendar.seasons).")
+@click.option("--start", type=DateType(), help="First date (default: the first season's start).")
+@click.option("--end", type=DateType(), help="Last date (default: the last season's end).")
+@click.option("--continuous", is_flag=True, help="Refresh in place until Ctrl-C.")
+@click.option("--once", is_flag=True, help="One look, then exit (the default).")
+@click.option("--interval", type=click.FloatRange(min=0.2), default=30.0, show_default=True, help="Seconds between looks.")
+@click.option("--window-hours", type=click.FloatRange(min=0.01), default=2.0, show_default=True,
+              help="The recent window for the rate and the failures.")
+@click.option("--journal", "journals", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="A runner journal to follow (default: runs/*.journal.jsonl beside the spec).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def monitor(spec_path: Path, season: str | None, start: date | None, end: date | None, continuous: bool,
+            once: bool, interval: float, window_hours: float, journals: tuple[Path, ...], fmt: str) -> None:
+    """Watch a backfill: progress per phase (its slowest table), table and season, rate, ETA
+    range, recent failures, orphaned runs and where a runner is."""
+    import time
+
+    from . import display
+    from .monitor import find_journals, take_snapshot
+    from .spec import load_spec
+
+    if continuous and once:
+        raise click.UsageError("--continuous and --once exclude each other")
+    spec = load_spec(spec_path)
+    start, end = _monitor_range(spec, season, start, end)
+    follow = list(journals) or find_journals(spec)
+
+    def look() -> Any:
+        return take_snapshot(spec, start, end, window_hours=window_hours, journals=follow)
+
+    if fmt == "json":
+        click.echo(look().to_json())
+        while continuous:
+            time.sleep(interval)
+            click.echo(look().to_json())
+        return
+    console = _console()
+    if not continuous:
+        console.print(display.snapshot_view(look()))
+        return
+    from rich.live import Live
+
+    try:
+        with Live(display.snapshot_view(look()), console=console, auto_refresh=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(display.snapshot_view(look()), refresh=True)
+    except KeyboardInterrupt:
+        console.print("monitor stopped")
+
+
+def _monitor_range(spec: Any, season: str | None, start: date | None, end: date | None) -> tuple[date, date]:
+    from .errors import InputError
+    from .validation import check_range
+
+    seasons = spec.calendar.seasons
+    if season is not None:
+        match = next((s for s in seasons if s.name == season), None)
+        if match is None:
+            known = ", ".join(s.name for s in seasons) or "none declared"
+            raise InputError(f"unknown season {season!r} in {spec.file_name}; calendar.seasons: {known}")
+        start, end = max(start or match.start, match.start), min(end or match.end, match.end)
+    if start is None or end is None:
+        if not seasons:
+            raise InputError("give --start and --end: the spec declares no calendar.seasons to default to")
+        start, end = start or seasons[0].start, end or seasons[-1].end
+    check_range(start, end)
+    return start, end
+
+
+@cli.command()
+@spec_option
+@click.option("--start", required=True, type=DateType(), help="First date, YYYY-MM-DD.")
+@click.option("--end", required=True, type=DateType(), help="Last date, YYYY-MM-DD (inclusive).")
+@click.option("--quick", is_flag=True, help="Skip the slow checks (each job's dry run).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def preflight(spec_path: Path, start: date, end: date, quick: bool, fmt: str) -> None:
+    """Check everything before a backfill starts. Exit 0 all pass, 2 warnings only, 1 a failure."""
+    import json
+
+    from . import display
+    from .preflight import exit_code, run_preflight
+    from .spec import load_spec
+    from .validation import check_range
+
+    check_range(start, end)
+    checks = run_preflight(load_spec(spec_path), start, end, quick=quick)
+    if fmt == "json":
+        click.echo(json.dumps({"checks": [c.to_dict() for c in checks], "exit_code": exit_code(checks)}, indent=2))
+    else:
+        display.print_checks(checks, _console())
+    sys.exit(exit_code(checks))
+
+
+def _preflight_gate(the_plan: Any, journal: Path, ignore: bool) -> None:
+    """The quick preflight before any run: failures stop it unless --ignore-preflight."""
+    if not the_plan.spec_path or not the_plan.steps:
+        return
+    from . import display
+    from .preflight import run_preflight
+    from .spec import load_spec
+
+    checks = run_preflight(load_spec(the_plan.spec_path), the_plan.start, the_plan.end, quick=True, journal=journal)
+    failed = [c for c in checks if c.outcome == "fail"]
+    if not failed and not any(c.outcome == "warn" for c in checks):
+        return
+    display.print_checks([c for c in checks if c.outcome in ("warn", "fail")], _console())
+    if failed and not ignore:
+        click.echo("error: preflight failed; nothing was started. Fix the failures, or pass --ignore-preflight.", err=True)
+        sys.exit(1)
 
 
 @cli.group()

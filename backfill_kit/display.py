@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .status import NEEDS_WORK, Status
 
@@ -107,3 +107,102 @@ def next_step(v: Validation) -> str:
         f"\nNext: {sum(work.values()):,} cells need a backfill ({detail}); start with phase "
         f"'{first_phase}', upstream first. Failed cells: see last_error in --format json."
     )
+
+
+# --- preflight -----------------------------------------------------------------------------
+
+MARK = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]", "skip": "[dim]skip[/]"}
+
+
+def print_checks(checks: list[Any], console: Console) -> None:
+    from rich.markup import escape
+
+    for c in checks:
+        todo = f" [dim]→ {escape(c.todo)}[/]" if c.todo and c.outcome in ("warn", "fail") else ""
+        console.print(f"{MARK[c.outcome]}  {c.name:<30} {escape(c.why)}{todo}", soft_wrap=True)
+    counts = {o: sum(c.outcome == o for c in checks) for o in MARK}
+    console.print(f"\n{counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} failed, {counts['skip']} skipped")
+
+
+# --- the monitor ---------------------------------------------------------------------------
+
+
+def _clock(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
+def snapshot_view(snap: Any) -> Any:
+    """Everything the monitor shows, as one renderable: redrawn in place when continuous."""
+    from rich.console import Group
+    from rich.table import Table
+
+    parts: list[Any] = [
+        f"[bold]{snap.spec}[/] monitor · {snap.start} .. {snap.end} · "
+        f"{snap.taken_at:%Y-%m-%d %H:%M:%S} UTC"
+    ]
+    phases = Table(box=None, header_style="bold", pad_edge=False)
+    for name, justify in (("phase", "left"), ("progress", "right"), ("slowest table", "left"),
+                          ("done", "right"), ("expected", "right")):
+        phases.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for p in snap.phases:
+        phases.add_row(p.phase, f"{p.percent:.1f}%", p.slowest, f"{p.done:,}", f"{p.expected:,}")
+    parts += ["", phases, "", _season_matrix(snap), "", _pace(snap)]
+    parts += _problems(snap)
+    return Group(*parts)
+
+
+def _season_matrix(snap: Any) -> Any:
+    from rich.table import Table
+
+    seasons = list(dict.fromkeys(t.season for t in snap.tables))
+    matrix = Table(box=None, header_style="bold", pad_edge=False)
+    matrix.add_column("table (done % per season)")
+    for season in seasons:
+        matrix.add_column(season or "all", justify="right")
+    matrix.add_column("remaining", justify="right")
+    by_table: dict[str, dict[Any, Any]] = {}
+    for t in snap.tables:
+        by_table.setdefault(t.table, {})[t.season] = t
+    for table, cells in by_table.items():
+        values = [_percent(cells[s]) if s in cells else "-" for s in seasons]
+        matrix.add_row(table, *values, f"{sum(c.remaining for c in cells.values()):,}")
+    return matrix
+
+
+def _percent(t: Any) -> str:
+    """Never round a table with work left up to 100%."""
+    if t.remaining == 0:
+        return "100%"
+    return f"{min(t.percent, 99.9):.1f}%" if t.percent else "0%"
+
+
+def _pace(snap: Any) -> str:
+    if snap.eta_seconds is None:
+        eta = "unknown (no past durations in the run history)"
+    elif snap.remaining == 0:
+        eta = "done"
+    else:
+        eta = f"{_clock(snap.eta_seconds[0])} to {_clock(snap.eta_seconds[1])}"
+    return (f"Rate: {snap.rate_per_hour:,.1f} cells/h over the last {snap.window_hours:g} h · "
+            f"remaining {snap.remaining:,} cells · ETA {eta}")
+
+
+def _problems(snap: Any) -> list[str]:
+    from rich.markup import escape
+
+    lines: list[str] = []
+    if snap.failures:
+        lines.append(f"\n[red]Failures in the last {snap.window_hours:g} h ({len(snap.failures)})[/]")
+        lines += [f"  {f.table} {f.date} at {f.finished_at:%H:%M}: {escape(f.error)}" for f in snap.failures[-10:]]
+    if snap.stale:
+        lines.append(f"\n[red]Orphaned running rows ({len(snap.stale)})[/]: started, never finished; rerun them")
+        lines += [f"  {t} {d} started {s}" for t, d, s in snap.stale[:10]]
+    for r in snap.runners:
+        if r.working:
+            running = ", ".join(r.running) or "none"
+            lines.append(f"\nRunner at stage {r.stage} ({r.phase}), {r.done}/{r.total} steps done, running: {running}")
+        else:
+            lines.append(f"\nJournal {r.journal}: {r.done}/{r.total} steps done, no runner at work")
+    return lines

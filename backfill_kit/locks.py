@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import BackfillKitError
 
-__all__ = ["LockBusyError", "LockSet"]
+__all__ = ["LockBusyError", "LockSet", "is_locked"]
 
 
 class LockBusyError(BackfillKitError):
@@ -52,3 +52,17 @@ class LockSet:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
         self._held.clear()
+
+
+def is_locked(path: Path) -> bool:
+    """Whether some process holds this lock now (a runner at work), without waiting for it."""
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the probe's own lock
+    return False

@@ -25,7 +25,7 @@ from .journal import DONE_OUTCOMES, Journal, read_journal
 from .locks import LockSet
 from .plan import Plan, Stage, Step, refuse_downstream_triggers
 
-__all__ = ["RunOptions", "RunResult", "Runner", "journal_path_for", "warehouse_checker"]
+__all__ = ["RunOptions", "RunResult", "Runner", "journal_path_for", "table_lock_dir", "warehouse_checker"]
 
 EXIT_INTERRUPTED = 130
 TAIL_LINES = 15
@@ -85,6 +85,13 @@ def warehouse_checker(plan: Plan) -> Checker | None:
     return lambda step: dates_with_rows(spec, step.table, step.dates)
 
 
+def table_lock_dir(plan: Plan, plan_path: Path) -> Path:
+    """One place per pipeline, beside its spec: every runner of that spec meets the same locks,
+    wherever its plan file lies."""
+    base = Path(plan.spec_path).parent if plan.spec_path else plan_path.parent
+    return base / ".backfill-kit" / "locks"
+
+
 def journal_path_for(plan_path: Path) -> Path:
     return plan_path.with_name(plan_path.stem + ".journal.jsonl")
 
@@ -123,7 +130,7 @@ class Runner:
         self.progress = progress or QuietProgress()
         self.journal_path = self.options.journal or journal_path_for(plan_path)
         self.logs = self.journal_path.with_name(self.journal_path.stem.removesuffix(".journal") + ".logs")
-        self.lock_dir = lock_dir or plan_path.parent / ".backfill-kit-locks"
+        self.lock_dir = lock_dir or table_lock_dir(plan, plan_path)
         self._stop = threading.Event()
         self._outcomes: dict[str, str] = {}
         self._warnings: list[str] = []

@@ -136,6 +136,7 @@ class JobOverrides(_Model):
     timeout_seconds: float | None = Field(None, gt=0)
     transient_exit_codes: tuple[int, ...] | None = None
     retries: int | None = Field(None, ge=0)
+    dry_run_args: tuple[str, ...] | None = Field(None, description="appended for preflight's dry run")
 
 
 class JobSpec(_Model):
@@ -149,6 +150,7 @@ class JobSpec(_Model):
     timeout_seconds: float = 3600.0
     transient_exit_codes: tuple[int, ...] = ()
     retries: int = 2
+    dry_run_args: tuple[str, ...] | None = None  # None: the job cannot rehearse
 
 
 class TableSpec(_Model):

@@ -254,7 +254,7 @@ def _gather(
     try:
         days = expected_days(spec, wh, start, end)
         counts = wh.row_counts(targets, start, end)
-        summaries = wh.run_summaries(_history_request(spec), processors, start, end)
+        summaries = wh.run_summaries(history_request(spec), processors, start, end)
     except ObjectsMissingError as exc:
         raise _mismatch(spec, wh, involved) from exc
     rows: dict[str, dict[date, int]] = {t.id: {} for t in involved}
@@ -266,7 +266,7 @@ def _gather(
     return days, rows, runs
 
 
-def _history_request(spec: PipelineSpec) -> RunHistoryRequest:
+def history_request(spec: PipelineSpec) -> RunHistoryRequest:
     rh, cols, st = spec.run_history, spec.run_history.columns, spec.run_history.statuses
     return RunHistoryRequest(
         rh.table, cols.processor, cols.date, cols.status, cols.started_at, cols.finished_at,

@@ -41,6 +41,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--crash-after", type=int, default=None, help="die after starting this many dates")
     parser.add_argument("--hang", action="store_true", help="never finish")
     parser.add_argument("--empty", action="store_true", help="exit 0 having written nothing")
+    parser.add_argument("--dry-run", action="store_true", help="check inputs, write nothing")
     args = parser.parse_args(argv)
     _apply_env_faults(args)
     return args
@@ -66,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.end_date < args.start_date:
         print(f"--end-date {args.end_date} is before --start-date {args.start_date}", file=sys.stderr)
         return 2
+    if args.dry_run:
+        return _dry_run(args)
     if args.empty:
         print(f"{args.table}: nothing to do (fault: empty)")
         return 0
@@ -82,6 +85,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         con.close()
     return EXIT_FAILED if failed else 0
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    """What preflight asks of a job: can it open its warehouse and see its dates? Writes nothing."""
+    con = connect_file(args.warehouse, read_only=True)
+    try:
+        dates = tables.expected_dates(con, args.start_date, args.end_date)
+        table = tables.TABLES[args.table].table
+        con.execute(f"SELECT count(*) FROM {table} WHERE false").fetchall()
+    finally:
+        con.close()
+    print(f"{args.table}: dry run: would rebuild {len(dates)} dates of {table}")
+    return 0
 
 
 def _run(con: Any, args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ __all__ = [
     "MissingObject",
     "ObjectsMissingError",
     "QueryRecord",
+    "RecentRun",
     "RunHistoryRequest",
     "RunSummary",
     "Warehouse",
@@ -82,6 +83,17 @@ class RunSummary(NamedTuple):
     last_error: str | None
 
 
+class RecentRun(NamedTuple):
+    """The final row of one run: what the monitor counts and lists."""
+
+    processor: str
+    date: date
+    category: str  # success, failed, skipped or other
+    finished_at: datetime
+    seconds: float | None
+    error: str | None
+
+
 @dataclass(frozen=True)
 class MissingObject:
     table: str
@@ -121,6 +133,12 @@ class Warehouse(Protocol):
         self, request: RunHistoryRequest, processors: Sequence[str], start: date, end: date
     ) -> list[RunSummary]:
         """One summary per (processor, date) with any run record: one query in all."""
+        ...
+
+    def recent_runs(
+        self, request: RunHistoryRequest, processors: Sequence[str], start: date, end: date, since: datetime
+    ) -> list[RecentRun]:
+        """Final rows of runs on dates in [start, end] that finished at or after `since`."""
         ...
 
     def missing_objects(self, wanted: dict[str, Sequence[str]]) -> list[MissingObject]:

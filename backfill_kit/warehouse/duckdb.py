@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,11 @@ from .base import (
     MissingObject,
     ObjectsMissingError,
     QueryRecord,
+    RecentRun,
     RunHistoryRequest,
     RunSummary,
 )
-from .sql import DUCKDB, calendar_sql, coverage_sql, run_history_sql
+from .sql import DUCKDB, calendar_sql, coverage_sql, recent_runs_sql, run_history_sql
 
 __all__ = ["DuckDBWarehouse"]
 
@@ -51,17 +52,18 @@ class DuckDBWarehouse:
     def run_summaries(
         self, request: RunHistoryRequest, processors: Sequence[str], start: date, end: date
     ) -> list[RunSummary]:
-        params = {
-            **_range(start, end),
-            "processors": list(processors),
-            "running": list(request.running),
-            "success": list(request.success),
-            "failed": list(request.failed),
-            "skipped": list(request.skipped),
-        }
+        params = {**_range(start, end), **_statuses(request), "processors": list(processors)}
         rows = self._run("run_history", run_history_sql(DUCKDB, request), params)
         new = tuple.__new__
         return [new(RunSummary, row) for row in rows]
+
+    def recent_runs(
+        self, request: RunHistoryRequest, processors: Sequence[str], start: date, end: date, since: datetime
+    ) -> list[RecentRun]:
+        params = {**_range(start, end), **_statuses(request), "processors": list(processors),
+                  "since": since.replace(tzinfo=None)}  # a TIMESTAMP column holds naive UTC
+        rows = self._run("recent_runs", recent_runs_sql(DUCKDB, request), params)
+        return [RecentRun._make(row) for row in rows]
 
     def missing_objects(self, wanted: dict[str, Sequence[str]]) -> list[MissingObject]:
         rows = self._con.execute(
@@ -117,6 +119,11 @@ def connect_file(path: Path, read_only: bool, wait_seconds: float = 60.0) -> Any
             raise WarehouseError(f"cannot open the DuckDB warehouse {path}: {_first_line(exc)}") from exc
         time.sleep(pause)
         pause = min(pause * 2, 0.5)
+
+
+def _statuses(request: RunHistoryRequest) -> dict[str, list[str]]:
+    return {"running": list(request.running), "success": list(request.success),
+            "failed": list(request.failed), "skipped": list(request.skipped)}
 
 
 def _range(start: date, end: date) -> dict[str, date]:

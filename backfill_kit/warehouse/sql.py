@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .base import CalendarRequest, CoverageTarget, RunHistoryRequest
 
-__all__ = ["DUCKDB", "Dialect", "calendar_sql", "coverage_sql", "run_history_sql"]
+__all__ = ["DUCKDB", "Dialect", "calendar_sql", "coverage_sql", "recent_runs_sql", "run_history_sql"]
 
 
 @dataclass(frozen=True)
@@ -112,3 +112,22 @@ SELECT processor, d,
   MAX_BY(error, CASE WHEN error IS NOT NULL THEN started_at END) AS last_error
 FROM runs
 GROUP BY processor, d"""
+
+
+def recent_runs_sql(d: Dialect, r: RunHistoryRequest) -> str:
+    """The final rows of runs that finished since a moment, for the monitor's rate and failures.
+
+    The date filter keeps a partitioned run history pruned to the range being watched.
+    """
+    ident, text = d.ident, d.text_type
+    error = f"CAST({ident(r.error)} AS {text})" if r.error else f"CAST(NULL AS {text})"
+    status = ident(r.status)
+    finished = ident(r.finished_at)
+    return f"""SELECT CAST({ident(r.processor)} AS {text}) AS processor, CAST({ident(r.date)} AS DATE) AS d,
+  CASE WHEN {d.contains('success', status)} THEN 'success' WHEN {d.contains('failed', status)} THEN 'failed'
+       WHEN {d.contains('skipped', status)} THEN 'skipped' ELSE 'other' END AS category,
+  {finished} AS finished_at, {d.seconds_between.format(a=ident(r.started_at), b=finished)} AS seconds, {error} AS error
+FROM {ident(r.table)}
+WHERE {_date_range(d, r.date)} AND {d.contains('processors', ident(r.processor))}
+  AND {finished} >= {d.p('since')} AND NOT {d.contains('running', status)}
+ORDER BY {finished}"""

@@ -1,0 +1,259 @@
+"""Watching a backfill: progress per phase, table and season, rate, an ETA range, recent
+failures, orphaned runs and where a runner is.
+
+A phase is as far along as its slowest table, never its best; bootstrap dates are not
+expected; the rate is counted from the run history, so it sees every runner and every job.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from .journal import DONE_OUTCOMES, read_journal
+from .locks import is_locked
+from .spec import PipelineSpec
+from .status import Status
+from .validation import Validation, history_request, validate
+from .warehouse import RecentRun, Warehouse, open_warehouse
+
+__all__ = ["RunnerPosition", "Snapshot", "TableProgress", "eta_range", "find_journals", "take_snapshot"]
+
+DONE = (Status.COMPLETE, Status.NO_DATA)
+
+
+@dataclass(frozen=True)
+class TableProgress:
+    phase: str
+    table: str
+    season: str | None
+    expected: int  # expected dates minus bootstrap dates
+    done: int  # complete, or genuinely without data
+
+    @property
+    def remaining(self) -> int:
+        return self.expected - self.done
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.done / self.expected if self.expected else 100.0
+
+
+@dataclass(frozen=True)
+class PhaseProgress:
+    phase: str
+    percent: float  # the slowest table's
+    slowest: str
+    done: int
+    expected: int
+
+
+@dataclass(frozen=True)
+class Failure:
+    table: str
+    date: date
+    finished_at: datetime
+    error: str
+
+
+@dataclass(frozen=True)
+class RunnerPosition:
+    journal: str
+    working: bool  # a runner holds the journal's lock right now
+    stage: int | None
+    phase: str | None
+    running: tuple[str, ...]
+    done: int
+    total: int
+
+
+@dataclass
+class Snapshot:
+    spec: str
+    start: date
+    end: date
+    taken_at: datetime
+    window_hours: float
+    tables: list[TableProgress]
+    phases: list[PhaseProgress]
+    completed_in_window: int
+    eta_seconds: tuple[float, float] | None
+    failures: list[Failure] = field(default_factory=list)
+    stale: list[tuple[str, date, datetime | None]] = field(default_factory=list)
+    runners: list[RunnerPosition] = field(default_factory=list)
+
+    @property
+    def rate_per_hour(self) -> float:
+        return self.completed_in_window / self.window_hours
+
+    @property
+    def remaining(self) -> int:
+        return sum(t.remaining for t in self.tables)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rate_per_hour"] = round(self.rate_per_hour, 2)
+        data["remaining"] = self.remaining
+        for t, row in zip(self.tables, data["tables"], strict=True):
+            row.update(percent=round(t.percent, 2), remaining=t.remaining)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), default=str, indent=2)
+
+
+def take_snapshot(
+    spec: PipelineSpec,
+    start: date,
+    end: date,
+    *,
+    window_hours: float = 2.0,
+    journals: Sequence[Path] = (),
+    warehouse: Warehouse | None = None,
+    now: datetime | None = None,
+) -> Snapshot:
+    """One look at the backfill: a validation (three queries) and the recent runs (one more)."""
+    now = now or datetime.now(UTC)
+    wh = warehouse if warehouse is not None else open_warehouse(spec)
+    try:
+        v = validate(spec, start, end, warehouse=wh, now=now)
+        processors = sorted({t.processor for t in spec.tables})
+        recent = wh.recent_runs(history_request(spec), processors, start, end, now - timedelta(hours=window_hours))
+    finally:
+        if warehouse is None:
+            wh.close()
+    tables = progress(v)
+    remaining = Counter[str]()
+    for t in tables:
+        remaining[t.table] += t.remaining
+    return Snapshot(
+        spec=spec.name, start=start, end=end, taken_at=now, window_hours=window_hours,
+        tables=tables, phases=phase_progress(tables),
+        completed_in_window=len({(r.processor, r.date) for r in recent if r.category == "success"}),
+        eta_seconds=eta_range(spec, remaining, _durations(v)),
+        failures=_failures(spec, recent), stale=_stale(v),
+        runners=[runner_position(j) for j in journals],
+    )
+
+
+def progress(v: Validation) -> list[TableProgress]:
+    """Per table and season; bootstrap dates are not expected."""
+    expected: Counter[tuple[str, str | None]] = Counter()
+    done: Counter[tuple[str, str | None]] = Counter()
+    for c in v.cells:
+        if c.status is Status.BOOTSTRAP:
+            continue
+        expected[(c.table, c.season)] += 1
+        done[(c.table, c.season)] += c.status in DONE
+    seasons = list(dict.fromkeys(day.season for day in v.days))
+    return [
+        TableProgress(v.spec.phase_of(t).name, t, s, expected[(t, s)], done[(t, s)])
+        for t in v.tables for s in seasons if expected[(t, s)]
+    ]
+
+
+def phase_progress(tables: Sequence[TableProgress]) -> list[PhaseProgress]:
+    """Each phase at its slowest table's progress, over all seasons."""
+    per_table: dict[str, list[TableProgress]] = defaultdict(list)
+    for t in tables:
+        per_table[t.table].append(t)
+    phases: dict[str, list[tuple[float, str, int, int]]] = defaultdict(list)
+    for table, rows in per_table.items():
+        done, expected = sum(r.done for r in rows), sum(r.expected for r in rows)
+        phases[rows[0].phase].append((100.0 * done / expected if expected else 100.0, table, done, expected))
+    out = []
+    for phase, rows in phases.items():
+        percent, slowest, _, _ = min(rows)
+        out.append(PhaseProgress(phase, percent, slowest, sum(r[2] for r in rows), sum(r[3] for r in rows)))
+    return out
+
+
+def eta_range(
+    spec: PipelineSpec, remaining: Counter[str], durations: dict[str, list[float]]
+) -> tuple[float, float] | None:
+    """Seconds left, from the median and the 90th percentile of past per-date durations,
+    each phase's work spread over its workers and the phases one after another. A table with
+    no past duration borrows the median of all; with none at all there is no estimate."""
+    everything = [s for v in durations.values() for s in v]
+    if not everything:
+        return None if sum(remaining.values()) else (0.0, 0.0)
+    low = high = 0.0
+    for phase in spec.phases:
+        workers = 1 if phase.mode == "sequential" else phase.max_workers
+        for table in phase.tables:
+            samples = durations.get(table.id) or everything
+            low += remaining[table.id] * statistics.median(samples) / workers
+            high += remaining[table.id] * _p90(samples) / workers
+    return low, high
+
+
+def _p90(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=10, method="inclusive")[-1] if len(samples) > 1 else samples[0]
+
+
+def _durations(v: Validation) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = defaultdict(list)
+    for c in v.cells:
+        if c.latest_seconds is not None and c.latest_seconds >= 0 and c.latest_status:
+            out[c.table].append(float(c.latest_seconds))
+    return out
+
+
+def _failures(spec: PipelineSpec, recent: list[RecentRun]) -> list[Failure]:
+    table_of = {t.processor: t.id for t in spec.tables}
+    return [
+        Failure(table_of.get(r.processor, r.processor), r.date, r.finished_at, error_message(r.error))
+        for r in recent if r.category == "failed"
+    ]
+
+
+def error_message(raw: str | None) -> str:
+    """The readable part of an error column: the first message of a JSON list, or the text."""
+    if not raw:
+        return "(no error recorded)"
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return raw[:300]
+    if isinstance(parsed, list) and parsed and isinstance(parsed[0], dict):
+        return str(parsed[0].get("error_message") or parsed[0])[:300]
+    return str(parsed)[:300]
+
+
+def _stale(v: Validation) -> list[tuple[str, date, datetime | None]]:
+    return [(c.table, c.date, c.latest_started_at) for c in v.cells if c.status is Status.STALE]
+
+
+# --- runners -------------------------------------------------------------------------------
+
+
+def find_journals(spec: PipelineSpec) -> list[Path]:
+    """Journals of `backfill` runs beside the spec (runs/*.journal.jsonl)."""
+    if spec.source is None:
+        return []
+    return sorted((spec.source.parent / "runs").glob("*.journal.jsonl"))
+
+
+def runner_position(journal: Path) -> RunnerPosition:
+    state = read_journal(journal)
+    stage = phase = None
+    started: dict[str, None] = {}
+    total = 0
+    for e in state.events:
+        if e["event"] == "run_started":
+            total = e.get("steps", total)
+        elif e["event"] == "stage_started":
+            stage, phase = e.get("stage"), e.get("phase")
+        elif e["event"] == "step_started":
+            started[e["step"]] = None
+        elif e["event"] == "step_finished":
+            started.pop(e["step"], None)
+    working = is_locked(journal.with_name(journal.name + ".lock"))
+    done = sum(1 for o in state.outcomes.values() if o in DONE_OUTCOMES)
+    return RunnerPosition(str(journal), working, stage, phase, tuple(started) if working else (), done, total)

@@ -1,0 +1,301 @@
+"""Preflight: everything that can be checked before a backfill starts, each check ending
+pass, warn or fail with one line of why and what to do.
+
+The old script checked 14 things hard-coded for one project; these are generic, read from the
+spec. Backend-specific checks ask the warehouse's capabilities, never its name.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+from .errors import BackfillKitError
+from .locks import is_locked
+from .plan import Plan, build_plan
+from .spec import JobSpec, PipelineSpec, TableSpec
+from .status import Status
+from .validation import Validation, validate
+from .warehouse import Warehouse, open_warehouse
+
+__all__ = ["Check", "exit_code", "run_preflight"]
+
+Outcome = Literal["pass", "warn", "fail", "skip"]
+FREE_DISK_FAIL = 100 * 2**20
+FREE_DISK_WARN = 2**30
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    outcome: Outcome
+    why: str
+    todo: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "outcome": self.outcome, "why": self.why, "todo": self.todo}
+
+
+def exit_code(checks: list[Check]) -> int:
+    """0 when everything passes, 2 on warnings only, 1 on any failure."""
+    outcomes = {c.outcome for c in checks}
+    return 1 if "fail" in outcomes else 2 if "warn" in outcomes else 0
+
+
+@dataclass
+class _Context:
+    spec: PipelineSpec
+    start: date
+    end: date
+    quick: bool
+    log_dir: Path
+    lock_dir: Path
+    journal: Path | None
+    warehouse: Warehouse | None = None
+    validation: Validation | None = None
+    plan: Plan | None = None
+
+
+def run_preflight(
+    spec: PipelineSpec,
+    start: date,
+    end: date,
+    *,
+    quick: bool = False,
+    log_dir: Path | None = None,
+    lock_dir: Path | None = None,
+    journal: Path | None = None,
+    warehouse: Warehouse | None = None,
+) -> list[Check]:
+    """Run every check; a failing check never stops the others."""
+    base = spec.source.parent if spec.source else Path.cwd()
+    ctx = _Context(spec, start, end, quick, log_dir or base / "runs", lock_dir or base / ".backfill-kit" / "locks",
+                   journal, warehouse)
+    owned = warehouse is None
+    try:
+        return [check for step in CHECKS for check in step(ctx)]
+    finally:
+        if owned and ctx.warehouse is not None:
+            ctx.warehouse.close()
+
+
+# --- the warehouse -------------------------------------------------------------------------
+
+
+def _reachable(ctx: _Context) -> Iterator[Check]:
+    try:
+        ctx.warehouse = ctx.warehouse or open_warehouse(ctx.spec)
+        ctx.warehouse.missing_objects({})
+    except BackfillKitError as exc:
+        ctx.warehouse = None
+        yield Check("warehouse reachable", "fail", str(exc), "fix the spec's warehouse section or the credentials")
+        return
+    yield Check("warehouse reachable", "pass", f"{ctx.warehouse.capabilities.name} warehouse answered")
+
+
+def _tables_exist(ctx: _Context) -> Iterator[Check]:
+    if ctx.warehouse is None:
+        yield Check("tables and date columns", "skip", "the warehouse is not reachable")
+        return
+    wanted = {t.table: [ctx.spec.date_column_of(t)] for t in ctx.spec.tables}
+    missing = ctx.warehouse.missing_objects(wanted)
+    if not missing:
+        yield Check("tables and date columns", "pass", f"all {len(wanted)} tables exist with their date columns")
+        return
+    where = {t.table: ctx.spec.field_path(t.id) for t in ctx.spec.tables}
+    named = "; ".join(f"{m.table}{'.' + m.column if m.column else ''} ({where.get(m.table, '?')})" for m in missing)
+    yield Check("tables and date columns", "fail", f"missing: {named}", "create them, or fix the names in the spec")
+
+
+def _run_history_columns(ctx: _Context) -> Iterator[Check]:
+    if ctx.warehouse is None:
+        yield Check("run history columns", "skip", "the warehouse is not reachable")
+        return
+    rh = ctx.spec.run_history
+    columns = list(rh.columns.model_dump(exclude_none=True).values())
+    missing = ctx.warehouse.missing_objects({rh.table: columns})
+    if missing:
+        names = ", ".join(m.column or f"the table {m.table}" for m in missing)
+        yield Check("run history columns", "fail", f"{rh.table} lacks {names}", "fix run_history.columns in the spec")
+    else:
+        yield Check("run history columns", "pass", f"{rh.table} has the {len(columns)} mapped columns")
+
+
+def _validated(ctx: _Context) -> Iterator[Check]:
+    """The calendar, stale rows and the plan all come from one validation (three queries)."""
+    if ctx.warehouse is None:
+        yield Check("calendar has dates", "skip", "the warehouse is not reachable")
+        return
+    try:
+        ctx.validation = validate(ctx.spec, ctx.start, ctx.end, warehouse=ctx.warehouse)
+    except BackfillKitError as exc:
+        yield Check("calendar has dates", "fail", f"validation failed: {exc}", "fix what the message names")
+        return
+    days = len(ctx.validation.days)
+    if days:
+        yield Check("calendar has dates", "pass", f"{days} expected dates in {ctx.start} .. {ctx.end}")
+    else:
+        yield Check("calendar has dates", "fail", f"no expected dates in {ctx.start} .. {ctx.end}",
+                    "check the range, calendar.filter and calendar.seasons")
+    ctx.plan = build_plan(ctx.validation)
+
+
+def _stale_runs(ctx: _Context) -> Iterator[Check]:
+    if ctx.validation is None:
+        yield Check("orphaned running rows", "skip", "no validation")
+        return
+    stale = [c for c in ctx.validation.cells if c.status is Status.STALE]
+    if not stale:
+        yield Check("orphaned running rows", "pass", "no run was left `running` by a crash")
+        return
+    first = ", ".join(f"{c.table} {c.date}" for c in stale[:3])
+    yield Check("orphaned running rows", "warn", f"{len(stale)} runs never finished ({first}...)",
+                "the backfill reruns them; check nothing is still running them")
+
+
+def _upstream_coverage(ctx: _Context) -> Iterator[Check]:
+    if ctx.plan is None:
+        yield Check("upstream coverage", "skip", "no plan")
+        return
+    if not ctx.plan.stages:
+        yield Check("upstream coverage", "pass", "nothing to run")
+        return
+    blocked = ctx.plan.blocked
+    if blocked:
+        yield Check("upstream coverage", "warn", f"{len(blocked)} cells are blocked by missing upstream data "
+                    f"(first: {blocked[0].table} {blocked[0].date}: {blocked[0].reason})",
+                    "backfill or fix the upstream first, or accept that these cells stay empty")
+        return
+    first = ctx.plan.stages[0]
+    yield Check("upstream coverage", "pass", f"stage 1 ({first.phase}, {len(first.steps)} steps) has its inputs")
+
+
+# --- the jobs ------------------------------------------------------------------------------
+
+
+def _jobs_resolve(ctx: _Context) -> Iterator[Check]:
+    problems = [p for t in ctx.spec.tables if (p := _unresolved(ctx.spec, t, ctx.spec.job_of(t)))]
+    if problems:
+        yield Check("job commands resolve", "fail", "; ".join(problems[:5]), "fix the jobs' argv or workdir in the spec")
+    else:
+        yield Check("job commands resolve", "pass", f"the commands of all {len(ctx.spec.tables)} jobs exist")
+
+
+def _unresolved(spec: PipelineSpec, table: TableSpec, job: JobSpec) -> str | None:
+    workdir = spec.resolve_path(job.workdir)
+    if not workdir.is_dir():
+        return f"{table.id}: workdir {workdir} does not exist"
+    program = sys.executable if job.argv[0] == "{python}" else job.argv[0]
+    if not (shutil.which(program) or (workdir / program).is_file()):
+        return f"{table.id}: {program!r} is not on PATH nor in {workdir}"
+    rest = job.argv[1:]
+    if program == sys.executable and len(rest) >= 2 and rest[0] == "-m" and importlib.util.find_spec(rest[1]) is None:
+        return f"{table.id}: module {rest[1]!r} cannot be imported"
+    script = next((a for a in rest if a.endswith(".py") and "{" not in a), None)
+    if script and not (workdir / script).is_file():
+        return f"{table.id}: script {script} is not in {workdir}"
+    return None
+
+
+def _skip_downstream(ctx: _Context) -> Iterator[Check]:
+    loud = [t.id for t in ctx.spec.tables if ctx.spec.job_of(t).skip_downstream is None]
+    if loud:
+        yield Check("jobs skip downstream triggers", "fail", f"no skip_downstream setting: {', '.join(loud)}",
+                    "declare job.skip_downstream, or each step may fire the next phase")
+    else:
+        yield Check("jobs skip downstream triggers", "pass", "every job declares how to skip downstream triggers")
+
+
+def _dry_runs(ctx: _Context, timeout: float = 60.0) -> Iterator[Check]:
+    if ctx.quick:
+        yield Check("jobs dry run", "skip", "skipped by --quick")
+        return
+    first = ctx.validation.days[0].date if ctx.validation and ctx.validation.days else ctx.start
+    failed, silent = [], []
+    for table in ctx.spec.tables:
+        job = ctx.spec.job_of(table)
+        if job.dry_run_args is None:
+            silent.append(table.id)
+        elif reason := _rehearse(ctx.spec, table, job, first, timeout):
+            failed.append(f"{table.id}: {reason}")
+    if failed:
+        yield Check("jobs dry run", "fail", "; ".join(failed[:3]), "run that job by hand on one date and fix it")
+    elif silent:
+        yield Check("jobs dry run", "warn", f"no dry_run_args, not rehearsed: {', '.join(silent)}",
+                    "declare job.dry_run_args so preflight can rehearse the job")
+    else:
+        yield Check("jobs dry run", "pass", f"all {len(ctx.spec.tables)} jobs rehearsed {first} and exited 0")
+
+
+def _rehearse(spec: PipelineSpec, table: TableSpec, job: JobSpec, day: date, timeout: float) -> str | None:
+    values = {"start": day.isoformat(), "end": day.isoformat(), "id": table.id, "table": table.table,
+              "processor": table.processor, "python": sys.executable}
+    argv = [a.format(**values) for a in job.argv] + list(job.dry_run_args or ())
+    if job.skip_downstream is not None:
+        argv += job.skip_downstream.args
+    env = {**os.environ, **job.env, **(job.skip_downstream.env if job.skip_downstream else {})}
+    try:
+        done = subprocess.run(argv, cwd=spec.resolve_path(job.workdir), env=env, capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return f"no answer within {timeout:g} s"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [""]
+        return f"exit {done.returncode}: {tail[0][:200]}"
+    return None
+
+
+# --- the machine ---------------------------------------------------------------------------
+
+
+def _runner_locks(ctx: _Context) -> Iterator[Check]:
+    held = [p.stem for p in sorted(ctx.lock_dir.glob("*.lock")) if is_locked(p)]
+    if ctx.journal is not None and is_locked(ctx.journal.with_name(ctx.journal.name + ".lock")):
+        held.insert(0, f"journal {ctx.journal.name}")
+    if held:
+        yield Check("no other runner", "fail", f"another runner holds: {', '.join(held)}",
+                    "wait for it to finish, or stop it")
+    else:
+        yield Check("no other runner", "pass", "no runner holds this pipeline's locks")
+
+
+def _free_disk(ctx: _Context) -> Iterator[Check]:
+    where = next((p for p in (ctx.log_dir, *ctx.log_dir.parents) if p.exists()), Path.cwd())
+    free = shutil.disk_usage(where).free
+    text = f"{free / 2**30:.1f} GiB free for logs in {where}"
+    if free < FREE_DISK_FAIL:
+        yield Check("free disk for logs", "fail", text, "free some space: every step writes a log")
+    elif free < FREE_DISK_WARN:
+        yield Check("free disk for logs", "warn", text, "a long backfill writes many logs; free some space")
+    else:
+        yield Check("free disk for logs", "pass", text)
+
+
+def _warehouse_hazards(ctx: _Context) -> Iterator[Check]:
+    """Partition expiration, required partition filters and the bytes ceiling: questions only
+    a warehouse with partition metadata can answer."""
+    if ctx.warehouse is None or not ctx.warehouse.capabilities.partition_metadata:
+        name = ctx.warehouse.capabilities.name if ctx.warehouse else "this"
+        yield Check("partition expiration", "skip", f"not applicable: the {name} warehouse does not expire partitions")
+        return
+    warnings = list(getattr(ctx.validation, "warnings", []) or [])
+    if warnings:
+        yield Check("table hazards", "warn", "; ".join(warnings[:3]), "read the warnings of backfill-kit validate")
+    else:
+        yield Check("table hazards", "pass", "no partition expiration, filter or cost hazard in the range")
+
+
+CHECKS: list[Callable[[_Context], Iterator[Check]]] = [
+    _reachable, _tables_exist, _run_history_columns, _validated, _jobs_resolve, _skip_downstream,
+    _dry_runs, _warehouse_hazards, _stale_runs, _runner_locks, _upstream_coverage, _free_disk,
+]

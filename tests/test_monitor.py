@@ -1,0 +1,132 @@
+"""The monitor's figures, checked against a run history computed by hand."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import NOW, MiniWarehouse
+
+from backfill_kit.monitor import take_snapshot
+from backfill_kit.spec import load_spec
+
+JAN1, JAN2, JAN10, JAN11 = date(2024, 1, 1), date(2024, 1, 2), date(2024, 1, 10), date(2024, 1, 11)
+
+
+def run(mini: MiniWarehouse, processor: str, d: date, status: str, finished: datetime, seconds: float,
+        error: str | None = None) -> None:
+    """A run's two rows, ending `seconds` after it started."""
+    started = finished - timedelta(seconds=seconds)
+    run_id = f"{processor}-{d}-{status}"
+    mini.con.execute("INSERT INTO ref.run_history VALUES (?, ?, ?, 'running', ?, NULL, NULL, NULL)",
+                     [processor, run_id, d, started])
+    mini.con.execute("INSERT INTO ref.run_history VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
+                     [processor, run_id, d, status, started, finished, error])
+
+
+@pytest.fixture
+def history(mini: MiniWarehouse) -> Path:
+    for d in (JAN1, JAN2, JAN10, JAN11):
+        mini.games(d).rows("raw.boxscore", d, 2).rows("raw.backup_props", d, 1)
+    for d, ago, seconds in ((JAN1, 5, 60), (JAN2, 5, 60), (JAN10, 0.5, 120), (JAN11, 0.5, 120)):
+        run(mini, "BoxscoreProcessor", d, "success", NOW - timedelta(hours=ago), seconds)
+    mini.rows("analytics.summary", JAN10, 1)
+    run(mini, "SummaryProcessor", JAN10, "success", NOW - timedelta(hours=1), 300)
+    run(mini, "SummaryProcessor", JAN11, "failed", NOW - timedelta(minutes=10), 200,
+        '[{"error_type": "Timeout", "error_message": "boom: the query timed out"}]')
+    return mini.close()
+
+
+def snapshot(spec_path: Path):
+    return take_snapshot(load_spec(spec_path), JAN1, JAN11, window_hours=2, now=NOW)
+
+
+def test_expected_dates_leave_out_bootstrap_and_a_phase_is_its_slowest_table(history):
+    snap = snapshot(history)
+    expected = {t.table: (t.expected, t.done) for t in snap.tables}
+    assert expected == {"boxscore": (4, 4), "props": (4, 0), "backup_props": (4, 4), "summary": (2, 1), "cache": (2, 0)}
+    assert [(p.phase, p.percent, p.slowest) for p in snap.phases] == [("raw", 0.0, "props"), ("analytics", 0.0, "cache")]
+    assert snap.remaining == 4 + 1 + 2
+
+
+def test_rate_counts_cells_completed_in_the_window(history):
+    snap = snapshot(history)
+    assert snap.completed_in_window == 3  # boxscore Jan 10 and 11, summary Jan 10; Jan 1-2 finished 5 h ago
+    assert snap.rate_per_hour == 1.5
+
+
+def test_eta_range_from_the_median_and_90th_percentile_of_durations(history):
+    # Known durations: boxscore 60, 60, 120, 120; summary 300 and 200 (the failed run).
+    # props and cache have none and borrow all six: median 120, p90 250 (inclusive method).
+    # summary: median 250, p90 290. One worker per phase, phases one after another:
+    # low = 4 x 120 (props) + 1 x 250 (summary) + 2 x 120 (cache) = 970
+    # high = 4 x 250 + 1 x 290 + 2 x 250 = 1,790
+    assert snapshot(history).eta_seconds == pytest.approx((970.0, 1790.0))
+
+
+def test_failures_of_the_window_carry_their_message(history):
+    (failure,) = snapshot(history).failures
+    assert (failure.table, failure.date, failure.error) == ("summary", JAN11, "boom: the query timed out")
+
+
+def test_an_orphaned_run_is_listed(mini):
+    mini.games(JAN10)
+    mini.con.execute("INSERT INTO ref.run_history VALUES ('PropsProcessor', 'r1', ?, 'running', ?, NULL, NULL, NULL)",
+                     [JAN10, NOW - timedelta(days=2)])
+    snap = snapshot(mini.close())
+    assert [(t, d) for t, d, _ in snap.stale] == [("props", JAN10)]
+
+
+def test_json_format_through_the_cli(history):
+    from click.testing import CliRunner
+
+    from backfill_kit.cli import cli
+
+    result = CliRunner().invoke(cli, ["monitor", "--spec", str(history), "--start", "2024-01-01", "--end", "2024-01-11",
+                                      "--format", "json", "--window-hours", "100000"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["remaining"] == 7 and {p["phase"] for p in data["phases"]} == {"raw", "analytics"}
+
+
+def test_an_unknown_season_is_one_message(history):
+    from click.testing import CliRunner
+
+    from backfill_kit.cli import cli
+
+    result = CliRunner().invoke(cli, ["monitor", "--spec", str(history), "--season", "2030-31"])
+    assert result.exit_code == 2 and "unknown season '2030-31'" in result.output and "s1, s2" in result.output
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is installed by make test")
+def test_continuous_mode_refreshes_in_place_and_leaves_on_ctrl_c(history, tmp_path):
+    session = f"monitor-{time.monotonic_ns()}"
+    done = tmp_path / "exit-code"
+    command = (f"{sys.executable} -c 'from backfill_kit.cli import main; main()' monitor --spec {history} "
+               f"--start 2024-01-01 --end 2024-01-11 --continuous --interval 0.5; echo $? > {done}; sleep 30")
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "150", "-y", "50", command], check=True)
+    try:
+        screens = []
+        for _ in range(3):
+            time.sleep(2.0)
+            screens.append(subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
+                                          text=True, check=True).stdout)
+        stamps = [line for line in screens[-1].splitlines() if "mini monitor" in line]
+        assert len(stamps) == 1  # redrawn in place, not printed again below
+        assert "Rate:" in screens[-1] and "props" in screens[-1]
+        subprocess.run(["tmux", "send-keys", "-t", session, "C-c"], check=True)
+        for _ in range(50):
+            if done.exists():
+                break
+            time.sleep(0.1)
+        assert done.read_text().strip() == "0"
+        final = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+        assert "monitor stopped" in final and "Traceback" not in final
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
