@@ -23,7 +23,10 @@ from .status import Status
 from .validation import Validation, history_request, validate
 from .warehouse import RecentRun, Warehouse, open_warehouse
 
-__all__ = ["RunnerPosition", "Snapshot", "TableProgress", "eta_range", "find_journals", "take_snapshot"]
+__all__ = [
+    "MonitorWidget", "RunnerPosition", "Snapshot", "TableProgress", "eta_range", "find_journals",
+    "monitor_widget", "take_snapshot",
+]
 
 DONE = (Status.COMPLETE, Status.NO_DATA)
 
@@ -257,3 +260,83 @@ def runner_position(journal: Path) -> RunnerPosition:
     working = is_locked(journal.with_name(journal.name + ".lock"))
     done = sum(1 for o in state.outcomes.values() if o in DONE_OUTCOMES)
     return RunnerPosition(str(journal), working, stage, phase, tuple(started) if working else (), done, total)
+
+
+# --- JupyterLab ----------------------------------------------------------------------------
+
+
+class MonitorWidget:
+    """The monitor as a widget that refreshes itself every `interval` seconds.
+
+    `look` takes a snapshot; the text the terminal shows is drawn into an HTML widget, so the
+    widget needs nothing but ipywidgets. `refresh()` is what the timer calls, and what a test
+    (or an impatient analyst) can call directly.
+    """
+
+    def __init__(self, look: Any, interval: float = 30.0) -> None:
+        import threading
+
+        import ipywidgets
+
+        self._look, self.interval = look, interval
+        self.view = ipywidgets.HTML()
+        self.status = ipywidgets.Label()
+        self.widget = ipywidgets.VBox([self.status, self.view])
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def refresh(self) -> None:
+        from html import escape
+
+        from rich.console import Console
+
+        from .display import snapshot_view
+
+        try:
+            snap = self._look()
+        except Exception as exc:  # noqa: BLE001 -- shown in the widget; the timer keeps going
+            self.status.value = f"last look failed: {exc}"
+            return
+        console = Console(record=True, width=140, file=_Discard(), color_system=None)
+        console.print(snapshot_view(snap))
+        self.view.value = f"<pre>{escape(console.export_text())}</pre>"
+        self.status.value = f"refreshed {snap.taken_at:%H:%M:%S} UTC, every {self.interval:g} s"
+
+    def start(self) -> MonitorWidget:
+        import threading
+
+        self.refresh()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="backfill-kit-monitor")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.refresh()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+class _Discard:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None: ...
+
+
+def monitor_widget(spec_path: str | Path, start: date, end: date, *, interval: float = 30.0,
+                   window_hours: float = 2.0) -> MonitorWidget:
+    """In a notebook: `monitor_widget("nba_props.yaml", start, end)` as a cell's last line."""
+    from .spec import load_spec
+
+    spec = load_spec(spec_path)
+    journals = find_journals(spec)
+    widget = MonitorWidget(lambda: take_snapshot(spec, start, end, window_hours=window_hours, journals=journals),
+                           interval)
+    return widget.start()

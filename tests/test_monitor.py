@@ -130,3 +130,21 @@ def test_continuous_mode_refreshes_in_place_and_leaves_on_ctrl_c(history, tmp_pa
         assert "monitor stopped" in final and "Traceback" not in final
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_the_notebook_widget_refreshes_itself(history):
+    pytest.importorskip("ipywidgets")
+    from backfill_kit.monitor import monitor_widget
+
+    widget = monitor_widget(history, JAN1, JAN11, interval=0.2, window_hours=100000)
+    try:
+        first = widget.status.value
+        assert "props" in widget.view.value and "Rate:" in widget.view.value
+        for _ in range(50):
+            if widget.status.value != first:
+                break
+            time.sleep(0.1)
+        assert widget.status.value != first  # the timer drew a newer look by itself
+    finally:
+        widget.stop()
+    assert not widget._thread.is_alive()
