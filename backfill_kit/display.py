@@ -55,9 +55,37 @@ def print_validation(v: Validation, console: Console, *, worst: int = 8) -> None
         f"[bold]{v.spec.name}[/]: {v.start} .. {v.end}, {len(v.days)} expected dates, "
         f"{len(v.tables)} tables, {len(v.queries)} warehouse queries in {seconds:.2f} s"
     )
+    if cost := cost_line(v):
+        console.print(cost, soft_wrap=True)
     console.print(_summary_table(v))
     _print_worst(v, console, worst)
+    _print_warnings(v, console)
     console.print(next_step(v), soft_wrap=True)
+
+
+def cost_line(v: Validation) -> str:
+    """What the queries cost, where the warehouse bills by bytes (BigQuery); else nothing."""
+    cost = v.cost()
+    billed, usd = cost["estimated_bytes_billed"], cost["estimated_usd"] or 0.0
+    if billed is None:
+        return ""
+    processed = int(cost["bytes_processed"] or 0)
+    return (f"cost: {human_bytes(processed)} processed, about {human_bytes(int(billed))} billed "
+            f"(~${usd:.4f}), estimated by dry runs before each query ran")
+
+
+def human_bytes(n: int) -> str:
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n:,} bytes"
+
+
+def _print_warnings(v: Validation, console: Console) -> None:
+    if v.warnings:
+        console.print(f"\n[bold yellow]Warnings[/] ({len(v.warnings)}: table settings that will bite a backfill)")
+        for warning in v.warnings:
+            console.print(f"  ! {warning}", soft_wrap=True, markup=False)  # table names, not markup
 
 
 def _summary_table(v: Validation) -> object:

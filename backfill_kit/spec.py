@@ -21,7 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import Problem, SpecError
 
 __all__ = [
+    "BigQueryWarehouse",
     "Calendar",
+    "DuckDBWarehouse",
     "JobSpec",
     "Phase",
     "PipelineSpec",
@@ -34,6 +36,9 @@ __all__ = [
 TABLE_REF = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*\.)?[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TABLE_WHAT = "table name: dataset.table or project.dataset.table"
+PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+LOCATION = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+DATASET_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 JOB_PLACEHOLDERS = frozenset({"start", "end", "id", "table", "processor", "python"})
 
 
@@ -52,6 +57,38 @@ class DuckDBWarehouse(_Model):
 
     backend: Literal["duckdb"]
     path: str = Field(description="database file, relative to the spec file, or ':memory:'")
+
+
+class BigQueryWarehouse(_Model):
+    """Google BigQuery; `dataset.table` names map to `project.dataset.table` (with
+    `dataset_prefix` put before the dataset), so a spec moves from DuckDB by this section alone.
+    Credentials: the service-account key file named here, else Application Default Credentials."""
+
+    backend: Literal["bigquery"]
+    project: str = Field(description="project that runs the queries and holds the datasets")
+    location: str | None = Field(None, description="where the datasets live, e.g. US or europe-west1")
+    credentials_file: str | None = Field(None, description="service-account key (JSON), relative to the spec file")
+    dataset_prefix: str = Field("", description="put before every dataset name, e.g. 'dev_'")
+    maximum_bytes_billed: int | None = Field(None, ge=1, description="refuse any query estimated to bill more")
+    price_per_tib_usd: float = Field(6.25, ge=0, description="on-demand price, for the cost estimates")
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, v: str) -> str:
+        return _check(PROJECT_ID, v, "project id (lowercase letters, digits and hyphens)")
+
+    @field_validator("location")
+    @classmethod
+    def _location(cls, v: str | None) -> str | None:
+        return v and _check(LOCATION, v, "location, e.g. US, EU or europe-west1")
+
+    @field_validator("dataset_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        return v and _check(DATASET_PREFIX, v, "dataset prefix (letters, digits, underscores)")
+
+
+WAREHOUSES: dict[str, type[_Model]] = {"duckdb": DuckDBWarehouse, "bigquery": BigQueryWarehouse}
 
 
 class Season(_Model):
@@ -197,7 +234,7 @@ class Phase(_Model):
 
 class PipelineSpec(_Model):
     name: str
-    warehouse: DuckDBWarehouse
+    warehouse: DuckDBWarehouse | BigQueryWarehouse = Field(discriminator="backend")
     calendar: Calendar
     run_history: RunHistory
     date_column: str | None = Field(None, description="date column of tables that name none")
@@ -342,7 +379,7 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part != "duckdb":  # the tagged-union tag is not a field the user wrote
+        elif part not in WAREHOUSES:  # the tagged-union tag is not a field the user wrote
             out += f".{part}" if out else str(part)
     return out
 
@@ -354,6 +391,11 @@ def _problem(file: str, err: Any, lines: dict[str, int]) -> Problem:
         message = f"unknown field; expected one of: {', '.join(_allowed_fields(err['loc']))}"
     elif kind == "missing":
         message = "required field is missing"
+    elif kind in ("union_tag_invalid", "union_tag_not_found"):  # the warehouse's backend
+        field += ".backend"
+        known = f"expected one of: {', '.join(WAREHOUSES)}"
+        tag = err.get("ctx", {}).get("tag")
+        message = f"unknown backend {tag!r}; {known}" if tag else f"required field is missing; {known}"
     else:
         message = err["msg"].removeprefix("Value error, ")
         if "input" in err and not isinstance(err["input"], dict | list):
@@ -366,6 +408,9 @@ def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
     model: Any = PipelineSpec
     for part in loc[:-1]:
         if isinstance(part, int) or model is None:
+            continue
+        if part in WAREHOUSES:  # the tag of the warehouse union names the model
+            model = WAREHOUSES[part]
             continue
         annotation = model.model_fields[part].annotation if part in model.model_fields else None
         model = _model_in(annotation)

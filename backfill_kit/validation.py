@@ -114,6 +114,9 @@ class Validation:
     queries: list[QueryRecord]
     now: datetime
     tables: tuple[str, ...] = field(default=())
+    # Table hazards that will bite a backfill of this range (partition expiration, required
+    # partition filters), from the warehouse's metadata; empty where it has none.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def needs_work(self) -> bool:
@@ -156,9 +159,24 @@ class Validation:
             "cells": [c.to_dict() for c in self.cells],
             "queries": [
                 {"purpose": q.purpose, "seconds": round(q.seconds, 6), "rows": q.rows,
-                 "bytes_processed": q.bytes_processed, "sql": q.sql}
+                 "bytes_processed": q.bytes_processed, **q.extra, "sql": q.sql}
                 for q in self.queries
             ],
+            "cost": self.cost(),
+            "warnings": self.warnings,
+        }
+
+    def cost(self) -> dict[str, int | float | None]:
+        """Bytes the queries processed, and the dry runs' estimate of bytes billed and dollars
+        (None where the warehouse does not say, as DuckDB does not)."""
+        def total(values: list[object]) -> int | float | None:
+            known = [v for v in values if isinstance(v, int | float)]
+            return sum(known) if known else None
+
+        return {
+            "bytes_processed": total([q.bytes_processed for q in self.queries]),
+            "estimated_bytes_billed": total([q.extra.get("estimated_bytes_billed") for q in self.queries]),
+            "estimated_usd": total([q.extra.get("estimated_usd") for q in self.queries]),
         }
 
 
@@ -203,11 +221,12 @@ def validate(
     with _no_gc_pauses():
         try:
             days, rows, runs = _gather(spec, wh, selected, start, end)
+            warnings = wh.hazards(_hazard_targets(spec, selected), start)
         finally:
             if owned:
                 wh.close()
         cells = _classify_all(spec, selected, days, rows, runs, now)
-    return Validation(spec, start, end, days, cells, wh.queries[first_query:], now, tuple(selected))
+    return Validation(spec, start, end, days, cells, wh.queries[first_query:], now, tuple(selected), warnings)
 
 
 @contextmanager
@@ -266,6 +285,14 @@ def _gather(
     return days, rows, runs
 
 
+def _hazard_targets(spec: PipelineSpec, selected: list[str]) -> list[CoverageTarget]:
+    """Every table the validation read: the calendar, the tables involved, the run history."""
+    cal, rh = spec.calendar, spec.run_history
+    targets = [CoverageTarget(cal.table, cal.date_column)] if cal.table else []
+    targets += [CoverageTarget(t.table, spec.date_column_of(t)) for t in _involved(spec, selected)]
+    return [*targets, CoverageTarget(rh.table, rh.columns.date)]
+
+
 def history_request(spec: PipelineSpec) -> RunHistoryRequest:
     rh, cols, st = spec.run_history, spec.run_history.columns, spec.run_history.statuses
     return RunHistoryRequest(
@@ -300,7 +327,7 @@ def _mismatch(spec: PipelineSpec, wh: Warehouse, involved: list[TableSpec]) -> W
         want(t.table, None, f"{path}.table")
         want(t.table, spec.date_column_of(t), f"{path}.date_column")
     problems = [
-        Problem(spec.file_name, fields.get((m.table, m.column), ""), _missing_text(m.table, m.column))
+        Problem(spec.file_name, fields.get((m.table, m.column), ""), _missing_text(m.table, m.column, m.detail))
         for m in wh.missing_objects(wanted)
     ]
     if not problems:  # the query failed for another reason; most likely the calendar filter
@@ -308,9 +335,10 @@ def _mismatch(spec: PipelineSpec, wh: Warehouse, involved: list[TableSpec]) -> W
     return WarehouseMismatchError(problems)
 
 
-def _missing_text(table: str, column: str | None) -> str:
+def _missing_text(table: str, column: str | None, detail: str | None = None) -> str:
     if column is None:
-        return f"table {table} does not exist in the warehouse; create it or fix the name"
+        why = f" ({detail})" if detail else ""
+        return f"table {table} does not exist in the warehouse{why}; create it or fix the name"
     return f"table {table} has no column {column!r}; fix the column name"
 
 

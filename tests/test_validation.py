@@ -1,4 +1,5 @@
-"""Every status, proved on hand-built DuckDB warehouses."""
+"""Every status, proved on hand-built warehouses: each test runs on DuckDB and on BigQuery
+(the emulator, through the real client); the test bodies know nothing of the backend."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ from backfill_kit import Status, load_spec, validate
 from backfill_kit.errors import InputError, WarehouseMismatchError
 
 D1 = date(2024, 1, 10)  # mid-season 1, outside the bootstrap window
+
+
+@pytest.fixture(params=["duckdb", "bigquery"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
 
 
 def check(mini: MiniWarehouse, start: date = date(2024, 1, 1), end: date = date(2024, 3, 31), **kw):

@@ -51,4 +51,8 @@ def open_warehouse(spec: PipelineSpec, *, read_only: bool = True) -> Warehouse:
                 "path (it is relative to the spec file), or create the demo with: backfill-kit demo init DIR"
             )
         return DuckDBWarehouse(path, read_only=read_only)
+    if config.backend == "bigquery":
+        from .bigquery import BigQueryWarehouse  # needs the `bigquery` extra; says so if missing
+
+        return BigQueryWarehouse.from_spec(spec)
     raise AssertionError(f"unhandled backend {config.backend!r}")  # the spec model forbids others

@@ -98,6 +98,7 @@ class RecentRun(NamedTuple):
 class MissingObject:
     table: str
     column: str | None = None  # None: the table itself is missing
+    detail: str | None = None  # the backend's own words, e.g. that the whole dataset is missing
 
 
 class ObjectsMissingError(WarehouseError):
@@ -113,6 +114,8 @@ class QueryRecord:
     seconds: float
     rows: int
     bytes_processed: int | None = None
+    # Backend facts, as JSON-ready values; BigQuery records job_id, bytes_billed and the dry
+    # run's estimated_bytes_processed, estimated_bytes_billed and estimated_usd.
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -143,6 +146,11 @@ class Warehouse(Protocol):
 
     def missing_objects(self, wanted: dict[str, Sequence[str]]) -> list[MissingObject]:
         """Which of these tables, or of their columns, the warehouse does not have."""
+        ...
+
+    def hazards(self, targets: Sequence[CoverageTarget], start: date) -> list[str]:
+        """Table settings that will bite a backfill of dates from `start` on (partition
+        expiration, required partition filters), read from metadata, never by a query."""
         ...
 
     def close(self) -> None: ...

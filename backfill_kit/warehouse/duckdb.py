@@ -81,6 +81,9 @@ class DuckDBWarehouse:
                 missing.extend(MissingObject(table, c) for c in cols if c.lower() not in have)
         return missing
 
+    def hazards(self, targets: Sequence[CoverageTarget], start: date) -> list[str]:
+        return []  # an embedded file neither expires partitions nor requires partition filters
+
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         """Run any statement (for demo data and tests); not part of the contract."""
         return self._con.execute(sql, params or {}).fetchall()

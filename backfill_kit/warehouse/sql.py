@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .base import CalendarRequest, CoverageTarget, RunHistoryRequest
 
-__all__ = ["DUCKDB", "Dialect", "calendar_sql", "coverage_sql", "recent_runs_sql", "run_history_sql"]
+__all__ = ["BIGQUERY", "DUCKDB", "Dialect", "calendar_sql", "coverage_sql", "recent_runs_sql", "run_history_sql"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,10 @@ class Dialect:
 DUCKDB = Dialect(quote='"', param="${}", text_type="VARCHAR", int_type="BIGINT",
                  in_array="list_contains({array}, {value})",
                  seconds_between="date_diff('second', {a}, {b})")
+# GoogleSQL: every query below is valid BigQuery SQL once written in this dialect (MAX_BY too).
+BIGQUERY = Dialect(quote="`", param="@{}", text_type="STRING", int_type="INT64",
+                   in_array="{value} IN UNNEST({array})",
+                   seconds_between="TIMESTAMP_DIFF({b}, {a}, SECOND)")
 
 
 def _date_range(d: Dialect, column: str) -> str:
@@ -56,9 +60,10 @@ def calendar_sql(d: Dialect, req: CalendarRequest) -> str:
 
 
 def coverage_sql(d: Dialect, targets: Sequence[CoverageTarget]) -> str:
+    # Grouped by the date alone: k is a literal, and BigQuery refuses to group by one.
     parts = [
         f"SELECT {i} AS k, CAST({d.ident(t.date_column)} AS DATE) AS d, COUNT(*) AS n "
-        f"FROM {d.ident(t.table)} WHERE {_date_range(d, t.date_column)} GROUP BY 1, 2"
+        f"FROM {d.ident(t.table)} WHERE {_date_range(d, t.date_column)} GROUP BY 2"
         for i, t in enumerate(targets)
     ]
     return "\nUNION ALL\n".join(parts)
