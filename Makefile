@@ -19,6 +19,9 @@ demo: $(STAMP)
 	$(BIN)/backfill-kit demo init demo
 	@echo; echo "== Before: every table and game date of four seasons, and why each gap exists"
 	$(BIN)/backfill-kit validate --spec demo/nba_props.yaml $(DEMO_RANGE) || test $$? -eq 1
+	@echo; echo "== Coverage report before the backfill (papermill, HTML)"
+	$(BIN)/backfill-kit report coverage --spec demo/nba_props.yaml $(DEMO_RANGE) > demo/report-1-before.txt
+	@cat demo/report-1-before.txt
 	@echo; echo "== The plan, stage by stage"
 	rm -rf demo/runs
 	$(BIN)/backfill-kit plan --spec demo/nba_props.yaml $(DEMO_RANGE) --out demo/runs/plan.json
@@ -26,10 +29,16 @@ demo: $(STAMP)
 	$(BIN)/backfill-kit run --plan demo/runs/plan.json
 	@echo; echo "== After"
 	$(BIN)/backfill-kit validate --spec demo/nba_props.yaml $(DEMO_RANGE)
+	@echo; echo "== Coverage report after the backfill, and the execution log"
+	$(BIN)/backfill-kit report coverage --spec demo/nba_props.yaml $(DEMO_RANGE) > demo/report-2-after.txt
+	$(BIN)/backfill-kit report execution --journal demo/runs/plan.journal.jsonl > demo/report-3-execution.txt
+	@echo; echo "== Reports: self-contained HTML files, readable offline (every report: reports/index.html)"
+	@grep -h '^report:' demo/report-1-before.txt demo/report-2-after.txt demo/report-3-execution.txt
 
-# Debian packages some tests drive for real (a terminal for the live monitor); installed
-# when missing and when we may (CI runs as root), else those tests say they were skipped.
-SYSTEM_PACKAGES := tmux
+# Debian packages some tests drive for real (a terminal for the live monitor, a browser for
+# the HTML reports); installed when missing and when we may (CI runs as root), else those
+# tests say they were skipped.
+SYSTEM_PACKAGES := tmux chromium
 
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
@@ -44,6 +53,7 @@ test: $(STAMP) system-packages
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/runner.py
+	$(BIN)/python bench/reports.py
 
 clean:
 	rm -rf $(VENV) demo

@@ -329,6 +329,74 @@ def demo_init(directory: Path, seed: int) -> None:
     click.echo(f"wrote {spec_file} and {spec_file.with_suffix('.duckdb')}")
 
 
+@demo.command("load")
+@click.argument("directory", required=False, default="demo", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--to", "target", required=True, type=click.Choice(["bigquery"]), help="Where to load it.")
+@click.option("--project", required=True, help="BigQuery project that gets the datasets.")
+@click.option("--dataset-prefix", default="", help="Put before every dataset name, e.g. 'demo_'.")
+@click.option("--location", default=None, help="Location of new datasets, e.g. US or EU.")
+@click.option("--start", type=DateType(), default=None, help="Load only dates from this one.")
+@click.option("--end", type=DateType(), default=None, help="Load only dates up to this one.")
+def demo_load(directory: Path, target: str, project: str, dataset_prefix: str, location: str | None,
+              start: date | None, end: date | None) -> None:
+    """Load the demo warehouse of DIRECTORY (default: demo) into BigQuery, with
+    Application Default Credentials, and write DIRECTORY/nba_props.bigquery.yaml: the demo
+    spec with only its warehouse section changed."""
+    from .demo.load import load_demo
+
+    loaded = load_demo(directory, project, dataset_prefix=dataset_prefix, location=location, start=start, end=end)
+    for table, rows in loaded.tables:
+        click.echo(f"{table:<64} {rows:>12,} rows")
+    click.echo(f"\nwrote {loaded.spec}; try: backfill-kit validate --spec {loaded.spec} "
+               f"--start {start or '2021-10-19'} --end {end or '2025-06-22'}")
+
+
+@cli.group()
+def report() -> None:
+    """Audit reports: a notebook run by papermill, exported to one self-contained HTML file
+    (with the executed notebook beside it) in --out-dir, listed in its index.html."""
+
+
+report_options = [
+    click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
+                 show_default=True, help="Folder of the reports and their index.html."),
+    click.option("--kernel", default="python3", show_default=True, help="Jupyter kernel that runs the notebook."),
+]
+
+
+def _report_options(f: Any) -> Any:
+    for option in reversed(report_options):
+        f = option(f)
+    return f
+
+
+@report.command("coverage")
+@spec_option
+@click.option("--start", required=True, type=DateType(), help="First date, YYYY-MM-DD.")
+@click.option("--end", required=True, type=DateType(), help="Last date, YYYY-MM-DD (inclusive).")
+@_report_options
+def report_coverage(spec_path: Path, start: date, end: date, out_dir: Path, kernel: str) -> None:
+    """Coverage audit: every table on every expected date, why each gap is there, and the plan."""
+    from .render import render_coverage
+
+    _echo_rendered(render_coverage(spec_path, start, end, out_dir, kernel=kernel))
+
+
+@report.command("execution")
+@click.option("--journal", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The runner's journal (PLAN.journal.jsonl beside the plan).")
+@_report_options
+def report_execution(journal: Path, out_dir: Path, kernel: str) -> None:
+    """Execution log of a backfill run: timeline, every step, coverage before and after, warnings."""
+    from .render import render_execution
+
+    _echo_rendered(render_execution(journal, out_dir, kernel=kernel))
+
+
+def _echo_rendered(rendered: Any) -> None:
+    click.echo(f"report:   {rendered.html}\nnotebook: {rendered.notebook}\nindex:    {rendered.index}")
+
+
 def _console() -> Any:
     from rich.console import Console
 

@@ -1,0 +1,220 @@
+"""The gap explorer, for people in JupyterLab (`notebooks/explore.ipynb`).
+
+Widgets choose a date range, phases or tables, and statuses; the heatmap and the gap list
+follow. Choosing a table and a date shows that cell's attempts and errors and the command that
+would fix it. All the logic is here, where tests drive the widgets from Python; the notebook
+only displays an `Explorer`. Widget state does not survive papermill and nbconvert, so the
+shared HTML reports never depend on this module.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from . import coverage as summaries
+from . import figures
+from .coverage import readable_error
+from .report import esc, note_html, table_html
+from .status import NEEDS_WORK, Status
+
+if TYPE_CHECKING:
+    from .plan import Plan, Step
+    from .validation import Cell, Validation
+
+__all__ = ["Explorer", "explorer"]
+
+GAP_ROWS = 100  # gap runs listed; the rest are counted
+
+
+def explorer(spec: str, start: str, end: str) -> Explorer:
+    """Validate `spec` over [start, end] (YYYY-MM-DD) and open the explorer on it."""
+    from .report import coverage
+
+    return Explorer(coverage(spec, start, end).validation, spec)
+
+
+class Explorer:
+    """Filters over one validation, and the views that follow them."""
+
+    def __init__(self, validation: Validation, spec_ref: str) -> None:
+        self.validation, self.spec_ref = validation, spec_ref
+        self.days = [d.date for d in validation.days]
+        self.phase_of = {t: validation.spec.phase_of(t).name for t in validation.tables}
+        self.by_cell = {(c.table, c.date): c for c in validation.cells}
+        self._build_widgets()
+        self.figure: dict[str, Any] = {}
+        self.refresh()
+
+    def _build_widgets(self) -> None:
+        phases = list(dict.fromkeys(self.phase_of.values()))
+        wide = widgets.Layout(width="98%")
+        self.dates = widgets.SelectionRangeSlider(
+            options=[(d.isoformat(), d) for d in self.days], index=(0, max(0, len(self.days) - 1)),
+            description="dates", continuous_update=False, layout=wide)
+        self.phases = widgets.SelectMultiple(options=phases, value=tuple(phases), description="phases", rows=min(6, len(phases)))
+        tables = list(self.validation.tables)
+        self.tables = widgets.SelectMultiple(options=tables, value=tuple(tables), description="tables", rows=10)
+        statuses = [str(s) for s in figures.STATUS_ORDER]
+        self.statuses = widgets.SelectMultiple(options=statuses, value=tuple(statuses), description="statuses", rows=len(statuses))
+        self.table = widgets.Dropdown(options=tables, description="table")
+        self.day = widgets.Dropdown(options=[], description="date")
+        self.heatmap = widgets.Output(layout=wide)
+        self.gaps = widgets.HTML()
+        self.detail = widgets.HTML()
+        self._busy = False  # set while the explorer itself changes widgets: no cascade of redraws
+        self.phases.observe(self._when_idle(self._phases_changed), names="value")
+        for widget in (self.dates, self.tables, self.statuses):
+            widget.observe(self._when_idle(self.refresh), names="value")
+        self.table.observe(self._when_idle(self._choose_days), names="value")
+        self.day.observe(self._when_idle(self.show_cell), names="value")
+
+    def _when_idle(self, action: Callable[[], None]) -> Callable[[object], None]:
+        def observer(_: object) -> None:
+            if not self._busy:
+                action()
+        return observer
+
+    @contextmanager
+    def _quietly(self) -> Iterator[None]:
+        self._busy = True
+        try:
+            yield
+        finally:
+            self._busy = False
+
+    @cached_property
+    def plan(self) -> Plan:
+        from .plan import build_plan
+
+        return build_plan(self.validation)
+
+    @property
+    def ui(self) -> widgets.VBox:
+        return widgets.VBox([
+            widgets.HTML("<b>Choose what to look at</b>"), self.dates,
+            widgets.HBox([self.phases, self.tables, self.statuses]), self.heatmap,
+            widgets.HTML("<h4>Gaps</h4>"), self.gaps,
+            widgets.HTML("<h4>One cell: its attempts, errors and the command that fixes it</h4>"),
+            widgets.HBox([self.table, self.day]), self.detail,
+        ])
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.ui._repr_mimebundle_(**kwargs)
+
+    # --- what the filters select -----------------------------------------------------------
+
+    def selected_tables(self) -> list[str]:
+        return [t for t in self.validation.tables if t in self.tables.value]
+
+    def selected_dates(self) -> list[date]:
+        first, last = self.dates.value if self.days else (None, None)
+        return [d for d in self.days if first <= d <= last] if first else []
+
+    def selection(self) -> list[Cell]:
+        """The cells inside every filter: chosen tables, date range and statuses."""
+        tables, statuses = set(self.tables.value), set(self.statuses.value)
+        first, last = self.dates.value if self.days else (date.max, date.min)
+        return [c for c in self.validation.cells
+                if c.table in tables and str(c.status) in statuses and first <= c.date <= last]
+
+    def _phases_changed(self) -> None:
+        kept = [t for t in self.validation.tables if self.phase_of[t] in self.phases.value]
+        chosen = tuple(t for t in self.tables.value if t in kept) or tuple(kept)
+        with self._quietly():
+            self.tables.options = kept
+            self.tables.value = chosen
+        self.refresh()
+
+    # --- the views -------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Redraw the heatmap and the gap list for the current filters; re-offer the cells."""
+        cells, tables, dates = self.selection(), self.selected_tables(), self.selected_dates()
+        self.figure = figures.coverage_heatmap(cells, tables, [self.phase_of[t] for t in tables], dates)
+        self.heatmap.outputs = (_plotly_output(self.figure),)
+        self.gaps.value = _gaps_html(summaries.gap_runs(cells, dates))
+        current = self.table.value
+        with self._quietly():
+            self.table.options = tables
+            self.table.value = current if current in tables else (tables[0] if tables else None)
+        self._choose_days()
+
+    def _choose_days(self) -> None:
+        """Offer the dates of the chosen table that pass the filters, gaps first."""
+        table = self.table.value
+        cells = sorted((c for c in self.selection() if c.table == table),
+                       key=lambda c: (c.status not in NEEDS_WORK, c.date))
+        options = [(f"{c.date} · {c.status}", c.date) for c in cells]
+        current = self.day.value
+        with self._quietly():
+            self.day.options = options
+            self.day.value = current if current in {d for _, d in options} else (options[0][1] if options else None)
+        self.show_cell()
+
+    def show_cell(self) -> None:
+        cell = self.by_cell.get((self.table.value, self.day.value))
+        self.detail.value = self.cell_html(cell) if cell else note_html("No cell matches the filters.")
+
+    def cell_html(self, cell: Cell) -> str:
+        """One cell: its status and evidence, its last error, and the commands that fix it."""
+        status = Status(cell.status)
+        facts = [{
+            "rows": cell.rows, "needs": cell.expected_rows, "attempts": cell.attempts, "failed": cell.failures,
+            "latest run": cell.latest_status or "none recorded",
+            "latest started (UTC)": f"{cell.latest_started_at:%Y-%m-%d %H:%M}" if cell.latest_started_at else "",
+            "seconds": cell.latest_seconds, "fallback": cell.fallback or "", "warnings": "; ".join(cell.warnings),
+        }]
+        error = readable_error(cell.last_error, limit=4000)
+        parts = [
+            f"<h4>{esc(cell.table)} · {cell.date} · {esc(status)}</h4>",
+            f"<p>{esc(status.meaning)}. <b>What to do:</b> {esc(status.action)}.</p>",
+            table_html(facts, numbers=("rows", "needs", "attempts", "failed", "seconds")),
+            f'<p><b>Last error</b></p><pre class="bk-pre">{esc(error)}</pre>' if error else "",
+            self._fix_html(cell),
+        ]
+        return "".join(parts)
+
+    def _fix_html(self, cell: Cell) -> str:
+        if cell.status not in NEEDS_WORK and cell.status is not Status.NO_DATA:
+            return note_html(f"Nothing to fix: {Status(cell.status).action}.")
+        extra = " --include-no-data" if cell.status is Status.NO_DATA else ""
+        command = (f"backfill-kit backfill --spec {shlex.quote(self.spec_ref)} --start {cell.date} "
+                   f"--end {cell.date} --table {shlex.quote(cell.table)}{extra}")
+        html = f'<p><b>Fix this cell alone</b></p><pre class="bk-pre">{esc(command)}</pre>'
+        return html + self._in_plan_html(cell)
+
+    def _in_plan_html(self, cell: Cell) -> str:
+        step = self._step_for(cell)
+        if step is not None:
+            span = f"{step.start} .. {step.end}" if step.start != step.end else str(step.start)
+            return (f"<p><b>In the full plan</b>: step {esc(step.id)} ({esc(span)}) runs</p>"
+                    f'<pre class="bk-pre">{esc(step.command)}</pre>')
+        blocked = next((b for b in self.plan.blocked if (b.table, b.date) == (cell.table, cell.date)), None)
+        if blocked is not None:
+            return note_html(f"The full plan leaves it blocked: {blocked.reason}.")
+        return note_html("Not in the default plan (no-data cells are rerun only with --include-no-data).")
+
+    def _step_for(self, cell: Cell) -> Step | None:
+        return next((s for s in self.plan.steps if s.table == cell.table and cell.date in s.dates), None)
+
+
+def _plotly_output(spec: dict[str, Any]) -> dict[str, Any]:
+    """The heatmap for JupyterLab's plotly renderer (the extension shipped with plotly)."""
+    return {"output_type": "display_data", "metadata": {},
+            "data": {"application/vnd.plotly.v1+json": {**spec, "config": figures.CONFIG},
+                     "text/plain": "coverage heatmap (needs JupyterLab with plotly's extension)"}}
+
+
+def _gaps_html(runs: list[summaries.Gap]) -> str:
+    if not runs:
+        return note_html("No gaps among the chosen cells.")
+    more = note_html(f"… and {len(runs) - GAP_ROWS:,} shorter runs.") if len(runs) > GAP_ROWS else ""
+    head = note_html(f"{len(runs):,} runs of consecutive game dates with the same cause, longest first.")
+    return head + table_html([g.row() for g in runs[:GAP_ROWS]], numbers=("dates",)) + more

@@ -1,0 +1,326 @@
+"""The reports' figures, and how a report shows them.
+
+Every text that comes from the warehouse or a log (table names, errors, paths) is HTML-escaped
+before it enters a figure: plotly draws hover labels from a subset of HTML, so an error message
+containing `<script>` must arrive as `&lt;script&gt;` to be shown as text. The figure's JSON is
+escaped again for the `<script>` element that carries it.
+
+Under papermill, plotly's default renderer emits JSON only and the exported HTML then shows
+empty cells without any error. So the renderer is never left to plotly: a report shows each
+figure through `ReportFigure`, whose HTML is a div and the script that draws it with the
+plotly.js that `plotly_js_html` embeds once per report. Nothing is fetched from the network.
+
+Figures are plain plotly.js data (dicts; numbers as typed arrays), written straight to JSON:
+a report builds each figure once and never edits it, and going through plotly.py's validation,
+deep copies and renderer registry (which imports nbformat and jsonschema) would take longer
+than the rest of the report. `plotly.graph_objects.Figure(spec)` makes an editable figure.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import sys
+import uuid
+from array import array
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
+
+from .coverage import readable_error
+from .status import Status
+from .validation import Cell
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "OUTCOME_COLORS",
+    "STATUS_COLORS",
+    "STATUS_ORDER",
+    "ReportFigure",
+    "coverage_heatmap",
+    "plotly_js_html",
+    "season_bars",
+    "timeline",
+    "typed_array",
+]
+
+STATUS_ORDER = (Status.COMPLETE, Status.NO_DATA, Status.BOOTSTRAP, Status.PARTIAL, Status.RUNNING,
+                Status.NEVER_RAN, Status.FAILED, Status.STALE, Status.LOST)
+STATUS_COLORS = {
+    Status.COMPLETE: "#2e7d32", Status.NO_DATA: "#80cbc4", Status.BOOTSTRAP: "#cfd8dc",
+    Status.PARTIAL: "#fbc02d", Status.RUNNING: "#1e88e5", Status.NEVER_RAN: "#8e24aa",
+    Status.FAILED: "#d32f2f", Status.STALE: "#ef6c00", Status.LOST: "#5d4037",
+}
+OUTCOME_COLORS = {
+    "succeeded": "#2e7d32", "succeeded_without_data": "#fbc02d", "retrying": "#90caf9",
+    "failed": "#d32f2f", "timed_out": "#ef6c00", "interrupted": "#5d4037", "skipped": "#b0bec5",
+    "unfinished": "#8e24aa",
+}
+CONFIG = {"displaylogo": False, "responsive": True}
+FONT = {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12}
+
+
+# --- showing a figure ----------------------------------------------------------------------
+
+
+@dataclass
+class ReportFigure:
+    """A figure as a report shows it: an HTML div drawn by the report's one plotly.js.
+    `spec` is the figure as plotly.js data and layout."""
+
+    spec: dict[str, Any]
+    div_id: str = field(default_factory=lambda: f"bk-{uuid.uuid4().hex[:12]}")
+
+    def to_html(self) -> str:
+        height = self.spec.get("layout", {}).get("height", 450)
+        args = ", ".join(_script_json(x) for x in (self.spec.get("data", []), self.spec.get("layout", {}), CONFIG))
+        return (f'<div id="{self.div_id}" class="plotly-graph-div bk-figure" style="height:{height}px; width:100%;"></div>'
+                f'<script type="text/javascript">Plotly.newPlot("{self.div_id}", {args});</script>')
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+
+def _script_json(value: Any) -> str:
+    """JSON safe inside a <script> element: no `<`, `>` or `&` can end it or open a comment."""
+    text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def plotly_js_html() -> str:
+    """plotly.js inline, once per report; the figures after it call the global `Plotly`."""
+    from plotly.offline import get_plotlyjs
+
+    return ('<script type="text/javascript">window.PlotlyConfig = {MathJaxConfig: "local"};</script>\n'
+            f'<script type="text/javascript">{get_plotlyjs()}</script>')
+
+
+def typed_array(values: array[Any], shape: Sequence[int]) -> dict[str, str]:
+    """A plotly.js typed array (dtype, base64 of the little-endian bytes, shape): a fraction of
+    a JSON list's size. The stdlib's `array` is enough: the report never loads numpy."""
+    if sys.byteorder != "little":
+        values = array(values.typecode, values)
+        values.byteswap()
+    return {"dtype": _TYPED[values.typecode], "bdata": base64.b64encode(values.tobytes()).decode("ascii"),
+            "shape": ", ".join(str(n) for n in shape)}
+
+
+_TYPED = {"b": "i1", "B": "u1", "h": "i2", "H": "u2", "i": "i4", "I": "u4", "f": "f4", "d": "f8"}
+
+
+def _int_array(values: list[int]) -> array[Any]:
+    """The narrowest typed array that holds these integers (plotly.js has no 64-bit ints)."""
+    low, high = min(values, default=0), max(values, default=0)
+    for code, bound in (("b", 2**7), ("h", 2**15), ("i", 2**31)):
+        if -bound <= low and high < bound:
+            return array(code, values)
+    return array("d", values)
+
+
+def _esc(text: object) -> str:
+    return html.escape(str(text), quote=False)
+
+
+def _wrap(text: str, width: int = 90) -> str:
+    """Text broken into hover-label lines, then escaped line by line (never inside an entity)."""
+    import textwrap
+
+    return "<br>".join(_esc(line) for line in textwrap.wrap(text, width, break_long_words=True) or [""])
+
+
+# --- coverage ------------------------------------------------------------------------------
+
+
+def coverage_heatmap(cells: Sequence[Cell], tables: Sequence[str], phases: Sequence[str],
+                     dates: Sequence[date], *, title: str = "") -> dict[str, Any]:
+    """Tables (grouped by phase: `phases[i]` is the phase of `tables[i]`) by expected dates,
+    coloured by status. A cell's hover says its status, rows against the minimum, attempts,
+    the latest run and its last error. Table-dates without a cell (filtered out) stay blank.
+
+    A four-season heatmap has 17,000 cells and the report embeds every hover text, so the
+    arrays are compact: numbers as typed arrays, per-cell strings short and ASCII."""
+    t_index = {t: i for i, t in enumerate(tables)}
+    d_index = {d: i for i, d in enumerate(dates)}
+    width, size = len(dates), len(tables) * len(dates)
+    shown = [c for c in cells if c.table in t_index and c.date in d_index]
+    codes = {s: i for i, s in enumerate(STATUS_ORDER)}
+    z = array("b", [0]) * size if len(shown) == size else array("f", [math.nan]) * size  # NaN: filtered out
+    numbers, status, latest = [0] * (4 * size), [""] * size, [""] * size
+    for c in shown:
+        k = t_index[c.table] * width + d_index[c.date]
+        z[k] = codes[c.status]
+        numbers[4 * k:4 * k + 4] = (c.rows, c.expected_rows, c.attempts, c.failures)
+        status[k], latest[k] = str(c.status), _latest_text(c)
+    rows = range(0, size, width or 1)
+    trace = {
+        "type": "heatmap", "z": typed_array(z, (len(tables), width)), "x": [d.isoformat() for d in dates],
+        "y": [list(phases), list(tables)], "customdata": typed_array(_int_array(numbers), (len(tables), width, 4)),
+        "text": [status[i:i + width] for i in rows], "hovertext": [latest[i:i + width] for i in rows],
+        "hoverongaps": False,
+        "zmin": -0.5, "zmax": len(STATUS_ORDER) - 0.5, "colorscale": _discrete_scale(),
+        "colorbar": {"tickvals": list(range(len(STATUS_ORDER))), "ticktext": [str(s) for s in STATUS_ORDER],
+                     "title": {"text": "status"}, "thickness": 14},
+        "hovertemplate": ("<b>%{y}</b>  %{x}<br>status: %{text}<br>rows: %{customdata[0]} "
+                          "(needs %{customdata[1]})<br>attempts: %{customdata[2]}, failed %{customdata[3]}"
+                          "<br>latest run: %{hovertext}<extra></extra>"),
+        "ygap": 1,
+    }
+    layout: dict[str, Any] = {
+        "height": 160 + 22 * len(tables), "font": FONT, "plot_bgcolor": "white",
+        "margin": {"l": 10, "r": 10, "t": 60 if title else 30, "b": 40},
+        "yaxis": {"autorange": "reversed", "automargin": True}, "shapes": _season_lines(shown, dates, d_index),
+        "xaxis": {"type": "category", "tickvals": _month_ticks(dates), "ticktext": _month_labels(dates), "tickangle": 0},
+    }
+    if title:
+        layout["title"] = {"text": _esc(title)}
+    return {"data": [trace], "layout": layout}
+
+
+def _latest_text(cell: Cell) -> str:
+    """The latest run of a cell and its last error, short and plain ASCII: non-ASCII costs six
+    bytes per character in the embedded JSON, and this is written once per cell."""
+    if cell.latest_status is None:
+        text = "none"
+    else:
+        text = _esc(cell.latest_status)
+        if cell.latest_started_at is not None:
+            text += cell.latest_started_at.strftime(" %Y-%m-%d")
+        if cell.latest_seconds is not None:
+            text += f" ({cell.latest_seconds:.0f} s)"
+    if cell.last_error:
+        text += "<br>last error: " + _wrap(readable_error(cell.last_error) or "")
+    if cell.fallback:
+        text += "<br>covered by fallback " + _esc(cell.fallback)
+    for warning in cell.warnings:
+        text += "<br>warning: " + _esc(warning)
+    return text
+
+
+def _discrete_scale() -> list[list[Any]]:
+    n = len(STATUS_ORDER)
+    scale: list[list[Any]] = []
+    for i, status in enumerate(STATUS_ORDER):
+        scale += [[i / n, STATUS_COLORS[status]], [(i + 1) / n, STATUS_COLORS[status]]]
+    return scale
+
+
+def _month_ticks(dates: Sequence[date]) -> list[str]:
+    """First expected dates of months, spaced so that about 14 labels never overlap: 832
+    dates cannot all be labelled, and a season's last month sits next to the next's first."""
+    spacing = max(1, len(dates) // 14)
+    ticks: list[str] = []
+    last_index, last_month = -spacing, None
+    for i, d in enumerate(dates):
+        if (d.year, d.month) != last_month and i - last_index >= spacing:
+            ticks.append(d.isoformat())
+            last_index = i
+        last_month = (d.year, d.month)
+    return ticks
+
+
+def _month_labels(dates: Sequence[date]) -> list[str]:
+    return [date.fromisoformat(t).strftime("%b %Y") for t in _month_ticks(dates)]
+
+
+def _season_lines(cells: Sequence[Cell], dates: Sequence[date], d_index: dict[date, int]) -> list[dict[str, Any]]:
+    """A dotted vertical line where each season after the first starts."""
+    season_of = {c.date: c.season for c in cells}
+    lines = []
+    for previous, current in pairwise(dates):
+        if season_of.get(previous) != season_of.get(current):
+            x = d_index[current] - 0.5
+            lines.append({"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,
+                          "line": {"color": "#37474f", "width": 1, "dash": "dot"}})
+    return lines
+
+
+def season_bars(counts: dict[str, dict[str, Counter[str]]], tables: Sequence[str], phases: Sequence[str]) -> dict[str, Any]:
+    """Per season (one panel each, side by side, sharing the table axis) and table, stacked
+    bars of game dates by status. `counts` is `coverage.season_counts` output."""
+    n = max(1, len(counts))
+    y = [list(phases), list(tables)]
+    traces: list[dict[str, Any]] = []
+    shown: set[Status] = set()  # one legend entry per status, whichever season has it first
+    layout: dict[str, Any] = {"annotations": []}
+    for i, (season, per_table) in enumerate(counts.items()):
+        layout[f"xaxis{i + 1 if i else ''}"] = {"domain": [i / n + 0.006, (i + 1) / n - 0.006], "anchor": "y"}
+        layout["annotations"].append({"text": f"<b>{_esc(season)}</b>", "x": (i + 0.5) / n, "y": 1.0,
+                                      "xref": "paper", "yref": "paper", "yanchor": "bottom", "showarrow": False})
+        for status in STATUS_ORDER:
+            x = [per_table.get(t, Counter())[str(status)] for t in tables]
+            if any(x):
+                traces.append(_season_trace(season, status, x, y, "x" if i == 0 else f"x{i + 1}", status not in shown))
+                shown.add(status)
+    layout.update(barmode="stack", height=160 + 22 * len(tables), font=FONT, plot_bgcolor="white", bargap=0.25,
+                  margin={"l": 10, "r": 10, "t": 40, "b": 30}, legend={"orientation": "h", "y": -0.06},
+                  yaxis={"autorange": "reversed", "automargin": True})
+    return {"data": traces, "layout": layout}
+
+
+def _season_trace(season: str, status: Status, x: list[int], y: list[list[str]], axis: str, legend: bool) -> dict[str, Any]:
+    return {
+        "type": "bar", "orientation": "h", "x": x, "y": y, "xaxis": axis, "yaxis": "y", "name": str(status),
+        "legendgroup": str(status), "showlegend": legend, "marker": {"color": STATUS_COLORS[status]},
+        "hovertemplate": f"<b>%{{y}}</b><br>{_esc(season)}: %{{x}} dates {status}<extra></extra>",
+    }
+
+
+# --- execution -----------------------------------------------------------------------------
+
+
+def timeline(attempts: pd.DataFrame) -> dict[str, Any]:
+    """A Gantt chart of every attempt: one row per step, grouped by stage, coloured by
+    outcome; the hover gives the attempt, exit code, duration, retries and log file.
+    `attempts` is `frames.attempts_frame` output."""
+    import pandas as pd
+
+    layout: dict[str, Any] = {"font": FONT, "plot_bgcolor": "white", "margin": {"l": 10, "r": 10, "t": 30, "b": 40}}
+    if attempts.empty:
+        layout.update(height=200, annotations=[{"text": "no step ran", "showarrow": False}])
+        return {"data": [], "layout": layout}
+    rows = attempts.assign(
+        stage_label=[f"{int(s)} {p}" if pd.notna(s) else "-" for s, p in zip(attempts["stage"], attempts["phase"], strict=True)],
+        end=attempts["finished"].fillna(attempts["started"]),
+    )
+    span_ms = max((rows["end"].max() - rows["started"].min()).total_seconds() * 1000, 1000.0)
+    traces = []
+    for outcome, part in rows.groupby("outcome", sort=False):
+        length = ((part["end"] - part["started"]).dt.total_seconds() * 1000).tolist()
+        traces.append({
+            "type": "bar", "orientation": "h", "base": [t.isoformat() for t in part["started"]],
+            "x": [max(x, span_ms / 400) for x in length],  # a skipped step still shows, as a sliver
+            "y": [part["stage_label"].tolist(), [_esc(s) for s in part["step"]]],
+            "name": str(outcome), "marker": {"color": OUTCOME_COLORS.get(str(outcome), "#757575")},
+            "customdata": [_attempt_hover(r) for r in part.itertuples(index=False)],
+            "hovertemplate": "%{customdata}<extra></extra>",
+        })
+    layout.update(barmode="overlay", height=140 + 20 * rows["step"].nunique(),
+                  xaxis={"type": "date", "title": {"text": "time (UTC)"}}, yaxis={"autorange": "reversed", "automargin": True},
+                  legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"})
+    return {"data": traces, "layout": layout}
+
+
+def _attempt_hover(row: Any) -> str:
+    lines = [f"<b>{_esc(row.step)}</b>", f"attempt {row.attempt}: {_esc(row.outcome)}"]
+    if _known(row.exit_code):
+        lines.append(f"exit code {row.exit_code}")
+    if _known(row.seconds):
+        lines.append(f"{row.seconds:.1f} s")
+    if _known(row.retries) and row.retries:
+        lines.append(f"retries before it: {row.retries}")
+    if _known(row.log) and row.log:
+        lines.append("log: " + _esc(row.log))
+    return "<br>".join(lines)
+
+
+def _known(value: object) -> bool:
+    import pandas as pd
+
+    return value is not None and not pd.isna(value)  # type: ignore[call-overload]

@@ -1,0 +1,371 @@
+"""Rendering a report: a notebook run by papermill, exported to one self-contained HTML file.
+
+The executed notebook is kept beside its HTML as the record, and `index.html` in the same
+folder lists every report there. Everything happens in this process (papermill starts the
+kernel); the HTML loads nothing from the network: plotly.js is embedded once by the notebook's
+first cell, and the template below drops nbconvert's CDN scripts (require.js, MathJax, mermaid,
+widgets).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import os
+import re
+import sys
+import sysconfig
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import BackfillKitError, InputError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from .plan import Plan
+
+__all__ = ["NOTEBOOKS", "Rendered", "execute", "export_html", "find_plan", "notebook_path", "render_coverage",
+           "render_execution", "write_index"]
+
+NOTEBOOKS = {"coverage": "coverage_audit.ipynb", "execution": "execution_log.ipynb", "explore": "explore.ipynb"}
+DEFAULT_KERNEL = "python3"
+# Installed copies (pyproject's data-files); a source checkout uses the top-level notebooks/.
+SHARE = Path("share") / "backfill-kit" / "notebooks"
+META = "backfill-kit-report"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    html: Path
+    notebook: Path
+    index: Path
+
+
+# --- finding the notebooks -----------------------------------------------------------------
+
+
+def notebook_dirs() -> list[Path]:
+    """Where the notebooks may be: the checkout (source tree, editable install), then where a
+    normal install puts them (the environment, or the user's base for `pip install --user`)."""
+    checkout = Path(__file__).resolve().parent.parent / "notebooks"
+    prefixes = [sys.prefix, sysconfig.get_path("data"), sysconfig.get_path("data", sysconfig.get_preferred_scheme("user"))]
+    return [checkout, *(Path(p) / SHARE for p in dict.fromkeys(prefixes) if p)]
+
+
+def notebook_path(name: str) -> Path:
+    """The notebook of a report (`coverage`, `execution`, `explore`) or a file name."""
+    file_name = NOTEBOOKS.get(name, name)
+    for directory in notebook_dirs():
+        if (directory / file_name).is_file():
+            return directory / file_name
+    raise BackfillKitError(
+        f"the notebook {file_name} is not installed (looked in {', '.join(map(str, notebook_dirs()))}); "
+        "reinstall backfill-kit"
+    )
+
+
+# --- the two reports -----------------------------------------------------------------------
+
+
+def render_coverage(spec_path: Path, start: date, end: date, out_dir: Path, *,
+                    kernel: str = DEFAULT_KERNEL, now: datetime | None = None) -> Rendered:
+    """Run coverage_audit.ipynb on the spec and range; write its HTML, notebook and the index."""
+    from .spec import load_spec
+    from .validation import check_range
+
+    check_range(start, end)
+    spec = load_spec(spec_path)  # a broken spec is one clear message, before any kernel starts
+    stamp = _stamp(now)
+    meta = {"kind": "coverage", "spec": spec.name, "start": start.isoformat(), "end": end.isoformat(),
+            "generated_at": stamp.isoformat(timespec="seconds")}
+    return _render("coverage", {"spec": str(spec_path), "start": start.isoformat(), "end": end.isoformat()},
+                   out_dir, f"coverage_{_slug(spec.name)}_{start}_{end}", stamp, meta,
+                   f"Coverage audit: {spec.name}, {start} .. {end}", kernel)
+
+
+def render_execution(journal: Path, out_dir: Path, *, kernel: str = DEFAULT_KERNEL,
+                     now: datetime | None = None) -> Rendered:
+    """Run execution_log.ipynb on a runner journal; write its HTML, notebook and the index."""
+    from .journal import read_journal
+
+    if not journal.is_file():
+        raise InputError(f"the journal {journal} does not exist; a run writes it beside its plan "
+                         "(e.g. runs/plan.journal.jsonl for runs/plan.json)")
+    events = read_journal(journal).events  # a corrupt journal is one clear message too
+    if not any(e.get("event") == "run_started" for e in events):
+        raise InputError(f"the journal {journal} records no run yet; run the plan first")
+    stamp = _stamp(now)
+    plan, _ = find_plan(journal, events)
+    span = f"_{plan.start}_{plan.end}" if plan else ""
+    name = journal.name.removesuffix(".jsonl").removesuffix(".journal")
+    meta = {"kind": "execution", "journal": str(journal), "generated_at": stamp.isoformat(timespec="seconds")}
+    if plan:
+        meta.update(spec=plan.spec_name, start=plan.start.isoformat(), end=plan.end.isoformat())
+    return _render("execution", {"journal": str(journal)}, out_dir, f"execution_{_slug(name)}{span}", stamp, meta,
+                   f"Backfill execution log: {journal}", kernel)
+
+
+def find_plan(journal: Path, events: Sequence[dict[str, Any]]) -> tuple[Plan | None, str | None]:
+    """The plan a journal ran, or why it cannot be read: the path the journal recorded
+    (relative to where the run started), else a plan of that name beside the journal."""
+    from .plan import load_plan
+
+    recorded = next((e.get("plan") for e in events if e.get("event") == "run_started" and e.get("plan")), None)
+    if recorded is None:
+        return None, "the journal records no plan file"
+    for candidate in (Path(recorded), journal.parent / Path(recorded).name):
+        if candidate.is_file():
+            try:
+                return load_plan(candidate), None
+            except InputError as exc:
+                return None, str(exc)
+    return None, f"the plan {recorded} is no longer there"
+
+
+def _stamp(now: datetime | None) -> datetime:
+    return (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-") or "report"
+
+
+def _render(kind: str, parameters: dict[str, Any], out_dir: Path, stem: str, stamp: datetime,
+            meta: dict[str, Any], title: str, kernel: str) -> Rendered:
+    _require_notebook_packages()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    notebook = _claim_name(out_dir, f"{stem}_{stamp:%Y%m%dT%H%M%SZ}")
+    try:
+        executed = execute(notebook_path(kind), notebook, parameters, kernel=kernel,
+                           metadata={"title": title, "backfill_kit": meta})
+    except BaseException:
+        if notebook.stat().st_size == 0:  # nothing ran: give the name back
+            notebook.unlink()
+        raise
+    html_path = notebook.with_suffix(".html")
+    _write_atomic(html_path, export_html(executed))
+    return Rendered(html_path, notebook, write_index(out_dir))
+
+
+def _claim_name(out_dir: Path, name: str) -> Path:
+    """A new report's notebook path, created empty so that no other report can take it: two
+    reports of the same thing in the same second (a cron job and a person) get distinct names."""
+    for n in range(1, 1000):
+        candidate = out_dir / (name if n == 1 else f"{name}-{n}")
+        try:
+            with candidate.with_suffix(".ipynb").open("x"):
+                return candidate.with_suffix(".ipynb")
+        except FileExistsError:
+            continue
+    raise BackfillKitError(f"{out_dir} already holds 999 reports named {name}; remove some")
+
+
+# --- papermill and nbconvert ---------------------------------------------------------------
+
+
+def _require_notebook_packages() -> None:
+    for module, package in (("papermill", "papermill"), ("nbconvert", "nbconvert"), ("ipykernel", "ipykernel"),
+                            ("plotly", "plotly"), ("pandas", "pandas")):
+        if importlib.util.find_spec(module) is None:
+            raise MissingDependencyError(package, "notebooks", "backfill-kit report")
+
+
+def execute(source: Path, output: Path, parameters: dict[str, Any], *, kernel: str = DEFAULT_KERNEL,
+            metadata: dict[str, Any] | None = None) -> Any:
+    """Run a notebook with papermill, in this process, and save it to `output`.
+
+    The kernel talks over local IPC sockets rather than TCP (no ports opened, and no warning
+    about unencrypted TCP on every run), and is stopped at once when the last cell is done:
+    every output has arrived by then, and a polite shutdown only waits for the interpreter to
+    tear down. A failing cell becomes one message naming the kept notebook; the toolkit's own
+    errors raised in a cell keep their message as they are."""
+    import nbformat
+    import papermill
+    from traitlets.config import Config
+
+    nb = nbformat.read(source, as_version=4)
+    nb.metadata.update(metadata or {})
+    config = Config()
+    config.KernelManager.transport = "ipc"
+    # The sockets go in a folder of this run's own: jupyter_client's default is kernel-ipc-N in
+    # the working directory, where two reports started together pick the same N.
+    with tempfile.TemporaryDirectory(prefix="backfill-kit-kernel-") as sockets:
+        config.KernelManager.ip = str(Path(sockets) / "kernel")
+        return _run(papermill, nb, source, output, parameters, kernel, config)
+
+
+def _run(papermill: Any, nb: Any, source: Path, output: Path, parameters: dict[str, Any], kernel: str,
+         config: Any) -> Any:
+    try:
+        return papermill.execute_notebook(
+            nb, str(output), parameters=parameters, kernel_name=kernel, progress_bar=False,
+            request_save_on_cell_execute=False, config=config, shutdown_kernel="immediate",
+        )
+    except papermill.PapermillExecutionError as exc:
+        raise _cell_failure(exc, source, output) from None
+    except Exception as exc:  # the kernel could not start: a missing or broken kernelspec
+        if type(exc).__module__.startswith(("jupyter_client", "papermill")):
+            raise BackfillKitError(f"could not run {source.name} with the kernel {kernel!r}: {exc}. "
+                                   "Install ipykernel in this environment or pass --kernel NAME") from exc
+        raise
+
+
+def _cell_failure(exc: Any, source: Path, output: Path) -> BackfillKitError:
+    if exc.ename in _toolkit_errors():
+        return InputError(str(exc.evalue))
+    if exc.ename == "ModuleNotFoundError" and "backfill_kit" in str(exc.evalue):
+        return BackfillKitError(
+            f"the kernel that ran {source.name} has no backfill_kit: its python is not this one. "
+            "Pass --kernel with a kernel of this environment (python -m ipykernel install --user --name NAME)"
+        )
+    return BackfillKitError(
+        f"{source.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}. "
+        f"The executed notebook, with the traceback, is {output}"
+    )
+
+
+def _toolkit_errors() -> set[str]:
+    from . import errors
+
+    return set(errors.__all__) - {"Problem"}
+
+
+# The lab template without anything fetched from a CDN: require.js, MathJax and mermaid are
+# not needed (figures use the plotly.js embedded by the notebook). The report's own small
+# stylesheet replaces JupyterLab's 250 kB one. The meta tag lets the index read a report's
+# kind and range from its first kilobytes.
+TEMPLATE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js -%}
+<meta name="generator" content="backfill-kit">
+<meta name=\"""" + META + """\" content='{{ nb.metadata.get("backfill_kit", {}) | tojson }}'>
+{%- endblock html_head_js -%}
+{% block jupyter_widgets %}{% endblock jupyter_widgets %}
+{%- block notebook_css -%}
+<style type="text/css">
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2328;margin:0;background:#fff}
+main{max-width:1400px;margin:0 auto;padding:16px 24px 48px}
+h1,h2,h3,h4{line-height:1.25}
+a.anchor-link{display:none}
+.jp-Cell{margin:0}
+.jp-OutputArea-output{overflow-x:auto}
+.jp-RenderedText pre,pre{font-family:ui-monospace,SFMono-Regular,Menlo,monospace}
+.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]{background:#fff5f5}
+code{background:#f6f8fa;padding:1px 4px;border-radius:4px}
+</style>
+{%- endblock notebook_css -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+
+
+def export_html(notebook: Any) -> str:
+    """The executed notebook as one HTML file: outputs only, code cells and prompts hidden."""
+    body, _ = _exporter().from_notebook_node(notebook)
+    return body
+
+
+@functools.cache
+def _exporter() -> Any:
+    """One exporter per process: compiling the lab template takes longer than an export."""
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    exporter.raw_template = TEMPLATE
+    return exporter
+
+
+# --- the index -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    html: Path
+    meta: dict[str, Any]
+
+    @property
+    def notebook(self) -> Path:
+        return self.html.with_suffix(".ipynb")
+
+    @property
+    def subject(self) -> str:
+        span = f"{self.meta.get('spec', '?')}: {self.meta.get('start')} .. {self.meta.get('end')}"
+        if self.meta.get("kind") == "coverage":
+            return span
+        journal = str(self.meta.get("journal", self.html.stem))
+        return f"{span} (journal {journal})" if self.meta.get("start") else journal
+
+
+def read_entry(path: Path) -> Entry:
+    """A report's own description, from the meta tag near the top of its HTML (attributes in
+    any order and quoting: nbconvert re-serialises the page)."""
+    import html
+
+    with path.open(encoding="utf-8", errors="replace") as f:
+        head = f.read(4096)
+    tag = re.search(r'<meta\s[^>]*name="' + META + r'"[^>]*>', head)
+    content = re.search(r"""content=(?:'([^']*)'|"([^"]*)")""", tag.group(0)) if tag else None
+    try:
+        meta = json.loads(html.unescape(content.group(1) or content.group(2))) if content else {}
+    except ValueError:
+        meta = {}
+    return Entry(path, meta if isinstance(meta, dict) else {})
+
+
+def write_index(out_dir: Path) -> Path:
+    """index.html: every report in the folder, newest first, with its notebook."""
+    import html
+
+    entries = sorted((read_entry(p) for p in out_dir.glob("*.html") if p.name != "index.html"),
+                     key=lambda e: (str(e.meta.get("generated_at", "")), e.html.name), reverse=True)
+    rows = "".join(
+        "<tr>"
+        f"<td>{html.escape(str(e.meta.get('generated_at', '-')))}</td>"
+        f"<td>{html.escape(str(e.meta.get('kind', '-')))}</td>"
+        f"<td>{html.escape(e.subject)}</td>"
+        f'<td><a href="{html.escape(e.html.name)}">{html.escape(e.html.name)}</a></td>'
+        f"<td>{_notebook_link(e)}</td>"
+        f"<td class=n>{e.html.stat().st_size / 1e6:.1f} MB</td>"
+        "</tr>"
+        for e in entries
+    )
+    page = _INDEX.format(count=len(entries), rows=rows or '<tr><td colspan="6">No reports yet.</td></tr>')
+    index = out_dir / "index.html"
+    _write_atomic(index, page)
+    return index
+
+
+def _notebook_link(entry: Entry) -> str:
+    import html
+
+    if not entry.notebook.exists():
+        return "-"
+    return f'<a href="{html.escape(entry.notebook.name)}">{html.escape(entry.notebook.name)}</a>'
+
+
+_INDEX = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>backfill-kit reports</title>
+<style>
+body{{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#1f2328}}
+table{{border-collapse:collapse}} th,td{{border-bottom:1px solid #d0d7de;padding:4px 10px;text-align:left}}
+th{{background:#f6f8fa}} td.n{{text-align:right}}
+</style></head>
+<body><h1>backfill-kit reports</h1>
+<p>{count} reports, newest first. Each HTML file is self-contained (open it offline, send it as
+it is); the notebook beside it is the executed record, parameters included.</p>
+<table><thead><tr><th>generated (UTC)</th><th>kind</th><th>what</th><th>report</th><th>notebook</th><th>size</th></tr></thead>
+<tbody>{rows}</tbody></table>
+</body></html>
+"""
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Readers never see half a file; two writers at once each replace it whole."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

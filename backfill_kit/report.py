@@ -1,0 +1,426 @@
+"""What the report notebooks show: each notebook cell is one call into this module.
+
+`coverage_audit.ipynb` calls `setup()`, then `coverage(spec, start, end)` and displays its
+sections; `execution_log.ipynb` does the same with `execution(journal)`. A section is a figure
+(`figures.ReportFigure`) or an HTML fragment in which every text from the warehouse, a plan or
+a log is escaped. The coverage report does not import pandas (see `coverage`); the execution
+log does, through `frames`.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from IPython.display import HTML
+
+from . import coverage as summaries
+from . import figures
+from .errors import InputError
+from .figures import ReportFigure
+from .journal import read_journal
+from .render import find_plan
+from .status import NEEDS_WORK, Status
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .plan import Plan
+    from .spec import PipelineSpec
+    from .validation import Validation
+
+__all__ = ["CoverageAudit", "ExecutionLog", "coverage", "execution", "setup"]
+
+GAP_LIST_LIMIT = 200  # rows of the gap list shown; the rest are counted
+
+
+def setup() -> HTML:
+    """plotly.js and the report's styles, embedded once: the first displayed cell of a report.
+
+    Every figure after it is a `figures.ReportFigure`, shown as HTML that draws with this
+    plotly.js: nothing depends on plotly's default renderer (JSON only under papermill)."""
+    return HTML(figures.plotly_js_html() + _STYLE)
+
+
+# Styles for the report's own fragments; class names are prefixed so that they touch nothing else.
+_STYLE = """<style>
+.bk-cards{display:flex;flex-wrap:wrap;gap:12px;margin:8px 0 4px}
+.bk-card{border:1px solid #d0d7de;border-radius:6px;padding:8px 14px;min-width:120px}
+.bk-card .bk-n{font-size:1.6em;font-weight:600}
+.bk-card .bk-l{color:#57606a;font-size:.9em}
+.bk-table{border-collapse:collapse;font-size:.9em;margin:6px 0}
+.bk-table th,.bk-table td{border-bottom:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top;white-space:nowrap}
+.bk-table td.bk-wrap{white-space:normal;min-width:14em}
+.bk-table tr:has(+ .bk-detail) td{border-bottom:none}
+.bk-table tr.bk-detail td{padding-left:2em}
+.bk-table th{background:#f6f8fa}
+.bk-table td.bk-num{text-align:right;font-variant-numeric:tabular-nums}
+.bk-table pre,.bk-pre{margin:0;white-space:pre-wrap;font-size:.85em;max-width:70em}
+.bk-note{color:#57606a}
+.bk-status{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin-right:4px;vertical-align:middle}
+</style>"""
+
+
+# --- HTML fragments ------------------------------------------------------------------------
+
+
+def esc(value: object) -> str:
+    """Text for HTML: every value from the warehouse, a plan or a log goes through here."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return html.escape(str(value))
+
+
+def table_html(rows: Sequence[Mapping[str, Any]] | pd.DataFrame, *, columns: Sequence[str] | None = None,
+               pre: Iterable[str] = (), numbers: Iterable[str] = (), detail: Sequence[str] = ()) -> str:
+    """Rows (dicts, or a DataFrame) as an HTML table with every cell escaped. `pre` columns keep
+    their line breaks; `numbers` are right-aligned with thousands separators; `detail` columns
+    (a command, a log tail) go on a full-width line under their row rather than in a column."""
+    if hasattr(rows, "to_dict"):  # a DataFrame: its missing values (NaN, NaT, <NA>) as None
+        columns = columns or list(rows.columns)
+        rows = rows.astype(object).where(rows.notna(), None).to_dict("records")
+    shown = [c for c in (columns or (rows[0].keys() if rows else [])) if c not in detail]
+    pre, numbers = set(pre), set(numbers)
+    head = "".join(f"<th>{esc(c.replace('_', ' '))}</th>" for c in shown)
+    body = "".join(
+        "<tr>" + "".join(_td(c, row.get(c), pre, numbers) for c in shown) + "</tr>" + _detail_rows(row, detail, len(shown))
+        for row in rows
+    )
+    return f'<table class="bk-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _detail_rows(row: Mapping[str, Any], detail: Sequence[str], width: int) -> str:
+    lines = [(c, esc(row.get(c))) for c in detail if esc(row.get(c))]
+    return "".join(f'<tr class="bk-detail"><td colspan="{width}"><span class="bk-note">{esc(c)}</span>'
+                   f"<pre>{text}</pre></td></tr>" for c, text in lines)
+
+
+def _td(column: str, value: object, pre: set[str], numbers: set[str]) -> str:
+    text = esc(value)
+    if column in pre and text:
+        return f"<td><pre>{text}</pre></td>"
+    if column in numbers:
+        return f'<td class="bk-num">{_number(value)}</td>'
+    if column in ("status", "outcome") and text in _COLORS:
+        return f'<td><span class="bk-status" style="background:{_COLORS[text]}"></span>{text}</td>'
+    if column in _PROSE:
+        return f'<td class="bk-wrap">{text}</td>'
+    return f"<td>{text}</td>"
+
+
+# Columns of sentences, which wrap; every other column (names, dates, counts) stays on one line.
+_PROSE = frozenset({"meaning", "what to do", "last error", "reason", "warning", "before", "after", "causes", "log"})
+
+
+_COLORS = {str(s): c for s, c in figures.STATUS_COLORS.items()} | figures.OUTCOME_COLORS
+
+
+def _number(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.1f}"
+    return f"{int(value):,}"  # type: ignore[call-overload]
+
+
+def cards_html(cards: Sequence[tuple[str, str]]) -> str:
+    return '<div class="bk-cards">' + "".join(
+        f'<div class="bk-card"><div class="bk-n">{esc(n)}</div><div class="bk-l">{esc(label)}</div></div>'
+        for n, label in cards
+    ) + "</div>"
+
+
+def note_html(text: str) -> str:
+    return f'<p class="bk-note">{esc(text)}</p>'
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100.0 * part / whole:.1f}%" if whole else "100.0%"
+
+
+# --- the coverage audit --------------------------------------------------------------------
+
+
+def coverage(spec: str, start: str, end: str) -> CoverageAudit:
+    """Validate `spec` over [start, end] (dates as YYYY-MM-DD) and plan the backfill."""
+    from .spec import load_spec
+    from .validation import validate
+
+    first, last = _date(start, "start"), _date(end, "end")
+    return CoverageAudit(spec, validate(load_spec(spec), first, last))
+
+
+def _date(value: str | date, name: str) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise InputError(f"{name} {value!r} is not a date; write it as YYYY-MM-DD, e.g. 2021-10-19") from None
+
+
+@dataclass
+class CoverageAudit:
+    """One validation and its plan, as the sections of the coverage report."""
+
+    spec_ref: str  # how the reader names the spec in a command: the parameter, as given
+    validation: Validation
+
+    @cached_property
+    def plan(self) -> Plan:
+        from .plan import build_plan
+
+        return build_plan(self.validation)
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        """Every cell as a pandas DataFrame, for going on from the report in a notebook."""
+        from .frames import cells_frame
+
+        return cells_frame(self.validation)
+
+    @property
+    def tables(self) -> list[str]:
+        return list(self.validation.tables)
+
+    @property
+    def phases(self) -> list[str]:
+        """The phase of each table, in table order (the outer axis of the figures)."""
+        return [self.validation.spec.phase_of(t).name for t in self.tables]
+
+    @property
+    def dates(self) -> list[date]:
+        return [d.date for d in self.validation.days]
+
+    def headline(self) -> HTML:
+        v = self.validation
+        counts = v.counts()
+        expected = len(v.cells) - counts.get(Status.BOOTSTRAP, 0)
+        complete = counts.get(Status.COMPLETE, 0)
+        done = complete + counts.get(Status.NO_DATA, 0)
+        cards = [
+            (f"{expected:,}", "expected cells (tables × game dates, bootstrap excluded)"),
+            (_percent(complete, expected), "complete"),
+            (_percent(done, expected), "done (complete or genuinely no data)"),
+            (f"{sum(n for s, n in counts.items() if s in NEEDS_WORK):,}", "cells need a backfill"),
+        ]
+        causes = [(f"{counts.get(s, 0):,}", str(s).replace("_", " ")) for s in summaries.BREAKDOWN_ORDER]
+        title = (f"<h2>{esc(v.spec.name)}: {v.start} .. {v.end}</h2>"
+                 f"<p>{len(v.days):,} expected game dates × {len(v.tables)} tables, validated "
+                 f"{v.now:%Y-%m-%d %H:%M} UTC with {len(v.queries)} warehouse queries.</p>")
+        return HTML(title + cards_html(cards) + "<h4>Gaps by cause</h4>" + cards_html(causes))
+
+    def heatmap(self) -> ReportFigure:
+        return ReportFigure(figures.coverage_heatmap(self.validation.cells, self.tables, self.phases, self.dates))
+
+    def season_bars(self) -> ReportFigure:
+        counts = summaries.season_counts(self.validation.cells)
+        return ReportFigure(figures.season_bars(counts, self.tables, self.phases))
+
+    def breakdown(self) -> HTML:
+        return HTML(table_html(summaries.breakdown_rows(self.validation.cells), numbers=("cells", "tables")))
+
+    def gaps(self, limit: int = GAP_LIST_LIMIT) -> HTML:
+        runs = summaries.gap_runs(self.validation.cells, self.dates)
+        if not runs:
+            return HTML(note_html("No gaps: every expected cell is complete, genuinely without data, or bootstrap."))
+        intro = note_html(f"{len(runs):,} runs of consecutive game dates with the same cause, longest first.")
+        more = (note_html(f"… and {len(runs) - limit:,} shorter runs: backfill-kit validate --format csv lists every cell.")
+                if len(runs) > limit else "")
+        return HTML(intro + table_html([g.row() for g in runs[:limit]], numbers=("dates",)) + more)
+
+    def recommended_plan(self) -> HTML:
+        plan = self.plan
+        if not plan.steps:
+            return HTML(note_html("Nothing to backfill.") + _blocked_html(plan))
+        spec, start, end = shlex.quote(self.spec_ref), self.validation.start, self.validation.end
+        commands = (f"backfill-kit plan --spec {spec} --start {start} --end {end} --out runs/plan.json\n"
+                    "backfill-kit run --plan runs/plan.json\n"
+                    f"# or both at once, resumable:\nbackfill-kit backfill --spec {spec} --start {start} --end {end}")
+        intro = (f"<p>{len(plan.steps):,} steps over {plan.dates:,} table-dates in {len(plan.stages)} stages "
+                 "(stages run one after another; the steps of a parallel stage run side by side). "
+                 f'Make and run it with:</p><pre class="bk-pre">{esc(commands)}</pre>')
+        return HTML(intro + table_html(plan_rows(plan), numbers=("stage", "dates"), detail=("command",)) + _blocked_html(plan))
+
+
+def plan_rows(plan: Plan) -> list[dict[str, Any]]:
+    """One row per step of a plan, in the order the runner starts them."""
+    return [
+        {"stage": stage.index, "phase": stage.phase, "mode": stage.mode, "table": step.table, "first": step.start,
+         "last": step.end, "dates": len(step.dates), "causes": ", ".join(f"{k} {v}" for k, v in step.causes.items()),
+         "command": step.command}
+        for stage in plan.stages for step in stage.steps
+    ]
+
+
+def _blocked_html(plan: Plan) -> str:
+    if not plan.blocked:
+        return ""
+    rows = [{"table": b.table, "date": b.date, "reason": b.reason} for b in plan.blocked[:GAP_LIST_LIMIT]]
+    return f"<h4>Blocked: {len(plan.blocked):,} cells wait for an upstream this plan cannot fill</h4>" + table_html(rows)
+
+
+# --- the execution log ---------------------------------------------------------------------
+
+
+def execution(journal: str) -> ExecutionLog:
+    """Read a runner journal, and the plan it ran when that file is still readable."""
+    path = Path(journal)
+    if not path.is_file():
+        raise InputError(f"the journal {journal} does not exist; a run writes it beside its plan (PLAN.journal.jsonl)")
+    events = read_journal(path).events
+    return ExecutionLog(journal, events, *find_plan(path, events))
+
+
+@dataclass
+class ExecutionLog:
+    """A journal's attempts and steps, as the sections of the execution report."""
+
+    journal: str
+    events: list[dict[str, Any]]
+    plan: Plan | None = None
+    plan_problem: str | None = None
+    _after: Validation | None = field(default=None, repr=False)
+
+    @cached_property
+    def attempts(self) -> pd.DataFrame:
+        from .frames import attempts_frame
+
+        return attempts_frame(self.events)
+
+    @cached_property
+    def steps_frame(self) -> pd.DataFrame:
+        from .frames import steps_frame
+
+        return steps_frame(self.attempts, self.plan)
+
+    def headline(self) -> HTML:
+        steps = self.steps_frame
+        started = [e["time"] for e in self.events if e.get("event") == "run_started"]
+        finished = [e for e in self.events if e.get("event") == "run_finished"]
+        result = finished[-1].get("outcome", "?") if finished else "unfinished (no run_finished event)"
+        cards = [(result, "outcome of the last run"), (f"{len(steps):,}", "steps"),
+                 (f"{int((self.attempts['attempt'] > 0).sum()):,}", "attempts"),
+                 (_duration(_wall_seconds(self.events)), "wall time")]
+        cards += [(f"{n:,}", str(o).replace("_", " ")) for o, n in steps["outcome"].value_counts().items()]
+        plan = f"{esc(self.plan.spec_name)} {self.plan.start} .. {self.plan.end}, " if self.plan else ""
+        runs = f"{len(started)} run{'s' if len(started) != 1 else ''}"
+        first = f"{datetime.fromisoformat(started[0]):%Y-%m-%d %H:%M:%S} UTC" if started else "-"
+        head = f"<h2>Backfill: {plan}{runs}</h2><p>Journal <code>{esc(self.journal)}</code>; first started {first}.</p>"
+        problem = note_html(f"Before/after coverage unavailable: {self.plan_problem}.") if self.plan_problem else ""
+        return HTML(head + cards_html(cards) + problem)
+
+    def timeline(self) -> ReportFigure:
+        return ReportFigure(figures.timeline(self.attempts))
+
+    def steps(self) -> HTML:
+        frame = self.steps_frame.drop(columns=["log", "phase", "step"]).rename(
+            columns={"table": "job", "tail": "log tail", "exit_code": "exit code"})
+        return HTML(table_html(frame, detail=("log tail", "command"),
+                               numbers=("stage", "dates", "exit code", "seconds", "attempts", "retries")))
+
+    def after(self) -> Validation | None:
+        """A fresh validation of the plan's tables over its range: the 'after' of the run."""
+        if self._after is None and self.plan is not None:
+            from .validation import validate
+
+            spec = _spec_for(self.plan, Path(self.journal))
+            order = [t.id for t in spec.tables]
+            tables = sorted({s.table for s in self.plan.steps if s.table in order}, key=order.index)
+            self._after = validate(spec, self.plan.start, self.plan.end, tables=tables or None)
+        return self._after
+
+    def coverage(self) -> HTML:
+        if self.plan is None:
+            return HTML(note_html(f"Before/after coverage unavailable: {self.plan_problem}."))
+        after = self.after()
+        assert after is not None
+        rows = before_after_rows(self.plan, after)
+        fixed, planned = sum(r["fixed"] for r in rows), sum(r["planned"] for r in rows)
+        intro = (f"<p>Before: the causes the plan was made for ({self.plan.created_at:%Y-%m-%d %H:%M} UTC). "
+                 f"After: the same table-dates validated now ({after.now:%Y-%m-%d %H:%M} UTC). "
+                 f"{fixed:,} of {planned:,} planned table-dates are now complete or genuinely without data.</p>")
+        return HTML(intro + table_html(rows, numbers=("planned", "fixed", "still open", "% complete now")))
+
+    def warnings(self) -> HTML:
+        rows = warning_rows(self.events, list(self.steps_frame.loc[self.steps_frame["outcome"] == "succeeded_without_data", "step"]))
+        if not rows:
+            return HTML(note_html("No warnings: every step that exited 0 left rows in its dates."))
+        return HTML(table_html(rows))
+
+    def logs(self) -> HTML:
+        frame = self.attempts[self.attempts["attempt"] > 0]
+        rows = [{"step": r.step, "attempt": r.attempt, "outcome": r.outcome, "log": r.log,
+                 "still there": "yes" if r.log and Path(r.log).exists() else "no"} for r in frame.itertuples()]
+        note = note_html("Each attempt's full output. Paths are as the runner wrote them, relative to where it was started.")
+        return HTML(note + table_html(rows, columns=["step", "attempt", "outcome", "log", "still there"], numbers=("attempt",)))
+
+
+def _spec_for(plan: Plan, journal: Path) -> PipelineSpec:
+    from .spec import load_spec
+
+    recorded = Path(plan.spec_path)
+    for candidate in (recorded, journal.parent / recorded.name, journal.parent.parent / recorded.name):
+        if candidate.is_file():
+            return load_spec(candidate)
+    return load_spec(recorded)  # raises the toolkit's own message naming the missing file
+
+
+def before_after_rows(plan: Plan, after: Validation) -> list[dict[str, Any]]:
+    """Per table: the plan's causes (before) and the statuses of the same table-dates now."""
+    now = {(c.table, c.date): str(c.status) for c in after.cells}
+    summary = {s.table: s for s in after.summary()}
+    rows = []
+    for table in dict.fromkeys(s.table for s in plan.steps):
+        steps = [s for s in plan.steps if s.table == table]
+        before: dict[str, int] = {}
+        for step in steps:
+            for cause, n in step.causes.items():
+                before[cause] = before.get(cause, 0) + n
+        statuses: dict[str, int] = {}
+        for d in (d for s in steps for d in s.dates):
+            key = now.get((table, d), "not validated")
+            statuses[key] = statuses.get(key, 0) + 1
+        fixed = statuses.get(str(Status.COMPLETE), 0) + statuses.get(str(Status.NO_DATA), 0)
+        planned = sum(statuses.values())
+        rows.append({
+            "table": table, "phase": steps[0].phase, "planned": planned,
+            "before": ", ".join(f"{k} {v}" for k, v in sorted(before.items())),
+            "after": ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())),
+            "fixed": fixed, "still open": planned - fixed,
+            "% complete now": round(summary[table].percent_complete, 1) if table in summary else None,
+        })
+    return rows
+
+
+def warning_rows(events: Sequence[dict[str, Any]], without_data: Sequence[str]) -> list[dict[str, str]]:
+    """Steps that exited 0 yet left no rows, the run's own warnings, and journal repairs."""
+    rows = [{"step": s, "warning": "succeeded_without_data: exited 0 but left every one of its dates without rows"}
+            for s in without_data]
+    for event in events:
+        if event.get("event") == "run_finished":
+            rows += [{"step": "", "warning": str(w)} for w in event.get("warnings") or []]
+        elif event.get("event") == "journal_repaired":
+            rows.append({"step": "", "warning": f"journal repaired after a crash: a torn last line of "
+                                                f"{event.get('dropped_bytes')} bytes was dropped"})
+    return list({(r["step"], r["warning"]): r for r in rows}.values())
+
+
+def _wall_seconds(events: Sequence[dict[str, Any]]) -> float | None:
+    times = [datetime.fromisoformat(e["time"]) for e in events if e.get("time")]
+    return (max(times) - min(times)).total_seconds() if times else None
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"

@@ -1,0 +1,458 @@
+"""Audit reports as people meet them: the notebooks, the CLI that renders them to HTML, the
+HTML in a real browser with no network, and the explorer's widgets driven from Python."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import json
+import os
+import subprocess
+import sys
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import nbformat
+import numpy as np
+import papermill
+import pytest
+from browser import Page, artifacts_dir, chromium_path
+from click.testing import CliRunner
+from conftest import MiniWarehouse
+
+from backfill_kit.cli import cli
+from backfill_kit.plan import build_plan
+from backfill_kit.render import execute, notebook_path
+from backfill_kit.runner import Runner, RunOptions, warehouse_checker
+from backfill_kit.spec import load_spec
+from backfill_kit.validation import validate
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+PWN = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+START, END = "2024-01-01", "2024-03-31"
+DAYS = [date(2024, 1, 1), *(date(2024, 1, d) for d in range(10, 15)), *(date(2024, 3, d) for d in range(5, 8))]
+FAILED = ("props", date(2024, 1, 10))  # the cell whose run failed with PWN as its error
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def build_mini(directory: Path) -> Path:
+    """Every kind of cell on a few dates: complete, failed (with a hostile error text), no data
+    covered by a fallback, stale, lost, never ran, bootstrap."""
+    m = MiniWarehouse(directory)
+    for d in DAYS:
+        m.games(d, 2).rows("raw.boxscore", d, 4).run("BoxscoreProcessor", d, "success", 4)
+    m.run("PropsProcessor", FAILED[1], "failed", error=PWN)
+    m.run("PropsProcessor", date(2024, 1, 11), "success", 0).rows("raw.backup_props", date(2024, 1, 11), 3)
+    for d in DAYS[1:4]:
+        m.rows("analytics.summary", d, 5).run("SummaryProcessor", d, "success", 5)
+    m.run("SummaryProcessor", date(2024, 1, 13), "running", started=datetime(2024, 1, 14), finished=False)
+    m.run("SummaryProcessor", date(2024, 1, 14), "success", 50)  # rows written, since gone: lost
+    return m.close()
+
+
+@pytest.fixture(scope="module")
+def mini_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_mini(tmp_path_factory.mktemp("mini"))
+
+
+@pytest.fixture(scope="module")
+def coverage_report(mini_spec: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    out = tmp_path_factory.mktemp("reports")
+    result = invoke("report", "coverage", "--spec", str(mini_spec), "--start", START, "--end", END, "--out-dir", str(out))
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split(":", 1) for line in result.output.splitlines())
+    return Path(lines["report"].strip()), Path(lines["notebook"].strip())
+
+
+@pytest.fixture(scope="module")
+def journal(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real run of a real plan: one job fails with a hostile log, one succeeds without data,
+    the step downstream of the failure is skipped."""
+    spec_path = build_mini(tmp_path_factory.mktemp("run"))
+    hostile = PWN.replace('"', "'")
+    failing = ('{id: summary, table: analytics.summary, processor: SummaryProcessor, depends_on: [boxscore], '
+               'job: {argv: ["{python}", "-c", "import sys; print(sys.argv[1]); sys.exit(3)", "' + hostile
+               + '", "{start}", "{end}"]}}')
+    spec_path.write_text(spec_path.read_text().replace(
+        "{id: summary, table: analytics.summary, processor: SummaryProcessor, depends_on: [boxscore]}", failing))
+    spec = load_spec(spec_path)
+    plan = build_plan(validate(spec, date.fromisoformat(START), date.fromisoformat(END)))
+    plan_path = spec_path.parent / "runs" / "plan.json"
+    plan.write(plan_path)
+    result = Runner(plan, plan_path, RunOptions(backoff_seconds=0, keep_going=True), checker=warehouse_checker(plan)).run()
+    assert result.outcome == "failed"
+    return plan_path.with_name("plan.journal.jsonl")
+
+
+@pytest.fixture(scope="module")
+def execution_report(journal: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("reports")
+    result = invoke("report", "execution", "--journal", str(journal), "--out-dir", str(out))
+    assert result.exit_code == 0, result.output
+    return Path(result.output.splitlines()[0].split(":", 1)[1].strip())
+
+
+# --- the notebooks as committed ------------------------------------------------------------
+
+
+def test_every_notebook_is_there_and_found_by_the_package():
+    assert [p.name for p in NOTEBOOKS] == ["coverage_audit.ipynb", "execution_log.ipynb", "explore.ipynb"]
+    for name in ("coverage", "execution", "explore"):
+        assert notebook_path(name).parent == ROOT / "notebooks"
+
+
+def test_notebooks_are_committed_without_outputs_or_execution_counts():
+    for path in NOTEBOOKS:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: clear its outputs"
+
+
+# Whatever a notebook does beyond calling the package and displaying belongs in the package.
+LOGIC = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.For, ast.While, ast.If, ast.IfExp,
+         ast.Try, ast.With, ast.comprehension)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_cells_hold_parameters_calls_and_display_only(path):
+    cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    assert "parameters" in cells[0].metadata.get("tags", [])
+    for cell in cells[1:]:
+        tree = ast.parse(cell.source)
+        assert not [n for n in ast.walk(tree) if isinstance(n, LOGIC)], cell.source
+        # No paths or secrets outside the parameters cell: no string literal at all.
+        assert not [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)], cell.source
+        imports = [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
+        assert all(isinstance(n, ast.ImportFrom) and n.module == "backfill_kit" for n in imports), cell.source
+
+
+PARAMETERS = {
+    "coverage_audit.ipynb": {"spec": '"demo/nba_props.yaml"', "start": '"2021-10-19"', "end": '"2025-06-22"'},
+    "execution_log.ipynb": {"journal": '"demo/runs/plan.journal.jsonl"'},
+    "explore.ipynb": {"spec": '"demo/nba_props.yaml"', "start": '"2021-10-19"', "end": '"2025-06-22"'},
+}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_parameters_are_pinned(path):
+    found = papermill.inspect_notebook(path)
+    assert {name: p["default"] for name, p in found.items()} == PARAMETERS[path.name]
+    assert all(p["inferred_type_name"] == "str" and p["help"] for p in found.values())
+
+
+def test_installs_ship_the_notebooks():
+    import tomllib
+
+    data_files = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
+    assert data_files == {"share/backfill-kit/notebooks": ["notebooks/*.ipynb"]}
+
+
+# --- rendering through the CLI -------------------------------------------------------------
+
+
+def test_coverage_report_is_one_self_contained_html_with_its_notebook_and_the_index(coverage_report, mini_spec):
+    html_path, notebook = coverage_report
+    assert html_path.name.startswith(f"coverage_mini_{START}_{END}_") and html_path.suffix == ".html"
+    assert notebook == html_path.with_suffix(".ipynb") and notebook.exists()
+    html = html_path.read_text()
+    from plotly.offline import get_plotlyjs
+
+    assert html.count(get_plotlyjs()[:300]) == 1  # plotly.js embedded exactly once
+    assert "<script src" not in html and "<link" not in html  # nothing to fetch
+    assert "report.coverage(" not in html and "report.setup()" not in html  # code cells hidden
+    assert "<title>Coverage audit: mini, 2024-01-01 .. 2024-03-31</title>" in html
+    executed = nbformat.read(notebook, as_version=4)
+    assert executed.metadata.papermill.parameters == {"spec": str(mini_spec), "start": START, "end": END}
+    index = (html_path.parent / "index.html").read_text()
+    assert f'href="{html_path.name}"' in index and f'href="{notebook.name}"' in index
+    assert "mini: 2024-01-01 .. 2024-03-31" in index
+
+
+def test_coverage_report_escapes_an_error_text_that_holds_html(coverage_report):
+    html = coverage_report[0].read_text()
+    assert PWN not in html
+    assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in html  # in the gap list, as text
+
+
+def test_the_index_lists_every_report_newest_first(mini_spec, tmp_path):
+    for _ in range(2):
+        assert invoke("report", "coverage", "--spec", str(mini_spec), "--start", START, "--end", "2024-01-31",
+                      "--out-dir", str(tmp_path)).exit_code == 0
+    reports = sorted(p.name for p in tmp_path.glob("coverage_*.html"))
+    assert len(reports) == 2  # two in the same second keep distinct names
+    index = (tmp_path / "index.html").read_text()
+    assert all(f'href="{name}"' in index for name in reports)
+    assert "2 reports, newest first" in index
+
+
+def test_execution_report_shows_every_step_its_outcome_and_log(execution_report, journal):
+    html = execution_report.read_text()
+    assert execution_report.name.startswith(f"execution_plan_{START}_{END}_")  # named by the plan's range
+    for text in ("succeeded_without_data", "failed", "skipped", "Coverage before and after",
+                 "props:2024-01-01..2024-01-10", "summary:2024-01-13..2024-03-07", str(journal.parent / "plan.logs")):
+        assert text in html, text
+    assert PWN not in html and "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in html  # the log tail, as text
+
+
+BAD_INPUT = {
+    "missing journal": (["report", "execution", "--journal", "no/such/plan.journal.jsonl"], "the journal no/such/plan.journal.jsonl does not exist"),
+    "reversed range": (["report", "coverage", "--spec", "{spec}", "--start", "2024-02-01", "--end", "2024-01-01"], "the date range is reversed"),
+    "missing spec": (["report", "coverage", "--spec", "no/such.yaml", "--start", START, "--end", END], "no/such.yaml"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUT)
+def test_bad_input_is_one_message_and_exit_2_before_any_kernel_starts(case, mini_spec, tmp_path):
+    args, message = BAD_INPUT[case]
+    result = invoke(*[a.format(spec=mini_spec) for a in args], "--out-dir", str(tmp_path))
+    assert result.exit_code == 2 and message in result.output
+    assert "Traceback" not in result.output and list(tmp_path.iterdir()) == []
+
+
+def test_a_corrupt_journal_is_one_message_and_exit_2(tmp_path):
+    journal = tmp_path / "plan.journal.jsonl"
+    journal.write_text('{"event": "run_started"}\nnot json\n')
+    result = invoke("report", "execution", "--journal", str(journal), "--out-dir", str(tmp_path / "out"))
+    assert result.exit_code == 2 and "plan.journal.jsonl:2: the journal line is corrupt" in result.output
+
+
+def test_a_toolkit_error_inside_the_notebook_keeps_its_message(mini_spec, tmp_path):
+    spec = tmp_path / "mini.yaml"
+    spec.write_text(mini_spec.read_text().replace("table: raw.props,", "table: raw.odds_props,")
+                    .replace("path: mini.duckdb", f"path: {mini_spec.parent / 'mini.duckdb'}"))
+    result = invoke("report", "coverage", "--spec", str(spec), "--start", START, "--end", END, "--out-dir", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert "table raw.odds_props does not exist in the warehouse" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_two_reports_started_together_in_one_folder_do_not_cross(mini_spec, tmp_path):
+    """Each kernel's sockets are its own (jupyter_client's default puts them in the working
+    directory, where two kernels started at once pick the same ones); nothing is left there."""
+    command = [sys.executable, "-c", "from backfill_kit.cli import main; main()", "report", "coverage",
+               "--spec", str(mini_spec), "--start", START, "--end", END]
+    runs = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    results = [(run.wait(timeout=300), *run.communicate()) for run in runs]
+    assert all(code == 0 for code, _, _ in results), results
+    assert all("Traceback" not in err and "Invalid Signature" not in err for _, _, err in results)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]
+    assert len(list((tmp_path / "reports").glob("coverage_*.html"))) == 2
+
+
+def test_the_explore_notebook_runs_under_papermill(mini_spec, tmp_path):
+    executed = execute(notebook_path("explore"), tmp_path / "explore.ipynb",
+                       {"spec": str(mini_spec), "start": START, "end": END})
+    last = executed.cells[-1].outputs
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in last)
+
+
+# --- in a real browser, offline ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    path = chromium_path()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: make test installs Debian's chromium package")
+        pytest.skip("chromium is not installed (make test installs Debian's chromium package)")
+    return path
+
+
+def figure_count(notebook: Path) -> int:
+    outputs = [o for c in nbformat.read(notebook, as_version=4).cells for o in c.get("outputs", [])]
+    return sum('class="plotly-graph-div' in o.get("data", {}).get("text/html", "") for o in outputs)
+
+
+DRAWN = ("[...document.querySelectorAll('.plotly-graph-div')]"
+         ".filter(g => g.classList.contains('js-plotly-plot') && g._fullLayout && g.querySelector('.main-svg')).length")
+
+
+def hover(figure: int, x: int, y: int) -> str:
+    """Hover a point of a figure through plotly's own hover code; the label's text."""
+    return (f"(() => {{ const gd = document.querySelectorAll('.js-plotly-plot')[{figure}];"
+            f" Plotly.Fx.hover(gd, {{xval: {x}, yval: {y}}}); return gd.querySelector('.hoverlayer').textContent; }})()")
+
+
+def check_page(page: Page, html: Path, figures: int) -> None:
+    """What every report must do when opened: no script error, nothing fetched, every figure drawn."""
+    page.open(html)
+    assert page.errors() == []
+    assert [u for u in page.requests() if not u.startswith(("file:", "data:"))] == []
+    assert figures > 0 and page.evaluate(DRAWN) == figures
+    assert page.evaluate("window.__pwned") is None  # the hostile error text never ran
+
+
+def keep_screenshot(page: Page, name: str) -> Path:
+    shot = page.screenshot(artifacts_dir() / name)
+    print(f"screenshot: {shot}")
+    return shot
+
+
+def test_coverage_report_draws_offline_and_shows_a_cell_in_its_hover(chromium, coverage_report):
+    html, notebook = coverage_report
+    page = Page(chromium)
+    try:
+        check_page(page, html, figure_count(notebook))
+        tables = ["boxscore", "props", "backup_props", "summary", "cache"]
+        label = page.evaluate(hover(0, DAYS.index(FAILED[1]), tables.index(FAILED[0])))
+        assert "props  2024-01-10" in label and "status: failed" in label and "attempts: 1, failed 1" in label
+        assert "last error: " + PWN[:60] in label  # shown as text, never as markup
+        assert "<script>window.__pwned = 1</script>" in page.evaluate("document.body.innerText")  # the gap list
+        assert keep_screenshot(page, "coverage_report_mini.png").stat().st_size > 10_000
+    finally:
+        page.close()
+
+
+def test_execution_report_draws_offline_and_its_timeline_hovers(chromium, execution_report):
+    page = Page(chromium)
+    try:
+        check_page(page, execution_report, figure_count(execution_report.with_suffix(".ipynb")))
+        bars = page.evaluate("document.querySelectorAll('.js-plotly-plot')[0].data.map(t => t.name)")
+        assert {"failed", "succeeded_without_data", "skipped"} <= set(bars)
+        assert "<script>window.__pwned = 1</script>" in page.evaluate("document.body.innerText")  # a log tail
+        keep_screenshot(page, "execution_report_mini.png")
+    finally:
+        page.close()
+
+
+# --- the four-season demo ------------------------------------------------------------------
+
+DEMO_FAILED = ("player_game_summary", date(2021, 10, 20))
+
+
+@pytest.fixture(scope="module")
+def demo_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from backfill_kit.demo import init_demo
+
+    spec = init_demo(tmp_path_factory.mktemp("demo"))
+    error = json.dumps([{"error_type": "ValueError", "error_message": PWN, "timestamp": "2021-10-21T07:00:00"}])
+    with duckdb.connect(str(spec.with_suffix(".duckdb"))) as con:
+        for status, finished, err in (("running", None, None), ("failed", datetime(2021, 10, 21, 7, 1), error)):
+            con.execute("INSERT INTO nba_reference.processor_run_history (processor_name, run_id, phase, data_date, "
+                        "status, started_at, processed_at, records_processed, errors) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        ["PlayerGameSummaryProcessor", "pwn-1", "phase_3_analytics", DEMO_FAILED[1], status,
+                         datetime(2021, 10, 21, 7), finished, 0 if finished else None, err])
+    out = tmp_path_factory.mktemp("reports")
+    result = invoke("report", "coverage", "--spec", str(spec), "--start", "2021-10-19", "--end", "2025-06-22", "--out-dir", str(out))
+    assert result.exit_code == 0, result.output
+    html = Path(result.output.splitlines()[0].split(":", 1)[1].strip())
+    return html, spec
+
+
+def test_four_season_report_is_at_most_6_mb_with_plotly_js_once(demo_report):
+    from plotly.offline import get_plotlyjs
+
+    html = demo_report[0].read_text()
+    assert len(html.encode()) <= 6_000_000, f"{len(html.encode()):,} bytes"
+    assert html.count(get_plotlyjs()[:300]) == 1
+
+
+def test_four_season_report_draws_offline_and_escapes_the_planted_error(chromium, demo_report):
+    html, spec = demo_report
+    result = validate(load_spec(spec), date(2021, 10, 19), date(2025, 6, 22))
+    row, column = list(result.tables).index(DEMO_FAILED[0]), [d.date for d in result.days].index(DEMO_FAILED[1])
+    page = Page(chromium)
+    try:
+        check_page(page, html, figure_count(html.with_suffix(".ipynb")))
+        label = page.evaluate(hover(0, column, row))
+        assert "analytics - player_game_summary  2021-10-20" in label and "status: failed" in label
+        assert "last error: ValueError: " + PWN[:50] in label
+        keep_screenshot(page, "coverage_report_four_seasons.png")
+    finally:
+        page.close()
+
+
+# --- the explorer, driven from Python ------------------------------------------------------
+
+
+@pytest.fixture
+def explorer(mini_spec):
+    from backfill_kit.explore import Explorer
+
+    return Explorer(validate(load_spec(mini_spec), date.fromisoformat(START), date.fromisoformat(END)), "mini.yaml")
+
+
+def heatmap_cells(figure: dict) -> tuple[list[str], list[str], np.ndarray]:
+    trace = figure["data"][0]
+    z = trace["z"]
+    shape = tuple(int(n) for n in z["shape"].split(","))
+    values = np.frombuffer(base64.b64decode(z["bdata"]), dtype={"i1": np.int8, "f4": np.float32}[z["dtype"]]).reshape(shape)
+    return trace["y"][1], trace["x"], values
+
+
+def test_explorer_starts_on_everything(explorer):
+    tables, dates, z = heatmap_cells(explorer.figure)
+    assert tables == ["boxscore", "props", "backup_props", "summary", "cache"]
+    assert dates == [d.isoformat() for d in DAYS] and not np.isnan(z.astype(float)).any()
+    assert "props" in explorer.gaps.value and "failed" in explorer.gaps.value
+    assert explorer.heatmap.outputs[0]["data"]["application/vnd.plotly.v1+json"]["data"][0]["type"] == "heatmap"
+
+
+def test_choosing_statuses_narrows_the_heatmap_and_the_gap_list(explorer):
+    explorer.statuses.value = ("failed", "stale")
+    _, _, z = heatmap_cells(explorer.figure)
+    assert int((~np.isnan(z)).sum()) == 2  # the failed props cell and the stale summary cell
+    text = explorer.figure["data"][0]["text"]
+    assert sorted(t for row in text for t in row if t) == ["failed", "stale"]
+    assert "never_ran" not in explorer.gaps.value and "stale" in explorer.gaps.value
+    assert PWN not in explorer.gaps.value and "&lt;script&gt;" in explorer.gaps.value
+
+
+def test_choosing_phases_and_dates_follows_in_every_view(explorer):
+    explorer.phases.value = ("analytics",)
+    assert explorer.tables.options == ("summary", "cache")
+    explorer.dates.value = (date(2024, 1, 12), date(2024, 1, 14))
+    tables, dates, _ = heatmap_cells(explorer.figure)
+    assert tables == ["summary", "cache"] and dates == ["2024-01-12", "2024-01-13", "2024-01-14"]
+    assert all(c.table in tables and date(2024, 1, 12) <= c.date for c in explorer.selection())
+    assert explorer.table.options == ("summary", "cache")
+
+
+def test_choosing_a_cell_shows_its_attempts_error_and_the_command_that_fixes_it(explorer):
+    explorer.table.value = "props"
+    offered = [label for label, _ in explorer.day.options]
+    assert offered[:2] == ["2024-01-01 · never_ran", "2024-01-10 · failed"]  # gaps first
+    assert offered[-1] == "2024-01-11 · no_data"
+    explorer.day.value = FAILED[1]
+    detail = explorer.detail.value
+    assert "props · 2024-01-10 · failed" in detail and "read the last error, fix the cause, rerun" in detail
+    assert PWN not in detail and "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in detail
+    assert "backfill-kit backfill --spec mini.yaml --start 2024-01-10 --end 2024-01-10 --table props" in detail
+    step = next(s for s in explorer.plan.steps if s.table == "props" and FAILED[1] in s.dates)
+    assert "In the full plan" in detail and step.command.replace('"', "&quot;") in detail
+    explorer.table.value = "boxscore"
+    assert "Nothing to fix" in explorer.detail.value
+
+
+def test_the_explorer_displays_as_widgets(explorer):
+    bundle = explorer._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_reports_need_no_extra_kernel_setup():
+    """papermill's default kernel, python3, is this interpreter: its kernelspec says `python`."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    argv0 = KernelSpecManager().get_kernel_spec("python3").argv[0]
+    assert argv0 in ("python", "python3", sys.executable) or Path(argv0).resolve() == Path(sys.executable).resolve()
+
+
+def test_analysts_get_the_same_cells_and_gaps_as_pandas_frames(mini_spec):
+    from backfill_kit.frames import cells_frame, gaps_frame
+    from backfill_kit.report import CoverageAudit
+
+    result = validate(load_spec(mini_spec), date.fromisoformat(START), date.fromisoformat(END))
+    frame = CoverageAudit("mini.yaml", result).frame
+    assert frame.equals(cells_frame(result)) and len(frame) == 5 * len(DAYS)
+    failed = frame[(frame["table"] == FAILED[0]) & (frame["date"] == FAILED[1])].iloc[0]
+    assert (failed["status"], failed["last_error"], failed["day"]) == ("failed", PWN, 1)
+    gaps = gaps_frame(result.cells, DAYS)
+    assert gaps.iloc[0][["table", "status", "dates"]].tolist() == ["cache", "never_ran", 8]
+    assert gaps[gaps["status"] == "failed"]["last error"].tolist() == [PWN]
