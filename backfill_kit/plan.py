@@ -223,19 +223,23 @@ def _by_table(todo: dict[tuple[str, date], set[str]]) -> dict[str, list[date]]:
 def _cascade(spec: PipelineSpec, by_cell: dict[tuple[str, date], Cell], todo: dict[tuple[str, date], set[str]]) -> None:
     """Rebuild the dependents of every rebuilt date, so that they do not keep stale inputs."""
     dependents = _dependents(spec)
+    dates_of = _by_table(todo)
     for table in _topological(spec):  # upstream first, so cascades chain all the way down
-        for d in _by_table(todo).get(table.id, []):
+        for d in dates_of.get(table.id, []):
             for child in dependents[table.id]:
                 cell = by_cell.get((child, d))
                 if cell is not None and cell.status is not Status.BOOTSTRAP:
+                    if (child, d) not in todo:
+                        dates_of.setdefault(child, []).append(d)
                     todo.setdefault((child, d), set()).add(f"cascade:{table.id}")
 
 
 def _block(spec: PipelineSpec, by_cell: dict[tuple[str, date], Cell], todo: dict[tuple[str, date], set[str]]) -> list[Blocked]:
     """Take out cells whose upstream will still be missing; their dependents follow in order."""
     blocked: list[Blocked] = []
+    dates_of = _by_table(todo)  # a table's own entries are the only ones removed in its turn
     for table in _topological(spec):
-        for d in sorted(_by_table(todo).get(table.id, [])):
+        for d in sorted(dates_of.get(table.id, [])):
             reason = _missing_upstream(spec, table, d, by_cell, todo)
             if reason:
                 del todo[(table.id, d)]
@@ -283,9 +287,10 @@ def _stages(
 ) -> list[Stage]:
     stages: list[Stage] = []
     made: dict[str, list[Step]] = {}
+    dates_of = _by_table(todo)
     for phase in spec.phases:
         for group in _groups(phase.mode, phase.tables):
-            steps = [s for t in group for s in _steps(spec, t, todo, calendar, seconds, python, made)]
+            steps = [s for t in group for s in _steps(spec, t, todo, dates_of.get(t.id, []), calendar, seconds, python, made)]
             if steps:
                 workers = 1 if phase.mode == "sequential" else phase.max_workers
                 stages.append(Stage(len(stages) + 1, phase.name, phase.mode, workers, tuple(steps)))
@@ -312,11 +317,11 @@ def _level(table_id: str, tables: dict[str, TableSpec], ids: set[str], memo: dic
 
 
 def _steps(
-    spec: PipelineSpec, table: TableSpec, todo: dict[tuple[str, date], set[str]], calendar: list[date],
+    spec: PipelineSpec, table: TableSpec, todo: dict[tuple[str, date], set[str]], dates: list[date], calendar: list[date],
     seconds: dict[str, float], python: str, made: dict[str, list[Step]],
 ) -> list[Step]:
     job = spec.job_of(table)
-    dates = sorted(_by_table(todo).get(table.id, []))
+    dates = sorted(dates)
     upstream = _upstream_closure(spec, table)
     steps = []
     for chunk in _chunks(consecutive_runs(dates, calendar), job.max_dates_per_step):
