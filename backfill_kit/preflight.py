@@ -286,7 +286,8 @@ def _warehouse_hazards(ctx: _Context) -> Iterator[Check]:
     a warehouse with partition metadata can answer."""
     if ctx.warehouse is None or not ctx.warehouse.capabilities.partition_metadata:
         name = ctx.warehouse.capabilities.name if ctx.warehouse else "this"
-        yield Check("partition expiration", "skip", f"not applicable: the {name} warehouse does not expire partitions")
+        yield Check("table hazards", "skip", f"not applicable: the {name} warehouse has no partition expiration, "
+                    "required filters or billed bytes")
         return
     warnings = list(getattr(ctx.validation, "warnings", []) or [])
     if warnings:

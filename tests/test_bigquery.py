@@ -343,3 +343,24 @@ def test_live_bigquery_validates_the_demo_in_three_billed_jobs(demo_dir, monkeyp
         for dataset in client.list_datasets():
             if dataset.dataset_id.startswith(prefix):
                 client.delete_dataset(dataset.reference, delete_contents=True)
+
+
+@pytest.mark.parametrize("backend", ["bigquery"])
+def test_preflight_checks_table_hazards_on_bigquery(mini: MiniWarehouse, on_emulator):
+    from backfill_kit.preflight import run_preflight
+
+    mini.games(D1).rows("raw.boxscore", D1, 2)
+    spec = mini.close()
+
+    def hazards() -> tuple[str, str]:
+        checks = run_preflight(load_spec(spec), date(2024, 1, 1), date(2024, 1, 31), quick=True)
+        (check,) = [c for c in checks if c.name == "table hazards"]
+        return check.outcome, check.why
+
+    assert hazards() == ("pass", "no partition expiration, filter or cost hazard in the range")
+    client = on_emulator.client(mini.project)
+    table = client.get_table(f"{mini.project}.raw.boxscore")
+    table.time_partitioning.expiration_ms = 30 * 86_400_000
+    client.update_table(table, ["time_partitioning"])
+    outcome, why = hazards()
+    assert outcome == "warn" and "raw.boxscore: partitions expire 30 days after their date" in why

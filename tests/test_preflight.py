@@ -44,7 +44,7 @@ def test_a_healthy_pipeline_passes_everything(mini):
     assert {name: o for name, (o, _) in result.items()} == {
         "warehouse reachable": "pass", "tables and date columns": "pass", "run history columns": "pass",
         "calendar has dates": "pass", "job commands resolve": "pass", "jobs skip downstream triggers": "pass",
-        "jobs dry run": "pass", "partition expiration": "skip", "orphaned running rows": "pass",
+        "jobs dry run": "pass", "table hazards": "skip", "orphaned running rows": "pass",
         "no other runner": "pass", "upstream coverage": "pass", "free disk for logs": "pass",
     }
     assert "rehearsed 2024-01-10" in result["jobs dry run"][1]
