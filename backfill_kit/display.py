@@ -27,6 +27,15 @@ STYLE = {
 }
 
 
+def duration_text(seconds: float | None, unknown: str = "-") -> str:
+    """A duration as a person reads it: '1 h 05 min', or '3 min 07 s' under an hour."""
+    if seconds is None:
+        return unknown
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
 def validation_json(v: Validation) -> str:
     """Indented at the top, one cell per line: readable, and fast to write (json's C encoder
     is used only without indent)."""

@@ -377,17 +377,15 @@ def _step(
 # --- the text a person reviews -------------------------------------------------------------
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown (no past durations in the run history)"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+def _estimate(plan: Plan) -> str:
+    from .display import duration_text
+
+    return duration_text(plan.estimated_seconds(), unknown="unknown (no past durations in the run history)")
 
 
 def _plan_lines(plan: Plan) -> Iterable[str]:
     yield (f"Plan for {plan.spec_name}, {plan.start} .. {plan.end}: {len(plan.steps):,} steps over "
-           f"{plan.dates:,} table-dates in {len(plan.stages)} stages; estimated {_duration(plan.estimated_seconds())}")
+           f"{plan.dates:,} table-dates in {len(plan.stages)} stages; estimated {_estimate(plan)}")
     if not plan.steps:
         yield "Nothing to run."
     for stage in plan.stages:

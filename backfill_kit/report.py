@@ -23,6 +23,7 @@ from IPython.display import HTML
 
 from . import coverage as summaries
 from . import figures
+from .display import duration_text
 from .errors import InputError
 from .figures import ReportFigure
 from .journal import read_journal
@@ -308,7 +309,7 @@ class ExecutionLog:
         result = finished[-1].get("outcome", "?") if finished else "unfinished (no run_finished event)"
         cards = [(result, "outcome of the last run"), (f"{len(steps):,}", "steps"),
                  (f"{int((self.attempts['attempt'] > 0).sum()):,}", "attempts"),
-                 (_duration(_wall_seconds(self.events)), "wall time")]
+                 (duration_text(_wall_seconds(self.events)), "wall time")]
         cards += [(f"{n:,}", str(o).replace("_", " ")) for o, n in steps["outcome"].value_counts().items()]
         plan = f"{esc(self.plan.spec_name)} {self.plan.start} .. {self.plan.end}, " if self.plan else ""
         runs = f"{len(started)} run{'s' if len(started) != 1 else ''}"
@@ -418,9 +419,3 @@ def _wall_seconds(events: Sequence[dict[str, Any]]) -> float | None:
     return (max(times) - min(times)).total_seconds() if times else None
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"

@@ -13,7 +13,7 @@ from conftest import NOW, MiniWarehouse
 from backfill_kit import preflight
 from backfill_kit.cli import cli
 from backfill_kit.locks import LockSet
-from backfill_kit.preflight import exit_code, run_preflight
+from backfill_kit.preflight import run_preflight
 from backfill_kit.spec import load_spec
 
 D1 = date(2024, 1, 10)
