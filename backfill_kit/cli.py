@@ -50,6 +50,8 @@ def cli() -> None:
     backfill them in the right order."""
 
 
+start_option = click.option("--start", required=True, type=DateType(), help="First date, YYYY-MM-DD.")
+end_option = click.option("--end", required=True, type=DateType(), help="Last date, YYYY-MM-DD (inclusive).")
 spec_option = click.option(
     "--spec", "spec_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
     help="Pipeline spec (YAML).",
@@ -58,8 +60,8 @@ spec_option = click.option(
 
 @cli.command()
 @spec_option
-@click.option("--start", required=True, type=DateType(), help="First date, YYYY-MM-DD.")
-@click.option("--end", required=True, type=DateType(), help="Last date, YYYY-MM-DD (inclusive).")
+@start_option
+@end_option
 @click.option("--table", "tables", multiple=True, metavar="ID", help="Only this table id (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.option("--now", type=click.DateTime(), default=None, help="Judge stale runs as of this time (UTC).")
@@ -96,8 +98,8 @@ def _validate_and_plan(spec_path: Path, start: date, end: date, tables: tuple[st
 
 
 range_options = [
-    click.option("--start", required=True, type=DateType(), help="First date, YYYY-MM-DD."),
-    click.option("--end", required=True, type=DateType(), help="Last date, YYYY-MM-DD (inclusive)."),
+    start_option,
+    end_option,
     click.option("--table", "tables", multiple=True, metavar="ID", help="Only this table id (repeatable)."),
     click.option("--include-no-data", is_flag=True, help="Also rerun no_data cells that no fallback covers."),
 ]
@@ -273,8 +275,8 @@ def _monitor_range(spec: Any, season: str | None, start: date | None, end: date 
 
 @cli.command()
 @spec_option
-@click.option("--start", required=True, type=DateType(), help="First date, YYYY-MM-DD.")
-@click.option("--end", required=True, type=DateType(), help="Last date, YYYY-MM-DD (inclusive).")
+@start_option
+@end_option
 @click.option("--quick", is_flag=True, help="Skip the slow checks (each job's dry run).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def preflight(spec_path: Path, start: date, end: date, quick: bool, fmt: str) -> None:
@@ -372,8 +374,8 @@ def _report_options(f: Any) -> Any:
 
 @report.command("coverage")
 @spec_option
-@click.option("--start", required=True, type=DateType(), help="First date, YYYY-MM-DD.")
-@click.option("--end", required=True, type=DateType(), help="Last date, YYYY-MM-DD (inclusive).")
+@start_option
+@end_option
 @_report_options
 def report_coverage(spec_path: Path, start: date, end: date, out_dir: Path, kernel: str) -> None:
     """Coverage audit: every table on every expected date, why each gap is there, and the plan."""
