@@ -97,18 +97,21 @@ def _validate_and_plan(spec_path: Path, start: date, end: date, tables: tuple[st
                       include_no_data=include_no_data)
 
 
-range_options = [
+def _all_of(*options: Any) -> Any:
+    """Several click options as one decorator, for option groups that commands share."""
+    def apply(f: Any) -> Any:
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return apply
+
+
+_range_options = _all_of(
     start_option,
     end_option,
     click.option("--table", "tables", multiple=True, metavar="ID", help="Only this table id (repeatable)."),
     click.option("--include-no-data", is_flag=True, help="Also rerun no_data cells that no fallback covers."),
-]
-
-
-def _range_options(f: Any) -> Any:
-    for option in reversed(range_options):
-        f = option(f)
-    return f
+)
 
 
 @cli.command()
@@ -129,7 +132,7 @@ def plan(spec_path: Path, start: date, end: date, tables: tuple[str, ...], inclu
         click.echo(f"\nplan written to {out}; run it with: backfill-kit run --plan {out}")
 
 
-run_options = [
+_run_options = _all_of(
     click.option("--resume", is_flag=True, help="Continue the plan's journal; steps that succeeded never rerun."),
     click.option("--keep-going", is_flag=True, help="After a failure, go on with work that does not depend on it."),
     click.option("--dry-run", is_flag=True, help="Print what would run, run nothing."),
@@ -138,13 +141,7 @@ run_options = [
     click.option("--journal", type=click.Path(dir_okay=False, path_type=Path),
                  help="Journal file (default: beside the plan, PLAN.journal.jsonl)."),
     click.option("--ignore-preflight", is_flag=True, help="Start even when the quick preflight fails."),
-]
-
-
-def _run_options(f: Any) -> Any:
-    for option in reversed(run_options):
-        f = option(f)
-    return f
+)
 
 
 @cli.command()
@@ -359,17 +356,11 @@ def report() -> None:
     (with the executed notebook beside it) in --out-dir, listed in its index.html."""
 
 
-report_options = [
+_report_options = _all_of(
     click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
                  show_default=True, help="Folder of the reports and their index.html."),
     click.option("--kernel", default="python3", show_default=True, help="Jupyter kernel that runs the notebook."),
-]
-
-
-def _report_options(f: Any) -> Any:
-    for option in reversed(report_options):
-        f = option(f)
-    return f
+)
 
 
 @report.command("coverage")
