@@ -940,21 +940,28 @@ _PDC = ("nba_precompute.player_daily_cache", "cache_date")
 
 _TIER = "CASE WHEN count(*) >= {full} THEN 'high' WHEN count(*) >= {half} THEN 'medium' ELSE 'low' END"
 
-# Last 15 games of each team this season, as of the analysis date.
-_SQL_TDZA = f"""
-WITH {_ready(_TEAM_DEF)},
+def _last_games(source: tuple[str, str], entity: str, n: int) -> str:
+    """The CTEs `ready` and `ranked`: for every analysis date being built, each entity's games
+    this season up to that date, numbered from the latest (rn = 1)."""
+    table = source[0]
+    return f"""{_ready(source)},
 targets AS (
     SELECT DISTINCT game_date AS analysis_date, season_year
-    FROM nba_analytics.team_defense_game_summary WHERE game_date IN (SELECT d FROM ready)
+    FROM {table} WHERE game_date IN (SELECT d FROM ready)
 ),
 ranked AS (
     SELECT t.analysis_date, h.*,
-           row_number() OVER (PARTITION BY t.analysis_date, h.defending_team_abbr
+           row_number() OVER (PARTITION BY t.analysis_date, h.{entity}
                               ORDER BY h.game_date DESC, h.game_id DESC) AS rn
     FROM targets AS t
-    JOIN nba_analytics.team_defense_game_summary AS h
+    JOIN {table} AS h
       ON h.season_year = t.season_year AND h.game_date <= t.analysis_date
-)
+)"""
+
+
+# Last 15 games of each team this season, as of the analysis date.
+_SQL_TDZA = f"""
+WITH {_last_games(_TEAM_DEF, "defending_team_abbr", 15)}
 SELECT analysis_date, any_value(season_year), defending_team_abbr, count(*),
        round(sum(opp_paint_makes) / nullif(sum(opp_paint_attempts), 0), 4),
        round(sum(opp_mid_range_makes) / nullif(sum(opp_mid_range_attempts), 0), 4),
@@ -966,19 +973,7 @@ GROUP BY analysis_date, defending_team_abbr"""
 
 # Last 10 games of each player this season; fewer than 3 games is too little to say anything.
 _SQL_PSZA = f"""
-WITH {_ready(_PGS)},
-targets AS (
-    SELECT DISTINCT game_date AS analysis_date, season_year
-    FROM nba_analytics.player_game_summary WHERE game_date IN (SELECT d FROM ready)
-),
-ranked AS (
-    SELECT t.analysis_date, h.*,
-           row_number() OVER (PARTITION BY t.analysis_date, h.player_lookup
-                              ORDER BY h.game_date DESC, h.game_id DESC) AS rn
-    FROM targets AS t
-    JOIN nba_analytics.player_game_summary AS h
-      ON h.season_year = t.season_year AND h.game_date <= t.analysis_date
-)
+WITH {_last_games(_PGS, "player_lookup", 10)}
 SELECT analysis_date, any_value(season_year), player_lookup, count(*),
        round(sum(paint_attempts) / nullif(sum(fg_attempted), 0), 4),
        round(sum(mid_range_attempts) / nullif(sum(fg_attempted), 0), 4),
