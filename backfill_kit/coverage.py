@@ -31,7 +31,7 @@ BREAKDOWN_ORDER = (Status.NEVER_RAN, Status.FAILED, Status.NO_DATA, Status.STALE
                    Status.PARTIAL, Status.RUNNING)
 
 
-def readable_error(raw: object, limit: int = 400) -> str | None:
+def readable_error(raw: object, limit: int = 400, *, kinds: bool = True) -> str | None:
     """The run history's error column as one line a person reads: `type: message` per error.
 
     The pipeline stores a JSON list of {error_type, error_message, timestamp}; anything else
@@ -43,16 +43,18 @@ def readable_error(raw: object, limit: int = 400) -> str | None:
     except ValueError:
         items = None
     if isinstance(items, list) and items and all(isinstance(i, dict) for i in items):
-        text = "; ".join(_one_error(i) for i in items)
+        text = "; ".join(_one_error(i, kinds) for i in items)
     else:
         text = raw
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _one_error(item: dict[str, Any]) -> str:
+def _one_error(item: dict[str, Any], kinds: bool) -> str:
     kind, message = item.get("error_type"), item.get("error_message")
-    return f"{kind}: {message}" if kind and message else str(message or kind or item)
+    if kind and message:
+        return f"{kind}: {message}" if kinds else str(message)
+    return str(message or kind or item)
 
 
 def season_counts(cells: Iterable[Cell]) -> dict[str, dict[str, Counter[str]]]:

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from .coverage import readable_error
 from .journal import DONE_OUTCOMES, read_journal
 from .locks import is_locked
 from .spec import PipelineSpec
@@ -211,22 +212,10 @@ def _durations(v: Validation) -> dict[str, list[float]]:
 def _failures(spec: PipelineSpec, recent: list[RecentRun]) -> list[Failure]:
     table_of = {t.processor: t.id for t in spec.tables}
     return [
-        Failure(table_of.get(r.processor, r.processor), r.date, r.finished_at, error_message(r.error))
+        Failure(table_of.get(r.processor, r.processor), r.date, r.finished_at,
+                readable_error(r.error, 300, kinds=False) or "(no error recorded)")
         for r in recent if r.category == "failed"
     ]
-
-
-def error_message(raw: str | None) -> str:
-    """The readable part of an error column: the first message of a JSON list, or the text."""
-    if not raw:
-        return "(no error recorded)"
-    try:
-        parsed = json.loads(raw)
-    except ValueError:
-        return raw[:300]
-    if isinstance(parsed, list) and parsed and isinstance(parsed[0], dict):
-        return str(parsed[0].get("error_message") or parsed[0])[:300]
-    return str(parsed)[:300]
 
 
 def _stale(v: Validation) -> list[tuple[str, date, datetime | None]]:

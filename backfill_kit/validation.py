@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from .calendar import ExpectedDay, expected_days
 from .errors import InputError, Problem, WarehouseMismatchError
@@ -21,7 +21,10 @@ from .spec import PipelineSpec, TableSpec
 from .status import GAP_STATUSES, NEEDS_WORK, Status
 from .warehouse import CoverageTarget, ObjectsMissingError, QueryRecord, RunHistoryRequest, RunSummary, Warehouse, open_warehouse
 
-__all__ = ["Cell", "GapRun", "TableSummary", "Validation", "check_range", "classify", "validate"]
+if TYPE_CHECKING:
+    from .coverage import Gap
+
+__all__ = ["Cell", "TableSummary", "Validation", "check_range", "classify", "validate"]
 
 
 class Cell(NamedTuple):
@@ -65,17 +68,6 @@ class Cell(NamedTuple):
             "fallback": self.fallback,
             "warnings": list(self.warnings),
         }
-
-
-@dataclass(frozen=True)
-class GapRun:
-    """Consecutive expected dates of one table with the same gap status."""
-
-    table: str
-    status: Status
-    first: date
-    last: date
-    dates: int
 
 
 @dataclass(frozen=True)
@@ -131,12 +123,11 @@ class Validation:
             per_table[cell.table][cell.status] += 1
         return [TableSummary(self.spec.phase_of(t).name, t, dict(per_table[t])) for t in self.tables]
 
-    def gap_runs(self) -> list[GapRun]:
+    def gap_runs(self) -> list[Gap]:
         """Runs of consecutive expected dates sharing a gap status, longest first."""
-        runs: list[GapRun] = []
-        for table in self.tables:
-            runs.extend(_runs_of([c for c in self.cells if c.table == table]))
-        return sorted(runs, key=lambda r: (-r.dates, r.first, r.table))
+        from .coverage import gap_runs  # it imports Cell from here
+
+        return gap_runs(self.cells, [day.date for day in self.days])
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -178,17 +169,6 @@ class Validation:
             "estimated_bytes_billed": total([q.extra.get("estimated_bytes_billed") for q in self.queries]),
             "estimated_usd": total([q.extra.get("estimated_usd") for q in self.queries]),
         }
-
-
-def _runs_of(cells: list[Cell]) -> Iterable[GapRun]:
-    run: list[Cell] = []
-    for cell in [*cells, None]:
-        if run and (cell is None or cell.status is not run[0].status):
-            if run[0].status in GAP_STATUSES:
-                yield GapRun(run[0].table, run[0].status, run[0].date, run[-1].date, len(run))
-            run = []
-        if cell is not None:
-            run.append(cell)
 
 
 # --- the validation itself -----------------------------------------------------------------
