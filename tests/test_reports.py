@@ -160,9 +160,7 @@ def test_coverage_report_is_one_self_contained_html_with_its_notebook_and_the_in
     assert html_path.name.startswith(f"coverage_mini_{START}_{END}_") and html_path.suffix == ".html"
     assert notebook == html_path.with_suffix(".ipynb") and notebook.exists()
     html = html_path.read_text()
-    from plotly.offline import get_plotlyjs
-
-    assert html.count(get_plotlyjs()[:300]) == 1  # plotly.js embedded exactly once
+    assert html.count(plotly_js_start()) == 1  # plotly.js embedded exactly once
     assert "<script src" not in html and "<link" not in html  # nothing to fetch
     assert "report.coverage(" not in html and "report.setup()" not in html  # code cells hidden
     assert "<title>Coverage audit: mini, 2024-01-01 .. 2024-03-31</title>" in html
@@ -283,6 +281,7 @@ def hover(figure: int, x: int, y: int) -> str:
 def check_page(page: Page, html: Path, figures: int) -> None:
     """What every report must do when opened: no script error, nothing fetched, every figure drawn."""
     page.open(html)
+    page.evaluate("Promise.all(window.bkFigures).then(() => true)")  # figures draw once their data is unpacked
     assert page.errors() == []
     assert [u for u in page.requests() if not u.startswith(("file:", "data:"))] == []
     assert figures > 0 and page.evaluate(DRAWN) == figures
@@ -346,12 +345,19 @@ def demo_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return html, spec
 
 
-def test_four_season_report_is_at_most_6_mb_with_plotly_js_once(demo_report):
-    from plotly.offline import get_plotlyjs
+def plotly_js_start() -> str:
+    """The first lines of the plotly.js bundle the reports embed."""
+    from importlib.resources import files
 
+    from backfill_kit.figures import PLOTLY_JS
+
+    return files("backfill_kit.vendor").joinpath(PLOTLY_JS).read_text(encoding="utf-8")[:300]
+
+
+def test_four_season_report_is_at_most_2_mb_with_plotly_js_once(demo_report):
     html = demo_report[0].read_text()
-    assert len(html.encode()) <= 6_000_000, f"{len(html.encode()):,} bytes"
-    assert html.count(get_plotlyjs()[:300]) == 1
+    assert len(html.encode()) <= 2_000_000, f"{len(html.encode()):,} bytes"
+    assert html.count(plotly_js_start()) == 1
 
 
 def test_four_season_report_draws_offline_and_escapes_the_planted_error(chromium, demo_report):

@@ -1,0 +1,1 @@
+"""Browser code embedded in the reports (see README.md here): data files, no Python."""
