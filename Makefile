@@ -51,6 +51,7 @@ test: $(STAMP) system-packages
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
+	$(BIN)/python bench/commands.py
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/runner.py
 	$(BIN)/python bench/reports.py

@@ -1,0 +1,190 @@
+"""Benchmark: whole commands as a person runs them, next to floor processes timed in the same run.
+
+    python bench/commands.py [--repeat N] [--check] [--keep DIR]
+
+A person meets `backfill-kit validate` and `backfill-kit report coverage` as processes: the
+interpreter's start, every import, the work, the output. So each is timed as a subprocess,
+against a floor process that does the least work that could produce the same raw material:
+
+- validate --format json: a Python process that opens the same DuckDB file and runs the
+  calendar query, one UNION ALL of per-date counts over every table and a plain GROUP BY of
+  the run history, then writes the counts with json.dumps.
+- report coverage: papermill's own CLI on a three-cell notebook, then
+  `jupyter nbconvert --to html --no-input` on its output: two processes.
+
+Runs alternate (floor, command, floor, command, ...) after one warm-up of each, so both see
+the same background load; the median of --repeat runs is compared. Exit 0 regardless, unless
+--check is given and a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+START, END = "2021-10-19", "2025-06-22"
+BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class Measurement:
+    name: str
+    command: list[list[str]]  # one or more processes, run one after another
+    floor: list[list[str]]
+    target: str  # "ratio <= X", "diff <= X" (seconds over the floor) or "abs < X"
+    ok_codes: tuple[int, ...] = (0,)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    measurement: Measurement
+    seconds: float
+    floor: float
+
+    @property
+    def ratio(self) -> float:
+        return self.seconds / self.floor
+
+    @property
+    def passed(self) -> bool:
+        kind, limit = self.measurement.target.split(" ", 1)[0], float(self.measurement.target.rsplit(" ", 1)[1])
+        value = {"ratio": self.ratio, "diff": self.seconds - self.floor, "abs": self.seconds}[kind]
+        return value <= limit
+
+
+def timed(processes: Sequence[Sequence[str]], ok_codes: tuple[int, ...], cwd: Path) -> float:
+    began = time.perf_counter()
+    for argv in processes:
+        done = subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+        if done.returncode not in ok_codes:
+            raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()[-500:]}")
+    return time.perf_counter() - began
+
+
+def measure(m: Measurement, repeat: int, cwd: Path) -> Outcome:
+    timed(m.floor, (0,), cwd), timed(m.command, m.ok_codes, cwd)  # warm-up: disk caches, bytecode
+    floors, runs = [], []
+    for _ in range(repeat):
+        floors.append(timed(m.floor, (0,), cwd))
+        runs.append(timed(m.command, m.ok_codes, cwd))
+    return Outcome(m, statistics.median(runs), statistics.median(floors))
+
+
+# --- the floors ----------------------------------------------------------------------------
+
+VALIDATE_FLOOR = """\
+import json, sys
+import duckdb
+queries = json.load(open(sys.argv[1]))
+con = duckdb.connect(queries["database"], read_only=True)
+out = {name: con.execute(sql).fetchall() for name, sql in queries["sql"].items()}
+sys.stdout.write(json.dumps(out, default=str))
+"""
+
+
+def validate_floor_queries(spec_path: Path) -> dict[str, object]:
+    """The floor's three queries, written by hand for the demo spec (not timed)."""
+    from backfill_kit.spec import load_spec
+
+    spec = load_spec(spec_path)
+    cal, rh = spec.calendar, spec.run_history
+    between = f"BETWEEN DATE '{START}' AND DATE '{END}'"
+    counts = "\nUNION ALL\n".join(
+        f"SELECT {i} AS k, CAST({spec.date_column_of(t)} AS DATE) AS d, COUNT(*) AS n FROM {t.table} "
+        f"WHERE CAST({spec.date_column_of(t)} AS DATE) {between} GROUP BY 2"
+        for i, t in enumerate(spec.tables)
+    )
+    return {
+        "database": str(spec.resolve_path(spec.warehouse.path)),  # type: ignore[union-attr]
+        "sql": {
+            "calendar": f"SELECT {cal.date_column}, COUNT(DISTINCT {cal.game_id_column}) FROM {cal.table} "
+                        f"WHERE {cal.filter or 'TRUE'} AND {cal.date_column} {between} GROUP BY 1",
+            "counts": counts,
+            "runs": f"SELECT {rh.columns.processor}, {rh.columns.date}, {rh.columns.status}, COUNT(*) FROM {rh.table} "
+                    f"WHERE {rh.columns.date} {between} GROUP BY 1, 2, 3",
+        },
+    }
+
+
+TRIVIAL_NOTEBOOK = {
+    "cells": [
+        {"cell_type": "code", "execution_count": None, "id": "p", "metadata": {"tags": ["parameters"]}, "outputs": [],
+         "source": "x = 1"},
+        {"cell_type": "code", "execution_count": None, "id": "a", "metadata": {}, "outputs": [], "source": "y = x + 1"},
+        {"cell_type": "code", "execution_count": None, "id": "d", "metadata": {}, "outputs": [], "source": "y"},
+    ],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    "nbformat": 4, "nbformat_minor": 5,
+}
+
+
+# --- running -------------------------------------------------------------------------------
+
+
+def measurements(work: Path, spec: Path) -> list[Measurement]:
+    floor_queries = work / "floor-queries.json"
+    floor_queries.write_text(json.dumps(validate_floor_queries(spec)))
+    (work / "floor.py").write_text(VALIDATE_FLOOR)
+    (work / "trivial.ipynb").write_text(json.dumps(TRIVIAL_NOTEBOOK))
+    kit, py = str(BIN / "backfill-kit"), sys.executable
+    span = ["--spec", str(spec), "--start", START, "--end", END]
+    return [
+        Measurement("backfill-kit --help", [[kit, "--help"]], [[py, "-c", "pass"]], "abs < 0.15"),
+        Measurement("validate --format json (demo)", [[kit, "validate", *span, "--format", "json"]],
+                    [[py, str(work / "floor.py"), str(floor_queries)]], "ratio <= 1.5", ok_codes=(0, 1)),
+        Measurement("report coverage (demo)", [[kit, "report", "coverage", *span, "--out-dir", str(work / "reports")]],
+                    [[str(BIN / "papermill"), "--no-progress-bar", "trivial.ipynb", "trivial-out.ipynb", "-p", "x", "2"],
+                     [str(BIN / "jupyter"), "nbconvert", "--to", "html", "--no-input", "trivial-out.ipynb"]],
+                    "diff <= 1.0"),
+    ]
+
+
+def print_outcomes(outcomes: list[Outcome]) -> None:
+    print(f"{'measurement':32} {'median s':>9} {'floor s':>8} {'ratio':>6} {'over s':>7}  {'target':14} result")
+    for o in outcomes:
+        print(f"{o.measurement.name:32} {o.seconds:9.3f} {o.floor:8.3f} {o.ratio:6.2f} {o.seconds - o.floor:7.3f}  "
+              f"{o.measurement.target:14} {'ok' if o.passed else 'MISS'}")
+
+
+def report_size(work: Path) -> None:
+    reports = sorted((work / "reports").glob("coverage_*.html"))
+    if reports:
+        print(f"four-season coverage report: {reports[-1].stat().st_size / 1e6:.2f} MB (target <= 2 MB)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs of each, after a warm-up (default 5)")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--keep", type=Path, help="build the demo and keep the reports in this folder")
+    args = parser.parse_args(argv)
+    from backfill_kit.demo import init_demo
+
+    work = args.keep or Path(tempfile.mkdtemp(prefix="backfill-kit-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"{platform.node()}: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}, Python {platform.python_version()}, "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; median of {args.repeat}, interleaved with floors")
+    try:
+        spec = init_demo(work / "demo")
+        outcomes = [measure(m, args.repeat, work) for m in measurements(work, spec)]
+        print_outcomes(outcomes)
+        report_size(work)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 1 if args.check and not all(o.passed for o in outcomes) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
