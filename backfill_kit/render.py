@@ -138,6 +138,8 @@ def _slug(text: str) -> str:
 def _render(kind: str, parameters: dict[str, Any], out_dir: Path, stem: str, stamp: datetime,
             meta: dict[str, Any], title: str, kernel: str) -> Rendered:
     _require_notebook_packages()
+    # The exporter is made while the kernel runs the notebook: this process only waits then.
+    threading.Thread(target=_exporter, name="backfill-kit-exporter", daemon=True).start()
     out_dir.mkdir(parents=True, exist_ok=True)
     notebook = _claim_name(out_dir, f"{stem}_{stamp:%Y%m%dT%H%M%SZ}")
     try:
@@ -184,6 +186,7 @@ def execute(source: Path, output: Path, parameters: dict[str, Any], *, kernel: s
     every output has arrived by then, and a polite shutdown only waits for the interpreter to
     tear down. A failing cell becomes one message naming the kept notebook; the toolkit's own
     errors raised in a cell keep their message as they are."""
+    _skip_iri_grammars()
     import nbformat
     import papermill
     from traitlets.config import Config
@@ -197,6 +200,14 @@ def execute(source: Path, output: Path, parameters: dict[str, Any], *, kernel: s
     with tempfile.TemporaryDirectory(prefix="backfill-kit-kernel-") as sockets:
         config.KernelManager.ip = str(Path(sockets) / "kernel")
         return _run(papermill, nb, source, output, parameters, kernel, config)
+
+
+def _skip_iri_grammars() -> None:
+    """Keep jsonschema from compiling rfc3987-syntax's grammars (1.3-2.2 s at import) in a
+    process that has not imported jsonschema yet. jsonschema uses that package, when installed
+    (JupyterLab's stack brings it), only to check "iri" formats, which no notebook schema has."""
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # None: "not installed"
 
 
 def _run(papermill: Any, nb: Any, source: Path, output: Path, parameters: dict[str, Any], kernel: str,
@@ -269,14 +280,24 @@ def export_html(notebook: Any) -> str:
     return body
 
 
-@functools.cache
+_EXPORTER_LOCK = threading.Lock()
+
+
 def _exporter() -> Any:
-    """One exporter per process: compiling the lab template takes longer than an export."""
+    """One exporter per process, template compiled: that takes longer than an export. Made once
+    even when a warm-up thread and an export ask at the same time."""
+    with _EXPORTER_LOCK:
+        return _new_exporter()
+
+
+@functools.cache
+def _new_exporter() -> Any:
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True)
     exporter.raw_template = TEMPLATE
+    exporter.template  # noqa: B018  # compiles the template now (a property)
     return exporter
 
 
