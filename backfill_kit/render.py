@@ -149,9 +149,22 @@ def _render(kind: str, parameters: dict[str, Any], out_dir: Path, stem: str, sta
         if notebook.stat().st_size == 0:  # nothing ran: give the name back
             notebook.unlink()
         raise
+    if headline := headline_numbers(executed):
+        executed.metadata["backfill_kit"]["headline"] = headline  # for the index, read from the HTML
     html_path = notebook.with_suffix(".html")
     _write_atomic(html_path, export_html(executed))
     return Rendered(html_path, notebook, write_index(out_dir))
+
+
+def headline_numbers(notebook: Any) -> dict[str, Any] | None:
+    """The numbers a report's headline cell displayed (`report.Headline`), if any."""
+    from .report import HEADLINE_MIMETYPE
+
+    for cell in notebook.cells:
+        for output in cell.get("outputs", ()):
+            if HEADLINE_MIMETYPE in output.get("data", {}):
+                return dict(output["data"][HEADLINE_MIMETYPE])
+    return None
 
 
 def _claim_name(out_dir: Path, name: str) -> Path:
@@ -321,6 +334,39 @@ class Entry:
         journal = str(self.meta.get("journal", self.html.stem))
         return f"{span} (journal {journal})" if self.meta.get("start") else journal
 
+    @property
+    def numbers(self) -> str:
+        """The headline in a few words: coverage in percent, or a backfill's outcome."""
+        h = self.meta.get("headline") or {}
+        if self.meta.get("kind") == "coverage" and "complete" in h:
+            return f"{h['complete']} complete, {h['done']} done, {h['need_work']:,} cells need work"
+        if self.meta.get("kind") == "execution" and "outcome" in h:
+            outcomes = ", ".join(f"{n:,} {o.replace('_', ' ')}" for o, n in h.get("outcomes", {}).items())
+            return f"{h['outcome']}: {h['steps']:,} steps ({outcomes})"
+        return "-"
+
+    def overlaps(self, other: Entry) -> bool:
+        """Both reports are about the same pipeline and overlapping dates."""
+        a, b = self.meta, other.meta
+        return (a.get("spec") == b.get("spec") and None not in (a.get("start"), b.get("start"))
+                and str(a["start"]) <= str(b.get("end")) and str(b["start"]) <= str(a.get("end")))
+
+
+def backfill_moment(entry: Entry, entries: Sequence[Entry]) -> str:
+    """Whether a coverage report was made before or after the backfills reported beside it."""
+    if entry.meta.get("kind") != "coverage":
+        return "-"
+    made = str(entry.meta.get("generated_at", ""))
+    runs = sorted(str((e.meta.get("headline") or {}).get("finished_at") or "") for e in entries
+                  if e.meta.get("kind") == "execution" and e.overlaps(entry))
+    after = [t for t in runs if t and t <= made]
+    before = [t for t in runs if t and t > made]
+    if after:
+        return f"after the backfill that finished {after[-1][:16].replace('T', ' ')}"
+    if before:
+        return f"before the backfill that finished {before[0][:16].replace('T', ' ')}"
+    return "-"
+
 
 def read_entry(path: Path) -> Entry:
     """A report's own description, from the meta tag near the top of its HTML (attributes in
@@ -349,13 +395,15 @@ def write_index(out_dir: Path) -> Path:
         f"<td>{html.escape(str(e.meta.get('generated_at', '-')))}</td>"
         f"<td>{html.escape(str(e.meta.get('kind', '-')))}</td>"
         f"<td>{html.escape(e.subject)}</td>"
+        f"<td>{html.escape(e.numbers)}</td>"
+        f"<td>{html.escape(backfill_moment(e, entries))}</td>"
         f'<td><a href="{html.escape(e.html.name)}">{html.escape(e.html.name)}</a></td>'
         f"<td>{_notebook_link(e)}</td>"
         f"<td class=n>{e.html.stat().st_size / 1e6:.1f} MB</td>"
         "</tr>"
         for e in entries
     )
-    page = _INDEX.format(count=len(entries), rows=rows or '<tr><td colspan="6">No reports yet.</td></tr>')
+    page = _INDEX.format(count=len(entries), rows=rows or '<tr><td colspan="8">No reports yet.</td></tr>')
     index = out_dir / "index.html"
     _write_atomic(index, page)
     return index
@@ -379,7 +427,8 @@ th{{background:#f6f8fa}} td.n{{text-align:right}}
 <body><h1>backfill-kit reports</h1>
 <p>{count} reports, newest first. Each HTML file is self-contained (open it offline, send it as
 it is); the notebook beside it is the executed record, parameters included.</p>
-<table><thead><tr><th>generated (UTC)</th><th>kind</th><th>what</th><th>report</th><th>notebook</th><th>size</th></tr></thead>
+<table><thead><tr><th>generated (UTC)</th><th>kind</th><th>what</th><th>headline</th><th>when</th><th>report</th>
+<th>notebook</th><th>size</th></tr></thead>
 <tbody>{rows}</tbody></table>
 </body></html>
 """

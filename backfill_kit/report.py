@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .spec import PipelineSpec
     from .validation import Validation
 
-__all__ = ["CoverageAudit", "ExecutionLog", "coverage", "execution", "setup"]
+__all__ = ["HEADLINE_MIMETYPE", "CoverageAudit", "ExecutionLog", "Headline", "coverage", "execution", "setup"]
 
 GAP_LIST_LIMIT = 200  # rows of the gap list shown; the rest are counted
 
@@ -138,6 +138,22 @@ def cards_html(cards: Sequence[tuple[str, str]]) -> str:
     ) + "</div>"
 
 
+# The mimetype under which a report's headline numbers travel beside its HTML: the renderer
+# reads them from the executed notebook for reports/index.html; the HTML export ignores them.
+HEADLINE_MIMETYPE = "application/vnd.backfill-kit.headline+json"
+
+
+@dataclass(frozen=True)
+class Headline:
+    """A report's headline: HTML for the reader, its numbers as JSON for the index."""
+
+    html: str
+    numbers: dict[str, Any]
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        return {"text/html": self.html, HEADLINE_MIMETYPE: self.numbers}
+
+
 def note_html(text: str) -> str:
     return f'<p class="bk-note">{esc(text)}</p>'
 
@@ -200,23 +216,26 @@ class CoverageAudit:
     def dates(self) -> list[date]:
         return [d.date for d in self.validation.days]
 
-    def headline(self) -> HTML:
+    def headline(self) -> Headline:
         v = self.validation
         counts = v.counts()
         expected = len(v.cells) - counts.get(Status.BOOTSTRAP, 0)
         complete = counts.get(Status.COMPLETE, 0)
         done = complete + counts.get(Status.NO_DATA, 0)
+        need_work = sum(n for s, n in counts.items() if s in NEEDS_WORK)
         cards = [
             (f"{expected:,}", "expected cells (tables × game dates, bootstrap excluded)"),
             (_percent(complete, expected), "complete"),
             (_percent(done, expected), "done (complete or genuinely no data)"),
-            (f"{sum(n for s, n in counts.items() if s in NEEDS_WORK):,}", "cells need a backfill"),
+            (f"{need_work:,}", "cells need a backfill"),
         ]
         causes = [(f"{counts.get(s, 0):,}", str(s).replace("_", " ")) for s in summaries.BREAKDOWN_ORDER]
         title = (f"<h2>{esc(v.spec.name)}: {v.start} .. {v.end}</h2>"
                  f"<p>{len(v.days):,} expected game dates × {len(v.tables)} tables, validated "
                  f"{v.now:%Y-%m-%d %H:%M} UTC with {len(v.queries)} warehouse queries.</p>")
-        return HTML(title + cards_html(cards) + "<h4>Gaps by cause</h4>" + cards_html(causes))
+        numbers = {"expected": expected, "complete": _percent(complete, expected), "done": _percent(done, expected),
+                   "need_work": need_work, "validated_at": v.now.isoformat(timespec="seconds")}
+        return Headline(title + cards_html(cards) + "<h4>Gaps by cause</h4>" + cards_html(causes), numbers)
 
     def heatmap(self) -> ReportFigure:
         return ReportFigure(figures.coverage_heatmap(self.validation.cells, self.tables, self.phases, self.dates))
@@ -302,7 +321,7 @@ class ExecutionLog:
 
         return steps_frame(self.attempts, self.plan)
 
-    def headline(self) -> HTML:
+    def headline(self) -> Headline:
         steps = self.steps_frame
         started = [e["time"] for e in self.events if e.get("event") == "run_started"]
         finished = [e for e in self.events if e.get("event") == "run_finished"]
@@ -316,7 +335,10 @@ class ExecutionLog:
         first = f"{datetime.fromisoformat(started[0]):%Y-%m-%d %H:%M:%S} UTC" if started else "-"
         head = f"<h2>Backfill: {plan}{runs}</h2><p>Journal <code>{esc(self.journal)}</code>; first started {first}.</p>"
         problem = note_html(f"Before/after coverage unavailable: {self.plan_problem}.") if self.plan_problem else ""
-        return HTML(head + cards_html(cards) + problem)
+        numbers = {"outcome": result, "steps": len(steps),
+                   "outcomes": {str(o): int(n) for o, n in steps["outcome"].value_counts().items()},
+                   "finished_at": finished[-1].get("time") if finished else None}
+        return Headline(head + cards_html(cards) + problem, numbers)
 
     def timeline(self) -> ReportFigure:
         return ReportFigure(figures.timeline(self.attempts))

@@ -7,6 +7,7 @@ import ast
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import date, datetime
@@ -22,7 +23,7 @@ from click.testing import CliRunner
 from conftest import MiniWarehouse
 
 from backfill_kit.cli import cli
-from backfill_kit.plan import build_plan
+from backfill_kit.plan import build_plan, load_plan
 from backfill_kit.render import execute, notebook_path
 from backfill_kit.runner import Runner, RunOptions, warehouse_checker
 from backfill_kit.spec import load_spec
@@ -186,6 +187,27 @@ def test_the_index_lists_every_report_newest_first(mini_spec, tmp_path):
     index = (tmp_path / "index.html").read_text()
     assert all(f'href="{name}"' in index for name in reports)
     assert "2 reports, newest first" in index
+
+
+def test_the_index_tells_reports_before_and_after_a_backfill_by_their_headlines(tmp_path):
+    spec_path = build_mini(tmp_path)
+    out = tmp_path / "reports"
+    span = ("--spec", str(spec_path), "--start", START, "--end", END, "--out-dir", str(out))
+    assert invoke("report", "coverage", *span).exit_code == 0
+    plan_path = tmp_path / "runs" / "plan.json"
+    build_plan(validate(load_spec(spec_path), date.fromisoformat(START), date.fromisoformat(END))).write(plan_path)
+    Runner(load_plan(plan_path), plan_path, RunOptions(backoff_seconds=0, keep_going=True)).run()
+    assert invoke("report", "execution", "--journal", str(plan_path.with_name("plan.journal.jsonl")),
+                  "--out-dir", str(out)).exit_code == 0
+    assert invoke("report", "coverage", *span).exit_code == 0
+
+    rows = [row for row in (out / "index.html").read_text().split("<tr>")[2:]]
+    assert len(rows) == 3  # newest first: after, the execution log, before
+    assert "coverage" in rows[0] and "after the backfill that finished" in rows[0]
+    assert "execution" in rows[1] and "steps (" in rows[1]
+    assert "coverage" in rows[2] and "before the backfill that finished" in rows[2]
+    headline = re.compile(r"[0-9.]+% complete, [0-9.]+% done, [0-9,]+ cells need work")
+    assert headline.search(rows[0]) and headline.search(rows[2])  # the mini jobs write nothing: the same numbers
 
 
 def test_execution_report_shows_every_step_its_outcome_and_log(execution_report, journal):
