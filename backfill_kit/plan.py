@@ -12,6 +12,7 @@ import json
 import shlex
 import statistics
 import sys
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
@@ -20,7 +21,7 @@ from typing import Any
 
 from .calendar import consecutive_runs
 from .errors import BackfillKitError, InputError
-from .spec import PipelineSpec, TableSpec
+from .spec import JobSpec, PipelineSpec, TableSpec
 from .status import NEEDS_WORK, Status
 from .validation import Cell, Validation
 
@@ -321,30 +322,23 @@ def _steps(
     seconds: dict[str, float], python: str, made: dict[str, list[Step]],
 ) -> list[Step]:
     job = spec.job_of(table)
+    workdir = str(spec.resolve_path(job.workdir))
     dates = sorted(dates)
-    upstream = _upstream_closure(spec, table)
+    # A step waits for the steps of the tables it reads directly that start by its last date:
+    # further up, a failure reaches it through them, as the runner skips their dependents too.
+    # Sorted by start, those steps are a prefix of each table's list.
+    upstream = [(made[t], [s.start for s in made[t]]) for t in table.depends_on if made.get(t)]
     steps = []
     for chunk in _chunks(consecutive_runs(dates, calendar), job.max_dates_per_step):
         causes: dict[str, int] = {}
         for d in chunk:
             for cause in todo[(table.id, d)]:
                 causes[cause] = causes.get(cause, 0) + 1
-        after = tuple(s.id for t in upstream for s in made.get(t, []) if s.start <= chunk[-1])
+        after = tuple(s.id for made_steps, starts in upstream for s in made_steps[:bisect_right(starts, chunk[-1])])
         estimate = seconds[table.id] * len(chunk) if table.id in seconds else None
-        steps.append(_step(spec, table, chunk, dict(sorted(causes.items())), after, estimate, python))
+        steps.append(_step(spec, table, job, workdir, chunk, dict(sorted(causes.items())), after, estimate, python))
     made[table.id] = steps
     return steps
-
-
-def _upstream_closure(spec: PipelineSpec, table: TableSpec) -> list[str]:
-    seen: list[str] = []
-    stack = list(table.depends_on)
-    while stack:
-        dep = stack.pop()
-        if dep not in seen:
-            seen.append(dep)
-            stack.extend(spec.table(dep).depends_on)
-    return seen
 
 
 def _chunks(runs: list[list[date]], size: int) -> Iterable[list[date]]:
@@ -354,10 +348,9 @@ def _chunks(runs: list[list[date]], size: int) -> Iterable[list[date]]:
 
 
 def _step(
-    spec: PipelineSpec, table: TableSpec, chunk: list[date], causes: dict[str, int],
+    spec: PipelineSpec, table: TableSpec, job: JobSpec, workdir: str, chunk: list[date], causes: dict[str, int],
     after: tuple[str, ...], estimate: float | None, python: str,
 ) -> Step:
-    job = spec.job_of(table)
     values = {"start": chunk[0].isoformat(), "end": chunk[-1].isoformat(), "id": table.id,
               "table": table.table, "processor": table.processor, "python": python}
     argv = [arg.format(**values) for arg in job.argv]
@@ -368,7 +361,7 @@ def _step(
     return Step(
         id=f"{table.id}:{chunk[0]}..{chunk[-1]}", table=table.id, phase=spec.phase_of(table.id).name,
         start=chunk[0], end=chunk[-1], dates=tuple(chunk), causes=causes, argv=tuple(argv),
-        workdir=str(spec.resolve_path(job.workdir)), env=env, timeout_seconds=job.timeout_seconds,
+        workdir=workdir, env=env, timeout_seconds=job.timeout_seconds,
         retries=job.retries, transient_exit_codes=job.transient_exit_codes,
         skips_downstream=job.skip_downstream is not None, after=after, estimated_seconds=estimate,
     )

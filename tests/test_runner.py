@@ -75,6 +75,15 @@ def test_keep_going_skips_only_work_that_depends_on_the_failure(tmp_path):
     assert runs_of(m, "needs_bad") == 0
 
 
+def test_a_failure_skips_the_whole_chain_below_it_through_direct_dependencies(tmp_path):
+    m = tmp_path / "marks"  # a plan lists only the steps a step reads directly
+    write_plan(tmp_path / "plan.json", (1, [fake_step("raw", m, "fail")]), (1, [fake_step("mid", m, after=("raw",))]),
+               (1, [fake_step("top", m, after=("mid",))]))
+    result = run(tmp_path / "plan.json", keep_going=True)
+    assert result.outcomes == {"raw": "failed", "mid": "skipped", "top": "skipped"}
+    assert runs_of(m, "mid") == runs_of(m, "top") == 0
+
+
 def test_a_hanging_step_is_killed_at_its_timeout_with_its_children(tmp_path):
     m = tmp_path / "marks"
     write_plan(tmp_path / "plan.json", (1, [fake_step("stuck", m, "hang", timeout=0.5)]))
