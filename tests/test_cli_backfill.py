@@ -64,3 +64,30 @@ def test_a_missing_or_broken_plan_is_one_message(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     broken = invoke("run", "--plan", str(tmp_path / "bad.json"))
     assert broken.exit_code == 2 and "not a plan file" in broken.output and "Traceback" not in broken.output
+
+
+TOUCH_JOB = ('argv: ["{python}", "-c", "import pathlib, sys; pathlib.Path(\'ran-\' + sys.argv[1]).touch()", '
+             '"{id}", "{start}", "{end}"]')
+
+
+def test_a_plan_runs_from_any_folder_and_from_a_copy_of_the_project(spec, tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    spec.write_text(spec.read_text().replace('argv: ["{python}", "-c", "pass", "{id}", "{start}", "{end}"]', TOUCH_JOB))
+    project = spec.parent
+    monkeypatch.chdir(project)
+    assert invoke("plan", "--spec", spec.name, *RANGE, "--out", "runs/plan.json").exit_code == 0
+    plan_file = json.loads((project / "runs" / "plan.json").read_text())
+    assert plan_file["spec"] == "../mini.yaml" and plan_file["stages"][0]["steps"][0]["workdir"] == ".."
+    assert str(tmp_path) not in (project / "runs" / "plan.json").read_text()  # no absolute path at all
+
+    copy = tmp_path / "copy"
+    shutil.copytree(project, copy)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = invoke("run", "--plan", os.path.relpath(copy / "runs" / "plan.json"))
+    assert "running 1 steps" in result.output, result.output
+    assert (copy / "ran-summary").exists()  # it ran in the copy ...
+    assert not (project / "ran-summary").exists()  # ... not in the folder the plan was made in
