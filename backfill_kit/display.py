@@ -92,7 +92,7 @@ def human_bytes(n: int) -> str:
 
 def _print_warnings(v: Validation, console: Console) -> None:
     if v.warnings:
-        console.print(f"\n[bold yellow]Warnings[/] ({len(v.warnings)}: table settings that will bite a backfill)")
+        console.print(f"\n[bold yellow]Warnings[/] ({len(v.warnings)}: read them before a backfill)")
         for warning in v.warnings:
             console.print(f"  ! {warning}", soft_wrap=True, markup=False)  # table names, not markup
 

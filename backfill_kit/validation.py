@@ -264,12 +264,12 @@ def _gather(
     processors = sorted({spec.table(t).processor for t in selected})
     try:
         days = expected_days(spec, wh, start, end)
-        if not days:
-            raise InputError(_no_dates_message(spec, start, end))
         counts = wh.row_counts(targets, start, end)
         summaries = wh.run_summaries(history_request(spec), processors, start, end)
     except ObjectsMissingError as exc:
         raise _mismatch(spec, wh, involved) from exc
+    if not days:  # after the queries, so that a missing table or column is reported first
+        raise InputError(_no_dates_message(spec, start, end))
     rows: dict[str, dict[date, int]] = {t.id: {} for t in involved}
     for k, d, n in counts:
         rows[involved[k].id][d] = n

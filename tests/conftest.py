@@ -87,15 +87,21 @@ class MiniWarehouse:
             CREATE TABLE analytics.cache (cache_date DATE, player VARCHAR);
             CREATE TABLE ref.run_history (processor_name VARCHAR, run_id VARCHAR, data_date DATE,
                 status VARCHAR, started_at TIMESTAMP, processed_at TIMESTAMP,
-                records_processed BIGINT, errors VARCHAR, date_range_filter_start DATE,
-                date_range_filter_end DATE, failure_category VARCHAR, skip_reason VARCHAR);
+                records_processed BIGINT, errors VARCHAR);
         """))
         self._runs = 0
 
     def history_settings(self, yaml_lines: str) -> MiniWarehouse:
-        """More `run_history` settings (YAML indented by two), e.g. range columns."""
+        """More `run_history` settings (YAML indented by two), e.g. no-data reasons."""
         self.spec_text = self.spec_text.replace("  stale_after_hours: 6\n", f"  stale_after_hours: 6\n{yaml_lines}")
         self.spec_path.write_text(self.spec_text)
+        return self.add_history_columns()
+
+    def add_history_columns(self) -> MiniWarehouse:
+        """The production run history's range and reason columns (domain.md)."""
+        for column in ("date_range_filter_start DATE", "date_range_filter_end DATE", "failure_category VARCHAR",
+                       "skip_reason VARCHAR"):
+            self.con.execute(f"ALTER TABLE ref.run_history ADD COLUMN IF NOT EXISTS {column}")
         return self
 
     def games(self, d: date, n: int = 1, status: int = 3) -> MiniWarehouse:
@@ -117,13 +123,18 @@ class MiniWarehouse:
         run_id = f"run-{self._runs}" if run_id == "" else run_id
         started = started or datetime.combine(d, datetime.min.time()) + timedelta(days=1, hours=self._runs % 12)
         first, last = range_ or (None, None)
-        columns = ("processor_name, run_id, data_date, status, started_at, processed_at, records_processed, errors, "
-                   "date_range_filter_start, date_range_filter_end, failure_category, skip_reason")
-        insert = f"INSERT INTO ref.run_history ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        self.con.execute(insert, [processor, run_id, d, "running", started, None, None, None, first, last, None, None])
+        columns = "processor_name, run_id, data_date, status, started_at, processed_at, records_processed, errors"
+        running = [processor, run_id, d, "running", started, None, None, None]
+        final = [processor, run_id, d, status, started, started + took, records, error]
+        if range_ or failure_category or skip_reason:
+            self.add_history_columns()
+            columns += ", date_range_filter_start, date_range_filter_end, failure_category, skip_reason"
+            running += [first, last, None, None]
+            final += [first, last, failure_category, skip_reason]
+        insert = f"INSERT INTO ref.run_history ({columns}) VALUES ({', '.join('?' * len(running))})"
+        self.con.execute(insert, running)
         if finished and status != "running":
-            self.con.execute(insert, [processor, run_id, d, status, started, started + took, records, error,
-                                      first, last, failure_category, skip_reason])
+            self.con.execute(insert, final)
         return self
 
     def close(self) -> Path:

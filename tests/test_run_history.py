@@ -33,7 +33,7 @@ def with_ranges(mini: MiniWarehouse) -> MiniWarehouse:
     mini.spec_text = mini.spec_text.replace(
         mini.spec_text[mini.spec_text.index("  columns:"):mini.spec_text.index("  statuses:")], RANGES)
     mini.spec_path.write_text(mini.spec_text)
-    return mini
+    return mini.add_history_columns()
 
 
 def check(mini: MiniWarehouse, start: date = date(2024, 1, 1), end: date = date(2024, 1, 31), **kw):
