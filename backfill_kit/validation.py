@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .calendar import ExpectedDay, expected_days
 from .errors import InputError, Problem, WarehouseMismatchError
@@ -117,6 +117,9 @@ class Validation:
     hazards: list[str] = field(default_factory=list)
     # Run-history statuses the spec does not map, and on how many (processor, date)s each.
     unmapped_statuses: dict[str, int] = field(default_factory=dict)
+    # What the run history showed: attempts, dates covered by range runs, and the no-data
+    # reasons of latest attempts that had nothing to load (processor-dates each).
+    run_history: dict[str, Any] = field(default_factory=dict)
 
     @property
     def needs_work(self) -> bool:
@@ -164,6 +167,7 @@ class Validation:
             "cost": self.cost(),
             "warnings": self.warnings,
             "unmapped_statuses": self.unmapped_statuses,
+            "run_history": self.run_history,
         }
 
     def cost(self) -> dict[str, int | float | None]:
@@ -215,10 +219,10 @@ def validate(
             if owned:
                 wh.close()
         cells = _classify_all(spec, selected, days, rows, runs, now)
-    unmapped = _unmapped(runs)
+    unmapped, history = _history_evidence(runs)
     warnings = [*_season_warnings(spec, start, end), *_unmapped_warnings(spec, unmapped), *hazards]
     return Validation(spec, start, end, days, cells, wh.queries[first_query:], now, tuple(selected), warnings,
-                      hazards, unmapped)
+                      hazards, unmapped, history)
 
 
 @contextmanager
@@ -315,14 +319,22 @@ def _season_warnings(spec: PipelineSpec, start: date, end: date) -> list[str]:
     return out
 
 
-def _unmapped(runs: dict[str, dict[date, RunSummary]]) -> dict[str, int]:
-    """Statuses the spec does not map, with the number of (processor, date)s showing each."""
-    found: Counter[str] = Counter()
+def _history_evidence(runs: dict[str, dict[date, RunSummary]]) -> tuple[dict[str, int], dict[str, Any]]:
+    """Statuses the spec does not map (with the number of processor-dates showing each), and
+    what the run history held: attempts, range-run dates, no-data reasons."""
+    unmapped: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    attempts = ranged = 0
     for per_date in runs.values():
         for summary in per_date.values():
+            attempts += summary.attempts
+            ranged += summary.range_attempts > 0
             if summary.unmapped_statuses:
-                found.update(summary.unmapped_statuses.split("|"))
-    return dict(sorted(found.items()))
+                unmapped.update(summary.unmapped_statuses.split("|"))
+            if summary.latest_reason:
+                reasons[summary.latest_reason] += 1
+    history = {"attempts": attempts, "dates_from_range_runs": ranged, "no_data_reasons": dict(reasons.most_common())}
+    return dict(sorted(unmapped.items())), history
 
 
 def _unmapped_warnings(spec: PipelineSpec, unmapped: dict[str, int]) -> list[str]:

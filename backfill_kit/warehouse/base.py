@@ -93,6 +93,8 @@ class RunSummary(NamedTuple):
     best_success_records: int | None  # of single-date runs: a range run's records are not per date
     last_error: str | None  # the error column as JSON text (see coverage.readable_error)
     unmapped_statuses: str | None  # distinct statuses the spec does not map, joined by '|'
+    latest_reason: str | None  # when the latest attempt had nothing to load by a no-data reason: which
+    range_attempts: int  # attempts on this date that were range runs
 
 
 class RecentRun(NamedTuple):

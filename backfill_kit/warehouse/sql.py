@@ -114,9 +114,12 @@ def _history_rows(d: Dialect, r: RunHistoryRequest) -> str:
     day = f"CAST({ident(r.date)} AS DATE)"
     first = f"COALESCE(CAST({ident(r.range_start)} AS DATE), {day})" if r.range_start else day
     last = f"COALESCE(CAST({ident(r.range_end)} AS DATE), {day})" if r.range_end else day
-    reasons = " OR ".join(
-        d.contains(f"no_data_{i}", f"CAST({ident(column)} AS {text})") for i, (column, _) in enumerate(r.no_data_reasons)
-    )
+    matches = [(column, d.contains(f"no_data_{i}", f"CAST({ident(column)} AS {text})"))
+               for i, (column, _) in enumerate(r.no_data_reasons)]
+    reasons = " OR ".join(test for _, test in matches)
+    # Which reason matched, e.g. 'failure_category no_data_available', to show why.
+    reason = ("CASE " + " ".join(f"WHEN {test} THEN '{column} ' || CAST({ident(column)} AS {text})" for column, test in matches)
+              + " END") if matches else f"CAST(NULL AS {text})"
     no_data = f"WHEN ({d.contains('failed', status)} OR {d.contains('skipped', status)}) AND ({reasons}) THEN 'no_data' " if reasons else ""
     skip = "'ignored'" if reasons else "'no_data'"
     category = (
@@ -128,7 +131,7 @@ def _history_rows(d: Dialect, r: RunHistoryRequest) -> str:
     error = d.json_text.format(ident(r.error)) if r.error else f"CAST(NULL AS {text})"
     run_id = f"CAST({ident(r.run_id)} AS {text})" if r.run_id else f"CAST(NULL AS {text})"
     return f"""SELECT CAST({ident(r.processor)} AS {text}) AS processor, {first} AS first_d, {last} AS last_d,
-    {category} AS category, CAST({status} AS {text}) AS status,
+    {category} AS category, CAST({status} AS {text}) AS status, {reason} AS reason,
     {ident(r.started_at)} AS started_at, {ident(r.finished_at)} AS finished_at,
     CAST({ident(r.records)} AS {d.int_type}) AS records, {error} AS error, {run_id} AS run_id
   FROM {ident(r.table)}
@@ -151,7 +154,8 @@ paired AS (
   FROM rh
 ),
 attempts AS (
-  SELECT processor, on_date, category, status, started_at, finished_at, {seconds} AS seconds, run_id,
+  SELECT processor, on_date, category, status, reason, first_d <> last_d AS from_range, started_at, finished_at,
+    {seconds} AS seconds, run_id,
     CASE WHEN first_d = last_d THEN records END AS records,
     CASE WHEN error NOT IN {_NO_ERROR} THEN error END AS error
   FROM paired, UNNEST({days}) AS on_date
@@ -190,7 +194,9 @@ SELECT processor, on_date AS d,
   MAX(CASE WHEN nth = 1 THEN seconds END) AS latest_seconds,
   MAX(CASE WHEN category = 'success' THEN records END) AS best_success_records,
   MAX(CASE WHEN nth_error = 1 THEN error END) AS last_error,
-  STRING_AGG(DISTINCT CASE WHEN category = 'other' THEN COALESCE(status, '(no status)') END, '|') AS unmapped_statuses
+  STRING_AGG(DISTINCT CASE WHEN category = 'other' THEN COALESCE(status, '(no status)') END, '|') AS unmapped_statuses,
+  MAX(CASE WHEN nth = 1 AND category = 'no_data' THEN reason END) AS latest_reason,
+  CAST(SUM(CASE WHEN from_range THEN 1 ELSE 0 END) AS {d.int_type}) AS range_attempts
 FROM ranked
 GROUP BY processor, on_date"""
 
