@@ -390,3 +390,15 @@ def test_the_monitor_counts_a_range_run_per_date_and_no_data_as_done_not_failed(
     snap = take_snapshot(load_spec(mini.close()), D1, D1 + timedelta(3), now=NOW)
     assert snap.completed_in_window == 3 + 1
     assert [(f.table, f.date, f.error) for f in snap.failures] == [("boxscore", D1 + timedelta(1), "boom")]
+
+
+def test_a_no_data_reason_without_values_is_a_spec_error_at_its_field(tmp_path):
+    from backfill_kit.errors import SpecError
+
+    mini = MiniWarehouse(tmp_path)
+    mini.history_settings("  no_data_reasons: {failure_category: []}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(mini.close())
+    (problem,) = info.value.problems
+    assert problem.field == "run_history.no_data_reasons"
+    assert "'failure_category' lists no values" in problem.message and problem.line == 20
