@@ -279,7 +279,7 @@ def _gather(
         rows[involved[k].id][d] = n
     runs: dict[str, dict[date, RunSummary]] = {p: {} for p in processors}
     for summary in summaries:
-        runs[summary[0]][summary[1]] = summary  # processor, date
+        runs[summary.processor][summary.date] = summary
     return days, rows, runs
 
 

@@ -402,3 +402,16 @@ def test_a_no_data_reason_without_values_is_a_spec_error_at_its_field(tmp_path):
     (problem,) = info.value.problems
     assert problem.field == "run_history.no_data_reasons"
     assert "'failure_category' lists no values" in problem.message and problem.line == 20
+
+
+@pytest.mark.parametrize("backend", ["duckdb"])
+def test_a_missing_reason_or_range_column_is_named_at_its_spec_field(mini):
+    from backfill_kit.errors import WarehouseMismatchError
+
+    mini.games(D1)
+    with_ranges(mini).history_settings("  no_data_reasons: {failure_reason: [none]}\n")
+    mini.con.execute("ALTER TABLE ref.run_history DROP COLUMN date_range_filter_end")
+    with pytest.raises(WarehouseMismatchError) as info:
+        check(mini)
+    assert {p.field for p in info.value.problems} == {"run_history.columns.range_end",
+                                                      "run_history.no_data_reasons.failure_reason"}
