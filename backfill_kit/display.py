@@ -67,6 +67,7 @@ def print_validation(v: Validation, console: Console, *, worst: int = 8) -> None
     if cost := cost_line(v):
         console.print(cost, soft_wrap=True)
     console.print(_summary_table(v))
+    _print_run_history(v, console)
     _print_worst(v, console, worst)
     _print_warnings(v, console)
     console.print(next_step(v), soft_wrap=True)
@@ -92,7 +93,7 @@ def human_bytes(n: int) -> str:
 
 def _print_warnings(v: Validation, console: Console) -> None:
     if v.warnings:
-        console.print(f"\n[bold yellow]Warnings[/] ({len(v.warnings)}: table settings that will bite a backfill)")
+        console.print(f"\n[bold yellow]Warnings[/] ({len(v.warnings)}: read them before a backfill)")
         for warning in v.warnings:
             console.print(f"  ! {warning}", soft_wrap=True, markup=False)  # table names, not markup
 
@@ -119,6 +120,17 @@ def _summary_table(v: Validation) -> object:
     return table
 
 
+def _print_run_history(v: Validation, console: Console) -> None:
+    """What the run history said: range runs and the reasons for "nothing to load"."""
+    h = v.run_history
+    if not h.get("attempts"):
+        return
+    line = f"\nRun history: {h['attempts']:,} attempts; {h['dates_from_range_runs']:,} processor-dates covered by range runs"
+    if h["no_data_reasons"]:
+        line += "; nothing to load: " + ", ".join(f"{reason} {n:,}" for reason, n in h["no_data_reasons"].items())
+    console.print(line, soft_wrap=True, markup=False)
+
+
 def _print_worst(v: Validation, console: Console, worst: int) -> None:
     runs = v.gap_runs()
     if not runs:
@@ -127,6 +139,13 @@ def _print_worst(v: Validation, console: Console, worst: int) -> None:
     for r in runs[:worst]:
         span = f"{r.first}" if r.first == r.last else f"{r.first} .. {r.last}"
         console.print(f"  [{STYLE[r.status]}]{r.status:<9}[/] {r.table:<34} {span:<24} {r.dates:>4} dates")
+    failed = [r for r in runs if r.status is Status.FAILED]
+    if failed:  # the error column read as text, whether it holds JSON, REPEATED fields or text
+        console.print(f"\n[bold]Failures[/] ({sum(r.dates for r in failed):,} cells), each with its last error")
+        for r in sorted(failed, key=lambda r: (-r.dates, r.first))[:worst]:
+            span = f"{r.first}" if r.first == r.last else f"{r.first} .. {r.last}"
+            console.print(f"  {r.table} {span}: {r.last_error or '(no error recorded)'}"[:160], markup=False,
+                          highlight=False, soft_wrap=True)
 
 
 def next_step(v: Validation) -> str:

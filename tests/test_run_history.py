@@ -1,0 +1,227 @@
+"""The run history's shapes (range rows, no-data reasons, JSON errors, unmapped statuses) and
+the defects of reading it (merged attempts, ties, time zones), each on a hand-built warehouse.
+Tests taking `mini` run on DuckDB and on BigQuery (the emulator, through the real client)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import date, datetime, timedelta
+
+import pytest
+from conftest import NOW, MiniWarehouse
+
+from backfill_kit import Status, load_spec, validate
+from backfill_kit.errors import InputError
+
+D1 = date(2024, 1, 10)
+RANGES = "  columns: {processor: processor_name, date: data_date, status: status, started_at: started_at,\n" \
+         "            finished_at: processed_at, records: records_processed, error: errors, run_id: run_id,\n" \
+         "            range_start: date_range_filter_start, range_end: date_range_filter_end}\n"
+REASONS = "  no_data_reasons: {failure_category: [no_data_available], skip_reason: [no_data]}\n"
+CLI = [sys.executable, "-c", "import sys; from backfill_kit.cli import main; sys.argv[0] = 'backfill-kit'; main()"]
+
+
+@pytest.fixture(params=["duckdb", "bigquery"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def with_ranges(mini: MiniWarehouse) -> MiniWarehouse:
+    mini.spec_text = mini.spec_text.replace(
+        mini.spec_text[mini.spec_text.index("  columns:"):mini.spec_text.index("  statuses:")], RANGES)
+    mini.spec_path.write_text(mini.spec_text)
+    return mini.add_history_columns()
+
+
+def check(mini: MiniWarehouse, start: date = date(2024, 1, 1), end: date = date(2024, 1, 31), **kw):
+    return validate(load_spec(mini.close()), start, end, now=NOW, **kw)
+
+
+def cells(result, table: str = "boxscore") -> dict[date, object]:
+    return {c.date: c for c in result.cells if c.table == table}
+
+
+def days(first: date, n: int) -> list[date]:
+    return [first + timedelta(i) for i in range(n)]
+
+
+# --- range rows ------------------------------------------------------------------------------
+
+
+def test_a_failed_range_run_fails_every_expected_date_of_its_range(mini):
+    for d in days(D1, 5):
+        mini.games(d)
+    error = json.dumps([{"error_type": "DependencyError", "error_message": "upstream is 700 days old"}])
+    with_ranges(mini).run("BoxscoreProcessor", D1 + timedelta(4), "failed", range_=(D1, D1 + timedelta(4)), error=error)
+    got = cells(check(mini))
+    assert {d: c.status for d, c in got.items()} == {d: Status.FAILED for d in days(D1, 5)}
+    assert {(c.attempts, c.failures, c.latest_status, c.last_error) for c in got.values()} == {
+        (1, 1, "failed", "DependencyError: upstream is 700 days old")}
+
+
+def test_a_range_run_ending_after_the_range_and_a_crashed_range_run_count_per_date(mini):
+    for d in days(D1, 6):
+        mini.games(d)
+    with_ranges(mini).run("BoxscoreProcessor", D1 + timedelta(40), "success", 2, range_=(D1, D1 + timedelta(40)))
+    mini.run("PropsProcessor", D1 + timedelta(2), "running", range_=(D1, D1 + timedelta(2)),
+             started=datetime(2024, 3, 1))
+    result = check(mini, D1, D1 + timedelta(5))
+    assert {c.status for c in cells(result).values()} == {Status.NO_DATA}  # success, 0 rows, range records not per date
+    props = cells(result, "props")
+    assert [props[d].status for d in days(D1, 6)] == [Status.STALE] * 3 + [Status.NEVER_RAN] * 3
+
+
+def test_a_single_date_retry_after_a_failed_range_decides_that_date_only(mini):
+    for d in days(D1, 3):
+        mini.games(d)
+    with_ranges(mini).run("BoxscoreProcessor", D1 + timedelta(2), "failed", range_=(D1, D1 + timedelta(2)),
+                          started=datetime(2024, 2, 1), error="boom")
+    mini.rows("raw.boxscore", D1, 2).run("BoxscoreProcessor", D1, "success", 2, started=datetime(2024, 2, 2))
+    got = cells(check(mini))
+    assert (got[D1].status, got[D1].attempts, got[D1].failures) == (Status.COMPLETE, 2, 1)
+    assert [got[d].status for d in days(D1 + timedelta(1), 2)] == [Status.FAILED] * 2
+
+
+def test_a_range_longer_than_max_range_days_is_not_searched_beyond_it(mini):
+    mini.games(D1)
+    with_ranges(mini).history_settings("  max_range_days: 10\n")
+    mini.run("BoxscoreProcessor", D1 + timedelta(30), "failed", range_=(D1, D1 + timedelta(30)))
+    assert cells(check(mini, D1, D1))[D1].status is Status.NEVER_RAN
+    sql = next(q.sql for q in check(mini, D1, D1).queries if q.purpose == "run_history")
+    assert "date_range_filter_start" in sql
+
+
+# --- no-data reasons, unmapped statuses --------------------------------------------------------
+
+
+def test_no_data_reasons_turn_a_failure_or_a_skip_into_nothing_to_load(mini):
+    d2, d3, d4, d5 = days(D1 + timedelta(1), 4)
+    for d in days(D1, 5):
+        mini.games(d)
+    mini.history_settings(REASONS)
+    mini.run("BoxscoreProcessor", D1, "failed", failure_category="no_data_available", error='[{"error_message": "no props"}]')
+    mini.run("BoxscoreProcessor", d2, "skipped", skip_reason="no_data")
+    mini.run("BoxscoreProcessor", d3, "failed", failure_category="processing_error", error="boom")
+    mini.run("BoxscoreProcessor", d3, "skipped", skip_reason="already_processed")  # later: no evidence
+    mini.run("BoxscoreProcessor", d4, "skipped", skip_reason="already_processed")
+    mini.run("BoxscoreProcessor", d5, "failed", failure_category="no_data_available")
+    mini.run("BoxscoreProcessor", d5, "failed", failure_category="timeout")
+    got = cells(check(mini))
+    assert [got[d].status for d in (D1, d2, d3, d4, d5)] == [
+        Status.NO_DATA, Status.NO_DATA, Status.FAILED, Status.NEVER_RAN, Status.FAILED]
+    assert (got[D1].failures, got[D1].last_error, got[d3].attempts, got[d3].latest_status) == (0, "no props", 2, "failed")
+
+
+def test_without_no_data_reasons_a_skip_still_means_nothing_to_load(mini):
+    mini.games(D1).run("BoxscoreProcessor", D1, "skipped", skip_reason="already_processed")
+    assert cells(check(mini))[D1].status is Status.NO_DATA
+
+
+def test_unmapped_statuses_are_named_in_a_warning_never_read_as_failed(mini):
+    mini.games(D1).games(D1 + timedelta(1)).games(D1 + timedelta(2))
+    mini.run("BoxscoreProcessor", D1, "SUCCESS")
+    mini.run("BoxscoreProcessor", D1 + timedelta(1), "failed", error="boom")
+    mini.run("BoxscoreProcessor", D1 + timedelta(1), "cancelled")
+    mini.run("PropsProcessor", D1 + timedelta(2), "SUCCESS")
+    result = check(mini)
+    got = cells(result)
+    assert (got[D1].status, got[D1 + timedelta(1)].status) == (Status.NEVER_RAN, Status.FAILED)
+    assert result.unmapped_statuses == {"SUCCESS": 2, "cancelled": 1}
+    (warning,) = [w for w in result.warnings if "does not map" in w]
+    assert "'SUCCESS' (on 2 processor-dates), 'cancelled' (on 1 processor-dates)" in warning
+    assert "run_history.statuses" in warning
+
+
+# --- one latest attempt, never merged ----------------------------------------------------------
+
+
+def test_the_latest_attempt_is_one_run_ties_broken_by_finish_then_run_id(mini):
+    at = datetime(2024, 2, 1, 8)
+    mini.games(D1).games(D1 + timedelta(1))
+    mini.run("BoxscoreProcessor", D1, "failed", started=at, took=timedelta(minutes=9), error="late finish")
+    mini.run("BoxscoreProcessor", D1, "success", started=at, took=timedelta(minutes=3))
+    d2 = D1 + timedelta(1)
+    mini.run("BoxscoreProcessor", d2, "success", started=at, run_id="b")
+    mini.run("BoxscoreProcessor", d2, "failed", started=at, run_id="a", error="smaller run id")
+    got = cells(check(mini))
+    first = got[D1]
+    assert (first.status, first.latest_status, first.latest_seconds, first.latest_started_at, first.attempts) == (
+        Status.FAILED, "failed", 540, at, 2)
+    assert (got[d2].status, got[d2].latest_status, got[d2].latest_seconds) == (Status.NO_DATA, "success", 120)
+
+
+def test_repeated_or_missing_run_ids_never_merge_attempts(mini):
+    mini.games(D1).games(D1 + timedelta(1))
+    mini.run("BoxscoreProcessor", D1, "success", started=datetime(2024, 2, 1), run_id="daily")
+    mini.run("BoxscoreProcessor", D1, "failed", started=datetime(2024, 2, 2), run_id="daily", error="boom")
+    d2 = D1 + timedelta(1)
+    mini.run("BoxscoreProcessor", d2, "success", started=datetime(2024, 2, 1), run_id=None)
+    mini.run("BoxscoreProcessor", d2, "failed", started=datetime(2024, 2, 2), run_id=None, error="boom")
+    mini.run("BoxscoreProcessor", d2, "running", started=datetime(2024, 2, 3), run_id=None)  # a crash
+    got = cells(check(mini))
+    assert (got[D1].status, got[D1].attempts, got[D1].failures) == (Status.FAILED, 2, 1)
+    assert (got[d2].status, got[d2].attempts, got[d2].failures) == (Status.STALE, 3, 1)
+
+
+# --- errors as JSON, REPEATED or text -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["duckdb"])
+@pytest.mark.parametrize("column_type", ["JSON", "STRUCT(error_type VARCHAR, error_message VARCHAR)[]"])
+def test_errors_held_as_json_or_repeated_fields_read_as_messages(mini, column_type):
+    mini.games(D1)
+    mini.con.execute(f"ALTER TABLE ref.run_history ALTER errors TYPE {column_type} USING NULL")
+    mini.run("BoxscoreProcessor", D1, "failed")
+    value = "[{'error_type': 'ReadTimeout', 'error_message': 'read timed out'}]"
+    mini.con.execute(f"UPDATE ref.run_history SET errors = {value if 'STRUCT' in column_type else repr(value.replace(chr(39), chr(34)))}::{column_type} WHERE status = 'failed'")
+    assert cells(check(mini))[D1].last_error == "ReadTimeout: read timed out"
+
+
+# --- the same verdict on every machine, and no silent green ------------------------------------
+
+
+def test_the_same_warehouse_gives_the_same_cells_in_every_time_zone(tmp_path):
+    mini = MiniWarehouse(tmp_path)
+    for d in days(D1, 3):
+        mini.games(d)
+    # Timestamps with a zone, near midnight UTC: read in Los Angeles they fall on the day before.
+    mini.con.execute("ALTER TABLE raw.boxscore ALTER game_date TYPE TIMESTAMPTZ")
+    mini.con.execute("ALTER TABLE ref.run_history ALTER started_at TYPE TIMESTAMPTZ")
+    mini.con.execute("ALTER TABLE ref.run_history ALTER processed_at TYPE TIMESTAMPTZ")
+    mini.con.execute("INSERT INTO raw.boxscore VALUES ('2024-01-10 01:30:00+00', 'a'), ('2024-01-10 02:30:00+00', 'b')")
+    mini.run("PropsProcessor", D1 + timedelta(1), "running", started=datetime(2024, 4, 10, 6, 30))
+    spec = mini.close()
+    outputs = []
+    for zone in ("UTC", "America/Los_Angeles"):
+        result = subprocess.run([*CLI, "validate", "--spec", str(spec), "--start", "2024-01-10", "--end", "2024-01-12",
+                                 "--now", "2024-04-10T12:00:00", "--format", "json"],
+                                capture_output=True, text=True, env={**os.environ, "TZ": zone}, timeout=120)
+        assert result.returncode == 1, result.stderr
+        outputs.append(json.loads(result.stdout)["cells"])
+    assert outputs[0] == outputs[1]
+    by_key = {(c["table"], c["date"]): c["status"] for c in outputs[0]}
+    assert by_key[("boxscore", "2024-01-10")] == "complete"
+    assert by_key[("props", "2024-01-11")] == "running"  # started 5.5 h before now: not yet stale
+
+
+def test_a_range_without_expected_dates_is_refused_naming_the_seasons(mini):
+    mini.games(D1)
+    spec = mini.close()
+    with pytest.raises(InputError, match=r"no expected dates from 2023-01-01 to 2023-01-31.*outside every season.*"
+                                         r"s1 \(2024-01-01 \.\. 2024-01-31\), s2"):
+        validate(load_spec(spec), date(2023, 1, 1), date(2023, 1, 31), now=NOW)
+    result = subprocess.run([*CLI, "validate", "--spec", str(spec), "--start", "2024-03-01", "--end", "2024-03-31"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "has no games matching calendar.filter" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_range_reaching_past_the_last_season_warns(mini):
+    mini.games(D1)
+    result = check(mini, date(2023, 12, 1), date(2024, 5, 1))
+    assert any("before the first season the calendar knows (s1, from 2024-01-01)" in w for w in result.warnings)
+    assert any("after the last season the calendar knows (s2, to 2024-03-31)" in w for w in result.warnings)
+    assert not check(mini, date(2024, 1, 1), date(2024, 3, 31)).warnings
