@@ -815,9 +815,11 @@ def refuse_placeholder_jobs(argvs: Iterable[tuple[str, Sequence[str]]], where: s
 class Difference:
     field: str
     message: str
+    note: bool = False  # worth knowing, not wrong: e.g. a processor that has simply never run yet
 
     def __str__(self) -> str:
-        return f"{self.field}: {self.message}" if self.field else self.message
+        text = f"{self.field}: {self.message}" if self.field else self.message
+        return f"note: {text}" if self.note else text
 
 
 def diff_spec(spec: Any, draft: Draft) -> list[Difference]:
@@ -839,6 +841,10 @@ def diff_spec(spec: Any, draft: Draft) -> list[Difference]:
         if t.processor not in seen_processors:
             close = get_close_matches(t.processor, sorted(seen_processors), n=1, cutoff=0.6)
             d = drafted.get(t.table)
+            if d is not None and d.processor == t.processor:  # the convention's name: it has not run yet
+                out.append(Difference(f"{where}.processor", f"{t.processor!r} has no run in the run history yet "
+                                      "(the name follows the naming convention of the others)", note=True))
+                continue
             hint = f"; the warehouse suggests {d.processor} ({d.processor_evidence})" if d and d.processor else ""
             hint = hint or (f"; did you mean {close[0]}?" if close else "")
             out.append(Difference(f"{where}.processor", f"{t.processor!r} never appears in the run history{hint}"))
