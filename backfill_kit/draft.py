@@ -395,8 +395,9 @@ def _map_statuses(counts: Counter[str]) -> tuple[dict[str, list[str]], list[str]
             unmapped.append(value)
         else:
             mapped[key].append(value)
-    for key in mapped:  # the spec needs a value in each list; the default stands for none seen
-        mapped[key] = mapped[key] or [key]
+    upper = bool(counts) and all(v == v.upper() for v in counts)
+    for key in mapped:  # the spec needs a value in each list; the default, in the values' case, for none seen
+        mapped[key] = mapped[key] or [key.upper() if upper else key]
     return mapped, unmapped
 
 
