@@ -80,8 +80,12 @@ class Catalog(Protocol):
         """Rows per date of each (table, date column); None where it cannot be had cheaply."""
         ...
 
+    def qualified(self, table: str) -> str:
+        """A spec's `dataset.table` as this warehouse's queries name it."""
+        ...
+
     def query(self, purpose: str, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """A read-only query on the run history (table names as the spec writes them)."""
+        """A read-only query on the run history."""
         ...
 
     def close(self) -> None: ...
@@ -117,6 +121,9 @@ class DuckDBCatalog:
         for k, d, n in found:
             out[k][d] = n  # type: ignore[index]
         return out
+
+    def qualified(self, table: str) -> str:
+        return table
 
     def query(self, purpose: str, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         return self._wh._run(purpose, sql, params)
@@ -171,6 +178,9 @@ class BigQueryCatalog:
         for k, d, n in found:
             out[by_metadata[k]][d] = n  # type: ignore[index]
         return out
+
+    def qualified(self, table: str) -> str:
+        return str(self._wh.qualified(table))
 
     def query(self, purpose: str, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         return self._wh._run(purpose, sql, params, tables=1)

@@ -261,7 +261,7 @@ class _RH:
 
     @property
     def source(self) -> str:
-        return self.catalog.dialect.ident(self.table)
+        return self.catalog.dialect.ident(self.catalog.qualified(self.table))
 
 
 def _profile(rh: _RH) -> list[tuple[Any, ...]]:
