@@ -269,14 +269,16 @@ def _profile(rh: _RH) -> list[tuple[Any, ...]]:
     keys = ["processor", "status"] + [k for k in ("phase", "output_dataset", "output_table") if k in rh.cols]
     select = ", ".join(rh.text(k) for k in keys)
     by = ", ".join(str(i) for i in range(1, len(keys) + 1))
-    sql = (f"SELECT {select}, COUNT(*) AS n FROM {rh.source} WHERE {rh.where()} GROUP BY {by}")
+    started = rh.ident("started_at")
+    minute = f"EXTRACT(HOUR FROM {started}) * 60 + EXTRACT(MINUTE FROM {started})"  # UTC time of day
+    sql = (f"SELECT {select}, COUNT(*) AS n, AVG({minute}) AS minute FROM {rh.source} WHERE {rh.where()} GROUP BY {by}")
     rows = rh.run("draft: run-history profile", sql)
     width = len(keys)
     padded = []
     for row in rows:
         values = dict(zip(keys, row[:width], strict=True))
         padded.append((values["processor"], values["status"], values.get("phase"), values.get("output_dataset"),
-                       values.get("output_table"), int(row[width])))
+                       values.get("output_table"), int(row[width]), float(row[width + 1] or 0)))
     return padded
 
 
@@ -351,7 +353,7 @@ def draft_spec(
     rh = _RH(catalog, rh_table.name, {**cols, **extras}, window)
     profile = _profile(rh)
     status_counts = Counter[str]()
-    for _, status, *_rest, n in profile:
+    for _, status, *_rest, n, _minute in profile:
         status_counts[status] += n
     statuses, unmapped = _map_statuses(status_counts)
     reason_cols = [c.name for c in rh_table.columns if c.kind == "text" and c.name not in rh.cols.values()
@@ -382,7 +384,7 @@ def draft_spec(
     )
     used = {t.processor for t in tables if t.processor}
     return Draft(name=name, source=catalog.description, warehouse=warehouse, calendar=calendar,
-                 run_history=run_history, phases=_phases(tables), left_out=left_out,
+                 run_history=run_history, phases=_phases(tables, processors), left_out=left_out,
                  processors_unmatched=sorted(set(processors) - used), catalog={t.name: t for t in all_tables})
 
 
@@ -449,13 +451,19 @@ class _Processor:
     runs: int
     phases: Counter[str]
     outputs: Counter[str]
+    minutes: float = 0.0  # sum over runs of the UTC minute of the day they started
+
+    @property
+    def start_minute(self) -> float:
+        return self.minutes / self.runs if self.runs else 0.0
 
 
 def _processor_facts(profile: Iterable[tuple[Any, ...]]) -> dict[str, _Processor]:
     out: dict[str, _Processor] = {}
-    for processor, _status, phase, out_dataset, out_table, n in profile:
+    for processor, _status, phase, out_dataset, out_table, n, minute in profile:
         p = out.setdefault(processor, _Processor(processor, 0, Counter(), Counter()))
         p.runs += n
+        p.minutes += minute * n
         if phase:
             p.phases[phase] += n
         if out_table:
@@ -575,19 +583,24 @@ def _assign_dependencies(tables: list[DraftTable], upstream: dict[str, Counter[s
             t.depends_evidence += f"; not drafted tables: {', '.join(unknown)}"
 
 
-def _phases(tables: list[DraftTable]) -> list[DraftPhase]:
+def _phases(tables: list[DraftTable], processors: dict[str, _Processor]) -> list[DraftPhase]:
     groups: dict[str, list[DraftTable]] = {}
     for t in tables:
         groups.setdefault(t.phase, []).append(t)
     of = {t.id: t.phase for t in tables}
     for t in tables:  # a dependency on a later phase's table cannot be kept
         t.depends_on = [d for d in t.depends_on if _rank(of[d], of, tables) <= _rank(t.phase, of, tables)]
+
+    def start(phase: str) -> float:  # upstream runs start earlier in the day: the last tie-breaker
+        ran = [processors[t.processor] for t in groups[phase] if t.processor in processors]
+        return sum(p.start_minute for p in ran) / len(ran) if ran else 24 * 60
+
     order = sorted(groups, key=lambda p: (_phase_number(p) if _phase_number(p) is not None else 10**6,
-                                          _rank(p, of, tables), p))
+                                          _rank(p, of, tables), start(p), p))
     out = []
     for value in order:
         members = groups[value]
-        phase = DraftPhase(phase_label(value), _phase_evidence(value, members), members)
+        phase = DraftPhase(phase_label(value), _phase_evidence(value, members, start(value)), members)
         inner = {t.id for t in members}
         if any(d in inner for t in members for d in t.depends_on):
             phase.mode, phase.mode_evidence = "sequential", "its tables depend on each other: run in this order"
@@ -596,10 +609,11 @@ def _phases(tables: list[DraftTable]) -> list[DraftPhase]:
     return out
 
 
-def _phase_evidence(value: str, members: list[DraftTable]) -> str:
+def _phase_evidence(value: str, members: list[DraftTable], start_minute: float) -> str:
     if any(t.phase_evidence.startswith("phase column") for t in members):
         return f"the run history's phase {value}"
-    return f"GUESS: dataset {value}; order the phases upstream first"
+    when = f", its runs start at {int(start_minute) // 60:02d}:{int(start_minute) % 60:02d} UTC on average" if start_minute < 24 * 60 else ""
+    return f"GUESS: dataset {value}{when}; order the phases upstream first"
 
 
 def _rank(phase: str, of: dict[str, str], tables: list[DraftTable], seen: frozenset[str] = frozenset()) -> int:

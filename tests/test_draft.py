@@ -292,7 +292,8 @@ def test_a_second_pipeline_with_other_conventions_is_drafted_right_and_its_gaps_
     assert re.search(r"date_column: refund_date +# most distinct dates \(\d+\); also settled_at", text)
     assert re.search(r"processor: revenue_rollup +# records = the table's rows", text)
     # What the warehouse cannot tell is marked: phases by dataset, no dependencies, an unmapped state.
-    assert re.search(r"- name: marts +# GUESS: dataset marts", text)
+    assert re.search(r"- name: marts +# GUESS: dataset marts, its runs start at 07:\d\d UTC on average", text)
+    assert [p.name for p in drafted.phases] == ["raw", "ref", "marts"]  # by when their runs start
     assert text.count("# depends_on: TODO: no upstream checks recorded") == 4
     assert "# TODO statuses never mapped (a run with one reads as 'other'): ABANDONED" in text
     share, _ = agreement(validate(truth, *SHOP_SEASONS[0][:1], SHOP_SEASONS[1][1], now=NOW),
