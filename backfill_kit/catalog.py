@@ -213,4 +213,5 @@ def open_bigquery_catalog(project: str, *, location: str | None = None, dataset_
 
     client = connect(project, location, credentials_file)
     return BigQueryCatalog(BigQueryWarehouse(client, location=location, dataset_prefix=dataset_prefix,
-                                             maximum_bytes_billed=maximum_bytes_billed, spec_file="spec draft"))
+                                             maximum_bytes_billed=maximum_bytes_billed,
+                                             spec_file="the draft's options (--maximum-bytes-billed)"))

@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from backfill_kit.catalog import open_duckdb_catalog
 from backfill_kit.cli import cli
 from backfill_kit.demo import init_demo
-from backfill_kit.draft import draft_spec, render_draft
+from backfill_kit.draft import draft_spec
 from backfill_kit.spec import PipelineSpec, load_spec
 from backfill_kit.validation import Validation, validate
 
@@ -350,42 +350,51 @@ def _comment(text: str, processor: str) -> str:
 # --- the BigQuery emulator ------------------------------------------------------------------
 
 SLICE = (date(2024, 10, 22), date(2024, 11, 12))
+WINDOW = ("--start", str(SLICE[0]), "--end", str(SLICE[1]))
 
 
-@pytest.fixture
-def bigquery_demo(demo: Path, bigquery_emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+@pytest.fixture(scope="module", params=["demo", "production_shaped"])
+def on_bigquery(request: pytest.FixtureRequest, bigquery_emulator) -> Iterator[tuple[Path, str]]:
+    """The demo (as it is, and with production's run-history columns) loaded into the emulator:
+    the DuckDB file and the BigQuery project."""
     from backfill_kit.demo.load import load_demo
 
-    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", bigquery_emulator.url)
-    project = bigquery_emulator.new_project()
-    load_demo(demo, project, dataset_prefix="demo_", start=SLICE[0], end=SLICE[1])
-    yield project
+    duck = request.getfixturevalue(request.param)
+    directory = duck if duck.is_dir() else duck.parent
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BIGQUERY_EMULATOR_HOST", bigquery_emulator.url)
+        project = bigquery_emulator.new_project()
+        load_demo(directory, project, dataset_prefix="demo_", start=SLICE[0], end=SLICE[1])
+        yield directory / "nba_props.duckdb", project
 
 
-def test_drafting_from_bigquery_gives_the_same_spec_as_from_duckdb(demo: Path, bigquery_demo: str, bigquery_emulator, tmp_path: Path):
-    window = ("--start", str(SLICE[0]), "--end", str(SLICE[1]))
-    jobs_before = len(bigquery_emulator.query_jobs(bigquery_demo))
-    on_bq = invoke("spec", "draft", "--bigquery", bigquery_demo, "--dataset-prefix", "demo_", *window,
+def test_drafting_from_bigquery_gives_the_same_spec_as_from_duckdb(on_bigquery: tuple[Path, str], bigquery_emulator, tmp_path: Path):
+    duck_file, project = on_bigquery
+    jobs_before = len(bigquery_emulator.query_jobs(project))
+    on_bq = invoke("spec", "draft", "--bigquery", project, "--dataset-prefix", "demo_", *WINDOW,
                    "--out", str(tmp_path / "bq.yaml"), "--name", "nba_props")
     assert on_bq.exit_code == 0, on_bq.output
-    on_duck = invoke("spec", "draft", "--duckdb", str(demo / "nba_props.duckdb"), *window,
-                     "--out", str(tmp_path / "duck.yaml"), "--name", "nba_props")
+    on_duck = invoke("spec", "draft", "--duckdb", str(duck_file), *WINDOW, "--out", str(tmp_path / "duck.yaml"), "--name", "nba_props")
     assert on_duck.exit_code == 0, on_duck.output
     bq, duck = load_spec(tmp_path / "bq.yaml"), load_spec(tmp_path / "duck.yaml")
     assert bq.model_dump(exclude={"warehouse"}) == duck.model_dump(exclude={"warehouse"})
     assert bq.warehouse.backend == "bigquery" and bq.warehouse.dataset_prefix == "demo_"
     text = (tmp_path / "bq.yaml").read_text()
     assert re.search(r"date_column: report_date +# the table's day-partitioning field", text)
+    if duck_file.parent.name.startswith("production"):  # upstream checks read from JSON on BigQuery too
+        assert bq.table("player_game_summary").depends_on == ("nbac_gamebook_player_stats",)
     # Metadata and the run history only: every query job reads the run history or partition metadata.
-    jobs = bigquery_emulator.query_jobs(bigquery_demo)[jobs_before:]
+    jobs = bigquery_emulator.query_jobs(project)[jobs_before:]
     assert jobs and all("processor_run_history" in j.query or "INFORMATION_SCHEMA.PARTITIONS" in j.query for j in jobs)
 
 
-def test_render_is_stable_for_the_same_draft(demo: Path):
-    catalog = open_duckdb_catalog(demo / "nba_props.duckdb")
-    try:
-        d = draft_spec(catalog, warehouse={"backend": "duckdb", "path": "nba_props.duckdb"}, start=SLICE[0], end=SLICE[1])
-    finally:
-        catalog.close()
-    first, second = render_draft(d), render_draft(d)
-    assert first.splitlines()[1:] == second.splitlines()[1:]
+def test_the_bytes_ceiling_refuses_a_costly_draft_before_any_query_runs(on_bigquery: tuple[Path, str], bigquery_emulator, tmp_path: Path):
+    _, project = on_bigquery
+    jobs_before = len(bigquery_emulator.query_jobs(project))
+    result = invoke("spec", "draft", "--bigquery", project, "--dataset-prefix", "demo_", *WINDOW,
+                    "--maximum-bytes-billed", "1000", "--out", str(tmp_path / "bq.yaml"))
+    assert result.exit_code == 2
+    assert "would bill about" in result.output and "--maximum-bytes-billed" in result.output
+    assert len(bigquery_emulator.query_jobs(project)) == jobs_before
+    assert not (tmp_path / "bq.yaml").exists()
+
