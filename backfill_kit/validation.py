@@ -491,19 +491,19 @@ def _table_cells(
             covered = fallback.id
         evidence = no_run if run is None else (
             run.attempts, run.failures, run.latest_status, run.latest_started_at, run.latest_seconds,
-            error_text(run.last_error),
+            run.last_error and error_text(run.last_error),
         )
         yield new(Cell, (tid, pname, d, day.season, status, n, need, *evidence, covered, warned.get(d, ())))
 
 
-def _error_reader() -> Callable[[str | None], str | None]:
+def _error_reader() -> Callable[[str], str | None]:
     """The readable message of an error column value, remembered: a range run's error is read
     once for all the dates it covers."""
     from .coverage import readable_error  # it imports Cell from here
 
     @lru_cache(maxsize=4096)
-    def read(raw: str | None) -> str | None:
-        return readable_error(raw, ERROR_LIMIT) if raw else None
+    def read(raw: str) -> str | None:
+        return readable_error(raw, ERROR_LIMIT)
 
     return read
 

@@ -225,3 +225,152 @@ def test_a_range_reaching_past_the_last_season_warns(mini):
     assert any("before the first season the calendar knows (s1, from 2024-01-01)" in w for w in result.warnings)
     assert any("after the last season the calendar knows (s2, to 2024-03-31)" in w for w in result.warnings)
     assert not check(mini, date(2024, 1, 1), date(2024, 3, 31)).warnings
+
+
+# --- a warehouse shaped like production -------------------------------------------------------
+
+PRODUCTION_HISTORY = """processor_name VARCHAR, run_id VARCHAR, phase VARCHAR, output_dataset VARCHAR,
+    output_table VARCHAR, data_date DATE, date_range_filter_start DATE, date_range_filter_end DATE,
+    status VARCHAR, started_at TIMESTAMPTZ, processed_at TIMESTAMPTZ, duration_seconds DOUBLE,
+    records_processed BIGINT, records_created BIGINT, records_updated BIGINT, records_skipped BIGINT,
+    errors JSON, warnings JSON, summary JSON, failure_category VARCHAR, skipped BOOLEAN, skip_reason VARCHAR,
+    retry_attempt BIGINT, backfill_mode BOOLEAN, force_reprocess BOOLEAN, test_mode BOOLEAN,
+    trigger_source VARCHAR, parent_processor VARCHAR, upstream_dependencies JSON, missing_dependencies JSON"""
+
+PRODUCTION_SPEC = """\
+name: production_shaped
+warehouse: {backend: duckdb, path: prod.duckdb}
+date_column: game_date
+calendar:
+  table: nba_raw.nbac_schedule
+  game_id_column: game_id
+  filter: "game_status = 3"
+  seasons: [{name: 2023-24, start: 2023-10-24, end: 2024-06-17}]
+run_history:
+  table: nba_reference.processor_run_history
+  columns: {processor: processor_name, date: data_date, status: status, started_at: started_at,
+            finished_at: processed_at, records: records_processed, error: errors, run_id: run_id,
+            range_start: date_range_filter_start, range_end: date_range_filter_end}
+  statuses: {running: [running], success: [success, partial], failed: [failed], skipped: [skipped]}
+  no_data_reasons: {failure_category: [no_data_available], skip_reason: [no_data]}
+  max_range_days: 31
+job_defaults:
+  argv: ["{python}", "-c", "pass", "{start}", "{end}"]
+  skip_downstream: {args: ["--skip-downstream-trigger"]}
+phases:
+  - name: raw
+    tables:
+      - {id: odds, table: nba_raw.odds_api_player_points_props, processor: OddsApiPropsProcessor}
+      - {id: pbp, table: nba_raw.nbac_play_by_play, processor: NbacPlayByPlayProcessor}
+  - name: analytics
+    tables:
+      - {id: pgs, table: nba_analytics.player_game_summary, processor: PlayerGameSummaryProcessor}
+"""
+
+
+class ProductionHistory:
+    """Writes runs the way production's processors do: `running`, then the final row."""
+
+    def __init__(self, con) -> None:
+        self.con, self.n = con, 0
+
+    def run(self, processor: str, d: date, status: str, *, records: int = 0, error: tuple[str, str] | None = None,
+            category: str | None = None, skip: str | None = None, range_: tuple[date, date] | None = None,
+            started: datetime | None = None) -> None:
+        self.n += 1
+        started = started or datetime(2025, 11, 20, 1, 0) + timedelta(minutes=self.n)
+        errors = json.dumps([{"error_type": error[0], "error_message": error[1], "timestamp": started.isoformat()}]
+                            if error else [])
+        first, last = range_ or (None, None)
+        row = ("INSERT INTO nba_reference.processor_run_history (processor_name, run_id, phase, data_date, "
+               "date_range_filter_start, date_range_filter_end, status, started_at, processed_at, duration_seconds, "
+               "records_processed, errors, failure_category, skipped, skip_reason, retry_attempt, backfill_mode, "
+               "trigger_source) VALUES (?, ?, 'phase_x', ?, ?, ?, ?, ?::TIMESTAMPTZ, ?::TIMESTAMPTZ, ?, ?, ?::JSON, ?, ?, ?, 1, TRUE, 'manual')")
+        run_id = f"{processor}_{d:%Y%m%d}_{self.n:08x}"
+        at = f"{started.isoformat()}+00:00"
+        self.con.execute(row, [processor, run_id, d, first, last, "running", at, None, None, None, "[]", None, False, None])
+        if status != "running":
+            done = f"{(started + timedelta(seconds=75)).isoformat()}+00:00"
+            self.con.execute(row, [processor, run_id, d, first, last, status, at, done, 75.0, records, errors, category,
+                                   status == "skipped", skip])
+
+
+def production_warehouse(directory):
+    import duckdb
+
+    path = directory / "prod.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("SET TimeZone = 'UTC'")
+    for schema in ("nba_raw", "nba_analytics", "nba_reference"):
+        con.execute(f"CREATE SCHEMA {schema}")
+    con.execute("CREATE TABLE nba_raw.nbac_schedule (game_id VARCHAR, game_date DATE, game_status BIGINT)")
+    for table in ("nba_raw.odds_api_player_points_props", "nba_raw.nbac_play_by_play", "nba_analytics.player_game_summary"):
+        con.execute(f"CREATE TABLE {table} (game_date DATE, player_lookup VARCHAR)")
+    con.execute(f"CREATE TABLE nba_reference.processor_run_history ({PRODUCTION_HISTORY})")
+    (directory / "prod.yaml").write_text(PRODUCTION_SPEC)
+    return con, path
+
+
+def copy_to_emulator(directory, con, request, monkeypatch) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from backfill_kit.demo.load import copy_table, with_warehouse
+    from backfill_kit.warehouse.bigquery import BigQueryWarehouse
+
+    emulator = request.getfixturevalue("bigquery_emulator")
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", emulator.url)
+    project = emulator.new_project()
+    wh = BigQueryWarehouse(emulator.client(project))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in ("nba_raw.nbac_schedule", "nba_raw.odds_api_player_points_props", "nba_raw.nbac_play_by_play",
+                         "nba_analytics.player_game_summary", "nba_reference.processor_run_history"):
+                partition = "data_date" if name.startswith("nba_reference") else "game_date"
+                copy_table(con, wh, name, Path(tmp), partition_column=partition)
+    finally:
+        wh.close()
+    spec = directory / "prod.yaml"
+    spec.write_text(with_warehouse(PRODUCTION_SPEC, ["backend: bigquery", f"project: {project}"]))
+
+
+def test_a_warehouse_shaped_like_production_reads_right(tmp_path, backend, request, monkeypatch):
+    con, _ = production_warehouse(tmp_path)
+    d = [date(2024, 1, 8) + timedelta(i) for i in range(7)]
+    for day in d:
+        con.execute("INSERT INTO nba_raw.nbac_schedule VALUES (?, ?, 3), (?, ?, 3)", [f"{day}-1", day, f"{day}-2", day])
+    con.execute("INSERT INTO nba_raw.odds_api_player_points_props VALUES (?, 'x')", [d[0]])
+    con.execute("INSERT INTO nba_analytics.player_game_summary VALUES (?, 'x')", [d[5]])
+    h = ProductionHistory(con)
+    h.run("OddsApiPropsProcessor", d[0], "success", records=1)
+    h.run("OddsApiPropsProcessor", d[1], "failed", category="no_data_available",
+          error=("NoDataAvailableError", "no props for the date"))
+    h.run("OddsApiPropsProcessor", d[2], "failed", category="timeout", error=("TimeoutError", "read timed out"))
+    h.run("OddsApiPropsProcessor", d[3], "skipped", skip="already_processed")
+    h.run("OddsApiPropsProcessor", d[4], "SUCCESS")
+    h.run("NbacPlayByPlayProcessor", d[0], "running", started=datetime(2025, 11, 1))  # crashed
+    h.run("NbacPlayByPlayProcessor", d[1], "skipped", skip="no_data")
+    # Phase 3 range runs: one row for the whole range, dated at its end; the second ends after the range.
+    h.run("PlayerGameSummaryProcessor", d[4], "failed", category="upstream_failure", range_=(d[0], d[4]),
+          error=("DependencyError", "nba_raw.nbac_gamebook_player_stats is 700 days old"))
+    h.run("PlayerGameSummaryProcessor", d[6] + timedelta(10), "success", records=280, range_=(d[5], d[6] + timedelta(10)))
+    if backend == "bigquery":
+        copy_to_emulator(tmp_path, con, request, monkeypatch)
+    con.close()
+    result = validate(load_spec(tmp_path / "prod.yaml"), d[0], d[-1], now=datetime(2025, 11, 30))
+    got = {(c.table, (c.date - d[0]).days): (str(c.status), c.last_error) for c in result.cells}
+    assert got == {
+        ("odds", 0): ("complete", None), ("odds", 1): ("no_data", "NoDataAvailableError: no props for the date"),
+        ("odds", 2): ("failed", "TimeoutError: read timed out"), ("odds", 3): ("never_ran", None),
+        ("odds", 4): ("never_ran", None), ("odds", 5): ("never_ran", None), ("odds", 6): ("never_ran", None),
+        ("pbp", 0): ("stale", None), ("pbp", 1): ("no_data", None),
+        **{("pbp", i): ("never_ran", None) for i in range(2, 7)},
+        **{("pgs", i): ("failed", "DependencyError: nba_raw.nbac_gamebook_player_stats is 700 days old")
+           for i in range(5)},
+        ("pgs", 5): ("complete", None), ("pgs", 6): ("no_data", None),
+    }
+    assert result.unmapped_statuses == {"SUCCESS": 1}
+    assert result.run_history["no_data_reasons"] == {"failure_category no_data_available": 1, "skip_reason no_data": 1}
+    assert result.run_history["dates_from_range_runs"] == 7
+    stale = next(c for c in result.cells if c.table == "pbp" and c.date == d[0])
+    assert stale.latest_started_at == datetime(2025, 11, 1)  # UTC, naive, on every backend

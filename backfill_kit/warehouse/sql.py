@@ -76,22 +76,20 @@ def coverage_sql(d: Dialect, targets: Sequence[CoverageTarget]) -> str:
     return "\nUNION ALL\n".join(parts)
 
 
-# Error values that say "no error": empty text, an empty JSON list, JSON null, each possibly
-# JSON-encoded once more (a text column holding JSON, read through `json_text`).
-_NO_ERROR = "('', '[]', 'null', '{}', '\"\"', '\"[]\"', '\"null\"')"
-
-
 def run_history_params(r: RunHistoryRequest, processors: Sequence[str], start: date, end: date) -> dict[str, object]:
     """The parameters of `run_history_sql` and `recent_runs_sql`, the same on every backend.
 
-    `start`/`stop` bound the scan of the date column (half-open), widened by max_range_days
-    when rows can stand for a range; `first_day`/`last_day` are the dates asked about."""
-    widen = timedelta(days=r.max_range_days if r.range_start or r.range_end else 0)
+    `start`/`stop` bound the scan of the date column (half-open); when rows can stand for a
+    range, they are widened by max_range_days, and `first_day`/`last_day` (DATE) are the dates
+    asked about."""
     params: dict[str, object] = {
-        "start": _shift(start, -widen), "stop": _shift(end, widen + timedelta(days=1)),
-        "first_day": start, "last_day": end, "processors": list(processors),
+        "start": start, "stop": _shift(end, timedelta(days=1)), "processors": list(processors),
         "running": list(r.running), "success": list(r.success), "failed": list(r.failed), "skipped": list(r.skipped),
     }
+    if r.range_start or r.range_end:
+        widen = timedelta(days=r.max_range_days)
+        params |= {"start": _shift(start, -widen), "stop": _shift(end, widen + timedelta(days=1)),
+                   "first_day": start, "last_day": end}
     params.update({f"no_data_{i}": list(values) for i, (_, values) in enumerate(r.no_data_reasons)})
     return params
 
@@ -128,11 +126,11 @@ def _history_rows(d: Dialect, r: RunHistoryRequest) -> str:
         f"WHEN {d.contains('failed', status)} THEN 'failed' "
         f"WHEN {d.contains('skipped', status)} THEN {skip} ELSE 'other' END"
     )
-    error = d.json_text.format(ident(r.error)) if r.error else f"CAST(NULL AS {text})"
+    error = ident(r.error) if r.error else f"CAST(NULL AS {text})"  # as stored: made text once picked
     run_id = f"CAST({ident(r.run_id)} AS {text})" if r.run_id else f"CAST(NULL AS {text})"
     return f"""SELECT CAST({ident(r.processor)} AS {text}) AS processor, {first} AS first_d, {last} AS last_d,
     {category} AS category, CAST({status} AS {text}) AS status, {reason} AS reason,
-    {ident(r.started_at)} AS started_at, {ident(r.finished_at)} AS finished_at,
+    CAST({ident(r.started_at)} AS TIMESTAMP) AS started_at, CAST({ident(r.finished_at)} AS TIMESTAMP) AS finished_at,
     CAST({ident(r.records)} AS {d.int_type}) AS records, {error} AS error, {run_id} AS run_id
   FROM {ident(r.table)}
   WHERE {_date_range(d, r.date)} AND {d.contains('processors', ident(r.processor))}"""
@@ -140,26 +138,37 @@ def _history_rows(d: Dialect, r: RunHistoryRequest) -> str:
 
 def _attempts(d: Dialect, r: RunHistoryRequest) -> str:
     """CTEs ending in `attempts`: one row per attempt and date it covers, inside the dates
-    asked about. A final row is an attempt; a `running` row is one only when no final row of
-    the same processor, range, run id (NULL pairs with NULL) and start pairs with it, so
-    repeated or missing run ids never merge distinct attempts."""
-    days = d.date_array.format(a=f"GREATEST(first_d, {d.p('first_day')})", b=f"LEAST(last_d, {d.p('last_day')})")
+    asked about. An attempt is the rows of one processor, range, run id (NULL pairs with NULL)
+    and start: a `running` row and its final row. Runs that share a run id but not a start,
+    or have no run id, are never merged. One GROUP BY, no window: the cheapest pairing."""
+    if r.range_start or r.range_end:
+        # Only range rows pay for the expansion; a single-date row keeps its date when asked about.
+        days = d.date_array.format(a=f"GREATEST(first_d, {d.p('first_day')})", b=f"LEAST(last_d, {d.p('last_day')})")
+        covered = (f"(SELECT *, first_d AS on_date FROM paired WHERE first_d = last_d "
+                   f"AND first_d >= {d.p('first_day')} AND first_d <= {d.p('last_day')}\n"
+                   f"   UNION ALL\n   SELECT paired.*, on_date FROM paired, UNNEST({days}) AS on_date "
+                   f"WHERE first_d <> last_d) AS covered")
+    else:  # every row covers its own date, already inside the scan
+        covered = "(SELECT *, first_d AS on_date FROM paired) AS covered"
     seconds = d.seconds_between.format(a="started_at", b="finished_at")
+    final = "category <> 'running'"
     return f"""rh AS (
   {_history_rows(d, r)}
 ),
 paired AS (
-  SELECT *, SUM(CASE WHEN category <> 'running' THEN 1 ELSE 0 END)
-    OVER (PARTITION BY processor, first_d, last_d, run_id, started_at) AS finals
+  SELECT processor, first_d, last_d, run_id, started_at,
+    COALESCE(MAX(CASE WHEN {final} THEN category END), 'running') AS category,
+    COALESCE(MAX(CASE WHEN {final} THEN status END), MAX(status)) AS status,
+    MAX(CASE WHEN {final} THEN reason END) AS reason, MAX(finished_at) AS finished_at,
+    MAX(CASE WHEN {final} THEN records END) AS records,
+    MAX_BY(error, CASE WHEN {final} AND error IS NOT NULL THEN finished_at END) AS error
   FROM rh
+  GROUP BY processor, first_d, last_d, run_id, started_at
 ),
 attempts AS (
   SELECT processor, on_date, category, status, reason, first_d <> last_d AS from_range, started_at, finished_at,
-    {seconds} AS seconds, run_id,
-    CASE WHEN first_d = last_d THEN records END AS records,
-    CASE WHEN error NOT IN {_NO_ERROR} THEN error END AS error
-  FROM paired, UNNEST({days}) AS on_date
-  WHERE category <> 'running' OR finals = 0
+    {seconds} AS seconds, run_id, CASE WHEN first_d = last_d THEN records END AS records, error
+  FROM {covered}
 )"""
 
 
@@ -174,15 +183,12 @@ def run_history_sql(d: Dialect, r: RunHistoryRequest) -> str:
 
     A range row counts on every date of its range inside the dates asked about. The latest
     attempt and the last error are each picked by a total order, so that two runs started at
-    the same moment give the same answer every time.
+    the same moment give the same answer every time. Also: the no-data reason of the latest
+    attempt (when it had nothing to load) and how many attempts were range runs.
     """
-    text = d.text_type
     return f"""WITH {_attempts(d, r)},
 ranked AS (
-  SELECT *,
-    ROW_NUMBER() OVER (PARTITION BY processor, on_date ORDER BY {_LATEST}) AS nth,
-    ROW_NUMBER() OVER (PARTITION BY processor, on_date
-                       ORDER BY CASE WHEN error IS NULL THEN 0 ELSE 1 END DESC, {_LATEST}) AS nth_error
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY processor, on_date ORDER BY {_LATEST}) AS nth
   FROM attempts
 )
 SELECT processor, on_date AS d,
@@ -193,7 +199,8 @@ SELECT processor, on_date AS d,
   MAX(CASE WHEN nth = 1 THEN started_at END) AS latest_started_at,
   MAX(CASE WHEN nth = 1 THEN seconds END) AS latest_seconds,
   MAX(CASE WHEN category = 'success' THEN records END) AS best_success_records,
-  MAX(CASE WHEN nth_error = 1 THEN error END) AS last_error,
+  {d.json_text.format(f"MIN_BY(error, CASE WHEN category IN ('failed', 'no_data') AND error IS NOT NULL THEN nth END)")}
+    AS last_error,  -- of the latest failure or no-data attempt (nth is unique: one pick)
   STRING_AGG(DISTINCT CASE WHEN category = 'other' THEN COALESCE(status, '(no status)') END, '|') AS unmapped_statuses,
   MAX(CASE WHEN nth = 1 AND category = 'no_data' THEN reason END) AS latest_reason,
   CAST(SUM(CASE WHEN from_range THEN 1 ELSE 0 END) AS {d.int_type}) AS range_attempts
@@ -210,7 +217,7 @@ def recent_runs_sql(d: Dialect, r: RunHistoryRequest) -> str:
     return f"""WITH {_attempts(d, r)}
 SELECT processor, on_date AS d,
   CASE WHEN category IN ('success', 'failed', 'no_data') THEN category ELSE 'other' END AS category,
-  finished_at, seconds, error
+  finished_at, seconds, {d.json_text.format("error")} AS error
 FROM attempts
 WHERE category <> 'running' AND finished_at >= {d.p('since')}
 ORDER BY finished_at, processor, on_date"""
