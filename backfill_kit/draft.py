@@ -21,6 +21,8 @@ from typing import Any
 from .catalog import ALL_DATES, Catalog, TableInfo
 from .errors import InputError
 
+TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
+
 __all__ = [
     "PLACEHOLDER_COMMAND",
     "Difference",
@@ -81,6 +83,7 @@ class DraftRunHistory:
     phase_column: str | None
     output_columns: tuple[str | None, str | None]
     upstream_column: str | None
+    longest_range: tuple[int, int] | None = None  # days, range runs
 
 
 @dataclass
@@ -306,6 +309,18 @@ def _reason_values(rh: _RH, columns: Sequence[str]) -> dict[str, dict[str, int]]
     return out
 
 
+def _longest_range(rh: _RH) -> tuple[int, int] | None:
+    """The most days one range run covered, and how many range runs there were."""
+    if "range_start" not in rh.cols:
+        return None
+    sql = (f"SELECT CAST({rh.ident('range_start')} AS DATE), CAST({rh.ident('range_end')} AS DATE), COUNT(*) "
+           f"FROM {rh.source} WHERE {rh.where()} AND {rh.ident('range_start')} IS NOT NULL GROUP BY 1, 2")
+    ranges = rh.run("draft: range runs", sql)
+    if not ranges:
+        return None
+    return max((last - first).days + 1 for first, last, _ in ranges), sum(int(n) for *_, n in ranges)
+
+
 def _upstream_checks(rh: _RH) -> dict[str, Counter[str]]:
     """Per processor, how often each upstream table was checked, in a sample of its runs."""
     d = rh.catalog.dialect
@@ -362,12 +377,13 @@ def draft_spec(
     records = _records_per_date(rh, statuses["success"])
     upstream = _upstream_checks(rh) if "upstream" in extras else {}
 
-    candidates = [t for t in all_tables if t.name != rh_table.name and _date_candidates(t)]
+    candidates = [t for t in all_tables if t.name != rh_table.name and _date_candidates(t) and TABLE_NAME.match(t.name)]
     rows = _rows_for(catalog, candidates, window)
-    tables = [_draft_table(t, rows) for t in candidates]
+    tables = _unique_ids([_draft_table(t, rows) for t in candidates])
     processors = _processor_facts(profile)
     _assign_processors(tables, processors, records, extras)
-    tables, left_out = _keep(tables, rh_table.dataset, [t for t in all_tables if t.name != rh_table.name and not _date_candidates(t)])
+    unusable = [t for t in all_tables if t.name != rh_table.name and t not in candidates]
+    tables, left_out = _keep(tables, rh_table.dataset, unusable)
     _assign_phases(tables, processors)
     _assign_dependencies(tables, upstream)
     calendar = _calendar(tables, season_gap_days, {t.name: t for t in all_tables})
@@ -381,6 +397,7 @@ def draft_spec(
                          if any(_NO_DATA.search(v.lower()) for v in vals)},
         reason_counts=reasons, phase_column=extras.get("phase"),
         output_columns=(extras.get("output_dataset"), extras.get("output_table")), upstream_column=extras.get("upstream"),
+        longest_range=_longest_range(rh),
     )
     used = {t.processor for t in tables if t.processor}
     return Draft(name=name, source=catalog.description, warehouse=warehouse, calendar=calendar,
@@ -442,7 +459,9 @@ def _choose_date_column(t: TableInfo, rows: dict[tuple[str, str], dict[date, int
         others = ", ".join(f"{c} ({counted[c]:,})" for c in candidates if c != best)
         return best, f"most distinct dates ({counted[best]:,}); also {others}"
     named = [c for c in candidates if c.lower().endswith("_date")] or candidates
-    return named[0], f"named like a date; the table is empty; other candidates: {', '.join(c for c in candidates if c != named[0])}"
+    why = "the table is empty" if any(rows.get((t.name, c)) is not None for c in candidates) else \
+        "not partitioned by day, so its rows per date were not read"
+    return named[0], f"GUESS: named like a date ({why}); other candidates: {', '.join(c for c in candidates if c != named[0])}"
 
 
 @dataclass
@@ -535,9 +554,20 @@ def _template(processor: str | None, table_id: str) -> str | None:
     return None
 
 
-def _keep(tables: list[DraftTable], rh_dataset: str, undated: list[TableInfo]) -> tuple[list[DraftTable], list[tuple[str, str]]]:
+def _unique_ids(tables: list[DraftTable]) -> list[DraftTable]:
+    """A table's id is its name, or dataset_name where two datasets share the name."""
+    shared = {k for k, n in Counter(t.id for t in tables).items() if n > 1}
+    for t in tables:
+        if t.id in shared:
+            t.id = t.table.replace(".", "_")
+    return tables
+
+
+def _keep(tables: list[DraftTable], rh_dataset: str, unusable: list[TableInfo]) -> tuple[list[DraftTable], list[tuple[str, str]]]:
     """The run history's own dataset keeps only tables a run is seen writing."""
-    kept, left = [], [(t.name, "no DATE or TIMESTAMP column") for t in undated]
+    kept = []
+    left = [(t.name, "no DATE or TIMESTAMP column" if not _date_candidates(t) else
+             "a name a spec cannot hold (letters, digits and underscores)") for t in unusable]
     for t in tables:
         seen = t.processor and not t.processor_evidence.startswith(("GUESS", "TODO"))
         if t.table.split(".")[0] == rh_dataset and not seen:
@@ -764,6 +794,9 @@ def _render_run_history(rh: DraftRunHistory) -> list[str]:
     others = {c: v for c, v in rh.reason_counts.items() if c not in rh.no_data_reasons}
     for column, values in others.items():
         out.append(f"  # {column} values seen: {', '.join(sorted(values))}")
+    if rh.longest_range:
+        days, runs = rh.longest_range
+        out.append(_line(2, "max_range_days", days, f"the longest of {runs:,} range runs"))
     out.append(_line(2, "stale_after_hours", 6, "the default: a running row older than this is a crashed run's"))
     return out
 
