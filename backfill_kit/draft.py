@@ -280,6 +280,8 @@ def _profile(rh: _RH) -> list[tuple[Any, ...]]:
     padded = []
     for row in rows:
         values = dict(zip(keys, row[:width], strict=True))
+        if values["processor"] is None or values["status"] is None:
+            continue  # a row that names no processor or status tells nothing
         padded.append((values["processor"], values["status"], values.get("phase"), values.get("output_dataset"),
                        values.get("output_table"), int(row[width]), float(row[width + 1] or 0)))
     return padded
@@ -364,34 +366,49 @@ def draft_spec(
     window = (start or ALL_DATES[0], end or ALL_DATES[1])
     all_tables = catalog.tables(datasets)
     rh_table, cols = find_run_history(all_tables)
-    extras = {k: c for k, pats in _EXTRA_FIELDS.items() if (c := _pick_column(rh_table, ("text", "json", "other"), pats, set()))}
-    rh = _RH(catalog, rh_table.name, {**cols, **extras}, window)
+    history = _read_run_history(catalog, rh_table, cols, window)
+    candidates = [t for t in all_tables if t.name != rh_table.name and _date_candidates(t) and TABLE_NAME.match(t.name)]
+    rows = _rows_for(catalog, candidates, window)
+    tables = _unique_ids([_draft_table(t, rows) for t in candidates])
+    _assign_processors(tables, history.processors, history.records, history.extras)
+    unusable = [t for t in all_tables if t.name != rh_table.name and t not in candidates]
+    tables, left_out = _keep(tables, rh_table.dataset, unusable)
+    _assign_phases(tables, history.processors)
+    _assign_dependencies(tables, history.upstream)
+    calendar = _calendar(tables, season_gap_days, {t.name: t for t in all_tables})
+    expected = {d for s in calendar.seasons for d in _season_dates(tables, calendar, s)}
+    for t in tables:
+        _min_rows(t, expected)
+    used = {t.processor for t in tables if t.processor}
+    return Draft(name=name, source=catalog.description, warehouse=warehouse, calendar=calendar,
+                 run_history=history.draft, phases=_phases(tables, history.processors), left_out=left_out,
+                 processors_unmatched=sorted(set(history.processors) - used), catalog={t.name: t for t in all_tables})
+
+
+@dataclass
+class _History:
+    """What the run-history queries told: the spec section, and the facts the tables need."""
+
+    draft: DraftRunHistory
+    processors: dict[str, _Processor]
+    records: dict[str, dict[date, int]]
+    upstream: dict[str, Counter[str]]
+    extras: dict[str, str]
+
+
+def _read_run_history(catalog: Catalog, table: TableInfo, cols: dict[str, str], window: tuple[date, date]) -> _History:
+    extras = {k: c for k, pats in _EXTRA_FIELDS.items() if (c := _pick_column(table, ("text", "json", "other"), pats, set()))}
+    rh = _RH(catalog, table.name, {**cols, **extras}, window)
     profile = _profile(rh)
     status_counts = Counter[str]()
     for _, status, *_rest, n, _minute in profile:
         status_counts[status] += n
     statuses, unmapped = _map_statuses(status_counts)
-    reason_cols = [c.name for c in rh_table.columns if c.kind == "text" and c.name not in rh.cols.values()
+    reason_cols = [c.name for c in table.columns if c.kind == "text" and c.name not in rh.cols.values()
                    and re.fullmatch(_REASON_COLUMNS[0], c.name.lower())]
     reasons = _reason_values(rh, reason_cols)
-    records = _records_per_date(rh, statuses["success"])
-    upstream = _upstream_checks(rh) if "upstream" in extras else {}
-
-    candidates = [t for t in all_tables if t.name != rh_table.name and _date_candidates(t) and TABLE_NAME.match(t.name)]
-    rows = _rows_for(catalog, candidates, window)
-    tables = _unique_ids([_draft_table(t, rows) for t in candidates])
-    processors = _processor_facts(profile)
-    _assign_processors(tables, processors, records, extras)
-    unusable = [t for t in all_tables if t.name != rh_table.name and t not in candidates]
-    tables, left_out = _keep(tables, rh_table.dataset, unusable)
-    _assign_phases(tables, processors)
-    _assign_dependencies(tables, upstream)
-    calendar = _calendar(tables, season_gap_days, {t.name: t for t in all_tables})
-    expected = {d for s in calendar.seasons for d in _season_dates(tables, calendar, s)}
-    for t in tables:
-        _min_rows(t, expected)
-    run_history = DraftRunHistory(
-        table=rh_table.name, evidence=_rh_evidence(cols, status_counts), columns=_rh_columns(cols),
+    section = DraftRunHistory(
+        table=table.name, evidence=_rh_evidence(cols, status_counts), columns=_rh_columns(cols),
         statuses=statuses, status_counts=dict(status_counts), unmapped=unmapped,
         no_data_reasons={c: sorted(v for v in vals if _NO_DATA.search(v.lower())) for c, vals in reasons.items()
                          if any(_NO_DATA.search(v.lower()) for v in vals)},
@@ -399,10 +416,8 @@ def draft_spec(
         output_columns=(extras.get("output_dataset"), extras.get("output_table")), upstream_column=extras.get("upstream"),
         longest_range=_longest_range(rh),
     )
-    used = {t.processor for t in tables if t.processor}
-    return Draft(name=name, source=catalog.description, warehouse=warehouse, calendar=calendar,
-                 run_history=run_history, phases=_phases(tables, processors), left_out=left_out,
-                 processors_unmatched=sorted(set(processors) - used), catalog={t.name: t for t in all_tables})
+    return _History(section, _processor_facts(profile), _records_per_date(rh, statuses["success"]),
+                    _upstream_checks(rh) if "upstream" in extras else {}, extras)
 
 
 def _map_statuses(counts: Counter[str]) -> tuple[dict[str, list[str]], list[str]]:
