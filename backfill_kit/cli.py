@@ -447,6 +447,8 @@ def _draft(source: dict[str, Any], spec_dir: Path, name: str) -> Any:
 
     if bool(source["duckdb_path"]) == bool(source["project"]):
         raise click.UsageError("give one warehouse to draft from: --duckdb FILE or --bigquery PROJECT")
+    if source["start"] and source["end"] and source["start"] > source["end"]:
+        raise click.UsageError(f"--start {source['start']} is after --end {source['end']}")
     if source["duckdb_path"]:
         catalog: Any = open_duckdb_catalog(Path(source["duckdb_path"]))
         warehouse = {"backend": "duckdb", "path": os.path.relpath(Path(source["duckdb_path"]).resolve(), spec_dir.resolve())}

@@ -921,6 +921,25 @@ def diff_spec(spec: Any, draft: Draft) -> list[Difference]:
             out.append(Difference("phases", f"processor {p} runs in the run history but no table of the spec names it"))
     if spec.calendar.table and spec.calendar.table not in infos:
         out.append(Difference("calendar.table", f"{spec.calendar.table} does not exist in the warehouse"))
+    return out + _diff_run_history(spec.run_history, draft.run_history, infos)
+
+
+def _diff_run_history(rh: Any, found: DraftRunHistory, infos: dict[str, TableInfo]) -> list[Difference]:
+    info = infos.get(rh.table)
+    if info is None:
+        return [Difference("run_history.table", f"{rh.table} does not exist in the warehouse; the run history "
+                                                f"looks like {found.table}")]
+    out = [Difference(f"run_history.columns.{f}", f"{rh.table} has no column {c!r}")
+           for f, c in rh.columns.model_dump(exclude_none=True).items() if not info.has(c)]
+    if rh.table == found.table:
+        mapped = {v for values in rh.statuses.model_dump().values() for v in values}
+        if unmapped := sorted(v for v in found.status_counts if v not in mapped):
+            seen = ", ".join(f"{v} ({found.status_counts[v]:,} rows)" for v in unmapped)
+            out.append(Difference("run_history.statuses", f"status values in the run history that no list maps: {seen}"))
+        for column, values in found.no_data_reasons.items():
+            if column not in rh.no_data_reasons:
+                out.append(Difference("run_history.no_data_reasons", f"{column} has values that mean nothing to load "
+                                      f"({', '.join(values)}); list them here", note=True))
     return out
 
 
