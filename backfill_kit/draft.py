@@ -788,7 +788,7 @@ def _render_calendar(cal: DraftCalendar) -> list[str]:
     hint = f"; columns that may tell: {', '.join(cal.filter_columns)}" if cal.filter_columns else ""
     out += [f"  # TODO filter: keep only the dates that count (e.g. final games of the regular season and playoffs){hint}",
             f"  # filter: \"{cal.filter_columns[0] if cal.filter_columns else 'status_column'} = ...\"",
-            f"  seasons:                                          # the schedule's dates, split at gaps of more than {cal.gap_days} days"]
+            _line(2, "seasons", None, f"the schedule's dates, split at gaps of more than {cal.gap_days} days")]
     out += [f"{f'    - {{name: {_s(n)}, start: {a}, end: {b}}}':<52} # {k:,} dates" for n, a, b, k in cal.seasons]
     return out
 
