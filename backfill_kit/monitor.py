@@ -139,7 +139,7 @@ def take_snapshot(
     return Snapshot(
         spec=spec.name, start=start, end=end, taken_at=now, window_hours=window_hours,
         tables=tables, phases=phase_progress(tables),
-        completed_in_window=len({(r.processor, r.date) for r in recent if r.category == "success"}),
+        completed_in_window=len({(r.processor, r.date) for r in recent if r.category in ("success", "no_data")}),
         eta_seconds=eta_range(spec, remaining, _durations(v)),
         failures=_failures(spec, recent), stale=_stale(v),
         runners=[runner_position(j) for j in journals],

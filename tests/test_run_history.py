@@ -374,3 +374,19 @@ def test_a_warehouse_shaped_like_production_reads_right(tmp_path, backend, reque
     assert result.run_history["dates_from_range_runs"] == 7
     stale = next(c for c in result.cells if c.table == "pbp" and c.date == d[0])
     assert stale.latest_started_at == datetime(2025, 11, 1)  # UTC, naive, on every backend
+
+
+def test_the_monitor_counts_a_range_run_per_date_and_no_data_as_done_not_failed(mini):
+    from backfill_kit.monitor import take_snapshot
+
+    for d in days(D1, 4):
+        mini.games(d)
+    with_ranges(mini).history_settings(REASONS)
+    recently = NOW - timedelta(minutes=30)
+    mini.run("SummaryProcessor", D1 + timedelta(2), "success", 9, range_=(D1, D1 + timedelta(2)), started=recently)
+    mini.run("BoxscoreProcessor", D1, "failed", failure_category="no_data_available", started=recently)
+    mini.run("BoxscoreProcessor", D1 + timedelta(1), "failed", error='[{"error_type": "E", "error_message": "boom"}]',
+             started=recently)
+    snap = take_snapshot(load_spec(mini.close()), D1, D1 + timedelta(3), now=NOW)
+    assert snap.completed_in_window == 3 + 1
+    assert [(f.table, f.date, f.error) for f in snap.failures] == [("boxscore", D1 + timedelta(1), "boom")]

@@ -102,7 +102,7 @@ class RecentRun(NamedTuple):
 
     processor: str
     date: date
-    category: str  # success, failed, skipped or other
+    category: str  # success, failed, no_data (nothing to load) or other
     finished_at: datetime
     seconds: float | None
     error: str | None
