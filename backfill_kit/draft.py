@@ -579,13 +579,18 @@ def _unique_ids(tables: list[DraftTable]) -> list[DraftTable]:
 
 
 def _keep(tables: list[DraftTable], rh_dataset: str, unusable: list[TableInfo]) -> tuple[list[DraftTable], list[tuple[str, str]]]:
-    """The run history's own dataset keeps only tables a run is seen writing."""
+    """The run history's own dataset, unless runs are seen writing some of its tables, is
+    bookkeeping: it keeps only tables a run is seen writing."""
     kept = []
     left = [(t.name, "no DATE or TIMESTAMP column" if not _date_candidates(t) else
              "a name a spec cannot hold (letters, digits and underscores)") for t in unusable]
+
+    def seen(t: DraftTable) -> bool:
+        return bool(t.processor) and not t.processor_evidence.startswith(("GUESS", "TODO"))
+
+    bookkeeping = not any(seen(t) for t in tables if t.table.split(".")[0] == rh_dataset)
     for t in tables:
-        seen = t.processor and not t.processor_evidence.startswith(("GUESS", "TODO"))
-        if t.table.split(".")[0] == rh_dataset and not seen:
+        if bookkeeping and t.table.split(".")[0] == rh_dataset and not seen(t):
             left.append((t.table, "in the run history's dataset, and no run is seen writing it"))
         else:
             kept.append(t)
