@@ -93,8 +93,15 @@ def _validate_and_plan(spec_path: Path, start: date, end: date, tables: tuple[st
     from .validation import validate as run_validation
 
     check_range(start, end)
-    return build_plan(run_validation(load_spec(spec_path), start, end, tables=tables or None),
-                      include_no_data=include_no_data)
+    spec = load_spec(spec_path)
+    _refuse_placeholders([(t.id, spec.job_of(t).argv) for t in spec.tables], spec.file_name)
+    return build_plan(run_validation(spec, start, end, tables=tables or None), include_no_data=include_no_data)
+
+
+def _refuse_placeholders(argvs: Any, where: str) -> None:
+    from .draft import refuse_placeholder_jobs
+
+    refuse_placeholder_jobs(argvs, where)
 
 
 def _all_of(*options: Any) -> Any:
@@ -151,7 +158,9 @@ def run(plan_path: Path, **options: Any) -> None:
     """Run a plan: stages in order, journaled, resumable. Exit 0 done, 1 a step failed, 130 stopped."""
     from .plan import load_plan
 
-    _execute(load_plan(plan_path), plan_path, **options)
+    the_plan = load_plan(plan_path)
+    _refuse_placeholders([(s.table, s.argv) for s in the_plan.steps], str(plan_path))
+    _execute(the_plan, plan_path, **options)
 
 
 @cli.command()
@@ -348,6 +357,114 @@ def demo_load(directory: Path, target: str, project: str, dataset_prefix: str, l
         click.echo(f"{table:<64} {rows:>12,} rows")
     click.echo(f"\nwrote {loaded.spec}; try: backfill-kit validate --spec {loaded.spec} "
                f"--start {start or '2021-10-19'} --end {end or '2025-06-22'}")
+
+
+@cli.group("spec")
+def spec_group() -> None:
+    """Draft a spec from a warehouse, or compare a spec with its warehouse."""
+
+
+_draft_source_options = _all_of(
+    click.option("--duckdb", "duckdb_path", type=click.Path(dir_okay=False, path_type=Path),
+                 help="Draft from this DuckDB file."),
+    click.option("--bigquery", "project", metavar="PROJECT",
+                 help="Draft from this BigQuery project (metadata and the run history only)."),
+    click.option("--location", default=None, help="BigQuery location, e.g. US or EU."),
+    click.option("--dataset-prefix", default="", help="BigQuery: taken off every dataset name, e.g. 'dev_'."),
+    click.option("--credentials-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                 help="BigQuery service-account key (else Application Default Credentials)."),
+    click.option("--maximum-bytes-billed", type=click.IntRange(min=1), default=10 * 2**30, show_default=True,
+                 help="BigQuery: refuse any run-history query estimated to bill more."),
+    click.option("--dataset", "datasets", multiple=True, metavar="NAME",
+                 help="Only tables of this dataset (repeatable; include the run history's)."),
+    click.option("--season-gap-days", type=click.IntRange(min=1), default=30, show_default=True,
+                 help="A gap of more than this many days between schedule dates ends a season."),
+    click.option("--start", type=DateType(), default=None, help="Only dates from this one."),
+    click.option("--end", type=DateType(), default=None, help="Only dates up to this one."),
+)
+
+
+@spec_group.command("draft")
+@_draft_source_options
+@click.option("--name", default=None, help="The pipeline's name (default: the file name of --out).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Spec file to write.")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+def spec_draft(out: Path, force: bool, name: str | None, **source: Any) -> None:
+    """Draft a spec from a warehouse: tables, date columns, processors, phases, the calendar and
+    the run history, every guess with its evidence in a comment. Writes nothing to the warehouse."""
+    from .draft import render_draft, write_draft
+
+    if out.exists() and not force:
+        from .errors import InputError
+
+        raise InputError(f"{out} already exists; pass --force to overwrite it, or choose another --out")
+    draft = _draft(source, out.parent, name or out.stem)
+    write_draft(render_draft(draft), out, force=force)
+    todo = sum(1 for t in draft.tables if t.processor is None or t.processor_evidence.startswith("GUESS"))
+    click.echo(f"wrote {out}: {len(draft.tables)} tables in {len(draft.phases)} phases, "
+               f"{len(draft.calendar.seasons)} seasons; {todo} processor guesses to check. "
+               f"Read the GUESS and TODO comments, then: backfill-kit validate --spec {out} --start ... --end ...")
+
+
+@spec_group.command("diff")
+@spec_option
+@_draft_source_options
+def spec_diff(spec_path: Path, **source: Any) -> None:
+    """What the warehouse says that the spec does not: new tables, processors never seen in the
+    run history, wrong date columns, tables that no longer exist. Exit 0 none, 1 some."""
+    from .draft import diff_spec
+    from .spec import load_spec
+
+    the_spec = load_spec(spec_path)
+    if not source["duckdb_path"] and not source["project"]:
+        source |= _source_of(the_spec)
+    wanted = {t.table.split(".")[0] for t in the_spec.tables} | {the_spec.run_history.table.split(".")[0]}
+    source["datasets"] = source["datasets"] or tuple(sorted(wanted))
+    differences = diff_spec(the_spec, _draft(source, spec_path.parent, the_spec.name))
+    for d in differences:
+        click.echo(f"{spec_path}: {d}")
+    real = [d for d in differences if not d.note]
+    click.echo(f"{len(real)} difference(s) between {spec_path} and its warehouse" if real
+               else f"{spec_path} agrees with its warehouse")
+    sys.exit(EXIT_GAPS if real else 0)
+
+
+def _source_of(the_spec: Any) -> dict[str, Any]:
+    """The warehouse a spec names, as draft options."""
+    w = the_spec.warehouse
+    if w.backend == "duckdb":
+        return {"duckdb_path": the_spec.resolve_path(w.path)}
+    return {"project": w.project, "location": w.location, "dataset_prefix": w.dataset_prefix,
+            "credentials_file": the_spec.resolve_path(w.credentials_file) if w.credentials_file else None,
+            "maximum_bytes_billed": w.maximum_bytes_billed or 10 * 2**30}
+
+
+def _draft(source: dict[str, Any], spec_dir: Path, name: str) -> Any:
+    import os
+
+    from .catalog import open_bigquery_catalog, open_duckdb_catalog
+    from .draft import draft_spec
+
+    if bool(source["duckdb_path"]) == bool(source["project"]):
+        raise click.UsageError("give one warehouse to draft from: --duckdb FILE or --bigquery PROJECT")
+    if source["start"] and source["end"] and source["start"] > source["end"]:
+        raise click.UsageError(f"--start {source['start']} is after --end {source['end']}")
+    if source["duckdb_path"]:
+        catalog: Any = open_duckdb_catalog(Path(source["duckdb_path"]))
+        warehouse = {"backend": "duckdb", "path": os.path.relpath(Path(source["duckdb_path"]).resolve(), spec_dir.resolve())}
+    else:
+        catalog = open_bigquery_catalog(source["project"], location=source["location"],
+                                        dataset_prefix=source["dataset_prefix"], credentials_file=source["credentials_file"],
+                                        maximum_bytes_billed=source["maximum_bytes_billed"])
+        warehouse = {"backend": "bigquery", "project": source["project"], "location": source["location"],
+                     "dataset_prefix": source["dataset_prefix"] or None,
+                     "maximum_bytes_billed": source["maximum_bytes_billed"]}
+        warehouse = {k: v for k, v in warehouse.items() if v is not None}
+    try:
+        return draft_spec(catalog, warehouse=warehouse, name=name, datasets=source["datasets"],
+                          season_gap_days=source["season_gap_days"], start=source["start"], end=source["end"])
+    finally:
+        catalog.close()
 
 
 @cli.group()
