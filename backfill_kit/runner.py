@@ -24,13 +24,13 @@ from typing import Any, Protocol
 
 from .errors import BackfillKitError, InputError
 from .executor import DEFAULT_LOG_LIMIT, Executor, Handle, LocalExecutor
-from .journal import DONE_OUTCOMES, Journal, JournalWriteError, read_journal
+from .journal import DONE_OUTCOMES, Journal, JournalWriteError, last_run_outcome, read_journal
 from .locks import LockSet
 from .plan import Plan, Stage, Step, refuse_downstream_triggers
 
 __all__ = [
-    "RunOptions", "RunResult", "Runner", "check_skip_settings", "journal_path_for", "table_lock_dir",
-    "warehouse_checker",
+    "RunOptions", "RunResult", "Runner", "check_skip_settings", "journal_path_for", "next_plan_path",
+    "run_finished", "table_lock_dir", "warehouse_checker",
 ]
 
 EXIT_INTERRUPTED = 130
@@ -104,6 +104,23 @@ def table_lock_dir(plan: Plan, plan_path: Path) -> Path:
 
 def journal_path_for(plan_path: Path) -> Path:
     return plan_path.with_name(plan_path.stem + ".journal.jsonl")
+
+
+def run_finished(journal: Path) -> bool:
+    """Whether the journal's last run went to its end: every step done or blocked, nothing to resume."""
+    return last_run_outcome(read_journal(journal)) in ("completed", "blocked")
+
+
+def next_plan_path(base: Path) -> tuple[Path, Path]:
+    """A range's plans are BASE, then BASE-2, BASE-3, ...: a new one each time the one before
+    finished with work still left. Returns (the next free name, the newest existing one or BASE)."""
+    def numbered(n: int) -> Path:
+        return base if n == 1 else base.with_name(f"{base.stem}-{n}{base.suffix}")
+
+    n = 1
+    while numbered(n + 1).exists():
+        n += 1
+    return numbered(n + 1), numbered(n)
 
 
 def plan_sha(plan_path: Path) -> str:
