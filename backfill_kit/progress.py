@@ -82,12 +82,12 @@ class PlainProgress(_Counts):
 class LiveProgress(PlainProgress):
     """A bar and the running steps, redrawn in place; finished steps scroll above it."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Any = None) -> None:
         super().__init__()
         from rich.console import Console
         from rich.live import Live
 
-        self.console = Console()
+        self.console = console or Console()
         self.live = Live(console=self.console, refresh_per_second=4, transient=True)
 
     def begin(self, total: int, done: int) -> None:
