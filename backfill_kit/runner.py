@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from .errors import BackfillKitError, InputError
 from .executor import DEFAULT_LOG_LIMIT, Executor, Handle, LocalExecutor
-from .journal import DONE_OUTCOMES, Journal, JournalWriteError, last_run_outcome, read_journal
+from .journal import DONE_OUTCOMES, Journal, last_run_outcome, read_journal
 from .locks import LockSet
 from .plan import Plan, Stage, Step, refuse_downstream_triggers
 
@@ -195,10 +195,10 @@ class Runner:
             with self._signals():
                 outcome = self._stages(journal, done)
             journal.write("run_finished", outcome=outcome, warnings=self._warnings, blocked=self._blocked)
-        except JournalWriteError as exc:
+        except BaseException:  # a full disk (JournalWriteError), a failed re-check: stop the jobs, then say why
             self._kill_all()
-            self.progress.end(self._result("stopped: the journal cannot be written"))
-            raise exc from None
+            self.progress.end(self._result("stopped"))
+            raise
         finally:
             journal.close()
         result = self._result(outcome)

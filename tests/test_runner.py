@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from runner_helpers import fake_step, runs_of, write_plan
+from runner_helpers import fake_step, runs_of, wait_until, write_plan
 
 from backfill_kit.errors import BackfillKitError, InputError
 from backfill_kit.journal import read_journal
+from backfill_kit.locks import is_locked
 from backfill_kit.plan import load_plan
 from backfill_kit.runner import RunOptions, Runner
 
@@ -216,6 +217,8 @@ def test_sigkill_at_random_moments_never_reruns_a_success(tmp_path):
         runner.kill()
         finish(runner)
         read_journal(tmp_path / "plan.journal.jsonl")  # stays readable: raises if not
+    # The killed runner's watchdog holds its locks until its jobs are gone.
+    wait_until(lambda: not is_locked(tmp_path / "plan.journal.jsonl.lock"), what="the last runner's locks")
     final = start_runner(tmp_path / "plan.json", "--resume")
     assert finish(final) == 0
     state = read_journal(tmp_path / "plan.journal.jsonl")
