@@ -17,7 +17,7 @@ from typing import BinaryIO, Protocol
 
 from .errors import BackfillKitError
 from .plan import Step
-from .processes import RUNNER_MARK, STEP_MARK, signal_marked
+from .processes import DONE, RUNNER_MARK, STEP_MARK, signal_marked
 
 __all__ = ["DEFAULT_LOG_LIMIT", "Executor", "Handle", "LocalExecutor"]
 
@@ -153,10 +153,11 @@ class LocalExecutor:
             [sys.executable, "-m", "backfill_kit.processes", self.token], stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=self._hold, start_new_session=True,
         )
+        assert watchdog.stdin is not None
         try:
             yield
+            watchdog.stdin.write(DONE)  # finished: every job was stopped already
         finally:
-            assert watchdog.stdin is not None
             watchdog.stdin.close()  # the signal to sweep up and go
             watchdog.wait()
 

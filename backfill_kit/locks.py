@@ -48,9 +48,8 @@ class LockSet:
                 f"{what} is in use by another runner (pid {holder}; lock file {path}). "
                 "Wait for it to finish, or stop it; a crashed runner's locks free themselves."
             ) from None
-        try:  # who holds it, for the message of the next runner that finds it taken
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:  # who holds it, for the message of the next runner that finds it taken; padded, so
+            os.pwrite(fd, f"{os.getpid():<20}".encode(), 0)  # it overwrites any older pid without a truncate
         except OSError:
             pass  # a full disk: the lock holds all the same
         self._held.append((path, fd))

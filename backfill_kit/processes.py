@@ -18,10 +18,11 @@ import signal
 import sys
 import time
 
-__all__ = ["RUNNER_MARK", "STEP_MARK", "processes_marked", "signal_marked", "stop_marked"]
+__all__ = ["DONE", "RUNNER_MARK", "STEP_MARK", "processes_marked", "signal_marked", "stop_marked"]
 
 RUNNER_MARK = "BACKFILL_KIT_RUNNER"
 STEP_MARK = "BACKFILL_KIT_STEP"
+DONE = b"done\n"  # what a runner that finished tells its watchdog
 PROC = "/proc"
 
 
@@ -55,24 +56,34 @@ def signal_marked(name: str, value: str, sig: int) -> int:
     return len(pids)
 
 
-def stop_marked(name: str, value: str, *, within: float = 10.0) -> bool:
-    """SIGKILL every process bearing the mark until none is left; False if some outlived `within`."""
+def stop_marked(name: str, value: str, *, within: float = 10.0, settle: float = 0.0) -> bool:
+    """SIGKILL every process bearing the mark until none is left, and none has appeared for
+    `settle` seconds; False if some outlived `within`."""
     deadline = time.monotonic() + within
-    while signal_marked(name, value, signal.SIGKILL):
+    quiet_since = None
+    while True:
+        if signal_marked(name, value, signal.SIGKILL):
+            quiet_since = None
+        else:
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since >= settle:
+                return True
         if time.monotonic() > deadline:
             return False
         time.sleep(0.02)  # the kernel needs a moment to take a killed process down
-    return True
 
 
 def _watch(token: str) -> None:
-    """Block until the runner closes our stdin (it finished, crashed or was killed), then stop
-    whatever of its jobs is left. Terminal signals are the runner's to handle, not ours."""
+    """Block until the runner closes our stdin, then stop whatever of its jobs is left. A runner
+    that finished says "done" first; one that died did not, and may have been starting a job:
+    a process between fork and exec does not bear its mark yet, so look again a while."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    while sys.stdin.buffer.read(4096):
-        pass
-    stop_marked(RUNNER_MARK, token)
+    said = b""
+    while chunk := sys.stdin.buffer.read(4096):
+        said += chunk[-16:]
+    stop_marked(RUNNER_MARK, token, settle=0.0 if said.endswith(DONE) else 0.5)
+
 
 
 if __name__ == "__main__":
