@@ -169,7 +169,7 @@ def run(plan_path: Path, **options: Any) -> None:
     the_plan = load_plan(plan_path)
     journal = options["journal"] or journal_path_for(plan_path)
     if options["resume"] and not options["dry_run"] and run_finished(journal):
-        click.echo(f"the plan {plan_path} already finished (journal {journal}); nothing of it is left to run")
+        click.echo(f"the plan {plan_path} already ran to its end (journal {journal}); nothing of it is left to resume")
         if the_plan.spec_path:
             tables = tuple(the_plan.options.get("tables") or ())
             _exit_on_gaps(_validation(Path(the_plan.spec_path), the_plan.start, the_plan.end, tables), the_plan.spec_path)

@@ -2,8 +2,8 @@
 
 Stages run strictly one after another; a stage runs up to its worker cap of steps at once.
 Each step is a subprocess with its own log (capped), a timeout that stops everything it
-started, and retries with backoff for exit codes the spec marks transient. Ctrl-C or SIGTERM
-stops the children and leaves a journal that `--resume` continues without rerunning a
+started, and retries with backoff for exit codes the spec marks transient. Ctrl-C, SIGTERM or
+a closed terminal (SIGHUP) stops the children and leaves a journal that `--resume` continues without rerunning a
 success; a runner killed outright leaves a watchdog that stops its jobs, and its locks stay
 taken until they are gone. A journal that cannot be written (a full disk) stops the run the
 same way. A step that exited 0 without writing any row does not unlock its dependents.
@@ -391,7 +391,8 @@ class Runner:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # SIGHUP: the terminal closed under a run; stop as cleanly as on Ctrl-C.
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         for sig in previous:
             signal.signal(sig, lambda *_: self._stop.set())
         try:

@@ -65,7 +65,7 @@ def test_after_a_finished_plan_backfill_plans_what_is_still_missing(spec):
         assert f"planning what is still missing as {runs}/plan-2024-01-01-2024-01-31-{n}.json" in again.output
         assert again.exit_code == 1 and "validation still finds 2 cells that need work" in again.output
     replay = invoke("run", "--plan", str(runs / "plan-2024-01-01-2024-01-31.json"), "--resume")
-    assert "already finished" in replay.output and "validation still finds 2 cells" in replay.output
+    assert "already ran to its end" in replay.output and "validation still finds 2 cells" in replay.output
     assert replay.exit_code == 1
 
 
