@@ -355,3 +355,46 @@ def test_a_job_printing_200_mb_on_one_line_costs_the_runner_little(tmp_path):
     assert max(len(line) for line in journal.read_bytes().splitlines()) < 20_000
     (finished,) = [e for e in read_journal(journal).events if e["event"] == "step_finished"]
     assert finished["outcome"] == "failed" and len(finished["tail"]) < 20_000
+
+
+def test_every_mutation_of_a_journal_reads_back_or_is_one_message(tmp_path):
+    """Each field of each event deleted or retyped, the file cut anywhere: a state, or
+    one InputError naming the file (and the line), never another exception."""
+    import json
+
+    from backfill_kit.errors import InputError
+
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (2, [fake_step("a", m), fake_step("b", m, "fail")]))
+    run(tmp_path / "plan.json")
+    journal = tmp_path / "plan.journal.jsonl"
+    lines = journal.read_text().splitlines()
+    mutant = tmp_path / "mutant.journal.jsonl"
+    cases = 0
+
+    def check(text: str | bytes) -> None:
+        nonlocal cases
+        cases += 1
+        mutant.write_bytes(text if isinstance(text, bytes) else text.encode())
+        try:
+            read_journal(mutant)
+        except InputError as exc:
+            assert str(mutant) in str(exc) and "\n" not in str(exc)
+
+    for i, line in enumerate(lines):
+        event = json.loads(line)
+        for key in event:
+            for value in (None, 7, "x", [], {}, True):
+                changed = dict(event)
+                if value is None:
+                    del changed[key]
+                else:
+                    changed[key] = value
+                check("\n".join([*lines[:i], json.dumps(changed), *lines[i + 1:]]) + "\n")
+    data = journal.read_bytes()
+    ends = [i for i, byte in enumerate(data) if byte == ord("\n")]
+    for cut in sorted({*range(0, len(data), 13), *(e + d for e in ends for d in (-1, 0, 1, 2))}):
+        check(data[:cut])
+    check(b"\xff\xfe" + data)
+    check(b"[]\n" + data)
+    assert cases > 500
