@@ -219,8 +219,8 @@ def backfill(spec_path: Path, start: date, end: date, tables: tuple[str, ...], i
 
 
 def _exit_on_gaps(validation: Any, spec: str, the_plan: Any = None) -> None:
-    """Exit 0 only when validation agrees that nothing needs work; else say what is left, and
-    why no plan takes it (cells blocked behind a missing upstream), and exit 1."""
+    """Exit 0 only when validation agrees that nothing needs work; else say what is left and,
+    given the empty plan made from it, why no step takes it; and exit 1."""
     from collections import Counter
 
     from .status import GAP_STATUSES
@@ -232,13 +232,15 @@ def _exit_on_gaps(validation: Any, spec: str, the_plan: Any = None) -> None:
     detail = ", ".join(f"{status} {n:,}" for status, n in sorted(gaps.items()))
     click.echo(f"validation still finds {sum(gaps.values()):,} cells that need work ({detail}) in "
                f"{validation.start} .. {validation.end}.")
-    blocked = the_plan.blocked if the_plan is not None else []
-    if blocked:
-        click.echo(f"No step can fix them yet: {len(blocked):,} cells wait for an upstream that no plan can fill, e.g.")
-        for b in blocked[:10]:
+    if the_plan is None:  # after a run
+        click.echo("backfill-kit backfill again plans them anew.")
+    elif the_plan.blocked:
+        click.echo(f"No step can fix them yet: {len(the_plan.blocked):,} cells wait for an upstream that no plan "
+                   "can fill, e.g.")
+        for b in the_plan.blocked[:10]:
             click.echo(f"  {b.table} {b.date}: {b.reason}")
     else:
-        click.echo("backfill-kit backfill again plans them anew.")
+        click.echo("No step can fix them now: running cells finish (or go stale) on their own.")
     click.echo(f"See them with: backfill-kit validate --spec {spec} --start {validation.start} --end {validation.end}")
     sys.exit(EXIT_GAPS)
 

@@ -2,10 +2,10 @@
 
 Stages run strictly one after another; a stage runs up to its worker cap of steps at once.
 Each step is a subprocess with its own log (capped), a timeout that stops everything it
-started, and retries with backoff for exit codes the spec marks transient. Ctrl-C, SIGTERM or
-a closed terminal (SIGHUP) stops the children and leaves a journal that `--resume` continues without rerunning a
-success; a runner killed outright leaves a watchdog that stops its jobs, and its locks stay
-taken until they are gone. A journal that cannot be written (a full disk) stops the run the
+started, and retries with backoff for exit codes the spec marks transient. Ctrl-C, SIGTERM
+or a closed terminal (SIGHUP) stops the children and leaves a journal that `--resume`
+continues without rerunning a success; a runner killed outright leaves a watchdog that stops
+its jobs, and its locks stay taken until they are gone. A journal that cannot be written (a full disk) stops the run the
 same way. A step that exited 0 without writing any row does not unlock its dependents.
 """
 

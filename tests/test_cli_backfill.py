@@ -83,3 +83,15 @@ def test_a_missing_or_broken_plan_is_one_message(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     broken = invoke("run", "--plan", str(tmp_path / "bad.json"))
     assert broken.exit_code == 2 and "not a plan file" in broken.output and "Traceback" not in broken.output
+
+
+def test_backfill_with_nothing_it_can_plan_says_why(mini):
+    mini.games(D1, 1).run("BoxscoreProcessor", D1, "success", 0)  # boxscore: genuinely no data
+    mini.rows("raw.props", D1, 3).rows("raw.backup_props", D1, 1).rows("analytics.cache", D1, 1)
+    spec = mini.close()  # summary never ran, and cannot: its upstream has no rows
+    result = invoke("backfill", "--spec", str(spec), "--start", "2024-01-10", "--end", "2024-01-10")
+    assert result.exit_code == 1, result.output
+    assert "validation still finds 1 cells that need work (never_ran 1)" in result.output
+    assert "No step can fix them yet: 1 cells wait for an upstream" in result.output
+    assert "summary 2024-01-10: upstream boxscore is no_data" in result.output
+    assert not (spec.parent / "runs").exists()  # no plan, no journal
