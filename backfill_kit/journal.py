@@ -193,7 +193,12 @@ class Journal:
                              "Put the journal on a writable disk with --journal PATH.") from exc
         self._size = state.good_length
         if state.torn_tail:
-            self._truncate(state.good_length)
+            try:  # the repair must hold: another event after a torn line would corrupt the journal
+                os.ftruncate(self._fd, state.good_length)
+            except OSError as exc:
+                os.close(self._fd)
+                raise InputError(f"cannot cut the torn last line off the journal {path}: {exc.strerror}. "
+                                 "Nothing was run.") from exc
             self.write("journal_repaired", dropped_bytes=state.torn_tail)
 
     def write(self, event: str, **fields: Any) -> dict[str, Any]:
