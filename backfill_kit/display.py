@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from .status import NEEDS_WORK, Status
@@ -14,7 +15,11 @@ if TYPE_CHECKING:
 
     from .validation import Validation
 
-__all__ = ["print_validation", "validation_csv", "validation_json"]
+__all__ = ["print_validation", "printable", "validation_csv", "validation_json"]
+
+# Terminal escape sequences (CSI, OSC, two-byte) and every other control character but tab
+# and newline: text from the warehouse or a job's output must not drive the terminal.
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 COLUMNS = [
     Status.COMPLETE, Status.PARTIAL, Status.NO_DATA, Status.FAILED, Status.NEVER_RAN,
@@ -25,6 +30,11 @@ STYLE = {
     Status.NEVER_RAN: "magenta", Status.RUNNING: "blue", Status.STALE: "red", Status.LOST: "red",
     Status.BOOTSTRAP: "dim",
 }
+
+
+def printable(text: str) -> str:
+    """Text from outside (the warehouse's error column, a job's output) made safe to print."""
+    return _CONTROL.sub("", text)
 
 
 def duration_text(seconds: float | None, unknown: str = "-") -> str:
@@ -174,8 +184,8 @@ def print_checks(checks: list[Any], console: Console) -> None:
     from rich.markup import escape
 
     for c in checks:
-        todo = f" [dim]→ {escape(c.todo)}[/]" if c.todo and c.outcome in ("warn", "fail") else ""
-        console.print(f"{MARK[c.outcome]}  {c.name:<30} {escape(c.why)}{todo}", soft_wrap=True)
+        todo = f" [dim]→ {escape(printable(c.todo))}[/]" if c.todo and c.outcome in ("warn", "fail") else ""
+        console.print(f"{MARK[c.outcome]}  {c.name:<30} {escape(printable(c.why))}{todo}", soft_wrap=True)
     counts = {o: sum(c.outcome == o for c in checks) for o in MARK}
     console.print(f"\n{counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} failed, {counts['skip']} skipped")
 
@@ -251,14 +261,16 @@ def _problems(snap: Any) -> list[str]:
     lines: list[str] = []
     if snap.failures:
         lines.append(f"\n[red]Failures in the last {snap.window_hours:g} h ({len(snap.failures)})[/]")
-        lines += [f"  {f.table} {f.date} at {f.finished_at:%H:%M}: {escape(f.error)}" for f in snap.failures[-10:]]
+        lines += [f"  {f.table} {f.date} at {f.finished_at:%H:%M}: {escape(printable(f.error))}" for f in snap.failures[-10:]]
     if snap.stale:
         lines.append(f"\n[red]Orphaned running rows ({len(snap.stale)})[/]: started, never finished; rerun them")
         lines += [f"  {t} {d} started {s}" for t, d, s in snap.stale[:10]]
     for r in snap.runners:
-        if r.working:
+        if r.problem:
+            lines.append(f"\n[red]Journal {escape(r.journal)} cannot be read[/]: {escape(printable(r.problem))}")
+        elif r.working:
             running = ", ".join(r.running) or "none"
             lines.append(f"\nRunner at stage {r.stage} ({r.phase}), {r.done}/{r.total} steps done, running: {running}")
         else:
-            lines.append(f"\nJournal {r.journal}: {r.done}/{r.total} steps done, no runner at work")
+            lines.append(f"\nJournal {escape(r.journal)}: {r.done}/{r.total} steps done, no runner at work")
     return lines

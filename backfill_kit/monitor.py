@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .coverage import readable_error
+from .errors import InputError
 from .journal import DONE_OUTCOMES, read_journal
 from .locks import is_locked
 from .spec import PipelineSpec
@@ -75,6 +76,7 @@ class RunnerPosition:
     running: tuple[str, ...]
     done: int
     total: int
+    problem: str | None = None  # why the journal cannot be read; the monitor carries on
 
 
 @dataclass
@@ -233,7 +235,11 @@ def find_journals(spec: PipelineSpec) -> list[Path]:
 
 
 def runner_position(journal: Path) -> RunnerPosition:
-    state = read_journal(journal)
+    working = is_locked(journal.with_name(journal.name + ".lock"))
+    try:
+        state = read_journal(journal)
+    except InputError as exc:  # one bad old journal must not blind the monitor to the rest
+        return RunnerPosition(str(journal), working, None, None, (), 0, 0, problem=str(exc))
     stage = phase = None
     started: dict[str, None] = {}
     total = 0
@@ -246,7 +252,6 @@ def runner_position(journal: Path) -> RunnerPosition:
             started[e["step"]] = None
         elif e["event"] == "step_finished":
             started.pop(e["step"], None)
-    working = is_locked(journal.with_name(journal.name + ".lock"))
     done = sum(1 for o in state.outcomes.values() if o in DONE_OUTCOMES)
     return RunnerPosition(str(journal), working, stage, phase, tuple(started) if working else (), done, total)
 

@@ -428,9 +428,10 @@ def _plan_lines(plan: Plan) -> Iterable[str]:
             yield f"  ... and {len(plan.blocked) - 20:,} more (see the plan file)"
 
 
-def refuse_downstream_triggers(plan: Plan) -> None:
-    """The runner's guard: a job that could fire downstream automation does not run silently."""
-    offenders = sorted({s.table for s in plan.steps if not s.skips_downstream})
+def refuse_downstream_triggers(plan: Plan, tables: Iterable[str] | None = None) -> None:
+    """The runner's guard: a job that could fire downstream automation does not run silently.
+    `tables`: the jobs known to declare no skip setting (from the spec), else the plan's word."""
+    offenders = sorted(set(tables) if tables is not None else {s.table for s in plan.steps if not s.skips_downstream})
     if offenders:
         raise BackfillKitError(
             f"jobs of {', '.join(offenders)} declare no skip_downstream setting, so each step could "

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import Problem, SpecError
 
@@ -180,6 +180,12 @@ class SkipDownstream(_Model):
 
     args: tuple[str, ...] = ()
     env: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _says_something(self) -> SkipDownstream:
+        if not self.args and not self.env:  # {} would pass for a guarantee and keep none
+            raise ValueError("is empty: give the args and/or env that keep the job from triggering downstream work")
+        return self
 
 
 class JobOverrides(_Model):
