@@ -179,7 +179,7 @@ MISTAKES = {
     "unknown column in the calendar filter": (('filter: "game_status = 3"', 'filter: "game_state = 3"'),
                                               "calendar.filter: the calendar query names a column the schedule table does not have"),
     "query over the bytes ceiling": (("backend: bigquery\n", "backend: bigquery\n  maximum_bytes_billed: 1000000\n"),
-                                     "the calendar query would bill about 10.0 MiB (~$0.0001), over "
+                                     "the calendar query would bill up to 10.0 MiB (~$0.0001), over "
                                      "warehouse.maximum_bytes_billed (1,000,000 bytes)"),
 }
 
@@ -225,10 +225,19 @@ def test_a_missing_permission_names_the_role_to_grant(bq_spec: Path, mini: MiniW
     assert "roles/bigquery.dataViewer on their datasets" in result.output
 
 
+def bigquery_refusal(reason: str, message: str) -> Exception:
+    """The exception the client raises for a BigQuery error response: HTTP 403 with a reason."""
+    from google.api_core.exceptions import Forbidden
+
+    return Forbidden(message, errors=[{"reason": reason, "domain": "global", "message": message}])
+
+
+RATE_LIMIT = ("rateLimitExceeded", "Exceeded rate limits: too many concurrent queries for this project")
+DAILY_QUOTA = ("quotaExceeded", "Quota exceeded: Your project exceeded quota for free query bytes scanned.")
+
+
 @pytest.mark.parametrize("backend", ["bigquery"])
 def test_rate_limits_are_retried_with_backoff_then_reported_as_retryable(bq_spec: Path, monkeypatch):
-    from google.api_core.exceptions import TooManyRequests
-
     import backfill_kit.warehouse.bigquery as backend_module
 
     pauses: list[float] = []
@@ -239,18 +248,36 @@ def test_rate_limits_are_retried_with_backoff_then_reported_as_retryable(bq_spec
 
     def busy_twice(*args, **kwargs):
         if next(refusals, None) is not None:
-            raise TooManyRequests("Exceeded rate limits: too many concurrent queries for this project")
+            raise bigquery_refusal(*RATE_LIMIT)
         return real_query(*args, **kwargs)
 
     monkeypatch.setattr(wh.client, "query", busy_twice)
     result = validate(spec, D1, D1, now=NOW, tables=["boxscore"], warehouse=wh)
     assert result.cells[0].status == "complete" and pauses == [2.0, 8.0]
 
-    monkeypatch.setattr(wh.client, "query", lambda *a, **k: (_ for _ in ()).throw(TooManyRequests("quota exceeded")))
-    with pytest.raises(WarehouseError, match="quota or rate limit") as info:
+    pauses.clear()
+    monkeypatch.setattr(wh.client, "query", lambda *a, **k: (_ for _ in ()).throw(bigquery_refusal(*RATE_LIMIT)))
+    with pytest.raises(WarehouseError, match="BigQuery rate limit: Exceeded rate limits") as info:
         validate(spec, D1, D1, now=NOW, warehouse=wh)
-    assert info.value.retryable
+    assert info.value.retryable and pauses == [2.0, 8.0, 30.0]
     wh.close()
+
+
+@pytest.mark.parametrize("backend", ["bigquery"])
+def test_a_spent_daily_quota_is_not_retried_and_says_so(bq_spec: Path, monkeypatch):
+    import backfill_kit.warehouse.bigquery as backend_module
+
+    pauses: list[float] = []
+    monkeypatch.setattr(backend_module, "_sleep", pauses.append)
+    from google.cloud import bigquery
+
+    monkeypatch.setattr(bigquery.Client, "query", lambda *a, **k: (_ for _ in ()).throw(bigquery_refusal(*DAILY_QUOTA)))
+    with pytest.raises(WarehouseError, match="BigQuery quota exceeded: Quota exceeded: Your project") as info:
+        validate(load_spec(bq_spec), D1, D1, now=NOW)
+    assert not info.value.retryable and pauses == []
+    assert "was not retried" in str(info.value)
+    result = invoke(*validate_args(bq_spec))  # through the CLI: one message, exit 2
+    assert result.exit_code == 2 and result.output.startswith("error: ") and "Traceback" not in result.output
 
 
 # --- installing, importing, configuring --------------------------------------------------------
