@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bq_emulator import Emulator
@@ -110,7 +111,7 @@ def test_validate_shows_the_cost_and_the_tables_that_require_a_partition_filter(
     assert "3 warehouse queries" in out
     # The emulator's dry runs say 0 bytes; BigQuery bills at least 10 MB a table: the calendar
     # and the run history, and one partition view per dataset (4).
-    assert "cost: 0 bytes processed, about 60.0 MiB billed (~$0.0004)" in out
+    assert "cost: 0 bytes processed, at most 60.0 MiB billed (~$0.0004)" in out
     assert "nba_raw.nbac_schedule: requires a partition filter" in out
     assert "nba_analytics.team_offense_game_summary: requires a partition filter" in out
     data = json.loads(invoke(*validate_args(spec, "--format", "json", start=SLICE[0], end=SLICE[1])).output)
@@ -278,6 +279,103 @@ def test_a_spent_daily_quota_is_not_retried_and_says_so(bq_spec: Path, monkeypat
     assert "was not retried" in str(info.value)
     result = invoke(*validate_args(bq_spec))  # through the CLI: one message, exit 2
     assert result.exit_code == 2 and result.output.startswith("error: ") and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("backend", ["bigquery"])
+def test_datasets_in_another_location_are_named_at_warehouse_location(bq_spec: Path, mini: MiniWarehouse, monkeypatch):
+    """BigQuery answers a query run in the wrong location with a 404 (the emulator ignores
+    locations): it used to read as a calendar.filter mistake."""
+    from google.api_core.exceptions import NotFound
+    from google.cloud import bigquery
+
+    bq_spec.write_text(bq_spec.read_text().replace("backend: bigquery\n", "backend: bigquery\n  location: asia-northeast1\n"))
+    text = f"Not found: Dataset {mini.project}:raw was not found in location asia-northeast1"
+
+    def elsewhere(*args, **kwargs):
+        raise NotFound(text, errors=[{"reason": "notFound", "domain": "global", "message": text}])
+
+    monkeypatch.setattr(bigquery.Client, "query", elsewhere)
+    result = invoke(*validate_args(bq_spec))
+    assert result.exit_code == 2 and result.output.startswith("error: ") and "Traceback" not in result.output
+    said = " ".join(result.output.split())
+    assert f"{bq_spec}: warehouse.location:" in said
+    assert f"looked for dataset {mini.project}:raw in location asia-northeast1, but the datasets are in US" in said
+    assert "set `location: US`" in said and "calendar.filter" not in said
+
+
+@pytest.mark.parametrize("backend", ["bigquery"])
+def test_every_job_has_a_timeout_and_one_past_it_is_given_up(bq_spec: Path, monkeypatch):
+    from concurrent.futures import TimeoutError as WaitTimeout
+
+    from google.cloud import bigquery
+
+    configs: list[Any] = []
+    real_query = bigquery.Client.query
+
+    def recording(client, sql, job_config=None, **kwargs):
+        configs.append((job_config, kwargs.get("timeout")))
+        return real_query(client, sql, job_config=job_config, **kwargs)
+
+    monkeypatch.setattr(bigquery.Client, "query", recording)
+    validate(load_spec(bq_spec), D1, D1, now=NOW)
+    jobs = [config for config, _ in configs if not config.dry_run]
+    assert len(jobs) == 3 and all(int(config.job_timeout_ms) == 600_000 for config in jobs)
+    assert all(http_timeout == 60.0 for _, http_timeout in configs)  # each API request too
+
+    def never_done(self, *args, **kwargs):  # what the client raises when result() waits in vain
+        raise WaitTimeout()
+
+    monkeypatch.setattr(bigquery.QueryJob, "result", never_done)
+    with pytest.raises(WarehouseError, match=r"the calendar query \(job .+\) did not finish within 600 s") as info:
+        validate(load_spec(bq_spec), D1, D1, now=NOW)
+    assert info.value.retryable
+
+
+@pytest.mark.parametrize("backend", ["bigquery"])
+def test_a_dry_run_of_unknown_accuracy_shows_the_cost_as_unknown(bq_spec: Path, monkeypatch):
+    from google.cloud import bigquery
+
+    real_query = bigquery.Client.query
+
+    def unsure(client, sql, job_config=None, **kwargs):
+        job = real_query(client, sql, job_config=job_config, **kwargs)
+        if not job_config.dry_run:
+            return job
+        resource = job.to_api_repr()  # BigQuery's answer for, e.g., a query on an external table
+        resource["statistics"] = {"query": {"totalBytesProcessed": "0", "totalBytesProcessedAccuracy": "UNKNOWN"}}
+        return bigquery.QueryJob.from_api_repr(resource, client)
+
+    monkeypatch.setattr(bigquery.Client, "query", unsure)
+    out = invoke(*validate_args(bq_spec)).output
+    assert "cost: unknown: BigQuery's dry run could not estimate the calendar, coverage, run_history query" in out
+    data = json.loads(invoke(*validate_args(bq_spec, "--format", "json")).output)
+    assert data["cost"]["estimated_bytes_billed"] is None and data["cost"]["estimated_usd"] is None
+    assert data["cost"]["unknown_estimates"] == ["calendar", "coverage", "run_history"]
+    assert all(q["estimate_accuracy"] == "UNKNOWN" and q["estimated_bytes_billed"] is None for q in data["queries"])
+
+
+def test_the_estimate_is_an_upper_bound_of_what_bigquery_bills():
+    from backfill_kit.warehouse.bigquery import estimated_bytes_billed
+
+    mib = 2**20
+    # Two tables read for 15 MB and 1 byte: BigQuery bills 15 + 10 (the second table's minimum).
+    billed = 15 * mib + 10 * mib
+    assert estimated_bytes_billed(15 * mib + 1, tables=2) >= billed
+    assert estimated_bytes_billed(0, tables=3) == 30 * mib  # nothing read: each table's minimum
+    assert estimated_bytes_billed(15 * mib + 1, tables=2) == 16 * mib + 20 * mib
+
+
+def test_partition_metadata_is_matched_on_the_table_name_as_bigquery_spells_it():
+    """A case-insensitive dataset answers `raw.BoxScore` with the table `boxscore`, and its
+    PARTITIONS view holds `boxscore`: the name to compare is BigQuery's."""
+    from google.cloud import bigquery
+
+    from backfill_kit.warehouse.bigquery import _partition_branches
+
+    resource = bigquery.Table("p.raw.boxscore").to_api_repr()  # as tables.get returns it
+    (sql,), params = _partition_branches([resource], first_k=0)
+    assert params == {"t0": "boxscore"}
+    assert "FROM `p`.`raw`.INFORMATION_SCHEMA.PARTITIONS" in sql
 
 
 # --- installing, importing, configuring --------------------------------------------------------

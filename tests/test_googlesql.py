@@ -133,8 +133,8 @@ def create_tables(client: Any, project: str) -> None:
             "tableReference": {"projectId": project, "datasetId": name.split(".")[0], "tableId": name.split(".")[1]},
             "schema": {"fields": fields},
         }
-        if partitioning is not None:
-            resource["timePartitioning"] = dict(partitioning)
+        if partitioning is not None:  # the emulator keeps the filter requirement in timePartitioning only
+            resource["timePartitioning"] = {**partitioning, "requirePartitionFilter": required}
             resource["requirePartitionFilter"] = required
         client.create_table(bigquery.Table.from_api_repr(resource), retry=short_retry())
     for statement in filter(str.strip, ROWS.format(p=project).split(";")):
@@ -268,3 +268,32 @@ def test_the_emulator_counts_the_rows_of_tables_partitioned_on_another_column(pr
         ("injuries", date(2024, 11, 1), 1),  # a DATETIME date
         ("odds_props", date(2024, 11, 1), 1), ("odds_props", date(2024, 11, 2), 1),
     ]
+
+
+def test_a_refused_coverage_query_comes_with_the_table_settings_behind_it(production: Path, monkeypatch):
+    """The emulator enforces no partition filter; BigQuery's refusal is raised as the client
+    raises it. The tables' settings were read before the job, so the message can name them."""
+    from google.api_core.exceptions import BadRequest
+    from google.cloud import bigquery
+
+    from backfill_kit.errors import WarehouseError
+
+    refusal = ("Cannot query over table 'p.nba_raw.bettingpros_player_points_props' without a filter over "
+               "column(s) '_PARTITION_LOAD_TIME', '_PARTITIONDATE', '_PARTITIONTIME' that can be used for "
+               "partition elimination")
+    real_query = bigquery.Client.query
+
+    def refuse_coverage(client: Any, sql: str, *args: Any, **kwargs: Any) -> Any:
+        if " AS k, " in sql:
+            raise BadRequest(refusal, errors=[{"reason": "invalidQuery", "message": refusal}])
+        return real_query(client, sql, *args, **kwargs)
+
+    monkeypatch.setattr(bigquery.Client, "query", refuse_coverage)
+    with pytest.raises(WarehouseError) as info:
+        validate(load_spec(production), START, END, now=NOW)
+    said = str(info.value)
+    assert said.startswith("BigQuery refused the coverage query; table settings that may explain it: ")
+    assert "nba_raw.odds_api_player_points_props: requires a partition filter: every query a backfill job " \
+           "runs on it must filter on snapshot_timestamp" in said
+    assert "nba_raw.bettingpros_player_points_props: requires a partition filter" in said
+    assert "filter on _PARTITIONTIME" in said and said.endswith(f"estimating the coverage query failed: {refusal}")

@@ -159,7 +159,8 @@ class BigQueryWarehouse:
             params |= _range(start, end, sql)
         # Known before the job, so that a refusal comes with the table settings likely behind it.
         settings = [h for i in scanned if (h := _filter_hazard(targets[i].table, resources[i]))]
-        blame = ("the coverage query failed; these tables' settings may explain it: " + " ".join(settings)) if settings else ""
+        blame = ("BigQuery refused the coverage query; table settings that may explain it: " + " ".join(settings)
+                 if settings else "")
         rows = self._run("coverage", sql, params, tables=len(scanned) + views, blame=blame,
                          metadata_tables=[targets[i].table for i in by_metadata])
         return [(order[k], d, int(n)) for k, d, n in rows]
@@ -280,8 +281,9 @@ class BigQueryWarehouse:
         config = bigquery.QueryJobConfig(query_parameters=parameters, dry_run=True, use_query_cache=False)
         job = self.client.query(sql, job_config=config, location=self.location, retry=API_RETRY,
                                 timeout=HTTP_TIMEOUT_SECONDS)
-        statistics = job.to_api_repr().get("statistics") or {}
-        accuracy = (statistics.get("query") or {}).get("totalBytesProcessedAccuracy") or "PRECISE"
+        # The client has no accessor for the accuracy; it keeps the job resource in _properties.
+        statistics = (job._properties.get("statistics") or {}).get("query") or {}
+        accuracy = statistics.get("totalBytesProcessedAccuracy") or "PRECISE"
         return int(job.total_bytes_processed or 0), accuracy
 
     def _execute(self, purpose: str, sql: str, parameters: list[Any]) -> tuple[Any, list[tuple[Any, ...]]]:
@@ -350,7 +352,7 @@ class BigQueryWarehouse:
             return WarehouseError(f"{action}: the Google credentials were refused: {text}. {CREDENTIALS_HINT}")
         if isinstance(exc, RequestException | RetryError):
             return WarehouseError(f"{action}: BigQuery did not answer: {text}", retryable=True)
-        return WarehouseError(f"{blame}. {action} failed: {text}" if blame else f"{action} failed: {text}")
+        return WarehouseError(f"{blame.rstrip('.')}. {action} failed: {text}" if blame else f"{action} failed: {text}")
 
     def _location_error(self, action: str, project: str, dataset: str, asked: str) -> WarehouseError:
         """Datasets looked for in one location and kept in another: said at warehouse.location,
