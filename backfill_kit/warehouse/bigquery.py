@@ -530,13 +530,14 @@ def _metadata_counted(targets: Sequence[CoverageTarget], resources: Sequence[dic
 
 
 def _parameter(name: str, value: Any) -> Any:
+    """A query parameter; dates and moments go as STRINGs, which GoogleSQL coerces to the DATE,
+    DATETIME or TIMESTAMP they are compared with (typed ones match one column type only)."""
     if isinstance(value, list | tuple):
         return bigquery.ArrayQueryParameter(name, "STRING", [str(v) for v in value])
     if isinstance(value, datetime):
-        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        return bigquery.ScalarQueryParameter(name, "TIMESTAMP", moment)
+        return bigquery.ScalarQueryParameter(name, "STRING", _moment(value))
     if isinstance(value, date):
-        return bigquery.ScalarQueryParameter(name, "DATE", value)
+        return bigquery.ScalarQueryParameter(name, "STRING", value.isoformat())
     if isinstance(value, int):
         return bigquery.ScalarQueryParameter(name, "INT64", value)
     return bigquery.ScalarQueryParameter(name, "STRING", str(value))
