@@ -378,6 +378,20 @@ def test_partition_metadata_is_matched_on_the_table_name_as_bigquery_spells_it()
     assert "FROM `p`.`raw`.INFORMATION_SCHEMA.PARTITIONS" in sql
 
 
+def test_only_time_partitioning_gets_a_date_bound_and_every_required_filter_is_named():
+    from backfill_kit.warehouse.bigquery import _partition_column, table_hazards
+
+    by_range = {"rangePartitioning": {"field": "season_year", "range": {"start": "2000", "end": "2100", "interval": "1"}},
+                "requirePartitionFilter": True}
+    by_ingestion = {"timePartitioning": {"type": "DAY"}, "requirePartitionFilter": True}
+    assert _partition_column(by_range) is None  # an INT64 column: a date string cannot bound it
+    assert _partition_column(by_ingestion) == "_PARTITIONTIME"
+    assert table_hazards("raw.t", by_range, D1, D1) == [
+        "raw.t: requires a partition filter: every query a backfill job runs on it must filter on season_year, "
+        "or BigQuery rejects it."]
+    assert "must filter on _PARTITIONTIME" in table_hazards("raw.t", by_ingestion, D1, D1)[0]
+
+
 # --- installing, importing, configuring --------------------------------------------------------
 
 

@@ -480,7 +480,7 @@ def _filter_hazard(table: str, resource: dict[str, Any]) -> str:
     partitioning = resource.get("timePartitioning") or {}
     if not (resource.get("requirePartitionFilter") or partitioning.get("requirePartitionFilter")):
         return ""
-    column = _partition_column(resource) or "its partitioning column"
+    column = _partition_column(resource) or (resource.get("rangePartitioning") or {}).get("field", "its partitioning column")
     return (f"{table}: requires a partition filter: every query a backfill job runs on it must "
             f"filter on {column}, or BigQuery rejects it.")
 
@@ -501,10 +501,11 @@ def _name(resource: dict[str, Any]) -> str:
 
 
 def _partition_column(resource: dict[str, Any]) -> str | None:
-    """The column a table is partitioned on: a column, _PARTITIONTIME (ingestion time), or None."""
+    """The time column a table is partitioned on: a column, _PARTITIONTIME (ingestion time), or
+    None (not partitioned, or on an integer range, which no date bound can filter)."""
     if (partitioning := resource.get("timePartitioning")) is not None:
         return partitioning.get("field") or "_PARTITIONTIME"
-    return (resource.get("rangePartitioning") or {}).get("field")
+    return None
 
 
 def _dialect_for(resource: dict[str, Any]) -> Dialect:
