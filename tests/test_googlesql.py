@@ -2,7 +2,8 @@
 analyzer (tests/googlesql.py), offline, against a catalog of a warehouse shaped like production.
 
 The warehouse is built in the emulator through the real client, with production's column types
-(../shared/domain.md): the run history's `errors` is JSON and `started_at` a TIMESTAMP; date
+(../shared/domain.md): the run history's `errors` is JSON (in a second run history, REPEATED
+records) and `started_at` a TIMESTAMP; date
 columns are DATE, DATETIME and TIMESTAMP; one table is partitioned on another column than its
 date and requires a partition filter; one is partitioned by ingestion time and requires one
 too. The monitor's look at it (a validation and the recent runs) records every query the
@@ -66,6 +67,12 @@ TABLES: dict[str, tuple[list[dict[str, str]], dict[str, str] | None, bool]] = {
          {"name": "skipped", "type": "BOOLEAN"}, {"name": "skip_reason", "type": "STRING"},
          {"name": "retry_attempt", "type": "INTEGER"}], {"type": "DAY", "field": "data_date"}, True),
 }
+# The same run history with its errors as REPEATED records instead of JSON.
+REPEATED_ERRORS = {"name": "errors", "type": "RECORD", "mode": "REPEATED",
+                   "fields": [{"name": "error_type", "type": "STRING"}, {"name": "error_message", "type": "STRING"}]}
+TABLES["nba_reference.processor_run_history_repeated"] = (
+    [REPEATED_ERRORS if f["name"] == "errors" else f for f in TABLES["nba_reference.processor_run_history"][0]],
+    {"type": "DAY", "field": "data_date"}, True)
 
 SPEC = """\
 name: production_shaped
@@ -117,6 +124,12 @@ INSERT INTO `{p}.nba_reference.processor_run_history`
           JSON '[{{"error_type": "HTTPError", "error_message": "503 from the odds source"}}]'),
          ('NbacGamebookProcessor', 'r2', '2024-11-01', 'success', '2024-11-02 08:00:00', '2024-11-02 08:02:00', 2,
           JSON '[]');
+INSERT INTO `{p}.nba_reference.processor_run_history_repeated`
+  (processor_name, run_id, data_date, status, started_at, processed_at, records_processed, errors)
+  VALUES ('BettingPropsProcessor', 'r1', '2024-11-02', 'running', '2024-11-03 08:00:00', NULL, NULL, []),
+         ('BettingPropsProcessor', 'r1', '2024-11-02', 'failed', '2024-11-03 08:00:00', '2024-11-03 08:01:00', 0,
+          [STRUCT('HTTPError' AS error_type, '503 from the odds source' AS error_message)]),
+         ('NbacGamebookProcessor', 'r2', '2024-11-01', 'success', '2024-11-02 08:00:00', '2024-11-02 08:02:00', 2, []);
 """
 
 
@@ -188,7 +201,13 @@ def _declared(parameter: Any) -> Any:
     return googlesql.parameter_type(parameter.type_)
 
 
-def test_every_query_the_backend_sends_is_valid_googlesql(production: Path, catalog: Any, monkeypatch):
+@pytest.mark.parametrize("errors", ["JSON", "REPEATED"])
+def test_every_query_the_backend_sends_is_valid_googlesql(production: Path, catalog: Any, monkeypatch, tmp_path, errors):
+    if errors == "REPEATED":  # the same spec, on the run history whose errors are REPEATED records
+        history = "table: nba_reference.processor_run_history\n"
+        text = production.read_text().replace(history, history.replace("y\n", "y_repeated\n"))
+        production = tmp_path / "repeated.yaml"
+        production.write_text(text)
     sent = Sent(monkeypatch)
     spec = load_spec(production)
     wh = open_warehouse(spec)
@@ -199,6 +218,7 @@ def test_every_query_the_backend_sends_is_valid_googlesql(production: Path, cata
     wh.close()
 
     assert [q.purpose for q in wh.queries] == ["calendar", "coverage", "run_history", "recent_runs"]
+    assert spec.run_history.table.endswith("_repeated") == (errors == "REPEATED")
     assert len(sent.queries) == 8 and [dry for _, _, dry in sent.queries] == [True, False] * 4
     assert {sql for sql, _, _ in sent.queries} == {q.sql for q in wh.queries}
     for sql, parameters, _ in sent.queries:
