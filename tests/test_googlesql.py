@@ -3,10 +3,9 @@ analyzer (tests/googlesql.py), offline, against a catalog of a warehouse shaped 
 
 The warehouse is built in the emulator through the real client, with production's column types
 (../shared/domain.md): the run history's `errors` is JSON (in a second run history, REPEATED
-records) and `started_at` a TIMESTAMP; date
-columns are DATE, DATETIME and TIMESTAMP; one table is partitioned on another column than its
-date and requires a partition filter; one is partitioned by ingestion time and requires one
-too. The monitor's look at it (a validation and the recent runs) records every query the
+records) and `started_at` a TIMESTAMP; date columns are DATE, DATETIME and TIMESTAMP; one table
+is partitioned on another column than its date and requires a partition filter; one is
+partitioned by ingestion time and requires one too. The monitor's look at it (a validation and the recent runs) records every query the
 client sends, dry runs included, with its parameters' types; each is analyzed against the
 catalog built from the same tables' metadata. The emulator (DuckDB underneath) runs them too,
 so the verdicts are checked as well as the SQL.
