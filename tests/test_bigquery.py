@@ -226,11 +226,12 @@ def test_a_missing_permission_names_the_role_to_grant(bq_spec: Path, mini: MiniW
     assert "roles/bigquery.dataViewer on their datasets" in result.output
 
 
-def bigquery_refusal(reason: str, message: str) -> Exception:
-    """The exception the client raises for a BigQuery error response: HTTP 403 with a reason."""
-    from google.api_core.exceptions import Forbidden
+def bigquery_refusal(reason: str, message: str, status: int = 403) -> Exception:
+    """The exception the client raises for a BigQuery error response: an HTTP status (403 for
+    quotas and rate limits) and the reason BigQuery gives."""
+    from google.api_core.exceptions import from_http_status
 
-    return Forbidden(message, errors=[{"reason": reason, "domain": "global", "message": message}])
+    return from_http_status(status, message, errors=[{"reason": reason, "domain": "global", "message": message}])
 
 
 RATE_LIMIT = ("rateLimitExceeded", "Exceeded rate limits: too many concurrent queries for this project")
@@ -327,6 +328,15 @@ def test_every_job_has_a_timeout_and_one_past_it_is_given_up(bq_spec: Path, monk
 
     monkeypatch.setattr(bigquery.QueryJob, "result", never_done)
     with pytest.raises(WarehouseError, match=r"the calendar query \(job .+\) did not finish within 600 s") as info:
+        validate(load_spec(bq_spec), D1, D1, now=NOW)
+    assert info.value.retryable
+
+    def cancelled(self, *args, **kwargs):  # what the client raises for a job BigQuery timed out
+        raise bigquery_refusal("timeout", "Job timed out after 600 seconds", status=400)
+
+    monkeypatch.setattr(bigquery.QueryJob, "result", cancelled)
+    with pytest.raises(WarehouseError, match="running the calendar query: Job timed out after 600 seconds; the query "
+                                             "did not finish within 600 s") as info:
         validate(load_spec(bq_spec), D1, D1, now=NOW)
     assert info.value.retryable
 

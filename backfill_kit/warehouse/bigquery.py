@@ -78,6 +78,7 @@ HTTP_TIMEOUT_SECONDS = 60.0  # one API request (not a job)
 RETRYABLE_REASONS = frozenset({"rateLimitExceeded", "backendError", "internalError"})
 # A quota (queries per day, bytes per day, free tier) resets tomorrow: retrying in minutes is no use.
 QUOTA_REASON = "quotaExceeded"
+TIMEOUT_REASON = "timeout"  # a job cancelled at its job_timeout_ms
 EARLIEST = "0001-01-01"  # the lowest DATE, DATETIME and TIMESTAMP
 RETRYABLE_TYPES = (api_errors.TooManyRequests, api_errors.InternalServerError, api_errors.BadGateway,
                    api_errors.ServiceUnavailable, api_errors.GatewayTimeout)
@@ -298,11 +299,14 @@ class BigQueryWarehouse:
             rows = job.result(retry=API_RETRY, timeout=timeout)
             return job, [tuple(map(_naive_utc, row.values())) for row in rows]
         except WaitTimeout as exc:  # BigQuery cancels it too, at job_timeout_ms
-            raise WarehouseError(
-                f"the {purpose} query (job {job.job_id}) did not finish within {timeout:g} s and was given up; "
-                "BigQuery may be busy: try again later, or validate fewer dates (--start/--end) or tables (--table).",
-                retryable=True,
-            ) from exc
+            raise self._timed_out(f"the {purpose} query (job {job.job_id})") from exc
+
+    def _timed_out(self, what: str) -> WarehouseError:
+        return WarehouseError(
+            f"{what} did not finish within {self.job_timeout_seconds:g} s and was given up; BigQuery may be "
+            "busy: try again later, or validate fewer dates (--start/--end) or tables (--table).",
+            retryable=True,
+        )
 
     def _guard(self, purpose: str, billed: int, usd: float) -> None:
         ceiling = self.maximum_bytes_billed
@@ -339,6 +343,8 @@ class BigQueryWarehouse:
         if "bytesBilledLimitExceeded" in reasons or "bytes billed" in text.lower():
             return WarehouseError(f"{action}: BigQuery refused it: {text}. Raise warehouse.maximum_bytes_billed "
                                   f"in {self.spec_file}, or validate fewer dates or tables.")
+        if TIMEOUT_REASON in reasons:  # BigQuery cancelled the job at job_timeout_ms
+            return self._timed_out(f"{action}: {text}; the query")
         if QUOTA_REASON in reasons:
             return WarehouseError(f"{action}: BigQuery quota exceeded: {text}. A quota (queries or bytes per day, "
                                   "the free tier) is not over in minutes, so it was not retried: try again once it "
