@@ -486,6 +486,9 @@ def test_live_bigquery_validates_the_demo_in_three_billed_jobs(demo_dir, monkeyp
         duck = validate(load_spec(demo_dir / "nba_props.yaml"), *SLICE, now=DEMO_NOW)
         assert len({q.extra["job_id"] for q in live.queries}) == 3
         assert all(q.extra["bytes_billed"] >= 10 * 2**20 for q in live.queries)
+        # The estimate is an upper bound of what BigQuery billed, or says it is unknown.
+        assert all(q.extra["estimated_bytes_billed"] is None or q.extra["estimated_bytes_billed"] >= q.extra["bytes_billed"]
+                   for q in live.queries)
         assert live.cells == duck.cells
     finally:
         client = bigquery.Client(project=project)
