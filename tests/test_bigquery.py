@@ -289,7 +289,8 @@ def test_datasets_in_another_location_are_named_at_warehouse_location(bq_spec: P
     from google.api_core.exceptions import NotFound
     from google.cloud import bigquery
 
-    bq_spec.write_text(bq_spec.read_text().replace("backend: bigquery\n", "backend: bigquery\n  location: asia-northeast1\n"))
+    located = "backend: bigquery\n  location: asia-northeast1\n"
+    bq_spec.write_text(bq_spec.read_text().replace("backend: bigquery\n", located))
     text = f"Not found: Dataset {mini.project}:raw was not found in location asia-northeast1"
 
     def elsewhere(*args, **kwargs):

@@ -5,9 +5,9 @@ The warehouse is built in the emulator through the real client, with production'
 (../shared/domain.md): the run history's `errors` is JSON (in a second run history, REPEATED
 records) and `started_at` a TIMESTAMP; date columns are DATE, DATETIME and TIMESTAMP; one table
 is partitioned on another column than its date and requires a partition filter; one is
-partitioned by ingestion time and requires one too. The monitor's look at it (a validation and the recent runs) records every query the
-client sends, dry runs included, with its parameters' types; each is analyzed against the
-catalog built from the same tables' metadata. The emulator (DuckDB underneath) runs them too,
+partitioned by ingestion time and requires one too. The monitor's look at it (a validation and
+the recent runs) records every query the client sends, dry runs included, with its parameters'
+types; each is analyzed against the catalog built from the same tables' metadata. The emulator (DuckDB underneath) runs them too,
 so the verdicts are checked as well as the SQL.
 
 The analyzer must reject today's known-bad SQL (a cast from JSON to STRING, a DATE parameter
@@ -253,7 +253,8 @@ def test_the_analyzer_rejects_what_bigquery_rejects(production: Path, catalog: A
     sql, parameters, _ = sent.queries[-1]
     catalog.check(sql, parameters)
     as_dates = parameters | {"start": googlesql.parameter_type("DATE"), "stop": googlesql.parameter_type("DATE")}
-    with pytest.raises(googlesql.RejectedQuery, match="No matching signature for operator >= for argument types: TIMESTAMP, DATE"):
+    refused = "No matching signature for operator >= for argument types: TIMESTAMP, DATE"
+    with pytest.raises(googlesql.RejectedQuery, match=refused):
         catalog.check(sql, as_dates)
     # A column the table does not have, and a function GoogleSQL does not know.
     with pytest.raises(googlesql.RejectedQuery, match="Unrecognized name: game_day"):

@@ -28,8 +28,8 @@ from __future__ import annotations
 import os
 import re
 import time
-from concurrent.futures import TimeoutError as WaitTimeout
 from collections.abc import Callable, Sequence
+from concurrent.futures import TimeoutError as WaitTimeout
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -240,7 +240,8 @@ class BigQueryWarehouse:
     def _dataset_missing(self, name: str) -> bool:
         dataset = name.rsplit(".", 1)[0]
         try:
-            self.call(f"reading dataset {dataset}", lambda: self.client.get_dataset(dataset, retry=API_RETRY, timeout=HTTP_TIMEOUT_SECONDS))
+            self.call(f"reading dataset {dataset}",
+                      lambda: self.client.get_dataset(dataset, retry=API_RETRY, timeout=HTTP_TIMEOUT_SECONDS))
         except ObjectsMissingError:
             return True
         return False
@@ -486,7 +487,8 @@ def _filter_hazard(table: str, resource: dict[str, Any]) -> str:
     partitioning = resource.get("timePartitioning") or {}
     if not (resource.get("requirePartitionFilter") or partitioning.get("requirePartitionFilter")):
         return ""
-    column = _partition_column(resource) or (resource.get("rangePartitioning") or {}).get("field", "its partitioning column")
+    by_range = (resource.get("rangePartitioning") or {}).get("field")
+    column = _partition_column(resource) or by_range or "its partitioning column"
     return (f"{table}: requires a partition filter: every query a backfill job runs on it must "
             f"filter on {column}, or BigQuery rejects it.")
 
