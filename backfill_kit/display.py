@@ -77,7 +77,7 @@ def cost_line(v: Validation) -> str:
     cost = v.cost()
     billed, usd = cost["estimated_bytes_billed"], cost["estimated_usd"] or 0.0
     if cost["unknown_estimates"]:
-        return (f"cost: unknown: BigQuery's dry run could not estimate the {', '.join(cost['unknown_estimates'])} "
+        return (f"cost: unknown: BigQuery's dry run could not bound the {', '.join(cost['unknown_estimates'])} "
                 "query (warehouse.maximum_bytes_billed, when set, still caps every job)")
     if billed is None:
         return ""

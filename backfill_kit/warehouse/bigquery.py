@@ -80,6 +80,8 @@ RETRYABLE_REASONS = frozenset({"rateLimitExceeded", "backendError", "internalErr
 QUOTA_REASON = "quotaExceeded"
 TIMEOUT_REASON = "timeout"  # a job cancelled at its job_timeout_ms
 EARLIEST = "0001-01-01"  # the lowest DATE, DATETIME and TIMESTAMP
+# A dry run's totalBytesProcessedAccuracy that bounds the bytes from above (an emulator gives none).
+BOUNDING_ACCURACY = frozenset({"PRECISE", "UPPER_BOUND"})
 RETRYABLE_TYPES = (api_errors.TooManyRequests, api_errors.InternalServerError, api_errors.BadGateway,
                    api_errors.ServiceUnavailable, api_errors.GatewayTimeout)
 UNKNOWN_NAME = ("Unrecognized name", "not found in FROM clause", "does not have a column")
@@ -262,13 +264,15 @@ class BigQueryWarehouse:
         began = time.perf_counter()
         parameters = [_parameter(name, value) for name, value in params.items()]
         estimate, accuracy = self.call(f"estimating the {purpose} query", lambda: self._dry_run(sql, parameters), blame)
-        extra: dict[str, object] = {"estimated_bytes_processed": estimate, "estimate_accuracy": accuracy,
-                                    "estimated_bytes_billed": None, "estimated_usd": None}
-        if accuracy != "UNKNOWN":  # else no guess: BigQuery's own maximum_bytes_billed still holds
-            billed = estimated_bytes_billed(estimate, tables)
-            usd = billed / TIB * self.price_per_tib_usd
+        billed = estimated_bytes_billed(estimate, tables)
+        usd = billed / TIB * self.price_per_tib_usd
+        bounded = accuracy in BOUNDING_ACCURACY
+        if bounded:  # else the job's maximum_bytes_billed is the only guard: BigQuery counts
             self._guard(purpose, billed, usd)
-            extra |= {"estimated_bytes_billed": billed, "estimated_usd": round(usd, 6)}
+        extra: dict[str, object] = {  # without a bound, no figure
+            "estimated_bytes_processed": estimate, "estimate_accuracy": accuracy, "estimate_unknown": not bounded,
+            "estimated_bytes_billed": billed if bounded else None, "estimated_usd": round(usd, 6) if bounded else None,
+        }
         job, rows = self.call(f"running the {purpose} query", lambda: self._execute(purpose, sql, parameters), blame)
         extra |= {"job_id": job.job_id, "bytes_billed": job.total_bytes_billed}
         if metadata_tables:
