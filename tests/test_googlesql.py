@@ -314,3 +314,18 @@ def test_a_refused_coverage_query_comes_with_the_table_settings_behind_it(produc
            "runs on it must filter on snapshot_timestamp" in said
     assert "nba_raw.bettingpros_player_points_props: requires a partition filter" in said
     assert "filter on _PARTITIONTIME" in said and said.endswith(f"estimating the coverage query failed: {refusal}")
+
+
+def test_a_calendar_partitioned_by_ingestion_time_is_filtered_on_it_too(production: Path, catalog: Any, monkeypatch):
+    from backfill_kit.warehouse import CalendarRequest
+
+    sent = Sent(monkeypatch)
+    wh = open_warehouse(load_spec(production))
+    try:
+        days = wh.expected_dates(CalendarRequest("nba_raw.bettingpros_player_points_props", "game_date"), START, END)
+    finally:
+        wh.close()
+    assert days == [(date(2024, 11, 1), 1)]
+    sql, parameters, _ = sent.queries[-1]
+    assert "(_PARTITIONTIME >= @partitions_from OR _PARTITIONTIME IS NULL)" in sql
+    catalog.check(sql, parameters)
