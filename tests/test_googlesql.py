@@ -165,9 +165,10 @@ def production(bigquery_emulator: Emulator, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.fixture(scope="module")
-def catalog(production: Path, request: pytest.FixtureRequest) -> Any:
+def catalog(production: Path, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """GoogleSQL's analyzer over the production-shaped tables, as BigQuery describes them."""
-    googlesql.start_analyzer(Path(request.config.cache.mkdir("googlesql")))
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider: compiled anew
+    googlesql.start_analyzer(Path(cache.mkdir("googlesql")) if cache else tmp_path_factory.mktemp("googlesql"))
     wh = open_warehouse(load_spec(production))
     try:
         resources = [wh.client.get_table(wh.qualified(name)).to_api_repr() for name in TABLES]
