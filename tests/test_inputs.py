@@ -1,0 +1,124 @@
+"""Hostile inputs: every one ends in one message naming the file, line or field, exit 2, in
+well under a second; never a traceback, a hang or a silently wrong value."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from backfill_kit.demo import example_spec_text
+from backfill_kit.errors import SpecError
+from backfill_kit.spec import load_spec
+
+EXAMPLE = example_spec_text()
+
+
+def spec_problems(tmp_path: Path, content: str | bytes) -> list[str]:
+    """The problems of a spec file holding `content`; loading must take well under a second."""
+    path = tmp_path / "spec.yaml"
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    started = time.monotonic()
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert time.monotonic() - started < 1.0
+    return [str(p).removeprefix(f"{path}:") for p in info.value.problems]
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(i for i, row in enumerate(text.splitlines(), 1) if needle in row)
+
+
+# --- the spec file -------------------------------------------------------------------------
+
+
+def test_a_misspelt_top_level_key_is_named_not_a_hang(tmp_path):
+    text = EXAMPLE.replace("\nphases:", "\nphase:")
+    assert spec_problems(tmp_path, text) == [
+        " phases: required field is missing",
+        f"{line_of(text, 'phase:')}: phase: unknown field; expected one of: name, warehouse, calendar, run_history, "
+        "date_column, job_defaults, cascade, phases",
+    ]
+
+
+def test_a_file_holding_only_a_name_lists_what_is_missing(tmp_path):
+    assert spec_problems(tmp_path, "name: x\n") == [
+        f" {field}: required field is missing" for field in ("warehouse", "calendar", "run_history", "phases")
+    ]
+
+
+def test_a_300_byte_alias_bomb_is_refused_at_once(tmp_path):
+    rows = ["a: &a [x,x,x,x,x,x,x,x,x]"]
+    rows += [f"{b}: &{b} [{','.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi", strict=True)]
+    bomb = "\n".join(rows) + "\n"  # 9**9 = 387 million values once expanded
+    assert len(bomb) < 350
+    (problem,) = spec_problems(tmp_path, bomb)
+    assert "more than 100,000 values once YAML aliases are expanded" in problem
+
+
+def test_an_alias_that_refers_to_itself_is_refused(tmp_path):
+    (problem,) = spec_problems(tmp_path, "name: &x [*x]\n")
+    assert problem.startswith("1: nested deeper than 50 levels")
+
+
+def test_a_huge_file_is_refused_before_it_is_parsed(tmp_path):
+    assert spec_problems(tmp_path, EXAMPLE + "#" * (1 << 20)) == [
+        " the file is larger than 1024 KiB; a spec is a few kilobytes of YAML"
+    ]
+
+
+def test_a_folder_or_a_pipe_is_not_read(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)  # reading it would block until someone writes
+    for path in (tmp_path, fifo):
+        with pytest.raises(SpecError, match="not a regular file"):
+            load_spec(path)
+
+
+def test_duplicate_keys_are_refused_with_both_lines(tmp_path):
+    text = EXAMPLE.replace("    max_workers: 5\n", "    max_workers: 5\n    max_workers: 1\n", 1)
+    assert text != EXAMPLE
+    first = line_of(text, "max_workers: 5")
+    assert spec_problems(tmp_path, text) == [
+        f"{first + 1}: phases[1].max_workers: the key 'max_workers' appears twice (first on line {first}); "
+        "YAML would silently keep the last: keep one"
+    ]
+
+
+def test_a_spec_that_is_not_utf8(tmp_path):
+    text = EXAMPLE.replace("name: nba_props", "name: nbä_props")
+    (problem,) = spec_problems(tmp_path, text.encode("latin-1"))
+    assert problem == f"{line_of(text, 'nbä')}: not UTF-8 text (byte 0xe4 at offset {text.index('ä')}); save the file as UTF-8"
+
+
+def test_an_impossible_season_date_names_its_field(tmp_path):
+    text = EXAMPLE.replace("start: 2021-10-19", "start: 2021-02-30", 1)
+    assert text != EXAMPLE
+    (problem,) = spec_problems(tmp_path, text)
+    assert problem == (f"{line_of(text, '2021-02-30')}: calendar.seasons[0].start: Input should be a valid date or "
+                       "datetime, day value is outside expected range (got '2021-02-30')")
+
+
+def test_a_season_date_beyond_what_the_warehouses_represent(tmp_path):
+    text = EXAMPLE.replace("end: 2022-06-16", "end: 9999-12-31", 1)
+    assert text != EXAMPLE
+    (problem,) = spec_problems(tmp_path, text)
+    assert "calendar.seasons[0].end: 9999-12-31 is outside the dates backfill-kit handles (1678-01-01 .. 2261-12-31)" in problem
+
+
+def test_identifiers_refuse_a_trailing_newline(tmp_path):
+    text = EXAMPLE.replace("date_column: game_date", 'date_column: "game_date\\n"', 1)
+    assert text != EXAMPLE
+    problems = spec_problems(tmp_path, text)
+    assert any("'game_date\\n' is not a valid column name" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan", "1e300"])
+def test_numbers_that_would_overflow_date_arithmetic(tmp_path, value):
+    text = EXAMPLE.replace("stale_after_hours: 6", f"stale_after_hours: {value}", 1)
+    assert text != EXAMPLE
+    (problem,) = spec_problems(tmp_path, text)
+    assert "run_history.stale_after_hours:" in problem
