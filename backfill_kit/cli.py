@@ -27,9 +27,27 @@ class DateType(click.ParamType):
         if isinstance(value, date):
             return value
         try:
-            return date.fromisoformat(value)
+            parsed = date.fromisoformat(value)
         except ValueError:
             self.fail(f"{value!r} is not a date; write it as YYYY-MM-DD, e.g. 2021-10-19", param, ctx)
+        return _in_bounds(parsed, self, param, ctx)
+
+
+class MomentType(click.DateTime):
+    """A date and time, inside the dates the toolkit handles."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        moment = super().convert(value, param, ctx)
+        _in_bounds(moment.date(), self, param, ctx)
+        return moment
+
+
+def _in_bounds(value: date, kind: click.ParamType, param: click.Parameter | None, ctx: click.Context | None) -> date:
+    from .limits import date_out_of_bounds
+
+    if reason := date_out_of_bounds(value):
+        kind.fail(reason, param, ctx)
+    return value
 
 
 class _Group(click.Group):
@@ -64,7 +82,7 @@ spec_option = click.option(
 @end_option
 @click.option("--table", "tables", multiple=True, metavar="ID", help="Only this table id (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
-@click.option("--now", type=click.DateTime(), default=None, help="Judge stale runs as of this time (UTC).")
+@click.option("--now", type=MomentType(), default=None, help="Judge stale runs as of this time (UTC).")
 def validate(spec_path: Path, start: date, end: date, tables: tuple[str, ...], fmt: str, now: datetime | None) -> None:
     """Give every table and expected date one status: complete, partial, no_data, failed,
     never_ran, running, stale, lost or bootstrap.
@@ -205,8 +223,8 @@ def _execute(the_plan: Any, plan_path: Path, *, resume: bool, keep_going: bool, 
 @click.option("--end", type=DateType(), help="Last date (default: the last season's end).")
 @click.option("--continuous", is_flag=True, help="Refresh in place until Ctrl-C.")
 @click.option("--once", is_flag=True, help="One look, then exit (the default).")
-@click.option("--interval", type=click.FloatRange(min=0.2), default=30.0, show_default=True, help="Seconds between looks.")
-@click.option("--window-hours", type=click.FloatRange(min=0.01), default=2.0, show_default=True,
+@click.option("--interval", type=click.FloatRange(min=0.2, max=86400), default=30.0, show_default=True, help="Seconds between looks.")
+@click.option("--window-hours", type=click.FloatRange(min=0.01, max=24 * 366), default=2.0, show_default=True,
               help="The recent window for the rate and the failures.")
 @click.option("--journal", "journals", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="A runner journal to follow (default: runs/*.journal.jsonl beside the spec).")
@@ -342,7 +360,10 @@ def demo_load(directory: Path, target: str, project: str, dataset_prefix: str, l
     Application Default Credentials, and write DIRECTORY/nba_props.bigquery.yaml: the demo
     spec with only its warehouse section changed."""
     from .demo.load import load_demo
+    from .validation import check_range
 
+    if start and end:
+        check_range(start, end)
     loaded = load_demo(directory, project, dataset_prefix=dataset_prefix, location=location, start=start, end=end)
     for table, rows in loaded.tables:
         click.echo(f"{table:<64} {rows:>12,} rows")

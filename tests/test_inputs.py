@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,3 +123,56 @@ def test_numbers_that_would_overflow_date_arithmetic(tmp_path, value):
     assert text != EXAMPLE
     (problem,) = spec_problems(tmp_path, text)
     assert "run_history.stale_after_hours:" in problem
+
+
+# --- command-line dates --------------------------------------------------------------------
+
+DATED_COMMANDS = {
+    "validate": ["validate", "--spec", "S"],
+    "plan": ["plan", "--spec", "S"],
+    "preflight": ["preflight", "--spec", "S"],
+    "monitor": ["monitor", "--spec", "S"],
+    "backfill": ["backfill", "--spec", "S", "--dry-run"],
+    "report coverage": ["report", "coverage", "--spec", "S", "--out-dir", "R"],
+    "demo load": ["demo", "load", "D", "--to", "bigquery", "--project", "some-project"],
+}
+
+
+def cli_run(tmp_path: Path, args: list[str]) -> Any:
+    from click.testing import CliRunner
+
+    from backfill_kit.cli import cli
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(EXAMPLE)
+    names = {"S": str(spec), "R": str(tmp_path / "reports"), "D": str(tmp_path)}
+    result = CliRunner().invoke(cli, [names.get(a, a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    return result
+
+
+@pytest.mark.parametrize("command", DATED_COMMANDS)
+@pytest.mark.parametrize("dates", [("2021-10-19", "9999-12-31"), ("0001-01-01", "2021-10-19")])
+def test_dates_beyond_what_can_be_represented_are_one_message(tmp_path, command, dates):
+    result = cli_run(tmp_path, [*DATED_COMMANDS[command], "--start", dates[0], "--end", dates[1]])
+    assert result.exit_code == 2
+    bad = dates[1] if dates[1].startswith("9999") else dates[0]
+    assert f"{bad} is outside the dates backfill-kit handles (1678-01-01 .. 2261-12-31)" in result.output
+    assert [p.name for p in tmp_path.rglob("*")] == ["spec.yaml"]  # nothing written
+
+
+@pytest.mark.parametrize("command", DATED_COMMANDS)
+def test_a_reversed_range_is_one_message(tmp_path, command):
+    result = cli_run(tmp_path, [*DATED_COMMANDS[command], "--start", "2022-01-02", "--end", "2022-01-01"])
+    assert result.exit_code == 2
+    assert "the date range is reversed: --start 2022-01-02 is after --end 2022-01-01" in result.output
+    assert [p.name for p in tmp_path.rglob("*")] == ["spec.yaml"]
+
+
+@pytest.mark.parametrize("option", [["--now", "9999-12-31T00:00:00"], ["--window-hours", "1e30"], ["--interval", "1e30"]])
+def test_times_and_durations_are_bounded(tmp_path, option):
+    command = "validate" if option[0] == "--now" else "monitor"
+    result = cli_run(tmp_path, [*DATED_COMMANDS[command], "--start", "2022-01-01", "--end", "2022-01-02", *option])
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option[0]}'" in result.output
