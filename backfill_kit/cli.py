@@ -195,7 +195,6 @@ def backfill(spec_path: Path, start: date, end: date, tables: tuple[str, ...], i
             raise InputError(f"{journal} records an earlier run of {out}: pass --resume to continue it")
         the_plan = _validate_and_plan(spec_path, start, end, tables, include_no_data)
         if not options["dry_run"]:
-            out.parent.mkdir(parents=True, exist_ok=True)
             the_plan.write(out)
     _execute(the_plan, out, **options)
 

@@ -176,3 +176,149 @@ def test_times_and_durations_are_bounded(tmp_path, option):
     result = cli_run(tmp_path, [*DATED_COMMANDS[command], "--start", "2022-01-01", "--end", "2022-01-02", *option])
     assert result.exit_code == 2
     assert f"Invalid value for '{option[0]}'" in result.output
+
+
+# --- plan files ----------------------------------------------------------------------------
+
+STEP = {"id": "a:2024-01-02..2024-01-03", "table": "a", "phase": "raw", "start": "2024-01-02", "end": "2024-01-03",
+        "dates": ["2024-01-02", "2024-01-03"], "causes": {"failed": 2}, "argv": ["python3", "-c", "pass"],
+        "workdir": ".", "env": {}, "timeout_seconds": 60, "retries": 1, "transient_exit_codes": [75],
+        "skips_downstream": True, "after": [], "estimated_seconds": None}
+PLAN = {"format": 1, "spec": "spec.yaml", "spec_name": "x", "start": "2024-01-01", "end": "2024-01-31",
+        "created_at": "2024-02-01T00:00:00+00:00", "options": {}, "blocked": [],
+        "stages": [{"index": 1, "phase": "raw", "mode": "parallel", "workers": 2, "steps": [STEP]}]}
+
+
+def plan_with(**changes: Any) -> dict[str, Any]:
+    """PLAN with top-level `changes`; `stage=` and `step=` dicts change the first stage and step."""
+    stage = {**PLAN["stages"][0], **changes.pop("stage", {})}
+    stage["steps"] = [{**STEP, **changes.pop("step", {})}]
+    return {**PLAN, "stages": [stage], **changes}
+
+
+def run_plan(tmp_path: Path, content: str) -> Any:
+    from click.testing import CliRunner
+
+    from backfill_kit.cli import cli
+
+    path = tmp_path / "plan.json"
+    path.write_text(content)
+    result = CliRunner().invoke(cli, ["run", "--plan", str(path), "--ignore-preflight"])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json"]  # nothing started, nothing written
+    return result
+
+
+BAD_PLANS = {
+    "empty argv": (plan_with(step={"argv": []}), "step 'a:2024-01-02..2024-01-03': argv is empty: no command to run"),
+    "a JSON list": ([PLAN], "not a backfill-kit plan (a JSON list, where a plan is a JSON object)"),
+    "no worker": (plan_with(stage={"workers": 0}), "stage 1: workers is 0, a stage needs at least one"),
+    "endless timeout": (plan_with(step={"timeout_seconds": 1e308}), "timeout_seconds is 1e+308"),
+    "argv as text": (plan_with(step={"argv": "python3 -c pass"}),
+                     "stages[0].steps[0].argv: Input should be a valid tuple (got 'python3 -c pass')"),
+    "impossible date": (plan_with(start="2024-02-30"), "start: Input should be a valid date"),
+    "date out of range": (plan_with(end="9999-12-31"), "9999-12-31 is outside the dates backfill-kit handles"),
+    "reversed": (plan_with(start="2024-02-01"), "end 2024-01-31 is before start 2024-02-01"),
+    "step twice": ({**PLAN, "stages": [{**PLAN["stages"][0], "steps": [STEP, STEP]}]}, "appears twice"),
+    "another format": (plan_with(format=2), "format 2, expected 1"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_PLANS)
+def test_a_bad_plan_file_is_one_message_naming_the_field(tmp_path, case):
+    import json
+
+    content, message = BAD_PLANS[case]
+    result = run_plan(tmp_path, json.dumps(content))
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {tmp_path / 'plan.json'}")
+    assert message in result.output
+
+
+def test_the_sample_plan_is_good(tmp_path):
+    import json
+
+    from backfill_kit.plan import load_plan
+
+    (tmp_path / "plan.json").write_text(json.dumps(PLAN))
+    assert load_plan(tmp_path / "plan.json").stages[0].steps[0].argv == ("python3", "-c", "pass")
+
+
+def test_a_file_of_another_kind_is_named(tmp_path):
+    journal = '{"event": "run_started", "at": "2024-02-01T00:00:00+00:00", "plan": "plan.json"}\n'
+    for content, kind in ((journal, "a runner journal"), (journal * 3, "a runner journal"),
+                          (EXAMPLE, "a pipeline spec (YAML); make a plan from it with backfill-kit plan --spec"),
+                          ('{"spec": "x", "cells": [], "summary": {}}', "validate's JSON output"),
+                          ("<!DOCTYPE html>\n<html></html>", "an HTML file")):
+        result = run_plan(tmp_path, content)
+        assert result.exit_code == 2
+        assert f"{tmp_path / 'plan.json'}: not a plan file: this is {kind}" in result.output
+
+
+def test_a_plan_that_is_not_utf8(tmp_path):
+    (tmp_path / "plan.json").write_bytes(b'{"format": 1, "spec_name": "\xe9"}')
+    from backfill_kit.errors import InputError
+    from backfill_kit.plan import load_plan
+
+    with pytest.raises(InputError, match=r"not a plan file \(not UTF-8 text: byte 0xe9 at offset 28\)"):
+        load_plan(tmp_path / "plan.json")
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Any:
+    """A folder holding the example spec that nobody may write to: by its mode for a normal
+    user; for root (who ignores modes), a tmpfs remounted read-only, else skipped."""
+    import os
+    import subprocess
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        (folder / "spec.yaml").write_text(EXAMPLE)
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("running as root without the right to mount a read-only tmpfs")
+    try:
+        (folder / "spec.yaml").write_text(EXAMPLE)
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_backfill_in_a_read_only_spec_folder_is_one_message(read_only_folder, monkeypatch):
+    """The plan is written beside the spec; the validation itself is stubbed to a tiny one,
+    the point being what happens when the plan cannot be written."""
+    from click.testing import CliRunner
+
+    import backfill_kit.cli as cli_module
+    from backfill_kit.plan import load_plan
+
+    sample = read_only_folder.parent / "sample.json"
+    sample.write_text(__import__("json").dumps(PLAN))
+    monkeypatch.setattr(cli_module, "_validate_and_plan", lambda *args: load_plan(sample))
+    spec = read_only_folder / "spec.yaml"
+    result = CliRunner().invoke(cli_module.cli, ["backfill", "--spec", str(spec), "--start", "2024-01-01",
+                                                 "--end", "2024-01-31", "--ignore-preflight"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: cannot write the plan {read_only_folder}/runs/plan-2024-01-01-2024-01-31.json: ")
+    assert "choose a writable place with --out" in result.output
+    assert sorted(p.name for p in read_only_folder.iterdir()) == ["spec.yaml"]
+
+
+def test_a_plan_that_cannot_be_written_leaves_nothing(tmp_path):
+    import json
+
+    from backfill_kit.errors import InputError
+    from backfill_kit.plan import load_plan
+
+    (tmp_path / "plan.json").write_text(json.dumps(PLAN))
+    plan = load_plan(tmp_path / "plan.json")
+    (tmp_path / "runs").write_text("a file where the folder should be")
+    with pytest.raises(InputError, match=r"cannot write the plan .*runs/plan.json: .*choose a writable place with --out"):
+        plan.write(tmp_path / "runs" / "plan.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json", "runs"]
