@@ -322,3 +322,14 @@ def test_a_plan_that_cannot_be_written_leaves_nothing(tmp_path):
     with pytest.raises(InputError, match=r"cannot write the plan .*runs/plan.json: .*choose a writable place with --out"):
         plan.write(tmp_path / "runs" / "plan.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json", "runs"]
+
+
+# --- reports -------------------------------------------------------------------------------
+
+
+def test_report_coverage_on_a_missing_warehouse_leaves_nothing(tmp_path):
+    result = cli_run(tmp_path, ["report", "coverage", "--spec", "S", "--out-dir", "R", "--start", "2022-01-01",
+                                "--end", "2022-01-05"])
+    assert result.exit_code == 2
+    assert "warehouse.path: the DuckDB file" in result.output
+    assert [p.name for p in tmp_path.rglob("*")] == ["spec.yaml"]  # no notebook, no report folder
