@@ -360,7 +360,8 @@ def parse_spec(text: str, path: Path) -> PipelineSpec:
         seen = {p.field for p in problems}
         problems += [
             Problem(str(path), field, message, _line_of(lines, field))
-            for field, message in _cross_table_problems(_skeleton(data)) if field not in seen
+            for field, message in [*_cross_table_problems(_skeleton(data)), *_raw_filter_problems(data)]
+            if field not in seen
         ]
         raise SpecError(sorted(problems, key=lambda p: p.line or 0)) from None
     problems = [
@@ -387,6 +388,22 @@ def _skeleton(data: dict[str, Any]) -> SimpleNamespace:
         mode = phase.get("mode", "parallel")
         phases.append(SimpleNamespace(name=str(phase.get("name")), mode=mode, tables=tables))
     return SimpleNamespace(phases=phases, date_column=data.get("date_column"))
+
+
+def _raw_filter_problems(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """The calendar filter of a spec that failed validation, checked all the same."""
+    calendar, warehouse = data.get("calendar"), data.get("warehouse")
+    text = calendar.get("filter") if isinstance(calendar, dict) else None
+    backend = warehouse.get("backend") if isinstance(warehouse, dict) else None
+    if isinstance(text, str) and text:
+        yield from _filter_problems(text, backend if backend in WAREHOUSES else "duckdb")
+
+
+def _filter_problems(text: str, dialect: str) -> Iterator[tuple[str, str]]:
+    from .calendar_filter import filter_problem  # sqlglot, only for a spec with a filter
+
+    if reason := filter_problem(text, dialect):
+        yield "calendar.filter", f"{reason} (got {text!r})"
 
 
 def _items(value: Any) -> list[Any]:
@@ -604,6 +621,8 @@ def _cycle_problems(spec: PipelineSpec) -> Iterator[tuple[str, str]]:
 
 def _calendar_problems(spec: PipelineSpec) -> Iterator[tuple[str, str]]:
     cal = spec.calendar
+    if cal.filter:
+        yield from _filter_problems(cal.filter, spec.warehouse.backend)
     if cal.table is None and not cal.seasons:
         yield "calendar", "needs a schedule `table` or a list of `seasons` (or both)"
     for s, season in enumerate(cal.seasons):
