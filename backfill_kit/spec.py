@@ -304,7 +304,7 @@ _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when pre
 # A spec is a few kilobytes and a few thousand values: these bounds are far above any real
 # one, and far below what an alias bomb (a few hundred bytes) expands to.
 MAX_SPEC_BYTES = 1 << 20
-MAX_SPEC_VALUES = 100_000
+MAX_SPEC_VALUES = 50_000
 MAX_SPEC_DEPTH = 50
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
