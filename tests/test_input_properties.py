@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-import signal
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ import duckdb
 import pytest
 import yaml
 from click.testing import CliRunner
+from deadline import ends_in_time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,26 +30,7 @@ from backfill_kit.spec import PipelineSpec, load_spec
 
 EXAMPLE_TEXT = example_spec_text()
 EXAMPLE = yaml.safe_load(EXAMPLE_TEXT)
-BUDGET_SECONDS = 2.0
 FAST = settings(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-@contextmanager
-def ends_in_time(seconds: float = BUDGET_SECONDS) -> Iterator[None]:
-    """Fails a case that takes longer than `seconds` of CPU (wall time depends on what else
-    the machine runs); one that hangs is cut at 10 s of wall time."""
-    def hung(*_: Any) -> None:
-        raise TimeoutError("hung for 10 s")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(10)
-    started = time.process_time()
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-    assert time.process_time() - started < seconds
 
 
 # --- mutations -----------------------------------------------------------------------------
