@@ -223,7 +223,7 @@ def _execute(the_plan: Any, plan_path: Path, *, resume: bool, keep_going: bool, 
 @click.option("--continuous", is_flag=True, help="Refresh in place until Ctrl-C.")
 @click.option("--once", is_flag=True, help="One look, then exit (the default).")
 @click.option("--interval", type=click.FloatRange(min=0.2, max=86400), default=30.0, show_default=True, help="Seconds between looks.")
-@click.option("--window-hours", type=click.FloatRange(min=0.01, max=24 * 366), default=2.0, show_default=True,
+@click.option("--window-hours", type=click.FloatRange(min=0.01, max=24 * 366 * 100), default=2.0, show_default=True,
               help="The recent window for the rate and the failures.")
 @click.option("--journal", "journals", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="A runner journal to follow (default: runs/*.journal.jsonl beside the spec).")
