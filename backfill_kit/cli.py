@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -329,6 +330,18 @@ def _preflight_gate(the_plan: Any, journal: Path, ignore: bool) -> None:
         sys.exit(1)
 
 
+def _spec_value(ctx: click.Context, param: click.Parameter, value: str | None, pattern: str) -> str | None:
+    """A value written into the spec that `demo load` makes: checked as the spec would check
+    it, so that it can neither break nor add to the YAML."""
+    if not value:
+        return value
+    from . import spec
+
+    if not getattr(spec, pattern).fullmatch(value):
+        raise click.BadParameter(f"{value!r} is not a valid {(param.name or 'value').replace('_', ' ')}", ctx, param)
+    return value
+
+
 @cli.group()
 def demo() -> None:
     """The demo: the NBA props pipeline in a local DuckDB file."""
@@ -336,7 +349,8 @@ def demo() -> None:
 
 @demo.command("init")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--seed", default=7, show_default=True, help="Seed of the planted gaps and synthetic rows.")
+@click.option("--seed", default=7, show_default=True, type=click.IntRange(0, 2**31 - 1),
+              help="Seed of the planted gaps and synthetic rows.")
 def demo_init(directory: Path, seed: int) -> None:
     """Write DIRECTORY/nba_props.yaml and the DuckDB warehouse it points to."""
     from .demo import init_demo
@@ -348,9 +362,12 @@ def demo_init(directory: Path, seed: int) -> None:
 @demo.command("load")
 @click.argument("directory", required=False, default="demo", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--to", "target", required=True, type=click.Choice(["bigquery"]), help="Where to load it.")
-@click.option("--project", required=True, help="BigQuery project that gets the datasets.")
-@click.option("--dataset-prefix", default="", help="Put before every dataset name, e.g. 'demo_'.")
-@click.option("--location", default=None, help="Location of new datasets, e.g. US or EU.")
+@click.option("--project", required=True, callback=partial(_spec_value, pattern="PROJECT_ID"),
+              help="BigQuery project that gets the datasets.")
+@click.option("--dataset-prefix", default="", callback=partial(_spec_value, pattern="DATASET_PREFIX"),
+              help="Put before every dataset name, e.g. 'demo_'.")
+@click.option("--location", default=None, callback=partial(_spec_value, pattern="LOCATION"),
+              help="Location of new datasets, e.g. US or EU.")
 @click.option("--start", type=DateType(), default=None, help="Load only dates from this one.")
 @click.option("--end", type=DateType(), default=None, help="Load only dates up to this one.")
 def demo_load(directory: Path, target: str, project: str, dataset_prefix: str, location: str | None,

@@ -331,3 +331,12 @@ def test_report_coverage_on_a_missing_warehouse_leaves_nothing(tmp_path):
     assert result.exit_code == 2
     assert "warehouse.path: the DuckDB file" in result.output
     assert [p.name for p in tmp_path.rglob("*")] == ["spec.yaml"]  # no notebook, no report folder
+
+
+@pytest.mark.parametrize("option", [["--project", "my-project\n  credentials_file: /etc/key.json"],
+                                    ["--dataset-prefix", "demo_\nlocation: EU"], ["--location", "EU\n"]])
+def test_values_demo_load_writes_into_a_spec_are_checked_as_the_spec_would(tmp_path, option):
+    args = ["demo", "load", "D", "--to", "bigquery", "--project", "some-project", *option]
+    result = cli_run(tmp_path, args)
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option[0]}'" in result.output
