@@ -21,7 +21,7 @@ from typing import Any
 
 from .calendar import consecutive_runs
 from .errors import BackfillKitError, InputError
-from .spec import PipelineSpec, TableSpec
+from .spec import PipelineSpec, TableSpec, command_problem
 from .status import NEEDS_WORK, Status
 from .validation import Cell, Validation
 
@@ -270,6 +270,9 @@ def _plan_problems(plan: Plan) -> Iterator[str]:
 def _step_problems(step: Step) -> Iterator[str]:
     if not step.argv or not step.argv[0]:
         yield "argv is empty: no command to run"
+    for field, value in (("argv", step.argv), ("env", step.env), ("workdir", step.workdir)):
+        if reason := command_problem(value):
+            yield f"its {field} {reason}"
     if not step.dates or not (step.start <= min(step.dates) and max(step.dates) <= step.end):
         yield f"its dates are not inside {step.start} .. {step.end}"
     if not 0 < step.timeout_seconds <= MAX_TIMEOUT_SECONDS:  # nan fails this too

@@ -170,6 +170,11 @@ class SkipDownstream(_Model):
     args: tuple[str, ...] = ()
     env: dict[str, str] = {}
 
+    @field_validator("args", "env")
+    @classmethod
+    def _runnable(cls, v: Any) -> Any:
+        return JobOverrides._runnable(v)
+
 
 class JobOverrides(_Model):
     """Job settings at any level (spec, phase, table); the nearest level wins per field."""
@@ -183,6 +188,23 @@ class JobOverrides(_Model):
     transient_exit_codes: tuple[int, ...] | None = None
     retries: int | None = Field(None, ge=0, le=100)
     dry_run_args: tuple[str, ...] | None = Field(None, description="appended for preflight's dry run")
+
+    @field_validator("argv", "workdir", "env", "dry_run_args")
+    @classmethod
+    def _runnable(cls, v: Any) -> Any:
+        if reason := command_problem(v):
+            raise ValueError(reason)
+        return v
+
+
+def command_problem(value: Any) -> str | None:
+    """Why an argv, a folder or an environment could not be handed to a process, or None."""
+    texts = [*value.keys(), *value.values()] if isinstance(value, dict) else [value] if isinstance(value, str) else value or []
+    if any("\0" in text for text in texts):
+        return "contains a NUL character, which no command line or environment can carry"
+    if isinstance(value, dict) and any(not name or "=" in name for name in value):
+        return "an environment variable name is empty or contains '='"
+    return None
 
 
 class JobSpec(_Model):

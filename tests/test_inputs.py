@@ -115,6 +115,15 @@ def test_identifiers_refuse_a_trailing_newline(tmp_path):
     assert any("'game_date\\n' is not a valid column name" in p for p in problems), problems
 
 
+@pytest.mark.parametrize(("old", "field"), [('"--warehouse"', "job_defaults.argv"),
+                                          ('"--skip-downstream-trigger"', "job_defaults.skip_downstream.args")])
+def test_a_command_no_process_could_take_is_refused_at_load(tmp_path, old, field):
+    """A NUL character in an argument made the runner crash at the first step."""
+    assert old in EXAMPLE
+    problems = spec_problems(tmp_path, EXAMPLE.replace(old, old[:-1] + '\\0"', 1))
+    assert any(f"{field}: contains a NUL character" in p for p in problems), problems
+
+
 @pytest.mark.parametrize("value", [".inf", ".nan", "1e300"])
 def test_numbers_that_would_overflow_date_arithmetic(tmp_path, value):
     text = EXAMPLE.replace("stale_after_hours: 6", f"stale_after_hours: {value}", 1)
@@ -220,6 +229,8 @@ BAD_PLANS = {
     "reversed": (plan_with(start="2024-02-01"), "end 2024-01-31 is before start 2024-02-01"),
     "step twice": ({**PLAN, "stages": [{**PLAN["stages"][0], "steps": [STEP, STEP]}]}, "appears twice"),
     "another format": (plan_with(format=2), "format 2, expected 1"),
+    "a NUL in argv": (plan_with(step={"argv": ["python3", "-c", "pass\u0000"]}), "its argv contains a NUL character"),
+    "a bad variable name": (plan_with(step={"env": {"A=B": "1"}}), "its env an environment variable name is empty or contains '='"),
 }
 
 
