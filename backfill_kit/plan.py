@@ -21,7 +21,7 @@ from typing import Any
 
 from .calendar import consecutive_runs
 from .errors import BackfillKitError, InputError
-from .spec import PipelineSpec, TableSpec, command_problem
+from .spec import MAX_RETRIES, MAX_TIMEOUT_SECONDS, PipelineSpec, TableSpec, command_problem
 from .status import NEEDS_WORK, Status
 from .validation import Cell, Validation
 
@@ -237,10 +237,6 @@ def _schema_message(path: Path, exc: Any) -> str:
     more = [f"  ... and {len(errors) - 5} more"] if len(errors) > 5 else []
     return "\n".join([f"{path}: not a backfill-kit plan ({len(errors)} bad field{'s' if len(errors) != 1 else ''}); "
                       f"{MAKE_ONE}:", *lines, *more])
-
-
-MAX_TIMEOUT_SECONDS = 30 * 86400
-MAX_RETRIES = 100
 
 
 def _plan_problems(plan: Plan) -> Iterator[str]:

@@ -41,6 +41,8 @@ PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 LOCATION = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
 DATASET_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 JOB_PLACEHOLDERS = frozenset({"start", "end", "id", "table", "processor", "python"})
+MAX_TIMEOUT_SECONDS = 30 * 86400  # a step that needs longer should be cut into smaller ones
+MAX_RETRIES = 100
 
 
 def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
@@ -164,16 +166,32 @@ class RunHistory(_Model):
         return _check(TABLE_REF, v, TABLE_WHAT)
 
 
+def command_problem(value: Any) -> str | None:
+    """Why an argv, a folder or an environment could not be handed to a process, or None."""
+    if isinstance(value, dict):
+        texts = [*value.keys(), *value.values()]
+    else:
+        texts = [value] if isinstance(value, str) else list(value or ())
+    if any("\0" in text for text in texts):
+        return "contains a NUL character, which no command line or environment can carry"
+    if isinstance(value, dict) and any(not name or "=" in name for name in value):
+        return "an environment variable name is empty or contains '='"
+    return None
+
+
+def _runnable_by_a_process(value: Any) -> Any:
+    if reason := command_problem(value):
+        raise ValueError(reason)
+    return value
+
+
 class SkipDownstream(_Model):
     """How a job is told not to trigger downstream work: extra arguments and/or environment."""
 
     args: tuple[str, ...] = ()
     env: dict[str, str] = {}
 
-    @field_validator("args", "env")
-    @classmethod
-    def _runnable(cls, v: Any) -> Any:
-        return JobOverrides._runnable(v)
+    _runnable = field_validator("args", "env")(_runnable_by_a_process)
 
 
 class JobOverrides(_Model):
@@ -184,27 +202,12 @@ class JobOverrides(_Model):
     env: dict[str, str] | None = None
     skip_downstream: SkipDownstream | None = None
     max_dates_per_step: int | None = Field(None, ge=1)
-    timeout_seconds: float | None = Field(None, gt=0, le=30 * 86400)
+    timeout_seconds: float | None = Field(None, gt=0, le=MAX_TIMEOUT_SECONDS)
     transient_exit_codes: tuple[int, ...] | None = None
-    retries: int | None = Field(None, ge=0, le=100)
+    retries: int | None = Field(None, ge=0, le=MAX_RETRIES)
     dry_run_args: tuple[str, ...] | None = Field(None, description="appended for preflight's dry run")
 
-    @field_validator("argv", "workdir", "env", "dry_run_args")
-    @classmethod
-    def _runnable(cls, v: Any) -> Any:
-        if reason := command_problem(v):
-            raise ValueError(reason)
-        return v
-
-
-def command_problem(value: Any) -> str | None:
-    """Why an argv, a folder or an environment could not be handed to a process, or None."""
-    texts = [*value.keys(), *value.values()] if isinstance(value, dict) else [value] if isinstance(value, str) else value or []
-    if any("\0" in text for text in texts):
-        return "contains a NUL character, which no command line or environment can carry"
-    if isinstance(value, dict) and any(not name or "=" in name for name in value):
-        return "an environment variable name is empty or contains '='"
-    return None
+    _runnable = field_validator("argv", "workdir", "env", "dry_run_args")(_runnable_by_a_process)
 
 
 class JobSpec(_Model):
