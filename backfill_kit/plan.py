@@ -19,8 +19,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from .calendar import consecutive_runs
 from .errors import BackfillKitError, InputError
+from .limits import date_out_of_bounds
 from .spec import MAX_RETRIES, MAX_TIMEOUT_SECONDS, PipelineSpec, TableSpec, command_problem
 from .status import NEEDS_WORK, Status
 from .validation import Cell, Validation
@@ -207,8 +210,6 @@ def _kind_of(text: str, data: Any = None) -> str | None:
 
 
 def _plan_from(path: Path, data: dict[str, Any]) -> Plan:
-    from pydantic import TypeAdapter, ValidationError
-
     if data.get("format") != PLAN_FORMAT:
         raise InputError(f"{path}: not a backfill-kit plan (format {data.get('format')!r}, expected {PLAN_FORMAT}); "
                          f"{MAKE_ONE}")
@@ -242,8 +243,6 @@ def _schema_message(path: Path, exc: Any) -> str:
 def _plan_problems(plan: Plan) -> Iterator[str]:
     """What the types cannot say: values the runner could not honour (no command, no worker,
     an endless timeout), dates outside their range, one step listed twice."""
-    from .limits import date_out_of_bounds
-
     for d in (plan.start, plan.end):
         if reason := date_out_of_bounds(d):
             yield reason
