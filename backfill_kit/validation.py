@@ -385,6 +385,11 @@ def _mismatch(spec: PipelineSpec, wh: Warehouse, involved: list[TableSpec]) -> W
         want(cal.table, cal.date_column, "calendar.date_column")
         if cal.game_id_column:
             want(cal.table, cal.game_id_column, "calendar.game_id_column")
+        if cal.filter:
+            from .calendar_filter import filter_columns
+
+            for column in filter_columns(cal.filter, spec.warehouse.backend):
+                want(cal.table, column, "calendar.filter")
     rh = spec.run_history
     want(rh.table, None, "run_history.table")
     for key, column in rh.columns.model_dump(exclude_none=True).items():

@@ -175,10 +175,9 @@ MISTAKES = {
     "missing dataset": (("table: raw.props,", "table: odds.props,"),
                         "phases[0].tables[1].table: table odds.props does not exist in the warehouse (BigQuery project"),
     "malformed calendar filter": (('filter: "game_status = 3"', 'filter: "game_status = = 3"'),
-                                  ": calendar.filter: BigQuery refused the calendar query, which includes this filter "
-                                  "('game_status = = 3')"),
+                                  ": calendar.filter: not a valid SQL condition"),
     "unknown column in the calendar filter": (('filter: "game_status = 3"', 'filter: "game_state = 3"'),
-                                              "calendar.filter: the calendar query names a column the schedule table does not have"),
+                                              "calendar.filter: table raw.schedule has no column 'game_state'"),
     "query over the bytes ceiling": (("backend: bigquery\n", "backend: bigquery\n  maximum_bytes_billed: 1000000\n"),
                                      "the calendar query would bill up to 10.0 MiB (~$0.0001), over "
                                      "warehouse.maximum_bytes_billed (1,000,000 bytes)"),
