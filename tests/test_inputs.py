@@ -309,7 +309,8 @@ def test_backfill_in_a_read_only_spec_folder_is_one_message(read_only_folder, mo
 
     sample = read_only_folder.parent / "sample.json"
     sample.write_text(__import__("json").dumps(PLAN))
-    monkeypatch.setattr(cli_module, "_validate_and_plan", lambda *args: load_plan(sample))
+    monkeypatch.setattr(cli_module, "_validation", lambda *args: None)
+    monkeypatch.setattr(cli_module, "_plan_of", lambda *args: load_plan(sample))
     spec = read_only_folder / "spec.yaml"
     result = CliRunner().invoke(cli_module.cli, ["backfill", "--spec", str(spec), "--start", "2024-01-01",
                                                  "--end", "2024-01-31", "--ignore-preflight"])
