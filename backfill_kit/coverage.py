@@ -8,7 +8,6 @@ over a bare notebook. `frames` turns the same rows into DataFrames for analysts.
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from datetime import date
 from typing import Any
 
 from .status import GAP_STATUSES, NEEDS_WORK, Status
+from .text import printable
 from .validation import Cell
 
 __all__ = [
@@ -42,13 +42,12 @@ def readable_error(raw: object, limit: int = 400, *, kinds: bool = True) -> str 
     if not isinstance(raw, str) or not raw:  # pandas holds a missing error as NaN
         return None
     text = _error_items(_decoded(_decoded(raw)), kinds)
-    text = " ".join(_CONTROL.sub(" ", text).split())
+    text = " ".join(printable(text).split())
     if not text:
         return None
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # escape sequences never reach a terminal
 
 
 def _decoded(value: object) -> object:

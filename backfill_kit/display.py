@@ -5,10 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from typing import TYPE_CHECKING, Any
 
 from .status import NEEDS_WORK, Status
+from .text import printable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -17,9 +17,6 @@ if TYPE_CHECKING:
 
 __all__ = ["print_validation", "printable", "validation_csv", "validation_json"]
 
-# Terminal escape sequences (CSI, OSC, two-byte) and every other control character but tab
-# and newline: text from the warehouse or a job's output must not drive the terminal.
-_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 COLUMNS = [
     Status.COMPLETE, Status.PARTIAL, Status.NO_DATA, Status.FAILED, Status.NEVER_RAN,
@@ -30,11 +27,6 @@ STYLE = {
     Status.NEVER_RAN: "magenta", Status.RUNNING: "blue", Status.STALE: "red", Status.LOST: "red",
     Status.BOOTSTRAP: "dim",
 }
-
-
-def printable(text: str) -> str:
-    """Text from outside (the warehouse's error column, a job's output) made safe to print."""
-    return _CONTROL.sub("", text)
 
 
 def duration_text(seconds: float | None, unknown: str = "-") -> str:

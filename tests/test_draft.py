@@ -399,7 +399,7 @@ def test_the_bytes_ceiling_refuses_a_costly_draft_before_any_query_runs(on_bigqu
     result = invoke("spec", "draft", "--bigquery", project, "--dataset-prefix", "demo_", *WINDOW,
                     "--maximum-bytes-billed", "1000", "--out", str(tmp_path / "bq.yaml"))
     assert result.exit_code == 2
-    assert "would bill about" in result.output and "--maximum-bytes-billed" in result.output
+    assert "would bill up to" in result.output and "--maximum-bytes-billed" in result.output
     assert len(bigquery_emulator.query_jobs(project)) == jobs_before
     assert not (tmp_path / "bq.yaml").exists()
 

@@ -152,7 +152,7 @@ def test_a_plan_passed_as_a_journal_is_named_as_such(tmp_path):
 
 
 def test_one_bad_journal_does_not_stop_the_monitor(mini, tmp_path):
-    spec = mini.close()
+    spec = mini.games(date(2024, 1, 10)).close()  # a game date: a range without any is refused
     good, torn, huge = (spec.parent / "runs" / f"{n}.journal.jsonl" for n in ("good", "torn", "huge"))
     good.parent.mkdir()
     good.write_text('{"event": "run_started", "time": "2024-01-01T00:00:00+00:00", "plan": "p", "plan_sha": "x", "steps": 3}\n')
