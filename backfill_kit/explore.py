@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -33,11 +34,12 @@ __all__ = ["Explorer", "explorer"]
 GAP_ROWS = 100  # gap runs listed; the rest are counted
 
 
-def explorer(spec: str, start: str, end: str) -> Explorer:
-    """Validate `spec` over [start, end] (YYYY-MM-DD) and open the explorer on it."""
+def explorer(spec: str | Path, start: str | date, end: str | date) -> Explorer:
+    """Validate `spec` over [start, end] (dates or YYYY-MM-DD) and open the explorer on it. A
+    relative `spec` is found by `arguments.find_file`'s rule (from notebooks/ too)."""
     from .report import coverage
 
-    return Explorer(coverage(spec, start, end).validation, spec)
+    return Explorer(coverage(spec, start, end).validation, str(spec))
 
 
 class Explorer:

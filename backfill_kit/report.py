@@ -23,6 +23,7 @@ from IPython.display import HTML
 
 from . import coverage as summaries
 from . import figures
+from .arguments import as_date, find_file
 from .display import duration_text
 from .errors import InputError
 from .figures import ReportFigure
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["HEADLINE_MIMETYPE", "CoverageAudit", "ExecutionLog", "Headline", "coverage", "execution", "setup"]
 
 GAP_LIST_LIMIT = 200  # rows of the gap list shown; the rest are counted
+JOURNAL_HINT = "a run writes it beside its plan (PLAN.journal.jsonl)"
 
 
 def setup() -> HTML:
@@ -165,22 +167,14 @@ def _percent(part: int, whole: int) -> str:
 # --- the coverage audit --------------------------------------------------------------------
 
 
-def coverage(spec: str, start: str, end: str) -> CoverageAudit:
-    """Validate `spec` over [start, end] (dates as YYYY-MM-DD) and plan the backfill."""
+def coverage(spec: str | Path, start: str | date, end: str | date) -> CoverageAudit:
+    """Validate `spec` over [start, end] (dates or YYYY-MM-DD) and plan the backfill. A
+    relative `spec` is found by `arguments.find_file`'s rule (from notebooks/ too)."""
     from .spec import load_spec
     from .validation import validate
 
-    first, last = _date(start, "start"), _date(end, "end")
-    return CoverageAudit(spec, validate(load_spec(spec), first, last))
-
-
-def _date(value: str | date, name: str) -> date:
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise InputError(f"{name} {value!r} is not a date; write it as YYYY-MM-DD, e.g. 2021-10-19") from None
+    first, last = as_date(start, "start"), as_date(end, "end")
+    return CoverageAudit(str(spec), validate(load_spec(find_file(spec, "the spec")), first, last))
 
 
 @dataclass
@@ -290,13 +284,14 @@ def _blocked_html(plan: Plan) -> str:
 # --- the execution log ---------------------------------------------------------------------
 
 
-def execution(journal: str) -> ExecutionLog:
-    """Read a runner journal, and the plan it ran when that file is still readable."""
-    path = Path(journal)
+def execution(journal: str | Path) -> ExecutionLog:
+    """Read a runner journal, and the plan it ran when that file is still readable. A relative
+    `journal` is found by `arguments.find_file`'s rule (from notebooks/ too)."""
+    path = find_file(journal, "the journal", hint=JOURNAL_HINT)
     if not path.is_file():
-        raise InputError(f"the journal {journal} does not exist; a run writes it beside its plan (PLAN.journal.jsonl)")
+        raise InputError(f"the journal {journal} does not exist; {JOURNAL_HINT}")
     events = read_journal(path).events
-    return ExecutionLog(journal, events, *find_plan(path, events))
+    return ExecutionLog(str(path), events, *find_plan(path, events))
 
 
 @dataclass
