@@ -49,24 +49,27 @@ def setup() -> HTML:
 
     Every figure after it is a `figures.ReportFigure`, shown as HTML that draws with this
     plotly.js: nothing depends on plotly's default renderer (JSON only under papermill)."""
-    return HTML(figures.plotly_js_html() + _STYLE)
+    return HTML(figures.plotly_js_html() + STYLE)
 
 
-# Styles for the report's own fragments; class names are prefixed so that they touch nothing else.
-_STYLE = """<style>
+# Styles for the report's own fragments (the explorer's too); class names are prefixed so that
+# they touch nothing else. The table rules name the class twice to outrank JupyterLab's own
+# (`:not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td`: right-aligned, wrapping, fixed layout).
+STYLE = """<style>
 .bk-cards{display:flex;flex-wrap:wrap;gap:12px;margin:8px 0 4px}
 .bk-card{border:1px solid #d0d7de;border-radius:6px;padding:8px 14px;min-width:120px}
 .bk-card .bk-n{font-size:1.6em;font-weight:600}
 .bk-card .bk-l{color:#57606a;font-size:.9em}
-.bk-table{border-collapse:collapse;font-size:.9em;margin:6px 0}
-.bk-table th,.bk-table td{border-bottom:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top;white-space:nowrap}
-.bk-table td.bk-wrap{white-space:normal;min-width:14em}
-.bk-table tr:has(+ .bk-detail) td{border-bottom:none}
-.bk-table tr.bk-detail td{padding-left:2em}
-.bk-table th{background:#f6f8fa}
-.bk-table td.bk-num{text-align:right;font-variant-numeric:tabular-nums}
-.bk-table pre,.bk-pre{margin:0;white-space:pre-wrap;font-size:.85em;max-width:70em}
-.bk-note{color:#57606a}
+.bk-table.bk-table{border-collapse:collapse;font-size:.9em;margin:6px 0;table-layout:auto;line-height:1.4}
+.bk-table.bk-table th,.bk-table.bk-table td{border-bottom:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top;white-space:nowrap;line-height:1.4}
+.bk-table.bk-table td.bk-wrap{white-space:normal;min-width:14em}
+.bk-table.bk-table tr:has(+ .bk-detail) td{border-bottom:none}
+.bk-table.bk-table tr.bk-detail td{padding-left:2em}
+.bk-table.bk-table th{background:#f6f8fa}
+.bk-table.bk-table td.bk-num{text-align:right;font-variant-numeric:tabular-nums}
+.bk-table pre,.bk-pre{margin:0;white-space:pre-wrap;word-break:normal;overflow-wrap:anywhere;font-size:.85em;max-width:70em;line-height:1.4}
+.bk-note{color:#57606a;line-height:1.4}
+.bk-range{white-space:nowrap;font-variant-numeric:tabular-nums}
 .bk-status{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin-right:4px;vertical-align:middle}
 </style>"""
 
