@@ -53,8 +53,9 @@ def setup() -> HTML:
 
 
 # Styles for the report's own fragments (the explorer's too); class names are prefixed so that
-# they touch nothing else. The table rules name the class twice to outrank JupyterLab's own
-# (`:not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td`: right-aligned, wrapping, fixed layout).
+# they touch nothing else. Table and pre rules name the class twice to outrank JupyterLab's own
+# (`:not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td`: right-aligned, wrapping, fixed layout;
+# `.jp-OutputArea-output pre`: breaks inside words).
 STYLE = """<style>
 .bk-cards{display:flex;flex-wrap:wrap;gap:12px;margin:8px 0 4px}
 .bk-card{border:1px solid #d0d7de;border-radius:6px;padding:8px 14px;min-width:120px}
@@ -67,7 +68,7 @@ STYLE = """<style>
 .bk-table.bk-table tr.bk-detail td{padding-left:2em}
 .bk-table.bk-table th{background:#f6f8fa}
 .bk-table.bk-table td.bk-num{text-align:right;font-variant-numeric:tabular-nums}
-.bk-table pre,.bk-pre{margin:0;white-space:pre-wrap;word-break:normal;overflow-wrap:anywhere;font-size:.85em;max-width:70em;line-height:1.4}
+.bk-table.bk-table pre,.bk-pre.bk-pre{margin:0;white-space:pre-wrap;word-break:normal;overflow-wrap:anywhere;font-size:.85em;max-width:70em;line-height:1.4}
 .bk-note{color:#57606a;line-height:1.4}
 .bk-range{white-space:nowrap;font-variant-numeric:tabular-nums}
 .bk-status{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin-right:4px;vertical-align:middle}
