@@ -144,6 +144,13 @@ def _slug(text: str) -> str:
 def _render(kind: str, parameters: dict[str, Any], out_dir: Path, stem: str, stamp: datetime,
             meta: dict[str, Any], title: str, kernel: str) -> Rendered:
     _require_notebook_packages()
+    # papermill and nbconvert both import jupyter_client: imported from two threads at once, one
+    # of them can find it half-initialised ("partially initialized module"), so they are
+    # imported here, before the exporter's thread starts.
+    _skip_iri_grammars()
+    import nbconvert  # noqa: F401
+    import papermill  # noqa: F401
+
     # The exporter is made while the kernel runs the notebook: this process only waits then.
     threading.Thread(target=_exporter, name="backfill-kit-exporter", daemon=True).start()
     out_dir.mkdir(parents=True, exist_ok=True)
