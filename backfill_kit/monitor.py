@@ -301,7 +301,8 @@ class MonitorWidget:
         self.failures = 0
         console = Console(record=True, width=140, file=_Discard(), color_system=None)
         console.print(snapshot_view(snap))
-        self.view.value = f"<pre>{escape(console.export_text())}</pre>"
+        # Columns stay aligned: no wrapping inside words (JupyterLab breaks output pre anywhere).
+        self.view.value = f'<pre style="white-space:pre;word-break:normal;overflow-x:auto">{escape(console.export_text())}</pre>'
         self.status.value = escape(f"refreshed {snap.taken_at:%H:%M:%S} UTC, every {self.interval:g} s")
 
     def _failed(self, exc: Exception) -> None:
