@@ -65,3 +65,61 @@ def test_dates_are_strings_or_dates(value):
 def test_a_bad_date_names_its_argument_and_the_format():
     with pytest.raises(InputError, match=r"end '19/10/2021' is not a date; write it as YYYY-MM-DD"):
         as_date("19/10/2021", "end")
+
+
+# --- the rule at work: the Python API and `backfill-kit report` from inside a project ----------
+
+
+@pytest.fixture
+def inside_project(mini, monkeypatch) -> Path:
+    """The mini pipeline's folder as a project (pyproject.toml), the working directory its
+    notebooks/ folder, as in a JupyterLab kernel."""
+    for day in (date(2024, 1, 1), date(2024, 1, 2), date(2024, 3, 5)):
+        mini.games(day, 2).rows("raw.boxscore", day, 4)
+    spec = mini.close()
+    (spec.parent / "pyproject.toml").write_text("")
+    (spec.parent / "notebooks").mkdir()
+    monkeypatch.chdir(spec.parent / "notebooks")
+    return spec
+
+
+def test_the_notebook_api_finds_the_spec_from_notebooks_and_takes_dates_either_way(inside_project):
+    pytest.importorskip("ipywidgets")
+    from backfill_kit import explore, report
+
+    audit = report.coverage("mini.yaml", "2024-01-01", date(2024, 3, 31))
+    assert audit.validation.spec.source == inside_project and audit.spec_ref == "mini.yaml"
+    explorer = explore.explorer("mini.yaml", date(2024, 1, 1), "2024-01-31")
+    assert explorer.validation.end == date(2024, 1, 31) and explorer.spec_ref == "mini.yaml"
+
+
+def test_backfill_kit_report_runs_from_notebooks_with_the_path_from_the_project(inside_project):
+    """The CLI checks the spec by the rule, and the papermill kernel, started in the same
+    working directory, finds it by the same rule."""
+    from click.testing import CliRunner
+
+    from backfill_kit.cli import cli
+
+    result = CliRunner().invoke(cli, ["report", "coverage", "--spec", "mini.yaml", "--start", "2024-01-01",
+                                      "--end", "2024-01-31", "--out-dir", "out"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert list((inside_project.parent / "notebooks" / "out").glob("coverage_mini_*.html"))
+
+
+def test_a_spec_found_nowhere_is_one_message_naming_every_place(inside_project):
+    from click.testing import CliRunner
+
+    from backfill_kit.cli import cli
+
+    result = CliRunner().invoke(cli, ["report", "coverage", "--spec", "nope.yaml", "--start", "2024-01-01",
+                                      "--end", "2024-01-31", "--out-dir", "out"], catch_exceptions=False)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"  {inside_project.parent / 'notebooks' / 'nope.yaml'}\n  {inside_project.parent / 'nope.yaml'}\n" in result.output
+
+
+def test_the_explorer_on_a_range_without_game_dates_says_so(inside_project):
+    pytest.importorskip("ipywidgets")
+    from backfill_kit import explore
+
+    with pytest.raises(InputError, match="no expected game dates between 2024-02-01 and 2024-02-20"):
+        explore.explorer("mini.yaml", "2024-02-01", "2024-02-20")
