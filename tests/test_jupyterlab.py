@@ -240,6 +240,11 @@ CHOOSE = """const select = root.querySelectorAll('.widget-dropdown select')[{ind
   select.value = option.value; select.dispatchEvent(new Event('change', {{bubbles: true}}));
   return option.value;"""
 
+# Choose one phase in the phases list, as a click on it does.
+ONLY_PHASE = """const select = root.querySelectorAll('.widget-select-multiple select')[0];
+  for (const option of select.options) option.selected = option.value === {phase};
+  select.dispatchEvent(new Event('change', {{bubbles: true}})); return 1;"""
+
 # The chosen cell's facts table, header to value, and the whole detail's text.
 DETAIL = """const detail = [...root.querySelectorAll('.widget-html')].pop();
   const table = detail.querySelector('table');
@@ -309,6 +314,15 @@ def test_the_explorer_draws_its_heatmap_at_full_height_and_shows_a_chosen_cell(l
     command = f"backfill-kit backfill --spec demo/nba_props.yaml --start {day} --end {day} --table {table}"
     assert command in shown["text"]
     shot(page, "explore.ipynb", ".widget-dropdown", "jupyterlab_explore_cell.png")
+
+    # A filter redraws the heatmap, at the height of the tables chosen, and it stays there.
+    page.evaluate(in_panel("explore.ipynb", ONLY_PHASE.format(phase=json.dumps("analytics"))))
+    analytics = 160 + 22 * 5
+    page.wait_for(in_panel("explore.ipynb", f"const plot = {HEATMAP}; return !!plot && "
+                                            f"plot.getBoundingClientRect().height === {analytics};"),
+                  what="the heatmap of the analytics phase")
+    time.sleep(3)
+    assert height_of(page) == analytics
 
 
 # --- the two reports, in JupyterLab --------------------------------------------------------------
