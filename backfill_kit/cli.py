@@ -87,14 +87,33 @@ def validate(spec_path: Path, start: date, end: date, tables: tuple[str, ...], f
 
 
 def _validate_and_plan(spec_path: Path, start: date, end: date, tables: tuple[str, ...], include_no_data: bool) -> Any:
-    from .plan import build_plan
+    return _plan_of(_validation(spec_path, start, end, tables), tables, include_no_data)
+
+
+def _validation(spec_path: Path, start: date, end: date, tables: tuple[str, ...]) -> Any:
     from .spec import load_spec
     from .validation import check_range
     from .validation import validate as run_validation
 
     check_range(start, end)
-    return build_plan(run_validation(load_spec(spec_path), start, end, tables=tables or None),
-                      include_no_data=include_no_data)
+    return run_validation(load_spec(spec_path), start, end, tables=tables or None)
+
+
+def _plan_of(validation: Any, tables: tuple[str, ...], include_no_data: bool) -> Any:
+    from .plan import build_plan
+
+    spec = validation.spec  # a drafted spec validates at once, but its placeholder jobs cannot run
+    _refuse_placeholders([(t.id, spec.job_of(t).argv) for t in spec.tables], spec.file_name)
+    the_plan = build_plan(validation, include_no_data=include_no_data)
+    if tables:  # so that a resume of the finished plan checks the same tables
+        the_plan.options["tables"] = list(tables)
+    return the_plan
+
+
+def _refuse_placeholders(argvs: Any, where: str) -> None:
+    from .draft import refuse_placeholder_jobs
+
+    refuse_placeholder_jobs(argvs, where)
 
 
 def _all_of(*options: Any) -> Any:
@@ -141,6 +160,8 @@ _run_options = _all_of(
     click.option("--journal", type=click.Path(dir_okay=False, path_type=Path),
                  help="Journal file (default: beside the plan, PLAN.journal.jsonl)."),
     click.option("--ignore-preflight", is_flag=True, help="Start even when the quick preflight fails."),
+    click.option("--log-limit-mb", type=click.IntRange(min=1), default=64, show_default=True,
+                 help="Keep at most this much of each attempt's output in its log (its start and end)."),
 )
 
 
@@ -148,10 +169,21 @@ _run_options = _all_of(
 @click.option("--plan", "plan_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Plan file.")
 @_run_options
 def run(plan_path: Path, **options: Any) -> None:
-    """Run a plan: stages in order, journaled, resumable. Exit 0 done, 1 a step failed, 130 stopped."""
+    """Run a plan: stages in order, journaled, resumable. Exit 0 done, 1 a step failed or was
+    blocked (or, resuming a finished plan, gaps remain), 130 stopped."""
     from .plan import load_plan
+    from .runner import journal_path_for, run_finished
 
-    _execute(load_plan(plan_path), plan_path, **options)
+    the_plan = load_plan(plan_path)
+    _refuse_placeholders([(s.table, s.argv) for s in the_plan.steps], str(plan_path))
+    journal = options["journal"] or journal_path_for(plan_path)
+    if options["resume"] and not options["dry_run"] and run_finished(journal):
+        click.echo(f"the plan {plan_path} already ran to its end (journal {journal}); nothing of it is left to resume")
+        if the_plan.spec_path:
+            tables = tuple(the_plan.options.get("tables") or ())
+            _exit_on_gaps(_validation(Path(the_plan.spec_path), the_plan.start, the_plan.end, tables), the_plan.spec_path)
+        return
+    _execute(the_plan, plan_path, **options)
 
 
 @cli.command()
@@ -162,28 +194,69 @@ def run(plan_path: Path, **options: Any) -> None:
 @_run_options
 def backfill(spec_path: Path, start: date, end: date, tables: tuple[str, ...], include_no_data: bool,
              out: Path | None, **options: Any) -> None:
-    """Validate, plan and run at once. With --resume, continue the range's existing plan."""
+    """Validate, plan and run at once. With --resume, continue the range's unfinished plan.
+    Once a plan has finished, the next backfill plans what is still missing (PLAN-2.json, ...).
+    Exit 0 only when validation finds nothing left to do."""
+    from .errors import InputError
     from .plan import load_plan
-    from .runner import journal_path_for
+    from .runner import journal_path_for, next_plan_path, run_finished
 
-    out = out or spec_path.parent / "runs" / f"plan-{start}-{end}.json"
-    journal = options["journal"] or journal_path_for(out)
-    if options["resume"] and out.exists():
-        the_plan = load_plan(out)
+    base = out or spec_path.parent / "runs" / f"plan-{start}-{end}.json"
+    out, latest = next_plan_path(base)
+    journal = options["journal"] or journal_path_for(latest)
+    if latest.exists() and run_finished(journal):
+        if options["journal"]:
+            raise InputError(f"the journal {journal} records a finished run of {latest}; leave --journal out "
+                             "(or give a new one) for the plan of what is still missing")
+        click.echo(f"the plan {latest} finished; planning what is still missing as {out}")
+    elif options["resume"] and latest.exists():
+        _execute(load_plan(latest), latest, **options)
+        return
+    elif journal.exists() and not options["dry_run"]:
+        raise InputError(f"{journal} records an earlier run of {latest}: pass --resume to continue it")
     else:
-        if journal.exists() and not options["dry_run"]:
-            from .errors import InputError
+        out = latest
+    validation = _validation(spec_path, start, end, tables)
+    the_plan = _plan_of(validation, tables, include_no_data)
+    if not the_plan.steps:
+        _exit_on_gaps(validation, str(spec_path), the_plan)
+        return
+    if not options["dry_run"]:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        the_plan.write(out)
+    _execute(the_plan, out, **options, recheck=lambda: _validation(spec_path, start, end, tables))
 
-            raise InputError(f"{journal} records an earlier run of {out}: pass --resume to continue it")
-        the_plan = _validate_and_plan(spec_path, start, end, tables, include_no_data)
-        if not options["dry_run"]:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            the_plan.write(out)
-    _execute(the_plan, out, **options)
+
+def _exit_on_gaps(validation: Any, spec: str, the_plan: Any = None) -> None:
+    """Exit 0 only when validation agrees that nothing needs work; else say what is left and,
+    given the empty plan made from it, why no step takes it; and exit 1."""
+    from collections import Counter
+
+    from .status import GAP_STATUSES
+
+    gaps = Counter(str(c.status) for c in validation.cells if c.status in GAP_STATUSES)
+    if not gaps:
+        click.echo(f"nothing to backfill: validation finds no gaps in {validation.start} .. {validation.end}")
+        return
+    detail = ", ".join(f"{status} {n:,}" for status, n in sorted(gaps.items()))
+    click.echo(f"validation still finds {sum(gaps.values()):,} cells that need work ({detail}) in "
+               f"{validation.start} .. {validation.end}.")
+    if the_plan is None:  # after a run
+        click.echo("backfill-kit backfill again plans them anew.")
+    elif the_plan.blocked:
+        click.echo(f"No step can fix them yet: {len(the_plan.blocked):,} cells wait for an upstream that no plan "
+                   "can fill, e.g.")
+        for b in the_plan.blocked[:10]:
+            click.echo(f"  {b.table} {b.date}: {b.reason}")
+    else:
+        click.echo("No step can fix them now: running cells finish (or go stale) on their own.")
+    click.echo(f"See them with: backfill-kit validate --spec {spec} --start {validation.start} --end {validation.end}")
+    sys.exit(EXIT_GAPS)
 
 
 def _execute(the_plan: Any, plan_path: Path, *, resume: bool, keep_going: bool, dry_run: bool,
-             allow_downstream_triggers: bool, journal: Path | None, ignore_preflight: bool) -> None:
+             allow_downstream_triggers: bool, journal: Path | None, ignore_preflight: bool, log_limit_mb: int,
+             recheck: Any = None) -> None:
     from .progress import progress_for
     from .runner import RunOptions, Runner, journal_path_for, warehouse_checker
 
@@ -193,8 +266,10 @@ def _execute(the_plan: Any, plan_path: Path, *, resume: bool, keep_going: bool, 
         return
     _preflight_gate(the_plan, journal or journal_path_for(plan_path), ignore_preflight)
     options = RunOptions(journal=journal, resume=resume, keep_going=keep_going,
-                         allow_downstream_triggers=allow_downstream_triggers)
+                         allow_downstream_triggers=allow_downstream_triggers, log_limit_bytes=log_limit_mb << 20)
     result = Runner(the_plan, plan_path, options, checker=warehouse_checker(the_plan), progress=progress_for()).run()
+    if result.exit_code == 0 and recheck is not None:
+        _exit_on_gaps(recheck(), the_plan.spec_path)
     sys.exit(result.exit_code)
 
 
@@ -348,6 +423,114 @@ def demo_load(directory: Path, target: str, project: str, dataset_prefix: str, l
         click.echo(f"{table:<64} {rows:>12,} rows")
     click.echo(f"\nwrote {loaded.spec}; try: backfill-kit validate --spec {loaded.spec} "
                f"--start {start or '2021-10-19'} --end {end or '2025-06-22'}")
+
+
+@cli.group("spec")
+def spec_group() -> None:
+    """Draft a spec from a warehouse, or compare a spec with its warehouse."""
+
+
+_draft_source_options = _all_of(
+    click.option("--duckdb", "duckdb_path", type=click.Path(dir_okay=False, path_type=Path),
+                 help="Draft from this DuckDB file."),
+    click.option("--bigquery", "project", metavar="PROJECT",
+                 help="Draft from this BigQuery project (metadata and the run history only)."),
+    click.option("--location", default=None, help="BigQuery location, e.g. US or EU."),
+    click.option("--dataset-prefix", default="", help="BigQuery: taken off every dataset name, e.g. 'dev_'."),
+    click.option("--credentials-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                 help="BigQuery service-account key (else Application Default Credentials)."),
+    click.option("--maximum-bytes-billed", type=click.IntRange(min=1), default=10 * 2**30, show_default=True,
+                 help="BigQuery: refuse any run-history query estimated to bill more."),
+    click.option("--dataset", "datasets", multiple=True, metavar="NAME",
+                 help="Only tables of this dataset (repeatable; include the run history's)."),
+    click.option("--season-gap-days", type=click.IntRange(min=1), default=30, show_default=True,
+                 help="A gap of more than this many days between schedule dates ends a season."),
+    click.option("--start", type=DateType(), default=None, help="Only dates from this one."),
+    click.option("--end", type=DateType(), default=None, help="Only dates up to this one."),
+)
+
+
+@spec_group.command("draft")
+@_draft_source_options
+@click.option("--name", default=None, help="The pipeline's name (default: the file name of --out).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Spec file to write.")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+def spec_draft(out: Path, force: bool, name: str | None, **source: Any) -> None:
+    """Draft a spec from a warehouse: tables, date columns, processors, phases, the calendar and
+    the run history, every guess with its evidence in a comment. Writes nothing to the warehouse."""
+    from .draft import render_draft, write_draft
+
+    if out.exists() and not force:
+        from .errors import InputError
+
+        raise InputError(f"{out} already exists; pass --force to overwrite it, or choose another --out")
+    draft = _draft(source, out.parent, name or out.stem)
+    write_draft(render_draft(draft), out, force=force)
+    todo = sum(1 for t in draft.tables if t.processor is None or t.processor_evidence.startswith("GUESS"))
+    click.echo(f"wrote {out}: {len(draft.tables)} tables in {len(draft.phases)} phases, "
+               f"{len(draft.calendar.seasons)} seasons; {todo} processor guesses to check. "
+               f"Read the GUESS and TODO comments, then: backfill-kit validate --spec {out} --start ... --end ...")
+
+
+@spec_group.command("diff")
+@spec_option
+@_draft_source_options
+def spec_diff(spec_path: Path, **source: Any) -> None:
+    """What the warehouse says that the spec does not: new tables, processors never seen in the
+    run history, wrong date columns, tables that no longer exist. Exit 0 none, 1 some."""
+    from .draft import diff_spec
+    from .spec import load_spec
+
+    the_spec = load_spec(spec_path)
+    if not source["duckdb_path"] and not source["project"]:
+        source |= _source_of(the_spec)
+    wanted = {t.table.split(".")[0] for t in the_spec.tables} | {the_spec.run_history.table.split(".")[0]}
+    source["datasets"] = source["datasets"] or tuple(sorted(wanted))
+    differences = diff_spec(the_spec, _draft(source, spec_path.parent, the_spec.name))
+    for d in differences:
+        click.echo(f"{spec_path}: {d}")
+    real = [d for d in differences if not d.note]
+    click.echo(f"{len(real)} difference(s) between {spec_path} and its warehouse" if real
+               else f"{spec_path} agrees with its warehouse")
+    sys.exit(EXIT_GAPS if real else 0)
+
+
+def _source_of(the_spec: Any) -> dict[str, Any]:
+    """The warehouse a spec names, as draft options."""
+    w = the_spec.warehouse
+    if w.backend == "duckdb":
+        return {"duckdb_path": the_spec.resolve_path(w.path)}
+    return {"project": w.project, "location": w.location, "dataset_prefix": w.dataset_prefix,
+            "credentials_file": the_spec.resolve_path(w.credentials_file) if w.credentials_file else None,
+            "maximum_bytes_billed": w.maximum_bytes_billed or 10 * 2**30}
+
+
+def _draft(source: dict[str, Any], spec_dir: Path, name: str) -> Any:
+    import os
+
+    from .catalog import open_bigquery_catalog, open_duckdb_catalog
+    from .draft import draft_spec
+
+    if bool(source["duckdb_path"]) == bool(source["project"]):
+        raise click.UsageError("give one warehouse to draft from: --duckdb FILE or --bigquery PROJECT")
+    if source["start"] and source["end"] and source["start"] > source["end"]:
+        raise click.UsageError(f"--start {source['start']} is after --end {source['end']}")
+    if source["duckdb_path"]:
+        catalog: Any = open_duckdb_catalog(Path(source["duckdb_path"]))
+        warehouse = {"backend": "duckdb", "path": os.path.relpath(Path(source["duckdb_path"]).resolve(), spec_dir.resolve())}
+    else:
+        catalog = open_bigquery_catalog(source["project"], location=source["location"],
+                                        dataset_prefix=source["dataset_prefix"], credentials_file=source["credentials_file"],
+                                        maximum_bytes_billed=source["maximum_bytes_billed"])
+        warehouse = {"backend": "bigquery", "project": source["project"], "location": source["location"],
+                     "dataset_prefix": source["dataset_prefix"] or None,
+                     "maximum_bytes_billed": source["maximum_bytes_billed"]}
+        warehouse = {k: v for k, v in warehouse.items() if v is not None}
+    try:
+        return draft_spec(catalog, warehouse=warehouse, name=name, datasets=source["datasets"],
+                          season_gap_days=source["season_gap_days"], start=source["start"], end=source["end"])
+    finally:
+        catalog.close()
 
 
 @cli.group()

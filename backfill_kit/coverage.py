@@ -8,6 +8,7 @@ over a bare notebook. `frames` turns the same rows into DataFrames for analysts.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -34,27 +35,47 @@ BREAKDOWN_ORDER = (Status.NEVER_RAN, Status.FAILED, Status.NO_DATA, Status.STALE
 def readable_error(raw: object, limit: int = 400, *, kinds: bool = True) -> str | None:
     """The run history's error column as one line a person reads: `type: message` per error.
 
-    The pipeline stores a JSON list of {error_type, error_message, timestamp}; anything else
-    is shown as it is. Long texts are cut so that a hover label stays on the screen."""
+    The pipeline stores a JSON list of {error_type, error_message, timestamp}, as JSON, as
+    REPEATED fields or as text; the warehouse hands it over as JSON text (a text column's
+    value JSON-encoded once more). Anything else is shown as it is, control characters
+    removed. Long texts are cut so that a hover label stays on the screen."""
     if not isinstance(raw, str) or not raw:  # pandas holds a missing error as NaN
         return None
-    try:
-        items = json.loads(raw)
-    except ValueError:
-        items = None
-    if isinstance(items, list) and items and all(isinstance(i, dict) for i in items):
-        text = "; ".join(_one_error(i, kinds) for i in items)
-    else:
-        text = raw
-    text = " ".join(text.split())
+    text = _error_items(_decoded(_decoded(raw)), kinds)
+    text = " ".join(_CONTROL.sub(" ", text).split())
+    if not text:
+        return None
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # escape sequences never reach a terminal
+
+
+def _decoded(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _error_items(value: object, kinds: bool) -> str:
+    if isinstance(value, dict):
+        value = [value]
+    if isinstance(value, list):
+        parts = [_one_error(i, kinds) if isinstance(i, dict) else _error_items(i, kinds) for i in value]
+        return "; ".join(p for p in parts if p)
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _one_error(item: dict[str, Any], kinds: bool) -> str:
     kind, message = item.get("error_type"), item.get("error_message")
     if kind and message:
         return f"{kind}: {message}" if kinds else str(message)
-    return str(message or kind or item)
+    return str(message or kind or json.dumps(item))
 
 
 def season_counts(cells: Iterable[Cell]) -> dict[str, dict[str, Counter[str]]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from .status import NEEDS_WORK, Status
@@ -14,7 +15,11 @@ if TYPE_CHECKING:
 
     from .validation import Validation
 
-__all__ = ["print_validation", "validation_csv", "validation_json"]
+__all__ = ["print_validation", "printable", "validation_csv", "validation_json"]
+
+# Terminal escape sequences (CSI, OSC, two-byte) and every other control character but tab
+# and newline: text from the warehouse or a job's output must not drive the terminal.
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 COLUMNS = [
     Status.COMPLETE, Status.PARTIAL, Status.NO_DATA, Status.FAILED, Status.NEVER_RAN,
@@ -25,6 +30,11 @@ STYLE = {
     Status.NEVER_RAN: "magenta", Status.RUNNING: "blue", Status.STALE: "red", Status.LOST: "red",
     Status.BOOTSTRAP: "dim",
 }
+
+
+def printable(text: str) -> str:
+    """Text from outside (the warehouse's error column, a job's output) made safe to print."""
+    return _CONTROL.sub("", text)
 
 
 def duration_text(seconds: float | None, unknown: str = "-") -> str:
@@ -67,6 +77,7 @@ def print_validation(v: Validation, console: Console, *, worst: int = 8) -> None
     if cost := cost_line(v):
         console.print(cost, soft_wrap=True)
     console.print(_summary_table(v))
+    _print_run_history(v, console)
     _print_worst(v, console, worst)
     _print_warnings(v, console)
     console.print(next_step(v), soft_wrap=True)
@@ -92,7 +103,7 @@ def human_bytes(n: int) -> str:
 
 def _print_warnings(v: Validation, console: Console) -> None:
     if v.warnings:
-        console.print(f"\n[bold yellow]Warnings[/] ({len(v.warnings)}: table settings that will bite a backfill)")
+        console.print(f"\n[bold yellow]Warnings[/] ({len(v.warnings)}: read them before a backfill)")
         for warning in v.warnings:
             console.print(f"  ! {warning}", soft_wrap=True, markup=False)  # table names, not markup
 
@@ -119,6 +130,17 @@ def _summary_table(v: Validation) -> object:
     return table
 
 
+def _print_run_history(v: Validation, console: Console) -> None:
+    """What the run history said: range runs and the reasons for "nothing to load"."""
+    h = v.run_history
+    if not h.get("attempts"):
+        return
+    line = f"\nRun history: {h['attempts']:,} attempts; {h['dates_from_range_runs']:,} processor-dates covered by range runs"
+    if h["no_data_reasons"]:
+        line += "; nothing to load: " + ", ".join(f"{reason} {n:,}" for reason, n in h["no_data_reasons"].items())
+    console.print(line, soft_wrap=True, markup=False)
+
+
 def _print_worst(v: Validation, console: Console, worst: int) -> None:
     runs = v.gap_runs()
     if not runs:
@@ -127,6 +149,13 @@ def _print_worst(v: Validation, console: Console, worst: int) -> None:
     for r in runs[:worst]:
         span = f"{r.first}" if r.first == r.last else f"{r.first} .. {r.last}"
         console.print(f"  [{STYLE[r.status]}]{r.status:<9}[/] {r.table:<34} {span:<24} {r.dates:>4} dates")
+    failed = [r for r in runs if r.status is Status.FAILED]
+    if failed:  # the error column read as text, whether it holds JSON, REPEATED fields or text
+        console.print(f"\n[bold]Failures[/] ({sum(r.dates for r in failed):,} cells), each with its last error")
+        for r in sorted(failed, key=lambda r: (-r.dates, r.first))[:worst]:
+            span = f"{r.first}" if r.first == r.last else f"{r.first} .. {r.last}"
+            console.print(f"  {r.table} {span}: {r.last_error or '(no error recorded)'}"[:160], markup=False,
+                          highlight=False, soft_wrap=True)
 
 
 def next_step(v: Validation) -> str:
@@ -155,8 +184,8 @@ def print_checks(checks: list[Any], console: Console) -> None:
     from rich.markup import escape
 
     for c in checks:
-        todo = f" [dim]→ {escape(c.todo)}[/]" if c.todo and c.outcome in ("warn", "fail") else ""
-        console.print(f"{MARK[c.outcome]}  {c.name:<30} {escape(c.why)}{todo}", soft_wrap=True)
+        todo = f" [dim]→ {escape(printable(c.todo))}[/]" if c.todo and c.outcome in ("warn", "fail") else ""
+        console.print(f"{MARK[c.outcome]}  {c.name:<30} {escape(printable(c.why))}{todo}", soft_wrap=True)
     counts = {o: sum(c.outcome == o for c in checks) for o in MARK}
     console.print(f"\n{counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} failed, {counts['skip']} skipped")
 
@@ -232,14 +261,16 @@ def _problems(snap: Any) -> list[str]:
     lines: list[str] = []
     if snap.failures:
         lines.append(f"\n[red]Failures in the last {snap.window_hours:g} h ({len(snap.failures)})[/]")
-        lines += [f"  {f.table} {f.date} at {f.finished_at:%H:%M}: {escape(f.error)}" for f in snap.failures[-10:]]
+        lines += [f"  {f.table} {f.date} at {f.finished_at:%H:%M}: {escape(printable(f.error))}" for f in snap.failures[-10:]]
     if snap.stale:
         lines.append(f"\n[red]Orphaned running rows ({len(snap.stale)})[/]: started, never finished; rerun them")
         lines += [f"  {t} {d} started {s}" for t, d, s in snap.stale[:10]]
     for r in snap.runners:
-        if r.working:
+        if r.problem:
+            lines.append(f"\n[red]Journal {escape(r.journal)} cannot be read[/]: {escape(printable(r.problem))}")
+        elif r.working:
             running = ", ".join(r.running) or "none"
             lines.append(f"\nRunner at stage {r.stage} ({r.phase}), {r.done}/{r.total} steps done, running: {running}")
         else:
-            lines.append(f"\nJournal {r.journal}: {r.done}/{r.total} steps done, no runner at work")
+            lines.append(f"\nJournal {escape(r.journal)}: {r.done}/{r.total} steps done, no runner at work")
     return lines

@@ -5,22 +5,33 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from .errors import BackfillKitError
 from .plan import Step
+from .processes import DONE, RUNNER_MARK, STEP_MARK, signal_marked
 
-__all__ = ["Executor", "Handle", "LocalExecutor"]
+__all__ = ["DEFAULT_LOG_LIMIT", "Executor", "Handle", "LocalExecutor"]
+
+DEFAULT_LOG_LIMIT = 64 << 20  # bytes of one attempt's output kept in its log
+TAIL_KEPT = 1 << 20  # of a cut log, at most this much of the end is kept (errors come last)
+CHUNK = 64 << 10
+DRAIN_SECONDS = 5.0  # after a step ends, how long its output may take to arrive
 
 
 class Handle(Protocol):
     pid: int | None
 
     def poll(self) -> int | None:
-        """The exit code once finished, else None."""
+        """The exit code once finished (its output all logged), else None."""
         ...
 
     def terminate(self) -> None:
@@ -33,19 +44,82 @@ class Handle(Protocol):
 
 
 class Executor(Protocol):
+    def session(self, hold: Sequence[int] = ()) -> contextlib.AbstractContextManager[None]:
+        """Around a whole run: `hold` are file descriptors (the runner's locks) to keep open
+        until the last process of the run is gone."""
+        ...
+
     def start(self, step: Step, log_path: Path) -> Handle: ...
 
 
-class _ProcessGroup:
-    """A local process and all its children: started in a session of its own so that a
-    timeout or Ctrl-C can stop the whole group, not just the top process."""
+class _LogPump:
+    """Copies a job's output into its log, up to a limit: the start and the end are kept,
+    the cut in between is noted. Memory stays at one chunk plus the kept end."""
 
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
-        self._process = process
+    def __init__(self, source: int, log: BinaryIO, limit: int) -> None:
+        self._source, self._log = source, log
+        self._tail_room = min(TAIL_KEPT, limit // 4)
+        self._head_room = limit - self._tail_room
+        self._tail: deque[bytes] = deque()
+        self._tail_size = self._total = 0
+        self._broken = False
+        self._thread = threading.Thread(target=self._run, name="backfill-kit-log", daemon=True)
+        self._thread.start()
+
+    def finish(self) -> None:
+        self._thread.join(DRAIN_SECONDS)
+
+    def _run(self) -> None:
+        try:
+            while chunk := os.read(self._source, CHUNK):
+                self._take(chunk)
+            self._close()
+        finally:
+            os.close(self._source)
+            self._log.close()
+
+    def _take(self, chunk: bytes) -> None:
+        head = max(0, self._head_room - self._total)
+        self._total += len(chunk)
+        self._write(chunk[:head])
+        if len(chunk) > head:
+            self._tail.append(chunk[head:])
+            self._tail_size += len(chunk) - head
+            while self._tail and self._tail_size - len(self._tail[0]) >= self._tail_room:
+                self._tail_size -= len(self._tail.popleft())
+
+    def _close(self) -> None:
+        end = b"".join(self._tail)[-self._tail_room:] if self._tail_room else b""
+        cut = self._total - min(self._total, self._head_room) - len(end)
+        if cut > 0:
+            self._write(f"\n[backfill-kit: {cut:,} bytes of output cut here; a log keeps the first "
+                        f"{self._head_room:,} and the last {len(end):,} bytes of an attempt]\n".encode())
+        self._write(end)
+
+    def _write(self, data: bytes) -> None:
+        if data and not self._broken:
+            try:
+                self._log.write(data)
+            except OSError:  # a full disk: keep draining, so the job never blocks on its output
+                self._broken = True
+
+
+class _LocalJob:
+    """A local process and everything it started: its own session and process group, plus
+    every process bearing its step mark (those that left the group with setsid)."""
+
+    def __init__(self, process: subprocess.Popen[bytes], mark: str, pump: _LogPump) -> None:
+        self._process, self._mark, self._pump = process, mark, pump
         self.pid: int | None = process.pid
+        self._ended = False
 
     def poll(self) -> int | None:
-        return self._process.poll()
+        code = self._process.poll()
+        if code is not None and not self._ended:
+            self._ended = True
+            self._signal(signal.SIGKILL)  # a step ends with its process: nothing it left runs on
+            self._pump.finish()
+        return code
 
     def terminate(self) -> None:
         self._signal(signal.SIGTERM)
@@ -53,28 +127,72 @@ class _ProcessGroup:
     def kill(self) -> None:
         self._signal(signal.SIGKILL)
         self._process.wait()
+        self.poll()
 
     def _signal(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError):  # already gone
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
             os.killpg(self._process.pid, sig)
+        signal_marked(STEP_MARK, self._mark, sig)
 
 
 class LocalExecutor:
     """Runs each step's argv as a subprocess, never through a shell."""
 
+    def __init__(self, log_limit: int = DEFAULT_LOG_LIMIT) -> None:
+        self.log_limit = log_limit
+        self.token = f"{os.getpid()}-{secrets.token_hex(6)}"
+        self._hold: tuple[int, ...] = ()
+        self._started = 0
+
+    @contextlib.contextmanager
+    def session(self, hold: Sequence[int] = ()) -> Iterator[None]:
+        """A watchdog outlives the runner, however it dies, to stop the jobs it leaves behind;
+        jobs and watchdog keep the runner's locks open, so no other runner starts beside them."""
+        self._hold = tuple(hold)
+        watchdog = subprocess.Popen(
+            [sys.executable, "-m", "backfill_kit.processes", self.token], stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=self._hold, start_new_session=True,
+        )
+        assert watchdog.stdin is not None
+        try:
+            yield
+            watchdog.stdin.write(DONE)  # finished: every job was stopped already
+        finally:
+            watchdog.stdin.close()  # the signal to sweep up and go
+            watchdog.wait()
+
     def start(self, step: Step, log_path: Path) -> Handle:
+        self._started += 1
+        mark = f"{self.token}.{self._started}"
+        env = {**os.environ, **step.env, RUNNER_MARK: self.token, STEP_MARK: mark}
+        log = _open_log(step, log_path)
+        read_end, write_end = os.pipe()
+        try:
+            process = subprocess.Popen(
+                step.argv, cwd=step.workdir, env=env, stdin=subprocess.DEVNULL, stdout=write_end,
+                stderr=subprocess.STDOUT, start_new_session=True, pass_fds=self._hold,
+            )
+        except OSError as exc:
+            log.close()
+            os.close(read_end)
+            raise BackfillKitError(
+                f"cannot start step {step.id}: {exc.strerror}: {step.argv[0]!r} (in {step.workdir}). "
+                "Fix the job's argv or workdir in the spec."
+            ) from exc
+        finally:
+            os.close(write_end)
+        return _LocalJob(process, mark, _LogPump(read_end, log, self.log_limit))
+
+
+def _open_log(step: Step, log_path: Path) -> BinaryIO:
+    """The attempt's log, opened for the pump, with the command on its first line."""
+    log = None
+    try:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as log:
-            log.write(f"$ {step.command}\n".encode())
-            log.flush()
-            try:
-                process = subprocess.Popen(
-                    step.argv, cwd=step.workdir, env={**os.environ, **step.env},
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                )
-            except OSError as exc:
-                raise BackfillKitError(
-                    f"cannot start step {step.id}: {exc.strerror}: {step.argv[0]!r} (in {step.workdir}). "
-                    "Fix the job's argv or workdir in the spec."
-                ) from exc
-        return _ProcessGroup(process)
+        log = open(log_path, "ab", buffering=0)  # noqa: SIM115 -- the pump closes it
+        log.write(f"$ {step.command}\n".encode())
+        return log
+    except OSError as exc:
+        if log is not None:
+            log.close()
+        raise BackfillKitError(f"cannot start step {step.id}: cannot write its log {log_path}: {exc.strerror}") from exc

@@ -22,7 +22,6 @@ import ipywidgets as widgets
 from . import coverage as summaries
 from . import figures
 from .coverage import readable_error
-from .errors import InputError
 from .report import STYLE, esc, note_html, table_html
 from .status import NEEDS_WORK, Status
 
@@ -49,9 +48,6 @@ class Explorer:
     def __init__(self, validation: Validation, spec_ref: str) -> None:
         self.validation, self.spec_ref = validation, spec_ref
         self.days = [d.date for d in validation.days]
-        if not self.days:  # a date slider needs at least one date
-            raise InputError(f"no expected game dates between {validation.start} and {validation.end} in the "
-                             "spec's calendar; choose a range inside its seasons")
         self.phase_of = {t: validation.spec.phase_of(t).name for t in validation.tables}
         self.by_cell = {(c.table, c.date): c for c in validation.cells}
         self._build_widgets()

@@ -4,23 +4,51 @@ It is the only record of what ran, so it is written before anything it describes
 and read back strictly: a corrupt line stops everything with a message naming it. The one
 exception is a last line cut short by a crash in mid-write (no newline yet), which is
 dropped on resume and noted in the journal.
+
+Every event is written whole or not at all: a short write (a full disk) is completed or cut
+back off, so a torn line never lands in the middle of the journal. Events are bounded (long
+texts cut), and a line longer than any event this module writes is refused on reading.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from .errors import InputError
+from .errors import BackfillKitError, InputError
 
-__all__ = ["DONE_OUTCOMES", "Journal", "JournalState", "read_journal"]
+__all__ = ["DONE_OUTCOMES", "Journal", "JournalState", "JournalWriteError", "last_run_outcome", "read_journal"]
 
 # Outcomes after which a step is never run again by --resume.
 DONE_OUTCOMES = frozenset({"succeeded", "succeeded_without_data"})
+STEP_OUTCOMES = DONE_OUTCOMES | {"failed", "timed_out", "retrying", "interrupted", "skipped"}
+
+MAX_TEXT = 8_000  # characters of one text field (a log tail, a warning)
+MAX_ITEMS = 500  # items of one list field (the run's warnings)
+MAX_LINE = 1 << 20  # bytes of one journal line on reading: far above anything written
+
+# The fields each event must carry, with their types: checked on every read.
+_TEXT, _INT = (str,), (int,)
+SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
+    "run_started": {"plan": _TEXT, "plan_sha": _TEXT, "steps": _INT},
+    "run_finished": {"outcome": _TEXT},
+    "stage_started": {"stage": _INT},
+    "stage_finished": {"stage": _INT},
+    "step_started": {"step": _TEXT, "table": _TEXT, "attempt": _INT},
+    "step_finished": {"step": _TEXT, "table": _TEXT, "outcome": _TEXT},
+    "journal_repaired": {"dropped_bytes": _INT},
+}
+
+
+class JournalWriteError(BackfillKitError):
+    """The journal could not be written (a full or read-only disk): the run must stop."""
+
+    exit_code = 1
 
 
 @dataclass
@@ -43,36 +71,90 @@ class JournalState:
 
 
 def read_journal(path: Path) -> JournalState:
-    """Replay a journal; raise `InputError` naming the first corrupt line."""
+    """Replay a journal; raise `InputError` naming the file and the first bad line."""
     state = JournalState()
-    data = path.read_bytes() if path.exists() else b""
-    complete, _, tail = data.rpartition(b"\n")
-    if complete or data.endswith(b"\n"):
-        lines = complete.split(b"\n") if complete else []
-    else:
-        lines, tail = [], data
-    for number, raw in enumerate(lines, 1):
-        state.events.append(_parse(path, number, raw))
-    state.torn_tail = len(tail)
-    state.good_length = len(data) - len(tail)
+    if not path.exists():
+        return state
+    try:
+        with open(path, "rb") as f:
+            _read_lines(path, f, state)
+    except OSError as exc:
+        raise InputError(f"cannot read the journal {path}: {exc.strerror}") from exc
     for event in state.events:
         _apply(state, event)
     return state
 
 
+def last_run_outcome(state: JournalState) -> str | None:
+    """How the journal's last run ended (completed, failed, ...), or None while unfinished."""
+    for event in reversed(state.events):
+        if event["event"] == "run_finished":
+            return str(event["outcome"])
+        if event["event"] == "run_started":
+            return None
+    return None
+
+
+def _read_lines(path: Path, f: IO[bytes], state: JournalState) -> None:
+    number = 0
+    while raw := f.readline(MAX_LINE + 1):
+        number += 1
+        if not raw.endswith(b"\n"):
+            if len(raw) > MAX_LINE:
+                raise _corrupt(path, number, f"a line over {MAX_LINE:,} bytes, longer than any journal event",
+                               first=number == 1)
+            state.torn_tail = len(raw)  # the last line, cut short by a crash
+            return
+        state.events.append(_parse(path, number, raw))
+        state.good_length += len(raw)
+
+
 def _parse(path: Path, number: int, raw: bytes) -> dict[str, Any]:
     try:
         event = json.loads(raw)
-        if isinstance(event, dict) and isinstance(event.get("event"), str):
-            return event
-        problem = "not a journal event"
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        problem = f"invalid JSON ({exc})"
-    raise InputError(
+        raise _corrupt(path, number, f"invalid JSON ({exc})", first=number == 1) from None
+    if not (isinstance(event, dict) and isinstance(event.get("event"), str)):
+        raise _corrupt(path, number, "not a journal event", first=number == 1)
+    if problem := _schema_problem(event):
+        raise _corrupt(path, number, problem, first=False)
+    return event
+
+
+def _schema_problem(event: dict[str, Any]) -> str | None:
+    kind = event["event"]
+    for name, types in (("time", _TEXT), *SCHEMA.get(kind, {}).items()):
+        value = event.get(name)
+        if value is None:
+            return f"a {kind} event without its '{name}' field"
+        if not isinstance(value, types) or isinstance(value, bool):
+            return f"a {kind} event whose '{name}' is {value!r}, not a {types[0].__name__}"
+    if kind == "step_finished" and event["outcome"] not in STEP_OUTCOMES:
+        return f"a step_finished event with an unknown outcome {event['outcome']!r}"
+    return None
+
+
+def _corrupt(path: Path, number: int, problem: str, *, first: bool) -> InputError:
+    if first:  # not a journal at all: say what it is, and nothing about moving it aside
+        return InputError(f"{path} is not a backfill-kit journal: {_what_it_is(path)}. A runner journal is "
+                          "the PLAN.journal.jsonl file beside the plan it ran.")
+    return InputError(
         f"{path}:{number}: the journal line is corrupt: {problem}. Nothing was run or changed. "
         "Restore the journal from a copy, or move it aside to start the plan afresh "
         "(steps that already succeeded would then run again)."
     )
+
+
+def _what_it_is(path: Path) -> str:
+    try:
+        if path.stat().st_size < 64 << 20:
+            data = json.loads(path.read_bytes())
+            if isinstance(data, dict) and "stages" in data and "format" in data:
+                return "it is a plan file (made by backfill-kit plan)"
+            return f"it holds one JSON {type(data).__name__}, not one event per line"
+    except (OSError, ValueError):
+        pass
+    return "its first line is not a journal event"
 
 
 def _apply(state: JournalState, event: dict[str, Any]) -> None:
@@ -84,23 +166,83 @@ def _apply(state: JournalState, event: dict[str, Any]) -> None:
         state.outcomes[step] = event["outcome"]
 
 
+def bounded(value: Any) -> Any:
+    """A value fit for one journal line: long texts and long lists cut, with the cut noted."""
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        half = MAX_TEXT // 2
+        return f"{value[:half]}\n[... {len(value) - MAX_TEXT:,} characters cut ...]\n{value[-half:]}"
+    if isinstance(value, list | tuple):
+        items = [bounded(v) for v in value[:MAX_ITEMS]]
+        return items + ([f"... and {len(value) - MAX_ITEMS:,} more"] if len(value) > MAX_ITEMS else [])
+    if isinstance(value, dict):
+        return {k: bounded(v) for k, v in value.items()}
+    return value
+
+
 class Journal:
-    """Appends events; each one reaches the disk before `write` returns."""
+    """Appends events; each one reaches the disk whole before `write` returns, or not at all."""
 
     def __init__(self, path: Path, state: JournalState) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._broken: str | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise InputError(f"cannot write the journal {path}: {exc.strerror}. Nothing was run. "
+                             "Put the journal on a writable disk with --journal PATH.") from exc
+        self._size = state.good_length
         if state.torn_tail:
-            os.ftruncate(self._fd, state.good_length)
+            try:  # the repair must hold: another event after a torn line would corrupt the journal
+                os.ftruncate(self._fd, state.good_length)
+            except OSError as exc:
+                os.close(self._fd)
+                raise InputError(f"cannot cut the torn last line off the journal {path}: {exc.strerror}. "
+                                 "Nothing was run.") from exc
             self.write("journal_repaired", dropped_bytes=state.torn_tail)
 
     def write(self, event: str, **fields: Any) -> dict[str, Any]:
-        record = {"event": event, "time": datetime.now(UTC).isoformat(timespec="milliseconds"), **fields}
+        if self._broken:
+            raise JournalWriteError(self._broken)
+        record = {"event": event, "time": datetime.now(UTC).isoformat(timespec="milliseconds"), **bounded(fields)}
         line = (json.dumps(record, default=str) + "\n").encode("utf-8")
-        os.write(self._fd, line)  # one write per event, appended whole
-        os.fsync(self._fd)
+        try:
+            _write_all(self._fd, line)
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._truncate(self._size)  # cut off whatever part of the line made it
+            self._broken = (
+                f"cannot write the journal {self.path}: {exc.strerror}. The run stopped and its jobs were "
+                f"stopped. {_advice(exc)} then continue with --resume: the journal is intact up to its last "
+                "complete event."
+            )
+            raise JournalWriteError(self._broken) from exc
+        self._size += len(line)
         return record
 
     def close(self) -> None:
         os.close(self._fd)
+
+    def _truncate(self, length: int) -> None:
+        try:
+            os.ftruncate(self._fd, length)  # shrinking needs no free space
+        except OSError:
+            pass  # then the torn line is the last one, and the next resume drops it
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """`os.write` may write only part (a nearly full disk); write the rest, or raise."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
+
+
+def _advice(exc: OSError) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return "Free space on its disk,"
+    if exc.errno == errno.EROFS:
+        return "Make its file system writable again,"
+    return "Fix the disk,"

@@ -1,7 +1,9 @@
 """Advisory file locks: one runner per journal, and one runner per table.
 
-`flock` locks vanish with the process that held them, so a runner killed by SIGKILL never
-leaves a lock behind that a person has to delete by hand.
+`flock` locks vanish with the last process that holds them, so a runner killed by SIGKILL
+never leaves a lock behind that a person has to delete by hand. Its jobs and its watchdog
+hold the same locks (inherited descriptors) until they are gone: no second runner starts
+the same steps beside the survivors of the first.
 """
 
 from __future__ import annotations
@@ -27,8 +29,15 @@ class LockSet:
         self._held: list[tuple[Path, int]] = []
 
     def acquire(self, path: Path, what: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            self.release()
+            raise BackfillKitError(
+                f"cannot create the lock file of {what}, {path}: {exc.strerror}. Nothing was run. "
+                "The journal and the locks need a writable disk (a journal elsewhere: --journal PATH)."
+            ) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -39,13 +48,19 @@ class LockSet:
                 f"{what} is in use by another runner (pid {holder}; lock file {path}). "
                 "Wait for it to finish, or stop it; a crashed runner's locks free themselves."
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:  # who holds it, for the message of the next runner that finds it taken; padded, so
+            os.pwrite(fd, f"{os.getpid():<20}".encode(), 0)  # it overwrites any older pid without a truncate
+        except OSError:
+            pass  # a full disk: the lock holds all the same
         self._held.append((path, fd))
 
     def acquire_all(self, items: Iterable[tuple[Path, str]]) -> None:
         for path, what in items:
             self.acquire(path, what)
+
+    def fds(self) -> tuple[int, ...]:
+        """The held locks' descriptors: a process that inherits them holds the locks too."""
+        return tuple(fd for _, fd in self._held)
 
     def release(self) -> None:
         for _, fd in reversed(self._held):

@@ -19,7 +19,7 @@ from typing import Any
 
 from .arguments import as_date, find_file
 from .coverage import readable_error
-from .errors import BackfillKitError
+from .errors import BackfillKitError, InputError
 from .journal import DONE_OUTCOMES, read_journal
 from .locks import is_locked
 from .spec import PipelineSpec
@@ -78,6 +78,7 @@ class RunnerPosition:
     running: tuple[str, ...]
     done: int
     total: int
+    problem: str | None = None  # why the journal cannot be read; the monitor carries on
 
 
 @dataclass
@@ -143,7 +144,7 @@ def take_snapshot(
     return Snapshot(
         spec=spec.name, start=start, end=end, taken_at=now, window_hours=window_hours,
         tables=tables, phases=phase_progress(tables),
-        completed_in_window=len({(r.processor, r.date) for r in recent if r.category == "success"}),
+        completed_in_window=len({(r.processor, r.date) for r in recent if r.category in ("success", "no_data")}),
         eta_seconds=eta_range(spec, remaining, _durations(v)),
         failures=_failures(spec, recent), stale=_stale(v),
         runners=[runner_position(j) for j in journals],
@@ -237,7 +238,11 @@ def find_journals(spec: PipelineSpec) -> list[Path]:
 
 
 def runner_position(journal: Path) -> RunnerPosition:
-    state = read_journal(journal)
+    working = is_locked(journal.with_name(journal.name + ".lock"))
+    try:
+        state = read_journal(journal)
+    except InputError as exc:  # one bad old journal must not blind the monitor to the rest
+        return RunnerPosition(str(journal), working, None, None, (), 0, 0, problem=str(exc))
     stage = phase = None
     started: dict[str, None] = {}
     total = 0
@@ -250,7 +255,6 @@ def runner_position(journal: Path) -> RunnerPosition:
             started[e["step"]] = None
         elif e["event"] == "step_finished":
             started.pop(e["step"], None)
-    working = is_locked(journal.with_name(journal.name + ".lock"))
     done = sum(1 for o in state.outcomes.values() if o in DONE_OUTCOMES)
     return RunnerPosition(str(journal), working, stage, phase, tuple(started) if working else (), done, total)
 

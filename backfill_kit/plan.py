@@ -9,6 +9,7 @@ whose upstream will still be missing after the plan is reported as blocked, not 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import statistics
 import sys
@@ -51,6 +52,11 @@ class Step:
 
     @property
     def command(self) -> str:
+        """The command as a person reads it: a Python interpreter by its name, not its folder
+        (a shared report never shows the author's home)."""
+        program = self.argv[0] if self.argv else ""
+        if Path(program).name.startswith("python"):
+            return shlex.join((Path(program).name, *self.argv[1:]))
         return shlex.join(self.argv)
 
 
@@ -96,10 +102,13 @@ class Plan:
             return None
         return sum(sum(s.estimated_seconds or 0 for s in st.steps) / max(1, st.workers) for st in self.stages)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, base: Path | None = None) -> dict[str, Any]:
+        """The plan as its file holds it; with `base`, the plan file's folder, paths are
+        written relative to it and the interpreter as {python}, so that the plan runs from any
+        folder and from a copy of the whole project elsewhere."""
         return {
             "format": PLAN_FORMAT,
-            "spec": self.spec_path,
+            "spec": _relative(self.spec_path, base),
             "spec_name": self.spec_name,
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
@@ -107,7 +116,7 @@ class Plan:
             "options": self.options,
             "totals": {"stages": len(self.stages), "steps": len(self.steps), "dates": self.dates,
                        "blocked": len(self.blocked), "estimated_seconds": self.estimated_seconds()},
-            "stages": [_stage_dict(st) for st in self.stages],
+            "stages": [_stage_dict(st, base) for st in self.stages],
             "blocked": [{"table": b.table, "date": b.date.isoformat(), "reason": b.reason} for b in self.blocked],
         }
 
@@ -115,22 +124,37 @@ class Plan:
         """Write atomically: a crash never leaves half a plan behind."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(self.to_dict(path.resolve().parent), indent=2) + "\n", encoding="utf-8")
         tmp.replace(path)
 
     def text(self) -> str:
         return "\n".join(_plan_lines(self))
 
 
-def _stage_dict(stage: Stage) -> dict[str, Any]:
+def _stage_dict(stage: Stage, base: Path | None) -> dict[str, Any]:
     steps = []
     for step in stage.steps:
         d = asdict(step)
+        argv = [PYTHON if base is not None and arg == sys.executable else arg for arg in step.argv]
         d.update(start=step.start.isoformat(), end=step.end.isoformat(),
-                 dates=[x.isoformat() for x in step.dates], argv=list(step.argv),
+                 dates=[x.isoformat() for x in step.dates], argv=argv, workdir=_relative(step.workdir, base),
                  transient_exit_codes=list(step.transient_exit_codes), after=list(step.after))
         steps.append(d)
     return {"index": stage.index, "phase": stage.phase, "mode": stage.mode, "workers": stage.workers, "steps": steps}
+
+
+# In a plan file, the Python that runs backfill-kit: the one reading the plan runs the jobs.
+PYTHON = "{python}"
+
+
+def _relative(path: str, base: Path | None) -> str:
+    if base is None or not path or not Path(path).is_absolute():
+        return path
+    return os.path.relpath(path, base)
+
+
+def _absolute(path: str, base: Path) -> str:
+    return str((base / path).resolve()) if path else path
 
 
 # --- reading a plan file -------------------------------------------------------------------
@@ -144,27 +168,28 @@ def load_plan(path: Path) -> Plan:
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}:{exc.lineno}: not a plan file (invalid JSON: {exc.msg}); make a new one with backfill-kit plan") from exc
     try:
-        return _plan_from(data)
+        return _plan_from(data, path.resolve().parent)
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{path}: not a backfill-kit plan (missing or bad field {exc}); make a new one with backfill-kit plan") from exc
 
 
-def _plan_from(data: dict[str, Any]) -> Plan:
+def _plan_from(data: dict[str, Any], base: Path) -> Plan:
     if data.get("format") != PLAN_FORMAT:
         raise ValueError(f"format {data.get('format')!r}, expected {PLAN_FORMAT}")
     stages = [
-        Stage(st["index"], st["phase"], st["mode"], st["workers"], tuple(_step_from(s) for s in st["steps"]))
+        Stage(st["index"], st["phase"], st["mode"], st["workers"], tuple(_step_from(s, base) for s in st["steps"]))
         for st in data["stages"]
     ]
     blocked = [Blocked(b["table"], date.fromisoformat(b["date"]), b["reason"]) for b in data["blocked"]]
-    return Plan(data["spec"], data["spec_name"], date.fromisoformat(data["start"]), date.fromisoformat(data["end"]),
+    return Plan(_absolute(data["spec"], base), data["spec_name"], date.fromisoformat(data["start"]), date.fromisoformat(data["end"]),
                 datetime.fromisoformat(data["created_at"]), stages, blocked, data.get("options", {}))
 
 
-def _step_from(s: dict[str, Any]) -> Step:
+def _step_from(s: dict[str, Any], base: Path) -> Step:
+    argv = tuple(sys.executable if arg == PYTHON else arg for arg in s["argv"])
     return Step(
         s["id"], s["table"], s["phase"], date.fromisoformat(s["start"]), date.fromisoformat(s["end"]),
-        tuple(date.fromisoformat(x) for x in s["dates"]), dict(s["causes"]), tuple(s["argv"]), s["workdir"],
+        tuple(date.fromisoformat(x) for x in s["dates"]), dict(s["causes"]), argv, _absolute(s["workdir"], base),
         dict(s["env"]), float(s["timeout_seconds"]), int(s["retries"]), tuple(s["transient_exit_codes"]),
         bool(s["skips_downstream"]), tuple(s["after"]), s.get("estimated_seconds"),
     )
@@ -192,7 +217,7 @@ def build_plan(
     seconds = _seconds_per_date(validation.cells)
     stages = _stages(spec, todo, calendar, seconds, python)
     options = {"statuses": sorted(str(s) for s in wanted), "cascade": spec.cascade}
-    return Plan(str(spec.source or ""), spec.name, validation.start, validation.end, datetime.now(UTC),
+    return Plan(str(spec.source.resolve()) if spec.source else "", spec.name, validation.start, validation.end, datetime.now(UTC),
                 stages, blocked, options)
 
 
@@ -381,6 +406,9 @@ def _plan_lines(plan: Plan) -> Iterable[str]:
            f"{plan.dates:,} table-dates in {len(plan.stages)} stages; estimated {_estimate(plan)}")
     if not plan.steps:
         yield "Nothing to run."
+    pythons = sorted({s.argv[0] for s in plan.steps if s.argv and Path(s.argv[0]).name.startswith("python")})
+    for python in pythons:
+        yield f"{Path(python).name} below is {python}"
     for stage in plan.stages:
         how = f"parallel, up to {stage.workers} at once" if stage.mode == "parallel" else "one step at a time"
         yield f"\nStage {stage.index} · {stage.phase} · {how} · {len(stage.steps)} steps"
@@ -400,9 +428,10 @@ def _plan_lines(plan: Plan) -> Iterable[str]:
             yield f"  ... and {len(plan.blocked) - 20:,} more (see the plan file)"
 
 
-def refuse_downstream_triggers(plan: Plan) -> None:
-    """The runner's guard: a job that could fire downstream automation does not run silently."""
-    offenders = sorted({s.table for s in plan.steps if not s.skips_downstream})
+def refuse_downstream_triggers(plan: Plan, tables: Iterable[str] | None = None) -> None:
+    """The runner's guard: a job that could fire downstream automation does not run silently.
+    `tables`: the jobs known to declare no skip setting (from the spec), else the plan's word."""
+    offenders = sorted(set(tables) if tables is not None else {s.table for s in plan.steps if not s.skips_downstream})
     if offenders:
         raise BackfillKitError(
             f"jobs of {', '.join(offenders)} declare no skip_downstream setting, so each step could "

@@ -120,7 +120,7 @@ def _run_history_columns(ctx: _Context) -> Iterator[Check]:
         yield Check("run history columns", "skip", "the warehouse is not reachable")
         return
     rh = ctx.spec.run_history
-    columns = list(rh.columns.model_dump(exclude_none=True).values())
+    columns = [*rh.columns.model_dump(exclude_none=True).values(), *rh.no_data_reasons]
     missing = ctx.warehouse.missing_objects({rh.table: columns})
     if missing:
         names = ", ".join(m.column or f"the table {m.table}" for m in missing)
@@ -140,7 +140,11 @@ def _validated(ctx: _Context) -> Iterator[Check]:
         yield Check("calendar has dates", "fail", f"validation failed: {exc}", "fix what the message names")
         return
     days = len(ctx.validation.days)
-    if days:
+    outside = [w for w in ctx.validation.warnings if "season the calendar knows" in w]
+    if days and outside:
+        yield Check("calendar has dates", "warn", f"{days} expected dates; " + "; ".join(outside),
+                    "narrow the range, or add the missing season to calendar.seasons")
+    elif days:
         yield Check("calendar has dates", "pass", f"{days} expected dates in {ctx.start} .. {ctx.end}")
     else:
         yield Check("calendar has dates", "fail", f"no expected dates in {ctx.start} .. {ctx.end}",
@@ -159,6 +163,19 @@ def _stale_runs(ctx: _Context) -> Iterator[Check]:
     first = ", ".join(f"{c.table} {c.date}" for c in stale[:3])
     yield Check("orphaned running rows", "warn", f"{len(stale)} runs never finished ({first}...)",
                 "the backfill reruns them; check nothing is still running them")
+
+
+def _run_history_statuses(ctx: _Context) -> Iterator[Check]:
+    if ctx.validation is None:
+        yield Check("run history statuses", "skip", "no validation")
+        return
+    unmapped = ctx.validation.unmapped_statuses
+    if not unmapped:
+        yield Check("run history statuses", "pass", "every status in the range is mapped by run_history.statuses")
+        return
+    named = ", ".join(f"{status!r} ({n:,} processor-dates)" for status, n in unmapped.items())
+    yield Check("run history statuses", "warn", f"statuses the spec does not map, read as no evidence: {named}",
+                "map them under run_history.statuses")
 
 
 def _upstream_coverage(ctx: _Context) -> Iterator[Check]:
@@ -289,7 +306,7 @@ def _warehouse_hazards(ctx: _Context) -> Iterator[Check]:
         yield Check("table hazards", "skip", f"not applicable: the {name} warehouse has no partition expiration, "
                     "required filters or billed bytes")
         return
-    warnings = list(getattr(ctx.validation, "warnings", []) or [])
+    warnings = list(getattr(ctx.validation, "hazards", []) or [])
     if warnings:
         yield Check("table hazards", "warn", "; ".join(warnings[:3]), "read the warnings of backfill-kit validate")
     else:
@@ -298,5 +315,5 @@ def _warehouse_hazards(ctx: _Context) -> Iterator[Check]:
 
 CHECKS: list[Callable[[_Context], Iterator[Check]]] = [
     _reachable, _tables_exist, _run_history_columns, _validated, _jobs_resolve, _skip_downstream,
-    _dry_runs, _warehouse_hazards, _stale_runs, _runner_locks, _upstream_coverage, _free_disk,
+    _dry_runs, _warehouse_hazards, _stale_runs, _run_history_statuses, _runner_locks, _upstream_coverage, _free_disk,
 ]

@@ -1,10 +1,14 @@
-"""What a person watching a run sees: a live display in a terminal, plain lines elsewhere."""
+"""What a person watching a run sees: a live display in a terminal, plain lines elsewhere.
+
+Step notes carry a job's own output: never read as markup, stripped of control characters."""
 
 from __future__ import annotations
 
 import sys
 import time
 from typing import IO, TYPE_CHECKING, Any
+
+from .display import printable
 
 if TYPE_CHECKING:
     from .plan import Step
@@ -72,18 +76,18 @@ class PlainProgress(_Counts):
             self._say(f"warning: {warning}")
 
     def _say(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        print(printable(text), file=self.stream, flush=True)
 
 
 class LiveProgress(PlainProgress):
     """A bar and the running steps, redrawn in place; finished steps scroll above it."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Any = None) -> None:
         super().__init__()
         from rich.console import Console
         from rich.live import Live
 
-        self.console = Console()
+        self.console = console or Console()
         self.live = Live(console=self.console, refresh_per_second=4, transient=True)
 
     def begin(self, total: int, done: int) -> None:
@@ -98,17 +102,18 @@ class LiveProgress(PlainProgress):
         super().end(result)
 
     def _say(self, text: str) -> None:
-        self.console.print(text, highlight=False, soft_wrap=True)
+        self.console.print(printable(text), markup=False, highlight=False, soft_wrap=True)
 
     def _render(self) -> Any:
         from rich.progress_bar import ProgressBar
         from rich.table import Table
+        from rich.text import Text
 
         grid = Table.grid(padding=(0, 1))
         grid.add_row(ProgressBar(total=max(self.total, 1), completed=self.done, width=40), self.line())
         now = time.monotonic()
         for step_id, began in sorted(self.running.items(), key=lambda kv: kv[1]):
-            grid.add_row("  running", f"{step_id} for {_clock(now - began)}")
+            grid.add_row("  running", Text(f"{step_id} for {_clock(now - began)}"))
         return grid
 
 

@@ -1,9 +1,12 @@
 """The runner: executes a plan's stages in order, journaling every step, resumable after any crash.
 
 Stages run strictly one after another; a stage runs up to its worker cap of steps at once.
-Each step is a subprocess with its own log, a timeout that stops its whole process group,
-and retries with backoff for exit codes the spec marks transient. Ctrl-C or SIGTERM stops
-the children and leaves a journal that `--resume` continues without rerunning a success.
+Each step is a subprocess with its own log (capped), a timeout that stops everything it
+started, and retries with backoff for exit codes the spec marks transient. Ctrl-C, SIGTERM
+or a closed terminal (SIGHUP) stops the children and leaves a journal that `--resume`
+continues without rerunning a success; a runner killed outright leaves a watchdog that stops
+its jobs, and its locks stay taken until they are gone. A journal that cannot be written (a full disk) stops the run the
+same way. A step that exited 0 without writing any row does not unlock its dependents.
 """
 
 from __future__ import annotations
@@ -13,22 +16,27 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import BackfillKitError, InputError
-from .executor import Executor, Handle, LocalExecutor
-from .journal import DONE_OUTCOMES, Journal, read_journal
+from .executor import DEFAULT_LOG_LIMIT, Executor, Handle, LocalExecutor
+from .journal import DONE_OUTCOMES, Journal, last_run_outcome, read_journal
 from .locks import LockSet
 from .plan import Plan, Stage, Step, refuse_downstream_triggers
 
-__all__ = ["RunOptions", "RunResult", "Runner", "journal_path_for", "table_lock_dir", "warehouse_checker"]
+__all__ = [
+    "RunOptions", "RunResult", "Runner", "check_skip_settings", "journal_path_for", "next_plan_path",
+    "run_finished", "table_lock_dir", "warehouse_checker",
+]
 
 EXIT_INTERRUPTED = 130
 TAIL_LINES = 15
+TAIL_BYTES = 16 << 10  # a tail is read from the end of the log, never the whole file
+TAIL_LINE_CHARS = 500
 
 
 @dataclass
@@ -40,14 +48,16 @@ class RunOptions:
     backoff_seconds: float = 2.0  # first retry waits this long, then twice as long each time
     kill_grace_seconds: float = 5.0  # between SIGTERM and SIGKILL
     poll_seconds: float = 0.01
+    log_limit_bytes: int = DEFAULT_LOG_LIMIT  # per attempt; the start and end are kept, the cut noted
 
 
 @dataclass
 class RunResult:
-    outcome: str  # completed, failed or interrupted
+    outcome: str  # completed, blocked (steps held back by a step without data), failed or interrupted
     journal: Path
     outcomes: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    blocked: dict[str, str] = field(default_factory=dict)  # step -> why it was not run
 
     @property
     def exit_code(self) -> int:
@@ -96,6 +106,23 @@ def journal_path_for(plan_path: Path) -> Path:
     return plan_path.with_name(plan_path.stem + ".journal.jsonl")
 
 
+def run_finished(journal: Path) -> bool:
+    """Whether the journal's last run went to its end: every step done or blocked, nothing to resume."""
+    return last_run_outcome(read_journal(journal)) in ("completed", "blocked")
+
+
+def next_plan_path(base: Path) -> tuple[Path, Path]:
+    """A range's plans are BASE, then BASE-2, BASE-3, ...: a new one each time the one before
+    finished with work still left. Returns (the next free name, the newest existing one or BASE)."""
+    def numbered(n: int) -> Path:
+        return base if n == 1 else base.with_name(f"{base.stem}-{n}{base.suffix}")
+
+    n = 1
+    while numbered(n + 1).exists():
+        n += 1
+    return numbered(n + 1), numbered(n)
+
+
 def plan_sha(plan_path: Path) -> str:
     return hashlib.sha256(plan_path.read_bytes()).hexdigest()[:16]
 
@@ -125,7 +152,7 @@ class Runner:
     ) -> None:
         self.plan, self.plan_path = plan, plan_path
         self.options = options or RunOptions()
-        self.executor = executor or LocalExecutor()
+        self.executor = executor or LocalExecutor(self.options.log_limit_bytes)
         self.checker = checker
         self.progress = progress or QuietProgress()
         self.journal_path = self.options.journal or journal_path_for(plan_path)
@@ -134,18 +161,23 @@ class Runner:
         self._stop = threading.Event()
         self._outcomes: dict[str, str] = {}
         self._warnings: list[str] = []
+        self._blocked: dict[str, str] = {}
+        self._active: dict[str, _Active] = {}
 
     # --- the whole run ---------------------------------------------------------------------
 
     def run(self) -> RunResult:
-        if not self.options.allow_downstream_triggers:
-            refuse_downstream_triggers(self.plan)
+        check_skip_settings(self.plan, allow_triggers=self.options.allow_downstream_triggers)
         locks = LockSet()
         locks.acquire(self.journal_path.with_name(self.journal_path.name + ".lock"), f"the journal {self.journal_path}")
         try:
             tables = sorted({s.table for s in self.plan.steps})
             locks.acquire_all((self.lock_dir / f"{t}.lock", f"table {t}") for t in tables)
-            return self._run_locked()
+            with self.executor.session(locks.fds()):
+                try:
+                    return self._run_locked()
+                finally:
+                    self._kill_all()  # whatever went wrong, no job outlives its run
         finally:
             locks.release()
 
@@ -162,12 +194,19 @@ class Runner:
             self.progress.begin(len(self.plan.steps), len(done))
             with self._signals():
                 outcome = self._stages(journal, done)
-            journal.write("run_finished", outcome=outcome, warnings=self._warnings)
+            journal.write("run_finished", outcome=outcome, warnings=self._warnings, blocked=self._blocked)
+        except BaseException:  # a full disk (JournalWriteError), a failed re-check: stop the jobs, then say why
+            self._kill_all()
+            self.progress.end(self._result("stopped"))
+            raise
         finally:
             journal.close()
-        result = RunResult(outcome, self.journal_path, dict(self._outcomes), list(self._warnings))
+        result = self._result(outcome)
         self.progress.end(result)
         return result
+
+    def _result(self, outcome: str) -> RunResult:
+        return RunResult(outcome, self.journal_path, dict(self._outcomes), list(self._warnings), dict(self._blocked))
 
     def _check_resume(self, events: list[dict[str, Any]], journal_sha: str | None, sha: str) -> None:
         if events and not self.options.resume:
@@ -197,14 +236,14 @@ class Runner:
                 failed_stage = stage.index
         if failed_stage is not None:
             return "failed"
-        return "completed"
+        return "blocked" if self._blocked else "completed"
 
     # --- one stage -------------------------------------------------------------------------
 
     def _stage(self, journal: Journal, stage: Stage, done: set[str]) -> bool:
         pending = deque(s for s in stage.steps if s.id not in done)
         retry_at: list[tuple[float, Step, int]] = []
-        active: dict[str, _Active] = {}
+        active = self._active
         ok = True
         while pending or active or retry_at:
             if self._stop.is_set():
@@ -220,7 +259,8 @@ class Runner:
                 ok &= self._finished(journal, act, code, retry_at)
             self.progress.tick()
             time.sleep(self.options.poll_seconds)
-        return ok and all(self._outcomes.get(s.id) in DONE_OUTCOMES for s in stage.steps)
+        # A step held back by a step without data is listed, not a failure of its stage.
+        return ok and all(self._outcomes.get(s.id) in DONE_OUTCOMES or s.id in self._blocked for s in stage.steps)
 
     def _start_ready(
         self, journal: Journal, stage: Stage, pending: deque[Step],
@@ -236,14 +276,30 @@ class Runner:
                 step, attempt = pending.popleft(), 1
             else:
                 return
-            blocker = next((a for a in step.after if self._outcomes.get(a) not in (None, *DONE_OUTCOMES)), None)
-            if blocker is not None:
+            reason = self._held_back(step)
+            if reason is not None:
                 self._outcomes[step.id] = "skipped"
-                journal.write("step_finished", step=step.id, table=step.table, outcome="skipped",
-                              reason=f"upstream step {blocker} did not succeed")
-                self.progress.step_finished(step, "skipped", 0.0, f"upstream {blocker} did not succeed")
+                journal.write("step_finished", step=step.id, table=step.table, outcome="skipped", reason=reason,
+                              blocked=step.id in self._blocked)
+                self.progress.step_finished(step, "skipped", 0.0, reason)
                 continue
             self._launch(journal, step, attempt, active)
+
+    def _held_back(self, step: Step) -> str | None:
+        """Why a step must not run: an upstream step that failed, or that wrote no rows (its
+        output would read as 'no data' and hide the gap for good)."""
+        for upstream in step.after:
+            outcome = self._outcomes.get(upstream)
+            if outcome in (None, "succeeded"):
+                continue
+            if outcome == "succeeded_without_data" or upstream in self._blocked:
+                why = (f"upstream step {upstream} succeeded without data" if upstream not in self._blocked
+                       else f"upstream step {upstream} was blocked")
+                self._blocked[step.id] = why
+                self._warnings.append(f"{step.id} was not run, blocked: {why}; fix that job, then plan again")
+                return f"blocked: {why}"
+            return f"upstream step {upstream} did not succeed"
+        return None
 
     def _launch(self, journal: Journal, step: Step, attempt: int, active: dict[str, _Active]) -> None:
         log = self.logs / f"{_slug(step.id)}.attempt-{attempt}.log"
@@ -254,10 +310,10 @@ class Runner:
             journal.write("step_started", step=step.id, table=step.table, attempt=attempt, pid=None, log=str(log))
             self._record(journal, step, attempt, None, "failed", 0.0, log, str(exc))
             return
+        active[step.id] = _Active(step, handle, attempt, log, started, started + step.timeout_seconds)
         journal.write("step_started", step=step.id, table=step.table, attempt=attempt, pid=handle.pid,
                       log=str(log), dates=len(step.dates))
         self.progress.step_started(step, attempt)
-        active[step.id] = _Active(step, handle, attempt, log, started, started + step.timeout_seconds)
 
     def _enforce_timeout(self, act: _Active) -> None:
         now = time.monotonic()
@@ -308,24 +364,35 @@ class Runner:
     # --- stopping cleanly ------------------------------------------------------------------
 
     def _stop_all(self, journal: Journal, active: dict[str, _Active]) -> None:
-        for act in active.values():
-            act.handle.terminate()
-        deadline = time.monotonic() + self.options.kill_grace_seconds
-        while any(a.handle.poll() is None for a in active.values()) and time.monotonic() < deadline:
-            time.sleep(self.options.poll_seconds)
-        for act in active.values():
-            if act.handle.poll() is None:
-                act.handle.kill()
+        self._stop_processes(active.values())
+        for step_id, act in list(active.items()):
+            del active[step_id]
             self._record(journal, act.step, act.attempt, act.handle.poll(), "interrupted",
                          time.monotonic() - act.started, act.log)
-        active.clear()
+
+    def _kill_all(self) -> None:
+        """Stop every running step without a word in the journal (it may be what failed)."""
+        self._stop_processes(self._active.values())
+        self._active.clear()
+
+    def _stop_processes(self, acts: Iterable[_Active]) -> None:
+        acts = list(acts)
+        for act in acts:
+            act.handle.terminate()
+        deadline = time.monotonic() + self.options.kill_grace_seconds
+        while any(a.handle.poll() is None for a in acts) and time.monotonic() < deadline:
+            time.sleep(self.options.poll_seconds)
+        for act in acts:
+            if act.handle.poll() is None:
+                act.handle.kill()
 
     @contextmanager
     def _signals(self) -> Iterator[None]:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # SIGHUP: the terminal closed under a run; stop as cleanly as on Ctrl-C.
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         for sig in previous:
             signal.signal(sig, lambda *_: self._stop.set())
         try:
@@ -340,8 +407,51 @@ def _slug(step_id: str) -> str:
 
 
 def _tail(log: Path) -> str:
+    """The last lines of a log, read from its end: a job that printed gigabytes costs nothing more."""
     try:
-        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - TAIL_BYTES))
+            data = f.read(TAIL_BYTES)
     except OSError:
         return ""
-    return "\n".join(lines[-TAIL_LINES:])
+    lines = data.decode("utf-8", errors="replace").splitlines()[-TAIL_LINES:]
+    return "\n".join(line if len(line) <= TAIL_LINE_CHARS else line[:TAIL_LINE_CHARS] + " [...]" for line in lines)
+
+
+def check_skip_settings(plan: Plan, *, allow_triggers: bool) -> None:
+    """The guarantee that no step fires downstream automation, checked on what will run: each
+    step's argv and env must carry the skip_downstream settings its spec declares now,
+    whatever the plan file claims. A plan made without a spec has only its own word."""
+    if not plan.spec_path:
+        if not allow_triggers:
+            refuse_downstream_triggers(plan)
+        return
+    from .spec import load_spec
+
+    spec = load_spec(plan.spec_path)
+    tables = {s.table for s in plan.steps} & set(spec.table_positions)
+    declared = {t: spec.job_of(spec.table(t)).skip_downstream for t in tables}
+    problems = [p for step in plan.steps if (p := _skip_problem(declared, step))]
+    if problems:
+        raise BackfillKitError(
+            f"the plan's commands do not carry the skip_downstream settings that the spec {plan.spec_path} "
+            "declares, so they could trigger downstream work:\n" + "\n".join(f"  {p}" for p in problems[:20])
+            + "\nNothing was started. Make a new plan from the spec (backfill-kit plan); do not edit its commands."
+        )
+    if not allow_triggers:
+        refuse_downstream_triggers(plan, {t for t, skip in declared.items() if skip is None})
+
+
+def _skip_problem(declared: dict[str, Any], step: Step) -> str | None:
+    if step.table not in declared:
+        return f"{step.id}: the spec has no table {step.table!r}"
+    skip = declared[step.table]
+    if skip is None:
+        return None
+    args, n = tuple(skip.args), len(skip.args)
+    if n and not any(step.argv[i:i + n] == args for i in range(len(step.argv) - n + 1)):
+        return f"{step.id}: its argv lacks {' '.join(args)}"
+    missing = sorted(k for k, v in skip.env.items() if step.env.get(k) != v)
+    if missing:
+        return f"{step.id}: its env lacks {', '.join(f'{k}={skip.env[k]}' for k in missing)}"
+    return None

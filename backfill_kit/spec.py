@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import Problem, SpecError
 
@@ -125,8 +125,10 @@ class RunHistoryColumns(_Model):
     started_at: str
     finished_at: str
     records: str
-    error: str | None = None
-    run_id: str | None = Field(None, description="groups the `running` row and the final row of one run")
+    error: str | None = Field(None, description="text, JSON or REPEATED: a list of {error_type, error_message}")
+    run_id: str | None = Field(None, description="pairs the `running` row and the final row of one run")
+    range_start: str | None = Field(None, description="first date of a range run's range; NULL for one date")
+    range_end: str | None = Field(None, description="last date of a range run's range; NULL for one date")
 
     @field_validator("*")
     @classmethod
@@ -148,11 +150,29 @@ class RunHistory(_Model):
     columns: RunHistoryColumns
     statuses: RunStatuses = RunStatuses()
     stale_after_hours: float = Field(6.0, gt=0)
+    # Which values of which columns turn a failed or skipped row into "nothing to load", e.g.
+    # {failure_category: [no_data_available], skip_reason: [no_data]}. Once given, a skip that
+    # matches none of them (already_processed) is no evidence: earlier attempts and rows decide.
+    no_data_reasons: dict[str, tuple[str, ...]] = {}
+    max_range_days: int = Field(62, ge=1, le=3660, description="longest range a range run covers, in days")
 
     @field_validator("table")
     @classmethod
     def _table_name(cls, v: str) -> str:
         return _check(TABLE_REF, v, TABLE_WHAT)
+
+    @field_validator("no_data_reasons")
+    @classmethod
+    def _reason_columns(cls, v: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for column, values in v.items():
+            _check(IDENTIFIER, column, "column name")
+            if not values:
+                raise ValueError(f"column {column!r} lists no values; list the values that mean nothing to load")
+        return v
+
+    @property
+    def ranges(self) -> bool:
+        return self.columns.range_start is not None or self.columns.range_end is not None
 
 
 class SkipDownstream(_Model):
@@ -160,6 +180,12 @@ class SkipDownstream(_Model):
 
     args: tuple[str, ...] = ()
     env: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _says_something(self) -> SkipDownstream:
+        if not self.args and not self.env:  # {} would pass for a guarantee and keep none
+            raise ValueError("is empty: give the args and/or env that keep the job from triggering downstream work")
+        return self
 
 
 class JobOverrides(_Model):

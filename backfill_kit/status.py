@@ -32,11 +32,16 @@ _MEANING = {
     Status.COMPLETE: ("rows at or above the table's minimum", "nothing"),
     Status.PARTIAL: ("rows present but below the minimum", "rerun the date; find why rows were dropped"),
     Status.NO_DATA: (
-        "no rows; the latest finished run succeeded with zero records: the source had nothing",
+        "no rows; the latest finished run succeeded with zero records, or failed or skipped with a "
+        "no-data reason (run_history.no_data_reasons): the source had nothing",
         "nothing to load; use the fallback table when one is named",
     ),
     Status.FAILED: ("no rows; the latest finished run failed", "read the last error, fix the cause, rerun"),
-    Status.NEVER_RAN: ("no rows and no run record at all", "run the job: the data may well exist"),
+    Status.NEVER_RAN: (
+        "no rows and no run record that says why (none at all, or only skips for another reason or "
+        "statuses the spec does not map)",
+        "run the job: the data may well exist",
+    ),
     Status.RUNNING: ("no rows yet; a run started recently and has not finished", "wait for it"),
     Status.STALE: (
         "no rows; the latest run started long ago and never finished (crashed or killed)",

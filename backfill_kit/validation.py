@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections import Counter
 import gc
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, NamedTuple
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .calendar import ExpectedDay, expected_days
 from .errors import InputError, Problem, WarehouseMismatchError
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from .coverage import Gap
 
 __all__ = ["Cell", "TableSummary", "Validation", "check_range", "classify", "validate"]
+
+ERROR_LIMIT = 4000  # characters of a cell's last error: enough for any real message
 
 
 class Cell(NamedTuple):
@@ -106,9 +109,17 @@ class Validation:
     queries: list[QueryRecord]
     now: datetime
     tables: tuple[str, ...] = field(default=())
+    # What a reader must know: the table hazards below, statuses the spec does not map, a range
+    # reaching outside the calendar's seasons.
+    warnings: list[str] = field(default_factory=list)
     # Table hazards that will bite a backfill of this range (partition expiration, required
     # partition filters), from the warehouse's metadata; empty where it has none.
-    warnings: list[str] = field(default_factory=list)
+    hazards: list[str] = field(default_factory=list)
+    # Run-history statuses the spec does not map, and on how many (processor, date)s each.
+    unmapped_statuses: dict[str, int] = field(default_factory=dict)
+    # What the run history showed: attempts, dates covered by range runs, and the no-data
+    # reasons of latest attempts that had nothing to load (processor-dates each).
+    run_history: dict[str, Any] = field(default_factory=dict)
 
     @property
     def needs_work(self) -> bool:
@@ -155,6 +166,8 @@ class Validation:
             ],
             "cost": self.cost(),
             "warnings": self.warnings,
+            "unmapped_statuses": self.unmapped_statuses,
+            "run_history": self.run_history,
         }
 
     def cost(self) -> dict[str, int | float | None]:
@@ -201,12 +214,15 @@ def validate(
     with _no_gc_pauses():
         try:
             days, rows, runs = _gather(spec, wh, selected, start, end)
-            warnings = wh.hazards(_hazard_targets(spec, selected), start)
+            hazards = wh.hazards(_hazard_targets(spec, selected), start)
         finally:
             if owned:
                 wh.close()
         cells = _classify_all(spec, selected, days, rows, runs, now)
-    return Validation(spec, start, end, days, cells, wh.queries[first_query:], now, tuple(selected), warnings)
+    unmapped, history = _history_evidence(runs)
+    warnings = [*_season_warnings(spec, start, end), *_unmapped_warnings(spec, unmapped), *hazards]
+    return Validation(spec, start, end, days, cells, wh.queries[first_query:], now, tuple(selected), warnings,
+                      hazards, unmapped, history)
 
 
 @contextmanager
@@ -256,13 +272,77 @@ def _gather(
         summaries = wh.run_summaries(history_request(spec), processors, start, end)
     except ObjectsMissingError as exc:
         raise _mismatch(spec, wh, involved) from exc
+    if not days:  # after the queries, so that a missing table or column is reported first
+        raise InputError(_no_dates_message(spec, start, end))
     rows: dict[str, dict[date, int]] = {t.id: {} for t in involved}
     for k, d, n in counts:
         rows[involved[k].id][d] = n
     runs: dict[str, dict[date, RunSummary]] = {p: {} for p in processors}
     for summary in summaries:
-        runs[summary[0]][summary[1]] = summary  # processor, date
+        runs[summary.processor][summary.date] = summary
     return days, rows, runs
+
+
+def _seasons_text(spec: PipelineSpec) -> str:
+    seasons = spec.calendar.seasons
+    if not seasons:
+        return "calendar.seasons declares none"
+    return "the calendar knows the seasons " + ", ".join(f"{s.name} ({s.start} .. {s.end})" for s in seasons)
+
+
+def _no_dates_message(spec: PipelineSpec, start: date, end: date) -> str:
+    """Why a range has no expected date: nothing to validate is an input mistake, never 100%."""
+    cal = spec.calendar
+    inside = any(s.start <= end and start <= s.end for s in cal.seasons) or not cal.seasons
+    if not inside:
+        why = "the range lies outside every season"
+    else:
+        matching = " matching calendar.filter" if cal.filter else ""
+        why = f"the schedule table {cal.table} has no games{matching} on those dates" if cal.table else "no season date"
+    return (f"{spec.file_name}: no expected dates from {start} to {end}: {why}; {_seasons_text(spec)}. "
+            "Choose dates inside a season, or add the season to calendar.seasons (a typo in a year?).")
+
+
+def _season_warnings(spec: PipelineSpec, start: date, end: date) -> list[str]:
+    """A range reaching before the first season or past the last one: those dates are not
+    expected, which is right for an off-season and wrong for a season missing from the spec."""
+    seasons = sorted(spec.calendar.seasons, key=lambda s: s.start)
+    if not seasons:
+        return []
+    out = []
+    if start < seasons[0].start:
+        out.append(f"the range starts {start}, before the first season the calendar knows ({seasons[0].name}, "
+                   f"from {seasons[0].start}): dates before it are not expected; add the season to calendar.seasons if it is missing")
+    if end > seasons[-1].end:
+        out.append(f"the range ends {end}, after the last season the calendar knows ({seasons[-1].name}, "
+                   f"to {seasons[-1].end}): dates after it are not expected; add the season to calendar.seasons if it is missing")
+    return out
+
+
+def _history_evidence(runs: dict[str, dict[date, RunSummary]]) -> tuple[dict[str, int], dict[str, Any]]:
+    """Statuses the spec does not map (with the number of processor-dates showing each), and
+    what the run history held: attempts, range-run dates, no-data reasons."""
+    unmapped: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    attempts = ranged = 0
+    for per_date in runs.values():
+        for summary in per_date.values():
+            attempts += summary.attempts
+            ranged += summary.range_attempts > 0
+            if summary.unmapped_statuses:
+                unmapped.update(summary.unmapped_statuses.split("|"))
+            if summary.latest_reason:
+                reasons[summary.latest_reason] += 1
+    history = {"attempts": attempts, "dates_from_range_runs": ranged, "no_data_reasons": dict(reasons.most_common())}
+    return dict(sorted(unmapped.items())), history
+
+
+def _unmapped_warnings(spec: PipelineSpec, unmapped: dict[str, int]) -> list[str]:
+    if not unmapped:
+        return []
+    named = ", ".join(f"{status!r} (on {n:,} processor-dates)" for status, n in unmapped.items())
+    return [f"the run history holds statuses the spec does not map: {named}; they are read as no evidence, "
+            f"neither success nor failure: map them under run_history.statuses in {spec.file_name}"]
 
 
 def _hazard_targets(spec: PipelineSpec, selected: list[str]) -> list[CoverageTarget]:
@@ -278,6 +358,8 @@ def history_request(spec: PipelineSpec) -> RunHistoryRequest:
     return RunHistoryRequest(
         rh.table, cols.processor, cols.date, cols.status, cols.started_at, cols.finished_at,
         cols.records, cols.error, cols.run_id, st.running, st.success, st.failed, st.skipped,
+        range_start=cols.range_start, range_end=cols.range_end, max_range_days=rh.max_range_days,
+        no_data_reasons=tuple(rh.no_data_reasons.items()),
     )
 
 
@@ -302,6 +384,8 @@ def _mismatch(spec: PipelineSpec, wh: Warehouse, involved: list[TableSpec]) -> W
     want(rh.table, None, "run_history.table")
     for key, column in rh.columns.model_dump(exclude_none=True).items():
         want(rh.table, column, f"run_history.columns.{key}")
+    for column in rh.no_data_reasons:
+        want(rh.table, column, f"run_history.no_data_reasons.{column}")
     for t in involved:
         path = spec.field_path(t.id)
         want(t.table, None, f"{path}.table")
@@ -343,16 +427,19 @@ def classify(
         return Status.PARTIAL
     if run is None:
         return Status.NEVER_RAN
-    if run.latest_category == "running":
+    category = run.latest_category
+    if category == "running":
         started = _as_utc(run.latest_started_at) if run.latest_started_at else None
         return Status.RUNNING if started and now - started < stale_after else Status.STALE
-    if run.latest_category == "failed":
+    if category == "failed":
         return Status.FAILED
     if (run.best_success_records or 0) > 0:
         return Status.LOST
-    if run.latest_category in ("success", "skipped"):
+    if category in ("success", "no_data"):
         return Status.NO_DATA
-    return Status.FAILED  # an unknown final status is not evidence of "nothing to load"
+    # A skip for another reason, or a status the spec does not map (named in a warning), says
+    # nothing about the data: with no other attempt, the date reads as never run.
+    return Status.NEVER_RAN
 
 
 def _classify_all(
@@ -387,6 +474,7 @@ def _table_cells(
     warned = _upstream_warnings(spec, table, have, rows)
     need_for = {g: table.expected_rows(g) for g in {day.games for day in days}}
     new, tid, pname, complete, no_data = tuple.__new__, table.id, phase.name, Status.COMPLETE, Status.NO_DATA
+    error_text = _error_reader()
     no_run = (0, 0, None, None, None, None)
     for day in days:
         d, games = day.date, day.games
@@ -401,10 +489,23 @@ def _table_cells(
         covered = None
         if status is no_data and fallback and fallback_rows.get(d, 0) >= fallback.expected_rows(games):
             covered = fallback.id
-        # Evidence straight from the summary tuple: attempts, failures, latest status, start,
-        # seconds (fields 2-3 and 5-7) and the last error (field 9).
-        evidence = no_run if run is None else run[2:4] + run[5:8] + run[9:10]
+        evidence = no_run if run is None else (
+            run.attempts, run.failures, run.latest_status, run.latest_started_at, run.latest_seconds,
+            run.last_error and error_text(run.last_error),
+        )
         yield new(Cell, (tid, pname, d, day.season, status, n, need, *evidence, covered, warned.get(d, ())))
+
+
+def _error_reader() -> Callable[[str], str | None]:
+    """The readable message of an error column value, remembered: a range run's error is read
+    once for all the dates it covers."""
+    from .coverage import readable_error  # it imports Cell from here
+
+    @lru_cache(maxsize=4096)
+    def read(raw: str) -> str | None:
+        return readable_error(raw, ERROR_LIMIT)
+
+    return read
 
 
 def _upstream_warnings(

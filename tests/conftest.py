@@ -71,6 +71,7 @@ class MiniWarehouse:
     def __init__(self, directory: Path, emulator: Emulator | None = None) -> None:
         self.dir = directory
         self.spec_path = directory / "mini.yaml"
+        self.spec_text = MINI_SPEC
         self.spec_path.write_text(MINI_SPEC)
         self.emulator = emulator
         self.project = emulator.new_project() if emulator else None
@@ -90,6 +91,19 @@ class MiniWarehouse:
         """))
         self._runs = 0
 
+    def history_settings(self, yaml_lines: str) -> MiniWarehouse:
+        """More `run_history` settings (YAML indented by two), e.g. no-data reasons."""
+        self.spec_text = self.spec_text.replace("  stale_after_hours: 6\n", f"  stale_after_hours: 6\n{yaml_lines}")
+        self.spec_path.write_text(self.spec_text)
+        return self.add_history_columns()
+
+    def add_history_columns(self) -> MiniWarehouse:
+        """The production run history's range and reason columns (domain.md)."""
+        for column in ("date_range_filter_start DATE", "date_range_filter_end DATE", "failure_category VARCHAR",
+                       "skip_reason VARCHAR"):
+            self.con.execute(f"ALTER TABLE ref.run_history ADD COLUMN IF NOT EXISTS {column}")
+        return self
+
     def games(self, d: date, n: int = 1, status: int = 3) -> MiniWarehouse:
         for i in range(n):
             self.con.execute("INSERT INTO raw.schedule VALUES (?, ?, ?)", [f"{d}-{i}", d, status])
@@ -100,16 +114,27 @@ class MiniWarehouse:
         return self
 
     def run(self, processor: str, d: date, status: str, records: int = 0, *, started: datetime | None = None,
-            error: str | None = None, finished: bool = True) -> MiniWarehouse:
-        """One run the way the real pipeline writes it: a `running` row, then its final row."""
+            error: str | None = None, finished: bool = True, run_id: str | None = "",
+            range_: tuple[date, date] | None = None, failure_category: str | None = None,
+            skip_reason: str | None = None, took: timedelta = timedelta(minutes=2)) -> MiniWarehouse:
+        """One run the way the real pipeline writes it: a `running` row, then its final row.
+        A range run (`range_`) writes its rows once, dated at the range's end."""
         self._runs += 1
-        run_id = f"run-{self._runs}"
+        run_id = f"run-{self._runs}" if run_id == "" else run_id
         started = started or datetime.combine(d, datetime.min.time()) + timedelta(days=1, hours=self._runs % 12)
-        self.con.execute("INSERT INTO ref.run_history VALUES (?, ?, ?, 'running', ?, NULL, NULL, NULL)",
-                         [processor, run_id, d, started])
+        first, last = range_ or (None, None)
+        columns = "processor_name, run_id, data_date, status, started_at, processed_at, records_processed, errors"
+        running = [processor, run_id, d, "running", started, None, None, None]
+        final = [processor, run_id, d, status, started, started + took, records, error]
+        if range_ or failure_category or skip_reason:
+            self.add_history_columns()
+            columns += ", date_range_filter_start, date_range_filter_end, failure_category, skip_reason"
+            running += [first, last, None, None]
+            final += [first, last, failure_category, skip_reason]
+        insert = f"INSERT INTO ref.run_history ({columns}) VALUES ({', '.join('?' * len(running))})"
+        self.con.execute(insert, running)
         if finished and status != "running":
-            self.con.execute("INSERT INTO ref.run_history VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                             [processor, run_id, d, status, started, started + timedelta(minutes=2), records, error])
+            self.con.execute(insert, final)
         return self
 
     def close(self) -> Path:
@@ -136,7 +161,7 @@ class MiniWarehouse:
         finally:
             con.close()
             wh.close()
-        self.spec_path.write_text(with_warehouse(MINI_SPEC, ["backend: bigquery", f"project: {self.project}"]))
+        self.spec_path.write_text(with_warehouse(self.spec_text, ["backend: bigquery", f"project: {self.project}"]))
 
 
 def _tables(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -13,8 +15,9 @@ DAY = date(2024, 1, 1)
 
 
 def fake_step(name: str, marker: Path, mode: str = "ok", *, timeout: float = 60, retries: int = 0,
-              after: tuple[str, ...] = (), table: str | None = None, skips: bool = True) -> Step:
-    argv = (sys.executable, FAKE_JOB, name, "--marker", str(marker), "--mode", mode)
+              after: tuple[str, ...] = (), table: str | None = None, skips: bool = True, spawn: bool = False,
+              extra: tuple[str, ...] = ()) -> Step:
+    argv = (sys.executable, FAKE_JOB, name, "--marker", str(marker), "--mode", mode, *extra) + (("--spawn",) if spawn else ())
     return Step(
         id=name, table=table or name, phase="p", start=DAY, end=DAY + timedelta(1), dates=(DAY, DAY + timedelta(1)),
         causes={"never_ran": 2}, argv=argv + (("--skip-downstream-trigger",) if skips else ()),
@@ -32,3 +35,26 @@ def write_plan(path: Path, *stages: tuple[int, list[Step]]) -> Plan:
 
 def runs_of(marker: Path, step: str) -> int:
     return len(list(marker.glob(f"{step}.[0-9]*")))
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 30.0, what: str = "the condition") -> None:
+    """Poll a condition the test cannot be told about (another process's state)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def alive(pid: int) -> bool:
+    """A process that runs (a zombie waiting for its reaper is dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def job_pids(marker: Path) -> list[int]:
+    """Every pid the fake jobs recorded: their own and their grandchildren's."""
+    return [int(p) for f in (marker / "pids").glob("*") for p in f.read_text().split()]

@@ -49,13 +49,32 @@ def test_dry_run_starts_nothing(spec, tmp_path):
 
 def test_backfill_runs_and_flags_a_job_that_wrote_nothing(spec):
     result = invoke("backfill", "--spec", str(spec), *RANGE)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # validation still sees the gap: never a green exit
     assert "succeeded_without_data summary:2024-01-10..2024-01-11" in result.output
     assert "warning: summary:2024-01-10..2024-01-11 exited 0 but left all 2 of its dates without rows" in result.output
+    assert "validation still finds 2 cells that need work (never_ran 2)" in result.output
     journal = spec.parent / "runs" / "plan-2024-01-01-2024-01-31.journal.jsonl"
     assert journal.exists()
-    again = invoke("backfill", "--spec", str(spec), *RANGE)
-    assert again.exit_code == 2 and "pass --resume to continue it" in again.output
+
+
+def test_after_a_finished_plan_backfill_plans_what_is_still_missing(spec):
+    invoke("backfill", "--spec", str(spec), *RANGE)
+    runs = spec.parent / "runs"
+    for n, extra in ((2, ()), (3, ("--resume",))):  # --resume never replays a finished plan
+        again = invoke("backfill", "--spec", str(spec), *RANGE, *extra)
+        assert f"planning what is still missing as {runs}/plan-2024-01-01-2024-01-31-{n}.json" in again.output
+        assert again.exit_code == 1 and "validation still finds 2 cells that need work" in again.output
+    replay = invoke("run", "--plan", str(runs / "plan-2024-01-01-2024-01-31.json"), "--resume")
+    assert "already ran to its end" in replay.output and "validation still finds 2 cells" in replay.output
+    assert replay.exit_code == 1
+
+
+def test_backfill_exits_0_only_when_validation_finds_nothing_left(mini):
+    mini.games(D1, 1).rows("raw.boxscore", D1, 2).run("BoxscoreProcessor", D1, "success", 2)
+    mini.rows("raw.props", D1, 3).rows("raw.backup_props", D1, 1).rows("analytics.summary", D1, 1)
+    spec = mini.rows("analytics.cache", D1, 1).close()
+    result = invoke("backfill", "--spec", str(spec), "--start", "2024-01-10", "--end", "2024-01-10")
+    assert result.exit_code == 0 and "nothing to backfill: validation finds no gaps" in result.output, result.output
 
 
 def test_a_missing_or_broken_plan_is_one_message(tmp_path):
@@ -64,3 +83,42 @@ def test_a_missing_or_broken_plan_is_one_message(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     broken = invoke("run", "--plan", str(tmp_path / "bad.json"))
     assert broken.exit_code == 2 and "not a plan file" in broken.output and "Traceback" not in broken.output
+
+
+TOUCH_JOB = ('argv: ["{python}", "-c", "import pathlib, sys; pathlib.Path(\'ran-\' + sys.argv[1]).touch()", '
+             '"{id}", "{start}", "{end}"]')
+
+
+def test_a_plan_runs_from_any_folder_and_from_a_copy_of_the_project(spec, tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    spec.write_text(spec.read_text().replace('argv: ["{python}", "-c", "pass", "{id}", "{start}", "{end}"]', TOUCH_JOB))
+    project = spec.parent
+    monkeypatch.chdir(project)
+    assert invoke("plan", "--spec", spec.name, *RANGE, "--out", "runs/plan.json").exit_code == 0
+    plan_file = json.loads((project / "runs" / "plan.json").read_text())
+    assert plan_file["spec"] == "../mini.yaml" and plan_file["stages"][0]["steps"][0]["workdir"] == ".."
+    assert str(tmp_path) not in (project / "runs" / "plan.json").read_text()  # no absolute path at all
+
+    copy = tmp_path / "copy"
+    shutil.copytree(project, copy)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = invoke("run", "--plan", os.path.relpath(copy / "runs" / "plan.json"))
+    assert "running 1 steps" in result.output, result.output
+    assert (copy / "ran-summary").exists()  # it ran in the copy ...
+    assert not (project / "ran-summary").exists()  # ... not in the folder the plan was made in
+
+
+def test_backfill_with_nothing_it_can_plan_says_why(mini):
+    mini.games(D1, 1).run("BoxscoreProcessor", D1, "success", 0)  # boxscore: genuinely no data
+    mini.rows("raw.props", D1, 3).rows("raw.backup_props", D1, 1).rows("analytics.cache", D1, 1)
+    spec = mini.close()  # summary never ran, and cannot: its upstream has no rows
+    result = invoke("backfill", "--spec", str(spec), "--start", "2024-01-10", "--end", "2024-01-10")
+    assert result.exit_code == 1, result.output
+    assert "validation still finds 1 cells that need work (never_ran 1)" in result.output
+    assert "No step can fix them yet: 1 cells wait for an upstream" in result.output
+    assert "summary 2024-01-10: upstream boxscore is no_data" in result.output
+    assert not (spec.parent / "runs").exists()  # no plan, no journal

@@ -53,7 +53,11 @@ def test_a_full_backfill_leaves_only_complete_no_data_and_bootstrap_and_fires_no
     after = json.loads(cli("validate", "--spec", str(demo), *whole, "--format", "json").stdout)
     assert set(after["summary"]["statuses"]) == {"complete", "no_data", "bootstrap"}
     no_data = [c for c in after["cells"] if c["status"] == "no_data"]
-    assert all(c["latest_status"] == "success" and c["rows"] == 0 for c in no_data)  # genuinely nothing to load
+    assert all(c["rows"] == 0 for c in no_data)  # genuinely nothing to load: a success with 0 records or a
+    by_status = {c["latest_status"] for c in no_data}  # failure or skip with a no-data reason, never an error
+    assert by_status == {"success", "failed", "skipped"}
+    assert all("NoDataAvailableError" in c["last_error"] for c in no_data if c["latest_status"] == "failed")
+    assert after["run_history"]["dates_from_range_runs"] > 0
     assert triggers(demo) == 0
     assert cli("validate", "--spec", str(demo), *whole).returncode == 0
 
@@ -86,6 +90,14 @@ def test_a_job_not_told_to_skip_fires_the_next_phase(demo):
     loud = subprocess.run(job, cwd=demo.parent, capture_output=True, text=True)
     assert loud.returncode == 0 and "the next phase will start" in loud.stdout
     assert triggers(demo) == 1
+
+
+def test_a_job_refuses_a_warehouse_path_that_does_not_exist(demo):
+    job = [sys.executable, "-m", "backfill_kit.demo.job", "player_game_summary", "--warehouse", "nope.duckdb",
+           "--start-date", "2021-10-19", "--end-date", "2021-10-21"]
+    result = subprocess.run(job, cwd=demo.parent, capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "nope.duckdb" in result.stderr
+    assert not (demo.parent / "nope.duckdb").exists()
 
 
 def test_a_job_crashing_midway_leaves_running_rows_that_validation_reports(demo):

@@ -45,7 +45,7 @@ def test_a_healthy_pipeline_passes_everything(mini):
         "warehouse reachable": "pass", "tables and date columns": "pass", "run history columns": "pass",
         "calendar has dates": "pass", "job commands resolve": "pass", "jobs skip downstream triggers": "pass",
         "jobs dry run": "pass", "table hazards": "skip", "orphaned running rows": "pass",
-        "no other runner": "pass", "upstream coverage": "pass", "free disk for logs": "pass",
+        "run history statuses": "pass", "no other runner": "pass", "upstream coverage": "pass", "free disk for logs": "pass",
     }
     assert "rehearsed 2024-01-10" in result["jobs dry run"][1]
 
@@ -73,7 +73,18 @@ def test_a_range_without_games_fails_the_calendar_check(mini):
     spec = healthy(mini)
     checks = run_preflight(load_spec(spec), date(2024, 3, 1), date(2024, 3, 5))
     (calendar,) = [c for c in checks if c.name == "calendar has dates"]
-    assert (calendar.outcome, calendar.why) == ("fail", "no expected dates in 2024-03-01 .. 2024-03-05")
+    assert calendar.outcome == "fail"
+    assert "no expected dates from 2024-03-01 to 2024-03-05" in calendar.why and "s1 (2024-01-01 .. 2024-01-31)" in calendar.why
+
+
+def test_unmapped_statuses_and_a_range_past_the_seasons_warn(mini):
+    mini.run("BoxscoreProcessor", D1, "SUCCESS")
+    spec = healthy(mini)
+    checks = run_preflight(load_spec(spec), date(2024, 1, 1), date(2024, 4, 30))
+    result = {c.name: (c.outcome, c.why) for c in checks}
+    assert result["run history statuses"] == (
+        "warn", "statuses the spec does not map, read as no evidence: 'SUCCESS' (1 processor-dates)")
+    assert result["calendar has dates"][0] == "warn" and "after the last season the calendar knows (s2" in result["calendar has dates"][1]
 
 
 @pytest.mark.parametrize("argv, message", [

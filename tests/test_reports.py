@@ -235,7 +235,8 @@ def test_bad_input_is_one_message_and_exit_2_before_any_kernel_starts(case, mini
 
 def test_a_corrupt_journal_is_one_message_and_exit_2(tmp_path):
     journal = tmp_path / "plan.journal.jsonl"
-    journal.write_text('{"event": "run_started"}\nnot json\n')
+    journal.write_text('{"event": "run_started", "time": "2024-01-01T00:00:00+00:00", "plan": "p.json", '
+                       '"plan_sha": "x", "steps": 1}\nnot json\n')
     result = invoke("report", "execution", "--journal", str(journal), "--out-dir", str(tmp_path / "out"))
     assert result.exit_code == 2 and "plan.journal.jsonl:2: the journal line is corrupt" in result.output
 

@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from runner_helpers import fake_step, runs_of, write_plan
+from runner_helpers import fake_step, runs_of, wait_until, write_plan
 
 from backfill_kit.errors import BackfillKitError, InputError
 from backfill_kit.journal import read_journal
+from backfill_kit.locks import is_locked
 from backfill_kit.plan import load_plan
 from backfill_kit.runner import RunOptions, Runner
 
@@ -193,14 +194,14 @@ def test_a_second_runner_is_kept_off_tables_another_is_writing(tmp_path):
     assert finish(first) == 0
 
 
-def test_sigterm_stops_the_children_and_leaves_a_resumable_journal(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])  # SIGHUP: the terminal closed
+def test_sigterm_stops_the_children_and_leaves_a_resumable_journal(sig, tmp_path):
     m = tmp_path / "marks"
     write_plan(tmp_path / "plan.json", (2, [fake_step("done", m), fake_step("long", m, "wait")]))
     runner = start_runner(tmp_path / "plan.json")
-    while runs_of(m, "long") == 0 or runs_of(m, "done") == 0 or (m / "done.1").read_text() != "finished\n":
-        time.sleep(0.05)
-    time.sleep(0.3)  # let the runner journal the finished step
-    runner.send_signal(signal.SIGTERM)
+    wait_until(lambda: runs_of(m, "long") and read_journal(tmp_path / "plan.journal.jsonl").done == {"done"},
+               what="done journaled and long running")
+    runner.send_signal(sig)
     assert finish(runner) == 130
     state = read_journal(tmp_path / "plan.journal.jsonl")
     assert state.outcomes == {"done": "succeeded", "long": "interrupted"}
@@ -225,6 +226,8 @@ def test_sigkill_at_random_moments_never_reruns_a_success(tmp_path):
         runner.kill()
         finish(runner)
         read_journal(tmp_path / "plan.journal.jsonl")  # stays readable: raises if not
+    # The killed runner's watchdog holds its locks until its jobs are gone.
+    wait_until(lambda: not is_locked(tmp_path / "plan.journal.jsonl.lock"), what="the last runner's locks")
     final = start_runner(tmp_path / "plan.json", "--resume")
     assert finish(final) == 0
     state = read_journal(tmp_path / "plan.journal.jsonl")

@@ -5,7 +5,10 @@
 
 It behaves like the production processors: for each expected date it writes a `running` row
 to the run history, rebuilds the date from its upstream tables with SQL (idempotent), then
-writes `success` with the records written (or `failed` with an error). Without
+writes `success` with the records written (or `failed` with a JSON error; a source with
+nothing for the date records it its own way: `failed` with failure_category
+no_data_available, or `skipped` with skip_reason no_data). A phase 3 job writes one run per
+range of dates, one row dated at the range's end with the range beside it. Without
 --skip-downstream-trigger it records a trigger event, as the real jobs published a message
 that started the next phase. Faults for tests come from the options or from the environment
 variable BACKFILL_KIT_DEMO_FAULTS, e.g. "player_game_summary:fail=2021-11-02;*:hang".
@@ -67,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.end_date < args.start_date:
         print(f"--end-date {args.end_date} is before --start-date {args.start_date}", file=sys.stderr)
         return 2
+    if not args.warehouse.is_file():  # never create an empty database where a path is wrong
+        print(f"--warehouse {args.warehouse}: no such DuckDB file; create the demo with: "
+              "backfill-kit demo init DIR", file=sys.stderr)
+        return 2
     if args.dry_run:
         return _dry_run(args)
     if args.empty:
@@ -107,27 +114,61 @@ def _run(con: Any, args: argparse.Namespace) -> int:
     dates = tables.expected_dates(con, args.start_date, args.end_date)
     fail = {date.fromisoformat(d) for d in args.fail_dates.split(",") if d}
     started = datetime.now(UTC).replace(tzinfo=None)
-    run_ids = tables.begin_run(con, table.processor, dates, started, backfill_mode=True, trigger_source="backfill")
+    runs = _begin(con, table, dates, started)
     if args.crash_after is not None and len(dates) > args.crash_after:
         print(f"{args.table}: crashing after {args.crash_after} dates (fault)", file=sys.stderr, flush=True)
         os._exit(3)  # no final rows, no cleanup: what a killed container leaves behind
     written: dict[date, int] = {}
     for run in consecutive_runs([d for d in dates if d not in fail], dates):  # a failed date is never rebuilt
         written |= tables.build(con, args.table, run[0], run[-1], seed=seed)
-    ok = {d: run_ids[d] for d in dates if d not in fail}
-    if ok:
-        tables.finish_run(con, table.processor, ok, "success", written, None, started,
-                          backfill_mode=True, trigger_source="backfill")
-    bad = {d: run_ids[d] for d in dates if d in fail}
+    for run_ids, date_range in runs:
+        _finish(con, table, run_ids, date_range, written, fail, started)
+    bad = sorted(d for d in dates if d in fail)
     if bad:
-        error = [{"error_type": "SourceError", "error_message": "upstream API returned HTTP 503",
-                  "timestamp": datetime.now(UTC).isoformat()}]
-        tables.finish_run(con, table.processor, bad, "failed", 0, error, started, failure_category="processing_error",
-                          backfill_mode=True, trigger_source="backfill")
         print(f"{args.table}: {len(bad)} dates failed: upstream API returned HTTP 503 "
-              f"({', '.join(str(d) for d in sorted(bad))})", file=sys.stderr)
+              f"({', '.join(str(d) for d in bad)})", file=sys.stderr)
+    ok = [d for d in dates if d not in fail]
     print(f"{args.table}: {len(ok)} dates rebuilt, {sum(written.get(d, 0) for d in ok):,} rows")
     return len(bad)
+
+
+Runs = list[tuple[dict[date, str], tuple[date, date] | None]]
+
+
+def _begin(con: Any, table: tables.TableDef, dates: list[date], started: datetime) -> Runs:
+    """The `running` rows: one per date, or one per range for a phase 3 processor."""
+    how = {"backfill_mode": True, "trigger_source": "backfill"}
+    if table.phase != tables.PHASE_ANALYTICS:
+        return [({d: run_id}, None) for d, run_id in tables.begin_run(con, table.processor, dates, started, **how).items()]
+    return [
+        (tables.begin_run(con, table.processor, chunk[-1], started, date_range=(chunk[0], chunk[-1]), **how),
+         (chunk[0], chunk[-1]))
+        for chunk in tables.range_chunks(dates)
+    ]
+
+
+def _finish(con: Any, table: tables.TableDef, run_ids: dict[date, str], date_range: tuple[date, date] | None,
+            written: dict[date, int], fail: set[date], started: datetime) -> None:
+    """The final row of one run: failed if any of its dates failed, else success; a phase 2
+    date whose source had nothing is recorded the way its processor records it."""
+    covered = [d for d in written if date_range[0] <= d <= date_range[1]] if date_range else list(run_ids)
+    failed = sorted(d for d in fail if (date_range[0] <= d <= date_range[1] if date_range else d in run_ids))
+    how: dict[str, Any] = {"backfill_mode": True, "trigger_source": "backfill", "date_range": date_range}
+    now = datetime.now(UTC).replace(tzinfo=None)
+    records = sum(written.get(d, 0) for d in covered)
+    if failed:
+        error = [{"error_type": "SourceError", "error_message": "upstream API returned HTTP 503 for "
+                  + ", ".join(map(str, failed)), "timestamp": now.isoformat()}]
+        tables.finish_run(con, table.processor, run_ids, "failed", records, error, started,
+                          failure_category="processing_error", **how)
+        return
+    outcome = tables.NO_DATA_OUTCOMES.get(table.id, tables.NO_DATA) if not date_range and records == 0 else None
+    if outcome is None:
+        tables.finish_run(con, table.processor, run_ids, "success", records, None, started, **how)
+        return
+    day = next(iter(run_ids))
+    tables.finish_run(con, table.processor, run_ids, outcome.status, 0, outcome.errors(day, now), started,
+                      failure_category=outcome.failure_category, skip_reason=outcome.skip_reason, **how)
 
 
 def _trigger_downstream(con: Any, args: argparse.Namespace) -> None:

@@ -33,7 +33,7 @@ BIGQUERY_SPEC = "nba_props.bigquery.yaml"
 REQUIRE_PARTITION_FILTER = frozenset({"nbac_schedule", "team_offense_game_summary", "ml_feature_store_v2"})
 TYPES = {"VARCHAR": "STRING", "DATE": "DATE", "TIMESTAMP": "TIMESTAMP", "TIMESTAMP WITH TIME ZONE": "TIMESTAMP",
          "BOOLEAN": "BOOL", "DOUBLE": "FLOAT64", "FLOAT": "FLOAT64", "TINYINT": "INT64", "SMALLINT": "INT64",
-         "INTEGER": "INT64", "BIGINT": "INT64"}
+         "INTEGER": "INT64", "BIGINT": "INT64", "JSON": "JSON"}
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import duckdb
 
 __all__ = [
     "GAME_FILTER",
+    "NO_DATA_OUTCOMES",
     "PHASE_ANALYTICS",
     "PHASE_PRECOMPUTE",
     "PHASE_RAW",
@@ -31,6 +32,7 @@ __all__ = [
     "SEASONS",
     "TABLES",
     "TEAMS",
+    "NoDataOutcome",
     "Season",
     "TableDef",
     "begin_run",
@@ -39,6 +41,7 @@ __all__ = [
     "ensure_tables",
     "expected_dates",
     "finish_run",
+    "range_chunks",
     "record_run",
     "schedule_rows",
     "source_available",
@@ -455,10 +458,45 @@ _TABLE_LIST = (
 
 TABLES: dict[str, TableDef] = {t.id: t for t in _TABLE_LIST}
 
+# As production's processor_run_history (domain.md): a range run writes one row dated at its
+# range's end, with the range beside it; errors are JSON; failure_category and skip_reason say
+# why a run had nothing to load.
 _RUN_HISTORY_COLUMNS = """processor_name VARCHAR NOT NULL, run_id VARCHAR NOT NULL,
-    phase VARCHAR, data_date DATE, status VARCHAR NOT NULL, started_at TIMESTAMP NOT NULL,
-    processed_at TIMESTAMP, duration_seconds DOUBLE, records_processed BIGINT, errors VARCHAR,
+    phase VARCHAR, data_date DATE, date_range_filter_start DATE, date_range_filter_end DATE,
+    status VARCHAR NOT NULL, started_at TIMESTAMP NOT NULL,
+    processed_at TIMESTAMP, duration_seconds DOUBLE, records_processed BIGINT, errors JSON,
     skip_reason VARCHAR, failure_category VARCHAR, backfill_mode BOOLEAN, trigger_source VARCHAR"""
+
+
+@dataclass(frozen=True)
+class NoDataOutcome:
+    """How a processor records a date its source had nothing for, as production does."""
+
+    status: str
+    failure_category: str | None = None
+    skip_reason: str | None = None
+    error: tuple[str, str] | None = None  # error_type, error_message ({d} is the date)
+
+    def errors(self, d: date, at: datetime) -> list[dict[str, str]] | None:
+        if self.error is None:
+            return None
+        return [{"error_type": self.error[0], "error_message": self.error[1].format(d=d), "timestamp": at.isoformat()}]
+
+
+# Phase 2 sources with dates that have nothing: each records it its own way. Any other table
+# records a success with zero records.
+NO_DATA_OUTCOMES = {
+    "odds_api_player_points_props": NoDataOutcome(
+        "failed", "no_data_available", None,
+        ("NoDataAvailableError", "The Odds API returned no player points props for {d}")),
+    "bigdataball_play_by_play": NoDataOutcome(
+        "failed", "no_data_available", None,
+        ("NoDataAvailableError", "BigDataBall has not published play-by-play for {d}")),
+    "nbac_play_by_play": NoDataOutcome("skipped", None, "no_data"),
+}
+NO_DATA = NoDataOutcome("success")
+# Phase 3 processors write one run-history row per range, covering at most this many days.
+RANGE_DAYS = 31
 
 
 def _table(table_id: str) -> TableDef:
@@ -1198,10 +1236,29 @@ def _as_dates(data_dates: date | Iterable[date]) -> list[date]:
     return [data_dates] if isinstance(data_dates, date) else list(data_dates)
 
 
-def _errors_json(errors: str | Sequence[Mapping[str, str]] | None) -> str | None:
-    if errors is None or isinstance(errors, str):
+def _errors_json(errors: str | Sequence[Mapping[str, str]] | None) -> str:
+    """The JSON of the errors column: `[]` when there are none, as production writes it."""
+    if isinstance(errors, str):
         return errors
-    return json.dumps(list(errors)) if errors else None
+    return json.dumps(list(errors or []))
+
+
+def range_chunks(dates: Sequence[date], days: int = RANGE_DAYS) -> list[list[date]]:
+    """Sorted dates cut into ranges each spanning at most `days` calendar days."""
+    chunks: list[list[date]] = []
+    for d in sorted(dates):
+        if chunks and (d - chunks[-1][0]).days < days:
+            chunks[-1].append(d)
+        else:
+            chunks.append([d])
+    return chunks
+
+
+_INSERT_RUN = (
+    f"INSERT INTO {RUN_HISTORY_TABLE} (processor_name, run_id, phase, data_date, date_range_filter_start, "
+    "date_range_filter_end, status, started_at, processed_at, duration_seconds, records_processed, errors, "
+    "skip_reason, failure_category, backfill_mode, trigger_source) "
+)
 
 
 def begin_run(
@@ -1213,18 +1270,22 @@ def begin_run(
     phase: str | None = None,
     backfill_mode: bool = False,
     trigger_source: str = "manual",
+    date_range: tuple[date, date] | None = None,
 ) -> dict[date, str]:
-    """Write the `running` row of one run per date; returns the run_id of each date."""
+    """Write the `running` row of one run per date; returns the run_id of each date.
+
+    With `date_range`, one run for the whole range: one row dated at its end (`data_dates`
+    is then that end date)."""
     ensure_run_history(con)
     dates = _as_dates(data_dates)
     started_at = started_at or _utcnow()
     run_ids = [f"{processor}_{d:%Y%m%d}_{uuid.uuid4().hex[:8]}" for d in dates]
+    first, last = date_range or (None, None)
     con.execute(
-        f"INSERT INTO {RUN_HISTORY_TABLE} (processor_name, run_id, phase, data_date, status, "
-        "started_at, backfill_mode, trigger_source) "
-        "SELECT $p, unnest($ids::VARCHAR[]), $phase, unnest($dates::DATE[]), 'running', $t, $bf, $ts",
+        _INSERT_RUN + "SELECT $p, unnest($ids::VARCHAR[]), $phase, unnest($dates::DATE[]), $first, $last, 'running', "
+        "$t, NULL, NULL, NULL, NULL, NULL, NULL, $bf, $ts",
         {"p": processor, "ids": run_ids, "phase": phase or _processor_phase(processor),
-         "dates": dates, "t": started_at, "bf": backfill_mode, "ts": trigger_source},
+         "dates": dates, "first": first, "last": last, "t": started_at, "bf": backfill_mode, "ts": trigger_source},
     )  # fmt: skip
     return dict(zip(dates, run_ids, strict=True))
 
@@ -1244,17 +1305,18 @@ def finish_run(
     failure_category: str | None = None,
     backfill_mode: bool = False,
     trigger_source: str = "manual",
+    date_range: tuple[date, date] | None = None,
 ) -> None:
-    """Write the final row of each run begun by `begin_run` (same run_id)."""
+    """Write the final row of each run begun by `begin_run` (same run_id, same range)."""
     finished_at = finished_at or _utcnow()
     dates = list(run_ids)
     per_date = [records.get(d, 0) if isinstance(records, Mapping) else records for d in dates]
+    first, last = date_range or (None, None)
     con.execute(
-        f"INSERT INTO {RUN_HISTORY_TABLE} SELECT $p, unnest($ids::VARCHAR[]), $phase, "
-        "unnest($dates::DATE[]), $status, $t0, $t1, $dur, unnest($rec::BIGINT[]), $err, $skip, "
-        "$cat, $bf, $ts",
+        _INSERT_RUN + "SELECT $p, unnest($ids::VARCHAR[]), $phase, unnest($dates::DATE[]), $first, $last, $status, "
+        "$t0, $t1, $dur, unnest($rec::BIGINT[]), $err::JSON, $skip, $cat, $bf, $ts",
         {"p": processor, "ids": [run_ids[d] for d in dates], "phase": phase or _processor_phase(processor),
-         "dates": dates, "status": status, "t0": started_at, "t1": finished_at,
+         "dates": dates, "first": first, "last": last, "status": status, "t0": started_at, "t1": finished_at,
          "dur": (finished_at - started_at).total_seconds(), "rec": per_date,
          "err": _errors_json(errors), "skip": skip_reason, "cat": failure_category,
          "bf": backfill_mode, "ts": trigger_source},
@@ -1276,16 +1338,18 @@ def record_run(
     failure_category: str | None = None,
     backfill_mode: bool = False,
     trigger_source: str = "manual",
+    date_range: tuple[date, date] | None = None,
 ) -> dict[date, str]:
-    """Write a whole run per date: `running`, then the final row with the same run_id.
+    """Write a whole run per date (or one for `date_range`): `running`, then the final row with
+    the same run_id.
 
     status='running' writes only the first row, which is what a crashed run leaves behind.
     """
-    run_ids = begin_run(con, processor, data_dates, started_at, phase=phase,
-                        backfill_mode=backfill_mode, trigger_source=trigger_source)  # fmt: skip
+    run_ids = begin_run(con, processor, data_dates, started_at, phase=phase, backfill_mode=backfill_mode,
+                        trigger_source=trigger_source, date_range=date_range)  # fmt: skip
     if status != "running":
         finish_run(con, processor, run_ids, status, records, errors, started_at,
                    finished_at=finished_at, phase=phase, skip_reason=skip_reason,
                    failure_category=failure_category, backfill_mode=backfill_mode,
-                   trigger_source=trigger_source)  # fmt: skip
+                   trigger_source=trigger_source, date_range=date_range)  # fmt: skip
     return run_ids

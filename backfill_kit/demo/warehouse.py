@@ -60,6 +60,12 @@ class _Plant:
     backfill_mode: bool = True
     trigger_source: str = "backfill"
     deletes_rows: bool = False  # the run deleted the date's rows before it failed or crashed
+    range_first: date | None = None  # a range run: from this date to data_date, in one row
+    skip_reason: str | None = None
+
+    @property
+    def dates(self) -> tuple[date, ...]:
+        return (self.data_date,) if self.range_first is None else (self.range_first, self.data_date)
 
 
 def build_demo_warehouse(path: Path, *, seed: int = 7) -> WarehouseSummary:
@@ -105,6 +111,7 @@ def _populate(con: duckdb.DuckDBPyConnection, path: Path, seed: int) -> Warehous
     _plant_partial_boxscore(con, counts, rng)
     counts |= _build_analytics(con, seed)
     _stage_daily_runs(con, counts, seed)
+    _stage_range_runs(con, counts, seed)
     plants = _choose_plants(counts, rng)
     _apply_plants(con, plants)
     _stage_lost_cache(con, seed)
@@ -160,31 +167,69 @@ def _plant_partial_boxscore(con: duckdb.DuckDBPyConnection, counts: Counts, rng:
 # Run history (staged in a temp table, then written with one INSERT ... SELECT)
 # --------------------------------------------------------------------------------------------
 
-_STAGE_COLUMNS = """processor_name VARCHAR, phase VARCHAR, data_date DATE, status VARCHAR,
-    started_at TIMESTAMP, duration_seconds DOUBLE, records_processed BIGINT, errors VARCHAR,
-    failure_category VARCHAR, backfill_mode BOOLEAN, trigger_source VARCHAR"""
+_STAGE_COLUMNS = """processor_name VARCHAR, phase VARCHAR, data_date DATE, range_start DATE, range_end DATE,
+    status VARCHAR, started_at TIMESTAMP, duration_seconds DOUBLE, records_processed BIGINT, errors VARCHAR,
+    failure_category VARCHAR, skip_reason VARCHAR, backfill_mode BOOLEAN, trigger_source VARCHAR"""
+RANGE_SEASON = (date(2023, 10, 24), date(2024, 6, 17))  # phase 3 was backfilled in range runs
 
 
 def _stage_daily_runs(con: duckdb.DuckDBPyConnection, counts: Counts, seed: int) -> None:
-    """The original runs: one success per table and date, the morning after the games."""
+    """The original runs: one per table and date, the morning after the games; a source with
+    nothing for the date records it its own way (tables.NO_DATA_OUTCOMES). Phase 3 dates of
+    RANGE_SEASON are left to `_stage_range_runs`."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE _bk_runs ({_STAGE_COLUMNS})")
-    items = [(t, d, n) for t, per_date in counts.items() for d, n in per_date.items()]
+    items = [(t, d, n) for t, per_date in counts.items() for d, n in per_date.items()
+             if not (TABLES[t].phase == PHASE_ANALYTICS and RANGE_SEASON[0] <= d <= RANGE_SEASON[1])]
+    outcomes = [tables.NO_DATA_OUTCOMES.get(t, tables.NO_DATA) if n == 0 else None for t, _, n in items]
     con.execute(
         """
         INSERT INTO _bk_runs
-        SELECT processor_name, phase, data_date, 'success',
+        SELECT processor_name, phase, data_date, NULL, NULL, COALESCE(status, 'success'),
                data_date + INTERVAL 1 DAY + to_hours(CASE phase WHEN $raw THEN 8 ELSE 9 END)
                  + to_seconds((hash($seed, processor_name, data_date, 'start') % 3600)::BIGINT),
                CASE phase WHEN $raw THEN 5 ELSE 20 END
                  + (hash($seed, processor_name, data_date, 'dur') % 9000) / 100.0,
-               records, NULL, NULL, FALSE, 'scheduler'
+               records, NULL, category, skip, FALSE, 'scheduler'
         FROM (SELECT unnest($p::VARCHAR[]) AS processor_name, unnest($ph::VARCHAR[]) AS phase,
-                     unnest($d::DATE[]) AS data_date, unnest($n::BIGINT[]) AS records)
+                     unnest($d::DATE[]) AS data_date, unnest($n::BIGINT[]) AS records,
+                     unnest($status::VARCHAR[]) AS status, unnest($cat::VARCHAR[]) AS category,
+                     unnest($skip::VARCHAR[]) AS skip)
         """,
         {"raw": PHASE_RAW, "seed": seed, "p": [TABLES[t].processor for t, _, _ in items],
          "ph": [TABLES[t].phase for t, _, _ in items], "d": [d for _, d, _ in items],
-         "n": [n for _, _, n in items]},
+         "n": [n for _, _, n in items], "status": [o and o.status for o in outcomes],
+         "cat": [o and o.failure_category for o in outcomes], "skip": [o and o.skip_reason for o in outcomes]},
     )  # fmt: skip
+    # The error text of a failed no-data run names its date, as the real processors' do.
+    con.execute(
+        """
+        UPDATE _bk_runs SET errors = to_json([{'error_type': 'NoDataAvailableError',
+            'error_message': CASE processor_name WHEN 'OddsApiPropsProcessor'
+                THEN 'The Odds API returned no player points props for ' ELSE 'BigDataBall has not published play-by-play for ' END
+                || strftime(data_date, '%Y-%m-%d'),
+            'timestamp': strftime(started_at + to_seconds(duration_seconds::BIGINT), '%Y-%m-%dT%H:%M:%S')}])::VARCHAR
+        WHERE failure_category = 'no_data_available'
+        """
+    )
+
+
+def _stage_range_runs(con: duckdb.DuckDBPyConnection, counts: Counts, seed: int) -> None:
+    """Phase 3 of RANGE_SEASON was backfilled in November 2025, the production way: one run per
+    range of up to a month, one row dated at the range's end with the range beside it."""
+    rng = random.Random(f"{seed}:ranges")
+    started = datetime(2025, 11, 3, 14, 0)
+    rows = []
+    for table_id in (t.id for t in TABLES.values() if t.phase == PHASE_ANALYTICS):
+        season = sorted(d for d in counts[table_id] if RANGE_SEASON[0] <= d <= RANGE_SEASON[1])
+        for chunk in tables.range_chunks(season):
+            seconds = 144.0 * len(chunk) * rng.uniform(0.8, 1.2)  # ~25 dates an hour
+            rows.append((TABLES[table_id].processor, chunk[0], chunk[-1], started, seconds,
+                         sum(counts[table_id][d] for d in chunk)))
+            started += timedelta(seconds=seconds + rng.randint(5, 60))
+    con.executemany(
+        "INSERT INTO _bk_runs VALUES (?, ?, ?, ?, ?, 'success', ?, ?, ?, NULL, NULL, NULL, TRUE, 'backfill')",
+        [(p, PHASE_ANALYTICS, last, first, last, t0, dur, n) for p, first, last, t0, dur, n in rows],
+    )
 
 
 _FIRST_RUN_ERRORS = (
@@ -242,21 +287,27 @@ def _choose_plants(counts: Counts, rng: random.Random) -> list[_Plant]:
     for table_id, d in _pick(rng, counts, deleted, 3, used, hi=season_end_2023):
         plants.append(_Plant(table_id, d, "failed", _nov_2025(rng, 10, 20), 0, _RERUN_DELETED_ERROR,
                              "processing_error", deletes_rows=True))  # fmt: skip
-    # Crashed runs: only their `running` row, days old, on dates without rows.
+    # Crashed runs: only their `running` row, days old, on dates without rows. The scheduler's
+    # next pass skipped the date as `already_processed`: no evidence about the data.
     for table_id, d in _pick(rng, counts, ("bigdataball_play_by_play",), 1, used, *SEASON_2022_23):
         plants.append(_Plant(table_id, d, "running", _nov_2025(rng, 24, 27), deletes_rows=True))
+        plants.append(_Plant(table_id, d, "skipped", datetime(2025, 11, 28, 6, 5), 0, backfill_mode=False,
+                             trigger_source="scheduler", skip_reason="already_processed"))
     plants += _analytics_plants(rng, counts, used)
     return plants
 
 
 def _analytics_plants(rng: random.Random, counts: Counts, used: set[date]) -> list[_Plant]:
-    """Phase 3 never ran for 2022-23, except two crashes and a few failed backfill tests."""
+    """Phase 3 never ran for 2022-23, except two crashes and a few failed backfill tests, two of
+    them range runs (one row for the whole range, as production writes them)."""
     season = sorted(d for d in counts["nbac_gamebook_player_stats"] if SEASON_2022_23[0] <= d <= SEASON_2022_23[1])
     free = [d for d in season if d not in used]
-    days = rng.sample(free, 6)
-    used.update(days)
+    days = sorted(rng.sample(free[: len(free) // 2], 6))
+    # A range of 3 (crash) or 5 (failure) expected dates ending at the chosen date.
+    first = {days[1]: season[max(0, season.index(days[1]) - 2)], days[2]: season[max(0, season.index(days[2]) - 4)]}
+    used.update(d for d in season if any(first.get(e, e) <= d <= e for e in days))
     plants = [
-        _Plant(t, d, "running", _nov_2025(rng, 24, 27))
+        _Plant(t, d, "running", _nov_2025(rng, 24, 27), range_first=first.get(d))
         for t, d in zip(("player_game_summary", "upcoming_player_game_context"), days[:2], strict=True)
     ]
     upstream = ("team_defense_game_summary", "team_offense_game_summary", "player_game_summary",
@@ -265,9 +316,10 @@ def _analytics_plants(rng: random.Random, counts: Counts, used: set[date]) -> li
         start = _nov_2025(rng, 12, 22)
         # Backfill mode still applied the daily freshness check to years-old upstream data.
         source = "nbac_team_boxscore" if table_id.startswith("team_") else "nbac_gamebook_player_stats"
-        message = (f"Upstream dependency check failed: nba_raw.{source} for {d} was last updated "
-                   f"{(start.date() - d).days} days ago (max_age_hours=72)")  # fmt: skip
-        plants.append(_Plant(table_id, d, "failed", start, 0, ("DependencyError", message), "upstream_failure"))
+        message = (f"Upstream dependency check failed: nba_raw.{source} for {first.get(d, d)} was last updated "
+                   f"{(start.date() - first.get(d, d)).days} days ago (max_age_hours=72)")  # fmt: skip
+        plants.append(_Plant(table_id, d, "failed", start, 0, ("DependencyError", message), "upstream_failure",
+                             range_first=first.get(d)))
     return plants
 
 
@@ -276,28 +328,19 @@ def _apply_plants(con: duckdb.DuckDBPyConnection, plants: list[_Plant]) -> None:
     for p in plants:
         if p.deletes_rows:
             t = TABLES[p.table_id]
-            con.execute(f"DELETE FROM {t.table} WHERE {t.date_column} = ?", [p.data_date])
+            con.execute(f"DELETE FROM {t.table} WHERE {t.date_column} BETWEEN ? AND ?", [p.dates[0], p.dates[-1]])
     errors = [
         None if p.error is None else json.dumps(
             [{"error_type": p.error[0], "error_message": p.error[1], "timestamp": (p.started_at + timedelta(seconds=20)).isoformat()}]
         )
         for p in plants
     ]  # fmt: skip
-    con.execute(
-        """
-        INSERT INTO _bk_runs
-        SELECT unnest($proc::VARCHAR[]), unnest($phase::VARCHAR[]), unnest($d::DATE[]),
-               unnest($status::VARCHAR[]), unnest($t0::TIMESTAMP[]), unnest($dur::DOUBLE[]),
-               unnest($rec::BIGINT[]), unnest($err::VARCHAR[]), unnest($cat::VARCHAR[]),
-               unnest($bf::BOOLEAN[]), unnest($ts::VARCHAR[])
-        """,
-        {"proc": [TABLES[p.table_id].processor for p in plants],
-         "phase": [TABLES[p.table_id].phase for p in plants], "d": [p.data_date for p in plants],
-         "status": [p.status for p in plants], "t0": [p.started_at for p in plants],
-         "dur": [None if p.status == "running" else 21.5 + 7 * n for n, p in enumerate(plants)],
-         "rec": [p.records for p in plants], "err": errors,
-         "cat": [p.failure_category for p in plants], "bf": [p.backfill_mode for p in plants],
-         "ts": [p.trigger_source for p in plants]},
+    con.executemany(
+        "INSERT INTO _bk_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(TABLES[p.table_id].processor, TABLES[p.table_id].phase, p.data_date, p.range_first,
+          p.data_date if p.range_first else None, p.status, p.started_at,
+          None if p.status == "running" else 21.5 + 7 * n, p.records, errors[n], p.failure_category,
+          p.skip_reason, p.backfill_mode, p.trigger_source) for n, p in enumerate(plants)],
     )  # fmt: skip
 
 
@@ -306,11 +349,11 @@ def _stage_lost_cache(con: duckdb.DuckDBPyConnection, seed: int) -> None:
     con.execute(
         f"""
         INSERT INTO _bk_runs
-        SELECT $proc, $phase, game_date, 'success',
+        SELECT $proc, $phase, game_date, NULL, NULL, 'success',
                TIMESTAMP '2025-11-18 02:00:00' + to_seconds(62 * row_number() OVER (ORDER BY game_date)),
                30 + (hash($seed, game_date, 'pdc_dur') % 4500) / 100.0,
                (n_games * (13 + hash($seed, game_date, 'pdc_rows') % 5))::BIGINT,
-               NULL, NULL, TRUE, 'backfill'
+               NULL, NULL, NULL, TRUE, 'backfill'
         FROM (SELECT game_date, count(DISTINCT game_id) AS n_games FROM {tables.SCHEDULE_TABLE}
               WHERE {tables.GAME_FILTER} AND game_date BETWEEN $lo AND $hi GROUP BY game_date)
         """,
@@ -320,22 +363,24 @@ def _stage_lost_cache(con: duckdb.DuckDBPyConnection, seed: int) -> None:
 
 
 def _write_run_history(con: duckdb.DuckDBPyConnection, seed: int) -> None:
-    """Every run writes `running` first, then its final row with the same run_id."""
+    """Every run writes `running` first, then its final row with the same run_id and range."""
     con.execute(
         f"""
-        INSERT INTO {tables.RUN_HISTORY_TABLE}
+        INSERT INTO {tables.RUN_HISTORY_TABLE} BY NAME
         WITH runs AS (
             SELECT *, processor_name || '_' || strftime(data_date, '%Y%m%d') || '_'
                       || substr(md5(concat_ws(':', $seed, processor_name, data_date, started_at, status)), 1, 8) AS run_id
             FROM _bk_runs
         )
-        SELECT processor_name, run_id, phase, data_date, 'running' AS status, started_at,
-               NULL, NULL, NULL, NULL, NULL, NULL, backfill_mode, trigger_source
+        SELECT processor_name, run_id, phase, data_date, range_start AS date_range_filter_start,
+               range_end AS date_range_filter_end, 'running' AS status, started_at, NULL::TIMESTAMP AS processed_at,
+               NULL::DOUBLE AS duration_seconds, NULL::BIGINT AS records_processed, NULL::JSON AS errors,
+               NULL::VARCHAR AS skip_reason, NULL::VARCHAR AS failure_category, backfill_mode, trigger_source
         FROM runs
         UNION ALL
-        SELECT processor_name, run_id, phase, data_date, status, started_at,
+        SELECT processor_name, run_id, phase, data_date, range_start, range_end, status, started_at,
                started_at + to_microseconds((duration_seconds * 1e6)::BIGINT), duration_seconds,
-               records_processed, errors, NULL, failure_category, backfill_mode, trigger_source
+               records_processed, COALESCE(errors, '[]')::JSON, skip_reason, failure_category, backfill_mode, trigger_source
         FROM runs WHERE status <> 'running'
         ORDER BY data_date, started_at, processor_name, status = 'running' DESC
         """,

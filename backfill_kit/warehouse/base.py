@@ -66,21 +66,35 @@ class RunHistoryRequest:
     success: tuple[str, ...]
     failed: tuple[str, ...]
     skipped: tuple[str, ...]
+    # Range runs: one row stands for every date from range_start to range_end (each NULL on a
+    # single-date row); such rows lie within max_range_days of the dates they cover.
+    range_start: str | None = None
+    range_end: str | None = None
+    max_range_days: int = 0
+    # (column, values): a failed or skipped row holding one of the values had nothing to load.
+    # Without any, a skip means "nothing to load"; with some, only a matching skip does.
+    no_data_reasons: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 class RunSummary(NamedTuple):
-    """All attempts of one processor on one date, summarised; a run's two rows count once."""
+    """All attempts of one processor on one date, summarised; a run's two rows count once.
+
+    The latest_* fields come from one attempt: the latest that is evidence (not a skip for
+    another reason, not an unmapped status), ties broken by later finish, then run id."""
 
     processor: str
     date: date
     attempts: int
     failures: int
-    latest_category: str  # running, success, failed, skipped or other
+    latest_category: str  # running, success, failed, no_data, ignored (a skip for another reason) or other
     latest_status: str
     latest_started_at: datetime | None
     latest_seconds: float | None  # how long the latest finished run took
-    best_success_records: int | None
-    last_error: str | None
+    best_success_records: int | None  # of single-date runs: a range run's records are not per date
+    last_error: str | None  # the error column as JSON text (see coverage.readable_error)
+    unmapped_statuses: str | None  # distinct statuses the spec does not map, joined by '|'
+    latest_reason: str | None  # when the latest attempt had nothing to load by a no-data reason: which
+    range_attempts: int  # attempts on this date that were range runs
 
 
 class RecentRun(NamedTuple):
@@ -88,7 +102,7 @@ class RecentRun(NamedTuple):
 
     processor: str
     date: date
-    category: str  # success, failed, skipped or other
+    category: str  # success, failed, no_data (nothing to load) or other
     finished_at: datetime
     seconds: float | None
     error: str | None

@@ -39,7 +39,7 @@ from .base import (
     RunHistoryRequest,
     RunSummary,
 )
-from .sql import BIGQUERY, calendar_sql, coverage_sql, recent_runs_sql, run_history_sql
+from .sql import BIGQUERY, calendar_sql, coverage_sql, recent_runs_sql, run_history_params, run_history_sql
 
 try:
     import google.auth
@@ -146,7 +146,7 @@ class BigQueryWarehouse:
     ) -> list[RunSummary]:
         self._require([request.table])
         sql = run_history_sql(BIGQUERY, replace(request, table=self.qualified(request.table)))
-        params = {**_range(start, end), **_statuses(request), "processors": list(processors)}
+        params = run_history_params(request, processors, start, end)
         new = tuple.__new__
         return [new(RunSummary, row) for row in self._run("run_history", sql, params, tables=1)]
 
@@ -155,7 +155,7 @@ class BigQueryWarehouse:
     ) -> list[RecentRun]:
         self._require([request.table])
         sql = recent_runs_sql(BIGQUERY, replace(request, table=self.qualified(request.table)))
-        params = {**_range(start, end), **_statuses(request), "processors": list(processors), "since": since}
+        params = {**run_history_params(request, processors, start, end), "since": since}
         return [RecentRun._make(row) for row in self._run("recent_runs", sql, params, tables=1)]
 
     def missing_objects(self, wanted: dict[str, Sequence[str]]) -> list[MissingObject]:
@@ -446,11 +446,6 @@ def _naive_utc(value: Any) -> Any:
 
 def _range(start: date, end: date) -> dict[str, date]:
     return {"start": start, "stop": end + timedelta(days=1)}
-
-
-def _statuses(request: RunHistoryRequest) -> dict[str, list[str]]:
-    return {"running": list(request.running), "success": list(request.success),
-            "failed": list(request.failed), "skipped": list(request.skipped)}
 
 
 def _reasons(exc: Exception) -> set[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from .base import (
     RunHistoryRequest,
     RunSummary,
 )
-from .sql import DUCKDB, calendar_sql, coverage_sql, recent_runs_sql, run_history_sql
+from .sql import DUCKDB, calendar_sql, coverage_sql, recent_runs_sql, run_history_params, run_history_sql
 
 __all__ = ["DuckDBWarehouse"]
 
@@ -34,9 +34,9 @@ class DuckDBWarehouse:
         self.queries: list[QueryRecord] = []
         self.location = str(path) if path is not None else ":memory:"
         if connection is not None:
-            self._con = connection
+            self._con = in_utc(connection)
         elif self.location == ":memory:":
-            self._con = duckdb.connect()
+            self._con = in_utc(duckdb.connect())
         else:
             self._con = connect_file(Path(self.location), read_only)
 
@@ -52,7 +52,7 @@ class DuckDBWarehouse:
     def run_summaries(
         self, request: RunHistoryRequest, processors: Sequence[str], start: date, end: date
     ) -> list[RunSummary]:
-        params = {**_range(start, end), **_statuses(request), "processors": list(processors)}
+        params = run_history_params(request, processors, start, end)
         rows = self._run("run_history", run_history_sql(DUCKDB, request), params)
         new = tuple.__new__
         return [new(RunSummary, row) for row in rows]
@@ -60,8 +60,9 @@ class DuckDBWarehouse:
     def recent_runs(
         self, request: RunHistoryRequest, processors: Sequence[str], start: date, end: date, since: datetime
     ) -> list[RecentRun]:
-        params = {**_range(start, end), **_statuses(request), "processors": list(processors),
-                  "since": since.replace(tzinfo=None)}  # a TIMESTAMP column holds naive UTC
+        # A TIMESTAMP column holds naive UTC; a TIMESTAMPTZ one is compared in the session's UTC.
+        since = since.astimezone(UTC).replace(tzinfo=None) if since.tzinfo else since
+        params = {**run_history_params(request, processors, start, end), "since": since}
         rows = self._run("recent_runs", recent_runs_sql(DUCKDB, request), params)
         return [RecentRun._make(row) for row in rows]
 
@@ -107,14 +108,21 @@ class DuckDBWarehouse:
         return rows
 
 
+def in_utc(con: Any) -> Any:
+    """The session in UTC, whatever the machine's zone: a TIMESTAMPTZ's date, and every
+    comparison with a naive moment, are then the same on every machine (and as BigQuery's)."""
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
 def connect_file(path: Path, read_only: bool, wait_seconds: float = 60.0) -> Any:
-    """Open the file, waiting while another process holds DuckDB's single-writer lock (a
-    backfill job writing, say): that lock is held for seconds, not hours."""
+    """Open the file (its session in UTC), waiting while another process holds DuckDB's
+    single-writer lock (a backfill job writing, say): that lock is held for seconds, not hours."""
     deadline = time.monotonic() + wait_seconds
     pause = 0.02
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return in_utc(duckdb.connect(str(path), read_only=read_only))
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                 raise WarehouseError(f"cannot open the DuckDB warehouse {path}: {_first_line(exc)}", retryable=True) from exc
@@ -122,11 +130,6 @@ def connect_file(path: Path, read_only: bool, wait_seconds: float = 60.0) -> Any
             raise WarehouseError(f"cannot open the DuckDB warehouse {path}: {_first_line(exc)}") from exc
         time.sleep(pause)
         pause = min(pause * 2, 0.5)
-
-
-def _statuses(request: RunHistoryRequest) -> dict[str, list[str]]:
-    return {"running": list(request.running), "success": list(request.success),
-            "failed": list(request.failed), "skipped": list(request.skipped)}
 
 
 def _range(start: date, end: date) -> dict[str, date]:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 from .base import CalendarRequest, CoverageTarget, RunHistoryRequest
 
-__all__ = ["BIGQUERY", "DUCKDB", "Dialect", "calendar_sql", "coverage_sql", "recent_runs_sql", "run_history_sql"]
+__all__ = ["BIGQUERY", "DUCKDB", "Dialect", "calendar_sql", "coverage_sql", "recent_runs_sql", "run_history_params", "run_history_sql"]
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,8 @@ class Dialect:
     int_type: str
     in_array: str  # membership test of a value in an array parameter
     seconds_between: str  # whole seconds from {a} to {b}
+    date_array: str  # every date from {a} to {b}, inclusive; empty when {b} is before {a}
+    json_text: str  # any column (JSON, REPEATED, text) as JSON text, e.g. an error list
 
     def ident(self, dotted: str) -> str:
         q = self.quote
@@ -35,11 +38,15 @@ class Dialect:
 
 DUCKDB = Dialect(quote='"', param="${}", text_type="VARCHAR", int_type="BIGINT",
                  in_array="list_contains({array}, {value})",
-                 seconds_between="date_diff('second', {a}, {b})")
+                 seconds_between="date_diff('second', {a}, {b})",
+                 date_array="CAST(generate_series({a}, {b}, INTERVAL 1 DAY) AS DATE[])",
+                 json_text="CAST(to_json({}) AS VARCHAR)")
 # GoogleSQL: every query below is valid BigQuery SQL once written in this dialect (MAX_BY too).
 BIGQUERY = Dialect(quote="`", param="@{}", text_type="STRING", int_type="INT64",
                    in_array="{value} IN UNNEST({array})",
-                   seconds_between="TIMESTAMP_DIFF({b}, {a}, SECOND)")
+                   seconds_between="TIMESTAMP_DIFF({b}, {a}, SECOND)",
+                   date_array="GENERATE_DATE_ARRAY({a}, {b})",
+                   json_text="TO_JSON_STRING({})")
 
 
 def _date_range(d: Dialect, column: str) -> str:
@@ -69,70 +76,148 @@ def coverage_sql(d: Dialect, targets: Sequence[CoverageTarget]) -> str:
     return "\nUNION ALL\n".join(parts)
 
 
-def run_history_sql(d: Dialect, r: RunHistoryRequest) -> str:
-    """One row per (processor, date): attempts, failures, the latest run and the last error.
+def run_history_params(r: RunHistoryRequest, processors: Sequence[str], start: date, end: date) -> dict[str, object]:
+    """The parameters of `run_history_sql` and `recent_runs_sql`, the same on every backend.
 
-    A run writes a `running` row and then a final row; they are grouped by run id (or, without
-    one, by their common start time) so that a run counts once and a run with no final row is
-    seen as still running, or orphaned. Two GROUP BYs and MAX_BY, no window functions: this
-    is the most expensive of a validation's three queries.
-    """
+    `start`/`stop` bound the scan of the date column (half-open); when rows can stand for a
+    range, they are widened by max_range_days, and `first_day`/`last_day` (DATE) are the dates
+    asked about."""
+    params: dict[str, object] = {
+        "start": start, "stop": _shift(end, timedelta(days=1)), "processors": list(processors),
+        "running": list(r.running), "success": list(r.success), "failed": list(r.failed), "skipped": list(r.skipped),
+    }
+    if r.range_start or r.range_end:
+        widen = timedelta(days=r.max_range_days)
+        params |= {"start": _shift(start, -widen), "stop": _shift(end, widen + timedelta(days=1)),
+                   "first_day": start, "last_day": end}
+    params.update({f"no_data_{i}": list(values) for i, (_, values) in enumerate(r.no_data_reasons)})
+    return params
+
+
+def _shift(day: date, by: timedelta) -> date:
+    try:
+        return day + by
+    except OverflowError:  # past year 9999 or before year 1: the scan is unbounded on that side
+        return date.max if by > timedelta(0) else date.min
+
+
+def _history_rows(d: Dialect, r: RunHistoryRequest) -> str:
+    """The run-history rows of the scan, typed and categorised, each with the dates it covers.
+
+    Category: running, success, failed, no_data (a failed or skipped row with a no-data
+    reason), ignored (a skip for another reason: no evidence) or other (a status the spec does
+    not map: no evidence either, and named in a warning)."""
     text, ident = d.text_type, d.ident
-    run_key = f"CAST({ident(r.run_id)} AS {text})" if r.run_id else f"CAST({ident(r.started_at)} AS {text})"
-    error = f"CAST({ident(r.error)} AS {text})" if r.error else f"CAST(NULL AS {text})"
     status = ident(r.status)
+    day = f"CAST({ident(r.date)} AS DATE)"
+    first = f"COALESCE(CAST({ident(r.range_start)} AS DATE), {day})" if r.range_start else day
+    last = f"COALESCE(CAST({ident(r.range_end)} AS DATE), {day})" if r.range_end else day
+    matches = [(column, d.contains(f"no_data_{i}", f"CAST({ident(column)} AS {text})"))
+               for i, (column, _) in enumerate(r.no_data_reasons)]
+    reasons = " OR ".join(test for _, test in matches)
+    # Which reason matched, e.g. 'failure_category no_data_available', to show why.
+    reason = ("CASE " + " ".join(f"WHEN {test} THEN '{column} ' || CAST({ident(column)} AS {text})" for column, test in matches)
+              + " END") if matches else f"CAST(NULL AS {text})"
+    no_data = f"WHEN ({d.contains('failed', status)} OR {d.contains('skipped', status)}) AND ({reasons}) THEN 'no_data' " if reasons else ""
+    skip = "'ignored'" if reasons else "'no_data'"
     category = (
         f"CASE WHEN {d.contains('running', status)} THEN 'running' "
-        f"WHEN {d.contains('success', status)} THEN 'success' "
+        f"WHEN {d.contains('success', status)} THEN 'success' {no_data}"
         f"WHEN {d.contains('failed', status)} THEN 'failed' "
-        f"WHEN {d.contains('skipped', status)} THEN 'skipped' ELSE 'other' END"
+        f"WHEN {d.contains('skipped', status)} THEN {skip} ELSE 'other' END"
     )
-    seconds = d.seconds_between.format(a="started_at", b="finished_at")
-    # MAX_BY skips NULL values on some engines; -1 stands in for "none" and is turned back.
-    return f"""WITH rh AS (
-  SELECT CAST({ident(r.processor)} AS {text}) AS processor, CAST({ident(r.date)} AS DATE) AS d,
-         {category} AS category, CAST({status} AS {text}) AS status,
-         {ident(r.started_at)} AS started_at, {ident(r.finished_at)} AS finished_at,
-         CAST({ident(r.records)} AS {d.int_type}) AS records, {error} AS error, {run_key} AS run_key
+    error = ident(r.error) if r.error else f"CAST(NULL AS {text})"  # as stored: made text once picked
+    run_id = f"CAST({ident(r.run_id)} AS {text})" if r.run_id else f"CAST(NULL AS {text})"
+    return f"""SELECT CAST({ident(r.processor)} AS {text}) AS processor, {first} AS first_d, {last} AS last_d,
+    {category} AS category, CAST({status} AS {text}) AS status, {reason} AS reason,
+    CAST({ident(r.started_at)} AS TIMESTAMP) AS started_at, CAST({ident(r.finished_at)} AS TIMESTAMP) AS finished_at,
+    CAST({ident(r.records)} AS {d.int_type}) AS records, {error} AS error, {run_id} AS run_id
   FROM {ident(r.table)}
-  WHERE {_date_range(d, r.date)} AND {d.contains('processors', ident(r.processor))}
+  WHERE {_date_range(d, r.date)} AND {d.contains('processors', ident(r.processor))}"""
+
+
+def _attempts(d: Dialect, r: RunHistoryRequest) -> str:
+    """CTEs ending in `attempts`: one row per attempt and date it covers, inside the dates
+    asked about. An attempt is the rows of one processor, range, run id (NULL pairs with NULL)
+    and start: a `running` row and its final row. Runs that share a run id but not a start,
+    or have no run id, are never merged. One GROUP BY, no window: the cheapest pairing."""
+    if r.range_start or r.range_end:
+        # Only range rows pay for the expansion; a single-date row keeps its date when asked about.
+        days = d.date_array.format(a=f"GREATEST(first_d, {d.p('first_day')})", b=f"LEAST(last_d, {d.p('last_day')})")
+        covered = (f"(SELECT *, first_d AS on_date FROM paired WHERE first_d = last_d "
+                   f"AND first_d >= {d.p('first_day')} AND first_d <= {d.p('last_day')}\n"
+                   f"   UNION ALL\n   SELECT paired.*, on_date FROM paired, UNNEST({days}) AS on_date "
+                   f"WHERE first_d <> last_d) AS covered")
+    else:  # every row covers its own date, already inside the scan
+        covered = "(SELECT *, first_d AS on_date FROM paired) AS covered"
+    seconds = d.seconds_between.format(a="started_at", b="finished_at")
+    final = "category <> 'running'"
+    return f"""rh AS (
+  {_history_rows(d, r)}
 ),
-runs AS (
-  SELECT processor, d, run_key, MIN(started_at) AS started_at, MAX(finished_at) AS finished_at,
-    COALESCE(MAX(CASE WHEN category <> 'running' THEN category END), 'running') AS category,
-    COALESCE(MAX(CASE WHEN category <> 'running' THEN status END), MAX(status)) AS status,
-    MAX(CASE WHEN category <> 'running' THEN records END) AS records,
-    MAX(CASE WHEN error NOT IN ('', '[]', 'null') THEN error END) AS error
+paired AS (
+  SELECT processor, first_d, last_d, run_id, started_at,
+    COALESCE(MAX(CASE WHEN {final} THEN category END), 'running') AS category,
+    COALESCE(MAX(CASE WHEN {final} THEN status END), MAX(status)) AS status,
+    MAX(CASE WHEN {final} THEN reason END) AS reason, MAX(finished_at) AS finished_at,
+    MAX(CASE WHEN {final} THEN records END) AS records,
+    MAX_BY(error, CASE WHEN {final} AND error IS NOT NULL THEN finished_at END) AS error
   FROM rh
-  GROUP BY processor, d, run_key
+  GROUP BY processor, first_d, last_d, run_id, started_at
+),
+attempts AS (
+  SELECT processor, on_date, category, status, reason, first_d <> last_d AS from_range, started_at, finished_at,
+    {seconds} AS seconds, run_id, CASE WHEN first_d = last_d THEN records END AS records, error
+  FROM {covered}
+)"""
+
+
+# Latest first: evidence before no evidence, then later start, later finish, larger run id.
+_LATEST = ("CASE WHEN category IN ('ignored', 'other') THEN 0 ELSE 1 END DESC, started_at DESC, "
+           "finished_at DESC NULLS LAST, run_id DESC NULLS LAST, status DESC")
+
+
+def run_history_sql(d: Dialect, r: RunHistoryRequest) -> str:
+    """One row per (processor, date): attempts, failures, the latest attempt (one row: its
+    category, status, start and duration), the last error and the unmapped statuses.
+
+    A range row counts on every date of its range inside the dates asked about. The latest
+    attempt and the last error are each picked by a total order, so that two runs started at
+    the same moment give the same answer every time. Also: the no-data reason of the latest
+    attempt (when it had nothing to load) and how many attempts were range runs.
+    """
+    return f"""WITH {_attempts(d, r)},
+ranked AS (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY processor, on_date ORDER BY {_LATEST}) AS nth
+  FROM attempts
 )
-SELECT processor, d,
+SELECT processor, on_date AS d,
   COUNT(*) AS attempts,
   CAST(SUM(CASE WHEN category = 'failed' THEN 1 ELSE 0 END) AS {d.int_type}) AS failures,
-  MAX_BY(category, started_at) AS latest_category,
-  MAX_BY(status, started_at) AS latest_status,
-  MAX(started_at) AS latest_started_at,
-  NULLIF(MAX_BY(COALESCE({seconds}, -1), started_at), -1) AS latest_seconds,
+  MAX(CASE WHEN nth = 1 THEN category END) AS latest_category,
+  MAX(CASE WHEN nth = 1 THEN status END) AS latest_status,
+  MAX(CASE WHEN nth = 1 THEN started_at END) AS latest_started_at,
+  MAX(CASE WHEN nth = 1 THEN seconds END) AS latest_seconds,
   MAX(CASE WHEN category = 'success' THEN records END) AS best_success_records,
-  MAX_BY(error, CASE WHEN error IS NOT NULL THEN started_at END) AS last_error
-FROM runs
-GROUP BY processor, d"""
+  {d.json_text.format(f"MIN_BY(error, CASE WHEN category IN ('failed', 'no_data') AND error IS NOT NULL THEN nth END)")}
+    AS last_error,  -- of the latest failure or no-data attempt (nth is unique: one pick)
+  STRING_AGG(DISTINCT CASE WHEN category = 'other' THEN COALESCE(status, '(no status)') END, '|') AS unmapped_statuses,
+  MAX(CASE WHEN nth = 1 AND category = 'no_data' THEN reason END) AS latest_reason,
+  CAST(SUM(CASE WHEN from_range THEN 1 ELSE 0 END) AS {d.int_type}) AS range_attempts
+FROM ranked
+GROUP BY processor, on_date"""
 
 
 def recent_runs_sql(d: Dialect, r: RunHistoryRequest) -> str:
-    """The final rows of runs that finished since a moment, for the monitor's rate and failures.
+    """The final rows of runs that finished since a moment, for the monitor's rate and failures;
+    a range run once per date of its range inside the dates watched.
 
     The date filter keeps a partitioned run history pruned to the range being watched.
     """
-    ident, text = d.ident, d.text_type
-    error = f"CAST({ident(r.error)} AS {text})" if r.error else f"CAST(NULL AS {text})"
-    status = ident(r.status)
-    finished = ident(r.finished_at)
-    return f"""SELECT CAST({ident(r.processor)} AS {text}) AS processor, CAST({ident(r.date)} AS DATE) AS d,
-  CASE WHEN {d.contains('success', status)} THEN 'success' WHEN {d.contains('failed', status)} THEN 'failed'
-       WHEN {d.contains('skipped', status)} THEN 'skipped' ELSE 'other' END AS category,
-  {finished} AS finished_at, {d.seconds_between.format(a=ident(r.started_at), b=finished)} AS seconds, {error} AS error
-FROM {ident(r.table)}
-WHERE {_date_range(d, r.date)} AND {d.contains('processors', ident(r.processor))}
-  AND {finished} >= {d.p('since')} AND NOT {d.contains('running', status)}
-ORDER BY {finished}"""
+    return f"""WITH {_attempts(d, r)}
+SELECT processor, on_date AS d,
+  CASE WHEN category IN ('success', 'failed', 'no_data') THEN category ELSE 'other' END AS category,
+  finished_at, seconds, {d.json_text.format("error")} AS error
+FROM attempts
+WHERE category <> 'running' AND finished_at >= {d.p('since')}
+ORDER BY finished_at, processor, on_date"""

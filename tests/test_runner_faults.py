@@ -1,0 +1,400 @@
+"""The runner under real faults: a full or read-only disk, a SIGKILLed runner, jobs that
+escape their group or print anything, bad journals, and steps that wrote no rows."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from runner_helpers import alive, fake_step, job_pids, runs_of, wait_until, write_plan
+
+from backfill_kit.cli import cli
+from backfill_kit.errors import BackfillKitError, SpecError
+from backfill_kit.journal import read_journal
+from backfill_kit.locks import is_locked
+from backfill_kit.plan import load_plan
+from backfill_kit.runner import RunOptions, Runner
+
+CLI_RUN = "import sys; from backfill_kit.cli import main; sys.argv = ['backfill-kit', *sys.argv[1:]]; main()"
+
+
+def start_runner(plan_path: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", CLI_RUN, "run", "--plan", str(plan_path), *extra],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[int, str]:
+    _, err = process.communicate(timeout=120)
+    return process.returncode, err
+
+
+def run(plan_path: Path, **options):
+    return Runner(load_plan(plan_path), plan_path, RunOptions(kill_grace_seconds=1, **options)).run()
+
+
+def never_rerun_after_success(journal: Path) -> None:
+    events = read_journal(journal).events
+    for i, e in enumerate(events):
+        if e["event"] == "step_finished" and e["outcome"] == "succeeded":
+            again = [x for x in events[i:] if x["event"] == "step_started" and x["step"] == e["step"]]
+            assert again == [], f"{e['step']} ran again after it succeeded"
+
+
+# --- a full or read-only disk ----------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 1 MiB tmpfs, when this test may mount one (root in a container that allows it)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here; the short-write case covers the same code")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill(disk: Path) -> Path:
+    """Write a file until the disk refuses even one more byte."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        for size in (1 << 16, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    f.write(b"\0" * size)
+    return filler
+
+
+LONG_TAIL = "\n".join(f"line {i}: " + "y" * 400 for i in range(15))  # a failure's tail: > one 4 KiB page
+
+
+@pytest.mark.parametrize("fault", ["full_tmpfs", "short_write"])
+def test_a_disk_full_mid_run_stops_cleanly_and_the_resume_reruns_no_success(fault, tmp_path, request):
+    """The next journal event needs more room than is left: the write is cut short. The run
+    stops with its jobs, the journal holds no torn line, and once there is room again the
+    resume finishes without rerunning a step that succeeded."""
+    home = request.getfixturevalue("small_disk") if fault == "full_tmpfs" else tmp_path / "runs"
+    m = tmp_path / "marks"
+    first = [fake_step("a", m), fake_step("b", m, "wait", extra=("--say", LONG_TAIL, "--fail-first", "1")),
+             fake_step("d", m, "wait")]
+    plan = home / "plan.json"
+    write_plan(plan, (1, first[:1]), (2, first[1:]), (1, [fake_step("e", m)]))
+    journal = home / "plan.journal.jsonl"
+    runner = start_runner(plan)
+    wait_until(lambda: runs_of(m, "b") and runs_of(m, "d") and read_journal(journal).outcomes.get("a") == "succeeded",
+               what="a done, b and d running")
+    wait_until(lambda: "line 14" in (home / "plan.logs" / "b.attempt-1.log").read_text(), what="b's output logged")
+    if fault == "full_tmpfs":
+        filler = fill(home)
+    else:  # the runner's files may grow by 100 bytes more: the next event is written in part
+        limit = journal.stat().st_size + 100
+        resource.prlimit(runner.pid, resource.RLIMIT_FSIZE, (limit, limit))
+    (m / "b.release").write_text("go")  # b fails; its long tail does not fit
+    code, err = finish(runner)
+    assert code == 1 and "cannot write the journal" in err and "Traceback" not in err
+    assert ("No space left on device" if fault == "full_tmpfs" else "File too large") in err
+    assert "then continue with --resume" in err
+    state = read_journal(journal)  # readable, and no torn line anywhere
+    assert state.torn_tail == 0 and journal.read_bytes().endswith(b"\n")
+    assert not [p for p in job_pids(m) if alive(p)]  # d was stopped with the run
+    assert state.outcomes["a"] == "succeeded" and "b" not in state.done
+
+    if fault == "full_tmpfs":
+        filler.unlink()
+    (m / "release").write_text("go")
+    code, err = finish(start_runner(plan, "--resume"))
+    assert code == 0, err
+    assert read_journal(journal).outcomes == dict.fromkeys("abde", "succeeded")
+    assert (runs_of(m, "a"), runs_of(m, "b"), runs_of(m, "e")) == (1, 2, 1)
+    never_rerun_after_success(journal)
+
+
+def test_a_journal_on_a_read_only_disk_is_one_message(small_disk, tmp_path):
+    write_plan(small_disk / "plan.json", (1, [fake_step("a", tmp_path / "marks")]))
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    code, err = finish(start_runner(small_disk / "plan.json"))
+    assert code == 2 and err.count("\n") == 1 and "Read-only file system" in err and "Traceback" not in err
+    assert runs_of(tmp_path / "marks", "a") == 0
+
+
+# --- journals checked on reading -------------------------------------------------------------
+
+
+def test_a_journal_event_missing_a_field_is_named_by_file_and_line(tmp_path):
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (1, [fake_step("a", m)]))
+    run(tmp_path / "plan.json")
+    journal = tmp_path / "plan.journal.jsonl"
+    lines = journal.read_text().splitlines(keepends=True)
+    lines[3] = lines[3].replace('"outcome": "succeeded", ', "")  # a step_finished without its outcome
+    journal.write_text("".join(lines))
+    with pytest.raises(BackfillKitError, match=r"plan.journal.jsonl:4: .*a step_finished event without its 'outcome'"):
+        run(tmp_path / "plan.json", resume=True)
+
+
+def test_a_plan_passed_as_a_journal_is_named_as_such(tmp_path):
+    write_plan(tmp_path / "plan.json", (1, [fake_step("a", tmp_path / "marks")]))
+    result = CliRunner().invoke(cli, ["report", "execution", "--journal", str(tmp_path / "plan.json"),
+                                      "--out-dir", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "plan.json is not a backfill-kit journal: it is a plan file" in result.output
+    assert "move it aside" not in result.output and "Traceback" not in result.output
+
+
+def test_one_bad_journal_does_not_stop_the_monitor(mini, tmp_path):
+    spec = mini.close()
+    good, torn, huge = (spec.parent / "runs" / f"{n}.journal.jsonl" for n in ("good", "torn", "huge"))
+    good.parent.mkdir()
+    good.write_text('{"event": "run_started", "time": "2024-01-01T00:00:00+00:00", "plan": "p", "plan_sha": "x", "steps": 3}\n')
+    torn.write_text('{"event": "run_started", "time": "2024-01-01T00:00:00+00:00"}\n{"event": "step_sta\n')
+    huge.write_bytes(good.read_bytes() + b'{"event": "step_finished", "tail": "' + b"z" * (2 << 20))
+    result = CliRunner().invoke(cli, ["monitor", "--spec", str(spec), "--start", "2024-01-01", "--end", "2024-01-31"])
+    assert result.exit_code == 0, result.output
+    assert "torn.journal.jsonl cannot be read" in result.output and "torn.journal.jsonl:1:" in result.output
+    assert "huge.journal.jsonl cannot be read" in result.output and "longer than any journal event" in result.output
+    assert "good.journal.jsonl: 0/3 steps done" in result.output
+    assert len(result.output) < 20_000
+
+
+# --- steps without data ----------------------------------------------------------------------
+
+
+def test_a_step_without_data_blocks_its_dependents_and_the_run_exits_non_zero(tmp_path):
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (2, [fake_step("empty", m), fake_step("full", m)]),
+               (2, [fake_step("reads_empty", m, after=("empty",)), fake_step("reads_full", m, after=("full",))]),
+               (1, [fake_step("two_down", m, after=("reads_empty", "empty"))]))
+    checker = lambda step: 0 if step.id == "empty" else len(step.dates)
+    result = Runner(load_plan(tmp_path / "plan.json"), tmp_path / "plan.json", RunOptions(), checker=checker).run()
+    assert (result.outcome, result.exit_code) == ("blocked", 1)
+    assert result.outcomes == {"empty": "succeeded_without_data", "full": "succeeded", "reads_empty": "skipped",
+                               "reads_full": "succeeded", "two_down": "skipped"}
+    assert result.blocked == {"reads_empty": "upstream step empty succeeded without data",
+                              "two_down": "upstream step reads_empty was blocked"}
+    assert runs_of(m, "reads_empty") == runs_of(m, "two_down") == 0 and runs_of(m, "reads_full") == 1
+    assert any(w.startswith("reads_empty was not run, blocked") for w in result.warnings)
+
+
+# --- skip_downstream, checked on what runs ---------------------------------------------------
+
+
+def test_an_empty_skip_downstream_is_a_spec_error(mini):
+    spec = mini.close()
+    spec.write_text(spec.read_text().replace('skip_downstream: {args: ["--no-trigger"]}', "skip_downstream: {}"))
+    from backfill_kit.spec import load_spec
+
+    with pytest.raises(SpecError, match=r"mini.yaml:\d+: job_defaults.skip_downstream: is empty"):
+        load_spec(spec)
+
+
+@pytest.mark.parametrize("edit", ["argv", "env"])
+def test_a_plan_whose_command_lost_the_skip_setting_is_refused(edit, mini, tmp_path):
+    spec = mini.games(date(2024, 1, 10)).close()
+    if edit == "env":
+        spec.write_text(spec.read_text().replace('{args: ["--no-trigger"]}', '{args: ["--no-trigger"], env: {QUIET: "1"}}'))
+    plan_path = tmp_path / "plan.json"
+    assert CliRunner().invoke(cli, ["plan", "--spec", str(spec), "--start", "2024-01-10", "--end", "2024-01-10",
+                                    "--out", str(plan_path)]).exit_code == 0
+    text = plan_path.read_text()
+    lost = text.replace(',\n            "--no-trigger"', "") if edit == "argv" else text.replace('"QUIET": "1"', "")
+    assert lost != text and '"skips_downstream": true' in lost
+    plan_path.write_text(lost)
+    result = CliRunner().invoke(cli, ["run", "--plan", str(plan_path), "--allow-downstream-triggers"])
+    assert result.exit_code == 2
+    assert f"its {edit} lacks {'--no-trigger' if edit == 'argv' else 'QUIET=1'}" in result.output
+    assert "Nothing was started" in result.output and not (tmp_path / "plan.journal.jsonl").exists()
+
+
+# --- no orphans ------------------------------------------------------------------------------
+
+
+def test_sigkill_the_runner_mid_stage_ten_times(tmp_path):
+    """After each SIGKILL no job of the runner is left alive (a grandchild in a session of its
+    own included) once its locks are free; the resume never runs a step twice at once."""
+    m = tmp_path / "marks"
+    steps = [fake_step(f"s{i}", m, "sleep=0.4", spawn=True) for i in range(4)]
+    steps += [fake_step(f"w{i}", m, "wait", spawn=True) for i in range(3)]
+    write_plan(tmp_path / "plan.json", (3, steps[:4]), (3, steps[4:]))
+    lock = tmp_path / "plan.journal.jsonl.lock"
+    rng = random.Random(10)
+    for _ in range(10):
+        seen = len(job_pids(m))
+        runner = start_runner(tmp_path / "plan.json", "--resume")
+        wait_until(lambda: len(job_pids(m)) > seen, what="a job of this runner to start")  # mid-stage
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            runner.wait(rng.uniform(0.0, 0.5))
+        runner.kill()
+        finish(runner)
+        wait_until(lambda: not is_locked(lock), what="the killed runner's locks to be free")
+        assert [p for p in job_pids(m) if alive(p)] == []
+        read_journal(tmp_path / "plan.journal.jsonl")  # stays readable
+    (m / "release").write_text("go")
+    code, err = finish(start_runner(tmp_path / "plan.json", "--resume"))
+    assert code == 0, err
+    assert not list(m.glob("*.overlap")), "a step ran twice at the same time"
+    assert set(read_journal(tmp_path / "plan.journal.jsonl").outcomes.values()) == {"succeeded"}
+    never_rerun_after_success(tmp_path / "plan.journal.jsonl")
+    assert [p for p in job_pids(m) if alive(p)] == []
+
+
+def test_the_locks_stay_taken_while_a_job_of_a_dead_runner_lives(tmp_path):
+    """Even with the watchdog gone too, a surviving job holds the runner's locks: no second
+    runner starts the same step beside it."""
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (1, [fake_step("w", m, "wait")]))
+    runner = start_runner(tmp_path / "plan.json")
+    wait_until(lambda: job_pids(m), what="the job to start")
+    watchdog = next(p for p in map(int, filter(str.isdigit, os.listdir("/proc")))
+                    if b"backfill_kit.processes" in _read(f"/proc/{p}/cmdline") and _parent(p) == runner.pid)
+    os.kill(watchdog, signal.SIGKILL)
+    runner.kill()
+    finish(runner)
+    (job,) = job_pids(m)
+    assert alive(job) and is_locked(tmp_path / "plan.journal.jsonl.lock")
+    assert is_locked(tmp_path / ".backfill-kit" / "locks" / "w.lock")
+    code, err = finish(start_runner(tmp_path / "plan.json", "--resume"))
+    assert code == 2 and "is in use by another runner" in err and runs_of(m, "w") == 1
+    os.kill(job, signal.SIGKILL)
+    wait_until(lambda: not is_locked(tmp_path / "plan.journal.jsonl.lock"), what="the lock to follow the job")
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return b""
+
+
+def _parent(pid: int) -> int:
+    return int(_read(f"/proc/{pid}/stat").rpartition(b")")[2].split()[1] or 0)
+
+
+def test_a_grandchild_that_calls_setsid_does_not_escape_the_timeout(tmp_path):
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (1, [fake_step("stuck", m, "hang", timeout=0.5, spawn=True)]))
+    result = run(tmp_path / "plan.json")
+    assert result.outcomes == {"stuck": "timed_out"}
+    (job, grandchild) = job_pids(m)
+    wait_until(lambda: not alive(grandchild), timeout=5, what="the setsid grandchild to die")
+    assert not alive(job)
+
+
+def test_a_step_ends_with_nothing_it_started_left_running(tmp_path):
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (1, [fake_step("leaves", m, spawn=True)]))
+    assert run(tmp_path / "plan.json").outcome == "completed"
+    wait_until(lambda: not any(alive(p) for p in job_pids(m)), timeout=5, what="the stray grandchild to die")
+
+
+# --- what reaches a terminal -----------------------------------------------------------------
+
+HOSTILE = "[/data/x.csv] not found \x1b]0;pwned\x07\x1b[2J\x1b[31m[bold]red\r"
+
+
+def test_job_output_in_the_live_display_is_never_markup_nor_escapes(tmp_path):
+    from rich.console import Console
+
+    from backfill_kit.progress import LiveProgress
+
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (1, [fake_step("loud", m, "say=" + HOSTILE)]))
+    screen = io.StringIO()
+    progress = LiveProgress(Console(file=screen, force_terminal=True, width=200))
+    result = Runner(load_plan(tmp_path / "plan.json"), tmp_path / "plan.json", progress=progress).run()
+    assert result.outcome == "failed"
+    shown = screen.getvalue()
+    assert "[/data/x.csv] not found" in shown and "[bold]red" in shown
+    assert "\x1b]0;" not in shown and "\x1b[2J" not in shown and "pwned" not in shown
+
+
+def test_warehouse_errors_reach_the_monitor_without_escapes(mini):
+    from rich.console import Console
+
+    from backfill_kit.display import snapshot_view
+    from backfill_kit.monitor import take_snapshot
+    from backfill_kit.spec import load_spec
+
+    d = date(2024, 1, 10)
+    finished = datetime(2024, 1, 11, 1, 0)
+    spec = mini.games(d).run("BoxscoreProcessor", d, "failed", error=HOSTILE, started=finished).close()
+    snap = take_snapshot(load_spec(spec), d, d, now=datetime(2024, 1, 11, 2, 0, tzinfo=UTC))
+    screen = io.StringIO()
+    Console(file=screen, force_terminal=True, width=200, highlight=False).print(snapshot_view(snap))
+    shown = screen.getvalue()
+    assert "[/data/x.csv] not found" in shown
+    assert "\x1b]0;" not in shown and "\x1b[2J" not in shown and "pwned" not in shown
+
+
+# --- bounded resources -----------------------------------------------------------------------
+
+
+def test_a_job_printing_200_mb_on_one_line_costs_the_runner_little(tmp_path):
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (1, [fake_step("flood", m, f"flood={200 << 20}")]))
+    peak = tmp_path / "peak"  # VmHWM: this process image's own peak, not the forked test's (ru_maxrss)
+    report_peak = f"import atexit; atexit.register(lambda: open({str(peak)!r}, 'w').write(open('/proc/self/status').read()))"
+    runner = subprocess.run([sys.executable, "-c", f"{report_peak}; {CLI_RUN}", "run", "--plan", str(tmp_path / "plan.json"),
+                             "--log-limit-mb", "2"], capture_output=True, text=True, timeout=120)
+    assert runner.returncode == 1, runner.stderr
+    kib = int(next(line for line in peak.read_text().splitlines() if line.startswith("VmHWM:")).split()[1])
+    assert kib < 200_000, f"the runner peaked at {kib} KiB"  # ~70 MB of Python and libraries
+    log = tmp_path / "plan.logs" / "flood.attempt-1.log"
+    assert 2 << 20 <= log.stat().st_size < (2 << 20) + 4096
+    assert b"bytes of output cut here" in log.read_bytes()
+    journal = tmp_path / "plan.journal.jsonl"
+    assert max(len(line) for line in journal.read_bytes().splitlines()) < 20_000
+    (finished,) = [e for e in read_journal(journal).events if e["event"] == "step_finished"]
+    assert finished["outcome"] == "failed" and len(finished["tail"]) < 20_000
+
+
+def test_every_mutation_of_a_journal_reads_back_or_is_one_message(tmp_path):
+    """Each field of each event deleted or retyped, the file cut anywhere: a state, or
+    one InputError naming the file (and the line), never another exception."""
+    import json
+
+    from backfill_kit.errors import InputError
+
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (2, [fake_step("a", m), fake_step("b", m, "fail")]))
+    run(tmp_path / "plan.json")
+    journal = tmp_path / "plan.journal.jsonl"
+    lines = journal.read_text().splitlines()
+    mutant = tmp_path / "mutant.journal.jsonl"
+    cases = 0
+
+    def check(text: str | bytes) -> None:
+        nonlocal cases
+        cases += 1
+        mutant.write_bytes(text if isinstance(text, bytes) else text.encode())
+        try:
+            read_journal(mutant)
+        except InputError as exc:
+            assert str(mutant) in str(exc) and "\n" not in str(exc)
+
+    for i, line in enumerate(lines):
+        event = json.loads(line)
+        for key in event:
+            for value in (None, 7, "x", [], {}, True):
+                changed = dict(event)
+                if value is None:
+                    del changed[key]
+                else:
+                    changed[key] = value
+                check("\n".join([*lines[:i], json.dumps(changed), *lines[i + 1:]]) + "\n")
+    data = journal.read_bytes()
+    ends = [i for i, byte in enumerate(data) if byte == ord("\n")]
+    for cut in sorted({*range(0, len(data), 13), *(e + d for e in ends for d in (-1, 0, 1, 2))}):
+        check(data[:cut])
+    check(b"\xff\xfe" + data)
+    check(b"[]\n" + data)
+    assert cases > 500
