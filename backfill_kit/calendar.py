@@ -36,9 +36,19 @@ def expected_days(spec: PipelineSpec, warehouse: Warehouse, start: date, end: da
     if cal.table is None:
         days = [(start + timedelta(days=i), 0) for i in range((end - start).days + 1)]
     else:
-        request = CalendarRequest(cal.table, cal.date_column, cal.game_id_column, cal.filter)
+        request = CalendarRequest(cal.table, cal.date_column, cal.game_id_column, _filter_sql(spec))
         days = warehouse.expected_dates(request, start, end)
     return [day for d, games in days if (day := _place(d, games, cal.seasons)) is not None]
+
+
+def _filter_sql(spec: PipelineSpec) -> str | None:
+    """The filter as sqlglot writes it back from the tree checked at spec load: what runs is
+    what was checked."""
+    if not spec.calendar.filter:
+        return None
+    from .calendar_filter import filter_sql
+
+    return filter_sql(spec.calendar.filter, spec.warehouse.backend)
 
 
 def _place(d: date, games: int, seasons: tuple[Season, ...]) -> ExpectedDay | None:

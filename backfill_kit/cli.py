@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,27 @@ class DateType(click.ParamType):
         if isinstance(value, date):
             return value
         try:
-            return date.fromisoformat(value)
+            parsed = date.fromisoformat(value)
         except ValueError:
             self.fail(f"{value!r} is not a date; write it as YYYY-MM-DD, e.g. 2021-10-19", param, ctx)
+        return _in_bounds(parsed, self, param, ctx)
+
+
+class MomentType(click.DateTime):
+    """A date and time, inside the dates the toolkit handles."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        moment = super().convert(value, param, ctx)
+        _in_bounds(moment.date(), self, param, ctx)
+        return moment
+
+
+def _in_bounds(value: date, kind: click.ParamType, param: click.Parameter | None, ctx: click.Context | None) -> date:
+    from .limits import date_out_of_bounds
+
+    if reason := date_out_of_bounds(value):
+        kind.fail(reason, param, ctx)
+    return value
 
 
 class _Group(click.Group):
@@ -64,7 +83,7 @@ spec_option = click.option(
 @end_option
 @click.option("--table", "tables", multiple=True, metavar="ID", help="Only this table id (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
-@click.option("--now", type=click.DateTime(), default=None, help="Judge stale runs as of this time (UTC).")
+@click.option("--now", type=MomentType(), default=None, help="Judge stale runs as of this time (UTC).")
 def validate(spec_path: Path, start: date, end: date, tables: tuple[str, ...], fmt: str, now: datetime | None) -> None:
     """Give every table and expected date one status: complete, partial, no_data, failed,
     never_ran, running, stale, lost or bootstrap.
@@ -222,8 +241,7 @@ def backfill(spec_path: Path, start: date, end: date, tables: tuple[str, ...], i
         _exit_on_gaps(validation, str(spec_path), the_plan)
         return
     if not options["dry_run"]:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        the_plan.write(out)
+        the_plan.write(out)  # a folder it cannot write is one message
     _execute(the_plan, out, **options, recheck=lambda: _validation(spec_path, start, end, tables))
 
 
@@ -280,8 +298,8 @@ def _execute(the_plan: Any, plan_path: Path, *, resume: bool, keep_going: bool, 
 @click.option("--end", type=DateType(), help="Last date (default: the last season's end).")
 @click.option("--continuous", is_flag=True, help="Refresh in place until Ctrl-C.")
 @click.option("--once", is_flag=True, help="One look, then exit (the default).")
-@click.option("--interval", type=click.FloatRange(min=0.2), default=30.0, show_default=True, help="Seconds between looks.")
-@click.option("--window-hours", type=click.FloatRange(min=0.01), default=2.0, show_default=True,
+@click.option("--interval", type=click.FloatRange(min=0.2, max=86400), default=30.0, show_default=True, help="Seconds between looks.")
+@click.option("--window-hours", type=click.FloatRange(min=0.01, max=24 * 366 * 100), default=2.0, show_default=True,
               help="The recent window for the rate and the failures.")
 @click.option("--journal", "journals", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="A runner journal to follow (default: runs/*.journal.jsonl beside the spec).")
@@ -387,6 +405,18 @@ def _preflight_gate(the_plan: Any, journal: Path, ignore: bool) -> None:
         sys.exit(1)
 
 
+def _spec_value(ctx: click.Context, param: click.Parameter, value: str | None, pattern: str) -> str | None:
+    """A value written into the spec that `demo load` makes: checked as the spec would check
+    it, so that it can neither break nor add to the YAML."""
+    if not value:
+        return value
+    from . import spec
+
+    if not getattr(spec, pattern).fullmatch(value):
+        raise click.BadParameter(f"{value!r} is not a valid {(param.name or 'value').replace('_', ' ')}", ctx, param)
+    return value
+
+
 @cli.group()
 def demo() -> None:
     """The demo: the NBA props pipeline in a local DuckDB file."""
@@ -394,7 +424,8 @@ def demo() -> None:
 
 @demo.command("init")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--seed", default=7, show_default=True, help="Seed of the planted gaps and synthetic rows.")
+@click.option("--seed", default=7, show_default=True, type=click.IntRange(0, 2**31 - 1),
+              help="Seed of the planted gaps and synthetic rows.")
 def demo_init(directory: Path, seed: int) -> None:
     """Write DIRECTORY/nba_props.yaml and the DuckDB warehouse it points to."""
     from .demo import init_demo
@@ -406,9 +437,12 @@ def demo_init(directory: Path, seed: int) -> None:
 @demo.command("load")
 @click.argument("directory", required=False, default="demo", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--to", "target", required=True, type=click.Choice(["bigquery"]), help="Where to load it.")
-@click.option("--project", required=True, help="BigQuery project that gets the datasets.")
-@click.option("--dataset-prefix", default="", help="Put before every dataset name, e.g. 'demo_'.")
-@click.option("--location", default=None, help="Location of new datasets, e.g. US or EU.")
+@click.option("--project", required=True, callback=partial(_spec_value, pattern="PROJECT_ID"),
+              help="BigQuery project that gets the datasets.")
+@click.option("--dataset-prefix", default="", callback=partial(_spec_value, pattern="DATASET_PREFIX"),
+              help="Put before every dataset name, e.g. 'demo_'.")
+@click.option("--location", default=None, callback=partial(_spec_value, pattern="LOCATION"),
+              help="Location of new datasets, e.g. US or EU.")
 @click.option("--start", type=DateType(), default=None, help="Load only dates from this one.")
 @click.option("--end", type=DateType(), default=None, help="Load only dates up to this one.")
 def demo_load(directory: Path, target: str, project: str, dataset_prefix: str, location: str | None,
@@ -417,7 +451,10 @@ def demo_load(directory: Path, target: str, project: str, dataset_prefix: str, l
     Application Default Credentials, and write DIRECTORY/nba_props.bigquery.yaml: the demo
     spec with only its warehouse section changed."""
     from .demo.load import load_demo
+    from .validation import check_range
 
+    if start and end:
+        check_range(start, end)
     loaded = load_demo(directory, project, dataset_prefix=dataset_prefix, location=location, start=start, end=end)
     for table, rows in loaded.tables:
         click.echo(f"{table:<64} {rows:>12,} rows")

@@ -87,10 +87,13 @@ def cost_line(v: Validation) -> str:
     """What the queries cost, where the warehouse bills by bytes (BigQuery); else nothing."""
     cost = v.cost()
     billed, usd = cost["estimated_bytes_billed"], cost["estimated_usd"] or 0.0
+    if cost["unknown_estimates"]:
+        return (f"cost: unknown: BigQuery's dry run could not bound the {', '.join(cost['unknown_estimates'])} "
+                "query (warehouse.maximum_bytes_billed, when set, still caps every job)")
     if billed is None:
         return ""
     processed = int(cost["bytes_processed"] or 0)
-    return (f"cost: {human_bytes(processed)} processed, about {human_bytes(int(billed))} billed "
+    return (f"cost: {human_bytes(processed)} processed, at most {human_bytes(int(billed))} billed "
             f"(~${usd:.4f}), estimated by dry runs before each query ran")
 
 

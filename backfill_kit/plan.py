@@ -8,21 +8,25 @@ whose upstream will still be missing after the plan is reported as blocked, not 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import statistics
 import sys
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from .calendar import consecutive_runs
 from .errors import BackfillKitError, InputError
-from .spec import JobSpec, PipelineSpec, TableSpec
+from .limits import date_out_of_bounds
+from .spec import MAX_RETRIES, MAX_TIMEOUT_SECONDS, JobSpec, PipelineSpec, TableSpec, command_problem
 from .status import NEEDS_WORK, Status
 from .validation import Cell, Validation
 
@@ -121,11 +125,18 @@ class Plan:
         }
 
     def write(self, path: Path) -> None:
-        """Write atomically: a crash never leaves half a plan behind."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write atomically: a crash never leaves half a plan behind, a refusal (a read-only
+        folder, a full disk) leaves nothing and is one message."""
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(path.resolve().parent), indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(self.to_dict(path.resolve().parent), indent=2) + "\n", encoding="utf-8")
+            tmp.replace(path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # nothing was written, or it cannot be removed
+                tmp.unlink()
+            raise InputError(f"cannot write the plan {path}: {exc.strerror or exc}; "
+                             "choose a writable place with --out") from exc
 
     def text(self) -> str:
         return "\n".join(_plan_lines(self))
@@ -159,40 +170,147 @@ def _absolute(path: str, base: Path) -> str:
 
 # --- reading a plan file -------------------------------------------------------------------
 
+MAX_PLAN_BYTES = 256 << 20  # a four-season plan of every table is a few megabytes
+MAKE_ONE = "make a new one with backfill-kit plan"
+
 
 def load_plan(path: Path) -> Plan:
+    """Read a plan file, checked field by field: a wrong or edited file is one message naming
+    the field (or saying what kind of file it is instead), never a crash or a silent loop."""
+    text = _plan_text(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if kind := _kind_of(text):
+            raise InputError(f"{path}: not a plan file: this is {kind}") from None
+        raise InputError(f"{path}:{exc.lineno}: not a plan file (invalid JSON: {exc.msg}); {MAKE_ONE}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not a backfill-kit plan (a JSON {_JSON_TYPES.get(type(data), 'value')}, where a "
+                         f"plan is a JSON object); {MAKE_ONE}")
+    if kind := _kind_of(text, data):
+        raise InputError(f"{path}: not a plan file: this is {kind}")
+    return _plan_from(path, data)
+
+
+_JSON_TYPES = {list: "list", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
+def _plan_text(path: Path) -> str:
+    try:
+        if path.exists() and not path.is_file():  # a folder or a pipe: never block on it
+            raise InputError(f"{path}: not a regular file; give the plan file (JSON) made by backfill-kit plan")
+        with path.open("rb") as file:
+            raw = file.read(MAX_PLAN_BYTES + 1)
     except OSError as exc:
         raise InputError(f"cannot read the plan {path}: {exc.strerror}") from exc
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}: not a plan file (invalid JSON: {exc.msg}); make a new one with backfill-kit plan") from exc
+    if len(raw) > MAX_PLAN_BYTES:
+        raise InputError(f"{path}: larger than {MAX_PLAN_BYTES >> 20} MiB, so not a plan file; {MAKE_ONE}")
     try:
-        return _plan_from(data, path.resolve().parent)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{path}: not a backfill-kit plan (missing or bad field {exc}); make a new one with backfill-kit plan") from exc
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not a plan file (not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset "
+                         f"{exc.start}); {MAKE_ONE}") from None
 
 
-def _plan_from(data: dict[str, Any], base: Path) -> Plan:
+def _kind_of(text: str, data: Any = None) -> str | None:
+    """What a file that is not a plan is, when it is one of the toolkit's other files."""
+    first = text.lstrip().split("\n", 1)[0]
+    if data is None and first.startswith("{"):
+        try:
+            data = json.loads(first)  # a journal holds one JSON object a line
+        except json.JSONDecodeError:
+            pass
+    if isinstance(data, dict) and "event" in data:
+        return "a runner journal (JSON lines); pass the plan it ran, or give the journal to --journal"
+    if isinstance(data, dict) and "format" not in data:
+        for key, kind in (("cells", "validate's JSON output"), ("checks", "preflight's JSON output"),
+                          ("phases", "a pipeline spec")):
+            if key in data:
+                return f"{kind}; {MAKE_ONE}"
+    if not isinstance(data, dict) and "phases:" in text and "run_history:" in text:
+        return "a pipeline spec (YAML); make a plan from it with backfill-kit plan --spec"
+    if first.lower().startswith(("<!doctype", "<html")):
+        return f"an HTML file (a report?); {MAKE_ONE}"
+    return None
+
+
+def _plan_from(path: Path, data: dict[str, Any]) -> Plan:
     if data.get("format") != PLAN_FORMAT:
-        raise ValueError(f"format {data.get('format')!r}, expected {PLAN_FORMAT}")
-    stages = [
-        Stage(st["index"], st["phase"], st["mode"], st["workers"], tuple(_step_from(s, base) for s in st["steps"]))
-        for st in data["stages"]
-    ]
-    blocked = [Blocked(b["table"], date.fromisoformat(b["date"]), b["reason"]) for b in data["blocked"]]
-    return Plan(_absolute(data["spec"], base), data["spec_name"], date.fromisoformat(data["start"]), date.fromisoformat(data["end"]),
-                datetime.fromisoformat(data["created_at"]), stages, blocked, data.get("options", {}))
+        raise InputError(f"{path}: not a backfill-kit plan (format {data.get('format')!r}, expected {PLAN_FORMAT}); "
+                         f"{MAKE_ONE}")
+    fields = {_FILE_KEYS.get(k, k): v for k, v in data.items() if k not in ("format", "totals")}
+    try:  # the dataclasses themselves are the schema, so it follows any field they gain
+        plan = TypeAdapter(Plan).validate_python(fields)
+    except ValidationError as exc:
+        raise InputError(_schema_message(path, exc)) from None
+    if problems := list(_plan_problems(plan)):
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise InputError(f"{path}: not a usable plan: {'; '.join(problems[:5])}{more}; {MAKE_ONE}")
+    return _localized(plan, path.resolve().parent)
 
 
-def _step_from(s: dict[str, Any], base: Path) -> Step:
-    argv = tuple(sys.executable if arg == PYTHON else arg for arg in s["argv"])
-    return Step(
-        s["id"], s["table"], s["phase"], date.fromisoformat(s["start"]), date.fromisoformat(s["end"]),
-        tuple(date.fromisoformat(x) for x in s["dates"]), dict(s["causes"]), argv, _absolute(s["workdir"], base),
-        dict(s["env"]), float(s["timeout_seconds"]), int(s["retries"]), tuple(s["transient_exit_codes"]),
-        bool(s["skips_downstream"]), tuple(s["after"]), s.get("estimated_seconds"),
-    )
+def _localized(plan: Plan, base: Path) -> Plan:
+    """The plan with its file's paths (relative to its folder) made absolute, and {python}
+    the interpreter reading it."""
+    plan.spec_path = _absolute(plan.spec_path, base)
+    plan.stages = [replace(st, steps=tuple(
+        replace(s, argv=tuple(sys.executable if a == PYTHON else a for a in s.argv), workdir=_absolute(s.workdir, base))
+        for s in st.steps)) for st in plan.stages]
+    return plan
+
+
+_FILE_KEYS = {"spec": "spec_path"}  # plan-file key -> Plan field, where they differ
+
+
+def _schema_message(path: Path, exc: Any) -> str:
+    errors = exc.errors()
+    lines = []
+    for err in errors[:5]:
+        loc = [{v: k for k, v in _FILE_KEYS.items()}.get(p, p) for p in err["loc"]]
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+        got = f" (got {err['input']!r:.80})" if "input" in err and not isinstance(err["input"], dict | list) else ""
+        lines.append(f"  {field or '(the file)'}: {err['msg']}{got}")
+    more = [f"  ... and {len(errors) - 5} more"] if len(errors) > 5 else []
+    return "\n".join([f"{path}: not a backfill-kit plan ({len(errors)} bad field{'s' if len(errors) != 1 else ''}); "
+                      f"{MAKE_ONE}:", *lines, *more])
+
+
+def _plan_problems(plan: Plan) -> Iterator[str]:
+    """What the types cannot say: values the runner could not honour (no command, no worker,
+    an endless timeout), dates outside their range, one step listed twice."""
+    for d in (plan.start, plan.end):
+        if reason := date_out_of_bounds(d):
+            yield reason
+    if plan.end < plan.start:
+        yield f"end {plan.end} is before start {plan.start}"
+    seen: set[str] = set()
+    for st in plan.stages:
+        where = f"stage {st.index}"
+        if st.mode not in ("parallel", "sequential"):
+            yield f"{where}: mode is {st.mode!r}, expected parallel or sequential"
+        if st.workers < 1:
+            yield f"{where}: workers is {st.workers}, a stage needs at least one"
+        for step in st.steps:
+            if step.id in seen:
+                yield f"step {step.id!r} appears twice"
+            seen.add(step.id)
+            yield from (f"step {step.id!r}: {p}" for p in _step_problems(step))
+
+
+def _step_problems(step: Step) -> Iterator[str]:
+    if not step.argv or not step.argv[0]:
+        yield "argv is empty: no command to run"
+    for field, value in (("argv", step.argv), ("env", step.env), ("workdir", step.workdir)):
+        if reason := command_problem(value):
+            yield f"its {field} {reason}"
+    if not step.dates or not (step.start <= min(step.dates) and max(step.dates) <= step.end):
+        yield f"its dates are not inside {step.start} .. {step.end}"
+    if not 0 < step.timeout_seconds <= MAX_TIMEOUT_SECONDS:  # nan fails this too
+        yield f"timeout_seconds is {step.timeout_seconds}, expected more than 0 and at most {MAX_TIMEOUT_SECONDS}"
+    if not 0 <= step.retries <= MAX_RETRIES:
+        yield f"retries is {step.retries}, expected 0 to {MAX_RETRIES}"
+    if step.estimated_seconds is not None and not 0 <= step.estimated_seconds < float("inf"):
+        yield f"estimated_seconds is {step.estimated_seconds}, expected a duration"
 
 
 # --- building a plan -----------------------------------------------------------------------

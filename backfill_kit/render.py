@@ -81,9 +81,13 @@ def render_coverage(spec_path: Path, start: date, end: date, out_dir: Path, *,
     from .spec import load_spec
     from .validation import check_range
 
+    from .warehouse import open_warehouse
+
     check_range(start, end)
-    # A broken or missing spec is one clear message, before any kernel starts.
+    # A broken or missing spec is one clear message, before any kernel starts, and so is a
+    # warehouse that is not there.
     spec = load_spec(find_file(spec_path, "the spec"))
+    open_warehouse(spec).close()
     stamp = _stamp(now)
     meta = {"kind": "coverage", "spec": spec.name, "start": start.isoformat(), "end": end.isoformat(),
             "generated_at": stamp.isoformat(timespec="seconds")}
@@ -153,14 +157,22 @@ def _render(kind: str, parameters: dict[str, Any], out_dir: Path, stem: str, sta
 
     # The exporter is made while the kernel runs the notebook: this process only waits then.
     threading.Thread(target=_exporter, name="backfill-kit-exporter", daemon=True).start()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    notebook = _claim_name(out_dir, f"{stem}_{stamp:%Y%m%dT%H%M%SZ}")
+    made = [d for d in (out_dir, *out_dir.parents) if not d.exists()]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        notebook = _claim_name(out_dir, f"{stem}_{stamp:%Y%m%dT%H%M%SZ}")
+    except OSError as exc:
+        raise InputError(f"cannot write reports in {out_dir}: {exc.strerror or exc}; choose another --out-dir") from exc
     try:
         executed = execute(notebook_path(kind), notebook, parameters, kernel=kernel,
                            metadata={"title": title, "backfill_kit": meta})
-    except BaseException:
-        if notebook.stat().st_size == 0:  # nothing ran: give the name back
+    except BaseException as exc:
+        # Nothing ran, or the input was wrong (the message says how): leave nothing behind.
+        if notebook.stat().st_size == 0 or isinstance(exc, InputError):
             notebook.unlink()
+            for folder in made:  # innermost first
+                if not any(folder.iterdir()):
+                    folder.rmdir()
         raise
     if headline := headline_numbers(executed):
         executed.metadata["backfill_kit"]["headline"] = headline  # for the index, read from the HTML

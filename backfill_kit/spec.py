@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import Problem, SpecError
+from .limits import date_out_of_bounds
 
 __all__ = [
     "BigQueryWarehouse",
@@ -40,16 +41,19 @@ PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 LOCATION = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
 DATASET_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 JOB_PLACEHOLDERS = frozenset({"start", "end", "id", "table", "processor", "python"})
+MAX_TIMEOUT_SECONDS = 30 * 86400  # a step that needs longer should be cut into smaller ones
+MAX_RETRIES = 100
 
 
 def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):  # `$` would let a trailing newline in
         raise ValueError(f"{value!r} is not a valid {what}")
     return value
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf or nan: every number of a spec ends up in date or time arithmetic.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DuckDBWarehouse(_Model):
@@ -95,6 +99,13 @@ class Season(_Model):
     name: str
     start: date
     end: date
+
+    @field_validator("start", "end")
+    @classmethod
+    def _bounded(cls, v: date) -> date:
+        if reason := date_out_of_bounds(v):
+            raise ValueError(reason)
+        return v
 
 
 class Calendar(_Model):
@@ -149,7 +160,7 @@ class RunHistory(_Model):
     table: str
     columns: RunHistoryColumns
     statuses: RunStatuses = RunStatuses()
-    stale_after_hours: float = Field(6.0, gt=0)
+    stale_after_hours: float = Field(6.0, gt=0, le=24 * 366)
     # Which values of which columns turn a failed or skipped row into "nothing to load", e.g.
     # {failure_category: [no_data_available], skip_reason: [no_data]}. Once given, a skip that
     # matches none of them (already_processed) is no evidence: earlier attempts and rows decide.
@@ -175,11 +186,32 @@ class RunHistory(_Model):
         return self.columns.range_start is not None or self.columns.range_end is not None
 
 
+def command_problem(value: Any) -> str | None:
+    """Why an argv, a folder or an environment could not be handed to a process, or None."""
+    if isinstance(value, dict):
+        texts = [*value.keys(), *value.values()]
+    else:
+        texts = [value] if isinstance(value, str) else list(value or ())
+    if any("\0" in text for text in texts):
+        return "contains a NUL character, which no command line or environment can carry"
+    if isinstance(value, dict) and any(not name or "=" in name for name in value):
+        return "an environment variable name is empty or contains '='"
+    return None
+
+
+def _runnable_by_a_process(value: Any) -> Any:
+    if reason := command_problem(value):
+        raise ValueError(reason)
+    return value
+
+
 class SkipDownstream(_Model):
     """How a job is told not to trigger downstream work: extra arguments and/or environment."""
 
     args: tuple[str, ...] = ()
     env: dict[str, str] = {}
+
+    _runnable = field_validator("args", "env")(_runnable_by_a_process)
 
     @model_validator(mode="after")
     def _says_something(self) -> SkipDownstream:
@@ -196,10 +228,12 @@ class JobOverrides(_Model):
     env: dict[str, str] | None = None
     skip_downstream: SkipDownstream | None = None
     max_dates_per_step: int | None = Field(None, ge=1)
-    timeout_seconds: float | None = Field(None, gt=0)
+    timeout_seconds: float | None = Field(None, gt=0, le=MAX_TIMEOUT_SECONDS)
     transient_exit_codes: tuple[int, ...] | None = None
-    retries: int | None = Field(None, ge=0)
+    retries: int | None = Field(None, ge=0, le=MAX_RETRIES)
     dry_run_args: tuple[str, ...] | None = Field(None, description="appended for preflight's dry run")
+
+    _runnable = field_validator("argv", "workdir", "env", "dry_run_args")(_runnable_by_a_process)
 
 
 class JobSpec(_Model):
@@ -253,7 +287,7 @@ class Phase(_Model):
     name: str
     mode: Literal["parallel", "sequential"] = "parallel"
     max_workers: int = Field(1, ge=1)
-    bootstrap_days: int = Field(0, ge=0, description="days after each season start expected empty")
+    bootstrap_days: int = Field(0, ge=0, le=366, description="days after each season start expected empty")
     job: JobOverrides | None = None
     tables: tuple[TableSpec, ...] = Field(min_length=1)
 
@@ -269,6 +303,11 @@ class PipelineSpec(_Model):
     phases: tuple[Phase, ...] = Field(min_length=1)
 
     source: Path | None = Field(None, exclude=True, description="the file this spec was read from")
+
+    @field_validator("date_column")
+    @classmethod
+    def _column(cls, v: str | None) -> str | None:
+        return v and _check(IDENTIFIER, v, "column name")
 
     @cached_property
     def tables(self) -> tuple[TableSpec, ...]:
@@ -311,17 +350,52 @@ class PipelineSpec(_Model):
 
 # --- loading -------------------------------------------------------------------------------
 
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
+
+# A spec is a few kilobytes and a few thousand values: these bounds are far above any real
+# one, and far below what an alias bomb (a few hundred bytes) expands to.
+MAX_SPEC_BYTES = 1 << 20
+MAX_SPEC_VALUES = 50_000
+MAX_SPEC_DEPTH = 50
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+
+
+class _SpecLoader(_LOADER):  # type: ignore[misc,valid-type]
+    """The safe loader, leaving dates as text: pydantic then parses them, so that a date such
+    as 2021-02-30 is a problem at its field, not a crash inside the YAML library."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP]
+        for first, resolvers in _LOADER.yaml_implicit_resolvers.items()
+    }
 
 
 def load_spec(path: str | Path) -> PipelineSpec:
     """Read and validate a spec file; raise `SpecError` listing every problem found."""
     path = Path(path)
+    return parse_spec(_read_text(path), path)
+
+
+def _read_text(path: Path) -> str:
+    """The file's text: a regular file, at most MAX_SPEC_BYTES, in UTF-8."""
+    def refuse(message: str, line: int | None = None) -> SpecError:
+        return SpecError([Problem(str(path), "", message, line)])
+
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.exists() and not path.is_file():  # a folder, a pipe or a device: never block on it
+            raise refuse("not a regular file; give the path of the spec's YAML file")
+        with path.open("rb") as file:
+            raw = file.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
-        raise SpecError([Problem(str(path), "", f"cannot read the spec file: {exc.strerror}")]) from exc
-    return parse_spec(text, path)
+        raise refuse(f"cannot read the spec file: {exc.strerror}") from exc
+    if len(raw) > MAX_SPEC_BYTES:
+        raise refuse(f"the file is larger than {MAX_SPEC_BYTES // 1024} KiB; a spec is a few kilobytes of YAML")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise refuse(f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save the file as UTF-8",
+                     line) from None
 
 
 def parse_spec(text: str, path: Path) -> PipelineSpec:
@@ -337,7 +411,8 @@ def parse_spec(text: str, path: Path) -> PipelineSpec:
         seen = {p.field for p in problems}
         problems += [
             Problem(str(path), field, message, _line_of(lines, field))
-            for field, message in _cross_table_problems(_skeleton(data)) if field not in seen
+            for field, message in [*_cross_table_problems(_skeleton(data)), *_raw_filter_problems(data)]
+            if field not in seen
         ]
         raise SpecError(sorted(problems, key=lambda p: p.line or 0)) from None
     problems = [
@@ -352,51 +427,114 @@ def parse_spec(text: str, path: Path) -> PipelineSpec:
 def _skeleton(data: dict[str, Any]) -> SimpleNamespace:
     """The phases and tables of a spec that failed validation, as far as they can be read."""
     phases = []
-    for phase in data.get("phases") or []:
+    for phase in _items(data.get("phases")):
         if not isinstance(phase, dict):
             continue
         tables = [
-            SimpleNamespace(id=t.get("id"), depends_on=tuple(t.get("depends_on") or ()), fallback=t.get("fallback"),
+            SimpleNamespace(id=t["id"], depends_on=tuple(d for d in _items(t.get("depends_on")) if isinstance(d, str)),
+                            fallback=t.get("fallback") if isinstance(t.get("fallback"), str) else None,
                             date_column=t.get("date_column"))
-            for t in phase.get("tables") or [] if isinstance(t, dict) and isinstance(t.get("id"), str)
+            for t in _items(phase.get("tables")) if isinstance(t, dict) and isinstance(t.get("id"), str)
         ]
-        phases.append(SimpleNamespace(name=phase.get("name"), mode=phase.get("mode", "parallel"), tables=tables))
+        mode = phase.get("mode", "parallel")
+        phases.append(SimpleNamespace(name=str(phase.get("name")), mode=mode, tables=tables))
     return SimpleNamespace(phases=phases, date_column=data.get("date_column"))
 
 
+def _raw_filter_problems(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """The calendar filter of a spec that failed validation, checked all the same."""
+    calendar, warehouse = data.get("calendar"), data.get("warehouse")
+    text = calendar.get("filter") if isinstance(calendar, dict) else None
+    backend = warehouse.get("backend") if isinstance(warehouse, dict) else None
+    if isinstance(text, str) and text:
+        yield from _filter_problems(text, backend if backend in WAREHOUSES else "duckdb")
+
+
+def _filter_problems(text: str, dialect: str) -> Iterator[tuple[str, str]]:
+    from .calendar_filter import filter_problem  # sqlglot, only for a spec with a filter
+
+    if reason := filter_problem(text, dialect):
+        yield "calendar.filter", f"{reason} (got {text!r})"
+
+
+def _items(value: Any) -> list[Any]:
+    """A YAML list as a list; anything else (a typo'd scalar, a mapping) as nothing."""
+    return value if isinstance(value, list) else []
+
+
 def _read_yaml(text: str, file: str) -> tuple[dict[str, int], Any]:
+    loader = _SpecLoader(text)
     try:
-        node = yaml.compose(text, Loader=_LOADER)
-        data = yaml.load(text, Loader=_LOADER)  # a safe loader, C or Python
+        node = loader.get_single_node()
+        lines = _index_lines(node, file) if node is not None else {}
+        return lines, loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
         reason = getattr(exc, "problem", None) or str(exc)
         raise SpecError([Problem(file, "", f"not valid YAML: {reason}", line)]) from None
-    lines: dict[str, int] = {}
-    if node is not None:
-        _index_lines(node, "", lines)
-    return lines, data
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # e.g. !!float abc, a 5000-digit int
+        raise SpecError([Problem(file, "", f"not valid YAML: {exc}")]) from None
+    finally:
+        loader.dispose()
 
 
-def _index_lines(node: yaml.Node, path: str, out: dict[str, int]) -> None:
-    out[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = f"{path}.{key.value}" if path else str(key.value)
-            out[child] = key.start_mark.line + 1
-            _index_lines(value, child, out)
-            out[child] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _index_lines(item, f"{path}[{i}]", out)
+def _index_lines(root: yaml.Node, file: str) -> dict[str, int]:
+    """The line of every field path, e.g. ``phases[1].tables[0].id``. Walks the document as it
+    will be built, aliases expanded, so that an alias bomb or a self-referring alias is refused
+    before anything is built from it; duplicate keys are refused too (YAML keeps the last)."""
+    out: dict[str, int] = {}
+    duplicates: list[Problem] = []
+    checked: set[int] = set()
+    stack: list[tuple[yaml.Node, str, int]] = [(root, "", 0)]
+    for _ in range(MAX_SPEC_VALUES + 1):
+        if not stack:
+            break
+        node, path, depth = stack.pop()
+        out.setdefault(path, node.start_mark.line + 1)
+        if depth > MAX_SPEC_DEPTH:
+            raise SpecError([Problem(file, "", f"nested deeper than {MAX_SPEC_DEPTH} levels (an alias that "
+                                     "refers to itself?); a spec nests a few levels", node.start_mark.line + 1)])
+        if isinstance(node, yaml.MappingNode):
+            if id(node) not in checked:
+                checked.add(id(node))
+                duplicates += _duplicate_keys(node, path, file)
+            for key, value in reversed(node.value):
+                child = f"{path}.{key.value}" if path else str(key.value)
+                out[child] = key.start_mark.line + 1
+                stack.append((value, child, depth + 1))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in reversed(list(enumerate(node.value))))
+    if stack:
+        raise SpecError([Problem(file, "", f"more than {MAX_SPEC_VALUES:,} values once YAML aliases are expanded "
+                                 "(aliases nested into a huge document); write the values out", 1)])
+    if duplicates:
+        raise SpecError(duplicates)
+    return out
+
+
+def _duplicate_keys(node: yaml.MappingNode, path: str, file: str) -> list[Problem]:
+    first_line: dict[tuple[str, Any], int] = {}
+    problems = []
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            continue
+        line = key.start_mark.line + 1
+        if (key.tag, key.value) in first_line:
+            field = f"{path}.{key.value}" if path else str(key.value)
+            problems.append(Problem(file, field, f"the key {key.value!r} appears twice (first on line "
+                                    f"{first_line[key.tag, key.value]}); YAML would silently keep the last: keep one",
+                                    line))
+        first_line.setdefault((key.tag, key.value), line)
+    return problems
 
 
 def _line_of(lines: dict[str, int], field: str) -> int | None:
     while field:
         if field in lines:
             return lines[field]
-        field = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", field)
+        parent = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", field)
+        field = "" if parent == field else parent  # a top-level field has no parent
     return None
 
 
@@ -534,6 +672,8 @@ def _cycle_problems(spec: PipelineSpec) -> Iterator[tuple[str, str]]:
 
 def _calendar_problems(spec: PipelineSpec) -> Iterator[tuple[str, str]]:
     cal = spec.calendar
+    if cal.filter:
+        yield from _filter_problems(cal.filter, spec.warehouse.backend)
     if cal.table is None and not cal.seasons:
         yield "calendar", "needs a schedule `table` or a list of `seasons` (or both)"
     for s, season in enumerate(cal.seasons):

@@ -170,17 +170,22 @@ class Validation:
             "run_history": self.run_history,
         }
 
-    def cost(self) -> dict[str, int | float | None]:
+    def cost(self) -> dict[str, int | float | list[str] | None]:
         """Bytes the queries processed, and the dry runs' estimate of bytes billed and dollars
-        (None where the warehouse does not say, as DuckDB does not)."""
+        (None where the warehouse does not say, as DuckDB does not, or where a dry run could
+        not bound a query from above: `unknown_estimates` names those)."""
         def total(values: list[object]) -> int | float | None:
             known = [v for v in values if isinstance(v, int | float)]
             return sum(known) if known else None
 
+        unknown = [q.purpose for q in self.queries if q.extra.get("estimate_unknown")]
+        billed = total([q.extra.get("estimated_bytes_billed") for q in self.queries])
+        usd = total([q.extra.get("estimated_usd") for q in self.queries])
         return {
             "bytes_processed": total([q.bytes_processed for q in self.queries]),
-            "estimated_bytes_billed": total([q.extra.get("estimated_bytes_billed") for q in self.queries]),
-            "estimated_usd": total([q.extra.get("estimated_usd") for q in self.queries]),
+            "estimated_bytes_billed": None if unknown else billed,
+            "estimated_usd": None if unknown else usd,
+            "unknown_estimates": unknown,
         }
 
 
@@ -380,6 +385,11 @@ def _mismatch(spec: PipelineSpec, wh: Warehouse, involved: list[TableSpec]) -> W
         want(cal.table, cal.date_column, "calendar.date_column")
         if cal.game_id_column:
             want(cal.table, cal.game_id_column, "calendar.game_id_column")
+        if cal.filter:
+            from .calendar_filter import filter_columns
+
+            for column in filter_columns(cal.filter, spec.warehouse.backend):
+                want(cal.table, column, "calendar.filter")
     rh = spec.run_history
     want(rh.table, None, "run_history.table")
     for key, column in rh.columns.model_dump(exclude_none=True).items():

@@ -29,6 +29,12 @@ What the emulator needs, and why:
    for weeks of partitions, a minute for the four-season demo. Tests load a slice of dates.
 10. It keeps `requirePartitionFilter` inside `timePartitioning` only, and enforces neither it
    nor `maximum_bytes_billed`; a live run (BACKFILL_KIT_BIGQUERY_PROJECT) checks those.
+11. It runs DuckDB's type rules, not GoogleSQL's: it accepts a DATE parameter against a TIMESTAMP
+   column and a cast from JSON to STRING, which BigQuery refuses. tests/googlesql.py type-checks
+   every query with Google's analyzer instead.
+12. It ignores `location` and `jobTimeoutMs`, finishes a job within the insert call, gives dry
+   runs no accuracy, and misreads a quoted pseudo-column (`_PARTITIONTIME` in backticks):
+   the backend writes them bare; the tests raise BigQuery's errors as the real client does.
 """
 
 from __future__ import annotations

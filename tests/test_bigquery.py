@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bq_emulator import Emulator
@@ -110,7 +111,7 @@ def test_validate_shows_the_cost_and_the_tables_that_require_a_partition_filter(
     assert "3 warehouse queries" in out
     # The emulator's dry runs say 0 bytes; BigQuery bills at least 10 MB a table: the calendar
     # and the run history, and one partition view per dataset (4).
-    assert "cost: 0 bytes processed, about 60.0 MiB billed (~$0.0004)" in out
+    assert "cost: 0 bytes processed, at most 60.0 MiB billed (~$0.0004)" in out
     assert "nba_raw.nbac_schedule: requires a partition filter" in out
     assert "nba_analytics.team_offense_game_summary: requires a partition filter" in out
     data = json.loads(invoke(*validate_args(spec, "--format", "json", start=SLICE[0], end=SLICE[1])).output)
@@ -174,12 +175,11 @@ MISTAKES = {
     "missing dataset": (("table: raw.props,", "table: odds.props,"),
                         "phases[0].tables[1].table: table odds.props does not exist in the warehouse (BigQuery project"),
     "malformed calendar filter": (('filter: "game_status = 3"', 'filter: "game_status = = 3"'),
-                                  ": calendar.filter: BigQuery refused the calendar query, which includes this filter "
-                                  "('game_status = = 3')"),
+                                  ": calendar.filter: not a valid SQL condition"),
     "unknown column in the calendar filter": (('filter: "game_status = 3"', 'filter: "game_state = 3"'),
-                                              "calendar.filter: the calendar query names a column the schedule table does not have"),
+                                              "calendar.filter: table raw.schedule has no column 'game_state'"),
     "query over the bytes ceiling": (("backend: bigquery\n", "backend: bigquery\n  maximum_bytes_billed: 1000000\n"),
-                                     "the calendar query would bill about 10.0 MiB (~$0.0001), over "
+                                     "the calendar query would bill up to 10.0 MiB (~$0.0001), over "
                                      "warehouse.maximum_bytes_billed (1,000,000 bytes)"),
 }
 
@@ -225,10 +225,20 @@ def test_a_missing_permission_names_the_role_to_grant(bq_spec: Path, mini: MiniW
     assert "roles/bigquery.dataViewer on their datasets" in result.output
 
 
+def bigquery_refusal(reason: str, message: str, status: int = 403) -> Exception:
+    """The exception the client raises for a BigQuery error response: an HTTP status (403 for
+    quotas and rate limits) and the reason BigQuery gives."""
+    from google.api_core.exceptions import from_http_status
+
+    return from_http_status(status, message, errors=[{"reason": reason, "domain": "global", "message": message}])
+
+
+RATE_LIMIT = ("rateLimitExceeded", "Exceeded rate limits: too many concurrent queries for this project")
+DAILY_QUOTA = ("quotaExceeded", "Quota exceeded: Your project exceeded quota for free query bytes scanned.")
+
+
 @pytest.mark.parametrize("backend", ["bigquery"])
 def test_rate_limits_are_retried_with_backoff_then_reported_as_retryable(bq_spec: Path, monkeypatch):
-    from google.api_core.exceptions import TooManyRequests
-
     import backfill_kit.warehouse.bigquery as backend_module
 
     pauses: list[float] = []
@@ -239,18 +249,158 @@ def test_rate_limits_are_retried_with_backoff_then_reported_as_retryable(bq_spec
 
     def busy_twice(*args, **kwargs):
         if next(refusals, None) is not None:
-            raise TooManyRequests("Exceeded rate limits: too many concurrent queries for this project")
+            raise bigquery_refusal(*RATE_LIMIT)
         return real_query(*args, **kwargs)
 
     monkeypatch.setattr(wh.client, "query", busy_twice)
     result = validate(spec, D1, D1, now=NOW, tables=["boxscore"], warehouse=wh)
     assert result.cells[0].status == "complete" and pauses == [2.0, 8.0]
 
-    monkeypatch.setattr(wh.client, "query", lambda *a, **k: (_ for _ in ()).throw(TooManyRequests("quota exceeded")))
-    with pytest.raises(WarehouseError, match="quota or rate limit") as info:
+    pauses.clear()
+    monkeypatch.setattr(wh.client, "query", lambda *a, **k: (_ for _ in ()).throw(bigquery_refusal(*RATE_LIMIT)))
+    with pytest.raises(WarehouseError, match="BigQuery rate limit: Exceeded rate limits") as info:
         validate(spec, D1, D1, now=NOW, warehouse=wh)
-    assert info.value.retryable
+    assert info.value.retryable and pauses == [2.0, 8.0, 30.0]
     wh.close()
+
+
+@pytest.mark.parametrize("backend", ["bigquery"])
+def test_a_spent_daily_quota_is_not_retried_and_says_so(bq_spec: Path, monkeypatch):
+    import backfill_kit.warehouse.bigquery as backend_module
+
+    pauses: list[float] = []
+    monkeypatch.setattr(backend_module, "_sleep", pauses.append)
+    from google.cloud import bigquery
+
+    monkeypatch.setattr(bigquery.Client, "query", lambda *a, **k: (_ for _ in ()).throw(bigquery_refusal(*DAILY_QUOTA)))
+    with pytest.raises(WarehouseError, match="BigQuery quota exceeded: Quota exceeded: Your project") as info:
+        validate(load_spec(bq_spec), D1, D1, now=NOW)
+    assert not info.value.retryable and pauses == []
+    assert "was not retried" in str(info.value)
+    result = invoke(*validate_args(bq_spec))  # through the CLI: one message, exit 2
+    assert result.exit_code == 2 and result.output.startswith("error: ") and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("backend", ["bigquery"])
+def test_datasets_in_another_location_are_named_at_warehouse_location(bq_spec: Path, mini: MiniWarehouse, monkeypatch):
+    """BigQuery answers a query run in the wrong location with a 404 (the emulator ignores
+    locations): it used to read as a calendar.filter mistake."""
+    from google.api_core.exceptions import NotFound
+    from google.cloud import bigquery
+
+    located = "backend: bigquery\n  location: asia-northeast1\n"
+    bq_spec.write_text(bq_spec.read_text().replace("backend: bigquery\n", located))
+    text = f"Not found: Dataset {mini.project}:raw was not found in location asia-northeast1"
+
+    def elsewhere(*args, **kwargs):
+        raise NotFound(text, errors=[{"reason": "notFound", "domain": "global", "message": text}])
+
+    monkeypatch.setattr(bigquery.Client, "query", elsewhere)
+    result = invoke(*validate_args(bq_spec))
+    assert result.exit_code == 2 and result.output.startswith("error: ") and "Traceback" not in result.output
+    said = " ".join(result.output.split())
+    assert f"{bq_spec}: warehouse.location:" in said
+    assert f"looked for dataset {mini.project}:raw in location asia-northeast1, but the datasets are in US" in said
+    assert "set `location: US`" in said and "calendar.filter" not in said
+
+
+@pytest.mark.parametrize("backend", ["bigquery"])
+def test_every_job_has_a_timeout_and_one_past_it_is_given_up(bq_spec: Path, monkeypatch):
+    from concurrent.futures import TimeoutError as WaitTimeout
+
+    from google.cloud import bigquery
+
+    configs: list[Any] = []
+    real_query = bigquery.Client.query
+
+    def recording(client, sql, job_config=None, **kwargs):
+        configs.append((job_config, kwargs.get("timeout")))
+        return real_query(client, sql, job_config=job_config, **kwargs)
+
+    monkeypatch.setattr(bigquery.Client, "query", recording)
+    validate(load_spec(bq_spec), D1, D1, now=NOW)
+    jobs = [config for config, _ in configs if not config.dry_run]
+    assert len(jobs) == 3 and all(int(config.job_timeout_ms) == 600_000 for config in jobs)
+    assert all(http_timeout == 60.0 for _, http_timeout in configs)  # each API request too
+
+    def never_done(self, *args, **kwargs):  # what the client raises when result() waits in vain
+        raise WaitTimeout()
+
+    monkeypatch.setattr(bigquery.QueryJob, "result", never_done)
+    with pytest.raises(WarehouseError, match=r"the calendar query \(job .+\) did not finish within 600 s") as info:
+        validate(load_spec(bq_spec), D1, D1, now=NOW)
+    assert info.value.retryable
+
+    def cancelled(self, *args, **kwargs):  # what the client raises for a job BigQuery timed out
+        raise bigquery_refusal("timeout", "Job timed out after 600 seconds", status=400)
+
+    monkeypatch.setattr(bigquery.QueryJob, "result", cancelled)
+    with pytest.raises(WarehouseError, match="running the calendar query: Job timed out after 600 seconds; the query "
+                                             "did not finish within 600 s") as info:
+        validate(load_spec(bq_spec), D1, D1, now=NOW)
+    assert info.value.retryable
+
+
+@pytest.mark.parametrize("backend", ["bigquery"])
+@pytest.mark.parametrize("accuracy", ["UNKNOWN", "LOWER_BOUND"])
+def test_a_dry_run_that_cannot_bound_the_bytes_shows_the_cost_as_unknown(bq_spec: Path, monkeypatch, accuracy):
+    from google.cloud import bigquery
+
+    real_query = bigquery.Client.query
+
+    def unsure(client, sql, job_config=None, **kwargs):
+        job = real_query(client, sql, job_config=job_config, **kwargs)
+        if not job_config.dry_run:
+            return job
+        resource = job.to_api_repr()  # BigQuery's answer for, e.g., a query on an external table
+        resource["statistics"] = {"query": {"totalBytesProcessed": "0", "totalBytesProcessedAccuracy": accuracy}}
+        return bigquery.QueryJob.from_api_repr(resource, client)
+
+    monkeypatch.setattr(bigquery.Client, "query", unsure)
+    out = invoke(*validate_args(bq_spec)).output
+    assert "cost: unknown: BigQuery's dry run could not bound the calendar, coverage, run_history query" in out
+    data = json.loads(invoke(*validate_args(bq_spec, "--format", "json")).output)
+    assert data["cost"]["estimated_bytes_billed"] is None and data["cost"]["estimated_usd"] is None
+    assert data["cost"]["unknown_estimates"] == ["calendar", "coverage", "run_history"]
+    assert all(q["estimate_accuracy"] == accuracy and q["estimated_bytes_billed"] is None for q in data["queries"])
+
+
+def test_the_estimate_is_an_upper_bound_of_what_bigquery_bills():
+    from backfill_kit.warehouse.bigquery import estimated_bytes_billed
+
+    mib = 2**20
+    # Two tables read for 15 MB and 1 byte: BigQuery bills 15 + 10 (the second table's minimum).
+    billed = 15 * mib + 10 * mib
+    assert estimated_bytes_billed(15 * mib + 1, tables=2) >= billed
+    assert estimated_bytes_billed(0, tables=3) == 30 * mib  # nothing read: each table's minimum
+    assert estimated_bytes_billed(15 * mib + 1, tables=2) == 16 * mib + 20 * mib
+
+
+def test_partition_metadata_is_matched_on_the_table_name_as_bigquery_spells_it():
+    """A case-insensitive dataset answers `raw.BoxScore` with the table `boxscore`, and its
+    PARTITIONS view holds `boxscore`: the name to compare is BigQuery's."""
+    from google.cloud import bigquery
+
+    from backfill_kit.warehouse.bigquery import _partition_branches
+
+    resource = bigquery.Table("p.raw.boxscore").to_api_repr()  # as tables.get returns it
+    (sql,), params = _partition_branches([resource], first_k=0)
+    assert params == {"t0": "boxscore"}
+    assert "FROM `p`.`raw`.INFORMATION_SCHEMA.PARTITIONS" in sql
+
+
+def test_only_time_partitioning_gets_a_date_bound_and_every_required_filter_is_named():
+    from backfill_kit.warehouse.bigquery import _partition_column, table_hazards
+
+    by_range = {"rangePartitioning": {"field": "season_year", "range": {"start": "2000", "end": "2100", "interval": "1"}},
+                "requirePartitionFilter": True}
+    by_ingestion = {"timePartitioning": {"type": "DAY"}, "requirePartitionFilter": True}
+    assert _partition_column(by_range) is None  # an INT64 column: a date string cannot bound it
+    assert _partition_column(by_ingestion) == "_PARTITIONTIME"
+    assert table_hazards("raw.t", by_range, D1, D1) == [
+        "raw.t: requires a partition filter: every query a backfill job runs on it must filter on season_year, "
+        "or BigQuery rejects it."]
+    assert "must filter on _PARTITIONTIME" in table_hazards("raw.t", by_ingestion, D1, D1)[0]
 
 
 # --- installing, importing, configuring --------------------------------------------------------
@@ -337,6 +487,9 @@ def test_live_bigquery_validates_the_demo_in_three_billed_jobs(demo_dir, monkeyp
         duck = validate(load_spec(demo_dir / "nba_props.yaml"), *SLICE, now=DEMO_NOW)
         assert len({q.extra["job_id"] for q in live.queries}) == 3
         assert all(q.extra["bytes_billed"] >= 10 * 2**20 for q in live.queries)
+        # The estimate is an upper bound of what BigQuery billed, or says it is unknown.
+        assert all(q.extra["estimated_bytes_billed"] is None or q.extra["estimated_bytes_billed"] >= q.extra["bytes_billed"]
+                   for q in live.queries)
         assert live.cells == duck.cells
     finally:
         client = bigquery.Client(project=project)

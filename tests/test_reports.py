@@ -249,6 +249,7 @@ def test_a_toolkit_error_inside_the_notebook_keeps_its_message(mini_spec, tmp_pa
     assert result.exit_code == 2
     assert "table raw.odds_props does not exist in the warehouse" in result.output
     assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()  # no notebook left behind: the message says it all
 
 
 def test_two_reports_started_together_in_one_folder_do_not_cross(mini_spec, tmp_path):

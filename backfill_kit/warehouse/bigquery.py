@@ -2,16 +2,22 @@
 
 - Tables partitioned by day on their date column are counted from
   `INFORMATION_SCHEMA.PARTITIONS` (metadata: none of their bytes are scanned); the other tables
-  by one batched `UNION ALL` filtered on the date range, so tables that require a partition
-  filter work. Both go in the one coverage job.
+  by one batched `UNION ALL` filtered on the date range, and on their partitioning column when
+  it is another one (or ingestion time), so tables that require a partition filter work. Both
+  go in the one coverage job.
+- Queries follow the tables' schemas: date parameters are STRINGs, which GoogleSQL coerces to
+  the DATE, DATETIME or TIMESTAMP column they meet; JSON and REPEATED columns are read with
+  TO_JSON_STRING. tests/test_googlesql.py type-checks every query with Google's analyzer.
 - Table metadata (partitioning, expiration, required filters, schema) comes from `tables.get`
   API calls, which are not jobs and cost nothing; it is cached for the life of this object
   (one validation).
 - Every query is dry-run first; its estimated bytes and dollars are recorded, and a query whose
   estimate is over `maximum_bytes_billed` is refused before it runs (BigQuery is told the
   ceiling too, and refuses on its own count).
-- Native errors are translated here, once: a missing table or dataset, a missing permission
-  (naming the role), quota and rate limits (retryable, retried with backoff).
+- Every job has a timeout (BigQuery cancels it, and we stop waiting).
+- Native errors are translated here, once: a missing table or dataset, datasets in another
+  location than `warehouse.location`, a missing permission (naming the role), rate limits
+  (retried with backoff, then retryable), a daily quota (not retried: it resets tomorrow).
 
 `google-cloud-bigquery` is imported by this module only, which is imported only for a spec
 whose warehouse is BigQuery.
@@ -20,8 +26,10 @@ whose warehouse is BigQuery.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import TimeoutError as WaitTimeout
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -64,11 +72,21 @@ TIB = 2**40
 MIN_BILLED_PER_TABLE = 10 * MIB  # on-demand queries bill at least 10 MB per table referenced
 SCOPES = ("https://www.googleapis.com/auth/bigquery",)
 API_RETRY = DEFAULT_RETRY.with_timeout(120)  # the client's own retries, capped at 2 minutes
-BACKOFF = (2.0, 8.0, 30.0)  # our pauses before retrying a quota or rate-limit error
-RETRYABLE_REASONS = frozenset({"rateLimitExceeded", "quotaExceeded", "backendError", "internalError"})
+BACKOFF = (2.0, 8.0, 30.0)  # our pauses before retrying a rate-limit or transient error
+JOB_TIMEOUT_SECONDS = 600.0  # no validation query should run longer; BigQuery cancels it after
+HTTP_TIMEOUT_SECONDS = 60.0  # one API request (not a job)
+RETRYABLE_REASONS = frozenset({"rateLimitExceeded", "backendError", "internalError"})
+# A quota (queries per day, bytes per day, free tier) resets tomorrow: retrying in minutes is no use.
+QUOTA_REASON = "quotaExceeded"
+TIMEOUT_REASON = "timeout"  # a job cancelled at its job_timeout_ms
+EARLIEST = "0001-01-01"  # the lowest DATE, DATETIME and TIMESTAMP
+# A dry run's totalBytesProcessedAccuracy that bounds the bytes from above (an emulator gives none).
+BOUNDING_ACCURACY = frozenset({"PRECISE", "UPPER_BOUND"})
 RETRYABLE_TYPES = (api_errors.TooManyRequests, api_errors.InternalServerError, api_errors.BadGateway,
                    api_errors.ServiceUnavailable, api_errors.GatewayTimeout)
 UNKNOWN_NAME = ("Unrecognized name", "not found in FROM clause", "does not have a column")
+# "Not found: Dataset my-project:nba_raw was not found in location EU"
+WRONG_LOCATION = re.compile(r"(?:Dataset|Table) ([^\s:]+):([\w-]+)\S* was not found in location (\S+)")
 # How BigQuery is reached: the client's own convention for an emulator (no credentials then).
 EMULATOR_HOST = "BIGQUERY_EMULATOR_HOST"
 
@@ -88,6 +106,7 @@ class BigQueryWarehouse:
         maximum_bytes_billed: int | None = None,
         price_per_tib_usd: float = 6.25,
         spec_file: str = "<spec>",
+        job_timeout_seconds: float = JOB_TIMEOUT_SECONDS,
     ) -> None:
         self.queries: list[QueryRecord] = []
         self.project: str = client.project
@@ -96,6 +115,7 @@ class BigQueryWarehouse:
         self.maximum_bytes_billed = maximum_bytes_billed
         self.price_per_tib_usd = price_per_tib_usd
         self.spec_file = spec_file
+        self.job_timeout_seconds = job_timeout_seconds
         self.client = client  # a google.cloud.bigquery.Client
         self._tables: dict[str, dict[str, Any] | None] = {}  # spec name -> REST resource, None: missing
         self._why_missing: dict[str, str] = {}
@@ -113,14 +133,14 @@ class BigQueryWarehouse:
     # --- the contract ----------------------------------------------------------------------
 
     def expected_dates(self, request: CalendarRequest, start: date, end: date) -> list[tuple[date, int]]:
-        self._require([request.table])
-        sql = calendar_sql(BIGQUERY, replace(request, table=self.qualified(request.table)))
+        (resource,) = self._require([request.table])
+        sql = calendar_sql(BIGQUERY, replace(request, table=_name(resource)), _partition_column(resource))
         blame = ""
         if request.filter:  # the one piece of SQL the user wrote: the likeliest culprit
             blame = (f"{self.spec_file}: calendar.filter: BigQuery refused the calendar query, which "
                      f"includes this filter ({request.filter!r}); check that it is a valid BigQuery SQL "
                      "condition on the schedule table's columns")
-        rows = self._run("calendar", sql, _range(start, end), tables=1, blame=blame)
+        rows = self._run("calendar", sql, _range(start, end, sql), tables=1, blame=blame)
         return [(d, int(games)) for d, games in rows]
 
     def row_counts(self, targets: Sequence[CoverageTarget], start: date, end: date) -> list[tuple[int, date, int]]:
@@ -130,22 +150,29 @@ class BigQueryWarehouse:
         by_metadata = _metadata_counted(targets, resources)
         scanned = [i for i in range(len(targets)) if i not in by_metadata]
         order = scanned + by_metadata  # k in the result -> index into targets
-        parts, params = self._partition_branches(targets, by_metadata, len(scanned))
+        parts, params = _partition_branches([resources[i] for i in by_metadata], len(scanned))
         views = len(parts)  # one INFORMATION_SCHEMA view per dataset
         if by_metadata:
             params |= {"first_partition": f"{start:%Y%m%d}", "after_partition": f"{end + timedelta(days=1):%Y%m%d}"}
         if scanned:
-            parts.insert(0, coverage_sql(BIGQUERY, [self._qualify(targets[i]) for i in scanned]))
-            params |= _range(start, end)
-        rows = self._run("coverage", "\nUNION ALL\n".join(parts), params, tables=len(scanned) + views,
+            named = [replace(targets[i], table=_name(resources[i])) for i in scanned]
+            parts.insert(0, coverage_sql(BIGQUERY, named, [_partition_column(resources[i]) for i in scanned]))
+        sql = "\nUNION ALL\n".join(parts)
+        if scanned:
+            params |= _range(start, end, sql)
+        # Known before the job, so that a refusal comes with the table settings likely behind it.
+        settings = [h for i in scanned if (h := _filter_hazard(targets[i].table, resources[i]))]
+        blame = ("BigQuery refused the coverage query; table settings that may explain it: " + " ".join(settings)
+                 if settings else "")
+        rows = self._run("coverage", sql, params, tables=len(scanned) + views, blame=blame,
                          metadata_tables=[targets[i].table for i in by_metadata])
         return [(order[k], d, int(n)) for k, d, n in rows]
 
     def run_summaries(
         self, request: RunHistoryRequest, processors: Sequence[str], start: date, end: date
     ) -> list[RunSummary]:
-        self._require([request.table])
-        sql = run_history_sql(BIGQUERY, replace(request, table=self.qualified(request.table)))
+        (resource,) = self._require([request.table])
+        sql = run_history_sql(BIGQUERY, replace(request, table=_name(resource)))
         params = run_history_params(request, processors, start, end)
         new = tuple.__new__
         return [new(RunSummary, row) for row in self._run("run_history", sql, params, tables=1)]
@@ -153,14 +180,15 @@ class BigQueryWarehouse:
     def recent_runs(
         self, request: RunHistoryRequest, processors: Sequence[str], start: date, end: date, since: datetime
     ) -> list[RecentRun]:
-        self._require([request.table])
-        sql = recent_runs_sql(BIGQUERY, replace(request, table=self.qualified(request.table)))
+        (resource,) = self._require([request.table])
+        sql = recent_runs_sql(BIGQUERY, replace(request, table=_name(resource)))
         params = {**run_history_params(request, processors, start, end), "since": since}
         return [RecentRun._make(row) for row in self._run("recent_runs", sql, params, tables=1)]
 
     def missing_objects(self, wanted: dict[str, Sequence[str]]) -> list[MissingObject]:
         if not wanted:  # asked only whether BigQuery answers: one cheap API call, not a job
-            self.call("listing the datasets of the project", lambda: list(self.client.list_datasets(max_results=1, retry=API_RETRY)))
+            self.call("listing the datasets of the project", lambda: list(
+                self.client.list_datasets(max_results=1, retry=API_RETRY, timeout=HTTP_TIMEOUT_SECONDS)))
             return []
         missing: list[MissingObject] = []
         for table, columns in wanted.items():
@@ -193,9 +221,6 @@ class BigQueryWarehouse:
             return table
         return f"{self.project}.{self.dataset_prefix}{parts[0]}.{parts[1]}"
 
-    def _qualify(self, target: CoverageTarget) -> CoverageTarget:
-        return replace(target, table=self.qualified(target.table))
-
     # --- metadata --------------------------------------------------------------------------
 
     def _resource(self, table: str) -> dict[str, Any] | None:
@@ -204,7 +229,7 @@ class BigQueryWarehouse:
             name = self.qualified(table)
             try:
                 found = self.call(f"reading the metadata of {name}",
-                                   lambda: self.client.get_table(name, retry=API_RETRY))
+                                   lambda: self.client.get_table(name, retry=API_RETRY, timeout=HTTP_TIMEOUT_SECONDS))
                 self._tables[table] = found.to_api_repr()
             except ObjectsMissingError:
                 self._tables[table] = None
@@ -216,7 +241,8 @@ class BigQueryWarehouse:
     def _dataset_missing(self, name: str) -> bool:
         dataset = name.rsplit(".", 1)[0]
         try:
-            self.call(f"reading dataset {dataset}", lambda: self.client.get_dataset(dataset, retry=API_RETRY))
+            self.call(f"reading dataset {dataset}",
+                      lambda: self.client.get_dataset(dataset, retry=API_RETRY, timeout=HTTP_TIMEOUT_SECONDS))
         except ObjectsMissingError:
             return True
         return False
@@ -229,19 +255,6 @@ class BigQueryWarehouse:
             raise ObjectsMissingError(f"missing in BigQuery: {', '.join(lost)}")
         return [r for r in resources if r is not None]
 
-    def _partition_branches(
-        self, targets: Sequence[CoverageTarget], by_metadata: list[int], first_k: int
-    ) -> tuple[list[str], dict[str, Any]]:
-        """One PARTITIONS query per dataset, and the parameters naming its tables; the tables'
-        keys in the result follow the `first_k` scanned ones."""
-        datasets: dict[str, list[tuple[int, str]]] = {}
-        params: dict[str, Any] = {}
-        for k, i in enumerate(by_metadata, start=first_k):
-            dataset, table = self.qualified(targets[i].table).rsplit(".", 1)
-            datasets.setdefault(dataset, []).append((k, f"t{k}"))
-            params[f"t{k}"] = table
-        return [partitions_sql(dataset, keyed) for dataset, keyed in datasets.items()], params
-
     # --- queries ---------------------------------------------------------------------------
 
     def _run(self, purpose: str, sql: str, params: dict[str, Any], *, tables: int, blame: str = "",
@@ -249,38 +262,61 @@ class BigQueryWarehouse:
         """Dry run, cost guard, run: one job. `tables` is how many tables the SQL references."""
         began = time.perf_counter()
         parameters = [_parameter(name, value) for name, value in params.items()]
-        estimate = self.call(f"estimating the {purpose} query", lambda: self._dry_run(sql, parameters), blame)
+        estimate, accuracy = self.call(f"estimating the {purpose} query", lambda: self._dry_run(sql, parameters), blame)
         billed = estimated_bytes_billed(estimate, tables)
         usd = billed / TIB * self.price_per_tib_usd
-        self._guard(purpose, billed, usd)
-        job, rows = self.call(f"running the {purpose} query", lambda: self._execute(sql, parameters), blame)
-        extra: dict[str, object] = {
-            "job_id": job.job_id, "bytes_billed": job.total_bytes_billed, "estimated_bytes_processed": estimate,
-            "estimated_bytes_billed": billed, "estimated_usd": round(usd, 6),
+        bounded = accuracy in BOUNDING_ACCURACY
+        if bounded:  # else the job's maximum_bytes_billed is the only guard: BigQuery counts
+            self._guard(purpose, billed, usd)
+        extra: dict[str, object] = {  # without a bound, no figure
+            "estimated_bytes_processed": estimate, "estimate_accuracy": accuracy, "estimate_unknown": not bounded,
+            "estimated_bytes_billed": billed if bounded else None, "estimated_usd": round(usd, 6) if bounded else None,
         }
+        job, rows = self.call(f"running the {purpose} query", lambda: self._execute(purpose, sql, parameters), blame)
+        extra |= {"job_id": job.job_id, "bytes_billed": job.total_bytes_billed}
         if metadata_tables:
             extra["counted_from_metadata"] = list(metadata_tables)
         self.queries.append(QueryRecord(purpose, sql, time.perf_counter() - began, len(rows),
                                         job.total_bytes_processed, extra))
         return rows
 
-    def _dry_run(self, sql: str, parameters: list[Any]) -> int:
+    def _dry_run(self, sql: str, parameters: list[Any]) -> tuple[int, str]:
+        """Bytes the query would process, and how sure BigQuery is (PRECISE, UPPER_BOUND,
+        LOWER_BOUND or UNKNOWN; an emulator says nothing: PRECISE)."""
         config = bigquery.QueryJobConfig(query_parameters=parameters, dry_run=True, use_query_cache=False)
-        job = self.client.query(sql, job_config=config, location=self.location, retry=API_RETRY)
-        return int(job.total_bytes_processed or 0)
+        job = self.client.query(sql, job_config=config, location=self.location, retry=API_RETRY,
+                                timeout=HTTP_TIMEOUT_SECONDS)
+        # The client has no accessor for the accuracy; it keeps the job resource in _properties.
+        statistics = (job._properties.get("statistics") or {}).get("query") or {}
+        accuracy = statistics.get("totalBytesProcessedAccuracy") or "PRECISE"
+        return int(job.total_bytes_processed or 0), accuracy
 
-    def _execute(self, sql: str, parameters: list[Any]) -> tuple[Any, list[tuple[Any, ...]]]:
-        config = bigquery.QueryJobConfig(query_parameters=parameters, labels={"tool": "backfill-kit"})
+    def _execute(self, purpose: str, sql: str, parameters: list[Any]) -> tuple[Any, list[tuple[Any, ...]]]:
+        timeout = self.job_timeout_seconds
+        config = bigquery.QueryJobConfig(query_parameters=parameters, labels={"tool": "backfill-kit"},
+                                         job_timeout_ms=int(timeout * 1000))
         if self.maximum_bytes_billed is not None:
             config.maximum_bytes_billed = self.maximum_bytes_billed
-        job = self.client.query(sql, job_config=config, location=self.location, retry=API_RETRY)
-        return job, [tuple(map(_naive_utc, row.values())) for row in job.result(retry=API_RETRY)]
+        job = self.client.query(sql, job_config=config, location=self.location, retry=API_RETRY,
+                                timeout=HTTP_TIMEOUT_SECONDS)
+        try:
+            rows = job.result(retry=API_RETRY, timeout=timeout)
+            return job, [tuple(map(_naive_utc, row.values())) for row in rows]
+        except WaitTimeout as exc:  # BigQuery cancels it too, at job_timeout_ms
+            raise self._timed_out(f"the {purpose} query (job {job.job_id})") from exc
+
+    def _timed_out(self, what: str) -> WarehouseError:
+        return WarehouseError(
+            f"{what} did not finish within {self.job_timeout_seconds:g} s and was given up; BigQuery may be "
+            "busy: try again later, or validate fewer dates (--start/--end) or tables (--table).",
+            retryable=True,
+        )
 
     def _guard(self, purpose: str, billed: int, usd: float) -> None:
         ceiling = self.maximum_bytes_billed
         if ceiling is not None and billed > ceiling:
             raise WarehouseError(
-                f"the {purpose} query would bill about {_size(billed)} (~${usd:.4f}), over "
+                f"the {purpose} query would bill up to {_size(billed)} (~${usd:.4f}), over "
                 f"warehouse.maximum_bytes_billed ({ceiling:,} bytes) in {self.spec_file}; nothing was run. "
                 "Raise maximum_bytes_billed, or validate fewer dates (--start/--end) or tables (--table)."
             )
@@ -304,13 +340,21 @@ class BigQueryWarehouse:
         invalid query most likely comes from."""
         text = _message(exc)
         reasons = _reasons(exc)
+        if wrong_location := WRONG_LOCATION.search(text):
+            return self._location_error(action, *wrong_location.groups())
         if isinstance(exc, api_errors.NotFound) or any(s in text for s in UNKNOWN_NAME):
             return ObjectsMissingError(f"{action}: {text}")
         if "bytesBilledLimitExceeded" in reasons or "bytes billed" in text.lower():
             return WarehouseError(f"{action}: BigQuery refused it: {text}. Raise warehouse.maximum_bytes_billed "
                                   f"in {self.spec_file}, or validate fewer dates or tables.")
+        if TIMEOUT_REASON in reasons:  # BigQuery cancelled the job at job_timeout_ms
+            return self._timed_out(f"{action}: {text}; the query")
+        if QUOTA_REASON in reasons:
+            return WarehouseError(f"{action}: BigQuery quota exceeded: {text}. A quota (queries or bytes per day, "
+                                  "the free tier) is not over in minutes, so it was not retried: try again once it "
+                                  "resets, or raise it (Google Cloud console, IAM & Admin > Quotas).")
         if _retryable(exc, reasons):
-            return WarehouseError(f"{action}: BigQuery quota or rate limit: {text}. It was retried with backoff; "
+            return WarehouseError(f"{action}: BigQuery rate limit: {text}. It was retried with backoff; "
                                   "try again in a few minutes.", retryable=True)
         if isinstance(exc, api_errors.Forbidden):
             return WarehouseError(f"{action}: BigQuery denied access: {text}. {self._role_hint(text)}")
@@ -318,7 +362,32 @@ class BigQueryWarehouse:
             return WarehouseError(f"{action}: the Google credentials were refused: {text}. {CREDENTIALS_HINT}")
         if isinstance(exc, RequestException | RetryError):
             return WarehouseError(f"{action}: BigQuery did not answer: {text}", retryable=True)
-        return WarehouseError(f"{blame}. {action} failed: {text}" if blame else f"{action} failed: {text}")
+        return WarehouseError(f"{blame.rstrip('.')}. {action} failed: {text}" if blame else f"{action} failed: {text}")
+
+    def _location_error(self, action: str, project: str, dataset: str, asked: str) -> WarehouseError:
+        """Datasets looked for in one location and kept in another: said at warehouse.location,
+        with the location each dataset of the spec is really in."""
+        where = self._dataset_locations()
+        real = sorted(set(where.values()))
+        if len(real) > 1:
+            listing = ", ".join(f"{name} in {location}" for name, location in where.items())
+            fix = f"one query cannot read datasets in different locations ({listing}): copy them into one location"
+        else:
+            found = real[0] if real else "another location"
+            fix = f"the datasets are in {found}: set `location: {found}` in the warehouse section, or leave it out"
+        return WarehouseError(f"{self.spec_file}: warehouse.location: {action}: BigQuery looked for dataset "
+                              f"{project}:{dataset} in location {asked}, but {fix}.")
+
+    def _dataset_locations(self) -> dict[str, str]:
+        """Each dataset of the tables read so far, and its location as BigQuery reports it."""
+        datasets = dict.fromkeys(_name(r).rsplit(".", 1)[0] for r in self._tables.values() if r is not None)
+        found: dict[str, str] = {}
+        for dataset in datasets:
+            try:
+                found[dataset] = self.client.get_dataset(dataset, retry=API_RETRY, timeout=HTTP_TIMEOUT_SECONDS).location
+            except api_errors.GoogleAPIError:
+                continue  # only for a better message: no new error while explaining one
+        return found
 
     def _role_hint(self, text: str) -> str:
         if "jobs.create" in text:
@@ -378,35 +447,76 @@ def partitions_sql(dataset: str, keyed: Sequence[tuple[int, str]]) -> str:
     )
 
 
+def _partition_branches(resources: Sequence[dict[str, Any]], first_k: int) -> tuple[list[str], dict[str, Any]]:
+    """One PARTITIONS query per dataset, and the parameters naming its tables as BigQuery
+    spells them (PARTITIONS.table_name is compared exactly); the tables' keys in the result
+    follow the `first_k` scanned ones."""
+    datasets: dict[str, list[tuple[int, str]]] = {}
+    params: dict[str, Any] = {}
+    for k, resource in enumerate(resources, start=first_k):
+        dataset, table = _name(resource).rsplit(".", 1)
+        datasets.setdefault(dataset, []).append((k, f"t{k}"))
+        params[f"t{k}"] = table
+    return [partitions_sql(dataset, keyed) for dataset, keyed in datasets.items()], params
+
+
 def estimated_bytes_billed(bytes_processed: int, tables: int) -> int:
-    """On-demand billing: bytes rounded up to a whole MB, at least 10 MB per table referenced."""
+    """An upper bound of on-demand billing: bytes rounded up to a whole MB, plus the 10 MB
+    minimum of every table referenced (a table read for less is billed 10 MB)."""
     rounded = -(-bytes_processed // MIB) * MIB
-    return max(rounded, MIN_BILLED_PER_TABLE * max(tables, 1))
+    return rounded + MIN_BILLED_PER_TABLE * max(tables, 1)
 
 
 def table_hazards(table: str, resource: dict[str, Any], start: date, today: date) -> list[str]:
     """What this table's settings will do to a backfill of dates from `start` on."""
-    found: list[str] = []
+    found = [_expiration_hazard(table, resource, start, today), _filter_hazard(table, resource),
+             _table_expiry_hazard(table, resource)]
+    return [h for h in found if h]
+
+
+def _expiration_hazard(table: str, resource: dict[str, Any], start: date, today: date) -> str:
+    expiration_ms = (resource.get("timePartitioning") or {}).get("expirationMs")
+    if expiration_ms is None:
+        return ""
+    days, age = int(expiration_ms) // 86_400_000, (today - start).days
+    if age <= days:
+        return ""
+    return (f"{table}: partitions expire {days} days after their date, but the range starts {start} "
+            f"({age} days ago): rows backfilled for dates before {today - timedelta(days=days)} are deleted "
+            "again at once. Lengthen or remove the table's partition expiration first.")
+
+
+def _filter_hazard(table: str, resource: dict[str, Any]) -> str:
     partitioning = resource.get("timePartitioning") or {}
-    expiration_ms = partitioning.get("expirationMs")
-    if expiration_ms is not None:
-        days = int(expiration_ms) // 86_400_000
-        age = (today - start).days
-        if age > days:
-            found.append(
-                f"{table}: partitions expire {days} days after their date, but the range starts {start} "
-                f"({age} days ago): rows backfilled for dates before {today - timedelta(days=days)} are deleted "
-                "again at once. Lengthen or remove the table's partition expiration first."
-            )
-    if resource.get("requirePartitionFilter") or partitioning.get("requirePartitionFilter"):
-        column = partitioning.get("field") or "_PARTITIONTIME"
-        found.append(f"{table}: requires a partition filter: every query a backfill job runs on it must "
-                     f"filter on {column}, or BigQuery rejects it.")
-    if resource.get("expirationTime"):
-        when = datetime.fromtimestamp(int(resource["expirationTime"]) / 1000, UTC)
-        found.append(f"{table}: the table itself expires at {when:%Y-%m-%d %H:%M} UTC, with every row in it; "
-                     "remove its expiration to keep it.")
-    return found
+    if not (resource.get("requirePartitionFilter") or partitioning.get("requirePartitionFilter")):
+        return ""
+    by_range = (resource.get("rangePartitioning") or {}).get("field")
+    column = _partition_column(resource) or by_range or "its partitioning column"
+    return (f"{table}: requires a partition filter: every query a backfill job runs on it must "
+            f"filter on {column}, or BigQuery rejects it.")
+
+
+def _table_expiry_hazard(table: str, resource: dict[str, Any]) -> str:
+    if not resource.get("expirationTime"):
+        return ""
+    when = datetime.fromtimestamp(int(resource["expirationTime"]) / 1000, UTC)
+    return (f"{table}: the table itself expires at {when:%Y-%m-%d %H:%M} UTC, with every row in it; "
+            "remove its expiration to keep it.")
+
+
+def _name(resource: dict[str, Any]) -> str:
+    """`project.dataset.table` as BigQuery spells it (a case-insensitive dataset answers to
+    other spellings, but its metadata views hold this one)."""
+    ref = resource["tableReference"]
+    return f"{ref['projectId']}.{ref['datasetId']}.{ref['tableId']}"
+
+
+def _partition_column(resource: dict[str, Any]) -> str | None:
+    """The time column a table is partitioned on: a column, _PARTITIONTIME (ingestion time), or
+    None (not partitioned, or on an integer range, which no date bound can filter)."""
+    if (partitioning := resource.get("timePartitioning")) is not None:
+        return partitioning.get("field") or "_PARTITIONTIME"
+    return None
 
 
 def _metadata_counted(targets: Sequence[CoverageTarget], resources: Sequence[dict[str, Any]]) -> list[int]:
@@ -425,13 +535,14 @@ def _metadata_counted(targets: Sequence[CoverageTarget], resources: Sequence[dic
 
 
 def _parameter(name: str, value: Any) -> Any:
+    """A query parameter; dates and moments go as STRINGs, which GoogleSQL coerces to the DATE,
+    DATETIME or TIMESTAMP they are compared with (typed ones match one column type only)."""
     if isinstance(value, list | tuple):
         return bigquery.ArrayQueryParameter(name, "STRING", [str(v) for v in value])
     if isinstance(value, datetime):
-        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        return bigquery.ScalarQueryParameter(name, "TIMESTAMP", moment)
+        return bigquery.ScalarQueryParameter(name, "STRING", _moment(value))
     if isinstance(value, date):
-        return bigquery.ScalarQueryParameter(name, "DATE", value)
+        return bigquery.ScalarQueryParameter(name, "STRING", value.isoformat())
     if isinstance(value, int):
         return bigquery.ScalarQueryParameter(name, "INT64", value)
     return bigquery.ScalarQueryParameter(name, "STRING", str(value))
@@ -444,8 +555,19 @@ def _naive_utc(value: Any) -> Any:
     return value
 
 
-def _range(start: date, end: date) -> dict[str, date]:
-    return {"start": start, "stop": end + timedelta(days=1)}
+def _range(start: date, end: date, sql: str) -> dict[str, str]:
+    """The date range as STRINGs, which GoogleSQL coerces to the DATE, DATETIME or TIMESTAMP
+    column each meets (a DATE parameter cannot be compared with a TIMESTAMP)."""
+    found = {"start": start.isoformat(), "stop": (end + timedelta(days=1)).isoformat()}
+    if "@partitions_from" in sql:
+        found["partitions_from"] = EARLIEST
+    return found
+
+
+def _moment(value: datetime) -> str:
+    """A moment as a STRING in UTC without a zone: coerced to TIMESTAMP (as UTC) or DATETIME."""
+    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return f"{utc:%Y-%m-%d %H:%M:%S.%f}"
 
 
 def _reasons(exc: Exception) -> set[str]:
@@ -453,6 +575,8 @@ def _reasons(exc: Exception) -> set[str]:
 
 
 def _retryable(exc: Exception, reasons: set[str]) -> bool:
+    if QUOTA_REASON in reasons:  # even as 429: a spent quota is not a burst
+        return False
     return isinstance(exc, RETRYABLE_TYPES) or bool(reasons & RETRYABLE_REASONS)
 
 

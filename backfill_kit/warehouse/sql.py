@@ -24,8 +24,11 @@ class Dialect:
     seconds_between: str  # whole seconds from {a} to {b}
     date_array: str  # every date from {a} to {b}, inclusive; empty when {b} is before {a}
     json_text: str  # any column (JSON, REPEATED, text) as JSON text, e.g. an error list
+    pseudo_columns: frozenset[str] = frozenset()  # written bare, never quoted
 
     def ident(self, dotted: str) -> str:
+        if dotted.upper() in self.pseudo_columns:
+            return dotted.upper()
         q = self.quote
         return ".".join(f"{q}{part}{q}" for part in dotted.split("."))
 
@@ -41,23 +44,35 @@ DUCKDB = Dialect(quote='"', param="${}", text_type="VARCHAR", int_type="BIGINT",
                  seconds_between="date_diff('second', {a}, {b})",
                  date_array="CAST(generate_series({a}, {b}, INTERVAL 1 DAY) AS DATE[])",
                  json_text="CAST(to_json({}) AS VARCHAR)")
-# GoogleSQL: every query below is valid BigQuery SQL once written in this dialect (MAX_BY too).
+# GoogleSQL: every query below is valid BigQuery SQL once written in this dialect (MAX_BY too);
+# tests/test_googlesql.py type-checks them with Google's own analyzer. Date parameters are
+# STRINGs ('2024-01-10'), which GoogleSQL coerces to the DATE, DATETIME or TIMESTAMP they are
+# compared with (a DATE parameter against a TIMESTAMP column is a type error).
 BIGQUERY = Dialect(quote="`", param="@{}", text_type="STRING", int_type="INT64",
                    in_array="{value} IN UNNEST({array})",
                    seconds_between="TIMESTAMP_DIFF({b}, {a}, SECOND)",
                    date_array="GENERATE_DATE_ARRAY({a}, {b})",
-                   json_text="TO_JSON_STRING({})")
+                   json_text="TO_JSON_STRING({})",
+                   pseudo_columns=frozenset({"_PARTITIONTIME", "_PARTITIONDATE"}))
 
 
-def _date_range(d: Dialect, column: str) -> str:
+def _date_range(d: Dialect, column: str, partition: str | None = None) -> str:
     # Half-open on the day after the end, so TIMESTAMP columns keep the end date's rows.
     col = d.ident(column)
-    return f"{col} >= {d.p('start')} AND {col} < {d.p('stop')}"
+    condition = f"{col} >= {d.p('start')} AND {col} < {d.p('stop')}"
+    if partition and partition.lower() != column.lower():
+        # Partitioned on another column (or by ingestion time): a filter on it satisfies
+        # require_partition_filter, and this one drops no row wherever it was written.
+        part = d.ident(partition)
+        condition += f" AND ({part} >= {d.p('partitions_from')} OR {part} IS NULL)"
+    return condition
 
 
-def calendar_sql(d: Dialect, req: CalendarRequest) -> str:
+def calendar_sql(d: Dialect, req: CalendarRequest, partition: str | None = None) -> str:
+    """Games per date of the schedule; `partition` names the table's partitioning column
+    when it is not the date column."""
     games = f"COUNT(DISTINCT {d.ident(req.game_id_column)})" if req.game_id_column else "COUNT(*)"
-    condition = _date_range(d, req.date_column)
+    condition = _date_range(d, req.date_column, partition)
     if req.filter:
         condition += f" AND ({req.filter})"
     return (
@@ -66,12 +81,15 @@ def calendar_sql(d: Dialect, req: CalendarRequest) -> str:
     )
 
 
-def coverage_sql(d: Dialect, targets: Sequence[CoverageTarget]) -> str:
+def coverage_sql(d: Dialect, targets: Sequence[CoverageTarget], partitions: Sequence[str | None] = ()) -> str:
+    """Rows per date of every target, in one query; `partitions` names, target by target, a
+    partitioning column other than the date column (None: none or the same)."""
     # Grouped by the date alone: k is a literal, and BigQuery refuses to group by one.
+    partitions = list(partitions) or [None] * len(targets)
     parts = [
         f"SELECT {i} AS k, CAST({d.ident(t.date_column)} AS DATE) AS d, COUNT(*) AS n "
-        f"FROM {d.ident(t.table)} WHERE {_date_range(d, t.date_column)} GROUP BY 2"
-        for i, t in enumerate(targets)
+        f"FROM {d.ident(t.table)} WHERE {_date_range(d, t.date_column, part)} GROUP BY 2"
+        for i, (t, part) in enumerate(zip(targets, partitions, strict=True))
     ]
     return "\nUNION ALL\n".join(parts)
 

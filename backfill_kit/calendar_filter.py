@@ -1,0 +1,118 @@
+"""The calendar filter: the one piece of SQL a spec carries, checked before any query runs.
+
+It is parsed with sqlglot in the warehouse's dialect and accepted only as a condition on the
+calendar table's own columns: comparisons, IN lists, LIKE, BETWEEN, IS NULL, AND/OR/NOT,
+literals, arithmetic and a few scalar functions. Anything else (a subquery, a table function
+such as read_csv, an unknown function, a second statement, a comment) is refused at spec load.
+The query then uses the SQL sqlglot writes back from the checked tree, so what runs is what
+was checked, whatever the warehouse's own parser would have made of the original text.
+
+sqlglot is imported only when a spec has a filter.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+__all__ = ["MAX_FILTER_CHARS", "filter_columns", "filter_problem", "filter_sql"]
+
+MAX_FILTER_CHARS = 2000
+FUNCTIONS = ("abs", "cast", "coalesce", "extract", "length", "lower", "substr", "trim", "upper")
+
+
+class FilterError(ValueError):
+    """Why a filter is refused."""
+
+
+def filter_problem(text: str, dialect: str) -> str | None:
+    """Why `text` is not an acceptable calendar filter in `dialect` (duckdb, bigquery), or None."""
+    try:
+        _checked(text, dialect)
+    except FilterError as exc:
+        return str(exc)
+    return None
+
+
+def filter_sql(text: str, dialect: str) -> str:
+    """The checked filter as the SQL that runs; raises FilterError if it is not acceptable."""
+    return _checked(text, dialect)[0]
+
+
+def filter_columns(text: str, dialect: str) -> tuple[str, ...]:
+    """The columns the filter reads, for the check against the calendar table."""
+    return _checked(text, dialect)[1]
+
+
+@lru_cache(maxsize=16)
+def _checked(text: str, dialect: str) -> tuple[str, tuple[str, ...]]:
+    if len(text) > MAX_FILTER_CHARS:
+        raise FilterError(f"longer than {MAX_FILTER_CHARS} characters; a filter is a short condition")
+    tree = _parse(text, dialect)
+    from sqlglot import exp
+
+    if not isinstance(tree.unnest(), _conditions()):
+        raise FilterError(f"{tree.sql(dialect=dialect)!r} is not a condition; write one such as game_status = 3")
+    columns: list[str] = []
+    for node in tree.walk():
+        if node.comments:
+            raise FilterError("comments are not allowed in a filter")
+        if isinstance(node, exp.Column):
+            if node.table:
+                raise FilterError(f"{node.sql(dialect=dialect)}: name the calendar table's columns alone, "
+                                  "without a table or other prefix")
+            columns.append(node.name)
+        elif not isinstance(node, _allowed()) or (isinstance(node, exp.Var) and not isinstance(node.parent, exp.Extract)):
+            raise FilterError(_refusal(node, dialect))
+    return tree.sql(dialect=dialect), tuple(dict.fromkeys(columns))
+
+
+def _parse(text: str, dialect: str) -> Any:
+    import sqlglot
+    from sqlglot.errors import SqlglotError
+
+    try:
+        trees = sqlglot.parse(text, read=dialect)
+    except SqlglotError as exc:
+        reason = str(exc).split("\n", 1)[0]
+        raise FilterError(f"not a valid SQL condition ({reason})") from None
+    except RecursionError:
+        raise FilterError("nested too deeply") from None
+    trees = [t for t in trees if t is not None]
+    if len(trees) != 1:
+        raise FilterError("one condition only: no ';' and no second statement" if trees else "it is empty")
+    return trees[0]
+
+
+def _refusal(node: Any, dialect: str) -> str:
+    from sqlglot import exp
+
+    if isinstance(node, exp.Query | exp.Subquery):
+        return "a subquery is not allowed; the filter reads the calendar table's own columns only"
+    if isinstance(node, exp.Func):
+        name = node.sql_name() if not isinstance(node, exp.Anonymous) else node.name
+        return f"the function {name.upper()} is not allowed; allowed: {', '.join(f.upper() for f in FUNCTIONS)}"
+    return f"{node.sql(dialect=dialect)!r} ({node.key}) is not allowed in a filter: comparisons, IN, LIKE, BETWEEN, " \
+           "IS NULL, AND, OR, NOT, literals and a few functions only"
+
+
+@lru_cache(maxsize=1)
+def _conditions() -> tuple[type, ...]:
+    from sqlglot import exp
+
+    return (exp.Predicate, exp.Connector, exp.Not, exp.Boolean, exp.Column)
+
+
+@lru_cache(maxsize=1)
+def _allowed() -> tuple[type, ...]:
+    from sqlglot import exp
+
+    return (
+        exp.And, exp.Or, exp.Not, exp.Paren,
+        exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ,
+        exp.Is, exp.In, exp.Like, exp.ILike, exp.Between,
+        exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.Neg,
+        exp.Identifier, exp.Literal, exp.Boolean, exp.Null, exp.DataType,
+        exp.Abs, exp.Cast, exp.TryCast, exp.Coalesce, exp.Length, exp.Lower, exp.Substring, exp.Trim, exp.Upper,
+        exp.Extract, exp.Var,  # the unit of EXTRACT(YEAR FROM game_date)
+    )

@@ -1,0 +1,29 @@
+"""A time limit for tests of inputs that once hung: a hang fails the test instead of the suite."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = ["ends_in_time"]
+
+
+@contextmanager
+def ends_in_time(seconds: float = 2.0, hang: int = 10) -> Iterator[None]:
+    """Fails a block that takes longer than `seconds` of CPU (wall time depends on what else
+    the machine runs); one that hangs is cut after `hang` seconds of wall time."""
+    def hung(*_: Any) -> None:
+        raise TimeoutError(f"hung for {hang} s")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(hang)
+    started = time.process_time()
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.process_time() - started < seconds

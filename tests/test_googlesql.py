@@ -1,0 +1,335 @@
+"""Every query the BigQuery backend sends is valid GoogleSQL: type-checked by Google's own
+analyzer (tests/googlesql.py), offline, against a catalog of a warehouse shaped like production.
+
+The warehouse is built in the emulator through the real client, with production's column types
+(../shared/domain.md): the run history's `errors` is JSON (in a second run history, REPEATED
+records) and `started_at` a TIMESTAMP; date columns are DATE, DATETIME and TIMESTAMP; one table
+is partitioned on another column than its date and requires a partition filter; one is
+partitioned by ingestion time and requires one too. The monitor's look at it (a validation and
+the recent runs) records every query the client sends, dry runs included, with its parameters'
+types; each is analyzed against the catalog built from the same tables' metadata. The emulator (DuckDB underneath) runs them too,
+so the verdicts are checked as well as the SQL.
+
+The analyzer must reject today's known-bad SQL (a cast from JSON to STRING, a DATE parameter
+against a TIMESTAMP column), so that this test cannot pass by accepting anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import googlesql
+import pytest
+from bq_emulator import Emulator, short_retry
+
+from backfill_kit import load_spec, validate
+from backfill_kit.validation import history_request
+from backfill_kit.warehouse import CoverageTarget, open_warehouse
+
+pytest.importorskip("zetasql", reason="GoogleSQL's analyzer is the `zetasql` package, in the `test` extra")
+
+GAME_DAYS = (date(2024, 11, 1), date(2024, 11, 2))
+START, END = date(2024, 10, 30), date(2024, 11, 3)
+NOW = datetime(2024, 11, 3, 12, 0)
+
+# name -> (schema fields as tables.get gives them, partitioning, requires a partition filter)
+TABLES: dict[str, tuple[list[dict[str, str]], dict[str, str] | None, bool]] = {
+    "nba_raw.nbac_schedule": (
+        [{"name": "game_id", "type": "STRING"}, {"name": "game_date", "type": "DATE"},
+         {"name": "game_status", "type": "INTEGER"}], {"type": "DAY", "field": "game_date"}, True),
+    # partitioned by day on its date: counted from INFORMATION_SCHEMA.PARTITIONS
+    "nba_raw.nbac_gamebook_player_stats": (
+        [{"name": "game_date", "type": "DATE"}, {"name": "player", "type": "STRING"}],
+        {"type": "DAY", "field": "game_date"}, False),
+    # partitioned on another column, which queries must filter on
+    "nba_raw.odds_api_player_points_props": (
+        [{"name": "game_date", "type": "DATE"}, {"name": "snapshot_timestamp", "type": "TIMESTAMP"},
+         {"name": "player", "type": "STRING"}], {"type": "DAY", "field": "snapshot_timestamp"}, True),
+    # partitioned by ingestion time (_PARTITIONTIME), which queries must filter on
+    "nba_raw.bettingpros_player_points_props": (
+        [{"name": "game_date", "type": "DATE"}, {"name": "player", "type": "STRING"}], {"type": "DAY"}, True),
+    "nba_raw.bdl_player_boxscores": (  # a TIMESTAMP date column
+        [{"name": "game_date", "type": "TIMESTAMP"}, {"name": "player", "type": "STRING"}], None, False),
+    "nba_raw.nbac_injury_report": (  # a DATETIME date column
+        [{"name": "report_date", "type": "DATETIME"}, {"name": "player", "type": "STRING"}], None, False),
+    "nba_reference.processor_run_history": (
+        [{"name": "processor_name", "type": "STRING"}, {"name": "run_id", "type": "STRING"},
+         {"name": "phase", "type": "STRING"}, {"name": "data_date", "type": "DATE"},
+         {"name": "date_range_filter_start", "type": "DATE"}, {"name": "date_range_filter_end", "type": "DATE"},
+         {"name": "status", "type": "STRING"}, {"name": "started_at", "type": "TIMESTAMP"},
+         {"name": "processed_at", "type": "TIMESTAMP"}, {"name": "duration_seconds", "type": "FLOAT"},
+         {"name": "records_processed", "type": "INTEGER"}, {"name": "errors", "type": "JSON"},
+         {"name": "warnings", "type": "JSON"}, {"name": "failure_category", "type": "STRING"},
+         {"name": "skipped", "type": "BOOLEAN"}, {"name": "skip_reason", "type": "STRING"},
+         {"name": "retry_attempt", "type": "INTEGER"}], {"type": "DAY", "field": "data_date"}, True),
+}
+# The same run history with its errors as REPEATED records instead of JSON.
+REPEATED_ERRORS = {"name": "errors", "type": "RECORD", "mode": "REPEATED",
+                   "fields": [{"name": "error_type", "type": "STRING"}, {"name": "error_message", "type": "STRING"}]}
+TABLES["nba_reference.processor_run_history_repeated"] = (
+    [REPEATED_ERRORS if f["name"] == "errors" else f for f in TABLES["nba_reference.processor_run_history"][0]],
+    {"type": "DAY", "field": "data_date"}, True)
+
+SPEC = """\
+name: production_shaped
+warehouse:
+  backend: bigquery
+  project: {project}
+date_column: game_date
+calendar:
+  table: nba_raw.nbac_schedule
+  date_column: game_date
+  game_id_column: game_id
+  filter: "game_status = 3 AND substr(game_id, 1, 3) IN ('002', '004', '005')"
+  seasons:
+    - {{name: 2024-25, start: 2024-10-22, end: 2025-06-22}}
+run_history:
+  table: nba_reference.processor_run_history
+  columns: {{processor: processor_name, date: data_date, status: status, started_at: started_at,
+            finished_at: processed_at, records: records_processed, error: errors, run_id: run_id,
+            range_start: date_range_filter_start, range_end: date_range_filter_end}}
+  statuses: {{running: [running], success: [success, partial], failed: [failed], skipped: [skipped]}}
+  no_data_reasons: {{failure_category: [no_data_available], skip_reason: [no_data]}}
+  max_range_days: 31
+  stale_after_hours: 6
+job_defaults:
+  argv: ["{{python}}", "-c", "pass", "{{id}}", "{{start}}", "{{end}}"]
+  skip_downstream: {{args: ["--no-trigger"]}}
+phases:
+  - name: raw
+    tables:
+      - {{id: gamebook, table: nba_raw.nbac_gamebook_player_stats, processor: NbacGamebookProcessor, min_rows_per_game: 1}}
+      - {{id: odds_props, table: nba_raw.odds_api_player_points_props, processor: OddsApiPropsProcessor, min_rows: 1}}
+      - {{id: bettingpros, table: nba_raw.bettingpros_player_points_props, processor: BettingPropsProcessor, min_rows: 1}}
+      - {{id: bdl, table: nba_raw.bdl_player_boxscores, processor: BdlBoxscoresProcessor, min_rows: 1}}
+      - {{id: injuries, table: nba_raw.nbac_injury_report, date_column: report_date,
+          processor: NbacInjuryReportProcessor, min_rows: 1}}
+"""
+
+ROWS = """
+INSERT INTO `{p}.nba_raw.nbac_schedule` (game_id, game_date, game_status)
+  VALUES ('0022400001', '2024-11-01', 3), ('0022400002', '2024-11-02', 3);
+INSERT INTO `{p}.nba_raw.nbac_gamebook_player_stats` (game_date, player) VALUES ('2024-11-01', 'a'), ('2024-11-02', 'a');
+INSERT INTO `{p}.nba_raw.odds_api_player_points_props` (game_date, snapshot_timestamp, player)
+  VALUES ('2024-11-01', '2024-10-31 18:00:00', 'a'), ('2024-11-02', '2025-03-01 09:00:00', 'a');
+INSERT INTO `{p}.nba_raw.bettingpros_player_points_props` (game_date, player) VALUES ('2024-11-01', 'a');
+INSERT INTO `{p}.nba_raw.bdl_player_boxscores` (game_date, player)
+  VALUES ('2024-11-01 23:30:00', 'a'), ('2024-11-02 02:00:00', 'a');
+INSERT INTO `{p}.nba_raw.nbac_injury_report` (report_date, player) VALUES ('2024-11-01 17:00:00', 'a');
+INSERT INTO `{p}.nba_reference.processor_run_history`
+  (processor_name, run_id, data_date, status, started_at, processed_at, records_processed, errors)
+  VALUES ('BettingPropsProcessor', 'r1', '2024-11-02', 'running', '2024-11-03 08:00:00', NULL, NULL, NULL),
+         ('BettingPropsProcessor', 'r1', '2024-11-02', 'failed', '2024-11-03 08:00:00', '2024-11-03 08:01:00', 0,
+          JSON '[{{"error_type": "HTTPError", "error_message": "503 from the odds source"}}]'),
+         ('NbacGamebookProcessor', 'r2', '2024-11-01', 'success', '2024-11-02 08:00:00', '2024-11-02 08:02:00', 2,
+          JSON '[]');
+INSERT INTO `{p}.nba_reference.processor_run_history_repeated`
+  (processor_name, run_id, data_date, status, started_at, processed_at, records_processed, errors)
+  VALUES ('BettingPropsProcessor', 'r1', '2024-11-02', 'running', '2024-11-03 08:00:00', NULL, NULL, []),
+         ('BettingPropsProcessor', 'r1', '2024-11-02', 'failed', '2024-11-03 08:00:00', '2024-11-03 08:01:00', 0,
+          [STRUCT('HTTPError' AS error_type, '503 from the odds source' AS error_message)]),
+         ('NbacGamebookProcessor', 'r2', '2024-11-01', 'success', '2024-11-02 08:00:00', '2024-11-02 08:02:00', 2, []);
+"""
+
+
+def create_tables(client: Any, project: str) -> None:
+    from google.cloud import bigquery
+
+    for dataset in {name.split(".")[0] for name in TABLES}:
+        client.create_dataset(f"{project}.{dataset}", retry=short_retry())
+    for name, (fields, partitioning, required) in TABLES.items():
+        resource: dict[str, Any] = {
+            "tableReference": {"projectId": project, "datasetId": name.split(".")[0], "tableId": name.split(".")[1]},
+            "schema": {"fields": fields},
+        }
+        if partitioning is not None:  # the emulator keeps the filter requirement in timePartitioning only
+            resource["timePartitioning"] = {**partitioning, "requirePartitionFilter": required}
+            resource["requirePartitionFilter"] = required
+        client.create_table(bigquery.Table.from_api_repr(resource), retry=short_retry())
+    for statement in filter(str.strip, ROWS.format(p=project).split(";")):
+        client.query(statement, retry=short_retry()).result(retry=short_retry())
+
+
+@pytest.fixture(scope="module")
+def production(bigquery_emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The spec of a production-shaped warehouse in a project of its own on the emulator."""
+    project = bigquery_emulator.new_project()
+    client = bigquery_emulator.client(project)
+    create_tables(client, project)
+    client.close()
+    spec = tmp_path_factory.mktemp("production") / "production.yaml"
+    spec.write_text(SPEC.format(project=project))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BIGQUERY_EMULATOR_HOST", bigquery_emulator.url)
+        yield spec
+
+
+@pytest.fixture(scope="module")
+def catalog(production: Path, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """GoogleSQL's analyzer over the production-shaped tables, as BigQuery describes them."""
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider: compiled anew
+    googlesql.start_analyzer(Path(cache.mkdir("googlesql")) if cache else tmp_path_factory.mktemp("googlesql"))
+    wh = open_warehouse(load_spec(production))
+    try:
+        resources = [wh.client.get_table(wh.qualified(name)).to_api_repr() for name in TABLES]
+    finally:
+        wh.close()
+    return googlesql.GoogleSQL(resources)
+
+
+class Sent:
+    """Every query the client sends: SQL, parameters (as BigQuery types them), dry run or not."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from google.cloud import bigquery
+
+        self.queries: list[tuple[str, dict[str, Any], bool]] = []
+        real = bigquery.Client.query
+
+        def recording(client: Any, sql: str, job_config: Any = None, **kwargs: Any) -> Any:
+            parameters = {p.name: _declared(p) for p in (job_config.query_parameters if job_config else [])}
+            self.queries.append((sql, parameters, bool(job_config and job_config.dry_run)))
+            return real(client, sql, job_config=job_config, **kwargs)
+
+        monkeypatch.setattr(bigquery.Client, "query", recording)
+
+
+def _declared(parameter: Any) -> Any:
+    """A query parameter's type, for the analyzer."""
+    if hasattr(parameter, "array_type"):
+        return googlesql.parameter_type(parameter.array_type, array=True)
+    return googlesql.parameter_type(parameter.type_)
+
+
+@pytest.mark.parametrize("errors", ["JSON", "REPEATED"])
+def test_every_query_the_backend_sends_is_valid_googlesql(production: Path, catalog: Any, monkeypatch, tmp_path, errors):
+    if errors == "REPEATED":  # the same spec, on the run history whose errors are REPEATED records
+        history = "table: nba_reference.processor_run_history\n"
+        text = production.read_text().replace(history, history.replace("y\n", "y_repeated\n"))
+        production = tmp_path / "repeated.yaml"
+        production.write_text(text)
+    sent = Sent(monkeypatch)
+    spec = load_spec(production)
+    wh = open_warehouse(spec)
+    # What the monitor does: a validation (three queries), then the recent runs (one more).
+    v = validate(spec, START, END, warehouse=wh, now=NOW)
+    processors = sorted({t.processor for t in spec.tables})
+    recent = wh.recent_runs(history_request(spec), processors, START, END, NOW - timedelta(days=30))
+    wh.close()
+
+    assert [q.purpose for q in wh.queries] == ["calendar", "coverage", "run_history", "recent_runs"]
+    assert spec.run_history.table.endswith("_repeated") == (errors == "REPEATED")
+    assert len(sent.queries) == 8 and [dry for _, _, dry in sent.queries] == [True, False] * 4
+    assert {sql for sql, _, _ in sent.queries} == {q.sql for q in wh.queries}
+    for sql, parameters, _ in sent.queries:
+        catalog.check(sql, parameters)
+    # The tables that must be filtered on their partitioning column are, in the coverage query.
+    coverage = wh.queries[1].sql
+    assert "(`snapshot_timestamp` >= @partitions_from OR `snapshot_timestamp` IS NULL)" in coverage
+    assert "(_PARTITIONTIME >= @partitions_from OR _PARTITIONTIME IS NULL)" in coverage
+    assert wh.queries[1].extra["counted_from_metadata"] == ["nba_raw.nbac_gamebook_player_stats"]
+    # ... and the emulator's answers are right: every cell complete but bettingpros on
+    # 2024-11-02 (its run failed) and the injury report (never ran); the error read from JSON.
+    assert {(c.table, c.date): str(c.status) for c in v.cells if str(c.status) != "complete"} == {
+        ("bettingpros", date(2024, 11, 2)): "failed", ("injuries", date(2024, 11, 2)): "never_ran"}
+    (failure,) = [r for r in recent if r.category == "failed"]
+    assert "503 from the odds source" in failure.error  # JSON text today; the readable message later
+
+
+def test_the_analyzer_rejects_what_bigquery_rejects(production: Path, catalog: Any, monkeypatch):
+    """Today's known-bad SQL fails: the check above cannot pass by accepting anything."""
+    spec = load_spec(production)
+    wh = open_warehouse(spec)
+    history = f"`{wh.project}`.`nba_reference`.`processor_run_history`"
+    # The run history's JSON errors cast to STRING, as the run-history query used to read them.
+    with pytest.raises(googlesql.RejectedQuery, match="Invalid cast from JSON to STRING"):
+        catalog.check(f"SELECT CAST(`errors` AS STRING) FROM {history} WHERE `data_date` >= @start",
+                      {"start": googlesql.parameter_type("STRING")})
+    catalog.check(f"SELECT TO_JSON_STRING(`errors`) FROM {history} WHERE `data_date` >= @start",
+                  {"start": googlesql.parameter_type("STRING")})
+    # DATE parameters, as the backend used to send them, against a TIMESTAMP date column.
+    sent = Sent(monkeypatch)
+    wh.row_counts(_targets(spec), START, END)
+    wh.close()
+    sql, parameters, _ = sent.queries[-1]
+    catalog.check(sql, parameters)
+    as_dates = parameters | {"start": googlesql.parameter_type("DATE"), "stop": googlesql.parameter_type("DATE")}
+    refused = "No matching signature for operator >= for argument types: TIMESTAMP, DATE"
+    with pytest.raises(googlesql.RejectedQuery, match=refused):
+        catalog.check(sql, as_dates)
+    # A column the table does not have, and a function GoogleSQL does not know.
+    with pytest.raises(googlesql.RejectedQuery, match="Unrecognized name: game_day"):
+        catalog.check(sql.replace("`game_date`", "`game_day`", 1), parameters)
+    with pytest.raises(googlesql.RejectedQuery, match="Function not found: list_contains"):
+        catalog.check(sql.replace("COUNT(*)", "list_contains(@start, 1)", 1), parameters)
+
+
+def _targets(spec: Any) -> list[CoverageTarget]:
+    return [CoverageTarget(t.table, spec.date_column_of(t)) for t in spec.tables]
+
+
+def test_the_emulator_counts_the_rows_of_tables_partitioned_on_another_column(production: Path):
+    """A row is counted on its own date wherever it was written: odds props written months
+    later, and bettingpros rows written today (ingestion time)."""
+    spec = load_spec(production)
+    wh = open_warehouse(spec)
+    try:
+        counts = wh.row_counts(_targets(spec), START, END)
+    finally:
+        wh.close()
+    names = [t.id for t in spec.tables]
+    found = sorted((names[k], d, n) for k, d, n in counts)
+    assert found == [
+        ("bdl", date(2024, 11, 1), 1), ("bdl", date(2024, 11, 2), 1),  # TIMESTAMP dates, by UTC date
+        ("bettingpros", date(2024, 11, 1), 1),
+        ("gamebook", date(2024, 11, 1), 1), ("gamebook", date(2024, 11, 2), 1),
+        ("injuries", date(2024, 11, 1), 1),  # a DATETIME date
+        ("odds_props", date(2024, 11, 1), 1), ("odds_props", date(2024, 11, 2), 1),
+    ]
+
+
+def test_a_refused_coverage_query_comes_with_the_table_settings_behind_it(production: Path, monkeypatch):
+    """The emulator enforces no partition filter; BigQuery's refusal is raised as the client
+    raises it. The tables' settings were read before the job, so the message can name them."""
+    from google.api_core.exceptions import BadRequest
+    from google.cloud import bigquery
+
+    from backfill_kit.errors import WarehouseError
+
+    refusal = ("Cannot query over table 'p.nba_raw.bettingpros_player_points_props' without a filter over "
+               "column(s) '_PARTITION_LOAD_TIME', '_PARTITIONDATE', '_PARTITIONTIME' that can be used for "
+               "partition elimination")
+    real_query = bigquery.Client.query
+
+    def refuse_coverage(client: Any, sql: str, *args: Any, **kwargs: Any) -> Any:
+        if " AS k, " in sql:
+            raise BadRequest(refusal, errors=[{"reason": "invalidQuery", "message": refusal}])
+        return real_query(client, sql, *args, **kwargs)
+
+    monkeypatch.setattr(bigquery.Client, "query", refuse_coverage)
+    with pytest.raises(WarehouseError) as info:
+        validate(load_spec(production), START, END, now=NOW)
+    said = str(info.value)
+    assert said.startswith("BigQuery refused the coverage query; table settings that may explain it: ")
+    assert "nba_raw.odds_api_player_points_props: requires a partition filter: every query a backfill job " \
+           "runs on it must filter on snapshot_timestamp" in said
+    assert "nba_raw.bettingpros_player_points_props: requires a partition filter" in said
+    assert "filter on _PARTITIONTIME" in said and said.endswith(f"estimating the coverage query failed: {refusal}")
+
+
+def test_a_calendar_partitioned_by_ingestion_time_is_filtered_on_it_too(production: Path, catalog: Any, monkeypatch):
+    from backfill_kit.warehouse import CalendarRequest
+
+    sent = Sent(monkeypatch)
+    wh = open_warehouse(load_spec(production))
+    try:
+        days = wh.expected_dates(CalendarRequest("nba_raw.bettingpros_player_points_props", "game_date"), START, END)
+    finally:
+        wh.close()
+    assert days == [(date(2024, 11, 1), 1)]
+    sql, parameters, _ = sent.queries[-1]
+    assert "(_PARTITIONTIME >= @partitions_from OR _PARTITIONTIME IS NULL)" in sql
+    catalog.check(sql, parameters)

@@ -1,0 +1,354 @@
+"""Hostile inputs: every one ends in one message naming the file, line or field, exit 2, in
+well under a second; never a traceback, a hang or a silently wrong value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deadline import ends_in_time
+
+from backfill_kit.demo import example_spec_text
+from backfill_kit.errors import SpecError
+from backfill_kit.spec import load_spec
+
+EXAMPLE = example_spec_text()
+
+
+def spec_problems(tmp_path: Path, content: str | bytes) -> list[str]:
+    """The problems of a spec file holding `content`; loading must take well under a second."""
+    path = tmp_path / "spec.yaml"
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    with ends_in_time(1.0), pytest.raises(SpecError) as info:
+        load_spec(path)
+    return [str(p).removeprefix(f"{path}:") for p in info.value.problems]
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(i for i, row in enumerate(text.splitlines(), 1) if needle in row)
+
+
+# --- the spec file -------------------------------------------------------------------------
+
+
+def test_a_misspelt_top_level_key_is_named_not_a_hang(tmp_path):
+    text = EXAMPLE.replace("\nphases:", "\nphase:")
+    assert spec_problems(tmp_path, text) == [
+        " phases: required field is missing",
+        f"{line_of(text, 'phase:')}: phase: unknown field; expected one of: name, warehouse, calendar, run_history, "
+        "date_column, job_defaults, cascade, phases",
+    ]
+
+
+def test_a_file_holding_only_a_name_lists_what_is_missing(tmp_path):
+    assert spec_problems(tmp_path, "name: x\n") == [
+        f" {field}: required field is missing" for field in ("warehouse", "calendar", "run_history", "phases")
+    ]
+
+
+def test_a_300_byte_alias_bomb_is_refused_at_once(tmp_path):
+    rows = ["a: &a [x,x,x,x,x,x,x,x,x]"]
+    rows += [f"{b}: &{b} [{','.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi", strict=True)]
+    bomb = "\n".join(rows) + "\n"  # 9**9 = 387 million values once expanded
+    assert len(bomb) < 350
+    (problem,) = spec_problems(tmp_path, bomb)
+    assert "more than 50,000 values once YAML aliases are expanded" in problem
+
+
+def test_an_alias_that_refers_to_itself_is_refused(tmp_path):
+    (problem,) = spec_problems(tmp_path, "name: &x [*x]\n")
+    assert problem.startswith("1: nested deeper than 50 levels")
+
+
+def test_a_huge_file_is_refused_before_it_is_parsed(tmp_path):
+    assert spec_problems(tmp_path, EXAMPLE + "#" * (1 << 20)) == [
+        " the file is larger than 1024 KiB; a spec is a few kilobytes of YAML"
+    ]
+
+
+def test_a_folder_or_a_pipe_is_not_read(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)  # reading it would block until someone writes
+    for path in (tmp_path, fifo):
+        with pytest.raises(SpecError, match="not a regular file"):
+            load_spec(path)
+
+
+def test_duplicate_keys_are_refused_with_both_lines(tmp_path):
+    text = EXAMPLE.replace("    max_workers: 5\n", "    max_workers: 5\n    max_workers: 1\n", 1)
+    assert text != EXAMPLE
+    first = line_of(text, "max_workers: 5")
+    assert spec_problems(tmp_path, text) == [
+        f"{first + 1}: phases[1].max_workers: the key 'max_workers' appears twice (first on line {first}); "
+        "YAML would silently keep the last: keep one"
+    ]
+
+
+def test_a_spec_that_is_not_utf8(tmp_path):
+    text = EXAMPLE.replace("name: nba_props", "name: nbä_props")
+    (problem,) = spec_problems(tmp_path, text.encode("latin-1"))
+    assert problem == f"{line_of(text, 'nbä')}: not UTF-8 text (byte 0xe4 at offset {text.index('ä')}); save the file as UTF-8"
+
+
+def test_an_impossible_season_date_names_its_field(tmp_path):
+    text = EXAMPLE.replace("start: 2021-10-19", "start: 2021-02-30", 1)
+    assert text != EXAMPLE
+    (problem,) = spec_problems(tmp_path, text)
+    assert problem == (f"{line_of(text, '2021-02-30')}: calendar.seasons[0].start: Input should be a valid date or "
+                       "datetime, day value is outside expected range (got '2021-02-30')")
+
+
+def test_a_season_date_beyond_what_the_warehouses_represent(tmp_path):
+    text = EXAMPLE.replace("end: 2022-06-16", "end: 9999-12-31", 1)
+    assert text != EXAMPLE
+    (problem,) = spec_problems(tmp_path, text)
+    assert "calendar.seasons[0].end: 9999-12-31 is outside the dates backfill-kit handles (1678-01-01 .. 2261-12-31)" in problem
+
+
+def test_identifiers_refuse_a_trailing_newline(tmp_path):
+    text = EXAMPLE.replace("date_column: game_date", 'date_column: "game_date\\n"', 1)
+    assert text != EXAMPLE
+    problems = spec_problems(tmp_path, text)
+    assert any("'game_date\\n' is not a valid column name" in p for p in problems), problems
+
+
+@pytest.mark.parametrize(("old", "field"), [('"--warehouse"', "job_defaults.argv"),
+                                          ('"--skip-downstream-trigger"', "job_defaults.skip_downstream.args")])
+def test_a_command_no_process_could_take_is_refused_at_load(tmp_path, old, field):
+    """A NUL character in an argument made the runner crash at the first step."""
+    assert old in EXAMPLE
+    problems = spec_problems(tmp_path, EXAMPLE.replace(old, old[:-1] + '\\0"', 1))
+    assert any(f"{field}: contains a NUL character" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan", "1e300"])
+def test_numbers_that_would_overflow_date_arithmetic(tmp_path, value):
+    text = EXAMPLE.replace("stale_after_hours: 6", f"stale_after_hours: {value}", 1)
+    assert text != EXAMPLE
+    (problem,) = spec_problems(tmp_path, text)
+    assert "run_history.stale_after_hours:" in problem
+
+
+# --- command-line dates --------------------------------------------------------------------
+
+DATED_COMMANDS = {
+    "validate": ["validate", "--spec", "S"],
+    "plan": ["plan", "--spec", "S"],
+    "preflight": ["preflight", "--spec", "S"],
+    "monitor": ["monitor", "--spec", "S"],
+    "backfill": ["backfill", "--spec", "S", "--dry-run"],
+    "report coverage": ["report", "coverage", "--spec", "S", "--out-dir", "R"],
+    "demo load": ["demo", "load", "D", "--to", "bigquery", "--project", "some-project"],
+}
+
+
+def cli_run(tmp_path: Path, args: list[str]) -> Any:
+    from click.testing import CliRunner
+
+    from backfill_kit.cli import cli
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(EXAMPLE)
+    names = {"S": str(spec), "R": str(tmp_path / "reports"), "D": str(tmp_path)}
+    result = CliRunner().invoke(cli, [names.get(a, a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    return result
+
+
+@pytest.mark.parametrize("command", DATED_COMMANDS)
+@pytest.mark.parametrize("dates", [("2021-10-19", "9999-12-31"), ("0001-01-01", "2021-10-19")])
+def test_dates_beyond_what_can_be_represented_are_one_message(tmp_path, command, dates):
+    result = cli_run(tmp_path, [*DATED_COMMANDS[command], "--start", dates[0], "--end", dates[1]])
+    assert result.exit_code == 2
+    bad = dates[1] if dates[1].startswith("9999") else dates[0]
+    assert f"{bad} is outside the dates backfill-kit handles (1678-01-01 .. 2261-12-31)" in result.output
+    assert [p.name for p in tmp_path.rglob("*")] == ["spec.yaml"]  # nothing written
+
+
+@pytest.mark.parametrize("command", DATED_COMMANDS)
+def test_a_reversed_range_is_one_message(tmp_path, command):
+    result = cli_run(tmp_path, [*DATED_COMMANDS[command], "--start", "2022-01-02", "--end", "2022-01-01"])
+    assert result.exit_code == 2
+    assert "the date range is reversed: --start 2022-01-02 is after --end 2022-01-01" in result.output
+    assert [p.name for p in tmp_path.rglob("*")] == ["spec.yaml"]
+
+
+@pytest.mark.parametrize("option", [["--now", "9999-12-31T00:00:00"], ["--window-hours", "1e30"], ["--interval", "1e30"]])
+def test_times_and_durations_are_bounded(tmp_path, option):
+    command = "validate" if option[0] == "--now" else "monitor"
+    result = cli_run(tmp_path, [*DATED_COMMANDS[command], "--start", "2022-01-01", "--end", "2022-01-02", *option])
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option[0]}'" in result.output
+
+
+# --- plan files ----------------------------------------------------------------------------
+
+STEP = {"id": "a:2024-01-02..2024-01-03", "table": "a", "phase": "raw", "start": "2024-01-02", "end": "2024-01-03",
+        "dates": ["2024-01-02", "2024-01-03"], "causes": {"failed": 2}, "argv": ["python3", "-c", "pass"],
+        "workdir": ".", "env": {}, "timeout_seconds": 60, "retries": 1, "transient_exit_codes": [75],
+        "skips_downstream": True, "after": [], "estimated_seconds": None}
+PLAN = {"format": 1, "spec": "spec.yaml", "spec_name": "x", "start": "2024-01-01", "end": "2024-01-31",
+        "created_at": "2024-02-01T00:00:00+00:00", "options": {}, "blocked": [],
+        "stages": [{"index": 1, "phase": "raw", "mode": "parallel", "workers": 2, "steps": [STEP]}]}
+
+
+def plan_with(**changes: Any) -> dict[str, Any]:
+    """PLAN with top-level `changes`; `stage=` and `step=` dicts change the first stage and step."""
+    stage = {**PLAN["stages"][0], **changes.pop("stage", {})}
+    stage["steps"] = [{**STEP, **changes.pop("step", {})}]
+    return {**PLAN, "stages": [stage], **changes}
+
+
+def run_plan(tmp_path: Path, content: str) -> Any:
+    from click.testing import CliRunner
+
+    from backfill_kit.cli import cli
+
+    path = tmp_path / "plan.json"
+    path.write_text(content)
+    result = CliRunner().invoke(cli, ["run", "--plan", str(path), "--ignore-preflight"])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json"]  # nothing started, nothing written
+    return result
+
+
+BAD_PLANS = {
+    "empty argv": (plan_with(step={"argv": []}), "step 'a:2024-01-02..2024-01-03': argv is empty: no command to run"),
+    "a JSON list": ([PLAN], "not a backfill-kit plan (a JSON list, where a plan is a JSON object)"),
+    "no worker": (plan_with(stage={"workers": 0}), "stage 1: workers is 0, a stage needs at least one"),
+    "endless timeout": (plan_with(step={"timeout_seconds": 1e308}), "timeout_seconds is 1e+308"),
+    "argv as text": (plan_with(step={"argv": "python3 -c pass"}),
+                     "stages[0].steps[0].argv: Input should be a valid tuple (got 'python3 -c pass')"),
+    "impossible date": (plan_with(start="2024-02-30"), "start: Input should be a valid date"),
+    "date out of range": (plan_with(end="9999-12-31"), "9999-12-31 is outside the dates backfill-kit handles"),
+    "reversed": (plan_with(start="2024-02-01"), "end 2024-01-31 is before start 2024-02-01"),
+    "step twice": ({**PLAN, "stages": [{**PLAN["stages"][0], "steps": [STEP, STEP]}]}, "appears twice"),
+    "another format": (plan_with(format=2), "format 2, expected 1"),
+    "a NUL in argv": (plan_with(step={"argv": ["python3", "-c", "pass\u0000"]}), "its argv contains a NUL character"),
+    "a bad variable name": (plan_with(step={"env": {"A=B": "1"}}), "its env an environment variable name is empty or contains '='"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_PLANS)
+def test_a_bad_plan_file_is_one_message_naming_the_field(tmp_path, case):
+    import json
+
+    content, message = BAD_PLANS[case]
+    result = run_plan(tmp_path, json.dumps(content))
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {tmp_path / 'plan.json'}")
+    assert message in result.output
+
+
+def test_the_sample_plan_is_good(tmp_path):
+    import json
+
+    from backfill_kit.plan import load_plan
+
+    (tmp_path / "plan.json").write_text(json.dumps(PLAN))
+    assert load_plan(tmp_path / "plan.json").stages[0].steps[0].argv == ("python3", "-c", "pass")
+
+
+def test_a_file_of_another_kind_is_named(tmp_path):
+    journal = '{"event": "run_started", "at": "2024-02-01T00:00:00+00:00", "plan": "plan.json"}\n'
+    for content, kind in ((journal, "a runner journal"), (journal * 3, "a runner journal"),
+                          (EXAMPLE, "a pipeline spec (YAML); make a plan from it with backfill-kit plan --spec"),
+                          ('{"spec": "x", "cells": [], "summary": {}}', "validate's JSON output"),
+                          ("<!DOCTYPE html>\n<html></html>", "an HTML file")):
+        result = run_plan(tmp_path, content)
+        assert result.exit_code == 2
+        assert f"{tmp_path / 'plan.json'}: not a plan file: this is {kind}" in result.output
+
+
+def test_a_plan_that_is_not_utf8(tmp_path):
+    (tmp_path / "plan.json").write_bytes(b'{"format": 1, "spec_name": "\xe9"}')
+    from backfill_kit.errors import InputError
+    from backfill_kit.plan import load_plan
+
+    with pytest.raises(InputError, match=r"not a plan file \(not UTF-8 text: byte 0xe9 at offset 28\)"):
+        load_plan(tmp_path / "plan.json")
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Any:
+    """A folder holding the example spec that nobody may write to: by its mode for a normal
+    user; for root (who ignores modes), a tmpfs remounted read-only, else skipped."""
+    import os
+    import subprocess
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        (folder / "spec.yaml").write_text(EXAMPLE)
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("running as root without the right to mount a read-only tmpfs")
+    try:
+        (folder / "spec.yaml").write_text(EXAMPLE)
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_backfill_in_a_read_only_spec_folder_is_one_message(read_only_folder, monkeypatch):
+    """The plan is written beside the spec; the validation itself is stubbed to a tiny one,
+    the point being what happens when the plan cannot be written."""
+    from click.testing import CliRunner
+
+    import backfill_kit.cli as cli_module
+    from backfill_kit.plan import load_plan
+
+    sample = read_only_folder.parent / "sample.json"
+    sample.write_text(__import__("json").dumps(PLAN))
+    monkeypatch.setattr(cli_module, "_validation", lambda *args: None)
+    monkeypatch.setattr(cli_module, "_plan_of", lambda *args: load_plan(sample))
+    spec = read_only_folder / "spec.yaml"
+    result = CliRunner().invoke(cli_module.cli, ["backfill", "--spec", str(spec), "--start", "2024-01-01",
+                                                 "--end", "2024-01-31", "--ignore-preflight"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: cannot write the plan {read_only_folder}/runs/plan-2024-01-01-2024-01-31.json: ")
+    assert "choose a writable place with --out" in result.output
+    assert sorted(p.name for p in read_only_folder.iterdir()) == ["spec.yaml"]
+
+
+def test_a_plan_that_cannot_be_written_leaves_nothing(tmp_path):
+    import json
+
+    from backfill_kit.errors import InputError
+    from backfill_kit.plan import load_plan
+
+    (tmp_path / "plan.json").write_text(json.dumps(PLAN))
+    plan = load_plan(tmp_path / "plan.json")
+    (tmp_path / "runs").write_text("a file where the folder should be")
+    with pytest.raises(InputError, match=r"cannot write the plan .*runs/plan.json: .*choose a writable place with --out"):
+        plan.write(tmp_path / "runs" / "plan.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json", "runs"]
+
+
+# --- reports -------------------------------------------------------------------------------
+
+
+def test_report_coverage_on_a_missing_warehouse_leaves_nothing(tmp_path):
+    result = cli_run(tmp_path, ["report", "coverage", "--spec", "S", "--out-dir", "R", "--start", "2022-01-01",
+                                "--end", "2022-01-05"])
+    assert result.exit_code == 2
+    assert "warehouse.path: the DuckDB file" in result.output
+    assert [p.name for p in tmp_path.rglob("*")] == ["spec.yaml"]  # no notebook, no report folder
+
+
+@pytest.mark.parametrize("option", [["--project", "my-project\n  credentials_file: /etc/key.json"],
+                                    ["--dataset-prefix", "demo_\nlocation: EU"], ["--location", "EU\n"]])
+def test_values_demo_load_writes_into_a_spec_are_checked_as_the_spec_would(tmp_path, option):
+    args = ["demo", "load", "D", "--to", "bigquery", "--project", "some-project", *option]
+    result = cli_run(tmp_path, args)
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option[0]}'" in result.output
