@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -21,7 +22,7 @@ import ipywidgets as widgets
 from . import coverage as summaries
 from . import figures
 from .coverage import readable_error
-from .report import esc, note_html, table_html
+from .report import STYLE, esc, note_html, table_html
 from .status import NEEDS_WORK, Status
 
 if TYPE_CHECKING:
@@ -33,11 +34,12 @@ __all__ = ["Explorer", "explorer"]
 GAP_ROWS = 100  # gap runs listed; the rest are counted
 
 
-def explorer(spec: str, start: str, end: str) -> Explorer:
-    """Validate `spec` over [start, end] (YYYY-MM-DD) and open the explorer on it."""
+def explorer(spec: str | Path, start: str | date, end: str | date) -> Explorer:
+    """Validate `spec` over [start, end] (dates or YYYY-MM-DD) and open the explorer on it. A
+    relative `spec` is found by `arguments.find_file`'s rule (from notebooks/ too)."""
     from .report import coverage
 
-    return Explorer(coverage(spec, start, end).validation, spec)
+    return Explorer(coverage(spec, start, end).validation, str(spec))
 
 
 class Explorer:
@@ -55,9 +57,11 @@ class Explorer:
     def _build_widgets(self) -> None:
         phases = list(dict.fromkeys(self.phase_of.values()))
         wide = widgets.Layout(width="98%")
+        # The slider's own readout has room for one date, not two: the range is written beside it.
         self.dates = widgets.SelectionRangeSlider(
             options=[(d.isoformat(), d) for d in self.days], index=(0, max(0, len(self.days) - 1)),
-            description="dates", continuous_update=False, layout=wide)
+            description="dates", continuous_update=False, readout=False, layout=widgets.Layout(width="70%"))
+        self.range_note = widgets.HTML()
         self.phases = widgets.SelectMultiple(options=phases, value=tuple(phases), description="phases", rows=min(6, len(phases)))
         tables = list(self.validation.tables)
         self.tables = widgets.SelectMultiple(options=tables, value=tuple(tables), description="tables", rows=10)
@@ -65,7 +69,7 @@ class Explorer:
         self.statuses = widgets.SelectMultiple(options=statuses, value=tuple(statuses), description="statuses", rows=len(statuses))
         self.table = widgets.Dropdown(options=tables, description="table")
         self.day = widgets.Dropdown(options=[], description="date")
-        self.heatmap = widgets.Output(layout=wide)
+        self.heatmap = widgets.Output(layout=widgets.Layout(width="98%"))
         self.gaps = widgets.HTML()
         self.detail = widgets.HTML()
         self._busy = False  # set while the explorer itself changes widgets: no cascade of redraws
@@ -98,7 +102,7 @@ class Explorer:
     @property
     def ui(self) -> widgets.VBox:
         return widgets.VBox([
-            widgets.HTML("<b>Choose what to look at</b>"), self.dates,
+            widgets.HTML(STYLE + "<b>Choose what to look at</b>"), widgets.HBox([self.dates, self.range_note]),
             widgets.HBox([self.phases, self.tables, self.statuses]), self.heatmap,
             widgets.HTML("<h4>Gaps</h4>"), self.gaps,
             widgets.HTML("<h4>One cell: its attempts, errors and the command that fixes it</h4>"),
@@ -139,6 +143,8 @@ class Explorer:
         cells, tables, dates = self.selection(), self.selected_tables(), self.selected_dates()
         self.figure = figures.coverage_heatmap(cells, tables, [self.phase_of[t] for t in tables], dates)
         self.heatmap.outputs = (_plotly_output(self.figure),)
+        self.heatmap.layout.min_height = f"{self.figure['layout']['height']}px"  # never 0 px while it draws
+        self.range_note.value = _range_html(dates)
         self.gaps.value = _gaps_html(summaries.gap_runs(cells, dates))
         current = self.table.value
         with self._quietly():
@@ -206,10 +212,20 @@ class Explorer:
 
 
 def _plotly_output(spec: dict[str, Any]) -> dict[str, Any]:
-    """The heatmap for JupyterLab's plotly renderer (the extension shipped with plotly)."""
+    """The heatmap for JupyterLab's plotly renderer (the extension shipped with plotly).
+
+    Not `responsive`: that sizes the plot to 100% of its container, and the renderer's node
+    inside an Output widget has no height of its own, so the heatmap collapsed to 0 px as soon
+    as the renderer resized it. The renderer still fits the width to the window on every resize."""
     return {"output_type": "display_data", "metadata": {},
-            "data": {"application/vnd.plotly.v1+json": {**spec, "config": figures.CONFIG},
+            "data": {"application/vnd.plotly.v1+json": {**spec, "config": {**figures.CONFIG, "responsive": False}},
                      "text/plain": "coverage heatmap (needs JupyterLab with plotly's extension)"}}
+
+
+def _range_html(dates: list[date]) -> str:
+    if not dates:
+        return note_html("no game dates chosen")
+    return f'<span class="bk-range">{dates[0]} .. {dates[-1]} · {len(dates):,} game dates</span>'
 
 
 def _gaps_html(runs: list[summaries.Gap]) -> str:

@@ -235,9 +235,10 @@ def _discrete_scale() -> list[list[Any]]:
 
 
 def _month_ticks(dates: Sequence[date]) -> list[str]:
-    """First expected dates of months, spaced so that about 14 labels never overlap: 832
-    dates cannot all be labelled, and a season's last month sits next to the next's first."""
-    spacing = max(1, len(dates) // 14)
+    """First expected dates of months, at most about 8 of them, so that labels never overlap
+    on a plot 700 px wide (a notebook beside JupyterLab's file browser): 832 dates cannot all
+    be labelled, and a season's last month sits next to the next's first."""
+    spacing = max(1, len(dates) // 8)
     ticks: list[str] = []
     last_index, last_month = -spacing, None
     for i, d in enumerate(dates):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from html import escape
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -16,13 +17,14 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from .arguments import as_date, find_file
 from .coverage import readable_error
-from .errors import InputError
+from .errors import BackfillKitError, InputError
 from .journal import DONE_OUTCOMES, read_journal
 from .locks import is_locked
 from .spec import PipelineSpec
 from .status import Status
-from .validation import Validation, history_request, validate
+from .validation import Validation, check_range, history_request, validate
 from .warehouse import RecentRun, Warehouse, open_warehouse
 
 __all__ = [
@@ -116,8 +118,8 @@ class Snapshot:
 
 def take_snapshot(
     spec: PipelineSpec,
-    start: date,
-    end: date,
+    start: str | date,
+    end: str | date,
     *,
     window_hours: float = 2.0,
     journals: Sequence[Path] = (),
@@ -125,6 +127,7 @@ def take_snapshot(
     now: datetime | None = None,
 ) -> Snapshot:
     """One look at the backfill: a validation (three queries) and the recent runs (one more)."""
+    start, end = as_date(start, "start"), as_date(end, "end")
     now = now or datetime.now(UTC)
     wh = warehouse if warehouse is not None else open_warehouse(spec)
     try:
@@ -264,8 +267,13 @@ class MonitorWidget:
 
     `look` takes a snapshot; the text the terminal shows is drawn into an HTML widget, so the
     widget needs nothing but ipywidgets. `refresh()` is what the timer calls, and what a test
-    (or an impatient analyst) can call directly.
+    (or an impatient analyst) can call directly. A failed look is shown with its cause; the
+    timer stops at once unless the error may pass by itself (a warehouse busy for a moment),
+    and then after `MAX_FAILURES` failures in a row: a broken setup is reported once, not
+    retried forever.
     """
+
+    MAX_FAILURES = 3
 
     def __init__(self, look: Any, interval: float = 30.0) -> None:
         import threading
@@ -274,34 +282,52 @@ class MonitorWidget:
 
         self._look, self.interval = look, interval
         self.view = ipywidgets.HTML()
-        self.status = ipywidgets.Label()
+        self.status = ipywidgets.HTML()
         self.widget = ipywidgets.VBox([self.status, self.view])
+        self.failures = 0  # in a row
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def refresh(self) -> None:
-        from html import escape
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
 
+    def refresh(self) -> None:
         from rich.console import Console
 
         from .display import snapshot_view
 
         try:
             snap = self._look()
-        except Exception as exc:  # noqa: BLE001 -- shown in the widget; the timer keeps going
-            self.status.value = f"last look failed: {exc}"
+        except Exception as exc:  # noqa: BLE001 -- shown in the widget with its cause
+            self._failed(exc)
             return
+        self.failures = 0
         console = Console(record=True, width=140, file=_Discard(), color_system=None)
         console.print(snapshot_view(snap))
-        self.view.value = f"<pre>{escape(console.export_text())}</pre>"
-        self.status.value = f"refreshed {snap.taken_at:%H:%M:%S} UTC, every {self.interval:g} s"
+        # Columns stay aligned: no wrapping inside words (JupyterLab breaks output pre anywhere).
+        self.view.value = f'<pre style="white-space:pre;word-break:normal;overflow-x:auto">{escape(console.export_text())}</pre>'
+        self.status.value = escape(f"refreshed {snap.taken_at:%H:%M:%S} UTC, every {self.interval:g} s")
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        cause, now = _error_cause(exc), datetime.now(UTC)
+        if getattr(exc, "retryable", False) and self.failures < self.MAX_FAILURES:
+            self.status.value = _error_html(f"look failed at {now:%H:%M:%S} UTC ({self.failures} of "
+                                            f"{self.MAX_FAILURES}), trying again in {self.interval:g} s: {cause}")
+            return
+        self._stop.set()
+        self.status.value = _error_html(f"stopped at {now:%H:%M:%S} UTC: {cause}. "
+                                        "Fix the cause, then run the cell again.")
 
     def start(self) -> MonitorWidget:
         import threading
 
+        self._stop.clear()
         self.refresh()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="backfill-kit-monitor")
-        self._thread.start()
+        if not self.stopped:
+            self._thread = threading.Thread(target=self._loop, daemon=True, name="backfill-kit-monitor")
+            self._thread.start()
         return self
 
     def stop(self) -> None:
@@ -317,6 +343,20 @@ class MonitorWidget:
         return self.widget._repr_mimebundle_(**kwargs)
 
 
+def _error_cause(exc: BaseException) -> str:
+    """An error as one line a person can act on: the toolkit's own message as it is, anything
+    else with its type, and what caused it."""
+    text = str(exc) if isinstance(exc, BackfillKitError) else f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__
+    if cause is not None and not isinstance(exc, BackfillKitError):
+        text += f" (caused by {type(cause).__name__}: {cause})"
+    return text
+
+
+def _error_html(text: str) -> str:
+    return f'<span style="color:#b71c1c;white-space:pre-wrap">{escape(text)}</span>'
+
+
 class _Discard:
     def write(self, text: str) -> int:
         return len(text)
@@ -324,12 +364,16 @@ class _Discard:
     def flush(self) -> None: ...
 
 
-def monitor_widget(spec_path: str | Path, start: date, end: date, *, interval: float = 30.0,
+def monitor_widget(spec_path: str | Path, start: str | date, end: str | date, *, interval: float = 30.0,
                    window_hours: float = 2.0) -> MonitorWidget:
-    """In a notebook: `monitor_widget("nba_props.yaml", start, end)` as a cell's last line."""
+    """In a notebook: `monitor_widget("demo/nba_props.yaml", "2021-10-19", "2022-06-16")` as a
+    cell's last line. Dates are dates or YYYY-MM-DD; a relative spec path is found by
+    `arguments.find_file`'s rule (from notebooks/ too). Bad input raises here, once."""
     from .spec import load_spec
 
-    spec = load_spec(spec_path)
+    start, end = as_date(start, "start"), as_date(end, "end")
+    check_range(start, end)
+    spec = load_spec(find_file(spec_path, "the spec"))
     journals = find_journals(spec)
     widget = MonitorWidget(lambda: take_snapshot(spec, start, end, window_hours=window_hours, journals=journals),
                            interval)

@@ -24,6 +24,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .arguments import find_file
 from .errors import BackfillKitError, InputError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -74,15 +75,19 @@ def notebook_path(name: str) -> Path:
 
 def render_coverage(spec_path: Path, start: date, end: date, out_dir: Path, *,
                     kernel: str = DEFAULT_KERNEL, now: datetime | None = None) -> Rendered:
-    """Run coverage_audit.ipynb on the spec and range; write its HTML, notebook and the index."""
+    """Run coverage_audit.ipynb on the spec and range; write its HTML, notebook and the index.
+    `spec_path` goes to the notebook as given: the kernel finds it by the same rule
+    (`arguments.find_file`) in the same working directory."""
     from .spec import load_spec
     from .validation import check_range
 
     from .warehouse import open_warehouse
 
     check_range(start, end)
-    spec = load_spec(spec_path)  # a broken spec is one clear message, before any kernel starts
-    open_warehouse(spec).close()  # and so is a warehouse that is not there
+    # A broken or missing spec is one clear message, before any kernel starts, and so is a
+    # warehouse that is not there.
+    spec = load_spec(find_file(spec_path, "the spec"))
+    open_warehouse(spec).close()
     stamp = _stamp(now)
     meta = {"kind": "coverage", "spec": spec.name, "start": start.isoformat(), "end": end.isoformat(),
             "generated_at": stamp.isoformat(timespec="seconds")}
@@ -93,17 +98,19 @@ def render_coverage(spec_path: Path, start: date, end: date, out_dir: Path, *,
 
 def render_execution(journal: Path, out_dir: Path, *, kernel: str = DEFAULT_KERNEL,
                      now: datetime | None = None) -> Rendered:
-    """Run execution_log.ipynb on a runner journal; write its HTML, notebook and the index."""
+    """Run execution_log.ipynb on a runner journal; write its HTML, notebook and the index.
+    `journal` goes to the notebook as given, like the coverage report's spec."""
     from .journal import read_journal
 
-    if not journal.is_file():
-        raise InputError(f"the journal {journal} does not exist; a run writes it beside its plan "
-                         "(e.g. runs/plan.journal.jsonl for runs/plan.json)")
-    events = read_journal(journal).events  # a corrupt journal is one clear message too
+    hint = "a run writes it beside its plan (e.g. runs/plan.journal.jsonl for runs/plan.json)"
+    found = find_file(journal, "the journal", hint=hint)
+    if not found.is_file():
+        raise InputError(f"the journal {journal} does not exist; {hint}")
+    events = read_journal(found).events  # a corrupt journal is one clear message too
     if not any(e.get("event") == "run_started" for e in events):
         raise InputError(f"the journal {journal} records no run yet; run the plan first")
     stamp = _stamp(now)
-    plan, _ = find_plan(journal, events)
+    plan, _ = find_plan(found, events)
     span = f"_{plan.start}_{plan.end}" if plan else ""
     name = journal.name.removesuffix(".jsonl").removesuffix(".journal")
     meta = {"kind": "execution", "journal": str(journal), "generated_at": stamp.isoformat(timespec="seconds")}
@@ -141,6 +148,13 @@ def _slug(text: str) -> str:
 def _render(kind: str, parameters: dict[str, Any], out_dir: Path, stem: str, stamp: datetime,
             meta: dict[str, Any], title: str, kernel: str) -> Rendered:
     _require_notebook_packages()
+    # papermill and nbconvert both import jupyter_client: imported from two threads at once, one
+    # of them can find it half-initialised ("partially initialized module"), so they are
+    # imported here, before the exporter's thread starts.
+    _skip_iri_grammars()
+    import nbconvert  # noqa: F401
+    import papermill  # noqa: F401
+
     # The exporter is made while the kernel runs the notebook: this process only waits then.
     threading.Thread(target=_exporter, name="backfill-kit-exporter", daemon=True).start()
     made = [d for d in (out_dir, *out_dir.parents) if not d.exists()]

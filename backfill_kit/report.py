@@ -23,6 +23,7 @@ from IPython.display import HTML
 
 from . import coverage as summaries
 from . import figures
+from .arguments import as_date, find_file
 from .display import duration_text
 from .errors import InputError
 from .figures import ReportFigure
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["HEADLINE_MIMETYPE", "CoverageAudit", "ExecutionLog", "Headline", "coverage", "execution", "setup"]
 
 GAP_LIST_LIMIT = 200  # rows of the gap list shown; the rest are counted
+JOURNAL_HINT = "a run writes it beside its plan (PLAN.journal.jsonl)"
 
 
 def setup() -> HTML:
@@ -47,24 +49,28 @@ def setup() -> HTML:
 
     Every figure after it is a `figures.ReportFigure`, shown as HTML that draws with this
     plotly.js: nothing depends on plotly's default renderer (JSON only under papermill)."""
-    return HTML(figures.plotly_js_html() + _STYLE)
+    return HTML(figures.plotly_js_html() + STYLE)
 
 
-# Styles for the report's own fragments; class names are prefixed so that they touch nothing else.
-_STYLE = """<style>
+# Styles for the report's own fragments (the explorer's too); class names are prefixed so that
+# they touch nothing else. Table and pre rules name the class twice to outrank JupyterLab's own
+# (`:not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td`: right-aligned, wrapping, fixed layout;
+# `.jp-OutputArea-output pre`: breaks inside words).
+STYLE = """<style>
 .bk-cards{display:flex;flex-wrap:wrap;gap:12px;margin:8px 0 4px}
 .bk-card{border:1px solid #d0d7de;border-radius:6px;padding:8px 14px;min-width:120px}
 .bk-card .bk-n{font-size:1.6em;font-weight:600}
 .bk-card .bk-l{color:#57606a;font-size:.9em}
-.bk-table{border-collapse:collapse;font-size:.9em;margin:6px 0}
-.bk-table th,.bk-table td{border-bottom:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top;white-space:nowrap}
-.bk-table td.bk-wrap{white-space:normal;min-width:14em}
-.bk-table tr:has(+ .bk-detail) td{border-bottom:none}
-.bk-table tr.bk-detail td{padding-left:2em}
-.bk-table th{background:#f6f8fa}
-.bk-table td.bk-num{text-align:right;font-variant-numeric:tabular-nums}
-.bk-table pre,.bk-pre{margin:0;white-space:pre-wrap;font-size:.85em;max-width:70em}
-.bk-note{color:#57606a}
+.bk-table.bk-table{border-collapse:collapse;font-size:.9em;margin:6px 0;table-layout:auto;line-height:1.4}
+.bk-table.bk-table th,.bk-table.bk-table td{border-bottom:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top;white-space:nowrap;line-height:1.4}
+.bk-table.bk-table td.bk-wrap{white-space:normal;min-width:14em}
+.bk-table.bk-table tr:has(+ .bk-detail) td{border-bottom:none}
+.bk-table.bk-table tr.bk-detail td{padding-left:2em}
+.bk-table.bk-table th{background:#f6f8fa}
+.bk-table.bk-table td.bk-num{text-align:right;font-variant-numeric:tabular-nums}
+.bk-table.bk-table pre,.bk-pre.bk-pre{margin:0;white-space:pre-wrap;word-break:normal;overflow-wrap:anywhere;font-size:.85em;max-width:70em;line-height:1.4}
+.bk-note{color:#57606a;line-height:1.4}
+.bk-range{white-space:nowrap;font-variant-numeric:tabular-nums}
 .bk-status{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin-right:4px;vertical-align:middle}
 </style>"""
 
@@ -165,22 +171,14 @@ def _percent(part: int, whole: int) -> str:
 # --- the coverage audit --------------------------------------------------------------------
 
 
-def coverage(spec: str, start: str, end: str) -> CoverageAudit:
-    """Validate `spec` over [start, end] (dates as YYYY-MM-DD) and plan the backfill."""
+def coverage(spec: str | Path, start: str | date, end: str | date) -> CoverageAudit:
+    """Validate `spec` over [start, end] (dates or YYYY-MM-DD) and plan the backfill. A
+    relative `spec` is found by `arguments.find_file`'s rule (from notebooks/ too)."""
     from .spec import load_spec
     from .validation import validate
 
-    first, last = _date(start, "start"), _date(end, "end")
-    return CoverageAudit(spec, validate(load_spec(spec), first, last))
-
-
-def _date(value: str | date, name: str) -> date:
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise InputError(f"{name} {value!r} is not a date; write it as YYYY-MM-DD, e.g. 2021-10-19") from None
+    first, last = as_date(start, "start"), as_date(end, "end")
+    return CoverageAudit(str(spec), validate(load_spec(find_file(spec, "the spec")), first, last))
 
 
 @dataclass
@@ -290,13 +288,14 @@ def _blocked_html(plan: Plan) -> str:
 # --- the execution log ---------------------------------------------------------------------
 
 
-def execution(journal: str) -> ExecutionLog:
-    """Read a runner journal, and the plan it ran when that file is still readable."""
-    path = Path(journal)
+def execution(journal: str | Path) -> ExecutionLog:
+    """Read a runner journal, and the plan it ran when that file is still readable. A relative
+    `journal` is found by `arguments.find_file`'s rule (from notebooks/ too)."""
+    path = find_file(journal, "the journal", hint=JOURNAL_HINT)
     if not path.is_file():
-        raise InputError(f"the journal {journal} does not exist; a run writes it beside its plan (PLAN.journal.jsonl)")
+        raise InputError(f"the journal {journal} does not exist; {JOURNAL_HINT}")
     events = read_journal(path).events
-    return ExecutionLog(journal, events, *find_plan(path, events))
+    return ExecutionLog(str(path), events, *find_plan(path, events))
 
 
 @dataclass

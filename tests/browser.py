@@ -1,7 +1,8 @@
 """A real headless Chromium, driven over the DevTools protocol, with no network.
 
-Just enough of the protocol for the report tests: open a file, collect script errors and every
-request the page makes, evaluate JavaScript, take a screenshot. Chromium is Debian's package
+Just enough of the protocol for the report and JupyterLab tests: open a file or a loopback URL,
+collect script errors and every request the page makes, evaluate JavaScript, wait for a
+condition, take a screenshot. Chromium is Debian's package
 (`make test` installs it when missing); nothing is downloaded.
 """
 
@@ -24,9 +25,9 @@ FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-default-apps", "--disable-extensions", "--hide-scrollbars", "--mute-audio",
-    # No network at all: every host name fails to resolve.
-    "--host-resolver-rules=MAP * ~NOTFOUND", "--remote-debugging-address=127.0.0.1",
-    "--remote-debugging-port=0", "--window-size=1400,1000",
+    # No network but loopback (a local JupyterLab): every host name fails to resolve.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--remote-debugging-address=127.0.0.1",
+    "--remote-debugging-port=0",
 ]
 
 
@@ -34,12 +35,26 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def require_chromium() -> str:
+    """Chromium's path; without it the test fails on CI and is skipped elsewhere."""
+    import pytest
+
+    path = chromium_path()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: make test installs Debian's chromium package")
+        pytest.skip("chromium is not installed (make test installs Debian's chromium package)")
+    return path
+
+
 class Page:
     """One tab of a fresh Chromium with an empty profile."""
 
-    def __init__(self, executable: str) -> None:
+    def __init__(self, executable: str, *, width: int = 1400, height: int = 1000) -> None:
         self._profile = tempfile.mkdtemp(prefix="bk-chromium-")
-        self._proc = subprocess.Popen([executable, *FLAGS, f"--user-data-dir={self._profile}", "about:blank"],
+        self.width = width
+        self._proc = subprocess.Popen([executable, *FLAGS, f"--window-size={width},{height}",
+                                       f"--user-data-dir={self._profile}", "about:blank"],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._ws = websocket.create_connection(self._page_socket(), timeout=60, suppress_origin=True)
         self._next_id = 0
@@ -76,11 +91,15 @@ class Page:
 
     def open(self, path: Path, *, settle: float = 0.5) -> None:
         """Load a file and wait for its load event, then a little more for scripts to draw."""
-        self.send("Page.navigate", url=path.resolve().as_uri())
+        self.goto(path.resolve().as_uri(), settle=settle)
+
+    def goto(self, url: str, *, settle: float = 0.5) -> None:
+        """Load a URL and wait for its load event, then a little more for scripts to draw."""
+        self.send("Page.navigate", url=url)
         deadline = time.monotonic() + 60
         while not any(e.get("method") == "Page.loadEventFired" for e in self.events):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{path} did not finish loading")
+                raise RuntimeError(f"{url} did not finish loading")
             self.events.append(json.loads(self._ws.recv()))
         time.sleep(settle)
         self.evaluate("1")  # collect what arrived meanwhile
@@ -90,6 +109,15 @@ class Page:
         if "exceptionDetails" in result:
             raise RuntimeError(f"{expression!r} raised {result['exceptionDetails']}")
         return result["result"].get("value")
+
+    def wait_for(self, expression: str, *, timeout: float = 60, what: str = "") -> Any:
+        """Evaluate `expression` until it is truthy; its value. A timeout names what it waited for."""
+        deadline = time.monotonic() + timeout
+        while not (value := self.evaluate(expression)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"waited {timeout:g} s for {what or expression}")
+            time.sleep(0.25)
+        return value
 
     def errors(self) -> list[str]:
         """Uncaught exceptions, console.error calls and error log entries (failed loads too)."""
@@ -109,9 +137,15 @@ class Page:
 
     def screenshot(self, path: Path) -> Path:
         size = self.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
-        self.send("Emulation.setDeviceMetricsOverride", width=max(1400, size[0]), height=min(size[1], 12000),
+        self.send("Emulation.setDeviceMetricsOverride", width=max(self.width, size[0]), height=min(size[1], 12000),
                   deviceScaleFactor=1, mobile=False)
         data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
+        path.write_bytes(base64.b64decode(data))
+        return path
+
+    def viewport_screenshot(self, path: Path) -> Path:
+        """What the window shows now (an app such as JupyterLab scrolls inside its own panels)."""
+        data = self.send("Page.captureScreenshot", format="png")["data"]
         path.write_bytes(base64.b64decode(data))
         return path
 

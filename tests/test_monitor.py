@@ -148,3 +148,83 @@ def test_the_notebook_widget_refreshes_itself(history):
     finally:
         widget.stop()
     assert not widget._thread.is_alive()
+
+
+def wait_until(condition, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_the_notebook_widget_takes_dates_as_strings_and_a_spec_path_from_notebooks(history, monkeypatch):
+    """As an analyst writes it in JupyterLab, whose kernel starts in notebooks/."""
+    pytest.importorskip("ipywidgets")
+    from backfill_kit.monitor import monitor_widget
+
+    (history.parent / "pyproject.toml").write_text("")
+    (history.parent / "notebooks").mkdir()
+    monkeypatch.chdir(history.parent / "notebooks")
+    widget = monitor_widget(history.name, "2024-01-01", "2024-01-11", interval=60, window_hours=100000)
+    try:
+        assert "refreshed" in widget.status.value and "props" in widget.view.value and "Rate:" in widget.view.value
+    finally:
+        widget.stop()
+
+
+@pytest.mark.parametrize(("start", "end", "message"), [
+    ("2024-01-11", "2024-01-01", "the date range is reversed"),
+    ("2024-13-01", "2024-01-11", "start '2024-13-01' is not a date"),
+])
+def test_the_notebook_widget_refuses_bad_dates_at_once(history, start, end, message):
+    pytest.importorskip("ipywidgets")
+    from backfill_kit.errors import InputError
+    from backfill_kit.monitor import monitor_widget
+
+    with pytest.raises(InputError, match=message):
+        monitor_widget(history, start, end)
+
+
+def test_a_failing_look_is_shown_with_its_cause_and_the_widget_stops(history):
+    """A warehouse that went away: one message with the cause, and no more looks."""
+    pytest.importorskip("ipywidgets")
+    from backfill_kit.monitor import monitor_widget
+
+    widget = monitor_widget(history, JAN1, JAN11, interval=0.1, window_hours=100000)
+    try:
+        history.with_suffix(".duckdb").unlink()
+        assert wait_until(lambda: widget.stopped), widget.status.value
+        assert wait_until(lambda: not widget._thread.is_alive())
+        shown = widget.status.value
+        assert "stopped at" in shown and "mini.duckdb" in shown and "does not exist" in shown
+        assert "Fix the cause, then run the cell again" in shown and widget.failures == 1
+        time.sleep(0.5)
+        assert widget.status.value == shown and widget.failures == 1  # not retried
+        assert "props" in widget.view.value  # the last good look stays on screen
+    finally:
+        widget.stop()
+
+
+def test_an_error_that_may_pass_is_tried_again_a_few_times_then_stops():
+    """A warehouse busy for a moment (a retryable error) gets MAX_FAILURES looks in a row."""
+    pytest.importorskip("ipywidgets")
+    from backfill_kit.errors import WarehouseError
+    from backfill_kit.monitor import MonitorWidget
+
+    looks = []
+
+    def busy():
+        looks.append(time.monotonic())
+        raise WarehouseError("cannot open the DuckDB warehouse w.duckdb: Could not set lock on file", retryable=True)
+
+    widget = MonitorWidget(busy, interval=0.05).start()
+    try:
+        assert "trying again in 0.05 s" in widget.status.value and "(1 of 3)" in widget.status.value
+        assert wait_until(lambda: widget.stopped)
+        time.sleep(0.3)
+        assert len(looks) == widget.MAX_FAILURES == 3
+        assert "stopped at" in widget.status.value and "Could not set lock on file" in widget.status.value
+    finally:
+        widget.stop()

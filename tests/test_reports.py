@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import base64
 import json
-import os
 import re
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import nbformat
 import numpy as np
 import papermill
 import pytest
-from browser import Page, artifacts_dir, chromium_path
+from browser import Page, artifacts_dir, require_chromium
 from click.testing import CliRunner
 from conftest import MiniWarehouse
 
@@ -279,12 +278,7 @@ def test_the_explore_notebook_runs_under_papermill(mini_spec, tmp_path):
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    path = chromium_path()
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: make test installs Debian's chromium package")
-        pytest.skip("chromium is not installed (make test installs Debian's chromium package)")
-    return path
+    return require_chromium()
 
 
 def figure_count(notebook: Path) -> int:

@@ -1,0 +1,66 @@
+"""The Python API's arguments as people write them in a notebook: paths and dates.
+
+Paths, one rule wherever the code runs: a relative path is looked up in the working directory,
+then in each folder above it, up to the project folder (the first that holds `pyproject.toml`
+or `.git`). So `demo/nba_props.yaml` names the same file from the project folder (the CLI,
+papermill, cron) and from `notebooks/`, where JupyterLab starts a notebook's kernel. When no
+folder holds it, the error lists every place looked at.
+
+Dates: a `date` or a string `YYYY-MM-DD`, everywhere.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+from .errors import InputError
+
+__all__ = ["PROJECT_MARKERS", "as_date", "find_file", "search_folders"]
+
+PROJECT_MARKERS = ("pyproject.toml", ".git")
+
+
+def search_folders() -> list[Path]:
+    """The working directory, then each folder above it up to the project folder (to the
+    filesystem root when there is none)."""
+    here = Path.cwd()
+    folders = []
+    for folder in (here, *here.parents):
+        folders.append(folder)
+        if any((folder / marker).exists() for marker in PROJECT_MARKERS):
+            break
+    return folders
+
+
+def find_file(path: str | Path, what: str, *, hint: str = "") -> Path:
+    """The file `path` names by the rule above: as given when it is absolute (its reader says
+    if it is missing) or found in the working directory, else in the folder that holds it.
+    `what` names it in the error ("the spec", "the journal"); `hint` says where it comes from."""
+    given = Path(path).expanduser()
+    if given.is_absolute():
+        return given
+    folders = search_folders()
+    for i, folder in enumerate(folders):
+        if (folder / given).is_file():
+            return given if i == 0 else folder / given
+    looked = "".join(f"\n  {folder / given}" for folder in folders)
+    raise InputError(
+        f"{what} {given} does not exist: a relative path is looked up in the working directory, then in "
+        f"each folder above it up to the project folder (holding {' or '.join(PROJECT_MARKERS)}), and none "
+        f"of these is a file:{looked}\nGive a path from the project folder or an absolute path"
+        f"{'; ' + hint if hint else ''}."
+    )
+
+
+def as_date(value: str | date, name: str) -> date:
+    """A date given as a `date` (a `datetime` counts as its day) or as `YYYY-MM-DD`; `name`
+    (start, end) names it in the error."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise InputError(f"{name} {value!r} is not a date; write it as YYYY-MM-DD, e.g. 2021-10-19") from None

@@ -1,0 +1,125 @@
+"""The Python API's paths and dates as people write them: from the project folder, from
+notebooks/ (where JupyterLab starts a kernel), as strings or dates."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+
+from backfill_kit.arguments import as_date, find_file
+from backfill_kit.errors import InputError
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project folder (pyproject.toml) inside an outer folder that has a file of the same name."""
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "nba_props.yaml").write_text("outer: the search never gets here\n")
+    root = tmp_path / "project"
+    (root / "demo").mkdir(parents=True)
+    (root / "notebooks" / "deep").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("")
+    (root / "demo" / "nba_props.yaml").write_text("name: demo\n")
+    return root
+
+
+def test_a_relative_path_from_the_project_folder_is_kept_as_given(project, monkeypatch):
+    monkeypatch.chdir(project)
+    assert find_file("demo/nba_props.yaml", "the spec") == Path("demo/nba_props.yaml")
+
+
+@pytest.mark.parametrize("cwd", ["notebooks", "notebooks/deep"])
+def test_a_relative_path_from_a_folder_inside_the_project_is_found_above(project, monkeypatch, cwd):
+    monkeypatch.chdir(project / cwd)
+    assert find_file("demo/nba_props.yaml", "the spec") == project / "demo" / "nba_props.yaml"
+
+
+def test_the_working_directory_comes_first(project, monkeypatch):
+    (project / "notebooks" / "demo").mkdir()
+    (project / "notebooks" / "demo" / "nba_props.yaml").write_text("name: local\n")
+    monkeypatch.chdir(project / "notebooks")
+    assert find_file("demo/nba_props.yaml", "the spec") == Path("demo/nba_props.yaml")
+
+
+def test_a_missing_file_names_every_place_looked_at_and_not_beyond_the_project(project, monkeypatch):
+    monkeypatch.chdir(project / "notebooks" / "deep")
+    with pytest.raises(InputError) as error:
+        find_file("demo/missing.yaml", "the spec", hint="make demo writes it")
+    message = str(error.value)
+    looked = [line.strip() for line in message.splitlines() if line.startswith("  ")]
+    assert looked == [str(project / p / "demo" / "missing.yaml") for p in ("notebooks/deep", "notebooks", "")]
+    assert message.startswith("the spec demo/missing.yaml does not exist") and "make demo writes it" in message
+
+
+def test_an_absolute_path_is_taken_as_it_is(project):
+    assert find_file(project / "demo" / "nba_props.yaml", "the spec") == project / "demo" / "nba_props.yaml"
+
+
+@pytest.mark.parametrize("value", ["2021-10-19", " 2021-10-19 ", date(2021, 10, 19), datetime(2021, 10, 19, 7, 30)])
+def test_dates_are_strings_or_dates(value):
+    assert as_date(value, "start") == date(2021, 10, 19)
+
+
+def test_a_bad_date_names_its_argument_and_the_format():
+    with pytest.raises(InputError, match=r"end '19/10/2021' is not a date; write it as YYYY-MM-DD"):
+        as_date("19/10/2021", "end")
+
+
+# --- the rule at work: the Python API and `backfill-kit report` from inside a project ----------
+
+
+@pytest.fixture
+def inside_project(mini, monkeypatch) -> Path:
+    """The mini pipeline's folder as a project (pyproject.toml), the working directory its
+    notebooks/ folder, as in a JupyterLab kernel."""
+    for day in (date(2024, 1, 1), date(2024, 1, 2), date(2024, 3, 5)):
+        mini.games(day, 2).rows("raw.boxscore", day, 4)
+    spec = mini.close()
+    (spec.parent / "pyproject.toml").write_text("")
+    (spec.parent / "notebooks").mkdir()
+    monkeypatch.chdir(spec.parent / "notebooks")
+    return spec
+
+
+def test_the_notebook_api_finds_the_spec_from_notebooks_and_takes_dates_either_way(inside_project):
+    pytest.importorskip("ipywidgets")
+    from backfill_kit import explore, report
+
+    audit = report.coverage("mini.yaml", "2024-01-01", date(2024, 3, 31))
+    assert audit.validation.spec.source == inside_project and audit.spec_ref == "mini.yaml"
+    explorer = explore.explorer("mini.yaml", date(2024, 1, 1), "2024-01-31")
+    assert explorer.validation.end == date(2024, 1, 31) and explorer.spec_ref == "mini.yaml"
+
+
+def test_backfill_kit_report_runs_from_notebooks_with_the_path_from_the_project(inside_project):
+    """The CLI checks the spec by the rule, and the papermill kernel, started in the same
+    working directory, finds it by the same rule."""
+    from click.testing import CliRunner
+
+    from backfill_kit.cli import cli
+
+    result = CliRunner().invoke(cli, ["report", "coverage", "--spec", "mini.yaml", "--start", "2024-01-01",
+                                      "--end", "2024-01-31", "--out-dir", "out"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert list((inside_project.parent / "notebooks" / "out").glob("coverage_mini_*.html"))
+
+
+def test_a_spec_found_nowhere_is_one_message_naming_every_place(inside_project):
+    from click.testing import CliRunner
+
+    from backfill_kit.cli import cli
+
+    result = CliRunner().invoke(cli, ["report", "coverage", "--spec", "nope.yaml", "--start", "2024-01-01",
+                                      "--end", "2024-01-31", "--out-dir", "out"], catch_exceptions=False)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"  {inside_project.parent / 'notebooks' / 'nope.yaml'}\n  {inside_project.parent / 'nope.yaml'}\n" in result.output
+
+
+def test_the_explorer_on_a_range_without_game_dates_says_so(inside_project):
+    pytest.importorskip("ipywidgets")
+    from backfill_kit import explore
+
+    with pytest.raises(InputError, match="no expected dates from 2024-01-10 to 2024-01-20"):  # not a TraitError
+        explore.explorer("mini.yaml", "2024-01-10", "2024-01-20")  # inside a season, no games
