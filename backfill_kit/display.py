@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from .status import NEEDS_WORK, Status
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
 
 __all__ = ["print_validation", "printable", "validation_csv", "validation_json"]
 
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 COLUMNS = [
     Status.COMPLETE, Status.PARTIAL, Status.NO_DATA, Status.FAILED, Status.NEVER_RAN,
@@ -39,13 +42,26 @@ def duration_text(seconds: float | None, unknown: str = "-") -> str:
 
 
 def validation_json(v: Validation) -> str:
-    """Indented at the top, one cell per line: readable, and fast to write (json's C encoder
-    is used only without indent)."""
-    data = v.to_dict()
-    cells = data.pop("cells")
-    head = json.dumps(data, indent=2)
-    body = ",\n    ".join(json.dumps(c) for c in cells)
-    return head[:-2] + ',\n  "cells": [\n    ' + body + "\n  ]\n}"
+    """Indented at the top, one cell per line: readable, and fast to write. orjson writes all
+    cells in one call, dates, moments and statuses natively (a call per cell costs ten times
+    more); each cell then goes on its own line. Splitting on `},{"table":` is safe: inside a
+    JSON string that quote would be escaped, and every cell starts with its table."""
+    import orjson
+
+    from .validation import Cell
+
+    head = json.dumps(v.to_dict(cells=False), indent=2)
+    cells = orjson.dumps([dict(zip(Cell._fields, cell, strict=True)) for cell in v.cells])
+    body = cells[1:-1].replace(b'},{"table":', b'},\n    {"table":').decode()
+    return head[:-2] + ',\n  "cells": [\n    ' + _ascii_only(body) + "\n  ]\n}"
+
+
+def _ascii_only(text: str) -> str:
+    """JSON text with every non-ASCII character escaped, as json.dumps writes it, so that the
+    output survives any terminal's encoding. They occur only inside strings (an error's text)."""
+    if text.isascii():  # the common case, checked in C
+        return text
+    return _NON_ASCII.sub(lambda m: json.dumps(m.group())[1:-1], text)
 
 
 def validation_csv(v: Validation) -> str:

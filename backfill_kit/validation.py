@@ -140,8 +140,10 @@ class Validation:
 
         return gap_runs(self.cells, [day.date for day in self.days])
 
-    def to_dict(self) -> dict[str, object]:
-        return {
+    def to_dict(self, *, cells: bool = True) -> dict[str, object]:
+        """Everything, as JSON-ready values; without the cells when `cells` is False (a writer
+        that streams them apart, as display.validation_json does)."""
+        data: dict[str, object] = {
             "spec": self.spec.name,
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
@@ -158,7 +160,7 @@ class Validation:
                     for s in self.summary()
                 ],
             },
-            "cells": [c.to_dict() for c in self.cells],
+            "cells": [c.to_dict() for c in self.cells] if cells else None,
             "queries": [
                 {"purpose": q.purpose, "seconds": round(q.seconds, 6), "rows": q.rows,
                  "bytes_processed": q.bytes_processed, **q.extra, "sql": q.sql}
@@ -169,6 +171,9 @@ class Validation:
             "unmapped_statuses": self.unmapped_statuses,
             "run_history": self.run_history,
         }
+        if not cells:
+            del data["cells"]
+        return data
 
     def cost(self) -> dict[str, int | float | list[str] | None]:
         """Bytes the queries processed, and the dry runs' estimate of bytes billed and dollars

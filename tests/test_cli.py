@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import date
@@ -61,6 +62,22 @@ def test_json_has_cells_summary_and_the_queries_issued(spec):
     assert data["summary"]["statuses"] == {"complete": 2, "failed": 1, "never_ran": 7}
     assert [q["purpose"] for q in data["queries"]] == ["calendar", "coverage", "run_history"]
     assert all(q["sql"].startswith(("SELECT", "WITH")) for q in data["queries"])
+
+
+def test_json_cells_are_one_per_line_and_ascii_whatever_the_error_text(mini):
+    # An error quoting JSON and non-ASCII text: the writer must neither split a cell inside it
+    # nor fail on a terminal that only takes ASCII.
+    error = 'bad payload [{"id": 1},{"table": "x"}] from café ✓ 😀'
+    mini.games(D1, 1).run("PropsProcessor", D1, "failed", error=error)
+    args = validate_args(mini.close(), "--format", "json", "--table", "props")
+    done = subprocess.run([str(Path(sys.executable).parent / "backfill-kit"), *args], capture_output=True, check=False,
+                          env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert done.returncode == 1, done.stderr
+    text = done.stdout.decode("ascii")
+    cell_lines = [line for line in text.splitlines() if line.startswith('    {"table":')]
+    assert [json.loads(line.rstrip(","))["table"] for line in cell_lines] == ["props"]
+    (cell,) = json.loads(text)["cells"]
+    assert (cell["status"], cell["last_error"], cell["date"]) == ("failed", error, "2024-01-10")
 
 
 def test_csv_is_one_row_per_cell(spec):
