@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from .calendar import consecutive_runs
+from .collector import no_gc_pauses
 from .errors import BackfillKitError, InputError
 from .limits import date_out_of_bounds
 from .spec import MAX_RETRIES, MAX_TIMEOUT_SECONDS, JobSpec, PipelineSpec, TableSpec, command_problem
@@ -326,14 +327,15 @@ def build_plan(
     """The stages and steps that fix the validation's gaps, and the cells that must wait."""
     spec = validation.spec
     wanted = set(statuses) | ({Status.NO_DATA} if include_no_data else set())
-    by_cell = {(c.table, c.date): c for c in validation.cells}
-    todo = {key: {str(c.status)} for key, c in by_cell.items() if _needs(c, wanted)}
-    if spec.cascade == "dependents":
-        _cascade(spec, by_cell, todo)
-    blocked = _block(spec, by_cell, todo)
-    calendar = [day.date for day in validation.days]
-    seconds = _seconds_per_date(validation.cells)
-    stages = _stages(spec, todo, calendar, seconds, python)
+    with no_gc_pauses():  # an index of every cell, then thousands of steps: no cycles among them
+        by_cell = {(c.table, c.date): c for c in validation.cells}
+        todo = {key: {str(c.status)} for key, c in by_cell.items() if _needs(c, wanted)}
+        if spec.cascade == "dependents":
+            _cascade(spec, by_cell, todo)
+        blocked = _block(spec, by_cell, todo)
+        calendar = [day.date for day in validation.days]
+        seconds = _seconds_per_date(validation.cells)
+        stages = _stages(spec, todo, calendar, seconds, python)
     options = {"statuses": sorted(str(s) for s in wanted), "cascade": spec.cascade}
     return Plan(str(spec.source.resolve()) if spec.source else "", spec.name, validation.start, validation.end, datetime.now(UTC),
                 stages, blocked, options)

@@ -8,15 +8,14 @@ date, every attempt counted so that a retry never hides an earlier failure).
 from __future__ import annotations
 
 from collections import Counter
-import gc
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .calendar import ExpectedDay, expected_days
+from .collector import no_gc_pauses
 from .errors import InputError, Problem, WarehouseMismatchError
 from .spec import PipelineSpec, TableSpec
 from .status import GAP_STATUSES, NEEDS_WORK, Status
@@ -221,7 +220,7 @@ def validate(
     owned = warehouse is None
     wh = warehouse if warehouse is not None else open_warehouse(spec)
     first_query = len(wh.queries)
-    with _no_gc_pauses():
+    with no_gc_pauses():
         try:
             days, rows, runs = _gather(spec, wh, selected, start, end)
             hazards = wh.hazards(_hazard_targets(spec, selected), start)
@@ -233,19 +232,6 @@ def validate(
     warnings = [*_season_warnings(spec, start, end), *_unmapped_warnings(spec, unmapped), *hazards]
     return Validation(spec, start, end, days, cells, wh.queries[first_query:], now, tuple(selected), warnings,
                       hazards, unmapped, history)
-
-
-@contextmanager
-def _no_gc_pauses() -> Iterator[None]:
-    """Hold the cycle collector while building cells: hundreds of thousands of tuples with no
-    cycles would otherwise trigger repeated full passes (a third of the time at 10 x 100)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _select(spec: PipelineSpec, tables: Sequence[str] | None) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from datetime import UTC, date, datetime
 
@@ -174,3 +175,16 @@ def test_a_plan_file_round_trips_and_a_broken_one_is_refused(tmp_path):
     (tmp_path / "other.json").write_text('{"format": 1}')
     with pytest.raises(InputError, match="not a backfill-kit plan"):
         load_plan(tmp_path / "other.json")
+
+
+def test_planning_leaves_the_cycle_collector_as_it_found_it(tmp_path):
+    # The planner holds the collector while it builds; an embedding program's setting survives.
+    v = validation(spec_of(tmp_path), {("boxscore", None): S.NEVER_RAN})
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        assert build_plan(v).steps and gc.isenabled()
+        gc.disable()
+        assert build_plan(v).steps and not gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()
