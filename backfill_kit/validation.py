@@ -8,10 +8,11 @@ date, every attempt counted so that a retry never hides an earlier failure).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .calendar import ExpectedDay, expected_days
@@ -326,7 +327,7 @@ def _history_evidence(runs: dict[str, dict[date, RunSummary]]) -> tuple[dict[str
             attempts += summary.attempts
             ranged += summary.range_attempts > 0
             if summary.unmapped_statuses:
-                unmapped.update(summary.unmapped_statuses.split("|"))
+                unmapped.update(set(summary.unmapped_statuses.split("|")))  # once per processor-date
             if summary.latest_reason:
                 reasons[summary.latest_reason] += 1
     history = {"attempts": attempts, "dates_from_range_runs": ranged, "no_data_reasons": dict(reasons.most_common())}
@@ -452,37 +453,44 @@ def _classify_all(
     now: datetime,
 ) -> list[Cell]:
     stale_after = timedelta(hours=spec.run_history.stale_after_hours)
+    calendar = [(day.date, day.games, day.season, day) for day in days]  # unpacked once, not per table
     cells: list[Cell] = []
     for table_id in selected:
-        cells.extend(_table_cells(spec, spec.table(table_id), days, rows, runs, now, stale_after))
+        cells.extend(_table_cells(spec, spec.table(table_id), calendar, rows, runs, now, stale_after))
     return cells
+
+
+# The evidence a cell carries from its run summary: attempts, failures, latest status, start,
+# seconds, last error. One C call instead of six attribute lookups, for every cell.
+_EVIDENCE = itemgetter(2, 3, 5, 6, 7, 9)
 
 
 def _table_cells(
     spec: PipelineSpec,
     table: TableSpec,
-    days: list[ExpectedDay],
+    calendar: list[tuple[date, int, str | None, ExpectedDay]],
     rows: dict[str, dict[date, int]],
     runs: dict[str, dict[date, RunSummary]],
     now: datetime,
     stale_after: timedelta,
-) -> Iterable[Cell]:
-    """One table's cells. The hot loop of a validation: lookups are bound outside it."""
+) -> list[Cell]:
+    """One table's cells. The hot loop of a validation (1.7 M cells at 1,000 tables): lookups
+    are bound outside it, and a complete date is decided without a call."""
     phase = spec.phase_of(table.id)
-    have, history = rows.get(table.id, {}), runs.get(table.processor, {})
+    rows_on, run_on = rows.get(table.id, {}).get, runs.get(table.processor, {}).get
     fallback = spec.table(table.fallback) if table.fallback else None
     fallback_rows = rows.get(fallback.id, {}) if fallback else {}
-    warned = _upstream_warnings(spec, table, have, rows)
-    need_for = {g: table.expected_rows(g) for g in {day.games for day in days}}
+    warned_on = _upstream_warnings(spec, table, rows.get(table.id, {}), rows).get
+    need_for = {g: table.expected_rows(g) for g in {games for _, games, _, _ in calendar}}
     new, tid, pname, complete, no_data = tuple.__new__, table.id, phase.name, Status.COMPLETE, Status.NO_DATA
-    error_text = _error_reader()
-    no_run = (0, 0, None, None, None, None)
-    for day in days:
-        d, games = day.date, day.games
+    error_text, evidence = _error_reader(), _EVIDENCE
+    cells: list[Cell] = []
+    add = cells.append
+    for d, games, season, day in calendar:
         need = need_for[games]
-        n = have.get(d, 0)
-        run = history.get(d)
-        if n >= need:  # the common case, decided without a call
+        n = rows_on(d, 0)
+        run = run_on(d)
+        if n >= need:  # the common case
             status = complete
         else:
             status = classify(n, need, run, in_bootstrap=day.in_bootstrap(phase.bootstrap_days),
@@ -490,11 +498,13 @@ def _table_cells(
         covered = None
         if status is no_data and fallback and fallback_rows.get(d, 0) >= fallback.expected_rows(games):
             covered = fallback.id
-        evidence = no_run if run is None else (
-            run.attempts, run.failures, run.latest_status, run.latest_started_at, run.latest_seconds,
-            run.last_error and error_text(run.last_error),
-        )
-        yield new(Cell, (tid, pname, d, day.season, status, n, need, *evidence, covered, warned.get(d, ())))
+        if run is None:
+            add(new(Cell, (tid, pname, d, season, status, n, need, 0, 0, None, None, None, None, covered, warned_on(d, ()))))
+        else:
+            attempts, failures, latest, started, seconds, error = evidence(run)
+            add(new(Cell, (tid, pname, d, season, status, n, need, attempts, failures, latest, started, seconds,
+                           error and error_text(error), covered, warned_on(d, ()))))
+    return cells
 
 
 def _error_reader() -> Callable[[str], str | None]:

@@ -123,6 +123,7 @@ def test_without_no_data_reasons_a_skip_still_means_nothing_to_load(mini):
 def test_unmapped_statuses_are_named_in_a_warning_never_read_as_failed(mini):
     mini.games(D1).games(D1 + timedelta(1)).games(D1 + timedelta(2))
     mini.run("BoxscoreProcessor", D1, "SUCCESS")
+    mini.run("BoxscoreProcessor", D1, "SUCCESS", started=datetime(2024, 1, 11, 9))  # a retry: still one date
     mini.run("BoxscoreProcessor", D1 + timedelta(1), "failed", error="boom")
     mini.run("BoxscoreProcessor", D1 + timedelta(1), "cancelled")
     mini.run("PropsProcessor", D1 + timedelta(2), "SUCCESS")
