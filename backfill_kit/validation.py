@@ -271,12 +271,14 @@ def _gather(
         raise _mismatch(spec, wh, involved) from exc
     if not days:  # after the queries, so that a missing table or column is reported first
         raise InputError(_no_dates_message(spec, start, end))
+    # Indexed in loops of a row each (1.7 M rows each at 1,000 tables): by position, not name.
     rows: dict[str, dict[date, int]] = {t.id: {} for t in involved}
+    per_target = [rows[t.id] for t in involved]
     for k, d, n in counts:
-        rows[involved[k].id][d] = n
+        per_target[k][d] = n
     runs: dict[str, dict[date, RunSummary]] = {p: {} for p in processors}
     for summary in summaries:
-        runs[summary.processor][summary.date] = summary
+        runs[summary[0]][summary[1]] = summary  # processor, date
     return days, rows, runs
 
 
