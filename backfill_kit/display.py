@@ -48,10 +48,12 @@ def validation_json(v: Validation) -> str:
     JSON string that quote would be escaped, and every cell starts with its table."""
     import orjson
 
+    from .collector import no_gc_pauses
     from .validation import Cell
 
     head = json.dumps(v.to_dict(cells=False), indent=2)
-    cells = orjson.dumps([dict(zip(Cell._fields, cell, strict=True)) for cell in v.cells])
+    with no_gc_pauses():  # a dict per cell, all freed together: no cycles to look for
+        cells = orjson.dumps([dict(zip(Cell._fields, cell, strict=True)) for cell in v.cells])
     body = cells[1:-1].replace(b'},{"table":', b'},\n    {"table":').decode()
     return head[:-2] + ',\n  "cells": [\n    ' + _ascii_only(body) + "\n  ]\n}"
 
