@@ -71,9 +71,17 @@ def cli() -> None:
 
 start_option = click.option("--start", required=True, type=DateType(), help="First date, YYYY-MM-DD.")
 end_option = click.option("--end", required=True, type=DateType(), help="Last date, YYYY-MM-DD (inclusive).")
+def _find_spec(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """The spec by the one path rule of `arguments.find_file`: the working directory, then each
+    folder above it up to the project folder."""
+    from .arguments import find_file
+
+    return None if value is None else find_file(value, "the spec")
+
+
 spec_option = click.option(
-    "--spec", "spec_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-    help="Pipeline spec (YAML).",
+    "--spec", "spec_path", required=True, type=click.Path(dir_okay=False, path_type=Path), callback=_find_spec,
+    help="Pipeline spec (YAML); a relative path is looked up from here up to the project folder.",
 )
 
 

@@ -29,7 +29,7 @@ from .errors import InputError
 from .figures import ReportFigure
 from .journal import read_journal
 from .render import find_plan
-from .status import NEEDS_WORK, Status
+from .status import NEEDS_WORK, PROGRESS_WORDS, Status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -217,14 +217,12 @@ class CoverageAudit:
     def headline(self) -> Headline:
         v = self.validation
         counts = v.counts()
-        expected = len(v.cells) - counts.get(Status.BOOTSTRAP, 0)
-        complete = counts.get(Status.COMPLETE, 0)
-        done = complete + counts.get(Status.NO_DATA, 0)
+        expected, complete, done = summaries.progress_counts(v.cells)
         need_work = sum(n for s, n in counts.items() if s in NEEDS_WORK)
         cards = [
             (f"{expected:,}", "expected cells (tables × game dates, bootstrap excluded)"),
-            (_percent(complete, expected), "complete"),
-            (_percent(done, expected), "done (complete or genuinely no data)"),
+            (_percent(complete, expected), f"complete: {PROGRESS_WORDS['complete']}"),
+            (_percent(done, expected), f"done: {PROGRESS_WORDS['done']}"),
             (f"{need_work:,}", "cells need a backfill"),
         ]
         causes = [(f"{counts.get(s, 0):,}", str(s).replace("_", " ")) for s in summaries.BREAKDOWN_ORDER]
@@ -253,6 +251,15 @@ class CoverageAudit:
         more = (note_html(f"… and {len(runs) - limit:,} shorter runs: backfill-kit validate --format csv lists every cell.")
                 if len(runs) > limit else "")
         return HTML(intro + table_html([g.row() for g in runs[:limit]], numbers=("dates",)) + more)
+
+    def no_data(self) -> HTML:
+        """Per table, the cells whose source had nothing, and the fallback that covers them."""
+        rows = summaries.no_data_rows(self.validation.cells)
+        if not rows:
+            return HTML(note_html("No cell reads no_data: every source had data on every expected date."))
+        intro = note_html("These count as done: the source genuinely had nothing. A fallback covers a date when "
+                          "it is complete on it; the dates not covered have no data anywhere.")
+        return HTML(intro + table_html(rows, numbers=("no data", "not covered")))
 
     def recommended_plan(self) -> HTML:
         plan = self.plan

@@ -228,3 +228,27 @@ def test_an_error_that_may_pass_is_tried_again_a_few_times_then_stops():
         assert "stopped at" in widget.status.value and "Could not set lock on file" in widget.status.value
     finally:
         widget.stop()
+
+
+def test_validate_monitor_and_reports_count_complete_and_done_alike(mini: MiniWarehouse):
+    """A table whose source had nothing reads 0% complete and 100% done in every view, and the
+    coverage report names the fallback that covers it (props on the demo's nbac_play_by_play)."""
+    from backfill_kit.coverage import no_data_rows
+    from backfill_kit.validation import validate
+
+    for d in (JAN1, JAN2, JAN10):
+        mini.games(d).rows("raw.backup_props", d, 1).run("PropsProcessor", d, "success", 0)  # no_data
+    spec = mini.close()
+    v = validate(str(spec), "2024-01-01", "2024-01-10", tables=["props"], now=NOW)
+    summary = v.summary()[0]
+    assert (summary.percent_complete, summary.percent_done) == (0.0, 100.0)
+    snap = take_snapshot(load_spec(spec), JAN1, JAN10, now=NOW)
+    props = next(t for t in snap.tables if t.table == "props")
+    assert (props.expected, props.complete, props.done) == (3, 0, 3)
+    assert (props.percent_complete, props.percent) == (0.0, 100.0)
+    assert no_data_rows(v.cells) == [{"table": "props", "no data": 3, "first": JAN1, "last": JAN10,
+                                      "covered by fallback": "backup_props (3)", "not covered": 0}]
+    text = subprocess.run([str(Path(sys.executable).parent / "backfill-kit"), "monitor", "--spec", str(spec), "--start",
+                           "2024-01-01", "--end", "2024-01-10"], capture_output=True, text=True, timeout=120)
+    assert "table (% complete / % done per season)" in text.stdout, text.stderr
+    assert any(line.split()[:2] == ["props", "0.0%"] and "100%" in line for line in text.stdout.splitlines())
