@@ -407,7 +407,7 @@ def _preflight_gate(the_plan: Any, journal: Path, ignore: bool) -> None:
     failed = [c for c in checks if c.outcome == "fail"]
     if not failed and not any(c.outcome == "warn" for c in checks):
         return
-    display.print_checks([c for c in checks if c.outcome in ("warn", "fail")], _console())
+    display.print_checks(checks, _console(), only=("warn", "fail"))
     if failed and not ignore:
         click.echo("error: preflight failed; nothing was started. Fix the failures, or pass --ignore-preflight.", err=True)
         sys.exit(1)

@@ -179,10 +179,14 @@ def next_step(v: Validation) -> str:
 MARK = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]", "skip": "[dim]skip[/]"}
 
 
-def print_checks(checks: list[Any], console: Console) -> None:
+def print_checks(checks: list[Any], console: Console, *, only: tuple[str, ...] = ()) -> None:
+    """Each check (or only those whose outcome is in `only`), then the counts of all of them:
+    a summary that shows the problems still counts every check that passed."""
     from rich.markup import escape
 
     for c in checks:
+        if only and c.outcome not in only:
+            continue
         todo = f" [dim]→ {escape(printable(c.todo))}[/]" if c.todo and c.outcome in ("warn", "fail") else ""
         console.print(f"{MARK[c.outcome]}  {c.name:<30} {escape(printable(c.why))}{todo}", soft_wrap=True)
     counts = {o: sum(c.outcome == o for c in checks) for o in MARK}
