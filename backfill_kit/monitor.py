@@ -245,9 +245,9 @@ def _stale(v: Validation) -> list[tuple[str, date, datetime | None]]:
 
 def find_journals(spec: PipelineSpec) -> list[Path]:
     """Journals of `backfill` runs beside the spec (runs/*.journal.jsonl)."""
-    if spec.source is None:
-        return []
-    return sorted((spec.source.parent / "runs").glob("*.journal.jsonl"))
+    from .estimates import journals_beside
+
+    return journals_beside(spec)
 
 
 def runner_position(journal: Path) -> RunnerPosition:
