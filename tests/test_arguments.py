@@ -167,3 +167,16 @@ def test_a_file_of_another_kind_given_as_the_spec_is_named_as_such(tmp_path, tex
                                 catch_exceptions=False)
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert f"not a pipeline spec: this is {named}" in result.output
+
+
+def test_the_explorer_shows_complete_and_done_for_what_is_chosen(inside_project):
+    pytest.importorskip("ipywidgets")
+    from backfill_kit import explore
+    from backfill_kit.coverage import progress_counts
+
+    chosen = explore.explorer("mini.yaml", "2024-01-01", "2024-03-31")
+    expected, _, _ = progress_counts(chosen.validation.cells)
+    assert "% complete (rows present), " in chosen.progress_note.value
+    assert f"of {expected:,} expected cells" in chosen.progress_note.value
+    chosen.tables.value = ("boxscore",)  # every boxscore date has its rows
+    assert "100.0% complete (rows present), 100.0% done" in chosen.progress_note.value
