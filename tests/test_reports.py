@@ -171,6 +171,14 @@ def test_coverage_report_is_one_self_contained_html_with_its_notebook_and_the_in
     assert "mini: 2024-01-01 .. 2024-03-31" in index
 
 
+def test_coverage_report_lists_no_data_cells_with_the_fallback_that_covers_them(coverage_report):
+    html = coverage_report[0].read_text()
+    assert "No data, and the fallback that covers it" in html
+    section = html.split("No data, and the fallback that covers it", 1)[1]
+    assert "<td>props</td>" in section and "backup_props (1)" in section  # 2024-01-11: nothing from props
+    assert "complete: rows present" in html and "done: complete, or genuinely no data" in html
+
+
 def test_coverage_report_escapes_an_error_text_that_holds_html(coverage_report):
     html = coverage_report[0].read_text()
     assert PWN not in html
