@@ -61,7 +61,9 @@ def journal_samples(journals: Iterable[Path]) -> Samples:
 
 def history_samples(cells: Sequence[Cell]) -> Samples:
     """One sample per run of the run history: the cells whose latest run is the same run (a
-    range run stands for every date of its range) are its dates."""
+    range run stands for every date of its range) are its dates. A cell does not carry its run
+    id, so a run is known by its start and duration: two runs that started at the same instant
+    and took exactly as long count as one run of their dates together."""
     runs: dict[tuple[str, object, float], int] = {}
     for c in cells:
         if c.latest_status and c.latest_seconds is not None and c.latest_seconds >= 0:
