@@ -29,7 +29,7 @@ from .errors import InputError
 from .figures import ReportFigure
 from .journal import read_journal
 from .render import find_plan
-from .status import NEEDS_WORK, PROGRESS_WORDS, Status
+from .status import DONE, NEEDS_WORK, PROGRESS_WORDS, Status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,6 +42,7 @@ __all__ = ["HEADLINE_MIMETYPE", "CoverageAudit", "ExecutionLog", "Headline", "co
 
 GAP_LIST_LIMIT = 200  # rows of the gap list shown; the rest are counted
 JOURNAL_HINT = "a run writes it beside its plan (PLAN.journal.jsonl)"
+DONE_NAMES = frozenset(str(s) for s in DONE)  # statuses as the before/after rows name them
 
 
 def setup() -> HTML:
@@ -376,7 +377,7 @@ class ExecutionLog:
         intro = (f"<p>Before: the causes the plan was made for ({self.plan.created_at:%Y-%m-%d %H:%M} UTC). "
                  f"After: the same table-dates validated now ({after.now:%Y-%m-%d %H:%M} UTC). "
                  f"{fixed:,} of {planned:,} planned table-dates are now complete or genuinely without data.</p>")
-        return HTML(intro + table_html(rows, numbers=("planned", "fixed", "still open", "% complete now")))
+        return HTML(intro + table_html(rows, numbers=("planned", "fixed", "still open", "% complete now", "% done now")))
 
     def warnings(self) -> HTML:
         rows = warning_rows(self.events, list(self.steps_frame.loc[self.steps_frame["outcome"] == "succeeded_without_data", "step"]))
@@ -417,7 +418,7 @@ def before_after_rows(plan: Plan, after: Validation) -> list[dict[str, Any]]:
         for d in (d for s in steps for d in s.dates):
             key = now.get((table, d), "not validated")
             statuses[key] = statuses.get(key, 0) + 1
-        fixed = statuses.get(str(Status.COMPLETE), 0) + statuses.get(str(Status.NO_DATA), 0)
+        fixed = sum(n for status, n in statuses.items() if status in DONE_NAMES)  # done, as everywhere
         planned = sum(statuses.values())
         rows.append({
             "table": table, "phase": steps[0].phase, "planned": planned,
@@ -425,6 +426,7 @@ def before_after_rows(plan: Plan, after: Validation) -> list[dict[str, Any]]:
             "after": ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())),
             "fixed": fixed, "still open": planned - fixed,
             "% complete now": round(summary[table].percent_complete, 1) if table in summary else None,
+            "% done now": round(summary[table].percent_done, 1) if table in summary else None,
         })
     return rows
 

@@ -217,6 +217,12 @@ def test_the_index_tells_reports_before_and_after_a_backfill_by_their_headlines(
     assert headline.search(rows[0]) and headline.search(rows[2])  # the mini jobs write nothing: the same numbers
 
 
+def test_execution_reports_before_and_after_counts_complete_and_done_side_by_side(execution_report):
+    html = execution_report.read_text()
+    section = html.split("Coverage before and after", 1)[1]
+    assert "% complete now" in section and "% done now" in section
+
+
 def test_execution_report_shows_every_step_its_outcome_and_log(execution_report, journal):
     html = execution_report.read_text()
     assert execution_report.name.startswith(f"execution_plan_{START}_{END}_")  # named by the plan's range
