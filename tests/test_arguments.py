@@ -180,3 +180,9 @@ def test_the_explorer_shows_complete_and_done_for_what_is_chosen(inside_project)
     assert f"of {expected:,} expected cells" in chosen.progress_note.value
     chosen.tables.value = ("boxscore",)  # every boxscore date has its rows
     assert "100.0% complete (rows present), 100.0% done" in chosen.progress_note.value
+
+
+def test_a_folder_given_for_a_file_is_named_as_a_folder(project, monkeypatch):
+    monkeypatch.chdir(project)
+    with pytest.raises(InputError, match=r"^the spec demo is a folder, not a file; give the path of the file in it$"):
+        find_file("demo", "the spec")
