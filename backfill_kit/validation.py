@@ -158,7 +158,7 @@ class Validation:
                 "needs_work": sum(1 for c in self.cells if c.status in NEEDS_WORK),
                 "tables": [
                     {"table": s.table, "phase": s.phase, "expected": s.expected,
-                     "percent_complete": round(s.percent_complete, 2),
+                     "percent_complete": round(s.percent_complete, 2), "percent_done": round(s.percent_done, 2),
                      "statuses": {str(k): v for k, v in sorted(s.counts.items())}}
                     for s in self.summary()
                 ],

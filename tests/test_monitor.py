@@ -246,6 +246,8 @@ def test_validate_monitor_and_reports_count_complete_and_done_alike(mini: MiniWa
     props = next(t for t in snap.tables if t.table == "props")
     assert (props.expected, props.complete, props.done) == (3, 0, 3)
     assert (props.percent_complete, props.percent) == (0.0, 100.0)
+    listed = v.to_dict()["summary"]["tables"][0]  # validate --format json
+    assert (listed["percent_complete"], listed["percent_done"]) == (0.0, 100.0)
     assert no_data_rows(v.cells) == [{"table": "props", "no data": 3, "first": JAN1, "last": JAN10,
                                       "covered by fallback": "backup_props (3)", "not covered": 0}]
     text = subprocess.run([str(Path(sys.executable).parent / "backfill-kit"), "monitor", "--spec", str(spec), "--start",
