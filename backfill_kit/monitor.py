@@ -220,11 +220,11 @@ def _p90(samples: list[float]) -> float:
 
 
 def _durations(v: Validation) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = defaultdict(list)
-    for c in v.cells:
-        if c.latest_seconds is not None and c.latest_seconds >= 0 and c.latest_status:
-            out[c.table].append(float(c.latest_seconds))
-    return out
+    """Seconds per date of each past run: a range run's duration spread over its range, as the
+    planner's estimates count it (never its whole duration on each of its dates)."""
+    from .estimates import history_samples
+
+    return {table: [seconds / dates for dates, seconds in runs] for table, runs in history_samples(v.cells).items()}
 
 
 def _failures(spec: PipelineSpec, recent: list[RecentRun]) -> list[Failure]:

@@ -34,7 +34,8 @@ def run(mini: MiniWarehouse, processor: str, d: date, status: str, finished: dat
 def history(mini: MiniWarehouse) -> Path:
     for d in (JAN1, JAN2, JAN10, JAN11):
         mini.games(d).rows("raw.boxscore", d, 2).rows("raw.backup_props", d, 1)
-    for d, ago, seconds in ((JAN1, 5, 60), (JAN2, 5, 60), (JAN10, 0.5, 120), (JAN11, 0.5, 120)):
+    # Runs of the same length start a second apart: the same start and length would make one run.
+    for d, ago, seconds in ((JAN1, 5, 60), (JAN2, 5.0003, 60), (JAN10, 0.5, 120), (JAN11, 0.5003, 120)):
         run(mini, "BoxscoreProcessor", d, "success", NOW - timedelta(hours=ago), seconds)
     mini.rows("analytics.summary", JAN10, 1)
     run(mini, "SummaryProcessor", JAN10, "success", NOW - timedelta(hours=1), 300)
@@ -254,3 +255,15 @@ def test_validate_monitor_and_reports_count_complete_and_done_alike(mini: MiniWa
                            "2024-01-01", "--end", "2024-01-10"], capture_output=True, text=True, timeout=120)
     assert "table (% complete / % done per season)" in text.stdout, text.stderr
     assert any(line.split()[:2] == ["props", "0.0%"] and "100%" in line for line in text.stdout.splitlines())
+
+
+def test_a_range_runs_duration_is_spread_over_its_range_in_the_eta(mini: MiniWarehouse):
+    """One 100 s run over four dates is 25 s a date, not 100 s on each: the monitor counts a
+    range run as the planner's estimates do."""
+    from test_run_history import with_ranges
+
+    for d in (JAN1, JAN2, JAN10, JAN11):
+        mini.games(d).rows("raw.boxscore", d, 2).rows("raw.backup_props", d, 1)
+    with_ranges(mini).run("BoxscoreProcessor", JAN11, "success", 8, range_=(JAN1, JAN11), took=timedelta(seconds=100))
+    snap = take_snapshot(load_spec(mini.close()), JAN1, JAN11, now=NOW)
+    assert snap.remaining > 0 and snap.eta_seconds == pytest.approx((25.0 * snap.remaining,) * 2)
