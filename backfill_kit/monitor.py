@@ -154,7 +154,7 @@ def take_snapshot(
         spec=spec.name, start=start, end=end, taken_at=now, window_hours=window_hours,
         tables=tables, phases=phase_progress(tables),
         completed_in_window=len({(r.processor, r.date) for r in recent if r.category in ("success", "no_data")}),
-        eta_seconds=eta_range(spec, remaining, _durations(v)),
+        eta_seconds=eta_range(spec, remaining, _durations(v, journals)),
         failures=_failures(spec, recent), stale=_stale(v),
         runners=[runner_position(j) for j in journals],
     )
@@ -219,12 +219,14 @@ def _p90(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=10, method="inclusive")[-1] if len(samples) > 1 else samples[0]
 
 
-def _durations(v: Validation) -> dict[str, list[float]]:
-    """Seconds per date of each past run: a range run's duration spread over its range, as the
-    planner's estimates count it (never its whole duration on each of its dates)."""
-    from .estimates import history_samples
+def _durations(v: Validation, journals: Sequence[Path]) -> dict[str, list[float]]:
+    """Seconds per date, per table, as the planner's estimates take them: the steps of the
+    journals followed first (this pipeline's jobs as the runner ran them), else the run
+    history's runs (a range run's duration spread over its range, never counted on each date)."""
+    from .estimates import history_samples, journal_samples
 
-    return {table: [seconds / dates for dates, seconds in runs] for table, runs in history_samples(v.cells).items()}
+    samples = history_samples(v.cells) | {t: s for t, s in journal_samples(journals).items() if s}
+    return {table: [seconds / dates for dates, seconds in runs if dates] for table, runs in samples.items()}
 
 
 def _failures(spec: PipelineSpec, recent: list[RecentRun]) -> list[Failure]:
