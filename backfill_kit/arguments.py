@@ -44,6 +44,8 @@ def find_file(path: str | Path, what: str, *, hint: str = "") -> Path:
     for i, folder in enumerate(folders):
         if (folder / given).is_file():
             return given if i == 0 else folder / given
+        if i == 0 and given.is_dir():  # found, but of the wrong kind: say so rather than "missing"
+            raise InputError(f"{what} {given} is a folder, not a file; give the path of the file in it")
     looked = "".join(f"\n  {folder / given}" for folder in folders)
     raise InputError(
         f"{what} {given} does not exist: a relative path is looked up in the working directory, then in "

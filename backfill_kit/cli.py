@@ -71,9 +71,17 @@ def cli() -> None:
 
 start_option = click.option("--start", required=True, type=DateType(), help="First date, YYYY-MM-DD.")
 end_option = click.option("--end", required=True, type=DateType(), help="Last date, YYYY-MM-DD (inclusive).")
+def _find_spec(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """The spec by the one path rule of `arguments.find_file`: the working directory, then each
+    folder above it up to the project folder."""
+    from .arguments import find_file
+
+    return None if value is None else find_file(value, "the spec")
+
+
 spec_option = click.option(
-    "--spec", "spec_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-    help="Pipeline spec (YAML).",
+    "--spec", "spec_path", required=True, type=click.Path(dir_okay=False, path_type=Path), callback=_find_spec,
+    help="Pipeline spec (YAML); a relative path is looked up from here up to the project folder.",
 )
 
 
@@ -399,7 +407,7 @@ def _preflight_gate(the_plan: Any, journal: Path, ignore: bool) -> None:
     failed = [c for c in checks if c.outcome == "fail"]
     if not failed and not any(c.outcome == "warn" for c in checks):
         return
-    display.print_checks([c for c in checks if c.outcome in ("warn", "fail")], _console())
+    display.print_checks(checks, _console(), only=("warn", "fail"))
     if failed and not ignore:
         click.echo("error: preflight failed; nothing was started. Fix the failures, or pass --ignore-preflight.", err=True)
         sys.exit(1)

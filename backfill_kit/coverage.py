@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from .status import GAP_STATUSES, NEEDS_WORK, Status
+from .status import DONE, GAP_STATUSES, NEEDS_WORK, Status, percent
 from .text import printable
 from .validation import Cell
 
@@ -23,6 +23,9 @@ __all__ = [
     "Gap",
     "breakdown_rows",
     "gap_runs",
+    "no_data_rows",
+    "progress_counts",
+    "progress_text",
     "readable_error",
     "season_counts",
 ]
@@ -142,3 +145,36 @@ def _runs(cells: list[Cell], position: dict[date, int]) -> Iterable[Gap]:
             run = []
         if cell is not None:
             run.append(cell)
+
+
+def progress_counts(cells: Iterable[Cell]) -> tuple[int, int, int]:
+    """(expected, complete, done) over `cells`, bootstrap dates not expected: the numbers every
+    view shows side by side (`status.DONE` says what "done" is)."""
+    counts = Counter(cell.status for cell in cells)
+    expected = sum(n for s, n in counts.items() if s is not Status.BOOTSTRAP)
+    return expected, counts[Status.COMPLETE], sum(n for s, n in counts.items() if s in DONE)
+
+
+def progress_text(cells: Iterable[Cell]) -> str:
+    """"complete" and "done" side by side, in the words of every view."""
+    expected, complete, done = progress_counts(cells)
+    return (f"{percent(complete, expected):.1f}% complete (rows present), {percent(done, expected):.1f}% done "
+            f"(complete or genuinely no data) of {expected:,} expected cells")
+
+
+def no_data_rows(cells: Iterable[Cell]) -> list[dict[str, Any]]:
+    """Per table, its `no_data` cells: how many, their first and last date, and how many of them
+    each fallback covers (complete on that date); the rest have no fallback with data."""
+    per_table: dict[str, list[Cell]] = {}
+    for cell in cells:
+        if cell.status is Status.NO_DATA:
+            per_table.setdefault(cell.table, []).append(cell)
+    rows = []
+    for table, mine in per_table.items():
+        covered = Counter(c.fallback for c in mine if c.fallback)
+        rows.append({
+            "table": table, "no data": len(mine), "first": min(c.date for c in mine), "last": max(c.date for c in mine),
+            "covered by fallback": ", ".join(f"{name} ({n:,})" for name, n in covered.most_common()) or "none",
+            "not covered": len(mine) - sum(covered.values()),
+        })
+    return rows

@@ -130,16 +130,20 @@ def _summary_table(v: Validation) -> object:
     for status in COLUMNS:
         table.add_column(str(status).replace("_", " "), justify="right", style=STYLE[status])
     table.add_column("% complete", justify="right")
+    table.add_column("% done", justify="right")
     phase = None
     summary = v.summary()
     for s in summary:
         if s.phase != phase:
             phase = s.phase
             # A phase is as far along as its slowest table, never its best.
-            slowest = min(x.percent_done for x in summary if x.phase == phase)
-            table.add_row(f"[bold]{phase}[/]", *[""] * (len(COLUMNS) + 1), f"[bold]{slowest:.1f}% done[/]")
+            mine = [x for x in summary if x.phase == phase]
+            slowest = (min(x.percent_complete for x in mine), min(x.percent_done for x in mine))
+            table.add_row(f"[bold]{phase}[/]", *[""] * (len(COLUMNS) + 1),
+                          *[f"[bold]{_progress(p)}[/]" for p in slowest])
         cells = [f"{s.counts[st]:,}" if s.counts.get(st) else "-" for st in COLUMNS]
-        table.add_row(f"  {s.table}", f"{s.expected:,}", *cells, f"{s.percent_complete:.1f}%")
+        table.add_row(f"  {s.table}", f"{s.expected:,}", *cells, _progress(s.percent_complete),
+                      _progress(s.percent_done))
     return table
 
 
@@ -193,10 +197,14 @@ def next_step(v: Validation) -> str:
 MARK = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]", "skip": "[dim]skip[/]"}
 
 
-def print_checks(checks: list[Any], console: Console) -> None:
+def print_checks(checks: list[Any], console: Console, *, only: tuple[str, ...] = ()) -> None:
+    """Each check (or only those whose outcome is in `only`), then the counts of all of them:
+    a summary that shows the problems still counts every check that passed."""
     from rich.markup import escape
 
     for c in checks:
+        if only and c.outcome not in only:
+            continue
         todo = f" [dim]→ {escape(printable(c.todo))}[/]" if c.todo and c.outcome in ("warn", "fail") else ""
         console.print(f"{MARK[c.outcome]}  {c.name:<30} {escape(printable(c.why))}{todo}", soft_wrap=True)
     counts = {o: sum(c.outcome == o for c in checks) for o in MARK}
@@ -222,11 +230,11 @@ def snapshot_view(snap: Any) -> Any:
         f"{snap.taken_at:%Y-%m-%d %H:%M:%S} UTC"
     ]
     phases = Table(box=None, header_style="bold", pad_edge=False)
-    for name, justify in (("phase", "left"), ("progress", "right"), ("slowest table", "left"),
-                          ("done", "right"), ("expected", "right")):
+    for name, justify in (("phase", "left"), ("% done", "right"), ("slowest table", "left"),
+                          ("complete", "right"), ("done", "right"), ("expected", "right")):
         phases.add_column(name, justify=justify)  # type: ignore[arg-type]
     for p in snap.phases:
-        phases.add_row(p.phase, f"{p.percent:.1f}%", p.slowest, f"{p.done:,}", f"{p.expected:,}")
+        phases.add_row(p.phase, _progress(p.percent), p.slowest, f"{p.complete:,}", f"{p.done:,}", f"{p.expected:,}")
     parts += ["", phases, "", _season_matrix(snap), "", _pace(snap)]
     parts += _problems(snap)
     return Group(*parts)
@@ -237,7 +245,7 @@ def _season_matrix(snap: Any) -> Any:
 
     seasons = list(dict.fromkeys(t.season for t in snap.tables))
     matrix = Table(box=None, header_style="bold", pad_edge=False)
-    matrix.add_column("table (done % per season)")
+    matrix.add_column("table (% complete / % done per season)")
     for season in seasons:
         matrix.add_column(season or "all", justify="right")
     matrix.add_column("remaining", justify="right")
@@ -245,16 +253,17 @@ def _season_matrix(snap: Any) -> Any:
     for t in snap.tables:
         by_table.setdefault(t.table, {})[t.season] = t
     for table, cells in by_table.items():
-        values = [_percent(cells[s]) if s in cells else "-" for s in seasons]
+        values = [f"{_progress(cells[s].percent_complete)} / {_progress(cells[s].percent)}" if s in cells else "-"
+                  for s in seasons]
         matrix.add_row(table, *values, f"{sum(c.remaining for c in cells.values()):,}")
     return matrix
 
 
-def _percent(t: Any) -> str:
-    """Never round a table with work left up to 100%."""
-    if t.remaining == 0:
+def _progress(value: float) -> str:
+    """A percent of complete or done; never rounds a table with work left up to 100%."""
+    if value >= 100.0:
         return "100%"
-    return f"{min(t.percent, 99.9):.1f}%" if t.percent else "0%"
+    return f"{min(value, 99.9):.1f}%"
 
 
 def _pace(snap: Any) -> str:

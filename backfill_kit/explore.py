@@ -62,6 +62,7 @@ class Explorer:
             options=[(d.isoformat(), d) for d in self.days], index=(0, max(0, len(self.days) - 1)),
             description="dates", continuous_update=False, readout=False, layout=widgets.Layout(width="70%"))
         self.range_note = widgets.HTML()
+        self.progress_note = widgets.HTML()
         self.phases = widgets.SelectMultiple(options=phases, value=tuple(phases), description="phases", rows=min(6, len(phases)))
         tables = list(self.validation.tables)
         self.tables = widgets.SelectMultiple(options=tables, value=tuple(tables), description="tables", rows=10)
@@ -103,7 +104,7 @@ class Explorer:
     def ui(self) -> widgets.VBox:
         return widgets.VBox([
             widgets.HTML(STYLE + "<b>Choose what to look at</b>"), widgets.HBox([self.dates, self.range_note]),
-            widgets.HBox([self.phases, self.tables, self.statuses]), self.heatmap,
+            widgets.HBox([self.phases, self.tables, self.statuses]), self.progress_note, self.heatmap,
             widgets.HTML("<h4>Gaps</h4>"), self.gaps,
             widgets.HTML("<h4>One cell: its attempts, errors and the command that fixes it</h4>"),
             widgets.HBox([self.table, self.day]), self.detail,
@@ -128,6 +129,12 @@ class Explorer:
         return [c for c in self.validation.cells
                 if c.table in tables and str(c.status) in statuses and first <= c.date <= last]
 
+    def _in_range(self, tables: list[str], dates: list[date]) -> list[Cell]:
+        """The chosen tables' cells on the chosen dates, whatever their status: what progress
+        is counted over."""
+        chosen, days = set(tables), set(dates)
+        return [c for c in self.validation.cells if c.table in chosen and c.date in days]
+
     def _phases_changed(self) -> None:
         kept = [t for t in self.validation.tables if self.phase_of[t] in self.phases.value]
         chosen = tuple(t for t in self.tables.value if t in kept) or tuple(kept)
@@ -145,6 +152,7 @@ class Explorer:
         self.heatmap.outputs = (_plotly_output(self.figure),)
         self.heatmap.layout.min_height = f"{self.figure['layout']['height']}px"  # never 0 px while it draws
         self.range_note.value = _range_html(dates)
+        self.progress_note.value = note_html(summaries.progress_text(self._in_range(tables, dates)))
         self.gaps.value = _gaps_html(summaries.gap_runs(cells, dates))
         current = self.table.value
         with self._quietly():

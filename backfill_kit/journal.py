@@ -12,6 +12,7 @@ texts cut), and a line longer than any event this module writes is refused on re
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -154,6 +155,10 @@ def _what_it_is(path: Path) -> str:
             return f"it holds one JSON {type(data).__name__}, not one event per line"
     except (OSError, ValueError):
         pass
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        head = path.read_bytes()[:65536].decode()
+        if "phases:" in head and "run_history:" in head:
+            return "it is a pipeline spec (YAML); give it to --spec"
     return "its first line is not a journal event"
 
 

@@ -23,7 +23,7 @@ from .errors import BackfillKitError, InputError
 from .journal import DONE_OUTCOMES, read_journal
 from .locks import is_locked
 from .spec import PipelineSpec
-from .status import Status
+from .status import DONE, Status, percent
 from .validation import Validation, check_range, history_request, validate
 from .warehouse import RecentRun, Warehouse, open_warehouse
 
@@ -32,16 +32,14 @@ __all__ = [
     "monitor_widget", "take_snapshot",
 ]
 
-DONE = (Status.COMPLETE, Status.NO_DATA)
-
-
 @dataclass(frozen=True)
 class TableProgress:
     phase: str
     table: str
     season: str | None
     expected: int  # expected dates minus bootstrap dates
-    done: int  # complete, or genuinely without data
+    complete: int  # rows present
+    done: int  # status.DONE: complete, or genuinely without data
 
     @property
     def remaining(self) -> int:
@@ -49,16 +47,26 @@ class TableProgress:
 
     @property
     def percent(self) -> float:
-        return 100.0 * self.done / self.expected if self.expected else 100.0
+        """Percent done (the progress a backfill can make)."""
+        return percent(self.done, self.expected)
+
+    @property
+    def percent_complete(self) -> float:
+        return percent(self.complete, self.expected)
 
 
 @dataclass(frozen=True)
 class PhaseProgress:
     phase: str
-    percent: float  # the slowest table's
+    percent: float  # the slowest table's, done
     slowest: str
     done: int
     expected: int
+    complete: int = 0
+
+    @property
+    def percent_complete(self) -> float:
+        return percent(self.complete, self.expected)
 
 
 @dataclass(frozen=True)
@@ -109,7 +117,8 @@ class Snapshot:
         data["rate_per_hour"] = round(self.rate_per_hour, 2)
         data["remaining"] = self.remaining
         for t, row in zip(self.tables, data["tables"], strict=True):
-            row.update(percent=round(t.percent, 2), remaining=t.remaining)
+            row.update(percent=round(t.percent, 2), percent_done=round(t.percent, 2),
+                       percent_complete=round(t.percent_complete, 2), remaining=t.remaining)
         return data
 
     def to_json(self) -> str:
@@ -145,7 +154,7 @@ def take_snapshot(
         spec=spec.name, start=start, end=end, taken_at=now, window_hours=window_hours,
         tables=tables, phases=phase_progress(tables),
         completed_in_window=len({(r.processor, r.date) for r in recent if r.category in ("success", "no_data")}),
-        eta_seconds=eta_range(spec, remaining, _durations(v)),
+        eta_seconds=eta_range(spec, remaining, _durations(v, journals)),
         failures=_failures(spec, recent), stale=_stale(v),
         runners=[runner_position(j) for j in journals],
     )
@@ -154,15 +163,17 @@ def take_snapshot(
 def progress(v: Validation) -> list[TableProgress]:
     """Per table and season; bootstrap dates are not expected."""
     expected: Counter[tuple[str, str | None]] = Counter()
+    complete: Counter[tuple[str, str | None]] = Counter()
     done: Counter[tuple[str, str | None]] = Counter()
     for c in v.cells:
         if c.status is Status.BOOTSTRAP:
             continue
         expected[(c.table, c.season)] += 1
+        complete[(c.table, c.season)] += c.status is Status.COMPLETE
         done[(c.table, c.season)] += c.status in DONE
     seasons = list(dict.fromkeys(day.season for day in v.days))
     return [
-        TableProgress(v.spec.phase_of(t).name, t, s, expected[(t, s)], done[(t, s)])
+        TableProgress(v.spec.phase_of(t).name, t, s, expected[(t, s)], complete[(t, s)], done[(t, s)])
         for t in v.tables for s in seasons if expected[(t, s)]
     ]
 
@@ -172,14 +183,16 @@ def phase_progress(tables: Sequence[TableProgress]) -> list[PhaseProgress]:
     per_table: dict[str, list[TableProgress]] = defaultdict(list)
     for t in tables:
         per_table[t.table].append(t)
-    phases: dict[str, list[tuple[float, str, int, int]]] = defaultdict(list)
+    phases: dict[str, list[tuple[float, str, int, int, int]]] = defaultdict(list)
     for table, rows in per_table.items():
         done, expected = sum(r.done for r in rows), sum(r.expected for r in rows)
-        phases[rows[0].phase].append((100.0 * done / expected if expected else 100.0, table, done, expected))
+        complete = sum(r.complete for r in rows)
+        phases[rows[0].phase].append((percent(done, expected), table, done, expected, complete))
     out = []
     for phase, rows in phases.items():
-        percent, slowest, _, _ = min(rows)
-        out.append(PhaseProgress(phase, percent, slowest, sum(r[2] for r in rows), sum(r[3] for r in rows)))
+        slowest_percent, slowest, _, _, _ = min(rows)
+        out.append(PhaseProgress(phase, slowest_percent, slowest, sum(r[2] for r in rows), sum(r[3] for r in rows),
+                                 sum(r[4] for r in rows)))
     return out
 
 
@@ -206,12 +219,14 @@ def _p90(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=10, method="inclusive")[-1] if len(samples) > 1 else samples[0]
 
 
-def _durations(v: Validation) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = defaultdict(list)
-    for c in v.cells:
-        if c.latest_seconds is not None and c.latest_seconds >= 0 and c.latest_status:
-            out[c.table].append(float(c.latest_seconds))
-    return out
+def _durations(v: Validation, journals: Sequence[Path]) -> dict[str, list[float]]:
+    """Seconds per date, per table, as the planner's estimates take them: the steps of the
+    journals followed first (this pipeline's jobs as the runner ran them), else the run
+    history's runs (a range run's duration spread over its range, never counted on each date)."""
+    from .estimates import history_samples, journal_samples
+
+    samples = history_samples(v.cells) | {t: s for t, s in journal_samples(journals).items() if s}
+    return {table: [seconds / dates for dates, seconds in runs if dates] for table, runs in samples.items()}
 
 
 def _failures(spec: PipelineSpec, recent: list[RecentRun]) -> list[Failure]:
@@ -232,9 +247,9 @@ def _stale(v: Validation) -> list[tuple[str, date, datetime | None]]:
 
 def find_journals(spec: PipelineSpec) -> list[Path]:
     """Journals of `backfill` runs beside the spec (runs/*.journal.jsonl)."""
-    if spec.source is None:
-        return []
-    return sorted((spec.source.parent / "runs").glob("*.journal.jsonl"))
+    from .estimates import journals_beside
+
+    return journals_beside(spec)
 
 
 def runner_position(journal: Path) -> RunnerPosition:

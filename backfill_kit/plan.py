@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import shlex
-import statistics
 import sys
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,6 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 from .calendar import consecutive_runs
 from .collector import no_gc_pauses
 from .errors import BackfillKitError, InputError
+from .estimates import Estimator, estimator_for
 from .limits import date_out_of_bounds
 from .spec import MAX_RETRIES, MAX_TIMEOUT_SECONDS, JobSpec, PipelineSpec, TableSpec, command_problem
 from .status import NEEDS_WORK, Status
@@ -334,9 +334,10 @@ def build_plan(
             _cascade(spec, by_cell, todo)
         blocked = _block(spec, by_cell, todo)
         calendar = [day.date for day in validation.days]
-        seconds = _seconds_per_date(validation.cells)
-        stages = _stages(spec, todo, calendar, seconds, python)
-    options = {"statuses": sorted(str(s) for s in wanted), "cascade": spec.cascade}
+        estimator = estimator_for(spec, validation.cells)
+        stages = _stages(spec, todo, calendar, estimator, python)
+    options = {"statuses": sorted(str(s) for s in wanted), "cascade": spec.cascade,
+               "estimate_basis": estimator.describe(s.table for st in stages for s in st.steps)}
     return Plan(str(spec.source.resolve()) if spec.source else "", spec.name, validation.start, validation.end, datetime.now(UTC),
                 stages, blocked, options)
 
@@ -418,25 +419,16 @@ def _fallback_ready(
     return fallback is not None and fallback.status is Status.COMPLETE
 
 
-def _seconds_per_date(cells: Sequence[Cell]) -> dict[str, float]:
-    """Median duration of past finished runs, per table: the basis of the estimates."""
-    per_table: dict[str, list[float]] = {}
-    for c in cells:
-        if c.latest_seconds is not None and c.latest_status and c.latest_seconds >= 0:
-            per_table.setdefault(c.table, []).append(float(c.latest_seconds))
-    return {t: statistics.median(v) for t, v in per_table.items()}
-
-
 def _stages(
     spec: PipelineSpec, todo: dict[tuple[str, date], set[str]], calendar: list[date],
-    seconds: dict[str, float], python: str,
+    estimator: Estimator, python: str,
 ) -> list[Stage]:
     stages: list[Stage] = []
     made: dict[str, list[Step]] = {}
     dates_of = _by_table(todo)
     for phase in spec.phases:
         for group in _groups(phase.mode, phase.tables):
-            steps = [s for t in group for s in _steps(spec, t, todo, dates_of.get(t.id, []), calendar, seconds, python, made)]
+            steps = [s for t in group for s in _steps(spec, t, todo, dates_of.get(t.id, []), calendar, estimator, python, made)]
             if steps:
                 workers = 1 if phase.mode == "sequential" else phase.max_workers
                 stages.append(Stage(len(stages) + 1, phase.name, phase.mode, workers, tuple(steps)))
@@ -464,7 +456,7 @@ def _level(table_id: str, tables: dict[str, TableSpec], ids: set[str], memo: dic
 
 def _steps(
     spec: PipelineSpec, table: TableSpec, todo: dict[tuple[str, date], set[str]], dates: list[date], calendar: list[date],
-    seconds: dict[str, float], python: str, made: dict[str, list[Step]],
+    estimator: Estimator, python: str, made: dict[str, list[Step]],
 ) -> list[Step]:
     job = spec.job_of(table)
     workdir = str(spec.resolve_path(job.workdir))
@@ -480,7 +472,7 @@ def _steps(
             for cause in todo[(table.id, d)]:
                 causes[cause] = causes.get(cause, 0) + 1
         after = tuple(s.id for made_steps, starts in upstream for s in made_steps[:bisect_right(starts, chunk[-1])])
-        estimate = seconds[table.id] * len(chunk) if table.id in seconds else None
+        estimate = estimator.seconds(table.id, len(chunk))
         steps.append(_step(spec, table, job, workdir, chunk, dict(sorted(causes.items())), after, estimate, python))
     made[table.id] = steps
     return steps
@@ -518,7 +510,9 @@ def _step(
 def _estimate(plan: Plan) -> str:
     from .display import duration_text
 
-    return duration_text(plan.estimated_seconds(), unknown="unknown (no past durations in the run history)")
+    basis = plan.options.get("estimate_basis")
+    seconds = duration_text(plan.estimated_seconds(), unknown="unknown")
+    return f"{seconds} ({basis})" if basis else seconds
 
 
 def _plan_lines(plan: Plan) -> Iterable[str]:

@@ -29,7 +29,7 @@ from .errors import InputError
 from .figures import ReportFigure
 from .journal import read_journal
 from .render import find_plan
-from .status import NEEDS_WORK, Status
+from .status import DONE, NEEDS_WORK, PROGRESS_WORDS, Status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,6 +42,7 @@ __all__ = ["HEADLINE_MIMETYPE", "CoverageAudit", "ExecutionLog", "Headline", "co
 
 GAP_LIST_LIMIT = 200  # rows of the gap list shown; the rest are counted
 JOURNAL_HINT = "a run writes it beside its plan (PLAN.journal.jsonl)"
+DONE_NAMES = frozenset(str(s) for s in DONE)  # statuses as the before/after rows name them
 
 
 def setup() -> HTML:
@@ -217,14 +218,12 @@ class CoverageAudit:
     def headline(self) -> Headline:
         v = self.validation
         counts = v.counts()
-        expected = len(v.cells) - counts.get(Status.BOOTSTRAP, 0)
-        complete = counts.get(Status.COMPLETE, 0)
-        done = complete + counts.get(Status.NO_DATA, 0)
+        expected, complete, done = summaries.progress_counts(v.cells)
         need_work = sum(n for s, n in counts.items() if s in NEEDS_WORK)
         cards = [
             (f"{expected:,}", "expected cells (tables × game dates, bootstrap excluded)"),
-            (_percent(complete, expected), "complete"),
-            (_percent(done, expected), "done (complete or genuinely no data)"),
+            (_percent(complete, expected), f"complete: {PROGRESS_WORDS['complete']}"),
+            (_percent(done, expected), f"done: {PROGRESS_WORDS['done']}"),
             (f"{need_work:,}", "cells need a backfill"),
         ]
         causes = [(f"{counts.get(s, 0):,}", str(s).replace("_", " ")) for s in summaries.BREAKDOWN_ORDER]
@@ -253,6 +252,15 @@ class CoverageAudit:
         more = (note_html(f"… and {len(runs) - limit:,} shorter runs: backfill-kit validate --format csv lists every cell.")
                 if len(runs) > limit else "")
         return HTML(intro + table_html([g.row() for g in runs[:limit]], numbers=("dates",)) + more)
+
+    def no_data(self) -> HTML:
+        """Per table, the cells whose source had nothing, and the fallback that covers them."""
+        rows = summaries.no_data_rows(self.validation.cells)
+        if not rows:
+            return HTML(note_html("No cell reads no_data: every source had data on every expected date."))
+        intro = note_html("These count as done: the source genuinely had nothing. A fallback covers a date when "
+                          "it is complete on it; the dates not covered have no data anywhere.")
+        return HTML(intro + table_html(rows, numbers=("no data", "not covered")))
 
     def recommended_plan(self) -> HTML:
         plan = self.plan
@@ -369,7 +377,7 @@ class ExecutionLog:
         intro = (f"<p>Before: the causes the plan was made for ({self.plan.created_at:%Y-%m-%d %H:%M} UTC). "
                  f"After: the same table-dates validated now ({after.now:%Y-%m-%d %H:%M} UTC). "
                  f"{fixed:,} of {planned:,} planned table-dates are now complete or genuinely without data.</p>")
-        return HTML(intro + table_html(rows, numbers=("planned", "fixed", "still open", "% complete now")))
+        return HTML(intro + table_html(rows, numbers=("planned", "fixed", "still open", "% complete now", "% done now")))
 
     def warnings(self) -> HTML:
         rows = warning_rows(self.events, list(self.steps_frame.loc[self.steps_frame["outcome"] == "succeeded_without_data", "step"]))
@@ -410,7 +418,7 @@ def before_after_rows(plan: Plan, after: Validation) -> list[dict[str, Any]]:
         for d in (d for s in steps for d in s.dates):
             key = now.get((table, d), "not validated")
             statuses[key] = statuses.get(key, 0) + 1
-        fixed = statuses.get(str(Status.COMPLETE), 0) + statuses.get(str(Status.NO_DATA), 0)
+        fixed = sum(n for status, n in statuses.items() if status in DONE_NAMES)  # done, as everywhere
         planned = sum(statuses.values())
         rows.append({
             "table": table, "phase": steps[0].phase, "planned": planned,
@@ -418,6 +426,7 @@ def before_after_rows(plan: Plan, after: Validation) -> list[dict[str, Any]]:
             "after": ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())),
             "fixed": fixed, "still open": planned - fixed,
             "% complete now": round(summary[table].percent_complete, 1) if table in summary else None,
+            "% done now": round(summary[table].percent_done, 1) if table in summary else None,
         })
     return rows
 

@@ -371,9 +371,33 @@ class _SpecLoader(_LOADER):  # type: ignore[misc,valid-type]
 
 
 def load_spec(path: str | Path) -> PipelineSpec:
-    """Read and validate a spec file; raise `SpecError` listing every problem found."""
-    path = Path(path)
-    return parse_spec(_read_text(path), path)
+    """Read and validate a spec file; raise `SpecError` listing every problem found. A relative
+    path is found by `arguments.find_file`'s rule (the working directory, then the folders above
+    it up to the project folder)."""
+    from .arguments import find_file
+
+    path = find_file(path, "the spec")
+    text = _read_text(path)
+    if kind := _other_kind(text):
+        raise SpecError([Problem(str(path), "", f"not a pipeline spec: this is {kind}", 1)])
+    return parse_spec(text, path)
+
+
+def _other_kind(text: str) -> str | None:
+    """What a file given as a spec is instead, when it is one of the toolkit's other files."""
+    first = text.lstrip()[:200]
+    if first.lower().startswith(("<!doctype", "<html")):
+        return "an HTML file (a report?); give the spec's YAML file"
+    if not first.startswith("{"):
+        return None
+    head = first.split("\n", 1)[0]
+    if '"event"' in head:
+        return "a runner journal (JSON lines); give it to backfill-kit report execution --journal"
+    if '"stages"' in text[:4096] or '"steps"' in text[:4096]:
+        return "a backfill plan (made by backfill-kit plan); run it with backfill-kit run --plan"
+    if '"cells"' in text[:4096] or '"checks"' in text[:4096]:
+        return "JSON output of validate or preflight; give the spec's YAML file"
+    return None
 
 
 def _read_text(path: Path) -> str:

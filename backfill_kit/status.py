@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["GAP_STATUSES", "NEEDS_WORK", "Status"]
+__all__ = ["DONE", "GAP_STATUSES", "NEEDS_WORK", "PROGRESS_WORDS", "Status", "percent"]
 
 
 class Status(StrEnum):
@@ -61,3 +61,18 @@ _MEANING = {
 NEEDS_WORK = frozenset({Status.NEVER_RAN, Status.FAILED, Status.STALE, Status.LOST, Status.PARTIAL})
 # Cells that are not (yet) as they should be; `running` is a gap that needs patience, not work.
 GAP_STATUSES = NEEDS_WORK | {Status.RUNNING}
+
+# The one vocabulary of progress, the same in validate, monitor, the reports and the explorer:
+# "complete" counts cells with their rows; "done" counts cells with nothing left to load
+# (complete, or the source genuinely had no data). Both over the expected cells (bootstrap
+# dates excluded), shown side by side.
+DONE = frozenset({Status.COMPLETE, Status.NO_DATA})
+PROGRESS_WORDS = {
+    "complete": "rows present (status complete)",
+    "done": "complete, or genuinely no data: nothing left to load",
+}
+
+
+def percent(part: int, whole: int) -> float:
+    """`part` of `whole` in percent; nothing expected counts as all of it."""
+    return 100.0 * part / whole if whole else 100.0

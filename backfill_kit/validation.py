@@ -13,13 +13,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from operator import itemgetter
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .arguments import as_date
 from .calendar import ExpectedDay, expected_days
 from .collector import no_gc_pauses
 from .errors import InputError, Problem, WarehouseMismatchError
-from .spec import PipelineSpec, TableSpec
-from .status import GAP_STATUSES, NEEDS_WORK, Status
+from .spec import PipelineSpec, TableSpec, load_spec
+from .status import DONE, GAP_STATUSES, NEEDS_WORK, Status, percent
 from .warehouse import CoverageTarget, ObjectsMissingError, QueryRecord, RunHistoryRequest, RunSummary, Warehouse, open_warehouse
 
 if TYPE_CHECKING:
@@ -86,13 +88,16 @@ class TableSummary:
 
     @property
     def percent_complete(self) -> float:
-        return 100.0 * self.counts.get(Status.COMPLETE, 0) / self.expected if self.expected else 100.0
+        return percent(self.counts.get(Status.COMPLETE, 0), self.expected)
 
     @property
     def percent_done(self) -> float:
         """Complete or genuinely without data: nothing left to load."""
-        done = self.counts.get(Status.COMPLETE, 0) + self.counts.get(Status.NO_DATA, 0)
-        return 100.0 * done / self.expected if self.expected else 100.0
+        return percent(self.done, self.expected)
+
+    @property
+    def done(self) -> int:
+        return sum(n for s, n in self.counts.items() if s in DONE)
 
     @property
     def needs_work(self) -> int:
@@ -155,7 +160,7 @@ class Validation:
                 "needs_work": sum(1 for c in self.cells if c.status in NEEDS_WORK),
                 "tables": [
                     {"table": s.table, "phase": s.phase, "expected": s.expected,
-                     "percent_complete": round(s.percent_complete, 2),
+                     "percent_complete": round(s.percent_complete, 2), "percent_done": round(s.percent_done, 2),
                      "statuses": {str(k): v for k, v in sorted(s.counts.items())}}
                     for s in self.summary()
                 ],
@@ -206,15 +211,19 @@ def check_range(start: date, end: date) -> None:
 
 
 def validate(
-    spec: PipelineSpec,
-    start: date,
-    end: date,
+    spec: PipelineSpec | str | Path,
+    start: date | str,
+    end: date | str,
     *,
     tables: Sequence[str] | None = None,
     warehouse: Warehouse | None = None,
     now: datetime | None = None,
 ) -> Validation:
-    """Give every (table, expected date) in [start, end] one status, with its evidence."""
+    """Give every (table, expected date) in [start, end] one status, with its evidence. `spec`
+    may be a path (found by `arguments.find_file`'s rule); dates `date`s or `YYYY-MM-DD`."""
+    if not isinstance(spec, PipelineSpec):
+        spec = load_spec(spec)
+    start, end = as_date(start, "start"), as_date(end, "end")
     check_range(start, end)
     selected = _select(spec, tables)
     now = _as_utc(now) if now else datetime.now(UTC)

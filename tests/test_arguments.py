@@ -123,3 +123,66 @@ def test_the_explorer_on_a_range_without_game_dates_says_so(inside_project):
 
     with pytest.raises(InputError, match="no expected dates from 2024-01-10 to 2024-01-20"):  # not a TraitError
         explore.explorer("mini.yaml", "2024-01-10", "2024-01-20")  # inside a season, no games
+
+
+@pytest.mark.parametrize("command", [
+    ["validate"], ["plan"], ["backfill", "--dry-run"], ["preflight", "--quick"], ["monitor"], ["spec", "diff"],
+])
+def test_every_spec_option_follows_the_rule_from_notebooks(inside_project, command):
+    """`--spec` of every command finds `mini.yaml` from notebooks/, and one found nowhere is one
+    message listing every place looked at."""
+    from click.testing import CliRunner
+
+    from backfill_kit.cli import cli
+
+    dates = [] if command[0] == "spec" else ["--start", "2024-01-01", "--end", "2024-01-31"]
+    found = CliRunner().invoke(cli, [*command, "--spec", "mini.yaml", *dates], catch_exceptions=False)
+    assert found.exit_code in (0, 1), found.output  # 1: gaps remain (or the warehouse differs)
+    missing = CliRunner().invoke(cli, [*command, "--spec", "nope.yaml", *dates], catch_exceptions=False)
+    assert missing.exit_code == 2 and "Traceback" not in missing.output
+    assert f"  {inside_project.parent / 'notebooks' / 'nope.yaml'}\n  {inside_project.parent / 'nope.yaml'}\n" in missing.output
+
+
+def test_validate_takes_a_spec_path_and_string_dates(inside_project):
+    from backfill_kit.validation import validate
+
+    v = validate("mini.yaml", "2024-01-01", date(2024, 1, 31))
+    assert v.spec.source == inside_project and (v.start, v.end) == (date(2024, 1, 1), date(2024, 1, 31))
+
+
+@pytest.mark.parametrize(("text", "named"), [
+    ('{\n  "format": 1,\n  "spec": "mini.yaml",\n  "stages": []\n}\n', "a backfill plan (made by backfill-kit plan); run it"),
+    ('{"event": "run_started", "time": "2024-01-01T00:00:00"}\n', "a runner journal (JSON lines)"),
+    ('{"summary": {}, "cells": []}', "JSON output of validate or preflight"),
+    ("<!DOCTYPE html><html></html>", "an HTML file (a report?)"),
+])
+def test_a_file_of_another_kind_given_as_the_spec_is_named_as_such(tmp_path, text, named):
+    from click.testing import CliRunner
+
+    from backfill_kit.cli import cli
+
+    wrong = tmp_path / "given.json"
+    wrong.write_text(text)
+    result = CliRunner().invoke(cli, ["validate", "--spec", str(wrong), "--start", "2024-01-01", "--end", "2024-01-31"],
+                                catch_exceptions=False)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"not a pipeline spec: this is {named}" in result.output
+
+
+def test_the_explorer_shows_complete_and_done_for_what_is_chosen(inside_project):
+    pytest.importorskip("ipywidgets")
+    from backfill_kit import explore
+    from backfill_kit.coverage import progress_counts
+
+    chosen = explore.explorer("mini.yaml", "2024-01-01", "2024-03-31")
+    expected, _, _ = progress_counts(chosen.validation.cells)
+    assert "% complete (rows present), " in chosen.progress_note.value
+    assert f"of {expected:,} expected cells" in chosen.progress_note.value
+    chosen.tables.value = ("boxscore",)  # every boxscore date has its rows
+    assert "100.0% complete (rows present), 100.0% done" in chosen.progress_note.value
+
+
+def test_a_folder_given_for_a_file_is_named_as_a_folder(project, monkeypatch):
+    monkeypatch.chdir(project)
+    with pytest.raises(InputError, match=r"^the spec demo is a folder, not a file; give the path of the file in it$"):
+        find_file("demo", "the spec")

@@ -43,9 +43,11 @@ def test_table_output_says_what_to_do_and_exits_1_on_gaps(spec):
     assert result.exit_code == 1
     assert "mini: 2024-01-01 .. 2024-01-31, 2 expected dates, 5 tables, 3 warehouse queries" in result.output
     lines = result.output.splitlines()
-    assert any(line.startswith("  boxscore") and line.endswith("100.0%") for line in lines)
+    # "% complete" and "% done" side by side, per table and for each phase's slowest table.
+    assert lines[1].split()[-4:] == ["%", "complete", "%", "done"]
+    assert any(line.startswith("  boxscore") and line.split()[-2:] == ["100%", "100%"] for line in lines)
     # A phase is as far along as its slowest table: props has nothing done yet.
-    assert any(line.startswith("raw") and line.endswith(" 0.0% done") for line in lines)
+    assert any(line.startswith("raw") and line.split()[-2:] == ["0.0%", "0.0%"] for line in lines)
     assert "Next: 8 cells need a backfill (failed 1, never_ran 7); start with phase 'raw'" in result.output
 
 

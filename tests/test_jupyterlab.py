@@ -370,5 +370,5 @@ def test_monitor_widget_renders_its_table(lab, project, page):
     assert "nba_props monitor · 2021-10-19 .. 2022-06-16" in text
     for phase in ("raw", "analytics", "precompute"):
         assert f"\n{phase} " in text
-    assert "table (done % per season)" in text and "2021-22" in text and "nbac_gamebook_player_stats" in text
+    assert "table (% complete / % done per season)" in text and "2021-22" in text and "nbac_gamebook_player_stats" in text
     shot(page, "monitor.ipynb", ".widget-vbox", "jupyterlab_monitor_widget.png")

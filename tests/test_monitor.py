@@ -34,7 +34,8 @@ def run(mini: MiniWarehouse, processor: str, d: date, status: str, finished: dat
 def history(mini: MiniWarehouse) -> Path:
     for d in (JAN1, JAN2, JAN10, JAN11):
         mini.games(d).rows("raw.boxscore", d, 2).rows("raw.backup_props", d, 1)
-    for d, ago, seconds in ((JAN1, 5, 60), (JAN2, 5, 60), (JAN10, 0.5, 120), (JAN11, 0.5, 120)):
+    # Runs of the same length start a second apart: the same start and length would make one run.
+    for d, ago, seconds in ((JAN1, 5, 60), (JAN2, 5.0003, 60), (JAN10, 0.5, 120), (JAN11, 0.5003, 120)):
         run(mini, "BoxscoreProcessor", d, "success", NOW - timedelta(hours=ago), seconds)
     mini.rows("analytics.summary", JAN10, 1)
     run(mini, "SummaryProcessor", JAN10, "success", NOW - timedelta(hours=1), 300)
@@ -228,3 +229,55 @@ def test_an_error_that_may_pass_is_tried_again_a_few_times_then_stops():
         assert "stopped at" in widget.status.value and "Could not set lock on file" in widget.status.value
     finally:
         widget.stop()
+
+
+def test_validate_monitor_and_reports_count_complete_and_done_alike(mini: MiniWarehouse):
+    """A table whose source had nothing reads 0% complete and 100% done in every view, and the
+    coverage report names the fallback that covers it (props on the demo's nbac_play_by_play)."""
+    from backfill_kit.coverage import no_data_rows
+    from backfill_kit.validation import validate
+
+    for d in (JAN1, JAN2, JAN10):
+        mini.games(d).rows("raw.backup_props", d, 1).run("PropsProcessor", d, "success", 0)  # no_data
+    spec = mini.close()
+    v = validate(str(spec), "2024-01-01", "2024-01-10", tables=["props"], now=NOW)
+    summary = v.summary()[0]
+    assert (summary.percent_complete, summary.percent_done) == (0.0, 100.0)
+    snap = take_snapshot(load_spec(spec), JAN1, JAN10, now=NOW)
+    props = next(t for t in snap.tables if t.table == "props")
+    assert (props.expected, props.complete, props.done) == (3, 0, 3)
+    assert (props.percent_complete, props.percent) == (0.0, 100.0)
+    listed = v.to_dict()["summary"]["tables"][0]  # validate --format json
+    assert (listed["percent_complete"], listed["percent_done"]) == (0.0, 100.0)
+    assert no_data_rows(v.cells) == [{"table": "props", "no data": 3, "first": JAN1, "last": JAN10,
+                                      "covered by fallback": "backup_props (3)", "not covered": 0}]
+    text = subprocess.run([str(Path(sys.executable).parent / "backfill-kit"), "monitor", "--spec", str(spec), "--start",
+                           "2024-01-01", "--end", "2024-01-10"], capture_output=True, text=True, timeout=120)
+    assert "table (% complete / % done per season)" in text.stdout, text.stderr
+    assert any(line.split()[:2] == ["props", "0.0%"] and "100%" in line for line in text.stdout.splitlines())
+
+
+def test_a_range_runs_duration_is_spread_over_its_range_in_the_eta(mini: MiniWarehouse):
+    """One 100 s run over four dates is 25 s a date, not 100 s on each: the monitor counts a
+    range run as the planner's estimates do."""
+    from test_run_history import with_ranges
+
+    for d in (JAN1, JAN2, JAN10, JAN11):
+        mini.games(d).rows("raw.boxscore", d, 2).rows("raw.backup_props", d, 1)
+    with_ranges(mini).run("BoxscoreProcessor", JAN11, "success", 8, range_=(JAN1, JAN11), took=timedelta(seconds=100))
+    snap = take_snapshot(load_spec(mini.close()), JAN1, JAN11, now=NOW)
+    assert snap.remaining > 0 and snap.eta_seconds == pytest.approx((25.0 * snap.remaining,) * 2)
+
+
+def test_the_eta_takes_the_followed_journals_steps_before_the_run_history(history, tmp_path):
+    """Steps of 10 dates in 1 s each: the 7 cells left take 0.7 s, whatever the run history says."""
+    events = []
+    for table in ("props", "summary", "cache"):
+        events += [{"event": "step_started", "time": "2024-04-10T00:00:00", "step": table, "table": table,
+                    "attempt": 1, "dates": 10},
+                   {"event": "step_finished", "time": "2024-04-10T00:00:01", "step": table, "table": table,
+                    "outcome": "succeeded", "seconds": 1.0}]
+    journal = tmp_path / "plan.journal.jsonl"
+    journal.write_text("".join(json.dumps(e) + "\n" for e in events))
+    snap = take_snapshot(load_spec(history), JAN1, JAN11, window_hours=2, now=NOW, journals=[journal])
+    assert snap.remaining == 7 and snap.eta_seconds == pytest.approx((0.7, 0.7))

@@ -158,7 +158,49 @@ def test_estimates_come_from_past_durations(tmp_path):
                   Cell(c.table, c.phase, c.date, c.season, c.status, 0, 1, 1, 1, "failed", None, 30.0) for c in v.cells]
     plan = build_plan(v)
     assert plan.steps[0].estimated_seconds == 6 * 30.0
-    assert "estimated 3 min 00 s" in plan.text()
+    assert "estimated 3 min 00 s (from 6 runs in the run history" in plan.text()
+
+
+def _ran(cell, started, seconds):
+    return cell._replace(attempts=1, latest_status="success", latest_started_at=started, latest_seconds=seconds)
+
+
+def test_a_range_run_is_one_sample_for_its_whole_range(tmp_path):
+    """Six dates written by one 60 s range run: a step of six dates takes 60 s, not 6 x 60."""
+    spec = spec_of(tmp_path)
+    v = validation(spec, {("boxscore", None): S.FAILED})
+    one_run = datetime(2024, 2, 1, tzinfo=UTC)
+    v.cells[:] = [_ran(c, one_run, 60.0) if c.table == "boxscore" else c for c in v.cells]
+    assert build_plan(v).steps[0].estimated_seconds == 60.0
+
+
+def test_earlier_journals_beside_the_spec_come_before_the_run_history(tmp_path):
+    """The journal's own steps: 2 s to start plus 0.1 s a date, fitted over steps of 10 and
+    30 dates, make a six-date step 2.6 s, whatever the production-like run history says."""
+    spec = spec_of(tmp_path)
+    v = validation(spec, {("boxscore", None): S.FAILED, ("summary", None): S.FAILED})
+    v.cells[:] = [_ran(c, datetime(2024, 2, 1, tzinfo=UTC), 3600.0) for c in v.cells]
+    events = []
+    for n, (dates, seconds) in enumerate([(10, 3.0), (30, 5.0), (10, 3.0)]):
+        step = f"boxscore:{n}"
+        events += [{"event": "step_started", "time": "2024-02-01T00:00:00", "step": step, "table": "boxscore",
+                    "attempt": 1, "dates": dates},
+                   {"event": "step_finished", "time": "2024-02-01T00:00:05", "step": step, "table": "boxscore",
+                    "outcome": "succeeded", "seconds": seconds}]
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "plan.journal.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    plan = build_plan(v)
+    estimate = {s.table: s.estimated_seconds for s in plan.steps}
+    assert estimate["boxscore"] == pytest.approx(2.6)
+    assert estimate["summary"] == 3600.0  # no journal of its own: the run history's one run of six dates
+    assert ("(from 3 steps of earlier runs (runs/*.journal.jsonl beside the spec) and 1 runs in the run "
+            "history") in plan.text()
+
+
+def test_a_plan_without_any_past_duration_says_it_has_no_basis(tmp_path):
+    plan = build_plan(validation(spec_of(tmp_path), {("boxscore", None): S.FAILED}))
+    assert plan.steps[0].estimated_seconds is None
+    assert "estimated unknown (no basis: no earlier journal and no run durations)" in plan.text()
 
 
 def test_a_plan_file_round_trips_and_a_broken_one_is_refused(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -177,6 +178,11 @@ def test_the_runner_refuses_to_start_when_quick_preflight_fails_unless_told_to_g
         refused = CliRunner().invoke(cli, ["run", "--plan", str(plan)])
         assert refused.exit_code == 1 and "preflight failed; nothing was started" in refused.output
         assert "another runner holds: other_table" in refused.output
+        # The gate shows the problem only, and counts every check it ran, those that passed too.
+        counts = re.search(r"(\d+) passed, (\d+) warnings, (\d+) failed, (\d+) skipped", refused.output)
+        assert counts is not None and int(counts[1]) >= 5 and int(counts[3]) == 1, refused.output
+        assert not any(line.startswith("pass ") for line in refused.output.splitlines())
+        assert any(line.startswith("FAIL ") for line in refused.output.splitlines())
         assert not (spec.parent / "plan.journal.jsonl").exists()
         forced = CliRunner().invoke(cli, ["run", "--plan", str(plan), "--ignore-preflight"])
         assert forced.exit_code == 0, forced.output

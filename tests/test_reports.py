@@ -171,6 +171,14 @@ def test_coverage_report_is_one_self_contained_html_with_its_notebook_and_the_in
     assert "mini: 2024-01-01 .. 2024-03-31" in index
 
 
+def test_coverage_report_lists_no_data_cells_with_the_fallback_that_covers_them(coverage_report):
+    html = coverage_report[0].read_text()
+    assert "No data, and the fallback that covers it" in html
+    section = html.split("No data, and the fallback that covers it", 1)[1]
+    assert "<td>props</td>" in section and "backup_props (1)" in section  # 2024-01-11: nothing from props
+    assert "complete: rows present" in html and "done: complete, or genuinely no data" in html
+
+
 def test_coverage_report_escapes_an_error_text_that_holds_html(coverage_report):
     html = coverage_report[0].read_text()
     assert PWN not in html
@@ -207,6 +215,12 @@ def test_the_index_tells_reports_before_and_after_a_backfill_by_their_headlines(
     assert "coverage" in rows[2] and "before the backfill that finished" in rows[2]
     headline = re.compile(r"[0-9.]+% complete, [0-9.]+% done, [0-9,]+ cells need work")
     assert headline.search(rows[0]) and headline.search(rows[2])  # the mini jobs write nothing: the same numbers
+
+
+def test_execution_reports_before_and_after_counts_complete_and_done_side_by_side(execution_report):
+    html = execution_report.read_text()
+    section = html.split("Coverage before and after", 1)[1]
+    assert "% complete now" in section and "% done now" in section
 
 
 def test_execution_report_shows_every_step_its_outcome_and_log(execution_report, journal):

@@ -398,3 +398,10 @@ def test_every_mutation_of_a_journal_reads_back_or_is_one_message(tmp_path):
     check(b"\xff\xfe" + data)
     check(b"[]\n" + data)
     assert cases > 500
+
+
+def test_a_spec_passed_as_a_journal_is_named_as_such(mini, tmp_path):
+    spec = mini.close()
+    result = CliRunner().invoke(cli, ["report", "execution", "--journal", str(spec), "--out-dir", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "mini.yaml is not a backfill-kit journal: it is a pipeline spec (YAML); give it to --spec" in result.output
