@@ -393,6 +393,8 @@ def _other_kind(text: str) -> str | None:
     head = first.split("\n", 1)[0]
     if '"event"' in head:
         return "a runner journal (JSON lines); give it to backfill-kit report execution --journal"
+    if '"nbformat"' in text[-4096:] or '"cell_type"' in text[:4096]:
+        return "a Jupyter notebook; give the spec's YAML file (the notebook takes it as its `spec` parameter)"
     if '"stages"' in text[:4096] or '"steps"' in text[:4096]:
         return "a backfill plan (made by backfill-kit plan); run it with backfill-kit run --plan"
     if '"cells"' in text[:4096] or '"checks"' in text[:4096]:

@@ -154,6 +154,7 @@ def test_validate_takes_a_spec_path_and_string_dates(inside_project):
     ('{\n  "format": 1,\n  "spec": "mini.yaml",\n  "stages": []\n}\n', "a backfill plan (made by backfill-kit plan); run it"),
     ('{"event": "run_started", "time": "2024-01-01T00:00:00"}\n', "a runner journal (JSON lines)"),
     ('{"summary": {}, "cells": []}', "JSON output of validate or preflight"),
+    ((Path(__file__).parents[1] / "notebooks" / "explore.ipynb").read_text(), "a Jupyter notebook"),
     ("<!DOCTYPE html><html></html>", "an HTML file (a report?)"),
 ])
 def test_a_file_of_another_kind_given_as_the_spec_is_named_as_such(tmp_path, text, named):
