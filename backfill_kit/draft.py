@@ -507,7 +507,9 @@ def _processor_facts(profile: Iterable[tuple[Any, ...]]) -> dict[str, _Processor
 
 def _assign_processors(tables: list[DraftTable], processors: dict[str, _Processor],
                        records: dict[str, dict[date, int]], extras: dict[str, str]) -> None:
-    """Output-table column first, then records = rows, then names, then the naming convention."""
+    """Output-table column first, then a name that is the table's own words, then records =
+    rows (names break ties: tables of equal rows per date are common), then weaker names, then
+    the naming convention."""
     free = dict.fromkeys(processors)
     by_table = {t.table: t for t in tables}
 
@@ -520,18 +522,22 @@ def _assign_processors(tables: list[DraftTable], processors: dict[str, _Processo
             t = by_table.get(out) or next((x for x in tables if x.id == out), None)
             if t is not None and t.processor is None and p.name in free:
                 take(t, p.name, f"matched by {extras.get('output_table')} in {n:,} runs")
-    pairs = []  # 2. a processor's records equal the table's rows, date after date
+    for processor in list(free):  # 2. the processor is named by the table's own words
+        t = next((t for t in tables if t.processor is None and name_score(processor, t.id) == 1.0), None)
+        if t is not None:
+            take(t, processor, "by name (the table's own words)")
+    pairs = []  # 3. a processor's records equal the table's rows, date after date
     for processor in list(free):
         runs = {d: n for d, n in records.get(processor, {}).items() if n > 0}
         for t in tables:
             hits = sum(1 for d, n in runs.items() if t.rows.get(d) == n)
             if hits >= 3 and hits >= len(runs) / 2:
-                pairs.append((hits / len(runs), hits, processor, t, len(runs)))
-    for _, hits, processor, t, total in sorted(pairs, key=lambda x: (-x[0], -x[1], x[2], x[3].table)):
+                pairs.append((hits / len(runs), name_score(processor, t.id), hits, processor, t, len(runs)))
+    for _, _, hits, processor, t, total in sorted(pairs, key=lambda x: (-x[0], -x[1], -x[2], x[3], x[4].table)):
         if t.processor is None and processor in free:
             take(t, processor, f"records = the table's rows on {hits:,} of {total:,} dates run")
     scored = sorted(((name_score(p, t.id), p, t) for p in free for t in tables), key=lambda x: (-x[0], x[1], x[2].table))
-    for score, processor, t in scored:  # 3. names
+    for score, processor, t in scored:  # 4. weaker names
         if score >= 0.5 and t.processor is None and processor in free:
             take(t, processor, f"by name ({score:.0%} of the words match)")
     _by_convention(tables, [p for p in free], set(processors))

@@ -405,6 +405,30 @@ def test_the_bytes_ceiling_refuses_a_costly_draft_before_any_query_runs(on_bigqu
 
 
 
+def test_tables_with_equal_rows_per_date_go_to_the_processors_named_after_them(tmp_path: Path):
+    """After a backfill, a summary table often has exactly the rows of its source on every date:
+    records alone cannot tell which processor writes which; the names can."""
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("CREATE SCHEMA s")
+    con.execute("CREATE TABLE s.runs (processor_name VARCHAR, data_date DATE, status VARCHAR, started_at TIMESTAMP, "
+                "processed_at TIMESTAMP, records_processed BIGINT)")
+    days = [date(2024, 1, 1) + timedelta(n) for n in range(10)]
+    tables = {"raw_box_scores": "RawBoxScoresProcessor", "player_game_summary": "PlayerGameSummaryProcessor",
+              "team_game_summary": "TeamGameSummaryProcessor"}
+    for table, processor in tables.items():
+        con.execute(f"CREATE TABLE s.{table} (game_date DATE, v INTEGER)")
+        for n, d in enumerate(days):  # every table: the same rows on every date
+            con.execute(f"INSERT INTO s.{table} SELECT ?, 1 FROM range(?)", [d, 5 + n])
+            if processor.startswith("Raw") or n < 5:  # the summaries ran on fewer dates (range runs, say)
+                con.execute("INSERT INTO s.runs VALUES (?, ?, 'success', ?, ?, ?)",
+                            [processor, d, datetime(2024, 2, 1), datetime(2024, 2, 1, 0, 5), 5 + n])
+    con.close()
+    out = tmp_path / "draft.yaml"
+    assert invoke("spec", "draft", "--duckdb", str(tmp_path / "w.duckdb"), "--out", str(out)).exit_code == 0
+    drafted = {t.id: t.processor for t in load_spec(out).tables}
+    assert {t: drafted[t] for t in tables} == tables
+
+
 def test_a_table_no_run_can_be_tied_to_gets_a_marked_placeholder_that_still_validates(tmp_path: Path):
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     con.execute("CREATE SCHEMA s")

@@ -68,7 +68,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, copy / name)  # keeps mtimes: make sees the environment as up to date
     (copy / ".venv").symlink_to(ROOT / ".venv")
-    built = subprocess.run(["make", "demo"], cwd=copy, capture_output=True, text=True, timeout=1200)
+    # -o: never remake the environment's stamp here. The .venv is this checkout's own: an
+    # install from the copy would point its console scripts and editable package at the copy,
+    # which pytest deletes later, and leave the environment broken.
+    built = subprocess.run(["make", "-o", ".venv/.installed", "demo"], cwd=copy, capture_output=True, text=True,
+                           timeout=1200)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     return copy
 
