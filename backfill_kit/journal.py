@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import BackfillKitError, InputError
+from .file_kinds import kind_of
 
 __all__ = ["DONE_OUTCOMES", "Journal", "JournalState", "JournalWriteError", "last_run_outcome", "read_journal"]
 
@@ -147,19 +148,27 @@ def _corrupt(path: Path, number: int, problem: str, *, first: bool) -> InputErro
 
 
 def _what_it_is(path: Path) -> str:
-    try:
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        with path.open("rb") as file:
+            head = file.read(1 << 16).decode()
+        if kind := _OTHER_KINDS.get(kind_of(head) or ""):
+            return kind
+    with contextlib.suppress(OSError, ValueError):
         if path.stat().st_size < 64 << 20:
             data = json.loads(path.read_bytes())
-            if isinstance(data, dict) and "stages" in data and "format" in data:
-                return "it is a plan file (made by backfill-kit plan)"
             return f"it holds one JSON {type(data).__name__}, not one event per line"
-    except (OSError, ValueError):
-        pass
-    with contextlib.suppress(OSError, UnicodeDecodeError):
-        head = path.read_bytes()[:65536].decode()
-        if "phases:" in head and "run_history:" in head:
-            return "it is a pipeline spec (YAML); give it to --spec"
     return "its first line is not a journal event"
+
+
+# What to say when a file of another kind is given as a journal.
+_OTHER_KINDS = {
+    "plan": "it is a plan file (made by backfill-kit plan)",
+    "spec": "it is a pipeline spec (YAML); give it to --spec",
+    "notebook": "it is a Jupyter notebook",
+    "validation": "it is validate's JSON output",
+    "preflight": "it is preflight's JSON output",
+    "html": "it is an HTML file (a report?)",
+}
 
 
 def _apply(state: JournalState, event: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ from .calendar import consecutive_runs
 from .collector import no_gc_pauses
 from .errors import BackfillKitError, InputError
 from .estimates import Estimator, estimator_for
+from .file_kinds import kind_of
 from .limits import date_out_of_bounds
 from .spec import MAX_RETRIES, MAX_TIMEOUT_SECONDS, JobSpec, PipelineSpec, TableSpec, command_problem
 from .status import NEEDS_WORK, Status
@@ -182,13 +183,13 @@ def load_plan(path: Path) -> Plan:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        if kind := _kind_of(text):
+        if kind := _other_kind(text):
             raise InputError(f"{path}: not a plan file: this is {kind}") from None
         raise InputError(f"{path}:{exc.lineno}: not a plan file (invalid JSON: {exc.msg}); {MAKE_ONE}") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: not a backfill-kit plan (a JSON {_JSON_TYPES.get(type(data), 'value')}, where a "
                          f"plan is a JSON object); {MAKE_ONE}")
-    if kind := _kind_of(text, data):
+    if kind := _other_kind(text):
         raise InputError(f"{path}: not a plan file: this is {kind}")
     return _plan_from(path, data)
 
@@ -213,26 +214,16 @@ def _plan_text(path: Path) -> str:
                          f"{exc.start}); {MAKE_ONE}") from None
 
 
-def _kind_of(text: str, data: Any = None) -> str | None:
-    """What a file that is not a plan is, when it is one of the toolkit's other files."""
-    first = text.lstrip().split("\n", 1)[0]
-    if data is None and first.startswith("{"):
-        try:
-            data = json.loads(first)  # a journal holds one JSON object a line
-        except json.JSONDecodeError:
-            pass
-    if isinstance(data, dict) and "event" in data:
-        return "a runner journal (JSON lines); pass the plan it ran, or give the journal to --journal"
-    if isinstance(data, dict) and "format" not in data:
-        for key, kind in (("cells", "validate's JSON output"), ("checks", "preflight's JSON output"),
-                          ("phases", "a pipeline spec")):
-            if key in data:
-                return f"{kind}; {MAKE_ONE}"
-    if not isinstance(data, dict) and "phases:" in text and "run_history:" in text:
-        return "a pipeline spec (YAML); make a plan from it with backfill-kit plan --spec"
-    if first.lower().startswith(("<!doctype", "<html")):
-        return f"an HTML file (a report?); {MAKE_ONE}"
-    return None
+def _other_kind(text: str) -> str | None:
+    """What a file given as a plan is instead, when it is one of the toolkit's other files."""
+    return {
+        "journal": "a runner journal (JSON lines); pass the plan it ran, or give the journal to --journal",
+        "validation": f"validate's JSON output; {MAKE_ONE}",
+        "preflight": f"preflight's JSON output; {MAKE_ONE}",
+        "notebook": f"a Jupyter notebook; {MAKE_ONE}",
+        "spec": "a pipeline spec (YAML); make a plan from it with backfill-kit plan --spec",
+        "html": f"an HTML file (a report?); {MAKE_ONE}",
+    }.get(kind_of(text) or "")
 
 
 def _plan_from(path: Path, data: dict[str, Any]) -> Plan:

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import Problem, SpecError
+from .file_kinds import kind_of
 from .limits import date_out_of_bounds
 
 __all__ = [
@@ -378,28 +379,20 @@ def load_spec(path: str | Path) -> PipelineSpec:
 
     path = find_file(path, "the spec")
     text = _read_text(path)
-    if kind := _other_kind(text):
+    if kind := _OTHER_KINDS.get(kind_of(text) or ""):
         raise SpecError([Problem(str(path), "", f"not a pipeline spec: this is {kind}", 1)])
     return parse_spec(text, path)
 
 
-def _other_kind(text: str) -> str | None:
-    """What a file given as a spec is instead, when it is one of the toolkit's other files."""
-    first = text.lstrip()[:200]
-    if first.lower().startswith(("<!doctype", "<html")):
-        return "an HTML file (a report?); give the spec's YAML file"
-    if not first.startswith("{"):
-        return None
-    head = first.split("\n", 1)[0]
-    if '"event"' in head:
-        return "a runner journal (JSON lines); give it to backfill-kit report execution --journal"
-    if '"nbformat"' in text[-4096:] or '"cell_type"' in text[:4096]:
-        return "a Jupyter notebook; give the spec's YAML file (the notebook takes it as its `spec` parameter)"
-    if '"stages"' in text[:4096] or '"steps"' in text[:4096]:
-        return "a backfill plan (made by backfill-kit plan); run it with backfill-kit run --plan"
-    if '"cells"' in text[:4096] or '"checks"' in text[:4096]:
-        return "JSON output of validate or preflight; give the spec's YAML file"
-    return None
+# What to say when a file of another kind is given as the spec.
+_OTHER_KINDS = {
+    "html": "an HTML file (a report?); give the spec's YAML file",
+    "journal": "a runner journal (JSON lines); give it to backfill-kit report execution --journal",
+    "notebook": "a Jupyter notebook; give the spec's YAML file (the notebook takes it as its `spec` parameter)",
+    "plan": "a backfill plan (made by backfill-kit plan); run it with backfill-kit run --plan",
+    "validation": "JSON output of validate or preflight; give the spec's YAML file",
+    "preflight": "JSON output of validate or preflight; give the spec's YAML file",
+}
 
 
 def _read_text(path: Path) -> str:

@@ -352,3 +352,19 @@ def test_values_demo_load_writes_into_a_spec_are_checked_as_the_spec_would(tmp_p
     result = cli_run(tmp_path, args)
     assert result.exit_code == 2
     assert f"Invalid value for '{option[0]}'" in result.output
+
+
+def test_a_notebook_is_named_as_such_wherever_a_file_is_expected(tmp_path):
+    """One reading of a file's kind serves --spec, --plan and --journal alike."""
+    from click.testing import CliRunner
+
+    from backfill_kit.cli import cli
+
+    notebook = tmp_path / "explore.ipynb"
+    notebook.write_text((Path(__file__).parents[1] / "notebooks" / "explore.ipynb").read_text())
+    for args, said in ((["validate", "--spec", str(notebook), "--start", "2024-01-01", "--end", "2024-01-31"],
+                        "this is a Jupyter notebook"),
+                       (["run", "--plan", str(notebook)], "not a plan file: this is a Jupyter notebook"),
+                       (["report", "execution", "--journal", str(notebook)], "it is a Jupyter notebook")):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2 and said in result.output, result.output
