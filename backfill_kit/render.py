@@ -155,14 +155,15 @@ def _render(kind: str, parameters: dict[str, Any], out_dir: Path, stem: str, sta
     import nbconvert  # noqa: F401
     import papermill  # noqa: F401
 
-    # The exporter is made while the kernel runs the notebook: this process only waits then.
-    threading.Thread(target=_exporter, name="backfill-kit-exporter", daemon=True).start()
     made = [d for d in (out_dir, *out_dir.parents) if not d.exists()]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         notebook = _claim_name(out_dir, f"{stem}_{stamp:%Y%m%dT%H%M%SZ}")
     except OSError as exc:
         raise InputError(f"cannot write reports in {out_dir}: {exc.strerror or exc}; choose another --out-dir") from exc
+    # The exporter is made while the kernel runs the notebook: this process only waits then
+    # (and once the report is sure to run, so a refused one leaves no work behind).
+    threading.Thread(target=_exporter, name="backfill-kit-exporter", daemon=True).start()
     try:
         executed = execute(notebook_path(kind), notebook, parameters, kernel=kernel,
                            metadata={"title": title, "backfill_kit": meta})
