@@ -281,3 +281,16 @@ def test_the_eta_takes_the_followed_journals_steps_before_the_run_history(histor
     journal.write_text("".join(json.dumps(e) + "\n" for e in events))
     snap = take_snapshot(load_spec(history), JAN1, JAN11, window_hours=2, now=NOW, journals=[journal])
     assert snap.remaining == 7 and snap.eta_seconds == pytest.approx((0.7, 0.7))
+
+
+def test_ctrl_c_during_a_warehouse_query_is_an_interrupt_not_a_failed_query():
+    """DuckDB turns Ctrl-C during a query into its own InterruptException: read as a failed
+    query, it made `monitor --continuous` exit 1 when the key landed mid-look."""
+    import threading
+
+    from backfill_kit.warehouse.duckdb import DuckDBWarehouse
+
+    warehouse = DuckDBWarehouse(":memory:", read_only=False)
+    threading.Timer(0.3, warehouse._con.interrupt).start()  # what SIGINT does to a running query
+    with pytest.raises(KeyboardInterrupt):
+        warehouse._run("coverage", "SELECT count(*) FROM range(100000000000) a", {})

@@ -96,6 +96,10 @@ class DuckDBWarehouse:
         began = time.perf_counter()
         try:
             rows = self._con.execute(sql, params).fetchall()
+        except duckdb.InterruptException:
+            # Ctrl-C landed while DuckDB ran the query: it is the person's interrupt, not a
+            # failed query, so every caller stops as it does on Ctrl-C anywhere else.
+            raise KeyboardInterrupt from None
         except duckdb.CatalogException as exc:
             raise ObjectsMissingError(str(exc)) from exc
         except duckdb.BinderException as exc:
@@ -123,6 +127,8 @@ def connect_file(path: Path, read_only: bool, wait_seconds: float = 60.0) -> Any
     while True:
         try:
             return in_utc(duckdb.connect(str(path), read_only=read_only))
+        except duckdb.InterruptException:
+            raise KeyboardInterrupt from None  # Ctrl-C while opening the file
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                 raise WarehouseError(f"cannot open the DuckDB warehouse {path}: {_first_line(exc)}", retryable=True) from exc
