@@ -7,10 +7,10 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .errors import BackfillKitError, InputError, SpecError, WarehouseError
-    from .spec import PipelineSpec, load_spec
-    from .status import Status
-    from .validation import Cell, Validation, validate
+    from backfill_kit.errors import BackfillKitError, InputError, SpecError, WarehouseError
+    from backfill_kit.spec.model import PipelineSpec, load_spec
+    from backfill_kit.common.status import Status
+    from backfill_kit.validation.validator import Cell, Validation, validate
 
 __all__ = [
     "BackfillKitError",
@@ -31,7 +31,7 @@ __version__ = "0.1.0"
 # does not pay for pydantic and the warehouse clients.
 _HOME = {
     "BackfillKitError": "errors", "InputError": "errors", "SpecError": "errors",
-    "WarehouseError": "errors", "PipelineSpec": "spec", "load_spec": "spec", "Status": "status",
+    "WarehouseError": "errors", "PipelineSpec": "spec", "load_spec": "spec", "Status": "common.status",
     "Cell": "validation", "Validation": "validation", "validate": "validation",
 }
 

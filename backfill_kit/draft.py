@@ -18,8 +18,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .catalog import ALL_DATES, Catalog, TableInfo
-from .errors import InputError
+from backfill_kit.warehouse.catalog import ALL_DATES, Catalog, TableInfo
+from backfill_kit.errors import InputError
 
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -859,7 +859,7 @@ def _render_phase(phase: DraftPhase) -> list[str]:
 
 def write_draft(text: str, out: Path, *, force: bool) -> Path:
     """Check that the text loads as a spec, then write it; an existing file only with force."""
-    from .spec import parse_spec
+    from backfill_kit.spec.model import parse_spec
 
     if out.exists() and not force:
         raise InputError(f"{out} already exists; pass --force to overwrite it, or choose another --out")

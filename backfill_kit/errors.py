@@ -13,6 +13,7 @@ __all__ = [
     "BackfillKitError",
     "InputError",
     "MissingDependencyError",
+    "PreflightFailed",
     "Problem",
     "SpecError",
     "WarehouseError",
@@ -72,6 +73,17 @@ class WarehouseError(BackfillKitError):
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class PreflightFailed(BackfillKitError):
+    """The quick preflight before a run failed: nothing was started. `checks` holds them all."""
+
+    exit_code = 1
+
+    def __init__(self, checks: list[object]) -> None:
+        self.checks = checks
+        super().__init__("preflight failed; nothing was started. Fix the failures, or pass --ignore-preflight "
+                         "(ignore_preflight=True from Python).")
 
 
 class WarehouseMismatchError(SpecError):

@@ -18,19 +18,19 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import TypeAdapter, ValidationError
 
-from .calendar import consecutive_runs
-from .collector import no_gc_pauses
-from .errors import BackfillKitError, InputError
-from .estimates import Estimator, estimator_for
-from .file_kinds import kind_of
-from .limits import date_out_of_bounds
-from .spec import MAX_RETRIES, MAX_TIMEOUT_SECONDS, JobSpec, PipelineSpec, TableSpec, command_problem
-from .status import NEEDS_WORK, Status
-from .validation import Cell, Validation
+from backfill_kit.validation.calendar import consecutive_runs
+from backfill_kit.common.collector import no_gc_pauses
+from backfill_kit.common.formatting import duration_text
+from backfill_kit.errors import BackfillKitError, InputError
+from backfill_kit.common.file_kinds import kind_of
+from backfill_kit.common.limits import date_out_of_bounds
+from backfill_kit.spec.model import MAX_RETRIES, MAX_TIMEOUT_SECONDS, JobSpec, PipelineSpec, TableSpec, command_problem
+from backfill_kit.common.status import NEEDS_WORK, Status
+from backfill_kit.validation.validator import Cell, Validation
 
 __all__ = ["Blocked", "Plan", "Stage", "Step", "build_plan", "load_plan"]
 
@@ -292,9 +292,9 @@ def _plan_problems(plan: Plan) -> Iterator[str]:
 def _step_problems(step: Step) -> Iterator[str]:
     if not step.argv or not step.argv[0]:
         yield "argv is empty: no command to run"
-    for field, value in (("argv", step.argv), ("env", step.env), ("workdir", step.workdir)):
+    for name, value in (("argv", step.argv), ("env", step.env), ("workdir", step.workdir)):
         if reason := command_problem(value):
-            yield f"its {field} {reason}"
+            yield f"its {name} {reason}"
     if not step.dates or not (step.start <= min(step.dates) and max(step.dates) <= step.end):
         yield f"its dates are not inside {step.start} .. {step.end}"
     if not 0 < step.timeout_seconds <= MAX_TIMEOUT_SECONDS:  # nan fails this too
@@ -308,14 +308,35 @@ def _step_problems(step: Step) -> Iterator[str]:
 # --- building a plan -----------------------------------------------------------------------
 
 
+class Estimates(Protocol):
+    """How long a step of a table over some dates will take. Planning only asks; what earlier
+    runs took is learned where runs are recorded (`backfill_kit.running.estimates`)."""
+
+    def seconds(self, table: str, dates: int) -> float | None: ...
+
+    def describe(self, tables: Iterable[str]) -> str: ...
+
+
+class NoEstimates:
+    """A plan made without any past durations."""
+
+    def seconds(self, table: str, dates: int) -> float | None:
+        return None
+
+    def describe(self, tables: Iterable[str]) -> str:
+        return "no basis: no earlier journal and no run durations"
+
+
 def build_plan(
     validation: Validation,
     *,
     statuses: Iterable[Status] = NEEDS_WORK,
     include_no_data: bool = False,
     python: str = sys.executable,
+    estimates: Estimates | None = None,
 ) -> Plan:
-    """The stages and steps that fix the validation's gaps, and the cells that must wait."""
+    """The stages and steps that fix the validation's gaps, and the cells that must wait.
+    `estimates`: each step's duration (`running.estimates.estimator_for`); none without."""
     spec = validation.spec
     wanted = set(statuses) | ({Status.NO_DATA} if include_no_data else set())
     with no_gc_pauses():  # an index of every cell, then thousands of steps: no cycles among them
@@ -325,7 +346,7 @@ def build_plan(
             _cascade(spec, by_cell, todo)
         blocked = _block(spec, by_cell, todo)
         calendar = [day.date for day in validation.days]
-        estimator = estimator_for(spec, validation.cells)
+        estimator = estimates or NoEstimates()
         stages = _stages(spec, todo, calendar, estimator, python)
     options = {"statuses": sorted(str(s) for s in wanted), "cascade": spec.cascade,
                "estimate_basis": estimator.describe(s.table for st in stages for s in st.steps)}
@@ -412,7 +433,7 @@ def _fallback_ready(
 
 def _stages(
     spec: PipelineSpec, todo: dict[tuple[str, date], set[str]], calendar: list[date],
-    estimator: Estimator, python: str,
+    estimator: Estimates, python: str,
 ) -> list[Stage]:
     stages: list[Stage] = []
     made: dict[str, list[Step]] = {}
@@ -447,7 +468,7 @@ def _level(table_id: str, tables: dict[str, TableSpec], ids: set[str], memo: dic
 
 def _steps(
     spec: PipelineSpec, table: TableSpec, todo: dict[tuple[str, date], set[str]], dates: list[date], calendar: list[date],
-    estimator: Estimator, python: str, made: dict[str, list[Step]],
+    estimator: Estimates, python: str, made: dict[str, list[Step]],
 ) -> list[Step]:
     job = spec.job_of(table)
     workdir = str(spec.resolve_path(job.workdir))
@@ -499,8 +520,6 @@ def _step(
 
 
 def _estimate(plan: Plan) -> str:
-    from .display import duration_text
-
     basis = plan.options.get("estimate_basis")
     seconds = duration_text(plan.estimated_seconds(), unknown="unknown")
     return f"{seconds} ({basis})" if basis else seconds

@@ -18,15 +18,17 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from .errors import BackfillKitError
-from .locks import is_locked
-from .plan import Plan, build_plan
-from .spec import JobSpec, PipelineSpec, TableSpec
-from .status import Status
-from .validation import Validation, validate
-from .warehouse import Warehouse, open_warehouse
+from backfill_kit.errors import BackfillKitError, PreflightFailed
+from backfill_kit.running.locks import is_locked
+from backfill_kit.plan import Plan, build_plan
+from backfill_kit.running.estimates import estimator_for
+from backfill_kit.running.runner import Progress, RunOptions, Runner, RunResult, journal_path_for, warehouse_checker
+from backfill_kit.spec.model import JobSpec, PipelineSpec, TableSpec, load_spec
+from backfill_kit.common.status import Status
+from backfill_kit.validation.validator import Validation, validate
+from backfill_kit.warehouse import Warehouse, open_warehouse
 
-__all__ = ["Check", "exit_code", "run_preflight"]
+__all__ = ["Check", "exit_code", "run_plan", "run_preflight"]
 
 Outcome = Literal["pass", "warn", "fail", "skip"]
 FREE_DISK_FAIL = 100 * 2**20
@@ -48,6 +50,30 @@ def exit_code(checks: list[Check]) -> int:
     """0 when everything passes, 2 on warnings only, 1 on any failure."""
     outcomes = {c.outcome for c in checks}
     return 1 if "fail" in outcomes else 2 if "warn" in outcomes else 0
+
+
+def run_plan(
+    plan: Plan,
+    plan_path: Path,
+    options: RunOptions | None = None,
+    *,
+    progress: Progress | None = None,
+    ignore_preflight: bool = False,
+    show_checks: Callable[[list[Check]], None] | None = None,
+) -> RunResult:
+    """Run a plan the way every caller should: the quick preflight first (a failure raises
+    `PreflightFailed` and nothing starts, unless `ignore_preflight`), then the runner, which
+    re-checks each finished step against the warehouse. `show_checks` sees the checks when any
+    warns or fails."""
+    options = options or RunOptions()
+    if plan.spec_path and plan.steps:
+        checks = run_preflight(load_spec(plan.spec_path), plan.start, plan.end, quick=True,
+                               journal=options.journal or journal_path_for(plan_path))
+        if show_checks is not None and any(c.outcome in ("warn", "fail") for c in checks):
+            show_checks(checks)
+        if any(c.outcome == "fail" for c in checks) and not ignore_preflight:
+            raise PreflightFailed(checks)
+    return Runner(plan, plan_path, options, checker=warehouse_checker(plan), progress=progress).run()
 
 
 @dataclass
@@ -149,7 +175,7 @@ def _validated(ctx: _Context) -> Iterator[Check]:
     else:
         yield Check("calendar has dates", "fail", f"no expected dates in {ctx.start} .. {ctx.end}",
                     "check the range, calendar.filter and calendar.seasons")
-    ctx.plan = build_plan(ctx.validation)
+    ctx.plan = build_plan(ctx.validation, estimates=estimator_for(ctx.spec, ctx.validation.cells))
 
 
 def _stale_runs(ctx: _Context) -> Iterator[Check]:

@@ -28,7 +28,7 @@ from pathlib import Path
 import nbformat
 
 from backfill_kit.demo import init_demo
-from backfill_kit.render import execute, export_html, render_coverage, write_index
+from backfill_kit.reports.render import execute, export_html, render_coverage, write_index
 
 START, END = date(2021, 10, 19), date(2025, 6, 22)
 

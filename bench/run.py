@@ -126,8 +126,8 @@ def spec_targets(spec_path: Path) -> list[tuple[str, str]]:
 
 
 def validate_once(spec_path: Path, start: date, end: date) -> Any:
-    from backfill_kit.spec import load_spec
-    from backfill_kit.validation import validate
+    from backfill_kit.spec.model import load_spec
+    from backfill_kit.validation.validator import validate
 
     # Loading the spec is part of what a user waits for, so it is inside the measurement.
     return validate(load_spec(spec_path), start, end)
@@ -153,11 +153,11 @@ def query_note(result: Any) -> str:
 
 
 def cli_command() -> list[str]:
-    # cli.py has no __main__ guard, so `python -m backfill_kit.cli` would exit 0 doing nothing.
+    # cli.py has no __main__ guard, so `python -m backfill_kit.cli.commands` would exit 0 doing nothing.
     script = Path(sys.executable).parent / "backfill-kit"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from backfill_kit.cli import main; main()"]
+    return [sys.executable, "-c", "from backfill_kit.cli.commands import main; main()"]
 
 
 def run_cli(args: list[str]) -> None:

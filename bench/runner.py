@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from backfill_kit.plan import Plan, Stage, Step
-from backfill_kit.runner import RunOptions, Runner
+from backfill_kit.running.runner import RunOptions, Runner
 
 STEPS = 40
 DAY = date(2024, 1, 1)

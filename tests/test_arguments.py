@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backfill_kit.arguments import as_date, find_file
+from backfill_kit.common.arguments import as_date, find_file
 from backfill_kit.errors import InputError
 
 
@@ -85,7 +85,8 @@ def inside_project(mini, monkeypatch) -> Path:
 
 def test_the_notebook_api_finds_the_spec_from_notebooks_and_takes_dates_either_way(inside_project):
     pytest.importorskip("ipywidgets")
-    from backfill_kit import explore, report
+    from backfill_kit.reports import explore
+    from backfill_kit.reports import notebook as report
 
     audit = report.coverage("mini.yaml", "2024-01-01", date(2024, 3, 31))
     assert audit.validation.spec.source == inside_project and audit.spec_ref == "mini.yaml"
@@ -98,7 +99,7 @@ def test_backfill_kit_report_runs_from_notebooks_with_the_path_from_the_project(
     working directory, finds it by the same rule."""
     from click.testing import CliRunner
 
-    from backfill_kit.cli import cli
+    from backfill_kit.cli.commands import cli
 
     result = CliRunner().invoke(cli, ["report", "coverage", "--spec", "mini.yaml", "--start", "2024-01-01",
                                       "--end", "2024-01-31", "--out-dir", "out"], catch_exceptions=False)
@@ -109,7 +110,7 @@ def test_backfill_kit_report_runs_from_notebooks_with_the_path_from_the_project(
 def test_a_spec_found_nowhere_is_one_message_naming_every_place(inside_project):
     from click.testing import CliRunner
 
-    from backfill_kit.cli import cli
+    from backfill_kit.cli.commands import cli
 
     result = CliRunner().invoke(cli, ["report", "coverage", "--spec", "nope.yaml", "--start", "2024-01-01",
                                       "--end", "2024-01-31", "--out-dir", "out"], catch_exceptions=False)
@@ -119,7 +120,7 @@ def test_a_spec_found_nowhere_is_one_message_naming_every_place(inside_project):
 
 def test_the_explorer_on_a_range_without_game_dates_says_so(inside_project):
     pytest.importorskip("ipywidgets")
-    from backfill_kit import explore
+    from backfill_kit.reports import explore
 
     with pytest.raises(InputError, match="no expected dates from 2024-01-10 to 2024-01-20"):  # not a TraitError
         explore.explorer("mini.yaml", "2024-01-10", "2024-01-20")  # inside a season, no games
@@ -133,7 +134,7 @@ def test_every_spec_option_follows_the_rule_from_notebooks(inside_project, comma
     message listing every place looked at."""
     from click.testing import CliRunner
 
-    from backfill_kit.cli import cli
+    from backfill_kit.cli.commands import cli
 
     dates = [] if command[0] == "spec" else ["--start", "2024-01-01", "--end", "2024-01-31"]
     found = CliRunner().invoke(cli, [*command, "--spec", "mini.yaml", *dates], catch_exceptions=False)
@@ -144,7 +145,7 @@ def test_every_spec_option_follows_the_rule_from_notebooks(inside_project, comma
 
 
 def test_validate_takes_a_spec_path_and_string_dates(inside_project):
-    from backfill_kit.validation import validate
+    from backfill_kit.validation.validator import validate
 
     v = validate("mini.yaml", "2024-01-01", date(2024, 1, 31))
     assert v.spec.source == inside_project and (v.start, v.end) == (date(2024, 1, 1), date(2024, 1, 31))
@@ -160,7 +161,7 @@ def test_validate_takes_a_spec_path_and_string_dates(inside_project):
 def test_a_file_of_another_kind_given_as_the_spec_is_named_as_such(tmp_path, text, named):
     from click.testing import CliRunner
 
-    from backfill_kit.cli import cli
+    from backfill_kit.cli.commands import cli
 
     wrong = tmp_path / "given.json"
     wrong.write_text(text)
@@ -172,8 +173,8 @@ def test_a_file_of_another_kind_given_as_the_spec_is_named_as_such(tmp_path, tex
 
 def test_the_explorer_shows_complete_and_done_for_what_is_chosen(inside_project):
     pytest.importorskip("ipywidgets")
-    from backfill_kit import explore
-    from backfill_kit.coverage import progress_counts
+    from backfill_kit.reports import explore
+    from backfill_kit.validation.summaries import progress_counts
 
     chosen = explore.explorer("mini.yaml", "2024-01-01", "2024-03-31")
     expected, _, _ = progress_counts(chosen.validation.cells)

@@ -25,7 +25,7 @@ from conftest import MINI_PARTITIONS, NOW, MiniWarehouse
 from test_monitor import history  # noqa: F401  (the monitor's fixture, reused on BigQuery)
 
 from backfill_kit import load_spec, validate
-from backfill_kit.cli import cli
+from backfill_kit.cli.commands import cli
 from backfill_kit.demo import init_demo
 from backfill_kit.errors import MissingDependencyError, WarehouseError
 from backfill_kit.warehouse import open_warehouse
@@ -431,7 +431,7 @@ def test_duckdb_users_never_load_the_bigquery_client(mini: MiniWarehouse):
     mini.games(D1).rows("raw.boxscore", D1, 2)
     spec = mini.close()
     code = (
-        "import sys\nfrom datetime import date\nimport backfill_kit.validation\n"
+        "import sys\nfrom datetime import date\nimport backfill_kit.validation.validator\n"
         "assert not [m for m in sys.modules if m.startswith('google')]\n"
         "from backfill_kit import load_spec, validate\n"
         f"v = validate(load_spec({str(spec)!r}), date(2024, 1, 1), date(2024, 1, 31))\n"

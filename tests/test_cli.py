@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import MiniWarehouse
 
-from backfill_kit.cli import cli
+from backfill_kit.cli.commands import cli
 
 D1 = date(2024, 1, 10)
 
@@ -133,7 +133,7 @@ def test_a_broken_spec_gets_one_message_naming_the_field_and_exit_2(spec, case):
 
 def test_help_loads_no_heavy_module():
     code = (
-        "import sys; from backfill_kit.cli import main; sys.argv = ['backfill-kit', '--help']\n"
+        "import sys; from backfill_kit.cli.commands import main; sys.argv = ['backfill-kit', '--help']\n"
         "try: main()\nexcept SystemExit: pass\n"
         "print(sorted(m for m in ('duckdb', 'pydantic', 'rich', 'pandas', 'yaml', 'plotly', 'papermill', 'nbconvert', 'nbformat', 'ipywidgets', 'IPython') if m in sys.modules))"
     )
@@ -142,6 +142,6 @@ def test_help_loads_no_heavy_module():
 
 
 def test_validation_never_imports_a_database_client():
-    code = "import sys, backfill_kit.validation, backfill_kit.calendar; print('duckdb' in sys.modules)"
+    code = "import sys, backfill_kit.validation.validator, backfill_kit.validation.calendar; print('duckdb' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import MiniWarehouse
 
-from backfill_kit.cli import cli
+from backfill_kit.cli.commands import cli
 
 D1, D2 = date(2024, 1, 10), date(2024, 1, 11)
 RANGE = ["--start", "2024-01-01", "--end", "2024-01-31"]

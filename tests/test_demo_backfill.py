@@ -14,7 +14,7 @@ import pytest
 
 from backfill_kit.demo import init_demo
 
-CLI = [sys.executable, "-c", "import sys; from backfill_kit.cli import main; sys.argv[0] = 'backfill-kit'; main()"]
+CLI = [sys.executable, "-c", "import sys; from backfill_kit.cli.commands import main; sys.argv[0] = 'backfill-kit'; main()"]
 FIRST_WEEKS = ["--start", "2021-10-19", "--end", "2021-11-20"]
 
 

@@ -14,12 +14,12 @@ import duckdb
 import pytest
 from click.testing import CliRunner, Result
 
-from backfill_kit.catalog import open_duckdb_catalog
-from backfill_kit.cli import cli
+from backfill_kit.warehouse.catalog import open_duckdb_catalog
+from backfill_kit.cli.commands import cli
 from backfill_kit.demo import init_demo
 from backfill_kit.draft import draft_spec
-from backfill_kit.spec import PipelineSpec, load_spec
-from backfill_kit.validation import Validation, validate
+from backfill_kit.spec.model import PipelineSpec, load_spec
+from backfill_kit.validation.validator import Validation, validate
 
 NOW = datetime(2025, 11, 30, 12, 0)
 DEMO_RANGE = (date(2021, 10, 19), date(2025, 6, 22))
@@ -177,7 +177,7 @@ def test_spec_diff_of_the_shipped_spec_finds_only_notes(demo: Path):
 
 
 def test_spec_diff_says_when_the_date_column_is_not_the_partition_field():
-    from backfill_kit.catalog import ColumnInfo, TableInfo
+    from backfill_kit.warehouse.catalog import ColumnInfo, TableInfo
     from backfill_kit.draft import _diff_date_column
 
     info = TableInfo("ds.t", (ColumnInfo("game_date", "date"), ColumnInfo("loaded_at", "timestamp")), "game_date")

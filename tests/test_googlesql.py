@@ -26,7 +26,7 @@ import pytest
 from bq_emulator import Emulator, short_retry
 
 from backfill_kit import load_spec, validate
-from backfill_kit.validation import history_request
+from backfill_kit.validation.validator import history_request
 from backfill_kit.warehouse import CoverageTarget, open_warehouse
 
 pytest.importorskip("zetasql", reason="GoogleSQL's analyzer is the `zetasql` package, in the `test` extra")

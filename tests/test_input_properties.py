@@ -22,11 +22,11 @@ from deadline import ends_in_time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backfill_kit.cli import cli
+from backfill_kit.cli.commands import cli
 from backfill_kit.demo import example_spec_text
 from backfill_kit.errors import InputError, SpecError
 from backfill_kit.plan import load_plan
-from backfill_kit.spec import PipelineSpec, load_spec
+from backfill_kit.spec.model import PipelineSpec, load_spec
 
 EXAMPLE_TEXT = example_spec_text()
 EXAMPLE = yaml.safe_load(EXAMPLE_TEXT)

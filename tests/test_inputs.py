@@ -11,7 +11,7 @@ from deadline import ends_in_time
 
 from backfill_kit.demo import example_spec_text
 from backfill_kit.errors import SpecError
-from backfill_kit.spec import load_spec
+from backfill_kit.spec.model import load_spec
 
 EXAMPLE = example_spec_text()
 
@@ -148,7 +148,7 @@ DATED_COMMANDS = {
 def cli_run(tmp_path: Path, args: list[str]) -> Any:
     from click.testing import CliRunner
 
-    from backfill_kit.cli import cli
+    from backfill_kit.cli.commands import cli
 
     spec = tmp_path / "spec.yaml"
     spec.write_text(EXAMPLE)
@@ -206,7 +206,7 @@ def plan_with(**changes: Any) -> dict[str, Any]:
 def run_plan(tmp_path: Path, content: str) -> Any:
     from click.testing import CliRunner
 
-    from backfill_kit.cli import cli
+    from backfill_kit.cli.commands import cli
 
     path = tmp_path / "plan.json"
     path.write_text(content)
@@ -304,7 +304,7 @@ def test_backfill_in_a_read_only_spec_folder_is_one_message(read_only_folder, mo
     the point being what happens when the plan cannot be written."""
     from click.testing import CliRunner
 
-    import backfill_kit.cli as cli_module
+    import backfill_kit.cli.commands as cli_module
     from backfill_kit.plan import load_plan
 
     sample = read_only_folder.parent / "sample.json"
@@ -358,7 +358,7 @@ def test_a_notebook_is_named_as_such_wherever_a_file_is_expected(tmp_path):
     """One reading of a file's kind serves --spec, --plan and --journal alike."""
     from click.testing import CliRunner
 
-    from backfill_kit.cli import cli
+    from backfill_kit.cli.commands import cli
 
     notebook = tmp_path / "explore.ipynb"
     notebook.write_text((Path(__file__).parents[1] / "notebooks" / "explore.ipynb").read_text())

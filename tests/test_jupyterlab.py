@@ -282,8 +282,8 @@ def height_of(page: Page) -> float:
 
 
 def test_the_explorer_draws_its_heatmap_at_full_height_and_shows_a_chosen_cell(lab, page):
-    from backfill_kit.figures import STATUS_COLORS
-    from backfill_kit.status import Status
+    from backfill_kit.reports.figures import STATUS_COLORS
+    from backfill_kit.common.status import Status
 
     run_notebook(page, lab, "explore.ipynb")
     page.wait_for(in_panel("explore.ipynb", f"return !!{HEATMAP}.querySelector('.heatmaplayer image');"),

@@ -14,7 +14,7 @@ import pytest
 from conftest import NOW, MiniWarehouse
 
 from backfill_kit.monitor import take_snapshot
-from backfill_kit.spec import load_spec
+from backfill_kit.spec.model import load_spec
 
 JAN1, JAN2, JAN10, JAN11 = date(2024, 1, 1), date(2024, 1, 2), date(2024, 1, 10), date(2024, 1, 11)
 
@@ -87,7 +87,7 @@ def test_an_orphaned_run_is_listed(mini):
 def test_json_format_through_the_cli(history):
     from click.testing import CliRunner
 
-    from backfill_kit.cli import cli
+    from backfill_kit.cli.commands import cli
 
     result = CliRunner().invoke(cli, ["monitor", "--spec", str(history), "--start", "2024-01-01", "--end", "2024-01-11",
                                       "--format", "json", "--window-hours", "100000"])
@@ -99,7 +99,7 @@ def test_json_format_through_the_cli(history):
 def test_an_unknown_season_is_one_message(history):
     from click.testing import CliRunner
 
-    from backfill_kit.cli import cli
+    from backfill_kit.cli.commands import cli
 
     result = CliRunner().invoke(cli, ["monitor", "--spec", str(history), "--season", "2030-31"])
     assert result.exit_code == 2 and "unknown season '2030-31'" in result.output and "s1, s2" in result.output
@@ -109,7 +109,7 @@ def test_an_unknown_season_is_one_message(history):
 def test_continuous_mode_refreshes_in_place_and_leaves_on_ctrl_c(history, tmp_path):
     session = f"monitor-{time.monotonic_ns()}"
     done = tmp_path / "exit-code"
-    command = (f"{sys.executable} -c 'from backfill_kit.cli import main; main()' monitor --spec {history} "
+    command = (f"{sys.executable} -c 'from backfill_kit.cli.commands import main; main()' monitor --spec {history} "
                f"--start 2024-01-01 --end 2024-01-11 --continuous --interval 0.5; echo $? > {done}; sleep 30")
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "150", "-y", "50", command], check=True)
     try:
@@ -234,8 +234,8 @@ def test_an_error_that_may_pass_is_tried_again_a_few_times_then_stops():
 def test_validate_monitor_and_reports_count_complete_and_done_alike(mini: MiniWarehouse):
     """A table whose source had nothing reads 0% complete and 100% done in every view, and the
     coverage report names the fallback that covers it (props on the demo's nbac_play_by_play)."""
-    from backfill_kit.coverage import no_data_rows
-    from backfill_kit.validation import validate
+    from backfill_kit.validation.summaries import no_data_rows
+    from backfill_kit.validation.validator import validate
 
     for d in (JAN1, JAN2, JAN10):
         mini.games(d).rows("raw.backup_props", d, 1).run("PropsProcessor", d, "success", 0)  # no_data

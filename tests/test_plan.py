@@ -9,12 +9,13 @@ from datetime import UTC, date, datetime
 import pytest
 from conftest import MINI_SPEC
 
-from backfill_kit.calendar import ExpectedDay
+from backfill_kit.validation.calendar import ExpectedDay
 from backfill_kit.errors import BackfillKitError, InputError
 from backfill_kit.plan import build_plan, load_plan, refuse_downstream_triggers
-from backfill_kit.spec import parse_spec
-from backfill_kit.status import Status
-from backfill_kit.validation import Cell, Validation
+from backfill_kit.running.estimates import estimator_for
+from backfill_kit.spec.model import parse_spec
+from backfill_kit.common.status import Status
+from backfill_kit.validation.validator import Cell, Validation
 
 S = Status
 JAN = [date(2024, 1, d) for d in (10, 12, 13, 14, 15, 17)]  # 11 and 16 are off days
@@ -151,12 +152,16 @@ def test_a_job_without_skip_downstream_is_flagged_and_refused(tmp_path):
         refuse_downstream_triggers(plan)
 
 
+def estimated_plan(v):
+    return build_plan(v, estimates=estimator_for(v.spec, v.cells))
+
+
 def test_estimates_come_from_past_durations(tmp_path):
     spec = spec_of(tmp_path)
     v = validation(spec, {("boxscore", None): S.FAILED})
     v.cells[:] = [c if c.table != "boxscore" else
                   Cell(c.table, c.phase, c.date, c.season, c.status, 0, 1, 1, 1, "failed", None, 30.0) for c in v.cells]
-    plan = build_plan(v)
+    plan = estimated_plan(v)
     assert plan.steps[0].estimated_seconds == 6 * 30.0
     assert "estimated 3 min 00 s (from 6 runs in the run history" in plan.text()
 
@@ -171,7 +176,7 @@ def test_a_range_run_is_one_sample_for_its_whole_range(tmp_path):
     v = validation(spec, {("boxscore", None): S.FAILED})
     one_run = datetime(2024, 2, 1, tzinfo=UTC)
     v.cells[:] = [_ran(c, one_run, 60.0) if c.table == "boxscore" else c for c in v.cells]
-    assert build_plan(v).steps[0].estimated_seconds == 60.0
+    assert estimated_plan(v).steps[0].estimated_seconds == 60.0
 
 
 def test_earlier_journals_beside_the_spec_come_before_the_run_history(tmp_path):
@@ -189,7 +194,7 @@ def test_earlier_journals_beside_the_spec_come_before_the_run_history(tmp_path):
                     "outcome": "succeeded", "seconds": seconds}]
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "plan.journal.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
-    plan = build_plan(v)
+    plan = estimated_plan(v)
     estimate = {s.table: s.estimated_seconds for s in plan.steps}
     assert estimate["boxscore"] == pytest.approx(2.6)
     assert estimate["summary"] == 3600.0  # no journal of its own: the run history's one run of six dates
@@ -198,7 +203,7 @@ def test_earlier_journals_beside_the_spec_come_before_the_run_history(tmp_path):
 
 
 def test_a_plan_without_any_past_duration_says_it_has_no_basis(tmp_path):
-    plan = build_plan(validation(spec_of(tmp_path), {("boxscore", None): S.FAILED}))
+    plan = estimated_plan(validation(spec_of(tmp_path), {("boxscore", None): S.FAILED}))
     assert plan.steps[0].estimated_seconds is None
     assert "estimated unknown (no basis: no earlier journal and no run durations)" in plan.text()
 

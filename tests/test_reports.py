@@ -21,12 +21,12 @@ from browser import Page, artifacts_dir, require_chromium
 from click.testing import CliRunner
 from conftest import MiniWarehouse
 
-from backfill_kit.cli import cli
+from backfill_kit.cli.commands import cli
 from backfill_kit.plan import build_plan, load_plan
-from backfill_kit.render import execute, notebook_path
-from backfill_kit.runner import Runner, RunOptions, warehouse_checker
-from backfill_kit.spec import load_spec
-from backfill_kit.validation import validate
+from backfill_kit.reports.render import execute, notebook_path
+from backfill_kit.running.runner import Runner, RunOptions, warehouse_checker
+from backfill_kit.spec.model import load_spec
+from backfill_kit.validation.validator import validate
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -269,7 +269,7 @@ def test_a_toolkit_error_inside_the_notebook_keeps_its_message(mini_spec, tmp_pa
 def test_two_reports_started_together_in_one_folder_do_not_cross(mini_spec, tmp_path):
     """Each kernel's sockets are its own (jupyter_client's default puts them in the working
     directory, where two kernels started at once pick the same ones); nothing is left there."""
-    command = [sys.executable, "-c", "from backfill_kit.cli import main; main()", "report", "coverage",
+    command = [sys.executable, "-c", "from backfill_kit.cli.commands import main; main()", "report", "coverage",
                "--spec", str(mini_spec), "--start", START, "--end", END]
     runs = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for _ in range(2)]
@@ -381,7 +381,7 @@ def plotly_js_start() -> str:
     """The first lines of the plotly.js bundle the reports embed."""
     from importlib.resources import files
 
-    from backfill_kit.figures import PLOTLY_JS
+    from backfill_kit.reports.figures import PLOTLY_JS
 
     return files("backfill_kit.vendor").joinpath(PLOTLY_JS).read_text(encoding="utf-8")[:300]
 
@@ -412,7 +412,7 @@ def test_four_season_report_draws_offline_and_escapes_the_planted_error(chromium
 
 @pytest.fixture
 def explorer(mini_spec):
-    from backfill_kit.explore import Explorer
+    from backfill_kit.reports.explore import Explorer
 
     return Explorer(validate(load_spec(mini_spec), date.fromisoformat(START), date.fromisoformat(END)), "mini.yaml")
 
@@ -483,8 +483,8 @@ def test_reports_need_no_extra_kernel_setup():
 
 
 def test_analysts_get_the_same_cells_and_gaps_as_pandas_frames(mini_spec):
-    from backfill_kit.frames import cells_frame, gaps_frame
-    from backfill_kit.report import CoverageAudit
+    from backfill_kit.reports.frames import cells_frame, gaps_frame
+    from backfill_kit.reports.notebook import CoverageAudit
 
     result = validate(load_spec(mini_spec), date.fromisoformat(START), date.fromisoformat(END))
     frame = CoverageAudit("mini.yaml", result).frame

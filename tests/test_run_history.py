@@ -21,7 +21,7 @@ RANGES = "  columns: {processor: processor_name, date: data_date, status: status
          "            finished_at: processed_at, records: records_processed, error: errors, run_id: run_id,\n" \
          "            range_start: date_range_filter_start, range_end: date_range_filter_end}\n"
 REASONS = "  no_data_reasons: {failure_category: [no_data_available], skip_reason: [no_data]}\n"
-CLI = [sys.executable, "-c", "import sys; from backfill_kit.cli import main; sys.argv[0] = 'backfill-kit'; main()"]
+CLI = [sys.executable, "-c", "import sys; from backfill_kit.cli.commands import main; sys.argv[0] = 'backfill-kit'; main()"]
 
 
 @pytest.fixture(params=["duckdb", "bigquery"])

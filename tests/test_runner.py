@@ -15,10 +15,10 @@ import pytest
 from runner_helpers import fake_step, runs_of, wait_until, write_plan
 
 from backfill_kit.errors import BackfillKitError, InputError
-from backfill_kit.journal import read_journal
-from backfill_kit.locks import is_locked
+from backfill_kit.running.journal import read_journal
+from backfill_kit.running.locks import is_locked
 from backfill_kit.plan import load_plan
-from backfill_kit.runner import RunOptions, Runner
+from backfill_kit.running.runner import RunOptions, Runner
 
 
 def run(plan_path: Path, **options):
@@ -154,7 +154,7 @@ def test_a_line_torn_by_a_crash_is_dropped_on_resume(tmp_path):
     assert runs_of(m, "a") == 1
 
 
-CLI_RUN = "import sys; from backfill_kit.cli import main; sys.argv = ['backfill-kit', *sys.argv[1:]]; main()"
+CLI_RUN = "import sys; from backfill_kit.cli.commands import main; sys.argv = ['backfill-kit', *sys.argv[1:]]; main()"
 
 
 def start_runner(plan_path: Path, *extra: str) -> subprocess.Popen[str]:

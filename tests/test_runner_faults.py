@@ -18,14 +18,14 @@ import pytest
 from click.testing import CliRunner
 from runner_helpers import alive, fake_step, job_pids, runs_of, wait_until, write_plan
 
-from backfill_kit.cli import cli
+from backfill_kit.cli.commands import cli
 from backfill_kit.errors import BackfillKitError, SpecError
-from backfill_kit.journal import read_journal
-from backfill_kit.locks import is_locked
+from backfill_kit.running.journal import read_journal
+from backfill_kit.running.locks import is_locked
 from backfill_kit.plan import load_plan
-from backfill_kit.runner import RunOptions, Runner
+from backfill_kit.running.runner import RunOptions, Runner
 
-CLI_RUN = "import sys; from backfill_kit.cli import main; sys.argv = ['backfill-kit', *sys.argv[1:]]; main()"
+CLI_RUN = "import sys; from backfill_kit.cli.commands import main; sys.argv = ['backfill-kit', *sys.argv[1:]]; main()"
 
 
 def start_runner(plan_path: Path, *extra: str) -> subprocess.Popen[str]:
@@ -191,7 +191,7 @@ def test_a_step_without_data_blocks_its_dependents_and_the_run_exits_non_zero(tm
 def test_an_empty_skip_downstream_is_a_spec_error(mini):
     spec = mini.close()
     spec.write_text(spec.read_text().replace('skip_downstream: {args: ["--no-trigger"]}', "skip_downstream: {}"))
-    from backfill_kit.spec import load_spec
+    from backfill_kit.spec.model import load_spec
 
     with pytest.raises(SpecError, match=r"mini.yaml:\d+: job_defaults.skip_downstream: is empty"):
         load_spec(spec)
@@ -255,7 +255,7 @@ def test_the_locks_stay_taken_while_a_job_of_a_dead_runner_lives(tmp_path):
     runner = start_runner(tmp_path / "plan.json")
     wait_until(lambda: job_pids(m), what="the job to start")
     watchdog = next(p for p in map(int, filter(str.isdigit, os.listdir("/proc")))
-                    if b"backfill_kit.processes" in _read(f"/proc/{p}/cmdline") and _parent(p) == runner.pid)
+                    if b"backfill_kit.running.processes" in _read(f"/proc/{p}/cmdline") and _parent(p) == runner.pid)
     os.kill(watchdog, signal.SIGKILL)
     runner.kill()
     finish(runner)
@@ -304,7 +304,7 @@ HOSTILE = "[/data/x.csv] not found \x1b]0;pwned\x07\x1b[2J\x1b[31m[bold]red\r"
 def test_job_output_in_the_live_display_is_never_markup_nor_escapes(tmp_path):
     from rich.console import Console
 
-    from backfill_kit.progress import LiveProgress
+    from backfill_kit.running.progress import LiveProgress
 
     m = tmp_path / "marks"
     write_plan(tmp_path / "plan.json", (1, [fake_step("loud", m, "say=" + HOSTILE)]))
@@ -320,9 +320,9 @@ def test_job_output_in_the_live_display_is_never_markup_nor_escapes(tmp_path):
 def test_warehouse_errors_reach_the_monitor_without_escapes(mini):
     from rich.console import Console
 
-    from backfill_kit.display import snapshot_view
+    from backfill_kit.cli.display import snapshot_view
     from backfill_kit.monitor import take_snapshot
-    from backfill_kit.spec import load_spec
+    from backfill_kit.spec.model import load_spec
 
     d = date(2024, 1, 10)
     finished = datetime(2024, 1, 11, 1, 0)

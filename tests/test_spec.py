@@ -10,7 +10,7 @@ from conftest import MINI_SPEC
 
 from backfill_kit.demo import example_spec_text
 from backfill_kit.errors import SpecError
-from backfill_kit.spec import load_spec
+from backfill_kit.spec.model import load_spec
 
 
 def line(text: str, needle: str) -> int:

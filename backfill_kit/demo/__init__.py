@@ -17,7 +17,7 @@ def example_spec_text() -> str:
 
 def init_demo(directory: Path, *, seed: int = 7) -> Path:
     """Write DIRECTORY/nba_props.yaml and build DIRECTORY/nba_props.duckdb; return the spec path."""
-    from .warehouse import build_demo_warehouse
+    from backfill_kit.demo.warehouse import build_demo_warehouse
 
     directory.mkdir(parents=True, exist_ok=True)
     spec_file = directory / EXAMPLE_SPEC

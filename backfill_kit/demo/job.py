@@ -25,9 +25,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from ..calendar import consecutive_runs
-from ..warehouse.duckdb import connect_file
-from . import tables
+from backfill_kit.validation.calendar import consecutive_runs
+from backfill_kit.warehouse.duckdb import connect_file
+from backfill_kit.demo import tables
 
 FAULTS_ENV = "BACKFILL_KIT_DEMO_FAULTS"
 EXIT_FAILED = 1

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 from pydantic import ValidationError
 
-from ..errors import InputError
-from ..spec import BigQueryWarehouse as BigQueryConfig
-from . import EXAMPLE_SPEC, example_spec_text
-from .tables import RUN_HISTORY_TABLE, TABLES
+from backfill_kit.errors import InputError
+from backfill_kit.spec.model import BigQueryWarehouse as BigQueryConfig
+from backfill_kit.demo import EXAMPLE_SPEC
+from backfill_kit.demo import example_spec_text
+from backfill_kit.demo.tables import RUN_HISTORY_TABLE, TABLES
 
 if TYPE_CHECKING:
-    from ..warehouse.bigquery import BigQueryWarehouse
+    from backfill_kit.warehouse.bigquery import BigQueryWarehouse
 
 __all__ = ["BIGQUERY_SPEC", "DemoLoad", "copy_table", "load_demo", "with_warehouse"]
 
@@ -58,7 +59,7 @@ def load_demo(
     if not source.is_file():
         raise InputError(f"no demo warehouse at {source}; create it first with: backfill-kit demo init {directory}")
     config = _config(project, dataset_prefix, location)
-    from ..warehouse.bigquery import BigQueryWarehouse, connect  # the `bigquery` extra, with a hint
+    from backfill_kit.warehouse.bigquery import BigQueryWarehouse, connect  # the `bigquery` extra, with a hint
 
     wh = BigQueryWarehouse(client or connect(project, location, None), location=location, dataset_prefix=dataset_prefix)
     con = duckdb.connect(str(source), read_only=True)
@@ -167,7 +168,7 @@ def _create_table(wh: BigQueryWarehouse, target: str, columns: list[tuple[str, s
                   require_filter: bool) -> None:
     from google.cloud import bigquery
 
-    from ..warehouse import bigquery as bq
+    from backfill_kit.warehouse import bigquery as bq
 
     project, dataset, table = target.split(".")
     resource: dict[str, Any] = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import WarehouseError
-from .base import (
+from backfill_kit.errors import WarehouseError
+from backfill_kit.warehouse.base import (
     CalendarRequest,
     Capabilities,
     CoverageTarget,
@@ -19,7 +19,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from ..spec import PipelineSpec
+    from backfill_kit.spec.model import PipelineSpec
 
 __all__ = [
     "CalendarRequest",
@@ -40,7 +40,7 @@ def open_warehouse(spec: PipelineSpec, *, read_only: bool = True) -> Warehouse:
     """The backend the spec's `warehouse` section names, connected."""
     config = spec.warehouse
     if config.backend == "duckdb":
-        from .duckdb import DuckDBWarehouse
+        from backfill_kit.warehouse.duckdb import DuckDBWarehouse
 
         if config.path == ":memory:":
             return DuckDBWarehouse(read_only=read_only)
@@ -52,7 +52,7 @@ def open_warehouse(spec: PipelineSpec, *, read_only: bool = True) -> Warehouse:
             )
         return DuckDBWarehouse(path, read_only=read_only)
     if config.backend == "bigquery":
-        from .bigquery import BigQueryWarehouse  # needs the `bigquery` extra; says so if missing
+        from backfill_kit.warehouse.bigquery import BigQueryWarehouse  # needs the `bigquery` extra; says so if missing
 
         return BigQueryWarehouse.from_spec(spec)
     raise AssertionError(f"unhandled backend {config.backend!r}")  # the spec model forbids others

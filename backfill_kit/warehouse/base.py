@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from ..errors import WarehouseError
+from backfill_kit.errors import WarehouseError
 
 __all__ = [
     "CalendarRequest",

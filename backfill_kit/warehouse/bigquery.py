@@ -35,8 +35,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import MissingDependencyError, WarehouseError
-from .base import (
+from backfill_kit.common.formatting import size_text
+from backfill_kit.errors import MissingDependencyError, WarehouseError
+from backfill_kit.warehouse.base import (
     CalendarRequest,
     Capabilities,
     CoverageTarget,
@@ -47,7 +48,7 @@ from .base import (
     RunHistoryRequest,
     RunSummary,
 )
-from .sql import BIGQUERY, calendar_sql, coverage_sql, recent_runs_sql, run_history_params, run_history_sql
+from backfill_kit.warehouse.sql import BIGQUERY, calendar_sql, coverage_sql, recent_runs_sql, run_history_params, run_history_sql
 
 try:
     import google.auth
@@ -63,7 +64,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
     raise MissingDependencyError("google-cloud-bigquery", "bigquery", "The BigQuery warehouse (warehouse.backend: bigquery)") from exc
 
 if TYPE_CHECKING:
-    from ..spec import PipelineSpec
+    from backfill_kit.spec.model import PipelineSpec
 
 __all__ = ["BigQueryWarehouse", "estimated_bytes_billed", "partitions_sql"]
 
@@ -316,7 +317,7 @@ class BigQueryWarehouse:
         ceiling = self.maximum_bytes_billed
         if ceiling is not None and billed > ceiling:
             raise WarehouseError(
-                f"the {purpose} query would bill up to {_size(billed)} (~${usd:.4f}), over "
+                f"the {purpose} query would bill up to {size_text(billed, smallest='MiB')} (~${usd:.4f}), over "
                 f"warehouse.maximum_bytes_billed ({ceiling:,} bytes) in {self.spec_file}; nothing was run. "
                 "Raise maximum_bytes_billed, or validate fewer dates (--start/--end) or tables (--table)."
             )
@@ -588,8 +589,3 @@ def _message(exc: Exception) -> str:
     return str(text).strip().splitlines()[0]
 
 
-def _size(n: int) -> str:
-    for unit, scale in (("TiB", TIB), ("GiB", 2**30), ("MiB", MIB)):
-        if n >= scale:
-            return f"{n / scale:,.1f} {unit}"
-    return f"{n:,} bytes"

@@ -10,8 +10,8 @@ from typing import Any
 
 import duckdb
 
-from ..errors import WarehouseError
-from .base import (
+from backfill_kit.errors import WarehouseError
+from backfill_kit.warehouse.base import (
     CalendarRequest,
     Capabilities,
     CoverageTarget,
@@ -22,7 +22,7 @@ from .base import (
     RunHistoryRequest,
     RunSummary,
 )
-from .sql import DUCKDB, calendar_sql, coverage_sql, recent_runs_sql, run_history_params, run_history_sql
+from backfill_kit.warehouse.sql import DUCKDB, calendar_sql, coverage_sql, recent_runs_sql, run_history_params, run_history_sql
 
 __all__ = ["DuckDBWarehouse"]
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from .base import CalendarRequest, CoverageTarget, RunHistoryRequest
+from backfill_kit.warehouse.base import CalendarRequest, CoverageTarget, RunHistoryRequest
 
 __all__ = ["BIGQUERY", "DUCKDB", "Dialect", "calendar_sql", "coverage_sql", "recent_runs_sql", "run_history_params", "run_history_sql"]
 
@@ -217,7 +217,7 @@ SELECT processor, on_date AS d,
   MAX(CASE WHEN nth = 1 THEN started_at END) AS latest_started_at,
   MAX(CASE WHEN nth = 1 THEN seconds END) AS latest_seconds,
   MAX(CASE WHEN category = 'success' THEN records END) AS best_success_records,
-  {d.json_text.format(f"MIN_BY(error, CASE WHEN category IN ('failed', 'no_data') AND error IS NOT NULL THEN nth END)")}
+  {d.json_text.format("MIN_BY(error, CASE WHEN category IN ('failed', 'no_data') AND error IS NOT NULL THEN nth END)")}
     AS last_error,  -- of the latest failure or no-data attempt (nth is unique: one pick)
   -- Not DISTINCT: that splits the aggregation in two and joins them (a third of the time at
   -- 1,000 tables); a status may repeat, once per attempt, and its readers count it once.

@@ -8,13 +8,13 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from .status import NEEDS_WORK, Status
-from .text import printable
+from backfill_kit.common.status import NEEDS_WORK, Status
+from backfill_kit.common.formatting import percent_text, printable, size_text
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from .validation import Validation
+    from backfill_kit.validation.validator import Validation
 
 __all__ = ["print_validation", "printable", "validation_csv", "validation_json"]
 
@@ -32,15 +32,6 @@ STYLE = {
 }
 
 
-def duration_text(seconds: float | None, unknown: str = "-") -> str:
-    """A duration as a person reads it: '1 h 05 min', or '3 min 07 s' under an hour."""
-    if seconds is None:
-        return unknown
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
-
-
 def validation_json(v: Validation) -> str:
     """Indented at the top, one cell per line: readable, and fast to write. orjson writes all
     cells in one call, dates, moments and statuses natively (a call per cell costs ten times
@@ -48,8 +39,8 @@ def validation_json(v: Validation) -> str:
     JSON string that quote would be escaped, and every cell starts with its table."""
     import orjson
 
-    from .collector import no_gc_pauses
-    from .validation import Cell
+    from backfill_kit.common.collector import no_gc_pauses
+    from backfill_kit.validation.validator import Cell
 
     head = json.dumps(v.to_dict(cells=False), indent=2)
     with no_gc_pauses():  # a dict per cell, all freed together: no cycles to look for
@@ -103,15 +94,8 @@ def cost_line(v: Validation) -> str:
     if billed is None:
         return ""
     processed = int(cost["bytes_processed"] or 0)
-    return (f"cost: {human_bytes(processed)} processed, at most {human_bytes(int(billed))} billed "
+    return (f"cost: {size_text(processed)} processed, at most {size_text(int(billed))} billed "
             f"(~${usd:.4f}), estimated by dry runs before each query ran")
-
-
-def human_bytes(n: int) -> str:
-    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            return f"{n / scale:,.1f} {unit}"
-    return f"{n:,} bytes"
 
 
 def _print_warnings(v: Validation, console: Console) -> None:
@@ -140,10 +124,10 @@ def _summary_table(v: Validation) -> object:
             mine = [x for x in summary if x.phase == phase]
             slowest = (min(x.percent_complete for x in mine), min(x.percent_done for x in mine))
             table.add_row(f"[bold]{phase}[/]", *[""] * (len(COLUMNS) + 1),
-                          *[f"[bold]{_progress(p)}[/]" for p in slowest])
+                          *[f"[bold]{percent_text(p)}[/]" for p in slowest])
         cells = [f"{s.counts[st]:,}" if s.counts.get(st) else "-" for st in COLUMNS]
-        table.add_row(f"  {s.table}", f"{s.expected:,}", *cells, _progress(s.percent_complete),
-                      _progress(s.percent_done))
+        table.add_row(f"  {s.table}", f"{s.expected:,}", *cells, percent_text(s.percent_complete),
+                      percent_text(s.percent_done))
     return table
 
 
@@ -209,90 +193,3 @@ def print_checks(checks: list[Any], console: Console, *, only: tuple[str, ...] =
         console.print(f"{MARK[c.outcome]}  {c.name:<30} {escape(printable(c.why))}{todo}", soft_wrap=True)
     counts = {o: sum(c.outcome == o for c in checks) for o in MARK}
     console.print(f"\n{counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} failed, {counts['skip']} skipped")
-
-
-# --- the monitor ---------------------------------------------------------------------------
-
-
-def _clock(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
-
-
-def snapshot_view(snap: Any) -> Any:
-    """Everything the monitor shows, as one renderable: redrawn in place when continuous."""
-    from rich.console import Group
-    from rich.table import Table
-
-    parts: list[Any] = [
-        f"[bold]{snap.spec}[/] monitor · {snap.start} .. {snap.end} · "
-        f"{snap.taken_at:%Y-%m-%d %H:%M:%S} UTC"
-    ]
-    phases = Table(box=None, header_style="bold", pad_edge=False)
-    for name, justify in (("phase", "left"), ("% done", "right"), ("slowest table", "left"),
-                          ("complete", "right"), ("done", "right"), ("expected", "right")):
-        phases.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for p in snap.phases:
-        phases.add_row(p.phase, _progress(p.percent), p.slowest, f"{p.complete:,}", f"{p.done:,}", f"{p.expected:,}")
-    parts += ["", phases, "", _season_matrix(snap), "", _pace(snap)]
-    parts += _problems(snap)
-    return Group(*parts)
-
-
-def _season_matrix(snap: Any) -> Any:
-    from rich.table import Table
-
-    seasons = list(dict.fromkeys(t.season for t in snap.tables))
-    matrix = Table(box=None, header_style="bold", pad_edge=False)
-    matrix.add_column("table (% complete / % done per season)")
-    for season in seasons:
-        matrix.add_column(season or "all", justify="right")
-    matrix.add_column("remaining", justify="right")
-    by_table: dict[str, dict[Any, Any]] = {}
-    for t in snap.tables:
-        by_table.setdefault(t.table, {})[t.season] = t
-    for table, cells in by_table.items():
-        values = [f"{_progress(cells[s].percent_complete)} / {_progress(cells[s].percent)}" if s in cells else "-"
-                  for s in seasons]
-        matrix.add_row(table, *values, f"{sum(c.remaining for c in cells.values()):,}")
-    return matrix
-
-
-def _progress(value: float) -> str:
-    """A percent of complete or done; never rounds a table with work left up to 100%."""
-    if value >= 100.0:
-        return "100%"
-    return f"{min(value, 99.9):.1f}%"
-
-
-def _pace(snap: Any) -> str:
-    if snap.eta_seconds is None:
-        eta = "unknown (no past durations in the run history)"
-    elif snap.remaining == 0:
-        eta = "done"
-    else:
-        eta = f"{_clock(snap.eta_seconds[0])} to {_clock(snap.eta_seconds[1])}"
-    return (f"Rate: {snap.rate_per_hour:,.1f} cells/h over the last {snap.window_hours:g} h · "
-            f"remaining {snap.remaining:,} cells · ETA {eta}")
-
-
-def _problems(snap: Any) -> list[str]:
-    from rich.markup import escape
-
-    lines: list[str] = []
-    if snap.failures:
-        lines.append(f"\n[red]Failures in the last {snap.window_hours:g} h ({len(snap.failures)})[/]")
-        lines += [f"  {f.table} {f.date} at {f.finished_at:%H:%M}: {escape(printable(f.error))}" for f in snap.failures[-10:]]
-    if snap.stale:
-        lines.append(f"\n[red]Orphaned running rows ({len(snap.stale)})[/]: started, never finished; rerun them")
-        lines += [f"  {t} {d} started {s}" for t, d, s in snap.stale[:10]]
-    for r in snap.runners:
-        if r.problem:
-            lines.append(f"\n[red]Journal {escape(r.journal)} cannot be read[/]: {escape(printable(r.problem))}")
-        elif r.working:
-            running = ", ".join(r.running) or "none"
-            lines.append(f"\nRunner at stage {r.stage} ({r.phase}), {r.done}/{r.total} steps done, running: {running}")
-        else:
-            lines.append(f"\nJournal {escape(r.journal)}: {r.done}/{r.total} steps done, no runner at work")
-    return lines

@@ -21,22 +21,22 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.display import HTML
 
-from . import coverage as summaries
-from . import figures
-from .arguments import as_date, find_file
-from .display import duration_text
-from .errors import InputError
-from .figures import ReportFigure
-from .journal import read_journal
-from .render import find_plan
-from .status import DONE, NEEDS_WORK, PROGRESS_WORDS, Status
+from backfill_kit.validation import summaries
+from backfill_kit.reports import figures
+from backfill_kit.common.arguments import as_date, find_file
+from backfill_kit.common.formatting import duration_text
+from backfill_kit.errors import InputError
+from backfill_kit.reports.figures import ReportFigure
+from backfill_kit.running.journal import read_journal
+from backfill_kit.reports.render import find_plan
+from backfill_kit.common.status import DONE, NEEDS_WORK, PROGRESS_WORDS
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .plan import Plan
-    from .spec import PipelineSpec
-    from .validation import Validation
+    from backfill_kit.plan import Plan
+    from backfill_kit.spec.model import PipelineSpec
+    from backfill_kit.validation.validator import Validation
 
 __all__ = ["HEADLINE_MIMETYPE", "CoverageAudit", "ExecutionLog", "Headline", "coverage", "execution", "setup"]
 
@@ -175,8 +175,8 @@ def _percent(part: int, whole: int) -> str:
 def coverage(spec: str | Path, start: str | date, end: str | date) -> CoverageAudit:
     """Validate `spec` over [start, end] (dates or YYYY-MM-DD) and plan the backfill. A
     relative `spec` is found by `arguments.find_file`'s rule (from notebooks/ too)."""
-    from .spec import load_spec
-    from .validation import validate
+    from backfill_kit.spec.model import load_spec
+    from backfill_kit.validation.validator import validate
 
     first, last = as_date(start, "start"), as_date(end, "end")
     return CoverageAudit(str(spec), validate(load_spec(find_file(spec, "the spec")), first, last))
@@ -191,14 +191,15 @@ class CoverageAudit:
 
     @cached_property
     def plan(self) -> Plan:
-        from .plan import build_plan
+        from backfill_kit.plan import build_plan
+        from backfill_kit.running.estimates import estimator_for
 
-        return build_plan(self.validation)
+        return build_plan(self.validation, estimates=estimator_for(self.validation.spec, self.validation.cells))
 
     @cached_property
     def frame(self) -> pd.DataFrame:
         """Every cell as a pandas DataFrame, for going on from the report in a notebook."""
-        from .frames import cells_frame
+        from backfill_kit.reports.frames import cells_frame
 
         return cells_frame(self.validation)
 
@@ -318,13 +319,13 @@ class ExecutionLog:
 
     @cached_property
     def attempts(self) -> pd.DataFrame:
-        from .frames import attempts_frame
+        from backfill_kit.reports.frames import attempts_frame
 
         return attempts_frame(self.events)
 
     @cached_property
     def steps_frame(self) -> pd.DataFrame:
-        from .frames import steps_frame
+        from backfill_kit.reports.frames import steps_frame
 
         return steps_frame(self.attempts, self.plan)
 
@@ -359,7 +360,7 @@ class ExecutionLog:
     def after(self) -> Validation | None:
         """A fresh validation of the plan's tables over its range: the 'after' of the run."""
         if self._after is None and self.plan is not None:
-            from .validation import validate
+            from backfill_kit.validation.validator import validate
 
             spec = _spec_for(self.plan, Path(self.journal))
             order = [t.id for t in spec.tables]
@@ -394,7 +395,7 @@ class ExecutionLog:
 
 
 def _spec_for(plan: Plan, journal: Path) -> PipelineSpec:
-    from .spec import load_spec
+    from backfill_kit.spec.model import load_spec
 
     recorded = Path(plan.spec_path)
     for candidate in (recorded, journal.parent / recorded.name, journal.parent.parent / recorded.name):

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .coverage import gap_runs, readable_error
-from .validation import Cell, Validation
+from backfill_kit.validation.summaries import gap_runs, readable_error
+from backfill_kit.validation.validator import Cell, Validation
 
 if TYPE_CHECKING:
-    from .plan import Plan
+    from backfill_kit.plan import Plan
 
 __all__ = ["attempts_frame", "cells_frame", "gaps_frame", "steps_frame"]
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from .status import DONE, GAP_STATUSES, NEEDS_WORK, Status, percent
-from .text import printable
-from .validation import Cell
+from backfill_kit.common.status import DONE, GAP_STATUSES, NEEDS_WORK, Status, percent
+from backfill_kit.common.formatting import printable
+from backfill_kit.validation.validator import Cell
 
 __all__ = [
     "BREAKDOWN_ORDER",

@@ -14,8 +14,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import InputError
-from .warehouse.sql import BIGQUERY, DUCKDB, Dialect
+from backfill_kit.errors import InputError
+from backfill_kit.warehouse.sql import BIGQUERY, DUCKDB, Dialect
 
 __all__ = ["Catalog", "ColumnInfo", "TableInfo", "open_bigquery_catalog", "open_duckdb_catalog"]
 
@@ -95,7 +95,7 @@ class DuckDBCatalog:
     dialect = DUCKDB
 
     def __init__(self, path: Path) -> None:
-        from .warehouse.duckdb import DuckDBWarehouse
+        from backfill_kit.warehouse.duckdb import DuckDBWarehouse
 
         if not path.is_file():
             raise InputError(f"{path}: no such DuckDB file; give the warehouse file to draft from")
@@ -114,7 +114,7 @@ class DuckDBCatalog:
     def rows_per_date(
         self, targets: Sequence[tuple[TableInfo, str]], start: date, end: date
     ) -> list[dict[date, int] | None]:
-        from .warehouse.base import CoverageTarget
+        from backfill_kit.warehouse.base import CoverageTarget
 
         out: list[dict[date, int] | None] = [{} for _ in targets]
         found = self._wh.row_counts([CoverageTarget(t.name, c) for t, c in targets], start, end) if targets else []
@@ -165,7 +165,7 @@ class BigQueryCatalog:
     def rows_per_date(
         self, targets: Sequence[tuple[TableInfo, str]], start: date, end: date
     ) -> list[dict[date, int] | None]:
-        from .warehouse.base import CoverageTarget
+        from backfill_kit.warehouse.base import CoverageTarget
 
         out: list[dict[date, int] | None] = [None] * len(targets)
         by_metadata = [i for i, (t, c) in enumerate(targets) if (t.partition_column or "").lower() == c.lower()]
@@ -209,7 +209,7 @@ def open_duckdb_catalog(path: Path) -> DuckDBCatalog:
 
 def open_bigquery_catalog(project: str, *, location: str | None = None, dataset_prefix: str = "",
                           credentials_file: Path | None = None, maximum_bytes_billed: int | None = None) -> BigQueryCatalog:
-    from .warehouse.bigquery import BigQueryWarehouse, connect
+    from backfill_kit.warehouse.bigquery import BigQueryWarehouse, connect
 
     client = connect(project, location, credentials_file)
     return BigQueryCatalog(BigQueryWarehouse(client, location=location, dataset_prefix=dataset_prefix,

@@ -34,9 +34,9 @@ from datetime import date
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
-from .coverage import readable_error
-from .status import Status
-from .validation import Cell
+from backfill_kit.validation.summaries import readable_error
+from backfill_kit.common.status import Status
+from backfill_kit.validation.validator import Cell
 
 if TYPE_CHECKING:
     import pandas as pd

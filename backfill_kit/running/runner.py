@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import BackfillKitError, InputError
-from .executor import DEFAULT_LOG_LIMIT, Executor, Handle, LocalExecutor
-from .journal import DONE_OUTCOMES, Journal, last_run_outcome, read_journal
-from .locks import LockSet
-from .plan import Plan, Stage, Step, refuse_downstream_triggers
+from backfill_kit.errors import BackfillKitError, InputError
+from backfill_kit.running.executor import DEFAULT_LOG_LIMIT, Executor, Handle, LocalExecutor
+from backfill_kit.running.journal import DONE_OUTCOMES, Journal, last_run_outcome, read_journal
+from backfill_kit.running.locks import LockSet
+from backfill_kit.plan import Plan, Stage, Step, refuse_downstream_triggers
 
 __all__ = [
     "RunOptions", "RunResult", "Runner", "check_skip_settings", "journal_path_for", "next_plan_path",
@@ -88,8 +88,8 @@ def warehouse_checker(plan: Plan) -> Checker | None:
     """The one-query re-check of a finished step, against the plan's spec and warehouse."""
     if not plan.spec_path:
         return None
-    from .spec import load_spec
-    from .validation import dates_with_rows
+    from backfill_kit.spec.model import load_spec
+    from backfill_kit.validation.validator import dates_with_rows
 
     spec = load_spec(plan.spec_path)
     return lambda step: dates_with_rows(spec, step.table, step.dates)
@@ -426,7 +426,7 @@ def check_skip_settings(plan: Plan, *, allow_triggers: bool) -> None:
         if not allow_triggers:
             refuse_downstream_triggers(plan)
         return
-    from .spec import load_spec
+    from backfill_kit.spec.model import load_spec
 
     spec = load_spec(plan.spec_path)
     tables = {s.table for s in plan.steps} & set(spec.table_positions)

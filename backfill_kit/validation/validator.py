@@ -16,16 +16,16 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .arguments import as_date
-from .calendar import ExpectedDay, expected_days
-from .collector import no_gc_pauses
-from .errors import InputError, Problem, WarehouseMismatchError
-from .spec import PipelineSpec, TableSpec, load_spec
-from .status import DONE, GAP_STATUSES, NEEDS_WORK, Status, percent
-from .warehouse import CoverageTarget, ObjectsMissingError, QueryRecord, RunHistoryRequest, RunSummary, Warehouse, open_warehouse
+from backfill_kit.common.arguments import as_date
+from backfill_kit.validation.calendar import ExpectedDay, expected_days
+from backfill_kit.common.collector import no_gc_pauses
+from backfill_kit.errors import InputError, Problem, WarehouseMismatchError
+from backfill_kit.spec.model import PipelineSpec, TableSpec, load_spec
+from backfill_kit.common.status import DONE, GAP_STATUSES, NEEDS_WORK, Status, percent
+from backfill_kit.warehouse import CoverageTarget, ObjectsMissingError, QueryRecord, RunHistoryRequest, RunSummary, Warehouse, open_warehouse
 
 if TYPE_CHECKING:
-    from .coverage import Gap
+    from backfill_kit.validation.summaries import Gap
 
 __all__ = ["Cell", "TableSummary", "Validation", "check_range", "classify", "validate"]
 
@@ -141,7 +141,7 @@ class Validation:
 
     def gap_runs(self) -> list[Gap]:
         """Runs of consecutive expected dates sharing a gap status, longest first."""
-        from .coverage import gap_runs  # it imports Cell from here
+        from backfill_kit.validation.summaries import gap_runs  # it imports Cell from here
 
         return gap_runs(self.cells, [day.date for day in self.days])
 
@@ -389,7 +389,7 @@ def _mismatch(spec: PipelineSpec, wh: Warehouse, involved: list[TableSpec]) -> W
         if cal.game_id_column:
             want(cal.table, cal.game_id_column, "calendar.game_id_column")
         if cal.filter:
-            from .calendar_filter import filter_columns
+            from backfill_kit.spec.calendar_filter import filter_columns
 
             for column in filter_columns(cal.filter, spec.warehouse.backend):
                 want(cal.table, column, "calendar.filter")
@@ -521,7 +521,7 @@ def _table_cells(
 def _error_reader() -> Callable[[str], str | None]:
     """The readable message of an error column value, remembered: a range run's error is read
     once for all the dates it covers."""
-    from .coverage import readable_error  # it imports Cell from here
+    from backfill_kit.validation.summaries import readable_error  # it imports Cell from here
 
     @lru_cache(maxsize=4096)
     def read(raw: str) -> str | None:

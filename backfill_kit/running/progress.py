@@ -8,19 +8,13 @@ import sys
 import time
 from typing import IO, TYPE_CHECKING, Any
 
-from .display import printable
+from backfill_kit.common.formatting import clock_text, printable
 
 if TYPE_CHECKING:
-    from .plan import Step
-    from .runner import RunResult
+    from backfill_kit.plan import Step
+    from backfill_kit.running.runner import RunResult
 
 __all__ = ["LiveProgress", "PlainProgress", "progress_for"]
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
 class _Counts:
@@ -37,11 +31,11 @@ class _Counts:
         if finished_now <= 0:
             return "unknown"
         elapsed = time.monotonic() - self.began
-        return _clock(elapsed / finished_now * (self.total - self.done))
+        return clock_text(elapsed / finished_now * (self.total - self.done))
 
     def line(self) -> str:
         return (f"{self.done}/{self.total} steps done, {len(self.running)} running, {self.failed} failed, "
-                f"elapsed {_clock(time.monotonic() - self.began)}, ETA {self.eta()}")
+                f"elapsed {clock_text(time.monotonic() - self.began)}, ETA {self.eta()}")
 
 
 class PlainProgress(_Counts):
@@ -113,7 +107,7 @@ class LiveProgress(PlainProgress):
         grid.add_row(ProgressBar(total=max(self.total, 1), completed=self.done, width=40), self.line())
         now = time.monotonic()
         for step_id, began in sorted(self.running.items(), key=lambda kv: kv[1]):
-            grid.add_row("  running", Text(f"{step_id} for {_clock(now - began)}"))
+            grid.add_row("  running", Text(f"{step_id} for {clock_text(now - began)}"))
         return grid
 
 

@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import BackfillKitError, InputError
-from .file_kinds import kind_of
+from backfill_kit.errors import BackfillKitError, InputError
+from backfill_kit.common.file_kinds import kind_of
 
 __all__ = ["DONE_OUTCOMES", "Journal", "JournalState", "JournalWriteError", "last_run_outcome", "read_journal"]
 

@@ -15,9 +15,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from .errors import BackfillKitError
-from .plan import Step
-from .processes import DONE, RUNNER_MARK, STEP_MARK, signal_marked
+from backfill_kit.errors import BackfillKitError
+from backfill_kit.plan import Step
+from backfill_kit.running.processes import DONE, RUNNER_MARK, STEP_MARK, signal_marked
 
 __all__ = ["DEFAULT_LOG_LIMIT", "Executor", "Handle", "LocalExecutor"]
 
@@ -150,7 +150,7 @@ class LocalExecutor:
         jobs and watchdog keep the runner's locks open, so no other runner starts beside them."""
         self._hold = tuple(hold)
         watchdog = subprocess.Popen(
-            [sys.executable, "-m", "backfill_kit.processes", self.token], stdin=subprocess.PIPE,
+            [sys.executable, "-m", "backfill_kit.running.processes", self.token], stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=self._hold, start_new_session=True,
         )
         assert watchdog.stdin is not None

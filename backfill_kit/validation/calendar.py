@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from .spec import PipelineSpec, Season
-from .warehouse import CalendarRequest, Warehouse
+from backfill_kit.spec.model import PipelineSpec, Season
+from backfill_kit.warehouse import CalendarRequest, Warehouse
 
 __all__ = ["ExpectedDay", "consecutive_runs", "expected_days"]
 
@@ -46,7 +46,7 @@ def _filter_sql(spec: PipelineSpec) -> str | None:
     what was checked."""
     if not spec.calendar.filter:
         return None
-    from .calendar_filter import filter_sql
+    from backfill_kit.spec.calendar_filter import filter_sql
 
     return filter_sql(spec.calendar.filter, spec.warehouse.backend)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from .errors import BackfillKitError
+from backfill_kit.errors import BackfillKitError
 
 __all__ = ["main"]
 
@@ -44,7 +44,7 @@ class MomentType(click.DateTime):
 
 
 def _in_bounds(value: date, kind: click.ParamType, param: click.Parameter | None, ctx: click.Context | None) -> date:
-    from .limits import date_out_of_bounds
+    from backfill_kit.common.limits import date_out_of_bounds
 
     if reason := date_out_of_bounds(value):
         kind.fail(reason, param, ctx)
@@ -74,7 +74,7 @@ end_option = click.option("--end", required=True, type=DateType(), help="Last da
 def _find_spec(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
     """The spec by the one path rule of `arguments.find_file`: the working directory, then each
     folder above it up to the project folder."""
-    from .arguments import find_file
+    from backfill_kit.common.arguments import find_file
 
     return None if value is None else find_file(value, "the spec")
 
@@ -97,10 +97,10 @@ def validate(spec_path: Path, start: date, end: date, tables: tuple[str, ...], f
     never_ran, running, stale, lost or bootstrap.
 
     Exit 0 when nothing needs work, 1 when gaps remain, 2 on bad input."""
-    from . import display
-    from .spec import load_spec
-    from .validation import check_range
-    from .validation import validate as run_validation
+    from backfill_kit.cli import display
+    from backfill_kit.spec.model import load_spec
+    from backfill_kit.validation.validator import check_range
+    from backfill_kit.validation.validator import validate as run_validation
 
     check_range(start, end)  # before touching the spec or the warehouse
     result = run_validation(load_spec(spec_path), start, end, tables=tables or None, now=now)
@@ -118,27 +118,29 @@ def _validate_and_plan(spec_path: Path, start: date, end: date, tables: tuple[st
 
 
 def _validation(spec_path: Path, start: date, end: date, tables: tuple[str, ...]) -> Any:
-    from .spec import load_spec
-    from .validation import check_range
-    from .validation import validate as run_validation
+    from backfill_kit.spec.model import load_spec
+    from backfill_kit.validation.validator import check_range
+    from backfill_kit.validation.validator import validate as run_validation
 
     check_range(start, end)
     return run_validation(load_spec(spec_path), start, end, tables=tables or None)
 
 
 def _plan_of(validation: Any, tables: tuple[str, ...], include_no_data: bool) -> Any:
-    from .plan import build_plan
+    from backfill_kit.plan import build_plan
+    from backfill_kit.running.estimates import estimator_for
 
     spec = validation.spec  # a drafted spec validates at once, but its placeholder jobs cannot run
     _refuse_placeholders([(t.id, spec.job_of(t).argv) for t in spec.tables], spec.file_name)
-    the_plan = build_plan(validation, include_no_data=include_no_data)
+    the_plan = build_plan(validation, include_no_data=include_no_data,
+                          estimates=estimator_for(spec, validation.cells))
     if tables:  # so that a resume of the finished plan checks the same tables
         the_plan.options["tables"] = list(tables)
     return the_plan
 
 
 def _refuse_placeholders(argvs: Any, where: str) -> None:
-    from .draft import refuse_placeholder_jobs
+    from backfill_kit.draft import refuse_placeholder_jobs
 
     refuse_placeholder_jobs(argvs, where)
 
@@ -198,8 +200,8 @@ _run_options = _all_of(
 def run(plan_path: Path, **options: Any) -> None:
     """Run a plan: stages in order, journaled, resumable. Exit 0 done, 1 a step failed or was
     blocked (or, resuming a finished plan, gaps remain), 130 stopped."""
-    from .plan import load_plan
-    from .runner import journal_path_for, run_finished
+    from backfill_kit.plan import load_plan
+    from backfill_kit.running.runner import journal_path_for, run_finished
 
     the_plan = load_plan(plan_path)
     _refuse_placeholders([(s.table, s.argv) for s in the_plan.steps], str(plan_path))
@@ -224,9 +226,9 @@ def backfill(spec_path: Path, start: date, end: date, tables: tuple[str, ...], i
     """Validate, plan and run at once. With --resume, continue the range's unfinished plan.
     Once a plan has finished, the next backfill plans what is still missing (PLAN-2.json, ...).
     Exit 0 only when validation finds nothing left to do."""
-    from .errors import InputError
-    from .plan import load_plan
-    from .runner import journal_path_for, next_plan_path, run_finished
+    from backfill_kit.errors import InputError
+    from backfill_kit.plan import load_plan
+    from backfill_kit.running.runner import journal_path_for, next_plan_path, run_finished
 
     base = out or spec_path.parent / "runs" / f"plan-{start}-{end}.json"
     out, latest = next_plan_path(base)
@@ -258,7 +260,7 @@ def _exit_on_gaps(validation: Any, spec: str, the_plan: Any = None) -> None:
     given the empty plan made from it, why no step takes it; and exit 1."""
     from collections import Counter
 
-    from .status import GAP_STATUSES
+    from backfill_kit.common.status import GAP_STATUSES
 
     gaps = Counter(str(c.status) for c in validation.cells if c.status in GAP_STATUSES)
     if not gaps:
@@ -283,17 +285,19 @@ def _exit_on_gaps(validation: Any, spec: str, the_plan: Any = None) -> None:
 def _execute(the_plan: Any, plan_path: Path, *, resume: bool, keep_going: bool, dry_run: bool,
              allow_downstream_triggers: bool, journal: Path | None, ignore_preflight: bool, log_limit_mb: int,
              recheck: Any = None) -> None:
-    from .progress import progress_for
-    from .runner import RunOptions, Runner, journal_path_for, warehouse_checker
+    from backfill_kit.cli import display
+    from backfill_kit.preflight import run_plan
+    from backfill_kit.running.progress import progress_for
+    from backfill_kit.running.runner import RunOptions
 
     if dry_run:
         click.echo(the_plan.text())
         click.echo("\ndry run: nothing was started")
         return
-    _preflight_gate(the_plan, journal or journal_path_for(plan_path), ignore_preflight)
     options = RunOptions(journal=journal, resume=resume, keep_going=keep_going,
                          allow_downstream_triggers=allow_downstream_triggers, log_limit_bytes=log_limit_mb << 20)
-    result = Runner(the_plan, plan_path, options, checker=warehouse_checker(the_plan), progress=progress_for()).run()
+    result = run_plan(the_plan, plan_path, options, progress=progress_for(), ignore_preflight=ignore_preflight,
+                      show_checks=lambda checks: display.print_checks(checks, _console(), only=("warn", "fail")))
     if result.exit_code == 0 and recheck is not None:
         _exit_on_gaps(recheck(), the_plan.spec_path)
     sys.exit(result.exit_code)
@@ -316,11 +320,9 @@ def monitor(spec_path: Path, season: str | None, start: date | None, end: date |
             once: bool, interval: float, window_hours: float, journals: tuple[Path, ...], fmt: str) -> None:
     """Watch a backfill: progress per phase (its slowest table), table and season, rate, ETA
     range, recent failures, orphaned runs and where a runner is."""
-    import time
-
-    from . import display
-    from .monitor import find_journals, take_snapshot
-    from .spec import load_spec
+    from backfill_kit.monitor import find_journals, take_snapshot
+    from backfill_kit.monitor.view import looks, snapshot_view, watch
+    from backfill_kit.spec.model import load_spec
 
     if continuous and once:
         raise click.UsageError("--continuous and --once exclude each other")
@@ -332,29 +334,17 @@ def monitor(spec_path: Path, season: str | None, start: date | None, end: date |
         return take_snapshot(spec, start, end, window_hours=window_hours, journals=follow)
 
     if fmt == "json":
-        click.echo(look().to_json())
-        while continuous:
-            time.sleep(interval)
-            click.echo(look().to_json())
-        return
-    console = _console()
-    if not continuous:
-        console.print(display.snapshot_view(look()))
-        return
-    from rich.live import Live
-
-    try:
-        with Live(display.snapshot_view(look()), console=console, auto_refresh=False) as live:
-            while True:
-                time.sleep(interval)
-                live.update(display.snapshot_view(look()), refresh=True)
-    except KeyboardInterrupt:
-        console.print("monitor stopped")
+        for snap in looks(look, interval, continuous=continuous):
+            click.echo(snap.to_json())
+    elif continuous:
+        watch(look, interval, _console())
+    else:
+        _console().print(snapshot_view(look()))
 
 
 def _monitor_range(spec: Any, season: str | None, start: date | None, end: date | None) -> tuple[date, date]:
-    from .errors import InputError
-    from .validation import check_range
+    from backfill_kit.errors import InputError
+    from backfill_kit.validation.validator import check_range
 
     seasons = spec.calendar.seasons
     if season is not None:
@@ -381,10 +371,10 @@ def preflight(spec_path: Path, start: date, end: date, quick: bool, fmt: str) ->
     """Check everything before a backfill starts. Exit 0 all pass, 2 warnings only, 1 a failure."""
     import json
 
-    from . import display
-    from .preflight import exit_code, run_preflight
-    from .spec import load_spec
-    from .validation import check_range
+    from backfill_kit.cli import display
+    from backfill_kit.preflight import exit_code, run_preflight
+    from backfill_kit.spec.model import load_spec
+    from backfill_kit.validation.validator import check_range
 
     check_range(start, end)
     checks = run_preflight(load_spec(spec_path), start, end, quick=quick)
@@ -395,30 +385,12 @@ def preflight(spec_path: Path, start: date, end: date, quick: bool, fmt: str) ->
     sys.exit(exit_code(checks))
 
 
-def _preflight_gate(the_plan: Any, journal: Path, ignore: bool) -> None:
-    """The quick preflight before any run: failures stop it unless --ignore-preflight."""
-    if not the_plan.spec_path or not the_plan.steps:
-        return
-    from . import display
-    from .preflight import run_preflight
-    from .spec import load_spec
-
-    checks = run_preflight(load_spec(the_plan.spec_path), the_plan.start, the_plan.end, quick=True, journal=journal)
-    failed = [c for c in checks if c.outcome == "fail"]
-    if not failed and not any(c.outcome == "warn" for c in checks):
-        return
-    display.print_checks(checks, _console(), only=("warn", "fail"))
-    if failed and not ignore:
-        click.echo("error: preflight failed; nothing was started. Fix the failures, or pass --ignore-preflight.", err=True)
-        sys.exit(1)
-
-
 def _spec_value(ctx: click.Context, param: click.Parameter, value: str | None, pattern: str) -> str | None:
     """A value written into the spec that `demo load` makes: checked as the spec would check
     it, so that it can neither break nor add to the YAML."""
     if not value:
         return value
-    from . import spec
+    from backfill_kit.spec import model as spec
 
     if not getattr(spec, pattern).fullmatch(value):
         raise click.BadParameter(f"{value!r} is not a valid {(param.name or 'value').replace('_', ' ')}", ctx, param)
@@ -436,7 +408,7 @@ def demo() -> None:
               help="Seed of the planted gaps and synthetic rows.")
 def demo_init(directory: Path, seed: int) -> None:
     """Write DIRECTORY/nba_props.yaml and the DuckDB warehouse it points to."""
-    from .demo import init_demo
+    from backfill_kit.demo import init_demo
 
     spec_file = init_demo(directory, seed=seed)
     click.echo(f"wrote {spec_file} and {spec_file.with_suffix('.duckdb')}")
@@ -458,8 +430,8 @@ def demo_load(directory: Path, target: str, project: str, dataset_prefix: str, l
     """Load the demo warehouse of DIRECTORY (default: demo) into BigQuery, with
     Application Default Credentials, and write DIRECTORY/nba_props.bigquery.yaml: the demo
     spec with only its warehouse section changed."""
-    from .demo.load import load_demo
-    from .validation import check_range
+    from backfill_kit.demo.load import load_demo
+    from backfill_kit.validation.validator import check_range
 
     if start and end:
         check_range(start, end)
@@ -503,10 +475,10 @@ _draft_source_options = _all_of(
 def spec_draft(out: Path, force: bool, name: str | None, **source: Any) -> None:
     """Draft a spec from a warehouse: tables, date columns, processors, phases, the calendar and
     the run history, every guess with its evidence in a comment. Writes nothing to the warehouse."""
-    from .draft import render_draft, write_draft
+    from backfill_kit.draft import render_draft, write_draft
 
     if out.exists() and not force:
-        from .errors import InputError
+        from backfill_kit.errors import InputError
 
         raise InputError(f"{out} already exists; pass --force to overwrite it, or choose another --out")
     draft = _draft(source, out.parent, name or out.stem)
@@ -523,8 +495,8 @@ def spec_draft(out: Path, force: bool, name: str | None, **source: Any) -> None:
 def spec_diff(spec_path: Path, **source: Any) -> None:
     """What the warehouse says that the spec does not: new tables, processors never seen in the
     run history, wrong date columns, tables that no longer exist. Exit 0 none, 1 some."""
-    from .draft import diff_spec
-    from .spec import load_spec
+    from backfill_kit.draft import diff_spec
+    from backfill_kit.spec.model import load_spec
 
     the_spec = load_spec(spec_path)
     if not source["duckdb_path"] and not source["project"]:
@@ -553,8 +525,8 @@ def _source_of(the_spec: Any) -> dict[str, Any]:
 def _draft(source: dict[str, Any], spec_dir: Path, name: str) -> Any:
     import os
 
-    from .catalog import open_bigquery_catalog, open_duckdb_catalog
-    from .draft import draft_spec
+    from backfill_kit.warehouse.catalog import open_bigquery_catalog, open_duckdb_catalog
+    from backfill_kit.draft import draft_spec
 
     if bool(source["duckdb_path"]) == bool(source["project"]):
         raise click.UsageError("give one warehouse to draft from: --duckdb FILE or --bigquery PROJECT")
@@ -598,7 +570,7 @@ _report_options = _all_of(
 @_report_options
 def report_coverage(spec_path: Path, start: date, end: date, out_dir: Path, kernel: str) -> None:
     """Coverage audit: every table on every expected date, why each gap is there, and the plan."""
-    from .render import render_coverage
+    from backfill_kit.reports.render import render_coverage
 
     _echo_rendered(render_coverage(spec_path, start, end, out_dir, kernel=kernel))
 
@@ -609,7 +581,7 @@ def report_coverage(spec_path: Path, start: date, end: date, out_dir: Path, kern
 @_report_options
 def report_execution(journal: Path, out_dir: Path, kernel: str) -> None:
     """Execution log of a backfill run: timeline, every step, coverage before and after, warnings."""
-    from .render import render_execution
+    from backfill_kit.reports.render import render_execution
 
     _echo_rendered(render_execution(journal, out_dir, kernel=kernel))
 

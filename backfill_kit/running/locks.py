@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import BackfillKitError
+from backfill_kit.errors import BackfillKitError
 
 __all__ = ["LockBusyError", "LockSet", "is_locked"]
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import InputError
+from backfill_kit.errors import InputError
 
 if TYPE_CHECKING:
-    from .spec import PipelineSpec
-    from .validation import Cell
+    from backfill_kit.spec.model import PipelineSpec
+    from backfill_kit.validation.validator import Cell
 
 __all__ = ["JOURNAL", "RUN_HISTORY", "Estimator", "estimator_for", "history_samples", "journal_samples", "journals_beside"]
 
@@ -40,7 +40,7 @@ def journals_beside(spec: PipelineSpec) -> list[Path]:
 def journal_samples(journals: Iterable[Path]) -> Samples:
     """Each step that succeeded: its table, its dates and its seconds. A journal that cannot
     be read is left out (the monitor names it)."""
-    from .journal import DONE_OUTCOMES, read_journal
+    from backfill_kit.running.journal import DONE_OUTCOMES, read_journal
 
     samples: Samples = {}
     for path in journals:

@@ -24,11 +24,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .arguments import find_file
-from .errors import BackfillKitError, InputError, MissingDependencyError
+from backfill_kit.common.arguments import find_file
+from backfill_kit.errors import BackfillKitError, InputError, MissingDependencyError
 
 if TYPE_CHECKING:
-    from .plan import Plan
+    from backfill_kit.plan import Plan
 
 __all__ = ["NOTEBOOKS", "Rendered", "execute", "export_html", "find_plan", "notebook_path", "render_coverage",
            "render_execution", "write_index"]
@@ -53,7 +53,7 @@ class Rendered:
 def notebook_dirs() -> list[Path]:
     """Where the notebooks may be: the checkout (source tree, editable install), then where a
     normal install puts them (the environment, or the user's base for `pip install --user`)."""
-    checkout = Path(__file__).resolve().parent.parent / "notebooks"
+    checkout = Path(__file__).resolve().parents[2] / "notebooks"
     prefixes = [sys.prefix, sysconfig.get_path("data"), sysconfig.get_path("data", sysconfig.get_preferred_scheme("user"))]
     return [checkout, *(Path(p) / SHARE for p in dict.fromkeys(prefixes) if p)]
 
@@ -78,10 +78,10 @@ def render_coverage(spec_path: Path, start: date, end: date, out_dir: Path, *,
     """Run coverage_audit.ipynb on the spec and range; write its HTML, notebook and the index.
     `spec_path` goes to the notebook as given: the kernel finds it by the same rule
     (`arguments.find_file`) in the same working directory."""
-    from .spec import load_spec
-    from .validation import check_range
+    from backfill_kit.spec.model import load_spec
+    from backfill_kit.validation.validator import check_range
 
-    from .warehouse import open_warehouse
+    from backfill_kit.warehouse import open_warehouse
 
     check_range(start, end)
     # A broken or missing spec is one clear message, before any kernel starts, and so is a
@@ -100,7 +100,7 @@ def render_execution(journal: Path, out_dir: Path, *, kernel: str = DEFAULT_KERN
                      now: datetime | None = None) -> Rendered:
     """Run execution_log.ipynb on a runner journal; write its HTML, notebook and the index.
     `journal` goes to the notebook as given, like the coverage report's spec."""
-    from .journal import read_journal
+    from backfill_kit.running.journal import read_journal
 
     hint = "a run writes it beside its plan (e.g. runs/plan.journal.jsonl for runs/plan.json)"
     found = find_file(journal, "the journal", hint=hint)
@@ -123,7 +123,7 @@ def render_execution(journal: Path, out_dir: Path, *, kernel: str = DEFAULT_KERN
 def find_plan(journal: Path, events: Sequence[dict[str, Any]]) -> tuple[Plan | None, str | None]:
     """The plan a journal ran, or why it cannot be read: the path the journal recorded
     (relative to where the run started), else a plan of that name beside the journal."""
-    from .plan import load_plan
+    from backfill_kit.plan import load_plan
 
     recorded = next((e.get("plan") for e in events if e.get("event") == "run_started" and e.get("plan")), None)
     if recorded is None:
@@ -184,7 +184,7 @@ def _render(kind: str, parameters: dict[str, Any], out_dir: Path, stem: str, sta
 
 def headline_numbers(notebook: Any) -> dict[str, Any] | None:
     """The numbers a report's headline cell displayed (`report.Headline`), if any."""
-    from .report import HEADLINE_MIMETYPE
+    from backfill_kit.reports.notebook import HEADLINE_MIMETYPE
 
     for cell in notebook.cells:
         for output in cell.get("outputs", ()):
@@ -280,7 +280,7 @@ def _cell_failure(exc: Any, source: Path, output: Path) -> BackfillKitError:
 
 
 def _toolkit_errors() -> set[str]:
-    from . import errors
+    from backfill_kit import errors
 
     return set(errors.__all__) - {"Problem"}
 

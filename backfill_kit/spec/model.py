@@ -18,9 +18,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import Problem, SpecError
-from .file_kinds import kind_of
-from .limits import date_out_of_bounds
+from backfill_kit.errors import Problem, SpecError
+from backfill_kit.common.file_kinds import kind_of
+from backfill_kit.common.limits import date_out_of_bounds
 
 __all__ = [
     "BigQueryWarehouse",
@@ -375,7 +375,7 @@ def load_spec(path: str | Path) -> PipelineSpec:
     """Read and validate a spec file; raise `SpecError` listing every problem found. A relative
     path is found by `arguments.find_file`'s rule (the working directory, then the folders above
     it up to the project folder)."""
-    from .arguments import find_file
+    from backfill_kit.common.arguments import find_file
 
     path = find_file(path, "the spec")
     text = _read_text(path)
@@ -470,7 +470,7 @@ def _raw_filter_problems(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
 
 
 def _filter_problems(text: str, dialect: str) -> Iterator[tuple[str, str]]:
-    from .calendar_filter import filter_problem  # sqlglot, only for a spec with a filter
+    from backfill_kit.spec.calendar_filter import filter_problem  # sqlglot, only for a spec with a filter
 
     if reason := filter_problem(text, dialect):
         yield "calendar.filter", f"{reason} (got {text!r})"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from pathlib import Path
 
-from .errors import InputError
+from backfill_kit.errors import InputError
 
 __all__ = ["PROJECT_MARKERS", "as_date", "find_file", "search_folders"]
 

@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from . import coverage as summaries
-from . import figures
-from .coverage import readable_error
-from .report import STYLE, esc, note_html, table_html
-from .status import NEEDS_WORK, Status
+from backfill_kit.validation import summaries
+from backfill_kit.reports import figures
+from backfill_kit.validation.summaries import readable_error
+from backfill_kit.reports.notebook import STYLE, esc, note_html, table_html
+from backfill_kit.common.status import NEEDS_WORK, Status
 
 if TYPE_CHECKING:
-    from .plan import Plan, Step
-    from .validation import Cell, Validation
+    from backfill_kit.plan import Plan, Step
+    from backfill_kit.validation.validator import Cell, Validation
 
 __all__ = ["Explorer", "explorer"]
 
@@ -37,7 +37,7 @@ GAP_ROWS = 100  # gap runs listed; the rest are counted
 def explorer(spec: str | Path, start: str | date, end: str | date) -> Explorer:
     """Validate `spec` over [start, end] (dates or YYYY-MM-DD) and open the explorer on it. A
     relative `spec` is found by `arguments.find_file`'s rule (from notebooks/ too)."""
-    from .report import coverage
+    from backfill_kit.reports.notebook import coverage
 
     return Explorer(coverage(spec, start, end).validation, str(spec))
 
@@ -56,7 +56,6 @@ class Explorer:
 
     def _build_widgets(self) -> None:
         phases = list(dict.fromkeys(self.phase_of.values()))
-        wide = widgets.Layout(width="98%")
         # The slider's own readout has room for one date, not two: the range is written beside it.
         self.dates = widgets.SelectionRangeSlider(
             options=[(d.isoformat(), d) for d in self.days], index=(0, max(0, len(self.days) - 1)),
@@ -96,9 +95,10 @@ class Explorer:
 
     @cached_property
     def plan(self) -> Plan:
-        from .plan import build_plan
+        from backfill_kit.plan import build_plan
+        from backfill_kit.running.estimates import estimator_for
 
-        return build_plan(self.validation)
+        return build_plan(self.validation, estimates=estimator_for(self.validation.spec, self.validation.cells))
 
     @property
     def ui(self) -> widgets.VBox:

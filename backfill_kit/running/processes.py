@@ -3,7 +3,7 @@
 A job's process group is not enough: a grandchild that calls `setsid` leaves it, and a runner
 killed by SIGKILL stops nothing at all. So every job carries two marks in its environment,
 which its children inherit: the runner's and the step's. Stopping a step signals its group
-and every process bearing its mark; a watchdog process (`python -m backfill_kit.processes
+and every process bearing its mark; a watchdog process (`python -m backfill_kit.running.processes
 TOKEN`) waits for its runner to vanish, however it vanished, then stops every process
 bearing the runner's mark, holding the runner's lock files open until they are gone.
 
