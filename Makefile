@@ -47,7 +47,10 @@ system-packages:
 	  else echo "missing:$$missing (not root, not installed): the tests needing them will be skipped"; fi; \
 	fi
 
+# Lint, format and the layer order first (seconds), then every test.
 test: $(STAMP) system-packages
+	$(BIN)/ruff check backfill_kit tests bench
+	$(BIN)/ruff format --check backfill_kit tests bench
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

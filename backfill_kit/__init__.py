@@ -7,9 +7,9 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from backfill_kit.common.status import Status
     from backfill_kit.errors import BackfillKitError, InputError, SpecError, WarehouseError
     from backfill_kit.spec.model import PipelineSpec, load_spec
-    from backfill_kit.common.status import Status
     from backfill_kit.validation.validator import Cell, Validation, validate
 
 __all__ = [
@@ -30,9 +30,16 @@ __version__ = "0.1.0"
 # Public names resolve on first use, so `import backfill_kit` (and `backfill-kit --help`)
 # does not pay for pydantic and the warehouse clients.
 _HOME = {
-    "BackfillKitError": "errors", "InputError": "errors", "SpecError": "errors",
-    "WarehouseError": "errors", "PipelineSpec": "spec", "load_spec": "spec", "Status": "common.status",
-    "Cell": "validation", "Validation": "validation", "validate": "validation",
+    "BackfillKitError": "errors",
+    "InputError": "errors",
+    "SpecError": "errors",
+    "WarehouseError": "errors",
+    "PipelineSpec": "spec",
+    "load_spec": "spec",
+    "Status": "common.status",
+    "Cell": "validation",
+    "Validation": "validation",
+    "validate": "validation",
 }
 
 

@@ -18,8 +18,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from backfill_kit.warehouse.catalog import ALL_DATES, Catalog, TableInfo
 from backfill_kit.errors import InputError
+from backfill_kit.warehouse.catalog import ALL_DATES, Catalog, TableInfo
 
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -117,8 +117,26 @@ class Draft:
 # --- naming --------------------------------------------------------------------------------
 
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+\d*|[A-Z]+\d*|\d+")
-GENERIC_WORDS = frozenset({"processor", "job", "task", "loader", "load", "etl", "build", "builder",
-                           "step", "runner", "pipeline", "ingest", "sync", "refresh", "update", "writer"})
+GENERIC_WORDS = frozenset(
+    {
+        "processor",
+        "job",
+        "task",
+        "loader",
+        "load",
+        "etl",
+        "build",
+        "builder",
+        "step",
+        "runner",
+        "pipeline",
+        "ingest",
+        "sync",
+        "refresh",
+        "update",
+        "writer",
+    }
+)
 
 
 def words(name: str) -> list[str]:
@@ -175,12 +193,20 @@ def _phase_number(value: str) -> int | None:
 
 # For each spec field: (kinds accepted, name patterns in order of preference).
 _RH_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "processor": (("text",), (r"processor(_name)?", r"(job|task|step|loader|pipeline)(_name)?", r"(?!parent).*(processor|job|task).*")),
+    "processor": (
+        ("text",),
+        (r"processor(_name)?", r"(job|task|step|loader|pipeline)(_name)?", r"(?!parent).*(processor|job|task).*"),
+    ),
     "status": (("text",), (r"(run_)?status", r"state|outcome|result")),
-    "date": (("date", "timestamp"), (r"data_date", r"(target|partition|business|for|logical)_date", r"(?!.*(range|start|end|from|until)).*date")),
+    "date": (
+        ("date", "timestamp"),
+        (r"data_date", r"(target|partition|business|for|logical)_date", r"(?!.*(range|start|end|from|until)).*date"),
+    ),
     "started_at": (("timestamp",), (r"started_at|start_time|started", r".*start.*")),
-    "finished_at": (("timestamp",), (r"processed_at|finished_at|ended_at|completed_at|end_time",
-                                     r".*(finish|complete|processed|end).*")),
+    "finished_at": (
+        ("timestamp",),
+        (r"processed_at|finished_at|ended_at|completed_at|end_time", r".*(finish|complete|processed|end).*"),
+    ),
     "records": (("int",), (r"records_processed|rows_written|row_count|records|rows", r".*(record|rows).*")),
     "error": (("json", "text", "other"), (r"errors?", r"error_message|.*error.*")),
     "run_id": (("text", "int"), (r"run_id", r"(execution|attempt|invocation)_id")),
@@ -274,7 +300,7 @@ def _profile(rh: _RH) -> list[tuple[Any, ...]]:
     by = ", ".join(str(i) for i in range(1, len(keys) + 1))
     started = rh.ident("started_at")
     minute = f"EXTRACT(HOUR FROM {started}) * 60 + EXTRACT(MINUTE FROM {started})"  # UTC time of day
-    sql = (f"SELECT {select}, COUNT(*) AS n, AVG({minute}) AS minute FROM {rh.source} WHERE {rh.where()} GROUP BY {by}")
+    sql = f"SELECT {select}, COUNT(*) AS n, AVG({minute}) AS minute FROM {rh.source} WHERE {rh.where()} GROUP BY {by}"
     rows = rh.run("draft: run-history profile", sql)
     width = len(keys)
     padded = []
@@ -282,17 +308,28 @@ def _profile(rh: _RH) -> list[tuple[Any, ...]]:
         values = dict(zip(keys, row[:width], strict=True))
         if values["processor"] is None or values["status"] is None:
             continue  # a row that names no processor or status tells nothing
-        padded.append((values["processor"], values["status"], values.get("phase"), values.get("output_dataset"),
-                       values.get("output_table"), int(row[width]), float(row[width + 1] or 0)))
+        padded.append(
+            (
+                values["processor"],
+                values["status"],
+                values.get("phase"),
+                values.get("output_dataset"),
+                values.get("output_table"),
+                int(row[width]),
+                float(row[width + 1] or 0),
+            )
+        )
     return padded
 
 
 def _records_per_date(rh: _RH, success: Sequence[str]) -> dict[str, dict[date, int]]:
     d = rh.catalog.dialect
     single = f" AND {rh.ident('range_start')} IS NULL" if "range_start" in rh.cols else ""
-    sql = (f"SELECT {rh.text('processor')}, CAST({rh.ident('date')} AS DATE), MAX(CAST({rh.ident('records')} AS {d.int_type})) "
-           f"FROM {rh.source} WHERE {rh.where()} AND {d.contains('success', rh.ident('status'))} "
-           f"AND {rh.ident('records')} IS NOT NULL{single} GROUP BY 1, 2")
+    sql = (
+        f"SELECT {rh.text('processor')}, CAST({rh.ident('date')} AS DATE), MAX(CAST({rh.ident('records')} AS {d.int_type})) "
+        f"FROM {rh.source} WHERE {rh.where()} AND {d.contains('success', rh.ident('status'))} "
+        f"AND {rh.ident('records')} IS NOT NULL{single} GROUP BY 1, 2"
+    )
     out: dict[str, dict[date, int]] = defaultdict(dict)
     for processor, day, records in rh.run("draft: records per date", sql, success=list(success)):
         out[processor][day] = int(records)
@@ -303,8 +340,11 @@ def _reason_values(rh: _RH, columns: Sequence[str]) -> dict[str, dict[str, int]]
     if not columns:
         return {}
     d = rh.catalog.dialect
-    parts = [f"SELECT {k} AS k, CAST({d.ident(c)} AS {d.text_type}) AS v, COUNT(*) AS n FROM {rh.source} "
-             f"WHERE {rh.where()} AND {d.ident(c)} IS NOT NULL GROUP BY 2" for k, c in enumerate(columns)]
+    parts = [
+        f"SELECT {k} AS k, CAST({d.ident(c)} AS {d.text_type}) AS v, COUNT(*) AS n FROM {rh.source} "
+        f"WHERE {rh.where()} AND {d.ident(c)} IS NOT NULL GROUP BY 2"
+        for k, c in enumerate(columns)
+    ]
     out: dict[str, dict[str, int]] = {c: {} for c in columns}
     for k, value, n in rh.run("draft: reason values", "\nUNION ALL\n".join(parts)):
         out[columns[k]][value] = int(n)
@@ -315,8 +355,10 @@ def _longest_range(rh: _RH) -> tuple[int, int] | None:
     """The most days one range run covered, and how many range runs there were."""
     if "range_start" not in rh.cols:
         return None
-    sql = (f"SELECT CAST({rh.ident('range_start')} AS DATE), CAST({rh.ident('range_end')} AS DATE), COUNT(*) "
-           f"FROM {rh.source} WHERE {rh.where()} AND {rh.ident('range_start')} IS NOT NULL GROUP BY 1, 2")
+    sql = (
+        f"SELECT CAST({rh.ident('range_start')} AS DATE), CAST({rh.ident('range_end')} AS DATE), COUNT(*) "
+        f"FROM {rh.source} WHERE {rh.where()} AND {rh.ident('range_start')} IS NOT NULL GROUP BY 1, 2"
+    )
     ranges = rh.run("draft: range runs", sql)
     if not ranges:
         return None
@@ -327,9 +369,11 @@ def _upstream_checks(rh: _RH) -> dict[str, Counter[str]]:
     """Per processor, how often each upstream table was checked, in a sample of its runs."""
     d = rh.catalog.dialect
     up = d.json_text.format(rh.ident("upstream"))
-    sql = (f"SELECT p, u FROM (SELECT {rh.text('processor')} AS p, {up} AS u FROM {rh.source} "
-           f"WHERE {rh.where()} AND {rh.ident('upstream')} IS NOT NULL) AS s WHERE u IS NOT NULL "
-           f"QUALIFY ROW_NUMBER() OVER (PARTITION BY p ORDER BY u) <= {UPSTREAM_SAMPLE}")
+    sql = (
+        f"SELECT p, u FROM (SELECT {rh.text('processor')} AS p, {up} AS u FROM {rh.source} "
+        f"WHERE {rh.where()} AND {rh.ident('upstream')} IS NOT NULL) AS s WHERE u IS NOT NULL "
+        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY p ORDER BY u) <= {UPSTREAM_SAMPLE}"
+    )
     out: dict[str, Counter[str]] = defaultdict(Counter)
     for processor, text in rh.run("draft: upstream checks", sql):
         for name in _upstream_names(text):
@@ -380,9 +424,17 @@ def draft_spec(
     for t in tables:
         _min_rows(t, expected)
     used = {t.processor for t in tables if t.processor}
-    return Draft(name=name, source=catalog.description, warehouse=warehouse, calendar=calendar,
-                 run_history=history.draft, phases=_phases(tables, history.processors), left_out=left_out,
-                 processors_unmatched=sorted(set(history.processors) - used), catalog={t.name: t for t in all_tables})
+    return Draft(
+        name=name,
+        source=catalog.description,
+        warehouse=warehouse,
+        calendar=calendar,
+        run_history=history.draft,
+        phases=_phases(tables, history.processors),
+        left_out=left_out,
+        processors_unmatched=sorted(set(history.processors) - used),
+        catalog={t.name: t for t in all_tables},
+    )
 
 
 @dataclass
@@ -397,27 +449,46 @@ class _History:
 
 
 def _read_run_history(catalog: Catalog, table: TableInfo, cols: dict[str, str], window: tuple[date, date]) -> _History:
-    extras = {k: c for k, pats in _EXTRA_FIELDS.items() if (c := _pick_column(table, ("text", "json", "other"), pats, set()))}
+    extras = {
+        k: c for k, pats in _EXTRA_FIELDS.items() if (c := _pick_column(table, ("text", "json", "other"), pats, set()))
+    }
     rh = _RH(catalog, table.name, {**cols, **extras}, window)
     profile = _profile(rh)
     status_counts = Counter[str]()
     for _, status, *_rest, n, _minute in profile:
         status_counts[status] += n
     statuses, unmapped = _map_statuses(status_counts)
-    reason_cols = [c.name for c in table.columns if c.kind == "text" and c.name not in rh.cols.values()
-                   and re.fullmatch(_REASON_COLUMNS[0], c.name.lower())]
+    reason_cols = [
+        c.name
+        for c in table.columns
+        if c.kind == "text" and c.name not in rh.cols.values() and re.fullmatch(_REASON_COLUMNS[0], c.name.lower())
+    ]
     reasons = _reason_values(rh, reason_cols)
     section = DraftRunHistory(
-        table=table.name, evidence=_rh_evidence(cols, status_counts), columns=_rh_columns(cols),
-        statuses=statuses, status_counts=dict(status_counts), unmapped=unmapped,
-        no_data_reasons={c: sorted(v for v in vals if _NO_DATA.search(v.lower())) for c, vals in reasons.items()
-                         if any(_NO_DATA.search(v.lower()) for v in vals)},
-        reason_counts=reasons, phase_column=extras.get("phase"),
-        output_columns=(extras.get("output_dataset"), extras.get("output_table")), upstream_column=extras.get("upstream"),
+        table=table.name,
+        evidence=_rh_evidence(cols, status_counts),
+        columns=_rh_columns(cols),
+        statuses=statuses,
+        status_counts=dict(status_counts),
+        unmapped=unmapped,
+        no_data_reasons={
+            c: sorted(v for v in vals if _NO_DATA.search(v.lower()))
+            for c, vals in reasons.items()
+            if any(_NO_DATA.search(v.lower()) for v in vals)
+        },
+        reason_counts=reasons,
+        phase_column=extras.get("phase"),
+        output_columns=(extras.get("output_dataset"), extras.get("output_table")),
+        upstream_column=extras.get("upstream"),
         longest_range=_longest_range(rh),
     )
-    return _History(section, _processor_facts(profile), _records_per_date(rh, statuses["success"]),
-                    _upstream_checks(rh) if "upstream" in extras else {}, extras)
+    return _History(
+        section,
+        _processor_facts(profile),
+        _records_per_date(rh, statuses["success"]),
+        _upstream_checks(rh) if "upstream" in extras else {},
+        extras,
+    )
 
 
 def _map_statuses(counts: Counter[str]) -> tuple[dict[str, list[str]], list[str]]:
@@ -440,8 +511,13 @@ def _rh_evidence(cols: dict[str, str], counts: Counter[str]) -> str:
 
 
 def _rh_columns(cols: dict[str, str]) -> dict[str, tuple[str, str]]:
-    notes = {"date": "the date a run's data is for", "range_start": "a range run covers its range in one row",
-             "range_end": "", "error": "the run's error, text or JSON", "run_id": "pairs a run's running and final rows"}
+    notes = {
+        "date": "the date a run's data is for",
+        "range_start": "a range run covers its range in one row",
+        "range_end": "",
+        "error": "the run's error, text or JSON",
+        "run_id": "pairs a run's running and final rows",
+    }
     return {f: (c, notes.get(f, "")) for f, c in cols.items()}
 
 
@@ -449,7 +525,9 @@ def _date_candidates(t: TableInfo) -> list[str]:
     return t.of_kind("date", "timestamp")
 
 
-def _rows_for(catalog: Catalog, tables: Sequence[TableInfo], window: tuple[date, date]) -> dict[tuple[str, str], dict[date, int] | None]:
+def _rows_for(
+    catalog: Catalog, tables: Sequence[TableInfo], window: tuple[date, date]
+) -> dict[tuple[str, str], dict[date, int] | None]:
     """Rows per date of each candidate date column (only the partition field where a table has one)."""
     targets = [(t, c) for t in tables for c in ([t.partition_column] if t.partition_column else _date_candidates(t))]
     counted = catalog.rows_per_date(targets, *window)
@@ -458,8 +536,16 @@ def _rows_for(catalog: Catalog, tables: Sequence[TableInfo], window: tuple[date,
 
 def _draft_table(t: TableInfo, rows: dict[tuple[str, str], dict[date, int] | None]) -> DraftTable:
     column, evidence = _choose_date_column(t, rows)
-    return DraftTable(id=t.short_name, table=t.name, date_column=column, date_evidence=evidence, processor=None,
-                      processor_evidence="", rows=rows.get((t.name, column)) or {}, partition_column=t.partition_column)
+    return DraftTable(
+        id=t.short_name,
+        table=t.name,
+        date_column=column,
+        date_evidence=evidence,
+        processor=None,
+        processor_evidence="",
+        rows=rows.get((t.name, column)) or {},
+        partition_column=t.partition_column,
+    )
 
 
 def _choose_date_column(t: TableInfo, rows: dict[tuple[str, str], dict[date, int] | None]) -> tuple[str, str]:
@@ -474,9 +560,14 @@ def _choose_date_column(t: TableInfo, rows: dict[tuple[str, str], dict[date, int
         others = ", ".join(f"{c} ({counted[c]:,})" for c in candidates if c != best)
         return best, f"most distinct dates ({counted[best]:,}); also {others}"
     named = [c for c in candidates if c.lower().endswith("_date")] or candidates
-    why = "the table is empty" if any(rows.get((t.name, c)) is not None for c in candidates) else \
-        "not partitioned by day, so its rows per date were not read"
-    return named[0], f"GUESS: named like a date ({why}); other candidates: {', '.join(c for c in candidates if c != named[0])}"
+    why = (
+        "the table is empty"
+        if any(rows.get((t.name, c)) is not None for c in candidates)
+        else "not partitioned by day, so its rows per date were not read"
+    )
+    return named[
+        0
+    ], f"GUESS: named like a date ({why}); other candidates: {', '.join(c for c in candidates if c != named[0])}"
 
 
 @dataclass
@@ -505,8 +596,12 @@ def _processor_facts(profile: Iterable[tuple[Any, ...]]) -> dict[str, _Processor
     return out
 
 
-def _assign_processors(tables: list[DraftTable], processors: dict[str, _Processor],
-                       records: dict[str, dict[date, int]], extras: dict[str, str]) -> None:
+def _assign_processors(
+    tables: list[DraftTable],
+    processors: dict[str, _Processor],
+    records: dict[str, dict[date, int]],
+    extras: dict[str, str],
+) -> None:
     """Output-table column first, then a name that is the table's own words, then records =
     rows (names break ties: tables of equal rows per date are common), then weaker names, then
     the naming convention."""
@@ -536,11 +631,13 @@ def _assign_processors(tables: list[DraftTable], processors: dict[str, _Processo
     for _, _, hits, processor, t, total in sorted(pairs, key=lambda x: (-x[0], -x[1], -x[2], x[3], x[4].table)):
         if t.processor is None and processor in free:
             take(t, processor, f"records = the table's rows on {hits:,} of {total:,} dates run")
-    scored = sorted(((name_score(p, t.id), p, t) for p in free for t in tables), key=lambda x: (-x[0], x[1], x[2].table))
+    scored = sorted(
+        ((name_score(p, t.id), p, t) for p in free for t in tables), key=lambda x: (-x[0], x[1], x[2].table)
+    )
     for score, processor, t in scored:  # 4. weaker names
         if score >= 0.5 and t.processor is None and processor in free:
             take(t, processor, f"by name ({score:.0%} of the words match)")
-    _by_convention(tables, [p for p in free], set(processors))
+    _by_convention(tables, list(free), set(processors))
 
 
 def _by_convention(tables: list[DraftTable], free: list[str], seen: set[str]) -> None:
@@ -559,8 +656,10 @@ def _by_convention(tables: list[DraftTable], free: list[str], seen: set[str]) ->
             guess = convention.replace("{Camel}", camel(t.id)).replace("{snake}", t.id)
             where = "in" if guess in seen else "never seen in"
             t.processor = guess
-            t.processor_evidence = (f"GUESS by the naming convention of {templates[convention]} matched tables "
-                                    f"({convention}); {where} the run history{candidates}")
+            t.processor_evidence = (
+                f"GUESS by the naming convention of {templates[convention]} matched tables "
+                f"({convention}); {where} the run history{candidates}"
+            )
         else:
             t.processor_evidence = f"TODO: no run writes this table that could be told{candidates}"
 
@@ -584,12 +683,21 @@ def _unique_ids(tables: list[DraftTable]) -> list[DraftTable]:
     return tables
 
 
-def _keep(tables: list[DraftTable], rh_dataset: str, unusable: list[TableInfo]) -> tuple[list[DraftTable], list[tuple[str, str]]]:
+def _keep(
+    tables: list[DraftTable], rh_dataset: str, unusable: list[TableInfo]
+) -> tuple[list[DraftTable], list[tuple[str, str]]]:
     """The run history's own dataset, unless runs are seen writing some of its tables, is
     bookkeeping: it keeps only tables a run is seen writing."""
     kept = []
-    left = [(t.name, "no DATE or TIMESTAMP column" if not _date_candidates(t) else
-             "a name a spec cannot hold (letters, digits and underscores)") for t in unusable]
+    left = [
+        (
+            t.name,
+            "no DATE or TIMESTAMP column"
+            if not _date_candidates(t)
+            else "a name a spec cannot hold (letters, digits and underscores)",
+        )
+        for t in unusable
+    ]
 
     def seen(t: DraftTable) -> bool:
         return bool(t.processor) and not t.processor_evidence.startswith(("GUESS", "TODO"))
@@ -651,8 +759,10 @@ def _phases(tables: list[DraftTable], processors: dict[str, _Processor]) -> list
         ran = [processors[t.processor] for t in groups[phase] if t.processor in processors]
         return sum(p.start_minute for p in ran) / len(ran) if ran else 24 * 60
 
-    order = sorted(groups, key=lambda p: (_phase_number(p) if _phase_number(p) is not None else 10**6,
-                                          _rank(p, of, tables), start(p), p))
+    order = sorted(
+        groups,
+        key=lambda p: (_phase_number(p) if _phase_number(p) is not None else 10**6, _rank(p, of, tables), start(p), p),
+    )
     out = []
     for value in order:
         members = groups[value]
@@ -668,7 +778,11 @@ def _phases(tables: list[DraftTable], processors: dict[str, _Processor]) -> list
 def _phase_evidence(value: str, members: list[DraftTable], start_minute: float) -> str:
     if any(t.phase_evidence.startswith("phase column") for t in members):
         return f"the run history's phase {value}"
-    when = f", its runs start at {int(start_minute) // 60:02d}:{int(start_minute) % 60:02d} UTC on average" if start_minute < 24 * 60 else ""
+    when = (
+        f", its runs start at {int(start_minute) // 60:02d}:{int(start_minute) % 60:02d} UTC on average"
+        if start_minute < 24 * 60
+        else ""
+    )
     return f"GUESS: dataset {value}{when}; order the phases upstream first"
 
 
@@ -709,9 +823,20 @@ def _calendar(tables: list[DraftTable], gap_days: int, infos: dict[str, TableInf
         why.append("named like a schedule")
     if game_id(best):
         why.append(f"a game id column ({game_id(best)})")
-    hints = [c.name for c in infos[best.table].columns if _FILTER_HINT.fullmatch(c.name.lower()) and c.name != best.date_column]
-    return DraftCalendar(best.table, best.date_column, ", ".join(why), game_id(best), hints,
-                         _seasons(sorted(best.rows), gap_days), gap_days)
+    hints = [
+        c.name
+        for c in infos[best.table].columns
+        if _FILTER_HINT.fullmatch(c.name.lower()) and c.name != best.date_column
+    ]
+    return DraftCalendar(
+        best.table,
+        best.date_column,
+        ", ".join(why),
+        game_id(best),
+        hints,
+        _seasons(sorted(best.rows), gap_days),
+        gap_days,
+    )
 
 
 def _seasons(dates: list[date], gap_days: int) -> list[tuple[str, date, date, int]]:
@@ -770,15 +895,17 @@ def _list(values: Sequence[Any]) -> str:
 
 def render_draft(draft: Draft) -> str:
     """The draft as a commented spec file."""
-    out = _header(draft) + [f"name: {_s(draft.name)}", "", "warehouse:"]
+    out = [*_header(draft), f"name: {_s(draft.name)}", "", "warehouse:"]
     out += [_line(2, k, _s(v)) for k, v in draft.warehouse.items()]
     out += ["", *_render_calendar(draft.calendar), "", *_render_run_history(draft.run_history), "", *_render_jobs(), ""]
     out += ["phases:"] + [line for phase in draft.phases for line in _render_phase(phase)]
     if draft.left_out:
         out += ["", "# Tables left out:"] + [f"#   {name}: {why}" for name, why in draft.left_out]
     if draft.processors_unmatched:
-        out += ["# Processors in the run history that no table above is matched to:",
-                f"#   {', '.join(draft.processors_unmatched)}"]
+        out += [
+            "# Processors in the run history that no table above is matched to:",
+            f"#   {', '.join(draft.processors_unmatched)}",
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -792,14 +919,19 @@ def _header(draft: Draft) -> list[str]:
 
 
 def _render_calendar(cal: DraftCalendar) -> list[str]:
-    out = ["calendar:", _line(2, "table", _s(cal.table), f"the schedule: {cal.evidence}"),
-           _line(2, "date_column", _s(cal.date_column))]
+    out = [
+        "calendar:",
+        _line(2, "table", _s(cal.table), f"the schedule: {cal.evidence}"),
+        _line(2, "date_column", _s(cal.date_column)),
+    ]
     if cal.game_id_column:
         out.append(_line(2, "game_id_column", _s(cal.game_id_column), "counts games per date"))
     hint = f"; columns that may tell: {', '.join(cal.filter_columns)}" if cal.filter_columns else ""
-    out += [f"  # TODO filter: keep only the dates that count (e.g. final games of the regular season and playoffs){hint}",
-            f"  # filter: \"{cal.filter_columns[0] if cal.filter_columns else 'status_column'} = ...\"",
-            _line(2, "seasons", None, f"the schedule's dates, split at gaps of more than {cal.gap_days} days")]
+    out += [
+        f"  # TODO filter: keep only the dates that count (e.g. final games of the regular season and playoffs){hint}",
+        f'  # filter: "{cal.filter_columns[0] if cal.filter_columns else "status_column"} = ..."',
+        _line(2, "seasons", None, f"the schedule's dates, split at gaps of more than {cal.gap_days} days"),
+    ]
     out += [f"{f'    - {{name: {_s(n)}, start: {a}, end: {b}}}':<52} # {k:,} dates" for n, a, b, k in cal.seasons]
     return out
 
@@ -833,23 +965,34 @@ def _render_jobs() -> list[str]:
         "# ({id} {table} {processor} {start} {end} {python} are filled in per step) and how it is",
         "# told not to trigger downstream work; see the README, 'The spec'.",
         "job_defaults:",
-        _line(2, "argv", _list([PLACEHOLDER_COMMAND, "{id}", "--start-date", "{start}", "--end-date", "{end}"]),
-              "TODO: a placeholder; plan and run refuse it"),
-        "  # skip_downstream: {args: [\"--skip-downstream-trigger\"]}",
+        _line(
+            2,
+            "argv",
+            _list([PLACEHOLDER_COMMAND, "{id}", "--start-date", "{start}", "--end-date", "{end}"]),
+            "TODO: a placeholder; plan and run refuse it",
+        ),
+        '  # skip_downstream: {args: ["--skip-downstream-trigger"]}',
     ]
 
 
 def _render_phase(phase: DraftPhase) -> list[str]:
-    out = [_line(2, "- name", _s(phase.name), phase.evidence),
-           _line(4, "mode", phase.mode, phase.mode_evidence)]
+    out = [_line(2, "- name", _s(phase.name), phase.evidence), _line(4, "mode", phase.mode, phase.mode_evidence)]
     if phase.mode == "parallel":
-        out.append(_line(4, "max_workers", min(4, len(phase.tables)), "GUESS: how many jobs your warehouse takes at once"))
-    out += [_line(4, "bootstrap_days", 0, "TODO: days after each season start that are empty on purpose"), "    tables:"]
+        out.append(
+            _line(4, "max_workers", min(4, len(phase.tables)), "GUESS: how many jobs your warehouse takes at once")
+        )
+    out += [
+        _line(4, "bootstrap_days", 0, "TODO: days after each season start that are empty on purpose"),
+        "    tables:",
+    ]
     for t in phase.tables:
-        out += [_line(6, "- id", _s(t.id)), _line(8, "table", _s(t.table)),
-                _line(8, "date_column", _s(t.date_column), t.date_evidence),
-                _line(8, "processor", _s(t.processor or PLACEHOLDER_PROCESSOR.format(id=t.id)), t.processor_evidence),
-                _line(8, "min_rows", t.min_rows, t.min_rows_evidence)]
+        out += [
+            _line(6, "- id", _s(t.id)),
+            _line(8, "table", _s(t.table)),
+            _line(8, "date_column", _s(t.date_column), t.date_evidence),
+            _line(8, "processor", _s(t.processor or PLACEHOLDER_PROCESSOR.format(id=t.id)), t.processor_evidence),
+            _line(8, "min_rows", t.min_rows, t.min_rows_evidence),
+        ]
         if t.depends_on:
             out.append(_line(8, "depends_on", _list(t.depends_on), t.depends_evidence))
         elif t.depends_evidence:
@@ -903,8 +1046,9 @@ def diff_spec(spec: Any, draft: Draft) -> list[Difference]:
     out: list[Difference] = []
     infos = draft.catalog
     drafted = {t.table: t for t in draft.tables}
-    seen_processors = set(draft.processors_unmatched) | {t.processor for t in draft.tables
-                                                          if t.processor and not t.processor_evidence.startswith(("GUESS", "TODO"))}
+    seen_processors = set(draft.processors_unmatched) | {
+        t.processor for t in draft.tables if t.processor and not t.processor_evidence.startswith(("GUESS", "TODO"))
+    }
     for t in spec.tables:
         where = spec.field_path(t.id)
         info = infos.get(t.table)
@@ -916,8 +1060,14 @@ def diff_spec(spec: Any, draft: Draft) -> list[Difference]:
             close = get_close_matches(t.processor, sorted(seen_processors), n=1, cutoff=0.6)
             d = drafted.get(t.table)
             if d is not None and d.processor == t.processor:  # the convention's name: it has not run yet
-                out.append(Difference(f"{where}.processor", f"{t.processor!r} has no run in the run history yet "
-                                      "(the name follows the naming convention of the others)", note=True))
+                out.append(
+                    Difference(
+                        f"{where}.processor",
+                        f"{t.processor!r} has no run in the run history yet "
+                        "(the name follows the naming convention of the others)",
+                        note=True,
+                    )
+                )
                 continue
             hint = f"; the warehouse suggests {d.processor} ({d.processor_evidence})" if d and d.processor else ""
             hint = hint or (f"; did you mean {close[0]}?" if close else "")
@@ -925,8 +1075,13 @@ def diff_spec(spec: Any, draft: Draft) -> list[Difference]:
     in_spec = {t.table for t in spec.tables}
     for t in draft.tables:
         if t.table not in in_spec and not t.processor_evidence.startswith("TODO"):
-            out.append(Difference("phases", f"{t.table} is not in the spec; the warehouse has it "
-                                            f"(processor {t.processor}: {t.processor_evidence})"))
+            out.append(
+                Difference(
+                    "phases",
+                    f"{t.table} is not in the spec; the warehouse has it "
+                    f"(processor {t.processor}: {t.processor_evidence})",
+                )
+            )
     for p in draft.processors_unmatched:
         if p not in {t.processor for t in spec.tables}:
             out.append(Difference("phases", f"processor {p} runs in the run history but no table of the spec names it"))
@@ -938,19 +1093,33 @@ def diff_spec(spec: Any, draft: Draft) -> list[Difference]:
 def _diff_run_history(rh: Any, found: DraftRunHistory, infos: dict[str, TableInfo]) -> list[Difference]:
     info = infos.get(rh.table)
     if info is None:
-        return [Difference("run_history.table", f"{rh.table} does not exist in the warehouse; the run history "
-                                                f"looks like {found.table}")]
-    out = [Difference(f"run_history.columns.{f}", f"{rh.table} has no column {c!r}")
-           for f, c in rh.columns.model_dump(exclude_none=True).items() if not info.has(c)]
+        return [
+            Difference(
+                "run_history.table",
+                f"{rh.table} does not exist in the warehouse; the run history looks like {found.table}",
+            )
+        ]
+    out = [
+        Difference(f"run_history.columns.{f}", f"{rh.table} has no column {c!r}")
+        for f, c in rh.columns.model_dump(exclude_none=True).items()
+        if not info.has(c)
+    ]
     if rh.table == found.table:
         mapped = {v for values in rh.statuses.model_dump().values() for v in values}
         if unmapped := sorted(v for v in found.status_counts if v not in mapped):
             seen = ", ".join(f"{v} ({found.status_counts[v]:,} rows)" for v in unmapped)
-            out.append(Difference("run_history.statuses", f"status values in the run history that no list maps: {seen}"))
+            out.append(
+                Difference("run_history.statuses", f"status values in the run history that no list maps: {seen}")
+            )
         for column, values in found.no_data_reasons.items():
             if column not in rh.no_data_reasons:
-                out.append(Difference("run_history.no_data_reasons", f"{column} has values that mean nothing to load "
-                                      f"({', '.join(values)}); list them here", note=True))
+                out.append(
+                    Difference(
+                        "run_history.no_data_reasons",
+                        f"{column} has values that mean nothing to load ({', '.join(values)}); list them here",
+                        note=True,
+                    )
+                )
     return out
 
 

@@ -82,8 +82,10 @@ class PreflightFailed(BackfillKitError):
 
     def __init__(self, checks: list[object]) -> None:
         self.checks = checks
-        super().__init__("preflight failed; nothing was started. Fix the failures, or pass --ignore-preflight "
-                         "(ignore_preflight=True from Python).")
+        super().__init__(
+            "preflight failed; nothing was started. Fix the failures, or pass --ignore-preflight "
+            "(ignore_preflight=True from Python)."
+        )
 
 
 class WarehouseMismatchError(SpecError):

@@ -22,14 +22,14 @@ from typing import Any, Protocol
 
 from pydantic import TypeAdapter, ValidationError
 
-from backfill_kit.validation.calendar import consecutive_runs
 from backfill_kit.common.collector import no_gc_pauses
-from backfill_kit.common.formatting import duration_text
-from backfill_kit.errors import BackfillKitError, InputError
 from backfill_kit.common.file_kinds import kind_of
+from backfill_kit.common.formatting import duration_text
 from backfill_kit.common.limits import date_out_of_bounds
-from backfill_kit.spec.model import MAX_RETRIES, MAX_TIMEOUT_SECONDS, JobSpec, PipelineSpec, TableSpec, command_problem
 from backfill_kit.common.status import NEEDS_WORK, Status
+from backfill_kit.errors import BackfillKitError, InputError
+from backfill_kit.spec.model import MAX_RETRIES, MAX_TIMEOUT_SECONDS, JobSpec, PipelineSpec, TableSpec, command_problem
+from backfill_kit.validation.calendar import consecutive_runs
 from backfill_kit.validation.validator import Cell, Validation
 
 __all__ = ["Blocked", "Plan", "Stage", "Step", "build_plan", "load_plan"]
@@ -120,8 +120,13 @@ class Plan:
             "end": self.end.isoformat(),
             "created_at": self.created_at.isoformat(),
             "options": self.options,
-            "totals": {"stages": len(self.stages), "steps": len(self.steps), "dates": self.dates,
-                       "blocked": len(self.blocked), "estimated_seconds": self.estimated_seconds()},
+            "totals": {
+                "stages": len(self.stages),
+                "steps": len(self.steps),
+                "dates": self.dates,
+                "blocked": len(self.blocked),
+                "estimated_seconds": self.estimated_seconds(),
+            },
             "stages": [_stage_dict(st, base) for st in self.stages],
             "blocked": [{"table": b.table, "date": b.date.isoformat(), "reason": b.reason} for b in self.blocked],
         }
@@ -137,8 +142,9 @@ class Plan:
         except OSError as exc:
             with contextlib.suppress(OSError):  # nothing was written, or it cannot be removed
                 tmp.unlink()
-            raise InputError(f"cannot write the plan {path}: {exc.strerror or exc}; "
-                             "choose a writable place with --out") from exc
+            raise InputError(
+                f"cannot write the plan {path}: {exc.strerror or exc}; choose a writable place with --out"
+            ) from exc
 
     def text(self) -> str:
         return "\n".join(_plan_lines(self))
@@ -149,9 +155,15 @@ def _stage_dict(stage: Stage, base: Path | None) -> dict[str, Any]:
     for step in stage.steps:
         d = asdict(step)
         argv = [PYTHON if base is not None and arg == sys.executable else arg for arg in step.argv]
-        d.update(start=step.start.isoformat(), end=step.end.isoformat(),
-                 dates=[x.isoformat() for x in step.dates], argv=argv, workdir=_relative(step.workdir, base),
-                 transient_exit_codes=list(step.transient_exit_codes), after=list(step.after))
+        d.update(
+            start=step.start.isoformat(),
+            end=step.end.isoformat(),
+            dates=[x.isoformat() for x in step.dates],
+            argv=argv,
+            workdir=_relative(step.workdir, base),
+            transient_exit_codes=list(step.transient_exit_codes),
+            after=list(step.after),
+        )
         steps.append(d)
     return {"index": stage.index, "phase": stage.phase, "mode": stage.mode, "workers": stage.workers, "steps": steps}
 
@@ -187,8 +199,10 @@ def load_plan(path: Path) -> Plan:
             raise InputError(f"{path}: not a plan file: this is {kind}") from None
         raise InputError(f"{path}:{exc.lineno}: not a plan file (invalid JSON: {exc.msg}); {MAKE_ONE}") from None
     if not isinstance(data, dict):
-        raise InputError(f"{path}: not a backfill-kit plan (a JSON {_JSON_TYPES.get(type(data), 'value')}, where a "
-                         f"plan is a JSON object); {MAKE_ONE}")
+        raise InputError(
+            f"{path}: not a backfill-kit plan (a JSON {_JSON_TYPES.get(type(data), 'value')}, where a "
+            f"plan is a JSON object); {MAKE_ONE}"
+        )
     if kind := _other_kind(text):
         raise InputError(f"{path}: not a plan file: this is {kind}")
     return _plan_from(path, data)
@@ -210,8 +224,9 @@ def _plan_text(path: Path) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not a plan file (not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset "
-                         f"{exc.start}); {MAKE_ONE}") from None
+        raise InputError(
+            f"{path}: not a plan file (not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start}); {MAKE_ONE}"
+        ) from None
 
 
 def _other_kind(text: str) -> str | None:
@@ -228,8 +243,9 @@ def _other_kind(text: str) -> str | None:
 
 def _plan_from(path: Path, data: dict[str, Any]) -> Plan:
     if data.get("format") != PLAN_FORMAT:
-        raise InputError(f"{path}: not a backfill-kit plan (format {data.get('format')!r}, expected {PLAN_FORMAT}); "
-                         f"{MAKE_ONE}")
+        raise InputError(
+            f"{path}: not a backfill-kit plan (format {data.get('format')!r}, expected {PLAN_FORMAT}); {MAKE_ONE}"
+        )
     fields = {_FILE_KEYS.get(k, k): v for k, v in data.items() if k not in ("format", "totals")}
     try:  # the dataclasses themselves are the schema, so it follows any field they gain
         plan = TypeAdapter(Plan).validate_python(fields)
@@ -245,9 +261,20 @@ def _localized(plan: Plan, base: Path) -> Plan:
     """The plan with its file's paths (relative to its folder) made absolute, and {python}
     the interpreter reading it."""
     plan.spec_path = _absolute(plan.spec_path, base)
-    plan.stages = [replace(st, steps=tuple(
-        replace(s, argv=tuple(sys.executable if a == PYTHON else a for a in s.argv), workdir=_absolute(s.workdir, base))
-        for s in st.steps)) for st in plan.stages]
+    plan.stages = [
+        replace(
+            st,
+            steps=tuple(
+                replace(
+                    s,
+                    argv=tuple(sys.executable if a == PYTHON else a for a in s.argv),
+                    workdir=_absolute(s.workdir, base),
+                )
+                for s in st.steps
+            ),
+        )
+        for st in plan.stages
+    ]
     return plan
 
 
@@ -263,8 +290,13 @@ def _schema_message(path: Path, exc: Any) -> str:
         got = f" (got {err['input']!r:.80})" if "input" in err and not isinstance(err["input"], dict | list) else ""
         lines.append(f"  {field or '(the file)'}: {err['msg']}{got}")
     more = [f"  ... and {len(errors) - 5} more"] if len(errors) > 5 else []
-    return "\n".join([f"{path}: not a backfill-kit plan ({len(errors)} bad field{'s' if len(errors) != 1 else ''}); "
-                      f"{MAKE_ONE}:", *lines, *more])
+    return "\n".join(
+        [
+            f"{path}: not a backfill-kit plan ({len(errors)} bad field{'s' if len(errors) != 1 else ''}); {MAKE_ONE}:",
+            *lines,
+            *more,
+        ]
+    )
 
 
 def _plan_problems(plan: Plan) -> Iterator[str]:
@@ -348,10 +380,21 @@ def build_plan(
         calendar = [day.date for day in validation.days]
         estimator = estimates or NoEstimates()
         stages = _stages(spec, todo, calendar, estimator, python)
-    options = {"statuses": sorted(str(s) for s in wanted), "cascade": spec.cascade,
-               "estimate_basis": estimator.describe(s.table for st in stages for s in st.steps)}
-    return Plan(str(spec.source.resolve()) if spec.source else "", spec.name, validation.start, validation.end, datetime.now(UTC),
-                stages, blocked, options)
+    options = {
+        "statuses": sorted(str(s) for s in wanted),
+        "cascade": spec.cascade,
+        "estimate_basis": estimator.describe(s.table for st in stages for s in st.steps),
+    }
+    return Plan(
+        str(spec.source.resolve()) if spec.source else "",
+        spec.name,
+        validation.start,
+        validation.end,
+        datetime.now(UTC),
+        stages,
+        blocked,
+        options,
+    )
 
 
 def _needs(cell: Cell, wanted: set[Status]) -> bool:
@@ -393,7 +436,9 @@ def _cascade(spec: PipelineSpec, by_cell: dict[tuple[str, date], Cell], todo: di
                     todo.setdefault((child, d), set()).add(f"cascade:{table.id}")
 
 
-def _block(spec: PipelineSpec, by_cell: dict[tuple[str, date], Cell], todo: dict[tuple[str, date], set[str]]) -> list[Blocked]:
+def _block(
+    spec: PipelineSpec, by_cell: dict[tuple[str, date], Cell], todo: dict[tuple[str, date], set[str]]
+) -> list[Blocked]:
     """Take out cells whose upstream will still be missing; their dependents follow in order."""
     blocked: list[Blocked] = []
     dates_of = _by_table(todo)  # a table's own entries are the only ones removed in its turn
@@ -407,15 +452,20 @@ def _block(spec: PipelineSpec, by_cell: dict[tuple[str, date], Cell], todo: dict
 
 
 def _missing_upstream(
-    spec: PipelineSpec, table: TableSpec, d: date,
-    by_cell: dict[tuple[str, date], Cell], todo: dict[tuple[str, date], set[str]],
+    spec: PipelineSpec,
+    table: TableSpec,
+    d: date,
+    by_cell: dict[tuple[str, date], Cell],
+    todo: dict[tuple[str, date], set[str]],
 ) -> str | None:
     for dep_id in table.depends_on:
         dep = spec.table(dep_id)
         cell = by_cell.get((dep_id, d))
         if dep.priority == "optional" or cell is None or (dep_id, d) in todo:
             continue  # optional inputs never block; unknown cells were not validated
-        if cell.status is Status.COMPLETE or (cell.status is Status.NO_DATA and _fallback_ready(dep, cell, d, by_cell, todo)):
+        if cell.status is Status.COMPLETE or (
+            cell.status is Status.NO_DATA and _fallback_ready(dep, cell, d, by_cell, todo)
+        ):
             continue
         return f"upstream {dep_id} is {cell.status} on {d} and not in this plan"
     return None
@@ -432,15 +482,22 @@ def _fallback_ready(
 
 
 def _stages(
-    spec: PipelineSpec, todo: dict[tuple[str, date], set[str]], calendar: list[date],
-    estimator: Estimates, python: str,
+    spec: PipelineSpec,
+    todo: dict[tuple[str, date], set[str]],
+    calendar: list[date],
+    estimator: Estimates,
+    python: str,
 ) -> list[Stage]:
     stages: list[Stage] = []
     made: dict[str, list[Step]] = {}
     dates_of = _by_table(todo)
     for phase in spec.phases:
         for group in _groups(phase.mode, phase.tables):
-            steps = [s for t in group for s in _steps(spec, t, todo, dates_of.get(t.id, []), calendar, estimator, python, made)]
+            steps = [
+                s
+                for t in group
+                for s in _steps(spec, t, todo, dates_of.get(t.id, []), calendar, estimator, python, made)
+            ]
             if steps:
                 workers = 1 if phase.mode == "sequential" else phase.max_workers
                 stages.append(Stage(len(stages) + 1, phase.name, phase.mode, workers, tuple(steps)))
@@ -467,8 +524,14 @@ def _level(table_id: str, tables: dict[str, TableSpec], ids: set[str], memo: dic
 
 
 def _steps(
-    spec: PipelineSpec, table: TableSpec, todo: dict[tuple[str, date], set[str]], dates: list[date], calendar: list[date],
-    estimator: Estimates, python: str, made: dict[str, list[Step]],
+    spec: PipelineSpec,
+    table: TableSpec,
+    todo: dict[tuple[str, date], set[str]],
+    dates: list[date],
+    calendar: list[date],
+    estimator: Estimates,
+    python: str,
+    made: dict[str, list[Step]],
 ) -> list[Step]:
     job = spec.job_of(table)
     workdir = str(spec.resolve_path(job.workdir))
@@ -483,7 +546,7 @@ def _steps(
         for d in chunk:
             for cause in todo[(table.id, d)]:
                 causes[cause] = causes.get(cause, 0) + 1
-        after = tuple(s.id for made_steps, starts in upstream for s in made_steps[:bisect_right(starts, chunk[-1])])
+        after = tuple(s.id for made_steps, starts in upstream for s in made_steps[: bisect_right(starts, chunk[-1])])
         estimate = estimator.seconds(table.id, len(chunk))
         steps.append(_step(spec, table, job, workdir, chunk, dict(sorted(causes.items())), after, estimate, python))
     made[table.id] = steps
@@ -493,26 +556,50 @@ def _steps(
 def _chunks(runs: list[list[date]], size: int) -> Iterable[list[date]]:
     for run in runs:
         for i in range(0, len(run), size):
-            yield run[i:i + size]
+            yield run[i : i + size]
 
 
 def _step(
-    spec: PipelineSpec, table: TableSpec, job: JobSpec, workdir: str, chunk: list[date], causes: dict[str, int],
-    after: tuple[str, ...], estimate: float | None, python: str,
+    spec: PipelineSpec,
+    table: TableSpec,
+    job: JobSpec,
+    workdir: str,
+    chunk: list[date],
+    causes: dict[str, int],
+    after: tuple[str, ...],
+    estimate: float | None,
+    python: str,
 ) -> Step:
-    values = {"start": chunk[0].isoformat(), "end": chunk[-1].isoformat(), "id": table.id,
-              "table": table.table, "processor": table.processor, "python": python}
+    values = {
+        "start": chunk[0].isoformat(),
+        "end": chunk[-1].isoformat(),
+        "id": table.id,
+        "table": table.table,
+        "processor": table.processor,
+        "python": python,
+    }
     argv = [arg.format(**values) for arg in job.argv]
     env = dict(job.env)
     if job.skip_downstream is not None:
         argv.extend(job.skip_downstream.args)
         env.update(job.skip_downstream.env)
     return Step(
-        id=f"{table.id}:{chunk[0]}..{chunk[-1]}", table=table.id, phase=spec.phase_of(table.id).name,
-        start=chunk[0], end=chunk[-1], dates=tuple(chunk), causes=causes, argv=tuple(argv),
-        workdir=workdir, env=env, timeout_seconds=job.timeout_seconds,
-        retries=job.retries, transient_exit_codes=job.transient_exit_codes,
-        skips_downstream=job.skip_downstream is not None, after=after, estimated_seconds=estimate,
+        id=f"{table.id}:{chunk[0]}..{chunk[-1]}",
+        table=table.id,
+        phase=spec.phase_of(table.id).name,
+        start=chunk[0],
+        end=chunk[-1],
+        dates=tuple(chunk),
+        causes=causes,
+        argv=tuple(argv),
+        workdir=workdir,
+        env=env,
+        timeout_seconds=job.timeout_seconds,
+        retries=job.retries,
+        transient_exit_codes=job.transient_exit_codes,
+        skips_downstream=job.skip_downstream is not None,
+        after=after,
+        estimated_seconds=estimate,
     )
 
 
@@ -526,8 +613,10 @@ def _estimate(plan: Plan) -> str:
 
 
 def _plan_lines(plan: Plan) -> Iterable[str]:
-    yield (f"Plan for {plan.spec_name}, {plan.start} .. {plan.end}: {len(plan.steps):,} steps over "
-           f"{plan.dates:,} table-dates in {len(plan.stages)} stages; estimated {_estimate(plan)}")
+    yield (
+        f"Plan for {plan.spec_name}, {plan.start} .. {plan.end}: {len(plan.steps):,} steps over "
+        f"{plan.dates:,} table-dates in {len(plan.stages)} stages; estimated {_estimate(plan)}"
+    )
     if not plan.steps:
         yield "Nothing to run."
     pythons = sorted({s.argv[0] for s in plan.steps if s.argv and Path(s.argv[0]).name.startswith("python")})

@@ -18,13 +18,13 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
+from backfill_kit.common.status import Status
 from backfill_kit.errors import BackfillKitError, PreflightFailed
-from backfill_kit.running.locks import is_locked
 from backfill_kit.plan import Plan, build_plan
 from backfill_kit.running.estimates import estimator_for
-from backfill_kit.running.runner import Progress, RunOptions, Runner, RunResult, journal_path_for, warehouse_checker
+from backfill_kit.running.locks import is_locked
+from backfill_kit.running.runner import Progress, Runner, RunOptions, RunResult, journal_path_for, warehouse_checker
 from backfill_kit.spec.model import JobSpec, PipelineSpec, TableSpec, load_spec
-from backfill_kit.common.status import Status
 from backfill_kit.validation.validator import Validation, validate
 from backfill_kit.warehouse import Warehouse, open_warehouse
 
@@ -67,8 +67,13 @@ def run_plan(
     warns or fails."""
     options = options or RunOptions()
     if plan.spec_path and plan.steps:
-        checks = run_preflight(load_spec(plan.spec_path), plan.start, plan.end, quick=True,
-                               journal=options.journal or journal_path_for(plan_path))
+        checks = run_preflight(
+            load_spec(plan.spec_path),
+            plan.start,
+            plan.end,
+            quick=True,
+            journal=options.journal or journal_path_for(plan_path),
+        )
         if show_checks is not None and any(c.outcome in ("warn", "fail") for c in checks):
             show_checks(checks)
         if any(c.outcome == "fail" for c in checks) and not ignore_preflight:
@@ -103,8 +108,16 @@ def run_preflight(
 ) -> list[Check]:
     """Run every check; a failing check never stops the others."""
     base = spec.source.parent if spec.source else Path.cwd()
-    ctx = _Context(spec, start, end, quick, log_dir or base / "runs", lock_dir or base / ".backfill-kit" / "locks",
-                   journal, warehouse)
+    ctx = _Context(
+        spec,
+        start,
+        end,
+        quick,
+        log_dir or base / "runs",
+        lock_dir or base / ".backfill-kit" / "locks",
+        journal,
+        warehouse,
+    )
     owned = warehouse is None
     try:
         return [check for step in CHECKS for check in step(ctx)]
@@ -168,13 +181,21 @@ def _validated(ctx: _Context) -> Iterator[Check]:
     days = len(ctx.validation.days)
     outside = [w for w in ctx.validation.warnings if "season the calendar knows" in w]
     if days and outside:
-        yield Check("calendar has dates", "warn", f"{days} expected dates; " + "; ".join(outside),
-                    "narrow the range, or add the missing season to calendar.seasons")
+        yield Check(
+            "calendar has dates",
+            "warn",
+            f"{days} expected dates; " + "; ".join(outside),
+            "narrow the range, or add the missing season to calendar.seasons",
+        )
     elif days:
         yield Check("calendar has dates", "pass", f"{days} expected dates in {ctx.start} .. {ctx.end}")
     else:
-        yield Check("calendar has dates", "fail", f"no expected dates in {ctx.start} .. {ctx.end}",
-                    "check the range, calendar.filter and calendar.seasons")
+        yield Check(
+            "calendar has dates",
+            "fail",
+            f"no expected dates in {ctx.start} .. {ctx.end}",
+            "check the range, calendar.filter and calendar.seasons",
+        )
     ctx.plan = build_plan(ctx.validation, estimates=estimator_for(ctx.spec, ctx.validation.cells))
 
 
@@ -187,8 +208,12 @@ def _stale_runs(ctx: _Context) -> Iterator[Check]:
         yield Check("orphaned running rows", "pass", "no run was left `running` by a crash")
         return
     first = ", ".join(f"{c.table} {c.date}" for c in stale[:3])
-    yield Check("orphaned running rows", "warn", f"{len(stale)} runs never finished ({first}...)",
-                "the backfill reruns them; check nothing is still running them")
+    yield Check(
+        "orphaned running rows",
+        "warn",
+        f"{len(stale)} runs never finished ({first}...)",
+        "the backfill reruns them; check nothing is still running them",
+    )
 
 
 def _run_history_statuses(ctx: _Context) -> Iterator[Check]:
@@ -200,8 +225,12 @@ def _run_history_statuses(ctx: _Context) -> Iterator[Check]:
         yield Check("run history statuses", "pass", "every status in the range is mapped by run_history.statuses")
         return
     named = ", ".join(f"{status!r} ({n:,} processor-dates)" for status, n in unmapped.items())
-    yield Check("run history statuses", "warn", f"statuses the spec does not map, read as no evidence: {named}",
-                "map them under run_history.statuses")
+    yield Check(
+        "run history statuses",
+        "warn",
+        f"statuses the spec does not map, read as no evidence: {named}",
+        "map them under run_history.statuses",
+    )
 
 
 def _upstream_coverage(ctx: _Context) -> Iterator[Check]:
@@ -213,9 +242,13 @@ def _upstream_coverage(ctx: _Context) -> Iterator[Check]:
         return
     blocked = ctx.plan.blocked
     if blocked:
-        yield Check("upstream coverage", "warn", f"{len(blocked)} cells are blocked by missing upstream data "
-                    f"(first: {blocked[0].table} {blocked[0].date}: {blocked[0].reason})",
-                    "backfill or fix the upstream first, or accept that these cells stay empty")
+        yield Check(
+            "upstream coverage",
+            "warn",
+            f"{len(blocked)} cells are blocked by missing upstream data "
+            f"(first: {blocked[0].table} {blocked[0].date}: {blocked[0].reason})",
+            "backfill or fix the upstream first, or accept that these cells stay empty",
+        )
         return
     first = ctx.plan.stages[0]
     yield Check("upstream coverage", "pass", f"stage 1 ({first.phase}, {len(first.steps)} steps) has its inputs")
@@ -227,7 +260,9 @@ def _upstream_coverage(ctx: _Context) -> Iterator[Check]:
 def _jobs_resolve(ctx: _Context) -> Iterator[Check]:
     problems = [p for t in ctx.spec.tables if (p := _unresolved(ctx.spec, t, ctx.spec.job_of(t)))]
     if problems:
-        yield Check("job commands resolve", "fail", "; ".join(problems[:5]), "fix the jobs' argv or workdir in the spec")
+        yield Check(
+            "job commands resolve", "fail", "; ".join(problems[:5]), "fix the jobs' argv or workdir in the spec"
+        )
     else:
         yield Check("job commands resolve", "pass", f"the commands of all {len(ctx.spec.tables)} jobs exist")
 
@@ -251,8 +286,12 @@ def _unresolved(spec: PipelineSpec, table: TableSpec, job: JobSpec) -> str | Non
 def _skip_downstream(ctx: _Context) -> Iterator[Check]:
     loud = [t.id for t in ctx.spec.tables if ctx.spec.job_of(t).skip_downstream is None]
     if loud:
-        yield Check("jobs skip downstream triggers", "fail", f"no skip_downstream setting: {', '.join(loud)}",
-                    "declare job.skip_downstream, or each step may fire the next phase")
+        yield Check(
+            "jobs skip downstream triggers",
+            "fail",
+            f"no skip_downstream setting: {', '.join(loud)}",
+            "declare job.skip_downstream, or each step may fire the next phase",
+        )
     else:
         yield Check("jobs skip downstream triggers", "pass", "every job declares how to skip downstream triggers")
 
@@ -272,22 +311,39 @@ def _dry_runs(ctx: _Context, timeout: float = 60.0) -> Iterator[Check]:
     if failed:
         yield Check("jobs dry run", "fail", "; ".join(failed[:3]), "run that job by hand on one date and fix it")
     elif silent:
-        yield Check("jobs dry run", "warn", f"no dry_run_args, not rehearsed: {', '.join(silent)}",
-                    "declare job.dry_run_args so preflight can rehearse the job")
+        yield Check(
+            "jobs dry run",
+            "warn",
+            f"no dry_run_args, not rehearsed: {', '.join(silent)}",
+            "declare job.dry_run_args so preflight can rehearse the job",
+        )
     else:
         yield Check("jobs dry run", "pass", f"all {len(ctx.spec.tables)} jobs rehearsed {first} and exited 0")
 
 
 def _rehearse(spec: PipelineSpec, table: TableSpec, job: JobSpec, day: date, timeout: float) -> str | None:
-    values = {"start": day.isoformat(), "end": day.isoformat(), "id": table.id, "table": table.table,
-              "processor": table.processor, "python": sys.executable}
+    values = {
+        "start": day.isoformat(),
+        "end": day.isoformat(),
+        "id": table.id,
+        "table": table.table,
+        "processor": table.processor,
+        "python": sys.executable,
+    }
     argv = [a.format(**values) for a in job.argv] + list(job.dry_run_args or ())
     if job.skip_downstream is not None:
         argv += job.skip_downstream.args
     env = {**os.environ, **job.env, **(job.skip_downstream.env if job.skip_downstream else {})}
     try:
-        done = subprocess.run(argv, cwd=spec.resolve_path(job.workdir), env=env, capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            argv,
+            cwd=spec.resolve_path(job.workdir),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired:
         return f"no answer within {timeout:g} s"
     except OSError as exc:
@@ -306,8 +362,9 @@ def _runner_locks(ctx: _Context) -> Iterator[Check]:
     if ctx.journal is not None and is_locked(ctx.journal.with_name(ctx.journal.name + ".lock")):
         held.insert(0, f"journal {ctx.journal.name}")
     if held:
-        yield Check("no other runner", "fail", f"another runner holds: {', '.join(held)}",
-                    "wait for it to finish, or stop it")
+        yield Check(
+            "no other runner", "fail", f"another runner holds: {', '.join(held)}", "wait for it to finish, or stop it"
+        )
     else:
         yield Check("no other runner", "pass", "no runner holds this pipeline's locks")
 
@@ -329,8 +386,11 @@ def _warehouse_hazards(ctx: _Context) -> Iterator[Check]:
     a warehouse with partition metadata can answer."""
     if ctx.warehouse is None or not ctx.warehouse.capabilities.partition_metadata:
         name = ctx.warehouse.capabilities.name if ctx.warehouse else "this"
-        yield Check("table hazards", "skip", f"not applicable: the {name} warehouse has no partition expiration, "
-                    "required filters or billed bytes")
+        yield Check(
+            "table hazards",
+            "skip",
+            f"not applicable: the {name} warehouse has no partition expiration, required filters or billed bytes",
+        )
         return
     warnings = list(getattr(ctx.validation, "hazards", []) or [])
     if warnings:
@@ -340,6 +400,17 @@ def _warehouse_hazards(ctx: _Context) -> Iterator[Check]:
 
 
 CHECKS: list[Callable[[_Context], Iterator[Check]]] = [
-    _reachable, _tables_exist, _run_history_columns, _validated, _jobs_resolve, _skip_downstream,
-    _dry_runs, _warehouse_hazards, _stale_runs, _run_history_statuses, _runner_locks, _upstream_coverage, _free_disk,
+    _reachable,
+    _tables_exist,
+    _run_history_columns,
+    _validated,
+    _jobs_resolve,
+    _skip_downstream,
+    _dry_runs,
+    _warehouse_hazards,
+    _stale_runs,
+    _run_history_statuses,
+    _runner_locks,
+    _upstream_coverage,
+    _free_disk,
 ]

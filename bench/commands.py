@@ -109,23 +109,30 @@ def validate_floor_queries(spec_path: Path) -> dict[str, object]:
         "database": str(spec.resolve_path(spec.warehouse.path)),  # type: ignore[union-attr]
         "sql": {
             "calendar": f"SELECT {cal.date_column}, COUNT(DISTINCT {cal.game_id_column}) FROM {cal.table} "
-                        f"WHERE {cal.filter or 'TRUE'} AND {cal.date_column} {between} GROUP BY 1",
+            f"WHERE {cal.filter or 'TRUE'} AND {cal.date_column} {between} GROUP BY 1",
             "counts": counts,
             "runs": f"SELECT {rh.columns.processor}, {rh.columns.date}, {rh.columns.status}, COUNT(*) FROM {rh.table} "
-                    f"WHERE {rh.columns.date} {between} GROUP BY 1, 2, 3",
+            f"WHERE {rh.columns.date} {between} GROUP BY 1, 2, 3",
         },
     }
 
 
 TRIVIAL_NOTEBOOK = {
     "cells": [
-        {"cell_type": "code", "execution_count": None, "id": "p", "metadata": {"tags": ["parameters"]}, "outputs": [],
-         "source": "x = 1"},
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": "p",
+            "metadata": {"tags": ["parameters"]},
+            "outputs": [],
+            "source": "x = 1",
+        },
         {"cell_type": "code", "execution_count": None, "id": "a", "metadata": {}, "outputs": [], "source": "y = x + 1"},
         {"cell_type": "code", "execution_count": None, "id": "d", "metadata": {}, "outputs": [], "source": "y"},
     ],
     "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-    "nbformat": 4, "nbformat_minor": 5,
+    "nbformat": 4,
+    "nbformat_minor": 5,
 }
 
 
@@ -141,20 +148,32 @@ def measurements(work: Path, spec: Path) -> list[Measurement]:
     span = ["--spec", str(spec), "--start", START, "--end", END]
     return [
         Measurement("backfill-kit --help", [[kit, "--help"]], [[py, "-c", "pass"]], "abs < 0.15"),
-        Measurement("validate --format json (demo)", [[kit, "validate", *span, "--format", "json"]],
-                    [[py, str(work / "floor.py"), str(floor_queries)]], "ratio <= 1.5", ok_codes=(0, 1)),
-        Measurement("report coverage (demo)", [[kit, "report", "coverage", *span, "--out-dir", str(work / "reports")]],
-                    [[str(BIN / "papermill"), "--no-progress-bar", "trivial.ipynb", "trivial-out.ipynb", "-p", "x", "2"],
-                     [str(BIN / "jupyter"), "nbconvert", "--to", "html", "--no-input", "trivial-out.ipynb"]],
-                    "diff <= 1.0"),
+        Measurement(
+            "validate --format json (demo)",
+            [[kit, "validate", *span, "--format", "json"]],
+            [[py, str(work / "floor.py"), str(floor_queries)]],
+            "ratio <= 1.5",
+            ok_codes=(0, 1),
+        ),
+        Measurement(
+            "report coverage (demo)",
+            [[kit, "report", "coverage", *span, "--out-dir", str(work / "reports")]],
+            [
+                [str(BIN / "papermill"), "--no-progress-bar", "trivial.ipynb", "trivial-out.ipynb", "-p", "x", "2"],
+                [str(BIN / "jupyter"), "nbconvert", "--to", "html", "--no-input", "trivial-out.ipynb"],
+            ],
+            "diff <= 1.0",
+        ),
     ]
 
 
 def print_outcomes(outcomes: list[Outcome]) -> None:
     print(f"{'measurement':32} {'median s':>9} {'floor s':>8} {'ratio':>6} {'over s':>7}  {'target':14} result")
     for o in outcomes:
-        print(f"{o.measurement.name:32} {o.seconds:9.3f} {o.floor:8.3f} {o.ratio:6.2f} {o.seconds - o.floor:7.3f}  "
-              f"{o.measurement.target:14} {'ok' if o.passed else 'MISS'}")
+        print(
+            f"{o.measurement.name:32} {o.seconds:9.3f} {o.floor:8.3f} {o.ratio:6.2f} {o.seconds - o.floor:7.3f}  "
+            f"{o.measurement.target:14} {'ok' if o.passed else 'MISS'}"
+        )
 
 
 def report_size(work: Path) -> None:
@@ -173,8 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="backfill-kit-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    print(f"{platform.node()}: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}, Python {platform.python_version()}, "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; median of {args.repeat}, interleaved with floors")
+    print(
+        f"{platform.node()}: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}, Python {platform.python_version()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; median of {args.repeat}, interleaved with floors"
+    )
     try:
         spec = init_demo(work / "demo")
         outcomes = [measure(m, args.repeat, work) for m in measurements(work, spec)]

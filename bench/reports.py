@@ -36,8 +36,11 @@ START, END = date(2021, 10, 19), date(2025, 6, 22)
 def trivial_notebook(path: Path) -> Path:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell("y = x + 1"), nbformat.v4.new_code_cell("y")]
+    nb.cells = [
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("y = x + 1"),
+        nbformat.v4.new_code_cell("y"),
+    ]
     for i, cell in enumerate(nb.cells):
         cell.id = f"c{i}"
     nbformat.write(nb, path)
@@ -98,10 +101,14 @@ def summarize(args: argparse.Namespace, reports: list[float], floors: list[float
         ("  minus the trivial-notebook floor", f"{report - floor:.3f} s", "< 1.5 s", report - floor < 1.5),
     ]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"backfill-kit reports bench: median of {args.repeat} after 1 warm-up, interleaved; "
-          f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {load:.2f}")
-    print(f"floor: papermill on a three-cell notebook + its HTML export: {floor:.3f} s "
-          f"(all: {', '.join(f'{t:.2f}' for t in floors)})")
+    print(
+        f"backfill-kit reports bench: median of {args.repeat} after 1 warm-up, interleaved; "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {load:.2f}"
+    )
+    print(
+        f"floor: papermill on a three-cell notebook + its HTML export: {floor:.3f} s "
+        f"(all: {', '.join(f'{t:.2f}' for t in floors)})"
+    )
     print(f"report runs: {', '.join(f'{t:.2f}' for t in reports)}; HTML {size / 1e6:.2f} MB")
     for name, measured, target, ok in rows:
         print(f"{name:<52} {measured:>9}  {target:<8} {'PASS' if ok else 'MISS'}")

@@ -21,16 +21,29 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from backfill_kit.plan import Plan, Stage, Step
-from backfill_kit.running.runner import RunOptions, Runner
+from backfill_kit.running.runner import Runner, RunOptions
 
 STEPS = 40
 DAY = date(2024, 1, 1)
 
 
 def step(name: str, argv: tuple[str, ...], workdir: Path) -> Step:
-    return Step(id=name, table=name, phase="bench", start=DAY, end=DAY, dates=(DAY,), causes={"never_ran": 1},
-                argv=argv, workdir=str(workdir), env={}, timeout_seconds=60, retries=0, transient_exit_codes=(),
-                skips_downstream=True)
+    return Step(
+        id=name,
+        table=name,
+        phase="bench",
+        start=DAY,
+        end=DAY,
+        dates=(DAY,),
+        causes={"never_ran": 1},
+        argv=argv,
+        workdir=str(workdir),
+        env={},
+        timeout_seconds=60,
+        retries=0,
+        transient_exit_codes=(),
+        skips_downstream=True,
+    )
 
 
 def run_plan(workdir: Path, workers: int, steps: list[Step]) -> float:
@@ -70,10 +83,20 @@ def main() -> int:
         parallel = median_of(max(1, args.repeat // 2), lambda: run_plan(work, 4, sleepers))
     overhead_ms = (runner - floor) / STEPS * 1000
     rows = [
-        (f"runner overhead per step ({STEPS} x /bin/true)", f"{runner:.3f} s vs bare {floor:.3f} s",
-         f"{overhead_ms:.1f} ms", "< 50 ms", overhead_ms < 50),
-        ("parallel stage: 16 x sleep 0.5, 4 workers", f"{parallel:.3f} s vs ideal 2.000 s",
-         f"{parallel / 2.0:.2f}x", "<= 1.25x", parallel / 2.0 <= 1.25),
+        (
+            f"runner overhead per step ({STEPS} x /bin/true)",
+            f"{runner:.3f} s vs bare {floor:.3f} s",
+            f"{overhead_ms:.1f} ms",
+            "< 50 ms",
+            overhead_ms < 50,
+        ),
+        (
+            "parallel stage: 16 x sleep 0.5, 4 workers",
+            f"{parallel:.3f} s vs ideal 2.000 s",
+            f"{parallel / 2.0:.2f}x",
+            "<= 1.25x",
+            parallel / 2.0 <= 1.25,
+        ),
     ]
     print(f"backfill-kit runner bench: median of {args.repeat} after 1 warm-up; python {sys.version.split()[0]}")
     for name, measured, figure, target, ok in rows:

@@ -60,8 +60,12 @@ def measure(work: Path, seasons: int, tables: int) -> dict[str, float]:
     built = time.perf_counter()
     syn = bench_run().build_synthetic(work / f"t{tables}", seasons=seasons, tables=tables)
     build_s = time.perf_counter() - built
-    done = subprocess.run([sys.executable, "-c", MEASURE, str(syn.spec_path), syn.start.isoformat(), syn.end.isoformat()],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(syn.spec_path), syn.start.isoformat(), syn.end.isoformat()],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"measuring {tables} tables failed: {done.stderr.strip()[-800:]}")
     shutil.rmtree(work / f"t{tables}", ignore_errors=True)
@@ -76,23 +80,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 when the largest size misses a target")
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.tables.split(",")]
-    print(f"{platform.node()}: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}, Python {platform.python_version()}, "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {args.seasons} seasons")
-    print(f"{'tables':>6} {'cells':>10} {'rows':>12} {'validate s':>11} {'plan s':>7} {'peak GB':>8} {'steps':>7}  (built in)")
+    print(
+        f"{platform.node()}: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}, Python {platform.python_version()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {args.seasons} seasons"
+    )
+    print(
+        f"{'tables':>6} {'cells':>10} {'rows':>12} {'validate s':>11} {'plan s':>7} {'peak GB':>8} {'steps':>7}  (built in)"
+    )
     work = Path(tempfile.mkdtemp(prefix="backfill-kit-scale-"))
     try:
         results = []
         for n in sizes:
             r = measure(work, args.seasons, n)
             results.append(r)
-            print(f"{n:6} {r['cells']:10,} {r['rows']:12,} {r['validate_s']:11.2f} {r['plan_s']:7.2f} "
-                  f"{r['peak_gb']:8.2f} {r['steps']:7,}  ({r['build_s']:.0f} s)", flush=True)
+            print(
+                f"{n:6} {r['cells']:10,} {r['rows']:12,} {r['validate_s']:11.2f} {r['plan_s']:7.2f} "
+                f"{r['peak_gb']:8.2f} {r['steps']:7,}  ({r['build_s']:.0f} s)",
+                flush=True,
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     last = results[-1]
-    passed = last["validate_s"] < VALIDATE_LIMIT_S and last["plan_s"] < PLAN_LIMIT_S and last["peak_gb"] < MEMORY_LIMIT_GB
-    print(f"targets at the largest size: validate < {VALIDATE_LIMIT_S:g} s, plan < {PLAN_LIMIT_S:g} s, "
-          f"peak < {MEMORY_LIMIT_GB:g} GB: {'ok' if passed else 'MISS'}")
+    passed = (
+        last["validate_s"] < VALIDATE_LIMIT_S and last["plan_s"] < PLAN_LIMIT_S and last["peak_gb"] < MEMORY_LIMIT_GB
+    )
+    print(
+        f"targets at the largest size: validate < {VALIDATE_LIMIT_S:g} s, plan < {PLAN_LIMIT_S:g} s, "
+        f"peak < {MEMORY_LIMIT_GB:g} GB: {'ok' if passed else 'MISS'}"
+    )
     return 1 if args.check and not passed else 0
 
 

@@ -68,8 +68,14 @@ class Emulator:
 
         DuckDBEngine._load_spatial = lambda self: None  # type: ignore[method-assign]  # 1: offline
         settings = Settings(
-            persistence_mode=PersistenceMode.EPHEMERAL, rest_host=HOST, rest_port=0, grpc_host=HOST,
-            grpc_port=0, enable_format_extensions=False, log_level=LogLevel.ERROR, metrics_enabled=False,
+            persistence_mode=PersistenceMode.EPHEMERAL,
+            rest_host=HOST,
+            rest_port=0,
+            grpc_host=HOST,
+            grpc_port=0,
+            enable_format_extensions=False,
+            log_level=LogLevel.ERROR,
+            metrics_enabled=False,
         )
         self.server = EmulatorServer(settings)
         self.start_seconds = 0.0
@@ -108,8 +114,9 @@ class Emulator:
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import bigquery
 
-        return bigquery.Client(project=project, credentials=AnonymousCredentials(),
-                               client_options=ClientOptions(api_endpoint=self.url))
+        return bigquery.Client(
+            project=project, credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=self.url)
+        )
 
     def query_jobs(self, project: str) -> list[Any]:
         """The query jobs the project ran, as its job history shows them (dry runs left out)."""

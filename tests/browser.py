@@ -22,11 +22,21 @@ from typing import Any
 import websocket
 
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-default-apps", "--disable-extensions", "--hide-scrollbars", "--mute-audio",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--hide-scrollbars",
+    "--mute-audio",
     # No network but loopback (a local JupyterLab): every host name fails to resolve.
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--remote-debugging-address=127.0.0.1",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    "--remote-debugging-address=127.0.0.1",
     "--remote-debugging-port=0",
 ]
 
@@ -53,9 +63,11 @@ class Page:
     def __init__(self, executable: str, *, width: int = 1400, height: int = 1000) -> None:
         self._profile = tempfile.mkdtemp(prefix="bk-chromium-")
         self.width = width
-        self._proc = subprocess.Popen([executable, *FLAGS, f"--window-size={width},{height}",
-                                       f"--user-data-dir={self._profile}", "about:blank"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._proc = subprocess.Popen(
+            [executable, *FLAGS, f"--window-size={width},{height}", f"--user-data-dir={self._profile}", "about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self._ws = websocket.create_connection(self._page_socket(), timeout=60, suppress_origin=True)
         self._next_id = 0
         self.events: list[dict[str, Any]] = []
@@ -137,8 +149,13 @@ class Page:
 
     def screenshot(self, path: Path) -> Path:
         size = self.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
-        self.send("Emulation.setDeviceMetricsOverride", width=max(self.width, size[0]), height=min(size[1], 12000),
-                  deviceScaleFactor=1, mobile=False)
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            width=max(self.width, size[0]),
+            height=min(size[1], 12000),
+            deviceScaleFactor=1,
+            mobile=False,
+        )
         data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
         path.write_bytes(base64.b64decode(data))
         return path

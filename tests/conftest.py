@@ -60,8 +60,13 @@ NOW = datetime(2024, 4, 10, 12, 0, 0)
 
 # On BigQuery, these mini tables are partitioned by day on their date column (counted from
 # partition metadata); raw.props and analytics.cache are not (counted by a scan).
-MINI_PARTITIONS = {"raw.schedule": "game_date", "raw.boxscore": "game_date", "raw.backup_props": "game_date",
-                   "analytics.summary": "game_date", "ref.run_history": "data_date"}
+MINI_PARTITIONS = {
+    "raw.schedule": "game_date",
+    "raw.boxscore": "game_date",
+    "raw.backup_props": "game_date",
+    "analytics.summary": "game_date",
+    "ref.run_history": "data_date",
+}
 
 
 class MiniWarehouse:
@@ -77,7 +82,8 @@ class MiniWarehouse:
         self.project = emulator.new_project() if emulator else None
         self._closed = False
         self.con = duckdb.connect(str(directory / "mini.duckdb"))
-        self.con.execute(textwrap.dedent("""
+        self.con.execute(
+            textwrap.dedent("""
             CREATE SCHEMA raw; CREATE SCHEMA analytics; CREATE SCHEMA ref;
             CREATE TABLE raw.schedule (game_id VARCHAR, game_date DATE, game_status INT);
             CREATE TABLE raw.boxscore (game_date DATE, team VARCHAR);
@@ -88,7 +94,8 @@ class MiniWarehouse:
             CREATE TABLE ref.run_history (processor_name VARCHAR, run_id VARCHAR, data_date DATE,
                 status VARCHAR, started_at TIMESTAMP, processed_at TIMESTAMP,
                 records_processed BIGINT, errors VARCHAR);
-        """))
+        """)
+        )
         self._runs = 0
 
     def history_settings(self, yaml_lines: str) -> MiniWarehouse:
@@ -99,8 +106,12 @@ class MiniWarehouse:
 
     def add_history_columns(self) -> MiniWarehouse:
         """The production run history's range and reason columns (domain.md)."""
-        for column in ("date_range_filter_start DATE", "date_range_filter_end DATE", "failure_category VARCHAR",
-                       "skip_reason VARCHAR"):
+        for column in (
+            "date_range_filter_start DATE",
+            "date_range_filter_end DATE",
+            "failure_category VARCHAR",
+            "skip_reason VARCHAR",
+        ):
             self.con.execute(f"ALTER TABLE ref.run_history ADD COLUMN IF NOT EXISTS {column}")
         return self
 
@@ -113,10 +124,22 @@ class MiniWarehouse:
         self.con.execute(f"INSERT INTO {table} SELECT ?, 'x' || i FROM range(?) t(i)", [d, n])
         return self
 
-    def run(self, processor: str, d: date, status: str, records: int = 0, *, started: datetime | None = None,
-            error: str | None = None, finished: bool = True, run_id: str | None = "",
-            range_: tuple[date, date] | None = None, failure_category: str | None = None,
-            skip_reason: str | None = None, took: timedelta = timedelta(minutes=2)) -> MiniWarehouse:
+    def run(
+        self,
+        processor: str,
+        d: date,
+        status: str,
+        records: int = 0,
+        *,
+        started: datetime | None = None,
+        error: str | None = None,
+        finished: bool = True,
+        run_id: str | None = "",
+        range_: tuple[date, date] | None = None,
+        failure_category: str | None = None,
+        skip_reason: str | None = None,
+        took: timedelta = timedelta(minutes=2),
+    ) -> MiniWarehouse:
         """One run the way the real pipeline writes it: a `running` row, then its final row.
         A range run (`range_`) writes its rows once, dated at the range's end."""
         self._runs += 1
@@ -198,7 +221,9 @@ def backend() -> str:
 
 
 @pytest.fixture
-def mini(tmp_path: Path, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> MiniWarehouse:
+def mini(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> MiniWarehouse:
     if backend == "bigquery":
         emulator = request.getfixturevalue("bigquery_emulator")
         monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", emulator.url)

@@ -17,6 +17,7 @@ def ends_in_time(seconds: float = 2.0, hang: int = 10) -> Iterator[None]:
     on what else the machine runs, process time on what other threads of the test session
     still do, e.g. a report's exporter warming up); one that hangs is cut after `hang` seconds
     of wall time."""
+
     def hung(*_: Any) -> None:
         raise TimeoutError(f"hung for {hang} s")
 

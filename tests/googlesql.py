@@ -31,18 +31,34 @@ __all__ = ["GoogleSQL", "RejectedQuery", "start_analyzer"]
 
 # tables.get's field types, and the ZetaSQL type kind of each
 SCALAR_KINDS = {
-    "STRING": "TYPE_STRING", "BYTES": "TYPE_BYTES", "INTEGER": "TYPE_INT64", "INT64": "TYPE_INT64",
-    "FLOAT": "TYPE_DOUBLE", "FLOAT64": "TYPE_DOUBLE", "NUMERIC": "TYPE_NUMERIC", "BIGNUMERIC": "TYPE_BIGNUMERIC",
-    "BOOLEAN": "TYPE_BOOL", "BOOL": "TYPE_BOOL", "TIMESTAMP": "TYPE_TIMESTAMP", "DATE": "TYPE_DATE",
-    "TIME": "TYPE_TIME", "DATETIME": "TYPE_DATETIME", "JSON": "TYPE_JSON", "GEOGRAPHY": "TYPE_GEOGRAPHY",
+    "STRING": "TYPE_STRING",
+    "BYTES": "TYPE_BYTES",
+    "INTEGER": "TYPE_INT64",
+    "INT64": "TYPE_INT64",
+    "FLOAT": "TYPE_DOUBLE",
+    "FLOAT64": "TYPE_DOUBLE",
+    "NUMERIC": "TYPE_NUMERIC",
+    "BIGNUMERIC": "TYPE_BIGNUMERIC",
+    "BOOLEAN": "TYPE_BOOL",
+    "BOOL": "TYPE_BOOL",
+    "TIMESTAMP": "TYPE_TIMESTAMP",
+    "DATE": "TYPE_DATE",
+    "TIME": "TYPE_TIME",
+    "DATETIME": "TYPE_DATETIME",
+    "JSON": "TYPE_JSON",
+    "GEOGRAPHY": "TYPE_GEOGRAPHY",
     "INTERVAL": "TYPE_INTERVAL",
 }
 # INFORMATION_SCHEMA.PARTITIONS, as BigQuery documents it
 PARTITIONS_VIEW = [
-    {"name": "table_catalog", "type": "STRING"}, {"name": "table_schema", "type": "STRING"},
-    {"name": "table_name", "type": "STRING"}, {"name": "partition_id", "type": "STRING"},
-    {"name": "total_rows", "type": "INTEGER"}, {"name": "total_logical_bytes", "type": "INTEGER"},
-    {"name": "total_billable_bytes", "type": "INTEGER"}, {"name": "last_modified_time", "type": "TIMESTAMP"},
+    {"name": "table_catalog", "type": "STRING"},
+    {"name": "table_schema", "type": "STRING"},
+    {"name": "table_name", "type": "STRING"},
+    {"name": "partition_id", "type": "STRING"},
+    {"name": "total_rows", "type": "INTEGER"},
+    {"name": "total_logical_bytes", "type": "INTEGER"},
+    {"name": "total_billable_bytes", "type": "INTEGER"},
+    {"name": "last_modified_time", "type": "TIMESTAMP"},
     {"name": "storage_tier", "type": "STRING"},
 ]
 
@@ -71,7 +87,7 @@ def parameter_type(bq_type: str, array: bool = False) -> Any:
     return _type({"name": "", "type": bq_type, "mode": "REPEATED" if array else "NULLABLE"})
 
 
-def _table(name: str, fields: Iterable[Mapping[str, Any]], pseudo: Mapping[str, str] = {}) -> Any:  # noqa: B006
+def _table(name: str, fields: Iterable[Mapping[str, Any]], pseudo: Mapping[str, str] = {}) -> Any:
     from zetasql.types import SimpleColumn, SimpleTable
 
     columns = [SimpleColumn(name=f["name"], type=_type(f)) for f in fields]
@@ -116,8 +132,10 @@ def _by_functions() -> list[Any]:
 
     any1, any2 = SignatureArgumentKind.ARG_TYPE_ANY_1, SignatureArgumentKind.ARG_TYPE_ANY_2
     signature = FunctionSignature(argument=[arg(any1), arg(any2)], return_type=arg(any1))
-    return [Function(name_path=[name], group="BigQuery", mode=FunctionEnums.Mode.AGGREGATE, signature=[signature])
-            for name in ("MAX_BY", "MIN_BY")]
+    return [
+        Function(name_path=[name], group="BigQuery", mode=FunctionEnums.Mode.AGGREGATE, signature=[signature])
+        for name in ("MAX_BY", "MIN_BY")
+    ]
 
 
 class GoogleSQL:
@@ -130,7 +148,8 @@ class GoogleSQL:
         self.language = LanguageOptions.maximum_features()
         self.language.product_mode = ProductMode.PRODUCT_EXTERNAL
         builder = CatalogBuilder("bigquery").with_builtin_functions(
-            ZetaSQLBuiltinFunctionOptions(language_options=self.language))
+            ZetaSQLBuiltinFunctionOptions(language_options=self.language)
+        )
         for function in _by_functions():
             builder.add_function(function)
         self.catalog = builder.build()

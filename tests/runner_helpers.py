@@ -14,21 +14,53 @@ FAKE_JOB = str(Path(__file__).parent / "jobs" / "fake_job.py")
 DAY = date(2024, 1, 1)
 
 
-def fake_step(name: str, marker: Path, mode: str = "ok", *, timeout: float = 60, retries: int = 0,
-              after: tuple[str, ...] = (), table: str | None = None, skips: bool = True, spawn: bool = False,
-              extra: tuple[str, ...] = ()) -> Step:
-    argv = (sys.executable, FAKE_JOB, name, "--marker", str(marker), "--mode", mode, *extra) + (("--spawn",) if spawn else ())
+def fake_step(
+    name: str,
+    marker: Path,
+    mode: str = "ok",
+    *,
+    timeout: float = 60,
+    retries: int = 0,
+    after: tuple[str, ...] = (),
+    table: str | None = None,
+    skips: bool = True,
+    spawn: bool = False,
+    extra: tuple[str, ...] = (),
+) -> Step:
+    argv = (sys.executable, FAKE_JOB, name, "--marker", str(marker), "--mode", mode, *extra) + (
+        ("--spawn",) if spawn else ()
+    )
     return Step(
-        id=name, table=table or name, phase="p", start=DAY, end=DAY + timedelta(1), dates=(DAY, DAY + timedelta(1)),
-        causes={"never_ran": 2}, argv=argv + (("--skip-downstream-trigger",) if skips else ()),
-        workdir=str(marker.parent), env={}, timeout_seconds=timeout, retries=retries, transient_exit_codes=(75,),
-        skips_downstream=skips, after=after,
+        id=name,
+        table=table or name,
+        phase="p",
+        start=DAY,
+        end=DAY + timedelta(1),
+        dates=(DAY, DAY + timedelta(1)),
+        causes={"never_ran": 2},
+        argv=argv + (("--skip-downstream-trigger",) if skips else ()),
+        workdir=str(marker.parent),
+        env={},
+        timeout_seconds=timeout,
+        retries=retries,
+        transient_exit_codes=(75,),
+        skips_downstream=skips,
+        after=after,
     )
 
 
 def write_plan(path: Path, *stages: tuple[int, list[Step]]) -> Plan:
-    plan = Plan("", "fake", DAY, DAY, datetime.now(UTC),
-                [Stage(i + 1, "p", "parallel" if w > 1 else "sequential", w, tuple(steps)) for i, (w, steps) in enumerate(stages)])
+    plan = Plan(
+        "",
+        "fake",
+        DAY,
+        DAY,
+        datetime.now(UTC),
+        [
+            Stage(i + 1, "p", "parallel" if w > 1 else "sequential", w, tuple(steps))
+            for i, (w, steps) in enumerate(stages)
+        ],
+    )
     plan.write(path)
     return plan
 

@@ -14,8 +14,15 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 def lint_imports(project: Path) -> subprocess.CompletedProcess[str]:
     # PYTHONPATH first: the copy's package, not the installed one, is the one analysed.
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(project), "HOME": str(project)}
-    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=project, env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_the_layers_are_kept():

@@ -101,8 +101,22 @@ def test_backfill_kit_report_runs_from_notebooks_with_the_path_from_the_project(
 
     from backfill_kit.cli.commands import cli
 
-    result = CliRunner().invoke(cli, ["report", "coverage", "--spec", "mini.yaml", "--start", "2024-01-01",
-                                      "--end", "2024-01-31", "--out-dir", "out"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "report",
+            "coverage",
+            "--spec",
+            "mini.yaml",
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2024-01-31",
+            "--out-dir",
+            "out",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     assert list((inside_project.parent / "notebooks" / "out").glob("coverage_mini_*.html"))
 
@@ -112,10 +126,27 @@ def test_a_spec_found_nowhere_is_one_message_naming_every_place(inside_project):
 
     from backfill_kit.cli.commands import cli
 
-    result = CliRunner().invoke(cli, ["report", "coverage", "--spec", "nope.yaml", "--start", "2024-01-01",
-                                      "--end", "2024-01-31", "--out-dir", "out"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "report",
+            "coverage",
+            "--spec",
+            "nope.yaml",
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2024-01-31",
+            "--out-dir",
+            "out",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert f"  {inside_project.parent / 'notebooks' / 'nope.yaml'}\n  {inside_project.parent / 'nope.yaml'}\n" in result.output
+    assert (
+        f"  {inside_project.parent / 'notebooks' / 'nope.yaml'}\n  {inside_project.parent / 'nope.yaml'}\n"
+        in result.output
+    )
 
 
 def test_the_explorer_on_a_range_without_game_dates_says_so(inside_project):
@@ -126,9 +157,17 @@ def test_the_explorer_on_a_range_without_game_dates_says_so(inside_project):
         explore.explorer("mini.yaml", "2024-01-10", "2024-01-20")  # inside a season, no games
 
 
-@pytest.mark.parametrize("command", [
-    ["validate"], ["plan"], ["backfill", "--dry-run"], ["preflight", "--quick"], ["monitor"], ["spec", "diff"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["validate"],
+        ["plan"],
+        ["backfill", "--dry-run"],
+        ["preflight", "--quick"],
+        ["monitor"],
+        ["spec", "diff"],
+    ],
+)
 def test_every_spec_option_follows_the_rule_from_notebooks(inside_project, command):
     """`--spec` of every command finds `mini.yaml` from notebooks/, and one found nowhere is one
     message listing every place looked at."""
@@ -141,7 +180,10 @@ def test_every_spec_option_follows_the_rule_from_notebooks(inside_project, comma
     assert found.exit_code in (0, 1), found.output  # 1: gaps remain (or the warehouse differs)
     missing = CliRunner().invoke(cli, [*command, "--spec", "nope.yaml", *dates], catch_exceptions=False)
     assert missing.exit_code == 2 and "Traceback" not in missing.output
-    assert f"  {inside_project.parent / 'notebooks' / 'nope.yaml'}\n  {inside_project.parent / 'nope.yaml'}\n" in missing.output
+    assert (
+        f"  {inside_project.parent / 'notebooks' / 'nope.yaml'}\n  {inside_project.parent / 'nope.yaml'}\n"
+        in missing.output
+    )
 
 
 def test_validate_takes_a_spec_path_and_string_dates(inside_project):
@@ -151,13 +193,19 @@ def test_validate_takes_a_spec_path_and_string_dates(inside_project):
     assert v.spec.source == inside_project and (v.start, v.end) == (date(2024, 1, 1), date(2024, 1, 31))
 
 
-@pytest.mark.parametrize(("text", "named"), [
-    ('{\n  "format": 1,\n  "spec": "mini.yaml",\n  "stages": []\n}\n', "a backfill plan (made by backfill-kit plan); run it"),
-    ('{"event": "run_started", "time": "2024-01-01T00:00:00"}\n', "a runner journal (JSON lines)"),
-    ('{"summary": {}, "cells": []}', "JSON output of validate or preflight"),
-    ((Path(__file__).parents[1] / "notebooks" / "explore.ipynb").read_text(), "a Jupyter notebook"),
-    ("<!DOCTYPE html><html></html>", "an HTML file (a report?)"),
-])
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        (
+            '{\n  "format": 1,\n  "spec": "mini.yaml",\n  "stages": []\n}\n',
+            "a backfill plan (made by backfill-kit plan); run it",
+        ),
+        ('{"event": "run_started", "time": "2024-01-01T00:00:00"}\n', "a runner journal (JSON lines)"),
+        ('{"summary": {}, "cells": []}', "JSON output of validate or preflight"),
+        ((Path(__file__).parents[1] / "notebooks" / "explore.ipynb").read_text(), "a Jupyter notebook"),
+        ("<!DOCTYPE html><html></html>", "an HTML file (a report?)"),
+    ],
+)
 def test_a_file_of_another_kind_given_as_the_spec_is_named_as_such(tmp_path, text, named):
     from click.testing import CliRunner
 
@@ -165,8 +213,9 @@ def test_a_file_of_another_kind_given_as_the_spec_is_named_as_such(tmp_path, tex
 
     wrong = tmp_path / "given.json"
     wrong.write_text(text)
-    result = CliRunner().invoke(cli, ["validate", "--spec", str(wrong), "--start", "2024-01-01", "--end", "2024-01-31"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli, ["validate", "--spec", str(wrong), "--start", "2024-01-01", "--end", "2024-01-31"], catch_exceptions=False
+    )
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert f"not a pipeline spec: this is {named}" in result.output
 

@@ -56,7 +56,9 @@ def test_synthetic_expected_dates_come_from_final_games_inside_seasons(bench: Mo
     assert 2 * 150 < len(syn.expected_dates) < 2 * 190  # about 170 game dates a season
     con = duckdb.connect(str(syn.db_path), read_only=True)
     try:
-        finals = {d for (d,) in con.execute("SELECT DISTINCT game_date FROM sched.schedule WHERE game_status = 3").fetchall()}
+        finals = {
+            d for (d,) in con.execute("SELECT DISTINCT game_date FROM sched.schedule WHERE game_status = 3").fetchall()
+        }
     finally:
         con.close()
     assert set(syn.expected_dates) < finals  # preseason finals exist but are outside the seasons

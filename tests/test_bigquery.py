@@ -41,8 +41,18 @@ def invoke(*args: str) -> Result:
 
 
 def validate_args(spec: Path, *extra: str, start: date = date(2024, 1, 1), end: date = date(2024, 1, 31)) -> list[str]:
-    return ["validate", "--spec", str(spec), "--start", str(start), "--end", str(end),
-            "--now", "2024-04-10T00:00:00", *extra]
+    return [
+        "validate",
+        "--spec",
+        str(spec),
+        "--start",
+        str(start),
+        "--end",
+        str(end),
+        "--now",
+        "2024-04-10T00:00:00",
+        *extra,
+    ]
 
 
 # --- the demo, loaded into BigQuery ----------------------------------------------------------
@@ -61,8 +71,21 @@ def loaded(demo_dir: Path, bigquery_emulator: Emulator) -> Iterator[tuple[Result
     project = bigquery_emulator.new_project()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BIGQUERY_EMULATOR_HOST", bigquery_emulator.url)
-        result = invoke("demo", "load", str(demo_dir), "--to", "bigquery", "--project", project,
-                        "--dataset-prefix", "demo_", "--start", str(SLICE[0]), "--end", str(SLICE[1]))
+        result = invoke(
+            "demo",
+            "load",
+            str(demo_dir),
+            "--to",
+            "bigquery",
+            "--project",
+            project,
+            "--dataset-prefix",
+            "demo_",
+            "--start",
+            str(SLICE[0]),
+            "--end",
+            str(SLICE[1]),
+        )
         yield result, project
 
 
@@ -83,8 +106,12 @@ def test_demo_load_copies_every_table_and_writes_a_spec_changed_only_in_its_ware
     client = on_emulator.client(project)
     schedule = client.get_table(f"{project}.demo_nba_raw.nbac_schedule").to_api_repr()
     assert schedule["timePartitioning"]["field"] == "game_date"
-    rows = list(client.query(f"SELECT MIN(game_date), MAX(game_date) FROM `{project}.demo_nba_raw.nbac_schedule` "
-                             "WHERE game_date >= '2000-01-01'").result())
+    rows = list(
+        client.query(
+            f"SELECT MIN(game_date), MAX(game_date) FROM `{project}.demo_nba_raw.nbac_schedule` "
+            "WHERE game_date >= '2000-01-01'"
+        ).result()
+    )
     assert SLICE[0] <= rows[0][0] and rows[0][1] <= SLICE[1]
 
 
@@ -170,17 +197,27 @@ def bq_spec(mini: MiniWarehouse) -> Path:
 
 
 MISTAKES = {
-    "missing table": (("table: raw.props,", "table: raw.odds_props,"),
-                      "phases[0].tables[1].table: table raw.odds_props does not exist in the warehouse"),
-    "missing dataset": (("table: raw.props,", "table: odds.props,"),
-                        "phases[0].tables[1].table: table odds.props does not exist in the warehouse (BigQuery project"),
-    "malformed calendar filter": (('filter: "game_status = 3"', 'filter: "game_status = = 3"'),
-                                  ": calendar.filter: not a valid SQL condition"),
-    "unknown column in the calendar filter": (('filter: "game_status = 3"', 'filter: "game_state = 3"'),
-                                              "calendar.filter: table raw.schedule has no column 'game_state'"),
-    "query over the bytes ceiling": (("backend: bigquery\n", "backend: bigquery\n  maximum_bytes_billed: 1000000\n"),
-                                     "the calendar query would bill up to 10.0 MiB (~$0.0001), over "
-                                     "warehouse.maximum_bytes_billed (1,000,000 bytes)"),
+    "missing table": (
+        ("table: raw.props,", "table: raw.odds_props,"),
+        "phases[0].tables[1].table: table raw.odds_props does not exist in the warehouse",
+    ),
+    "missing dataset": (
+        ("table: raw.props,", "table: odds.props,"),
+        "phases[0].tables[1].table: table odds.props does not exist in the warehouse (BigQuery project",
+    ),
+    "malformed calendar filter": (
+        ('filter: "game_status = 3"', 'filter: "game_status = = 3"'),
+        ": calendar.filter: not a valid SQL condition",
+    ),
+    "unknown column in the calendar filter": (
+        ('filter: "game_status = 3"', 'filter: "game_state = 3"'),
+        "calendar.filter: table raw.schedule has no column 'game_state'",
+    ),
+    "query over the bytes ceiling": (
+        ("backend: bigquery\n", "backend: bigquery\n  maximum_bytes_billed: 1000000\n"),
+        "the calendar query would bill up to 10.0 MiB (~$0.0001), over "
+        "warehouse.maximum_bytes_billed (1,000,000 bytes)",
+    ),
 }
 
 
@@ -335,8 +372,10 @@ def test_every_job_has_a_timeout_and_one_past_it_is_given_up(bq_spec: Path, monk
         raise bigquery_refusal("timeout", "Job timed out after 600 seconds", status=400)
 
     monkeypatch.setattr(bigquery.QueryJob, "result", cancelled)
-    with pytest.raises(WarehouseError, match="running the calendar query: Job timed out after 600 seconds; the query "
-                                             "did not finish within 600 s") as info:
+    with pytest.raises(
+        WarehouseError,
+        match="running the calendar query: Job timed out after 600 seconds; the query did not finish within 600 s",
+    ) as info:
         validate(load_spec(bq_spec), D1, D1, now=NOW)
     assert info.value.retryable
 
@@ -392,14 +431,17 @@ def test_partition_metadata_is_matched_on_the_table_name_as_bigquery_spells_it()
 def test_only_time_partitioning_gets_a_date_bound_and_every_required_filter_is_named():
     from backfill_kit.warehouse.bigquery import _partition_column, table_hazards
 
-    by_range = {"rangePartitioning": {"field": "season_year", "range": {"start": "2000", "end": "2100", "interval": "1"}},
-                "requirePartitionFilter": True}
+    by_range = {
+        "rangePartitioning": {"field": "season_year", "range": {"start": "2000", "end": "2100", "interval": "1"}},
+        "requirePartitionFilter": True,
+    }
     by_ingestion = {"timePartitioning": {"type": "DAY"}, "requirePartitionFilter": True}
     assert _partition_column(by_range) is None  # an INT64 column: a date string cannot bound it
     assert _partition_column(by_ingestion) == "_PARTITIONTIME"
     assert table_hazards("raw.t", by_range, D1, D1) == [
         "raw.t: requires a partition filter: every query a backfill job runs on it must filter on season_year, "
-        "or BigQuery rejects it."]
+        "or BigQuery rejects it."
+    ]
     assert "must filter on _PARTITIONTIME" in table_hazards("raw.t", by_ingestion, D1, D1)[0]
 
 
@@ -442,13 +484,18 @@ def test_duckdb_users_never_load_the_bigquery_client(mini: MiniWarehouse):
 
 
 def test_the_bigquery_section_is_checked_like_the_rest_of_the_spec(tmp_path):
-    spec = load_spec(bigquery_spec(tmp_path, "backend: bigquery\n  project: my-project\n  maximum_bytes_billed: 10000000000"))
+    spec = load_spec(
+        bigquery_spec(tmp_path, "backend: bigquery\n  project: my-project\n  maximum_bytes_billed: 10000000000")
+    )
     assert (spec.warehouse.project, spec.warehouse.price_per_tib_usd) == ("my-project", 6.25)
     bad = bigquery_spec(tmp_path, "backend: bigquery\n  project: My_Project\n  credentials: key.json")
     result = invoke(*validate_args(bad))
     assert result.exit_code == 2
     assert "warehouse.project: 'My_Project' is not a valid project id" in result.output
-    assert "warehouse.credentials: unknown field; expected one of: backend, project, location, credentials_file" in result.output
+    assert (
+        "warehouse.credentials: unknown field; expected one of: backend, project, location, credentials_file"
+        in result.output
+    )
     result = invoke(*validate_args(bigquery_spec(tmp_path, "backend: snowflake")))
     assert "warehouse.backend: unknown backend 'snowflake'; expected one of: duckdb, bigquery" in result.output
 
@@ -480,16 +527,31 @@ def test_live_bigquery_validates_the_demo_in_three_billed_jobs(demo_dir, monkeyp
     monkeypatch.delenv("BIGQUERY_EMULATOR_HOST", raising=False)
     project, prefix = os.environ[LIVE], f"bk_live_{uuid.uuid4().hex[:8]}_"
     try:
-        result = invoke("demo", "load", str(demo_dir), "--to", "bigquery", "--project", project,
-                        "--dataset-prefix", prefix, "--start", str(SLICE[0]), "--end", str(SLICE[1]))
+        result = invoke(
+            "demo",
+            "load",
+            str(demo_dir),
+            "--to",
+            "bigquery",
+            "--project",
+            project,
+            "--dataset-prefix",
+            prefix,
+            "--start",
+            str(SLICE[0]),
+            "--end",
+            str(SLICE[1]),
+        )
         assert result.exit_code == 0, result.output
         live = validate(load_spec(demo_dir / "nba_props.bigquery.yaml"), *SLICE, now=DEMO_NOW)
         duck = validate(load_spec(demo_dir / "nba_props.yaml"), *SLICE, now=DEMO_NOW)
         assert len({q.extra["job_id"] for q in live.queries}) == 3
         assert all(q.extra["bytes_billed"] >= 10 * 2**20 for q in live.queries)
         # The estimate is an upper bound of what BigQuery billed, or says it is unknown.
-        assert all(q.extra["estimated_bytes_billed"] is None or q.extra["estimated_bytes_billed"] >= q.extra["bytes_billed"]
-                   for q in live.queries)
+        assert all(
+            q.extra["estimated_bytes_billed"] is None or q.extra["estimated_bytes_billed"] >= q.extra["bytes_billed"]
+            for q in live.queries
+        )
         assert live.cells == duck.cells
     finally:
         client = bigquery.Client(project=project)

@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import MINI_SPEC, MiniWarehouse
 
-from backfill_kit.spec.calendar_filter import filter_problem
 from backfill_kit.cli.commands import cli
 from backfill_kit.errors import SpecError
+from backfill_kit.spec.calendar_filter import filter_problem
 from backfill_kit.spec.model import parse_spec
 
 MINI_FILTER = 'filter: "game_status = 3"'
@@ -120,8 +120,10 @@ def test_sqlglot_is_imported_only_for_a_spec_with_a_filter(tmp_path):
     without.write_text(MINI_SPEC.replace(f"  {MINI_FILTER}\n", ""))
     with_one = tmp_path / "filtered.yaml"
     with_one.write_text(MINI_SPEC)
-    code = ("import sys; from backfill_kit.spec.model import load_spec; load_spec(sys.argv[1]); "
-            "print('sqlglot' in sys.modules)")
+    code = (
+        "import sys; from backfill_kit.spec.model import load_spec; load_spec(sys.argv[1]); "
+        "print('sqlglot' in sys.modules)"
+    )
     for path, imported in ((without, "False"), (with_one, "True")):
         out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
         assert out.stdout.strip() == imported

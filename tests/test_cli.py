@@ -35,7 +35,18 @@ def spec(mini: MiniWarehouse) -> Path:
 
 
 def validate_args(spec: Path, *extra: str) -> list[str]:
-    return ["validate", "--spec", str(spec), "--start", "2024-01-01", "--end", "2024-01-31", "--now", "2024-04-10T00:00:00", *extra]
+    return [
+        "validate",
+        "--spec",
+        str(spec),
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-01-31",
+        "--now",
+        "2024-04-10T00:00:00",
+        *extra,
+    ]
 
 
 def test_table_output_says_what_to_do_and_exits_1_on_gaps(spec):
@@ -72,8 +83,12 @@ def test_json_cells_are_one_per_line_and_ascii_whatever_the_error_text(mini):
     error = 'bad payload [{"id": 1},{"table": "x"}] from café ✓ 😀'
     mini.games(D1, 1).run("PropsProcessor", D1, "failed", error=error)
     args = validate_args(mini.close(), "--format", "json", "--table", "props")
-    done = subprocess.run([str(Path(sys.executable).parent / "backfill-kit"), *args], capture_output=True, check=False,
-                          env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "backfill-kit"), *args],
+        capture_output=True,
+        check=False,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+    )
     assert done.returncode == 1, done.stderr
     text = done.stdout.decode("ascii")
     cell_lines = [line for line in text.splitlines() if line.startswith('    {"table":')]
@@ -89,9 +104,18 @@ def test_csv_is_one_row_per_cell(spec):
 
 
 BAD_INPUT = {
-    "reversed range": (["--start", "2024-02-01", "--end", "2024-01-01"], "the date range is reversed: --start 2024-02-01 is after --end 2024-01-01"),
-    "malformed date": (["--start", "2024-13-01", "--end", "2024-01-31"], "'2024-13-01' is not a date; write it as YYYY-MM-DD"),
-    "unknown table": (["--start", "2024-01-01", "--end", "2024-01-31", "--table", "boxscores"], "unknown table 'boxscores'"),
+    "reversed range": (
+        ["--start", "2024-02-01", "--end", "2024-01-01"],
+        "the date range is reversed: --start 2024-02-01 is after --end 2024-01-01",
+    ),
+    "malformed date": (
+        ["--start", "2024-13-01", "--end", "2024-01-31"],
+        "'2024-13-01' is not a date; write it as YYYY-MM-DD",
+    ),
+    "unknown table": (
+        ["--start", "2024-01-01", "--end", "2024-01-31", "--table", "boxscores"],
+        "unknown table 'boxscores'",
+    ),
 }
 
 
@@ -107,11 +131,26 @@ def test_bad_arguments_get_one_message_and_exit_2(spec, case):
 
 
 SPEC_EDITS = {
-    "unknown spec field": (("    tables:\n      - {id: boxscore,", "    workers: 3\n    tables:\n      - {id: boxscore,"), "phases[0].workers: unknown field"),
-    "undefined dependency": (("depends_on: [boxscore]", "depends_on: [boxscroe]"), "depends on undefined table 'boxscroe'"),
-    "dependency cycle": (("processor: BoxscoreProcessor,", "processor: BoxscoreProcessor, depends_on: [boxscore],"), "dependency cycle: boxscore -> boxscore"),
-    "missing table": (("table: raw.props,", "table: raw.odds_props,"), "phases[0].tables[1].table: table raw.odds_props does not exist in the warehouse"),
-    "missing date column": (("date_column: cache_date", "date_column: cached_on"), "phases[1].tables[1].date_column: table analytics.cache has no column 'cached_on'"),
+    "unknown spec field": (
+        ("    tables:\n      - {id: boxscore,", "    workers: 3\n    tables:\n      - {id: boxscore,"),
+        "phases[0].workers: unknown field",
+    ),
+    "undefined dependency": (
+        ("depends_on: [boxscore]", "depends_on: [boxscroe]"),
+        "depends on undefined table 'boxscroe'",
+    ),
+    "dependency cycle": (
+        ("processor: BoxscoreProcessor,", "processor: BoxscoreProcessor, depends_on: [boxscore],"),
+        "dependency cycle: boxscore -> boxscore",
+    ),
+    "missing table": (
+        ("table: raw.props,", "table: raw.odds_props,"),
+        "phases[0].tables[1].table: table raw.odds_props does not exist in the warehouse",
+    ),
+    "missing date column": (
+        ("date_column: cache_date", "date_column: cached_on"),
+        "phases[1].tables[1].date_column: table analytics.cache has no column 'cached_on'",
+    ),
     "missing warehouse file": (("path: mini.duckdb", "path: elsewhere.duckdb"), "warehouse.path: the DuckDB file"),
 }
 

@@ -85,8 +85,10 @@ def test_a_missing_or_broken_plan_is_one_message(tmp_path):
     assert broken.exit_code == 2 and "not a plan file" in broken.output and "Traceback" not in broken.output
 
 
-TOUCH_JOB = ('argv: ["{python}", "-c", "import pathlib, sys; pathlib.Path(\'ran-\' + sys.argv[1]).touch()", '
-             '"{id}", "{start}", "{end}"]')
+TOUCH_JOB = (
+    'argv: ["{python}", "-c", "import pathlib, sys; pathlib.Path(\'ran-\' + sys.argv[1]).touch()", '
+    '"{id}", "{start}", "{end}"]'
+)
 
 
 def test_a_plan_runs_from_any_folder_and_from_a_copy_of_the_project(spec, tmp_path, monkeypatch):

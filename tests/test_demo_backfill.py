@@ -14,7 +14,11 @@ import pytest
 
 from backfill_kit.demo import init_demo
 
-CLI = [sys.executable, "-c", "import sys; from backfill_kit.cli.commands import main; sys.argv[0] = 'backfill-kit'; main()"]
+CLI = [
+    sys.executable,
+    "-c",
+    "import sys; from backfill_kit.cli.commands import main; sys.argv[0] = 'backfill-kit'; main()",
+]
 FIRST_WEEKS = ["--start", "2021-10-19", "--end", "2021-11-20"]
 
 
@@ -76,15 +80,25 @@ def test_a_failing_job_stops_the_stage_and_resume_reruns_only_that_step(demo):
 
     again = cli("backfill", "--spec", str(demo), *FIRST_WEEKS, "--resume")
     assert again.returncode == 0, again.stdout[-2000:]
-    events = [json.loads(line) for line in journal.read_text().splitlines()][len(events):]
+    events = [json.loads(line) for line in journal.read_text().splitlines()][len(events) :]
     rerun = {e["step"] for e in events if e["event"] == "step_started"}
     assert failed[0]["step"] in rerun and not (rerun & succeeded)
     assert set(statuses(demo, *FIRST_WEEKS)) <= {"complete", "no_data", "bootstrap"}
 
 
 def test_a_job_not_told_to_skip_fires_the_next_phase(demo):
-    job = [sys.executable, "-m", "backfill_kit.demo.job", "player_game_summary", "--warehouse", "nba_props.duckdb",
-           "--start-date", "2021-10-19", "--end-date", "2021-10-21"]
+    job = [
+        sys.executable,
+        "-m",
+        "backfill_kit.demo.job",
+        "player_game_summary",
+        "--warehouse",
+        "nba_props.duckdb",
+        "--start-date",
+        "2021-10-19",
+        "--end-date",
+        "2021-10-21",
+    ]
     quiet = subprocess.run([*job, "--skip-downstream-trigger"], cwd=demo.parent, capture_output=True, text=True)
     assert quiet.returncode == 0 and triggers(demo) == 0
     loud = subprocess.run(job, cwd=demo.parent, capture_output=True, text=True)
@@ -93,8 +107,18 @@ def test_a_job_not_told_to_skip_fires_the_next_phase(demo):
 
 
 def test_a_job_refuses_a_warehouse_path_that_does_not_exist(demo):
-    job = [sys.executable, "-m", "backfill_kit.demo.job", "player_game_summary", "--warehouse", "nope.duckdb",
-           "--start-date", "2021-10-19", "--end-date", "2021-10-21"]
+    job = [
+        sys.executable,
+        "-m",
+        "backfill_kit.demo.job",
+        "player_game_summary",
+        "--warehouse",
+        "nope.duckdb",
+        "--start-date",
+        "2021-10-19",
+        "--end-date",
+        "2021-10-21",
+    ]
     result = subprocess.run(job, cwd=demo.parent, capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "nope.duckdb" in result.stderr
     assert not (demo.parent / "nope.duckdb").exists()
@@ -102,10 +126,35 @@ def test_a_job_refuses_a_warehouse_path_that_does_not_exist(demo):
 
 def test_a_job_crashing_midway_leaves_running_rows_that_validation_reports(demo):
     crash = {"BACKFILL_KIT_DEMO_FAULTS": "nbac_team_boxscore:crash-after=0"}
-    result = cli("backfill", "--spec", str(demo), "--start", "2021-10-19", "--end", "2021-10-22",
-                 "--table", "nbac_team_boxscore", env=crash)
+    result = cli(
+        "backfill",
+        "--spec",
+        str(demo),
+        "--start",
+        "2021-10-19",
+        "--end",
+        "2021-10-22",
+        "--table",
+        "nbac_team_boxscore",
+        env=crash,
+    )
     assert result.returncode == 1
-    assert statuses(demo, "--start", "2021-10-19", "--end", "2021-10-22", "--table", "nbac_team_boxscore") == {"running": 4}
-    later = cli("validate", "--spec", str(demo), "--start", "2021-10-19", "--end", "2021-10-22",
-                "--table", "nbac_team_boxscore", "--now", "2099-01-01T00:00:00", "--format", "json")
+    assert statuses(demo, "--start", "2021-10-19", "--end", "2021-10-22", "--table", "nbac_team_boxscore") == {
+        "running": 4
+    }
+    later = cli(
+        "validate",
+        "--spec",
+        str(demo),
+        "--start",
+        "2021-10-19",
+        "--end",
+        "2021-10-22",
+        "--table",
+        "nbac_team_boxscore",
+        "--now",
+        "2099-01-01T00:00:00",
+        "--format",
+        "json",
+    )
     assert json.loads(later.stdout)["summary"]["statuses"] == {"stale": 4}

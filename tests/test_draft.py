@@ -14,12 +14,12 @@ import duckdb
 import pytest
 from click.testing import CliRunner, Result
 
-from backfill_kit.warehouse.catalog import open_duckdb_catalog
 from backfill_kit.cli.commands import cli
 from backfill_kit.demo import init_demo
 from backfill_kit.draft import draft_spec
 from backfill_kit.spec.model import PipelineSpec, load_spec
 from backfill_kit.validation.validator import Validation, validate
+from backfill_kit.warehouse.catalog import open_duckdb_catalog
 
 NOW = datetime(2025, 11, 30, 12, 0)
 DEMO_RANGE = (date(2021, 10, 19), date(2025, 6, 22))
@@ -80,11 +80,15 @@ def test_the_demo_draft_names_every_table_its_date_column_processor_and_phase(de
     assert drafted.warehouse.path == "../nba_props.duckdb"  # relative to the draft, as specs are
 
 
-def test_validating_with_the_demo_draft_agrees_with_the_shipped_spec_on_95_percent_of_cells(demo: Path, demo_draft: Path):
+def test_validating_with_the_demo_draft_agrees_with_the_shipped_spec_on_95_percent_of_cells(
+    demo: Path, demo_draft: Path
+):
     truth = validate(load_spec(demo / "nba_props.yaml"), *DEMO_RANGE, now=NOW)
     drafted = validate(load_spec(demo_draft), *DEMO_RANGE, now=NOW)
     share, extra = agreement(truth, drafted)
-    print(f"demo: the draft gives {share:.2%} of {len(truth.cells):,} cells the shipped spec's status; {extra:,} extra cells")
+    print(
+        f"demo: the draft gives {share:.2%} of {len(truth.cells):,} cells the shipped spec's status; {extra:,} extra cells"
+    )
     assert share >= 0.95
 
 
@@ -108,7 +112,17 @@ def test_the_draft_refuses_to_overwrite_and_plan_and_run_refuse_its_placeholder_
     plan = invoke("plan", "--spec", str(demo_draft), "--start", "2024-01-01", "--end", "2024-01-31")
     assert plan.exit_code == 2
     assert "still the draft's placeholder" in plan.output and "job_defaults.argv" in plan.output
-    checked = invoke("validate", "--spec", str(demo_draft), "--start", "2024-01-01", "--end", "2024-01-31", "--now", "2025-11-30T12:00:00")
+    checked = invoke(
+        "validate",
+        "--spec",
+        str(demo_draft),
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-01-31",
+        "--now",
+        "2025-11-30T12:00:00",
+    )
     assert checked.exit_code in (0, 1) and "nbac_gamebook_player_stats" in checked.output
 
 
@@ -159,13 +173,21 @@ def test_spec_diff_names_a_misspelt_processor_a_missing_table_and_a_wrong_date_c
     result = invoke("spec", "diff", "--spec", str(spec))
     assert result.exit_code == 1, result.output
     out = result.output
-    assert re.search(r"phases\[0\]\.tables\[0\]\.processor: 'NbacGamebookProcesor' never appears in the run history; "
-                     r"the warehouse suggests NbacGamebookProcessor \(records = the table's rows", out)
+    assert re.search(
+        r"phases\[0\]\.tables\[0\]\.processor: 'NbacGamebookProcesor' never appears in the run history; "
+        r"the warehouse suggests NbacGamebookProcessor \(records = the table's rows",
+        out,
+    )
     assert "phases[0].tables[7].table: nba_raw.odds_api_game_line does not exist in the warehouse" in out
-    assert "phases[2].tables[3].date_column: nba_precompute.player_daily_cache has no column 'game_date'; its date columns: cache_date" in out
+    assert (
+        "phases[2].tables[3].date_column: nba_precompute.player_daily_cache has no column 'game_date'; its date columns: cache_date"
+        in out
+    )
     assert "nba_raw.nbac_injury_report is not in the spec" in out and "NbacInjuryReportProcessor" in out
     assert "nba_raw.odds_api_game_lines is not in the spec" in out  # the real name of the missing one
-    assert re.search(r"run_history.statuses: status values in the run history that no list maps: skipped \([\d,]+ rows\)", out)
+    assert re.search(
+        r"run_history.statuses: status values in the run history that no list maps: skipped \([\d,]+ rows\)", out
+    )
     assert "6 difference(s)" in out
 
 
@@ -177,14 +199,16 @@ def test_spec_diff_of_the_shipped_spec_finds_only_notes(demo: Path):
 
 
 def test_spec_diff_says_when_the_date_column_is_not_the_partition_field():
-    from backfill_kit.warehouse.catalog import ColumnInfo, TableInfo
     from backfill_kit.draft import _diff_date_column
+    from backfill_kit.warehouse.catalog import ColumnInfo, TableInfo
 
     info = TableInfo("ds.t", (ColumnInfo("game_date", "date"), ColumnInfo("loaded_at", "timestamp")), "game_date")
     spec = type("S", (), {"date_column_of": staticmethod(lambda t: "loaded_at")})()
     table = type("T", (), {"table": "ds.t"})()
     [difference] = _diff_date_column(spec, table, "phases[0].tables[0]", info, None)
-    assert str(difference) == "phases[0].tables[0].date_column: 'loaded_at' is not the partition field of ds.t (game_date)"
+    assert (
+        str(difference) == "phases[0].tables[0].date_column: 'loaded_at' is not the partition field of ds.t (game_date)"
+    )
 
 
 def test_bad_input_gets_one_message_and_exit_2(tmp_path: Path):
@@ -247,8 +271,10 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     con.execute("CREATE TABLE raw.orders (order_key VARCHAR, created_at TIMESTAMP, amount DOUBLE)")
     con.execute("CREATE TABLE raw.refunds (refund_key VARCHAR, refund_date DATE, settled_at TIMESTAMP, amount DOUBLE)")
     con.execute("CREATE TABLE marts.daily_revenue (revenue_date DATE, store_code VARCHAR, revenue DOUBLE)")
-    con.execute("CREATE TABLE ops.job_runs (job_name VARCHAR, run_date DATE, state VARCHAR, start_time TIMESTAMP, "
-                "end_time TIMESTAMP, rows_written BIGINT, error_message VARCHAR)")
+    con.execute(
+        "CREATE TABLE ops.job_runs (job_name VARCHAR, run_date DATE, state VARCHAR, start_time TIMESTAMP, "
+        "end_time TIMESTAMP, rows_written BIGINT, error_message VARCHAR)"
+    )
     days = [d for first, last in SHOP_SEASONS for d in _weekdays(first, last)]
     runs = []
     for i, d in enumerate(days):
@@ -260,24 +286,32 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
             runs.append(("orders_ingest", d, "FAILED", at, 0, "upstream API returned 503"))
             orders = 0
         elif i % 61 != 11:  # else: never ran
-            con.execute("INSERT INTO raw.orders SELECT 'o' || n, ? + to_minutes(n::BIGINT), 10.0 FROM range(?) t(n)",
-                        [datetime.combine(d, datetime.min.time()) + timedelta(hours=9), orders])
+            con.execute(
+                "INSERT INTO raw.orders SELECT 'o' || n, ? + to_minutes(n::BIGINT), 10.0 FROM range(?) t(n)",
+                [datetime.combine(d, datetime.min.time()) + timedelta(hours=9), orders],
+            )
             runs.append(("orders_ingest", d, "SUCCEEDED", at, orders, None))
         else:
             orders = 0
         refunds = 3 + i % 4
-        con.execute("INSERT INTO raw.refunds SELECT 'r' || n, ?, CASE WHEN n = 0 THEN ? END, 5.0 FROM range(?) t(n)",
-                    [d, at if i % 3 else None, refunds])
+        con.execute(
+            "INSERT INTO raw.refunds SELECT 'r' || n, ?, CASE WHEN n = 0 THEN ? END, 5.0 FROM range(?) t(n)",
+            [d, at if i % 3 else None, refunds],
+        )
         runs.append(("refunds_ingest", d, "SUCCEEDED", at, refunds, None))
         if orders and i % 9:
             con.execute("INSERT INTO marts.daily_revenue SELECT ?, 'S' || s, 100.0 FROM range(3) t(s)", [d])
             runs.append(("revenue_rollup", d, "SUCCEEDED", at + timedelta(hours=1), 3, None))
         elif i % 9 == 0:
             runs.append(("revenue_rollup", d, "ABANDONED", at + timedelta(hours=1), 0, None))
-    con.executemany("INSERT INTO ops.job_runs VALUES (?, ?, 'RUNNING', ?, NULL, NULL, NULL)",
-                    [(j, d, at) for j, d, _, at, _, _ in runs])
-    con.executemany("INSERT INTO ops.job_runs VALUES (?, ?, ?, ?, ? + INTERVAL 3 MINUTE, ?, ?)",
-                    [(j, d, s, at, at, n, e) for j, d, s, at, n, e in runs])
+    con.executemany(
+        "INSERT INTO ops.job_runs VALUES (?, ?, 'RUNNING', ?, NULL, NULL, NULL)",
+        [(j, d, at) for j, d, _, at, _, _ in runs],
+    )
+    con.executemany(
+        "INSERT INTO ops.job_runs VALUES (?, ?, ?, ?, ? + INTERVAL 3 MINUTE, ?, ?)",
+        [(j, d, s, at, at, n, e) for j, d, s, at, n, e in runs],
+    )
     con.close()
     (directory / "truth.yaml").write_text(SHOP_SPEC.format(path="shop.duckdb"))
     return directory
@@ -291,7 +325,9 @@ def test_a_second_pipeline_with_other_conventions_is_drafted_right_and_its_gaps_
     assert {t: v[:2] for t, v in tables_of(drafted).items()} == {t: v[:2] for t, v in tables_of(truth).items()}
     assert drafted.run_history.columns == truth.run_history.columns
     assert drafted.run_history.statuses == truth.run_history.statuses
-    assert [(s.name, s.start, s.end) for s in drafted.calendar.seasons] == [(s.name, s.start, s.end) for s in truth.calendar.seasons]
+    assert [(s.name, s.start, s.end) for s in drafted.calendar.seasons] == [
+        (s.name, s.start, s.end) for s in truth.calendar.seasons
+    ]
     text = out.read_text()
     assert re.search(r"date_column: created_at +# the only TIMESTAMP column", text)
     assert re.search(r"date_column: refund_date +# most distinct dates \(\d+\); also settled_at", text)
@@ -301,8 +337,10 @@ def test_a_second_pipeline_with_other_conventions_is_drafted_right_and_its_gaps_
     assert [p.name for p in drafted.phases] == ["raw", "ref", "marts"]  # by when their runs start
     assert text.count("# depends_on: TODO: no upstream checks recorded") == 4
     assert "# TODO statuses never mapped (a run with one reads as 'other'): ABANDONED" in text
-    share, _ = agreement(validate(truth, *SHOP_SEASONS[0][:1], SHOP_SEASONS[1][1], now=NOW),
-                         validate(drafted, SHOP_SEASONS[0][0], SHOP_SEASONS[1][1], now=NOW))
+    share, _ = agreement(
+        validate(truth, *SHOP_SEASONS[0][:1], SHOP_SEASONS[1][1], now=NOW),
+        validate(drafted, SHOP_SEASONS[0][0], SHOP_SEASONS[1][1], now=NOW),
+    )
     print(f"shop: the draft gives {share:.2%} of the cells the true spec's status")
     assert share >= 0.95
 
@@ -326,15 +364,23 @@ def production_shaped(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     con.execute("ALTER TABLE nba_reference.processor_run_history ADD COLUMN upstream_dependencies JSON")
     for t in TABLES.values():
         deps = shipped.table(t.id).depends_on
-        checks = "[" + ", ".join(f'{{"table": "{shipped.table(d).table}", "status": "ok", "age_hours": 7}}' for d in deps) + "]"
-        con.execute("UPDATE nba_reference.processor_run_history SET output_dataset = ?, output_table = ?, "
-                    "upstream_dependencies = ?::JSON WHERE processor_name = ?", [t.schema, t.id, checks, t.processor])
+        checks = (
+            "["
+            + ", ".join(f'{{"table": "{shipped.table(d).table}", "status": "ok", "age_hours": 7}}' for d in deps)
+            + "]"
+        )
+        con.execute(
+            "UPDATE nba_reference.processor_run_history SET output_dataset = ?, output_table = ?, "
+            "upstream_dependencies = ?::JSON WHERE processor_name = ?",
+            [t.schema, t.id, checks, t.processor],
+        )
     con.close()
     return path
 
 
 def test_production_columns_give_processors_by_output_table_and_dependencies_by_upstream_checks(
-        demo: Path, production_shaped: Path, tmp_path: Path):
+    demo: Path, production_shaped: Path, tmp_path: Path
+):
     out = tmp_path / "draft.yaml"
     assert invoke("spec", "draft", "--duckdb", str(production_shaped), "--out", str(out)).exit_code == 0
     shipped, drafted = load_spec(demo / "nba_props.yaml"), load_spec(out)
@@ -344,7 +390,9 @@ def test_production_columns_give_processors_by_output_table_and_dependencies_by_
     assert recorded, "some tables have runs"
     for t in recorded:  # dependencies wherever the run history records the upstream checks
         assert set(drafted.table(t.id).depends_on) == set(t.depends_on), t.id
-    assert re.search(r"depends_on: \[nbac_team_boxscore\] +# recorded upstream checks: nbac_team_boxscore \(\d+\)", text)
+    assert re.search(
+        r"depends_on: \[nbac_team_boxscore\] +# recorded upstream checks: nbac_team_boxscore \(\d+\)", text
+    )
 
 
 def _comment(text: str, processor: str) -> str:
@@ -373,13 +421,36 @@ def on_bigquery(request: pytest.FixtureRequest, bigquery_emulator) -> Iterator[t
         yield directory / "nba_props.duckdb", project
 
 
-def test_drafting_from_bigquery_gives_the_same_spec_as_from_duckdb(on_bigquery: tuple[Path, str], bigquery_emulator, tmp_path: Path):
+def test_drafting_from_bigquery_gives_the_same_spec_as_from_duckdb(
+    on_bigquery: tuple[Path, str], bigquery_emulator, tmp_path: Path
+):
     duck_file, project = on_bigquery
     jobs_before = len(bigquery_emulator.query_jobs(project))
-    on_bq = invoke("spec", "draft", "--bigquery", project, "--dataset-prefix", "demo_", *WINDOW,
-                   "--out", str(tmp_path / "bq.yaml"), "--name", "nba_props")
+    on_bq = invoke(
+        "spec",
+        "draft",
+        "--bigquery",
+        project,
+        "--dataset-prefix",
+        "demo_",
+        *WINDOW,
+        "--out",
+        str(tmp_path / "bq.yaml"),
+        "--name",
+        "nba_props",
+    )
     assert on_bq.exit_code == 0, on_bq.output
-    on_duck = invoke("spec", "draft", "--duckdb", str(duck_file), *WINDOW, "--out", str(tmp_path / "duck.yaml"), "--name", "nba_props")
+    on_duck = invoke(
+        "spec",
+        "draft",
+        "--duckdb",
+        str(duck_file),
+        *WINDOW,
+        "--out",
+        str(tmp_path / "duck.yaml"),
+        "--name",
+        "nba_props",
+    )
     assert on_duck.exit_code == 0, on_duck.output
     bq, duck = load_spec(tmp_path / "bq.yaml"), load_spec(tmp_path / "duck.yaml")
     assert bq.model_dump(exclude={"warehouse"}) == duck.model_dump(exclude={"warehouse"})
@@ -393,16 +464,28 @@ def test_drafting_from_bigquery_gives_the_same_spec_as_from_duckdb(on_bigquery: 
     assert jobs and all("processor_run_history" in j.query or "INFORMATION_SCHEMA.PARTITIONS" in j.query for j in jobs)
 
 
-def test_the_bytes_ceiling_refuses_a_costly_draft_before_any_query_runs(on_bigquery: tuple[Path, str], bigquery_emulator, tmp_path: Path):
+def test_the_bytes_ceiling_refuses_a_costly_draft_before_any_query_runs(
+    on_bigquery: tuple[Path, str], bigquery_emulator, tmp_path: Path
+):
     _, project = on_bigquery
     jobs_before = len(bigquery_emulator.query_jobs(project))
-    result = invoke("spec", "draft", "--bigquery", project, "--dataset-prefix", "demo_", *WINDOW,
-                    "--maximum-bytes-billed", "1000", "--out", str(tmp_path / "bq.yaml"))
+    result = invoke(
+        "spec",
+        "draft",
+        "--bigquery",
+        project,
+        "--dataset-prefix",
+        "demo_",
+        *WINDOW,
+        "--maximum-bytes-billed",
+        "1000",
+        "--out",
+        str(tmp_path / "bq.yaml"),
+    )
     assert result.exit_code == 2
     assert "would bill up to" in result.output and "--maximum-bytes-billed" in result.output
     assert len(bigquery_emulator.query_jobs(project)) == jobs_before
     assert not (tmp_path / "bq.yaml").exists()
-
 
 
 def test_tables_with_equal_rows_per_date_go_to_the_processors_named_after_them(tmp_path: Path):
@@ -410,18 +493,25 @@ def test_tables_with_equal_rows_per_date_go_to_the_processors_named_after_them(t
     records alone cannot tell which processor writes which; the names can."""
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     con.execute("CREATE SCHEMA s")
-    con.execute("CREATE TABLE s.runs (processor_name VARCHAR, data_date DATE, status VARCHAR, started_at TIMESTAMP, "
-                "processed_at TIMESTAMP, records_processed BIGINT)")
+    con.execute(
+        "CREATE TABLE s.runs (processor_name VARCHAR, data_date DATE, status VARCHAR, started_at TIMESTAMP, "
+        "processed_at TIMESTAMP, records_processed BIGINT)"
+    )
     days = [date(2024, 1, 1) + timedelta(n) for n in range(10)]
-    tables = {"raw_box_scores": "RawBoxScoresProcessor", "player_game_summary": "PlayerGameSummaryProcessor",
-              "team_game_summary": "TeamGameSummaryProcessor"}
+    tables = {
+        "raw_box_scores": "RawBoxScoresProcessor",
+        "player_game_summary": "PlayerGameSummaryProcessor",
+        "team_game_summary": "TeamGameSummaryProcessor",
+    }
     for table, processor in tables.items():
         con.execute(f"CREATE TABLE s.{table} (game_date DATE, v INTEGER)")
         for n, d in enumerate(days):  # every table: the same rows on every date
             con.execute(f"INSERT INTO s.{table} SELECT ?, 1 FROM range(?)", [d, 5 + n])
             if processor.startswith("Raw") or n < 5:  # the summaries ran on fewer dates (range runs, say)
-                con.execute("INSERT INTO s.runs VALUES (?, ?, 'success', ?, ?, ?)",
-                            [processor, d, datetime(2024, 2, 1), datetime(2024, 2, 1, 0, 5), 5 + n])
+                con.execute(
+                    "INSERT INTO s.runs VALUES (?, ?, 'success', ?, ?, ?)",
+                    [processor, d, datetime(2024, 2, 1), datetime(2024, 2, 1, 0, 5), 5 + n],
+                )
     con.close()
     out = tmp_path / "draft.yaml"
     assert invoke("spec", "draft", "--duckdb", str(tmp_path / "w.duckdb"), "--out", str(out)).exit_code == 0
@@ -432,24 +522,31 @@ def test_tables_with_equal_rows_per_date_go_to_the_processors_named_after_them(t
 def test_a_table_no_run_can_be_tied_to_gets_a_marked_placeholder_that_still_validates(tmp_path: Path):
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     con.execute("CREATE SCHEMA s")
-    con.execute("CREATE TABLE s.runs (job VARCHAR, data_date DATE, status VARCHAR, started_at TIMESTAMP, "
-                "finished_at TIMESTAMP, records BIGINT)")
+    con.execute(
+        "CREATE TABLE s.runs (job VARCHAR, data_date DATE, status VARCHAR, started_at TIMESTAMP, "
+        "finished_at TIMESTAMP, records BIGINT)"
+    )
     days = [date(2024, 1, 1) + timedelta(n) for n in range(10)]
     for table, job in (("alpha_facts", "nightly_a"), ("beta_facts", "nightly_b"), ("gamma_facts", None)):
         con.execute(f"CREATE TABLE s.{table} (event_day DATE, v INTEGER)")
         for n, d in enumerate(days):
             con.execute(f"INSERT INTO s.{table} SELECT ?, 1 FROM range(?)", [d, 5 + n])
             if job:
-                con.execute("INSERT INTO s.runs VALUES (?, ?, 'success', ?, ?, ?)",
-                            [job, d, datetime(2024, 2, 1), datetime(2024, 2, 1, 0, 5), 5 + n])
+                con.execute(
+                    "INSERT INTO s.runs VALUES (?, ?, 'success', ?, ?, ?)",
+                    [job, d, datetime(2024, 2, 1), datetime(2024, 2, 1, 0, 5), 5 + n],
+                )
     con.execute("INSERT INTO s.runs VALUES ('misc_cleanup', '2024-01-03', 'failed', '2024-02-01', '2024-02-01', 0)")
     con.close()
     out = tmp_path / "draft.yaml"
     assert invoke("spec", "draft", "--duckdb", str(tmp_path / "w.duckdb"), "--out", str(out)).exit_code == 0
     text = out.read_text()
     assert re.search(r"processor: nightly_a +# records = the table's rows on 10 of 10 dates run", text)
-    assert re.search(r"processor: TODO_processor_of_gamma_facts +# TODO: no run writes this table that could be told; "
-                     r"unmatched processors: misc_cleanup", text)
+    assert re.search(
+        r"processor: TODO_processor_of_gamma_facts +# TODO: no run writes this table that could be told; "
+        r"unmatched processors: misc_cleanup",
+        text,
+    )
     result = invoke("validate", "--spec", str(out), "--start", "2024-01-01", "--end", "2024-01-10", "--format", "json")
     assert result.exit_code == 0, result.output  # every table has its rows: the placeholder does not get in the way
     assert '"gamma_facts"' in result.output

@@ -38,40 +38,82 @@ NOW = datetime(2024, 11, 3, 12, 0)
 # name -> (schema fields as tables.get gives them, partitioning, requires a partition filter)
 TABLES: dict[str, tuple[list[dict[str, str]], dict[str, str] | None, bool]] = {
     "nba_raw.nbac_schedule": (
-        [{"name": "game_id", "type": "STRING"}, {"name": "game_date", "type": "DATE"},
-         {"name": "game_status", "type": "INTEGER"}], {"type": "DAY", "field": "game_date"}, True),
+        [
+            {"name": "game_id", "type": "STRING"},
+            {"name": "game_date", "type": "DATE"},
+            {"name": "game_status", "type": "INTEGER"},
+        ],
+        {"type": "DAY", "field": "game_date"},
+        True,
+    ),
     # partitioned by day on its date: counted from INFORMATION_SCHEMA.PARTITIONS
     "nba_raw.nbac_gamebook_player_stats": (
         [{"name": "game_date", "type": "DATE"}, {"name": "player", "type": "STRING"}],
-        {"type": "DAY", "field": "game_date"}, False),
+        {"type": "DAY", "field": "game_date"},
+        False,
+    ),
     # partitioned on another column, which queries must filter on
     "nba_raw.odds_api_player_points_props": (
-        [{"name": "game_date", "type": "DATE"}, {"name": "snapshot_timestamp", "type": "TIMESTAMP"},
-         {"name": "player", "type": "STRING"}], {"type": "DAY", "field": "snapshot_timestamp"}, True),
+        [
+            {"name": "game_date", "type": "DATE"},
+            {"name": "snapshot_timestamp", "type": "TIMESTAMP"},
+            {"name": "player", "type": "STRING"},
+        ],
+        {"type": "DAY", "field": "snapshot_timestamp"},
+        True,
+    ),
     # partitioned by ingestion time (_PARTITIONTIME), which queries must filter on
     "nba_raw.bettingpros_player_points_props": (
-        [{"name": "game_date", "type": "DATE"}, {"name": "player", "type": "STRING"}], {"type": "DAY"}, True),
+        [{"name": "game_date", "type": "DATE"}, {"name": "player", "type": "STRING"}],
+        {"type": "DAY"},
+        True,
+    ),
     "nba_raw.bdl_player_boxscores": (  # a TIMESTAMP date column
-        [{"name": "game_date", "type": "TIMESTAMP"}, {"name": "player", "type": "STRING"}], None, False),
+        [{"name": "game_date", "type": "TIMESTAMP"}, {"name": "player", "type": "STRING"}],
+        None,
+        False,
+    ),
     "nba_raw.nbac_injury_report": (  # a DATETIME date column
-        [{"name": "report_date", "type": "DATETIME"}, {"name": "player", "type": "STRING"}], None, False),
+        [{"name": "report_date", "type": "DATETIME"}, {"name": "player", "type": "STRING"}],
+        None,
+        False,
+    ),
     "nba_reference.processor_run_history": (
-        [{"name": "processor_name", "type": "STRING"}, {"name": "run_id", "type": "STRING"},
-         {"name": "phase", "type": "STRING"}, {"name": "data_date", "type": "DATE"},
-         {"name": "date_range_filter_start", "type": "DATE"}, {"name": "date_range_filter_end", "type": "DATE"},
-         {"name": "status", "type": "STRING"}, {"name": "started_at", "type": "TIMESTAMP"},
-         {"name": "processed_at", "type": "TIMESTAMP"}, {"name": "duration_seconds", "type": "FLOAT"},
-         {"name": "records_processed", "type": "INTEGER"}, {"name": "errors", "type": "JSON"},
-         {"name": "warnings", "type": "JSON"}, {"name": "failure_category", "type": "STRING"},
-         {"name": "skipped", "type": "BOOLEAN"}, {"name": "skip_reason", "type": "STRING"},
-         {"name": "retry_attempt", "type": "INTEGER"}], {"type": "DAY", "field": "data_date"}, True),
+        [
+            {"name": "processor_name", "type": "STRING"},
+            {"name": "run_id", "type": "STRING"},
+            {"name": "phase", "type": "STRING"},
+            {"name": "data_date", "type": "DATE"},
+            {"name": "date_range_filter_start", "type": "DATE"},
+            {"name": "date_range_filter_end", "type": "DATE"},
+            {"name": "status", "type": "STRING"},
+            {"name": "started_at", "type": "TIMESTAMP"},
+            {"name": "processed_at", "type": "TIMESTAMP"},
+            {"name": "duration_seconds", "type": "FLOAT"},
+            {"name": "records_processed", "type": "INTEGER"},
+            {"name": "errors", "type": "JSON"},
+            {"name": "warnings", "type": "JSON"},
+            {"name": "failure_category", "type": "STRING"},
+            {"name": "skipped", "type": "BOOLEAN"},
+            {"name": "skip_reason", "type": "STRING"},
+            {"name": "retry_attempt", "type": "INTEGER"},
+        ],
+        {"type": "DAY", "field": "data_date"},
+        True,
+    ),
 }
 # The same run history with its errors as REPEATED records instead of JSON.
-REPEATED_ERRORS = {"name": "errors", "type": "RECORD", "mode": "REPEATED",
-                   "fields": [{"name": "error_type", "type": "STRING"}, {"name": "error_message", "type": "STRING"}]}
+REPEATED_ERRORS = {
+    "name": "errors",
+    "type": "RECORD",
+    "mode": "REPEATED",
+    "fields": [{"name": "error_type", "type": "STRING"}, {"name": "error_message", "type": "STRING"}],
+}
 TABLES["nba_reference.processor_run_history_repeated"] = (
     [REPEATED_ERRORS if f["name"] == "errors" else f for f in TABLES["nba_reference.processor_run_history"][0]],
-    {"type": "DAY", "field": "data_date"}, True)
+    {"type": "DAY", "field": "data_date"},
+    True,
+)
 
 SPEC = """\
 name: production_shaped
@@ -205,7 +247,9 @@ def _declared(parameter: Any) -> Any:
 
 
 @pytest.mark.parametrize("errors", ["JSON", "REPEATED"])
-def test_every_query_the_backend_sends_is_valid_googlesql(production: Path, catalog: Any, monkeypatch, tmp_path, errors):
+def test_every_query_the_backend_sends_is_valid_googlesql(
+    production: Path, catalog: Any, monkeypatch, tmp_path, errors
+):
     if errors == "REPEATED":  # the same spec, on the run history whose errors are REPEATED records
         history = "table: nba_reference.processor_run_history\n"
         text = production.read_text().replace(history, history.replace("y\n", "y_repeated\n"))
@@ -234,7 +278,9 @@ def test_every_query_the_backend_sends_is_valid_googlesql(production: Path, cata
     # ... and the emulator's answers are right: every cell complete but bettingpros on
     # 2024-11-02 (its run failed) and the injury report (never ran); the error read from JSON.
     assert {(c.table, c.date): str(c.status) for c in v.cells if str(c.status) != "complete"} == {
-        ("bettingpros", date(2024, 11, 2)): "failed", ("injuries", date(2024, 11, 2)): "never_ran"}
+        ("bettingpros", date(2024, 11, 2)): "failed",
+        ("injuries", date(2024, 11, 2)): "never_ran",
+    }
     (failure,) = [r for r in recent if r.category == "failed"]
     assert "503 from the odds source" in failure.error  # JSON text today; the readable message later
 
@@ -246,10 +292,14 @@ def test_the_analyzer_rejects_what_bigquery_rejects(production: Path, catalog: A
     history = f"`{wh.project}`.`nba_reference`.`processor_run_history`"
     # The run history's JSON errors cast to STRING, as the run-history query used to read them.
     with pytest.raises(googlesql.RejectedQuery, match="Invalid cast from JSON to STRING"):
-        catalog.check(f"SELECT CAST(`errors` AS STRING) FROM {history} WHERE `data_date` >= @start",
-                      {"start": googlesql.parameter_type("STRING")})
-    catalog.check(f"SELECT TO_JSON_STRING(`errors`) FROM {history} WHERE `data_date` >= @start",
-                  {"start": googlesql.parameter_type("STRING")})
+        catalog.check(
+            f"SELECT CAST(`errors` AS STRING) FROM {history} WHERE `data_date` >= @start",
+            {"start": googlesql.parameter_type("STRING")},
+        )
+    catalog.check(
+        f"SELECT TO_JSON_STRING(`errors`) FROM {history} WHERE `data_date` >= @start",
+        {"start": googlesql.parameter_type("STRING")},
+    )
     # DATE parameters, as the backend used to send them, against a TIMESTAMP date column.
     sent = Sent(monkeypatch)
     wh.row_counts(_targets(spec), START, END)
@@ -283,11 +333,14 @@ def test_the_emulator_counts_the_rows_of_tables_partitioned_on_another_column(pr
     names = [t.id for t in spec.tables]
     found = sorted((names[k], d, n) for k, d, n in counts)
     assert found == [
-        ("bdl", date(2024, 11, 1), 1), ("bdl", date(2024, 11, 2), 1),  # TIMESTAMP dates, by UTC date
+        ("bdl", date(2024, 11, 1), 1),
+        ("bdl", date(2024, 11, 2), 1),  # TIMESTAMP dates, by UTC date
         ("bettingpros", date(2024, 11, 1), 1),
-        ("gamebook", date(2024, 11, 1), 1), ("gamebook", date(2024, 11, 2), 1),
+        ("gamebook", date(2024, 11, 1), 1),
+        ("gamebook", date(2024, 11, 2), 1),
         ("injuries", date(2024, 11, 1), 1),  # a DATETIME date
-        ("odds_props", date(2024, 11, 1), 1), ("odds_props", date(2024, 11, 2), 1),
+        ("odds_props", date(2024, 11, 1), 1),
+        ("odds_props", date(2024, 11, 2), 1),
     ]
 
 
@@ -299,9 +352,11 @@ def test_a_refused_coverage_query_comes_with_the_table_settings_behind_it(produc
 
     from backfill_kit.errors import WarehouseError
 
-    refusal = ("Cannot query over table 'p.nba_raw.bettingpros_player_points_props' without a filter over "
-               "column(s) '_PARTITION_LOAD_TIME', '_PARTITIONDATE', '_PARTITIONTIME' that can be used for "
-               "partition elimination")
+    refusal = (
+        "Cannot query over table 'p.nba_raw.bettingpros_player_points_props' without a filter over "
+        "column(s) '_PARTITION_LOAD_TIME', '_PARTITIONDATE', '_PARTITIONTIME' that can be used for "
+        "partition elimination"
+    )
     real_query = bigquery.Client.query
 
     def refuse_coverage(client: Any, sql: str, *args: Any, **kwargs: Any) -> Any:
@@ -314,8 +369,10 @@ def test_a_refused_coverage_query_comes_with_the_table_settings_behind_it(produc
         validate(load_spec(production), START, END, now=NOW)
     said = str(info.value)
     assert said.startswith("BigQuery refused the coverage query; table settings that may explain it: ")
-    assert "nba_raw.odds_api_player_points_props: requires a partition filter: every query a backfill job " \
-           "runs on it must filter on snapshot_timestamp" in said
+    assert (
+        "nba_raw.odds_api_player_points_props: requires a partition filter: every query a backfill job "
+        "runs on it must filter on snapshot_timestamp" in said
+    )
     assert "nba_raw.bettingpros_player_points_props: requires a partition filter" in said
     assert "filter on _PARTITIONTIME" in said and said.endswith(f"estimating the coverage query failed: {refusal}")
 

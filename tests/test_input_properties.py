@@ -36,13 +36,31 @@ FAST = settings(deadline=None, database=None, suppress_health_check=[HealthCheck
 # --- mutations -----------------------------------------------------------------------------
 
 ODD_VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(10**30), max_value=10**30),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
     st.lists(st.integers(min_value=-5, max_value=5), max_size=3),
     st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
     st.dates(min_value=date(1, 1, 1), max_value=date(9999, 12, 31)),
-    st.sampled_from(["2021-02-30", "9999-12-31", "0001-01-01", "game_date\n", "", "a.b.c", "{start}", "x" * 300,
-                     "read_csv('/etc/passwd') IS NOT NULL", "1; DROP TABLE t", -1, 0, 10**6]),
+    st.sampled_from(
+        [
+            "2021-02-30",
+            "9999-12-31",
+            "0001-01-01",
+            "game_date\n",
+            "",
+            "a.b.c",
+            "{start}",
+            "x" * 300,
+            "read_csv('/etc/passwd') IS NOT NULL",
+            "1; DROP TABLE t",
+            -1,
+            0,
+            10**6,
+        ]
+    ),
 )
 
 
@@ -110,7 +128,9 @@ def _lines_edit(text: str, n: int, edit: Callable[[list[str], int], Any]) -> str
 BYTE_EDITS: dict[str, Callable[[str, int, bytes], bytes]] = {
     "utf-8": lambda text, n, junk: text.encode(),
     "utf-16": lambda text, n, junk: text.encode("utf-16"),
-    "latin-1 with accents": lambda text, n, junk: text.replace("nba_props", "nbä_pröps").encode("latin-1", errors="replace"),
+    "latin-1 with accents": lambda text, n, junk: text.replace("nba_props", "nbä_pröps").encode(
+        "latin-1", errors="replace"
+    ),
     "bytes inserted": lambda text, n, junk: (raw := text.encode())[: (at := n % (len(raw) + 1))] + junk + raw[at:],
     "bom": lambda text, n, junk: b"\xef\xbb\xbf" + text.encode(),
 }
@@ -130,18 +150,55 @@ def mutated_spec(draw: st.DrawFn) -> bytes:
     return BYTE_EDITS[draw(st.sampled_from(sorted(BYTE_EDITS)))](text, n, junk)
 
 
-STEP = {"id": "t:2024-01-02..2024-01-03", "table": "t", "phase": "raw", "start": "2024-01-02", "end": "2024-01-03",
-        "dates": ["2024-01-02", "2024-01-03"], "causes": {"failed": 2}, "argv": ["python3", "-c", "pass"],
-        "workdir": ".", "env": {"A": "1"}, "timeout_seconds": 60.0, "retries": 2, "transient_exit_codes": [75],
-        "skips_downstream": True, "after": [], "estimated_seconds": 12.5}
-PLAN = {"format": 1, "spec": "spec.yaml", "spec_name": "x", "start": "2024-01-01", "end": "2024-01-31",
-        "created_at": "2024-02-01T00:00:00+00:00", "options": {"statuses": ["failed"], "cascade": "none"},
-        "totals": {"stages": 2, "steps": 2, "dates": 3, "blocked": 1, "estimated_seconds": 25.0},
-        "stages": [{"index": 1, "phase": "raw", "mode": "parallel", "workers": 2, "steps": [STEP]},
-                   {"index": 2, "phase": "next", "mode": "sequential", "workers": 1,
-                    "steps": [{**STEP, "id": "u:2024-01-02", "table": "u", "phase": "next", "end": "2024-01-02",
-                               "dates": ["2024-01-02"], "after": [STEP["id"]]}]}],
-        "blocked": [{"table": "u", "date": "2024-01-03", "reason": "upstream t is failed"}]}
+STEP = {
+    "id": "t:2024-01-02..2024-01-03",
+    "table": "t",
+    "phase": "raw",
+    "start": "2024-01-02",
+    "end": "2024-01-03",
+    "dates": ["2024-01-02", "2024-01-03"],
+    "causes": {"failed": 2},
+    "argv": ["python3", "-c", "pass"],
+    "workdir": ".",
+    "env": {"A": "1"},
+    "timeout_seconds": 60.0,
+    "retries": 2,
+    "transient_exit_codes": [75],
+    "skips_downstream": True,
+    "after": [],
+    "estimated_seconds": 12.5,
+}
+PLAN = {
+    "format": 1,
+    "spec": "spec.yaml",
+    "spec_name": "x",
+    "start": "2024-01-01",
+    "end": "2024-01-31",
+    "created_at": "2024-02-01T00:00:00+00:00",
+    "options": {"statuses": ["failed"], "cascade": "none"},
+    "totals": {"stages": 2, "steps": 2, "dates": 3, "blocked": 1, "estimated_seconds": 25.0},
+    "stages": [
+        {"index": 1, "phase": "raw", "mode": "parallel", "workers": 2, "steps": [STEP]},
+        {
+            "index": 2,
+            "phase": "next",
+            "mode": "sequential",
+            "workers": 1,
+            "steps": [
+                {
+                    **STEP,
+                    "id": "u:2024-01-02",
+                    "table": "u",
+                    "phase": "next",
+                    "end": "2024-01-02",
+                    "dates": ["2024-01-02"],
+                    "after": [STEP["id"]],
+                }
+            ],
+        },
+    ],
+    "blocked": [{"table": "u", "date": "2024-01-03", "reason": "upstream t is failed"}],
+}
 JOURNAL_LINE = '{"event": "run_started", "at": "2024-02-01T00:00:00+00:00", "plan": "plan.json"}\n'
 
 
@@ -151,8 +208,13 @@ def mutated_plan(draw: st.DrawFn) -> bytes:
     text = json.dumps(doc, allow_nan=True, default=str)
     wrap = draw(st.sampled_from(["none", "list", "journal", "cut", "spec"]))
     n = draw(st.integers(0, 10**6))
-    text = {"none": text, "list": f"[{text}]", "journal": JOURNAL_LINE * (1 + n % 3), "cut": text[: n % (len(text) + 1)],
-            "spec": EXAMPLE_TEXT}[wrap]
+    text = {
+        "none": text,
+        "list": f"[{text}]",
+        "journal": JOURNAL_LINE * (1 + n % 3),
+        "cut": text[: n % (len(text) + 1)],
+        "spec": EXAMPLE_TEXT,
+    }[wrap]
     junk = draw(st.binary(min_size=1, max_size=4))
     return BYTE_EDITS[draw(st.sampled_from(sorted(BYTE_EDITS)))](text, n, junk)
 
@@ -172,7 +234,13 @@ def test_the_mutations_start_from_files_that_load(tmp_path):
 
 # What is mutated, how it is loaded, its one refusal, and what commands then ask of it.
 LOADERS: dict[str, tuple[str, Any, Callable[[Path], Any], type[Exception], Callable[[Any], Any]]] = {
-    "spec": ("nba_props.yaml", mutated_spec(), load_spec, SpecError, lambda spec: [spec.job_of(t) for t in spec.tables]),
+    "spec": (
+        "nba_props.yaml",
+        mutated_spec(),
+        load_spec,
+        SpecError,
+        lambda spec: [spec.job_of(t) for t in spec.tables],
+    ),
     "plan": ("plan.json", mutated_plan(), load_plan, InputError, lambda plan: json.dumps(plan.to_dict()) + plan.text()),
 }
 

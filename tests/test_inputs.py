@@ -90,22 +90,30 @@ def test_duplicate_keys_are_refused_with_both_lines(tmp_path):
 def test_a_spec_that_is_not_utf8(tmp_path):
     text = EXAMPLE.replace("name: nba_props", "name: nbä_props")
     (problem,) = spec_problems(tmp_path, text.encode("latin-1"))
-    assert problem == f"{line_of(text, 'nbä')}: not UTF-8 text (byte 0xe4 at offset {text.index('ä')}); save the file as UTF-8"
+    assert (
+        problem
+        == f"{line_of(text, 'nbä')}: not UTF-8 text (byte 0xe4 at offset {text.index('ä')}); save the file as UTF-8"
+    )
 
 
 def test_an_impossible_season_date_names_its_field(tmp_path):
     text = EXAMPLE.replace("start: 2021-10-19", "start: 2021-02-30", 1)
     assert text != EXAMPLE
     (problem,) = spec_problems(tmp_path, text)
-    assert problem == (f"{line_of(text, '2021-02-30')}: calendar.seasons[0].start: Input should be a valid date or "
-                       "datetime, day value is outside expected range (got '2021-02-30')")
+    assert problem == (
+        f"{line_of(text, '2021-02-30')}: calendar.seasons[0].start: Input should be a valid date or "
+        "datetime, day value is outside expected range (got '2021-02-30')"
+    )
 
 
 def test_a_season_date_beyond_what_the_warehouses_represent(tmp_path):
     text = EXAMPLE.replace("end: 2022-06-16", "end: 9999-12-31", 1)
     assert text != EXAMPLE
     (problem,) = spec_problems(tmp_path, text)
-    assert "calendar.seasons[0].end: 9999-12-31 is outside the dates backfill-kit handles (1678-01-01 .. 2261-12-31)" in problem
+    assert (
+        "calendar.seasons[0].end: 9999-12-31 is outside the dates backfill-kit handles (1678-01-01 .. 2261-12-31)"
+        in problem
+    )
 
 
 def test_identifiers_refuse_a_trailing_newline(tmp_path):
@@ -115,8 +123,10 @@ def test_identifiers_refuse_a_trailing_newline(tmp_path):
     assert any("'game_date\\n' is not a valid column name" in p for p in problems), problems
 
 
-@pytest.mark.parametrize(("old", "field"), [('"--warehouse"', "job_defaults.argv"),
-                                          ('"--skip-downstream-trigger"', "job_defaults.skip_downstream.args")])
+@pytest.mark.parametrize(
+    ("old", "field"),
+    [('"--warehouse"', "job_defaults.argv"), ('"--skip-downstream-trigger"', "job_defaults.skip_downstream.args")],
+)
 def test_a_command_no_process_could_take_is_refused_at_load(tmp_path, old, field):
     """A NUL character in an argument made the runner crash at the first step."""
     assert old in EXAMPLE
@@ -177,7 +187,9 @@ def test_a_reversed_range_is_one_message(tmp_path, command):
     assert [p.name for p in tmp_path.rglob("*")] == ["spec.yaml"]
 
 
-@pytest.mark.parametrize("option", [["--now", "9999-12-31T00:00:00"], ["--window-hours", "1e30"], ["--interval", "1e30"]])
+@pytest.mark.parametrize(
+    "option", [["--now", "9999-12-31T00:00:00"], ["--window-hours", "1e30"], ["--interval", "1e30"]]
+)
 def test_times_and_durations_are_bounded(tmp_path, option):
     command = "validate" if option[0] == "--now" else "monitor"
     result = cli_run(tmp_path, [*DATED_COMMANDS[command], "--start", "2022-01-01", "--end", "2022-01-02", *option])
@@ -187,13 +199,35 @@ def test_times_and_durations_are_bounded(tmp_path, option):
 
 # --- plan files ----------------------------------------------------------------------------
 
-STEP = {"id": "a:2024-01-02..2024-01-03", "table": "a", "phase": "raw", "start": "2024-01-02", "end": "2024-01-03",
-        "dates": ["2024-01-02", "2024-01-03"], "causes": {"failed": 2}, "argv": ["python3", "-c", "pass"],
-        "workdir": ".", "env": {}, "timeout_seconds": 60, "retries": 1, "transient_exit_codes": [75],
-        "skips_downstream": True, "after": [], "estimated_seconds": None}
-PLAN = {"format": 1, "spec": "spec.yaml", "spec_name": "x", "start": "2024-01-01", "end": "2024-01-31",
-        "created_at": "2024-02-01T00:00:00+00:00", "options": {}, "blocked": [],
-        "stages": [{"index": 1, "phase": "raw", "mode": "parallel", "workers": 2, "steps": [STEP]}]}
+STEP = {
+    "id": "a:2024-01-02..2024-01-03",
+    "table": "a",
+    "phase": "raw",
+    "start": "2024-01-02",
+    "end": "2024-01-03",
+    "dates": ["2024-01-02", "2024-01-03"],
+    "causes": {"failed": 2},
+    "argv": ["python3", "-c", "pass"],
+    "workdir": ".",
+    "env": {},
+    "timeout_seconds": 60,
+    "retries": 1,
+    "transient_exit_codes": [75],
+    "skips_downstream": True,
+    "after": [],
+    "estimated_seconds": None,
+}
+PLAN = {
+    "format": 1,
+    "spec": "spec.yaml",
+    "spec_name": "x",
+    "start": "2024-01-01",
+    "end": "2024-01-31",
+    "created_at": "2024-02-01T00:00:00+00:00",
+    "options": {},
+    "blocked": [],
+    "stages": [{"index": 1, "phase": "raw", "mode": "parallel", "workers": 2, "steps": [STEP]}],
+}
 
 
 def plan_with(**changes: Any) -> dict[str, Any]:
@@ -222,15 +256,20 @@ BAD_PLANS = {
     "a JSON list": ([PLAN], "not a backfill-kit plan (a JSON list, where a plan is a JSON object)"),
     "no worker": (plan_with(stage={"workers": 0}), "stage 1: workers is 0, a stage needs at least one"),
     "endless timeout": (plan_with(step={"timeout_seconds": 1e308}), "timeout_seconds is 1e+308"),
-    "argv as text": (plan_with(step={"argv": "python3 -c pass"}),
-                     "stages[0].steps[0].argv: Input should be a valid tuple (got 'python3 -c pass')"),
+    "argv as text": (
+        plan_with(step={"argv": "python3 -c pass"}),
+        "stages[0].steps[0].argv: Input should be a valid tuple (got 'python3 -c pass')",
+    ),
     "impossible date": (plan_with(start="2024-02-30"), "start: Input should be a valid date"),
     "date out of range": (plan_with(end="9999-12-31"), "9999-12-31 is outside the dates backfill-kit handles"),
     "reversed": (plan_with(start="2024-02-01"), "end 2024-01-31 is before start 2024-02-01"),
     "step twice": ({**PLAN, "stages": [{**PLAN["stages"][0], "steps": [STEP, STEP]}]}, "appears twice"),
     "another format": (plan_with(format=2), "format 2, expected 1"),
     "a NUL in argv": (plan_with(step={"argv": ["python3", "-c", "pass\u0000"]}), "its argv contains a NUL character"),
-    "a bad variable name": (plan_with(step={"env": {"A=B": "1"}}), "its env an environment variable name is empty or contains '='"),
+    "a bad variable name": (
+        plan_with(step={"env": {"A=B": "1"}}),
+        "its env an environment variable name is empty or contains '='",
+    ),
 }
 
 
@@ -256,10 +295,13 @@ def test_the_sample_plan_is_good(tmp_path):
 
 def test_a_file_of_another_kind_is_named(tmp_path):
     journal = '{"event": "run_started", "at": "2024-02-01T00:00:00+00:00", "plan": "plan.json"}\n'
-    for content, kind in ((journal, "a runner journal"), (journal * 3, "a runner journal"),
-                          (EXAMPLE, "a pipeline spec (YAML); make a plan from it with backfill-kit plan --spec"),
-                          ('{"spec": "x", "cells": [], "summary": {}}', "validate's JSON output"),
-                          ("<!DOCTYPE html>\n<html></html>", "an HTML file")):
+    for content, kind in (
+        (journal, "a runner journal"),
+        (journal * 3, "a runner journal"),
+        (EXAMPLE, "a pipeline spec (YAML); make a plan from it with backfill-kit plan --spec"),
+        ('{"spec": "x", "cells": [], "summary": {}}', "validate's JSON output"),
+        ("<!DOCTYPE html>\n<html></html>", "an HTML file"),
+    ):
         result = run_plan(tmp_path, content)
         assert result.exit_code == 2
         assert f"{tmp_path / 'plan.json'}: not a plan file: this is {kind}" in result.output
@@ -312,10 +354,14 @@ def test_backfill_in_a_read_only_spec_folder_is_one_message(read_only_folder, mo
     monkeypatch.setattr(cli_module, "_validation", lambda *args: None)
     monkeypatch.setattr(cli_module, "_plan_of", lambda *args: load_plan(sample))
     spec = read_only_folder / "spec.yaml"
-    result = CliRunner().invoke(cli_module.cli, ["backfill", "--spec", str(spec), "--start", "2024-01-01",
-                                                 "--end", "2024-01-31", "--ignore-preflight"])
+    result = CliRunner().invoke(
+        cli_module.cli,
+        ["backfill", "--spec", str(spec), "--start", "2024-01-01", "--end", "2024-01-31", "--ignore-preflight"],
+    )
     assert result.exit_code == 2, result.output
-    assert result.output.startswith(f"error: cannot write the plan {read_only_folder}/runs/plan-2024-01-01-2024-01-31.json: ")
+    assert result.output.startswith(
+        f"error: cannot write the plan {read_only_folder}/runs/plan-2024-01-01-2024-01-31.json: "
+    )
     assert "choose a writable place with --out" in result.output
     assert sorted(p.name for p in read_only_folder.iterdir()) == ["spec.yaml"]
 
@@ -329,7 +375,9 @@ def test_a_plan_that_cannot_be_written_leaves_nothing(tmp_path):
     (tmp_path / "plan.json").write_text(json.dumps(PLAN))
     plan = load_plan(tmp_path / "plan.json")
     (tmp_path / "runs").write_text("a file where the folder should be")
-    with pytest.raises(InputError, match=r"cannot write the plan .*runs/plan.json: .*choose a writable place with --out"):
+    with pytest.raises(
+        InputError, match=r"cannot write the plan .*runs/plan.json: .*choose a writable place with --out"
+    ):
         plan.write(tmp_path / "runs" / "plan.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json", "runs"]
 
@@ -338,15 +386,23 @@ def test_a_plan_that_cannot_be_written_leaves_nothing(tmp_path):
 
 
 def test_report_coverage_on_a_missing_warehouse_leaves_nothing(tmp_path):
-    result = cli_run(tmp_path, ["report", "coverage", "--spec", "S", "--out-dir", "R", "--start", "2022-01-01",
-                                "--end", "2022-01-05"])
+    result = cli_run(
+        tmp_path,
+        ["report", "coverage", "--spec", "S", "--out-dir", "R", "--start", "2022-01-01", "--end", "2022-01-05"],
+    )
     assert result.exit_code == 2
     assert "warehouse.path: the DuckDB file" in result.output
     assert [p.name for p in tmp_path.rglob("*")] == ["spec.yaml"]  # no notebook, no report folder
 
 
-@pytest.mark.parametrize("option", [["--project", "my-project\n  credentials_file: /etc/key.json"],
-                                    ["--dataset-prefix", "demo_\nlocation: EU"], ["--location", "EU\n"]])
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--project", "my-project\n  credentials_file: /etc/key.json"],
+        ["--dataset-prefix", "demo_\nlocation: EU"],
+        ["--location", "EU\n"],
+    ],
+)
 def test_values_demo_load_writes_into_a_spec_are_checked_as_the_spec_would(tmp_path, option):
     args = ["demo", "load", "D", "--to", "bigquery", "--project", "some-project", *option]
     result = cli_run(tmp_path, args)
@@ -362,9 +418,13 @@ def test_a_notebook_is_named_as_such_wherever_a_file_is_expected(tmp_path):
 
     notebook = tmp_path / "explore.ipynb"
     notebook.write_text((Path(__file__).parents[1] / "notebooks" / "explore.ipynb").read_text())
-    for args, said in ((["validate", "--spec", str(notebook), "--start", "2024-01-01", "--end", "2024-01-31"],
-                        "this is a Jupyter notebook"),
-                       (["run", "--plan", str(notebook)], "not a plan file: this is a Jupyter notebook"),
-                       (["report", "execution", "--journal", str(notebook)], "it is a Jupyter notebook")):
+    for args, said in (
+        (
+            ["validate", "--spec", str(notebook), "--start", "2024-01-01", "--end", "2024-01-31"],
+            "this is a Jupyter notebook",
+        ),
+        (["run", "--plan", str(notebook)], "not a plan file: this is a Jupyter notebook"),
+        (["report", "execution", "--journal", str(notebook)], "it is a Jupyter notebook"),
+    ):
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 2 and said in result.output, result.output

@@ -48,8 +48,18 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(ROOT / "pyproject.toml", root)
     shutil.copytree(ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     backfill_kit("demo", "init", "demo", cwd=root)
-    backfill_kit("plan", "--spec", "demo/nba_props.yaml", "--start", "2021-10-19", "--end", "2021-10-31",
-                 "--out", "demo/runs/plan.json", cwd=root)
+    backfill_kit(
+        "plan",
+        "--spec",
+        "demo/nba_props.yaml",
+        "--start",
+        "2021-10-19",
+        "--end",
+        "2021-10-31",
+        "--out",
+        "demo/runs/plan.json",
+        cwd=root,
+    )
     backfill_kit("run", "--plan", "demo/runs/plan.json", cwd=root)
     return root
 
@@ -66,25 +76,38 @@ class Lab:
 
     def __init__(self, project: Path, home: Path) -> None:
         self.port, self.token = free_port(), secrets.token_hex(16)
-        env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-               "JUPYTER_DATA_DIR": str(home / "data"),  # no user kernelspec: python3 is this environment's
-               "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
-               "JUPYTER_PLATFORM_DIRS": "1"}
+        env = {
+            **os.environ,
+            "JUPYTER_CONFIG_DIR": str(home / "config"),
+            "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+            "JUPYTER_DATA_DIR": str(home / "data"),  # no user kernelspec: python3 is this environment's
+            "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+            "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+            "JUPYTER_PLATFORM_DIRS": "1",
+        }
         # No "fetch Jupyter news?" toast over the notebook, and no request for it.
         notification = home / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
         notification.parent.mkdir(parents=True)
         notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
         self.log = home / "server.log"
         command = [
-            str(BIN / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
-            "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
-            "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--ServerApp.terminals_enabled=False",
+            str(BIN / "jupyter"),
+            "lab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}",
+            "--LabApp.expose_app_in_browser=True",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--ServerApp.terminals_enabled=False",
             *(["--allow-root"] if os.geteuid() == 0 else []),  # CI containers run as root
         ]
         with self.log.open("w") as log:  # the child keeps its own handle
-            self.proc = subprocess.Popen(command, cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                command, cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         try:
             self._wait_ready()
         except BaseException:
@@ -138,19 +161,21 @@ def page(chromium: str) -> Iterator[Page]:
 
 # --- driving JupyterLab ----------------------------------------------------------------------
 
+
 def panel(notebook: str) -> str:
     """JavaScript for the notebook's panel, through the app object JupyterLab exposes
     (`expose_app_in_browser`)."""
-    return (f"[...window.jupyterapp.shell.widgets('main')]"
-            f".find(w => w.context && w.context.path === 'notebooks/{notebook}')")
+    return (
+        f"[...window.jupyterapp.shell.widgets('main')]"
+        f".find(w => w.context && w.context.path === 'notebooks/{notebook}')"
+    )
 
 
 def open_notebook(page: Page, lab: Lab, notebook: str) -> None:
     """`jupyter lab notebooks/NAME.ipynb`: JupyterLab opens the notebook and starts its kernel
     (in notebooks/)."""
     page.goto(lab.url(f"lab/tree/notebooks/{notebook}"))
-    page.wait_for(f"!!(window.jupyterapp && {panel(notebook)})",
-                  what=f"JupyterLab to open {notebook}")
+    page.wait_for(f"!!(window.jupyterapp && {panel(notebook)})", what=f"JupyterLab to open {notebook}")
 
 
 def run_all(page: Page, notebook: str, timeout: float = 240) -> list[list[dict]]:
@@ -162,14 +187,18 @@ def run_all(page: Page, notebook: str, timeout: float = 240) -> list[list[dict]]
       await window.jupyterapp.commands.execute('notebook:run-all-cells');
       return true;
     }})()""")
-    page.wait_for(f"""(() => {{  // every code cell has run and the kernel is idle
+    page.wait_for(
+        f"""(() => {{  // every code cell has run and the kernel is idle
       const panel = {panel(notebook)}; const cells = panel.content.model.cells;
       const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
       for (let i = 0; i < cells.length; i++) {{
         if (cells.get(i).type === 'code' && !cells.get(i).executionCount) return false;
       }}
       return !!kernel && kernel.status === 'idle';
-    }})()""", timeout=timeout, what=f"every cell of {notebook} to run")
+    }})()""",
+        timeout=timeout,
+        what=f"every cell of {notebook} to run",
+    )
     return page.evaluate(f"""(() => {{
       const cells = {panel(notebook)}.content.model.cells; const out = [];
       for (let i = 0; i < cells.length; i++) {{
@@ -272,9 +301,13 @@ RANGE = """const shown = root.querySelector('.bk-range'); const box = shown.getB
 
 
 def wait_for_detail(page: Page, text: str) -> None:
-    page.wait_for(in_panel("explore.ipynb", f"{DETAIL.replace('return {', 'const shown = {')} "
-                                            f"return shown.text.includes({json.dumps(text)});"),
-                  what=f"the explorer to show {text}")
+    page.wait_for(
+        in_panel(
+            "explore.ipynb",
+            f"{DETAIL.replace('return {', 'const shown = {')} return shown.text.includes({json.dumps(text)});",
+        ),
+        what=f"the explorer to show {text}",
+    )
 
 
 def height_of(page: Page) -> float:
@@ -282,12 +315,14 @@ def height_of(page: Page) -> float:
 
 
 def test_the_explorer_draws_its_heatmap_at_full_height_and_shows_a_chosen_cell(lab, page):
-    from backfill_kit.reports.figures import STATUS_COLORS
     from backfill_kit.common.status import Status
+    from backfill_kit.reports.figures import STATUS_COLORS
 
     run_notebook(page, lab, "explore.ipynb")
-    page.wait_for(in_panel("explore.ipynb", f"return !!{HEATMAP}.querySelector('.heatmaplayer image');"),
-                  what="the heatmap to draw")
+    page.wait_for(
+        in_panel("explore.ipynb", f"return !!{HEATMAP}.querySelector('.heatmaplayer image');"),
+        what="the heatmap to draw",
+    )
     expected = 160 + 22 * 20  # figures.coverage_heatmap's height for the demo's 20 tables
     first = height_of(page)
     time.sleep(3)  # it used to collapse to 0 px within 3 s, at the renderer's first resize
@@ -318,9 +353,13 @@ def test_the_explorer_draws_its_heatmap_at_full_height_and_shows_a_chosen_cell(l
     # A filter redraws the heatmap, at the height of the tables chosen, and it stays there.
     page.evaluate(in_panel("explore.ipynb", ONLY_PHASE.format(phase=json.dumps("analytics"))))
     analytics = 160 + 22 * 5
-    page.wait_for(in_panel("explore.ipynb", f"const plot = {HEATMAP}; return !!plot && "
-                                            f"plot.getBoundingClientRect().height === {analytics};"),
-                  what="the heatmap of the analytics phase")
+    page.wait_for(
+        in_panel(
+            "explore.ipynb",
+            f"const plot = {HEATMAP}; return !!plot && plot.getBoundingClientRect().height === {analytics};",
+        ),
+        what="the heatmap of the analytics phase",
+    )
     time.sleep(3)
     assert height_of(page) == analytics
 
@@ -355,20 +394,32 @@ def test_the_execution_log_runs_and_draws_its_timeline(lab, page):
 
 def test_monitor_widget_renders_its_table(lab, project, page):
     """As the README writes it, dates as strings, the spec relative to the project folder."""
-    notebook = nbformat.v4.new_notebook(metadata={"kernelspec": {
-        "name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}})
-    notebook.cells = [nbformat.v4.new_code_cell("import os\n\nos.getcwd()"), nbformat.v4.new_code_cell(
-        'from backfill_kit.monitor import monitor_widget\n\n'
-        'monitor_widget("demo/nba_props.yaml", "2021-10-19", "2022-06-16")')]
+    notebook = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}}
+    )
+    notebook.cells = [
+        nbformat.v4.new_code_cell("import os\n\nos.getcwd()"),
+        nbformat.v4.new_code_cell(
+            "from backfill_kit.monitor import monitor_widget\n\n"
+            'monitor_widget("demo/nba_props.yaml", "2021-10-19", "2022-06-16")'
+        ),
+    ]
     nbformat.write(notebook, project / "notebooks" / "monitor.ipynb")
     outputs = run_notebook(page, lab, "monitor.ipynb")
     assert outputs[0][0]["data"]["text/plain"] == repr(str(project / "notebooks"))  # where JupyterLab starts it
-    text = page.wait_for(in_panel("monitor.ipynb", "const pre = root.querySelector('.widget-html pre');"
-                                                   " return pre && root.querySelector('.widget-vbox').textContent;"),
-                         what="the monitor's table")
+    text = page.wait_for(
+        in_panel(
+            "monitor.ipynb",
+            "const pre = root.querySelector('.widget-html pre');"
+            " return pre && root.querySelector('.widget-vbox').textContent;",
+        ),
+        what="the monitor's table",
+    )
     assert "refreshed" in text and "every 30 s" in text
     assert "nba_props monitor · 2021-10-19 .. 2022-06-16" in text
     for phase in ("raw", "analytics", "precompute"):
         assert f"\n{phase} " in text
-    assert "table (% complete / % done per season)" in text and "2021-22" in text and "nbac_gamebook_player_stats" in text
+    assert (
+        "table (% complete / % done per season)" in text and "2021-22" in text and "nbac_gamebook_player_stats" in text
+    )
     shot(page, "monitor.ipynb", ".widget-vbox", "jupyterlab_monitor_widget.png")

@@ -19,15 +19,25 @@ from backfill_kit.spec.model import load_spec
 JAN1, JAN2, JAN10, JAN11 = date(2024, 1, 1), date(2024, 1, 2), date(2024, 1, 10), date(2024, 1, 11)
 
 
-def run(mini: MiniWarehouse, processor: str, d: date, status: str, finished: datetime, seconds: float,
-        error: str | None = None) -> None:
+def run(
+    mini: MiniWarehouse,
+    processor: str,
+    d: date,
+    status: str,
+    finished: datetime,
+    seconds: float,
+    error: str | None = None,
+) -> None:
     """A run's two rows, ending `seconds` after it started."""
     started = finished - timedelta(seconds=seconds)
     run_id = f"{processor}-{d}-{status}"
-    mini.con.execute("INSERT INTO ref.run_history VALUES (?, ?, ?, 'running', ?, NULL, NULL, NULL)",
-                     [processor, run_id, d, started])
-    mini.con.execute("INSERT INTO ref.run_history VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
-                     [processor, run_id, d, status, started, finished, error])
+    mini.con.execute(
+        "INSERT INTO ref.run_history VALUES (?, ?, ?, 'running', ?, NULL, NULL, NULL)", [processor, run_id, d, started]
+    )
+    mini.con.execute(
+        "INSERT INTO ref.run_history VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
+        [processor, run_id, d, status, started, finished, error],
+    )
 
 
 @pytest.fixture
@@ -39,8 +49,15 @@ def history(mini: MiniWarehouse) -> Path:
         run(mini, "BoxscoreProcessor", d, "success", NOW - timedelta(hours=ago), seconds)
     mini.rows("analytics.summary", JAN10, 1)
     run(mini, "SummaryProcessor", JAN10, "success", NOW - timedelta(hours=1), 300)
-    run(mini, "SummaryProcessor", JAN11, "failed", NOW - timedelta(minutes=10), 200,
-        '[{"error_type": "Timeout", "error_message": "boom: the query timed out"}]')
+    run(
+        mini,
+        "SummaryProcessor",
+        JAN11,
+        "failed",
+        NOW - timedelta(minutes=10),
+        200,
+        '[{"error_type": "Timeout", "error_message": "boom: the query timed out"}]',
+    )
     return mini.close()
 
 
@@ -52,7 +69,10 @@ def test_expected_dates_leave_out_bootstrap_and_a_phase_is_its_slowest_table(his
     snap = snapshot(history)
     expected = {t.table: (t.expected, t.done) for t in snap.tables}
     assert expected == {"boxscore": (4, 4), "props": (4, 0), "backup_props": (4, 4), "summary": (2, 1), "cache": (2, 0)}
-    assert [(p.phase, p.percent, p.slowest) for p in snap.phases] == [("raw", 0.0, "props"), ("analytics", 0.0, "cache")]
+    assert [(p.phase, p.percent, p.slowest) for p in snap.phases] == [
+        ("raw", 0.0, "props"),
+        ("analytics", 0.0, "cache"),
+    ]
     assert snap.remaining == 4 + 1 + 2
 
 
@@ -78,8 +98,10 @@ def test_failures_of_the_window_carry_their_message(history):
 
 def test_an_orphaned_run_is_listed(mini):
     mini.games(JAN10)
-    mini.con.execute("INSERT INTO ref.run_history VALUES ('PropsProcessor', 'r1', ?, 'running', ?, NULL, NULL, NULL)",
-                     [JAN10, NOW - timedelta(days=2)])
+    mini.con.execute(
+        "INSERT INTO ref.run_history VALUES ('PropsProcessor', 'r1', ?, 'running', ?, NULL, NULL, NULL)",
+        [JAN10, NOW - timedelta(days=2)],
+    )
     snap = snapshot(mini.close())
     assert [(t, d) for t, d, _ in snap.stale] == [("props", JAN10)]
 
@@ -89,8 +111,22 @@ def test_json_format_through_the_cli(history):
 
     from backfill_kit.cli.commands import cli
 
-    result = CliRunner().invoke(cli, ["monitor", "--spec", str(history), "--start", "2024-01-01", "--end", "2024-01-11",
-                                      "--format", "json", "--window-hours", "100000"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "monitor",
+            "--spec",
+            str(history),
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2024-01-11",
+            "--format",
+            "json",
+            "--window-hours",
+            "100000",
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["remaining"] == 7 and {p["phase"] for p in data["phases"]} == {"raw", "analytics"}
@@ -109,15 +145,20 @@ def test_an_unknown_season_is_one_message(history):
 def test_continuous_mode_refreshes_in_place_and_leaves_on_ctrl_c(history, tmp_path):
     session = f"monitor-{time.monotonic_ns()}"
     done = tmp_path / "exit-code"
-    command = (f"{sys.executable} -c 'from backfill_kit.cli.commands import main; main()' monitor --spec {history} "
-               f"--start 2024-01-01 --end 2024-01-11 --continuous --interval 0.5; echo $? > {done}; sleep 30")
+    command = (
+        f"{sys.executable} -c 'from backfill_kit.cli.commands import main; main()' monitor --spec {history} "
+        f"--start 2024-01-01 --end 2024-01-11 --continuous --interval 0.5; echo $? > {done}; sleep 30"
+    )
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "150", "-y", "50", command], check=True)
     try:
         screens = []
         for _ in range(3):
             time.sleep(2.0)
-            screens.append(subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
-                                          text=True, check=True).stdout)
+            screens.append(
+                subprocess.run(
+                    ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True, check=True
+                ).stdout
+            )
         stamps = [line for line in screens[-1].splitlines() if "mini monitor" in line]
         assert len(stamps) == 1  # redrawn in place, not printed again below
         assert "Rate:" in screens[-1] and "props" in screens[-1]
@@ -175,10 +216,13 @@ def test_the_notebook_widget_takes_dates_as_strings_and_a_spec_path_from_noteboo
         widget.stop()
 
 
-@pytest.mark.parametrize(("start", "end", "message"), [
-    ("2024-01-11", "2024-01-01", "the date range is reversed"),
-    ("2024-13-01", "2024-01-11", "start '2024-13-01' is not a date"),
-])
+@pytest.mark.parametrize(
+    ("start", "end", "message"),
+    [
+        ("2024-01-11", "2024-01-01", "the date range is reversed"),
+        ("2024-13-01", "2024-01-11", "start '2024-13-01' is not a date"),
+    ],
+)
 def test_the_notebook_widget_refuses_bad_dates_at_once(history, start, end, message):
     pytest.importorskip("ipywidgets")
     from backfill_kit.errors import InputError
@@ -249,10 +293,31 @@ def test_validate_monitor_and_reports_count_complete_and_done_alike(mini: MiniWa
     assert (props.percent_complete, props.percent) == (0.0, 100.0)
     listed = v.to_dict()["summary"]["tables"][0]  # validate --format json
     assert (listed["percent_complete"], listed["percent_done"]) == (0.0, 100.0)
-    assert no_data_rows(v.cells) == [{"table": "props", "no data": 3, "first": JAN1, "last": JAN10,
-                                      "covered by fallback": "backup_props (3)", "not covered": 0}]
-    text = subprocess.run([str(Path(sys.executable).parent / "backfill-kit"), "monitor", "--spec", str(spec), "--start",
-                           "2024-01-01", "--end", "2024-01-10"], capture_output=True, text=True, timeout=120)
+    assert no_data_rows(v.cells) == [
+        {
+            "table": "props",
+            "no data": 3,
+            "first": JAN1,
+            "last": JAN10,
+            "covered by fallback": "backup_props (3)",
+            "not covered": 0,
+        }
+    ]
+    text = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "backfill-kit"),
+            "monitor",
+            "--spec",
+            str(spec),
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2024-01-10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "table (% complete / % done per season)" in text.stdout, text.stderr
     assert any(line.split()[:2] == ["props", "0.0%"] and "100%" in line for line in text.stdout.splitlines())
 
@@ -273,10 +338,24 @@ def test_the_eta_takes_the_followed_journals_steps_before_the_run_history(histor
     """Steps of 10 dates in 1 s each: the 7 cells left take 0.7 s, whatever the run history says."""
     events = []
     for table in ("props", "summary", "cache"):
-        events += [{"event": "step_started", "time": "2024-04-10T00:00:00", "step": table, "table": table,
-                    "attempt": 1, "dates": 10},
-                   {"event": "step_finished", "time": "2024-04-10T00:00:01", "step": table, "table": table,
-                    "outcome": "succeeded", "seconds": 1.0}]
+        events += [
+            {
+                "event": "step_started",
+                "time": "2024-04-10T00:00:00",
+                "step": table,
+                "table": table,
+                "attempt": 1,
+                "dates": 10,
+            },
+            {
+                "event": "step_finished",
+                "time": "2024-04-10T00:00:01",
+                "step": table,
+                "table": table,
+                "outcome": "succeeded",
+                "seconds": 1.0,
+            },
+        ]
     journal = tmp_path / "plan.journal.jsonl"
     journal.write_text("".join(json.dumps(e) + "\n" for e in events))
     snap = take_snapshot(load_spec(history), JAN1, JAN11, window_hours=2, now=NOW, journals=[journal])

@@ -30,8 +30,16 @@ def test_environment_yml_lists_the_same_dependencies_as_pyproject():
 
 def test_public_names_are_pinned():
     assert backfill_kit.__all__ == [
-        "BackfillKitError", "Cell", "InputError", "PipelineSpec", "SpecError", "Status",
-        "Validation", "WarehouseError", "load_spec", "validate",
+        "BackfillKitError",
+        "Cell",
+        "InputError",
+        "PipelineSpec",
+        "SpecError",
+        "Status",
+        "Validation",
+        "WarehouseError",
+        "load_spec",
+        "validate",
     ]
     for name in backfill_kit.__all__:
         assert getattr(backfill_kit, name).__name__ == name

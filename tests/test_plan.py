@@ -9,12 +9,12 @@ from datetime import UTC, date, datetime
 import pytest
 from conftest import MINI_SPEC
 
-from backfill_kit.validation.calendar import ExpectedDay
+from backfill_kit.common.status import Status
 from backfill_kit.errors import BackfillKitError, InputError
 from backfill_kit.plan import build_plan, load_plan, refuse_downstream_triggers
 from backfill_kit.running.estimates import estimator_for
 from backfill_kit.spec.model import parse_spec
-from backfill_kit.common.status import Status
+from backfill_kit.validation.calendar import ExpectedDay
 from backfill_kit.validation.validator import Cell, Validation
 
 S = Status
@@ -34,8 +34,19 @@ def validation(spec, statuses, days=JAN, fallback=None):
         for d in days:
             status = statuses.get((t.id, d), statuses.get((t.id, None), S.COMPLETE))
             cover = fallback if (t.id == "props" and status is S.NO_DATA) else None
-            cells.append(Cell(t.id, spec.phase_of(t.id).name, d, "s1", status, 0, 1, fallback=cover,
-                              latest_status="success" if status is S.COMPLETE else None))
+            cells.append(
+                Cell(
+                    t.id,
+                    spec.phase_of(t.id).name,
+                    d,
+                    "s1",
+                    status,
+                    0,
+                    1,
+                    fallback=cover,
+                    latest_status="success" if status is S.COMPLETE else None,
+                )
+            )
     expected = [ExpectedDay(d, 1, "s1", date(2024, 1, 1)) for d in days]
     return Validation(spec, days[0], days[-1], expected, cells, [], datetime.now(UTC), tuple(t.id for t in spec.tables))
 
@@ -60,12 +71,19 @@ def test_contiguous_expected_dates_make_one_step_across_off_days(tmp_path):
 def test_a_date_that_needs_no_work_splits_the_range(tmp_path):
     v = validation(spec_of(tmp_path), {("boxscore", d): S.FAILED for d in JAN if d != date(2024, 1, 13)})
     assert [(s.start, s.end) for s in build_plan(v).steps] == [
-        (date(2024, 1, 10), date(2024, 1, 12)), (date(2024, 1, 14), date(2024, 1, 17))]
+        (date(2024, 1, 10), date(2024, 1, 12)),
+        (date(2024, 1, 14), date(2024, 1, 17)),
+    ]
 
 
 def test_steps_are_chunked_to_the_jobs_maximum(tmp_path):
-    spec = spec_of(tmp_path, MINI_SPEC.replace('skip_downstream: {args: ["--no-trigger"]}',
-                                               'skip_downstream: {args: ["--no-trigger"]}\n  max_dates_per_step: 4'))
+    spec = spec_of(
+        tmp_path,
+        MINI_SPEC.replace(
+            'skip_downstream: {args: ["--no-trigger"]}',
+            'skip_downstream: {args: ["--no-trigger"]}\n  max_dates_per_step: 4',
+        ),
+    )
     plan = build_plan(validation(spec, {("boxscore", None): S.NEVER_RAN}))
     assert [len(s.dates) for s in plan.steps] == [4, 2]
 
@@ -75,7 +93,10 @@ def test_upstream_stages_come_first_and_downstream_steps_wait_for_them(tmp_path)
     v = validation(spec, {("boxscore", None): S.NEVER_RAN, ("summary", None): S.NEVER_RAN, ("cache", None): S.LOST})
     plan = build_plan(v)
     assert [(st.phase, [s.table for s in st.steps]) for st in plan.stages] == [
-        ("raw", ["boxscore"]), ("analytics", ["summary"]), ("analytics", ["cache"])]
+        ("raw", ["boxscore"]),
+        ("analytics", ["summary"]),
+        ("analytics", ["cache"]),
+    ]
     box, summary, cache = plan.steps
     assert summary.after == (box.id,)
     assert cache.after == (summary.id,)  # boxscore reaches it through summary (test_runner: skips chain)
@@ -83,8 +104,14 @@ def test_upstream_stages_come_first_and_downstream_steps_wait_for_them(tmp_path)
 
 def test_cells_that_need_no_backfill_are_left_alone(tmp_path):
     spec = spec_of(tmp_path)
-    statuses = {("boxscore", JAN[0]): S.BOOTSTRAP, ("boxscore", JAN[1]): S.RUNNING, ("boxscore", JAN[2]): S.NO_DATA,
-                ("boxscore", JAN[3]): S.PARTIAL, ("boxscore", JAN[4]): S.STALE, ("boxscore", JAN[5]): S.COMPLETE}
+    statuses = {
+        ("boxscore", JAN[0]): S.BOOTSTRAP,
+        ("boxscore", JAN[1]): S.RUNNING,
+        ("boxscore", JAN[2]): S.NO_DATA,
+        ("boxscore", JAN[3]): S.PARTIAL,
+        ("boxscore", JAN[4]): S.STALE,
+        ("boxscore", JAN[5]): S.COMPLETE,
+    }
     plan = build_plan(validation(spec, statuses))
     assert [s.dates for s in plan.steps] == [(JAN[3], JAN[4])]
     assert plan.steps[0].causes == {"partial": 1, "stale": 1}
@@ -101,7 +128,9 @@ def test_no_data_only_on_request_and_never_where_a_fallback_covers(tmp_path):
 
 def test_a_downstream_cell_whose_upstream_stays_missing_is_blocked_not_run(tmp_path):
     spec = spec_of(tmp_path)
-    v = validation(spec, {("boxscore", JAN[0]): S.RUNNING, ("summary", None): S.NEVER_RAN, ("cache", None): S.NEVER_RAN})
+    v = validation(
+        spec, {("boxscore", JAN[0]): S.RUNNING, ("summary", None): S.NEVER_RAN, ("cache", None): S.NEVER_RAN}
+    )
     plan = build_plan(v)
     assert [(b.table, b.date) for b in plan.blocked] == [("summary", JAN[0]), ("cache", JAN[0])]
     assert plan.blocked[0].reason == "upstream boxscore is running on 2024-01-10 and not in this plan"
@@ -127,17 +156,29 @@ def test_parallel_phases_share_a_stage_and_sequential_phases_take_turns(tmp_path
     plan = build_plan(v)
     assert [(st.mode, st.workers, [s.table for s in st.steps]) for st in plan.stages] == [
         ("parallel", 3, ["boxscore", "props", "backup_props"]),
-        ("parallel", 1, ["summary"]), ("parallel", 1, ["cache"]),  # cache depends on summary: next level
+        ("parallel", 1, ["summary"]),
+        ("parallel", 1, ["cache"]),  # cache depends on summary: next level
     ]
-    seq = spec_of(tmp_path, MINI_SPEC.replace("    bootstrap_days: 2\n", "    bootstrap_days: 2\n    mode: sequential\n"))
-    assert [st.mode for st in build_plan(validation(seq, {("summary", None): S.FAILED, ("cache", None): S.FAILED})).stages] == [
-        "sequential", "sequential"]
+    seq = spec_of(
+        tmp_path, MINI_SPEC.replace("    bootstrap_days: 2\n", "    bootstrap_days: 2\n    mode: sequential\n")
+    )
+    assert [
+        st.mode for st in build_plan(validation(seq, {("summary", None): S.FAILED, ("cache", None): S.FAILED})).stages
+    ] == ["sequential", "sequential"]
 
 
 def test_argv_is_filled_in_with_the_skip_downstream_setting_applied(tmp_path):
     spec = spec_of(tmp_path)
     plan = build_plan(validation(spec, {("boxscore", JAN[0]): S.FAILED}), python="/usr/bin/python3")
-    assert plan.steps[0].argv == ("/usr/bin/python3", "-c", "pass", "boxscore", "2024-01-10", "2024-01-10", "--no-trigger")
+    assert plan.steps[0].argv == (
+        "/usr/bin/python3",
+        "-c",
+        "pass",
+        "boxscore",
+        "2024-01-10",
+        "2024-01-10",
+        "--no-trigger",
+    )
     assert plan.steps[0].workdir == str(tmp_path)
     assert "$ python3 -c pass boxscore 2024-01-10 2024-01-10 --no-trigger" in plan.text()
     assert "python3 below is /usr/bin/python3" in plan.text()  # the operator still sees which one
@@ -159,8 +200,12 @@ def estimated_plan(v):
 def test_estimates_come_from_past_durations(tmp_path):
     spec = spec_of(tmp_path)
     v = validation(spec, {("boxscore", None): S.FAILED})
-    v.cells[:] = [c if c.table != "boxscore" else
-                  Cell(c.table, c.phase, c.date, c.season, c.status, 0, 1, 1, 1, "failed", None, 30.0) for c in v.cells]
+    v.cells[:] = [
+        c
+        if c.table != "boxscore"
+        else Cell(c.table, c.phase, c.date, c.season, c.status, 0, 1, 1, 1, "failed", None, 30.0)
+        for c in v.cells
+    ]
     plan = estimated_plan(v)
     assert plan.steps[0].estimated_seconds == 6 * 30.0
     assert "estimated 3 min 00 s (from 6 runs in the run history" in plan.text()
@@ -188,18 +233,33 @@ def test_earlier_journals_beside_the_spec_come_before_the_run_history(tmp_path):
     events = []
     for n, (dates, seconds) in enumerate([(10, 3.0), (30, 5.0), (10, 3.0)]):
         step = f"boxscore:{n}"
-        events += [{"event": "step_started", "time": "2024-02-01T00:00:00", "step": step, "table": "boxscore",
-                    "attempt": 1, "dates": dates},
-                   {"event": "step_finished", "time": "2024-02-01T00:00:05", "step": step, "table": "boxscore",
-                    "outcome": "succeeded", "seconds": seconds}]
+        events += [
+            {
+                "event": "step_started",
+                "time": "2024-02-01T00:00:00",
+                "step": step,
+                "table": "boxscore",
+                "attempt": 1,
+                "dates": dates,
+            },
+            {
+                "event": "step_finished",
+                "time": "2024-02-01T00:00:05",
+                "step": step,
+                "table": "boxscore",
+                "outcome": "succeeded",
+                "seconds": seconds,
+            },
+        ]
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "plan.journal.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     plan = estimated_plan(v)
     estimate = {s.table: s.estimated_seconds for s in plan.steps}
     assert estimate["boxscore"] == pytest.approx(2.6)
     assert estimate["summary"] == 3600.0  # no journal of its own: the run history's one run of six dates
-    assert ("(from 3 steps of earlier runs (runs/*.journal.jsonl beside the spec) and 1 runs in the run "
-            "history") in plan.text()
+    assert (
+        "(from 3 steps of earlier runs (runs/*.journal.jsonl beside the spec) and 1 runs in the run history"
+    ) in plan.text()
 
 
 def test_a_plan_without_any_past_duration_says_it_has_no_basis(tmp_path):

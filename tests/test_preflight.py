@@ -13,8 +13,8 @@ from conftest import NOW, MiniWarehouse
 
 from backfill_kit import preflight
 from backfill_kit.cli.commands import cli
-from backfill_kit.running.locks import LockSet
 from backfill_kit.preflight import run_preflight
+from backfill_kit.running.locks import LockSet
 from backfill_kit.spec.model import load_spec
 
 D1 = date(2024, 1, 10)
@@ -43,10 +43,19 @@ def edit(spec: Path, old: str, new: str) -> None:
 def test_a_healthy_pipeline_passes_everything(mini):
     result = outcomes(healthy(mini))
     assert {name: o for name, (o, _) in result.items()} == {
-        "warehouse reachable": "pass", "tables and date columns": "pass", "run history columns": "pass",
-        "calendar has dates": "pass", "job commands resolve": "pass", "jobs skip downstream triggers": "pass",
-        "jobs dry run": "pass", "table hazards": "skip", "orphaned running rows": "pass",
-        "run history statuses": "pass", "no other runner": "pass", "upstream coverage": "pass", "free disk for logs": "pass",
+        "warehouse reachable": "pass",
+        "tables and date columns": "pass",
+        "run history columns": "pass",
+        "calendar has dates": "pass",
+        "job commands resolve": "pass",
+        "jobs skip downstream triggers": "pass",
+        "jobs dry run": "pass",
+        "table hazards": "skip",
+        "orphaned running rows": "pass",
+        "run history statuses": "pass",
+        "no other runner": "pass",
+        "upstream coverage": "pass",
+        "free disk for logs": "pass",
     }
     assert "rehearsed 2024-01-10" in result["jobs dry run"][1]
 
@@ -75,7 +84,10 @@ def test_a_range_without_games_fails_the_calendar_check(mini):
     checks = run_preflight(load_spec(spec), date(2024, 3, 1), date(2024, 3, 5))
     (calendar,) = [c for c in checks if c.name == "calendar has dates"]
     assert calendar.outcome == "fail"
-    assert "no expected dates from 2024-03-01 to 2024-03-05" in calendar.why and "s1 (2024-01-01 .. 2024-01-31)" in calendar.why
+    assert (
+        "no expected dates from 2024-03-01 to 2024-03-05" in calendar.why
+        and "s1 (2024-01-01 .. 2024-01-31)" in calendar.why
+    )
 
 
 def test_unmapped_statuses_and_a_range_past_the_seasons_warn(mini):
@@ -84,15 +96,26 @@ def test_unmapped_statuses_and_a_range_past_the_seasons_warn(mini):
     checks = run_preflight(load_spec(spec), date(2024, 1, 1), date(2024, 4, 30))
     result = {c.name: (c.outcome, c.why) for c in checks}
     assert result["run history statuses"] == (
-        "warn", "statuses the spec does not map, read as no evidence: 'SUCCESS' (1 processor-dates)")
-    assert result["calendar has dates"][0] == "warn" and "after the last season the calendar knows (s2" in result["calendar has dates"][1]
+        "warn",
+        "statuses the spec does not map, read as no evidence: 'SUCCESS' (1 processor-dates)",
+    )
+    assert (
+        result["calendar has dates"][0] == "warn"
+        and "after the last season the calendar knows (s2" in result["calendar has dates"][1]
+    )
 
 
-@pytest.mark.parametrize("argv, message", [
-    ('["/no/such/program", "{start}", "{end}"]', "'/no/such/program' is not on PATH"),
-    ('["{python}", "-m", "no_such_module_here", "{start}", "{end}"]', "module 'no_such_module_here' cannot be imported"),
-    ('["{python}", "jobs/missing.py", "{start}", "{end}"]', "script jobs/missing.py is not in"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ('["/no/such/program", "{start}", "{end}"]', "'/no/such/program' is not on PATH"),
+        (
+            '["{python}", "-m", "no_such_module_here", "{start}", "{end}"]',
+            "module 'no_such_module_here' cannot be imported",
+        ),
+        ('["{python}", "jobs/missing.py", "{start}", "{end}"]', "script jobs/missing.py is not in"),
+    ],
+)
 def test_a_job_command_that_does_not_resolve_fails(mini, argv, message):
     spec = healthy(mini)
     edit(spec, '  argv: ["{python}", "-c", "pass", "{id}", "{start}", "{end}"]', f"  argv: {argv}")
@@ -104,7 +127,9 @@ def test_a_job_without_skip_downstream_fails(mini):
     spec = healthy(mini)
     edit(spec, QUICK_GOOD, "")
     assert outcomes(spec, quick=True)["jobs skip downstream triggers"] == (
-        "fail", "no skip_downstream setting: boxscore, props, backup_props, summary, cache")
+        "fail",
+        "no skip_downstream setting: boxscore, props, backup_props, summary, cache",
+    )
 
 
 def test_dry_runs_fail_on_a_bad_exit_warn_without_args_and_skip_when_quick(mini):
@@ -169,8 +194,9 @@ def test_the_runner_refuses_to_start_when_quick_preflight_fails_unless_told_to_g
     with duckdb.connect(str(spec.with_suffix(".duckdb"))) as con:
         con.execute("DELETE FROM analytics.summary")  # summary needs work now
     plan = spec.parent / "plan.json"
-    planned = CliRunner().invoke(cli, ["plan", "--spec", str(spec), "--start", "2024-01-01", "--end", "2024-01-31",
-                                       "--out", str(plan)])
+    planned = CliRunner().invoke(
+        cli, ["plan", "--spec", str(spec), "--start", "2024-01-01", "--end", "2024-01-31", "--out", str(plan)]
+    )
     assert planned.exit_code == 0
     held = LockSet()
     held.acquire(spec.parent / ".backfill-kit" / "locks" / "other_table.lock", "table other_table")

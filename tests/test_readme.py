@@ -50,7 +50,10 @@ def test_the_readme_marks_its_commands_so_that_this_test_finds_them():
     assert len(blocks) >= 6 and all(commands(b) for b in blocks)
     # The set-up block comes first and stays as it is.
     first = re.search(r"^```\n(.*?)^```$", text, flags=re.S | re.M)
-    assert first is not None and [line.split()[:2] for line in first[1].splitlines()] == [["make", "demo"], ["make", "test"]]
+    assert first is not None and [line.split()[:2] for line in first[1].splitlines()] == [
+        ["make", "demo"],
+        ["make", "test"],
+    ]
     # A placeholder is never in a runnable block.
     for block in blocks:
         assert not re.search(r"\b(SPEC|DATE)\b", block), block
@@ -71,19 +74,30 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # -o: never remake the environment's stamp here. The .venv is this checkout's own: an
     # install from the copy would point its console scripts and editable package at the copy,
     # which pytest deletes later, and leave the environment broken.
-    built = subprocess.run(["make", "-o", ".venv/.installed", "demo"], cwd=copy, capture_output=True, text=True,
-                           timeout=1200)
+    built = subprocess.run(
+        ["make", "-o", ".venv/.installed", "demo"], cwd=copy, capture_output=True, text=True, timeout=1200
+    )
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     return copy
 
 
-@pytest.mark.parametrize("block", sh_blocks(README.read_text()), ids=lambda b: commands(b)[0][0][:60] if commands(b) else "empty")
+@pytest.mark.parametrize(
+    "block", sh_blocks(README.read_text()), ids=lambda b: commands(b)[0][0][:60] if commands(b) else "empty"
+)
 def test_every_readme_command_runs_as_written_after_make_demo(project: Path, block: str):
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env["PATH"] = "/usr/local/bin:/usr/bin:/bin"  # a fresh shell: nothing of .venv on it until activated
     assert commands(block), block
     for command, accepted in commands(block):
-        done = subprocess.run(["bash", "-c", f". .venv/bin/activate && {command}"], cwd=project, env=env,
-                              capture_output=True, text=True, timeout=600)
-        assert done.returncode in accepted, f"{command}\nexit {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        done = subprocess.run(
+            ["bash", "-c", f". .venv/bin/activate && {command}"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode in accepted, (
+            f"{command}\nexit {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        )
         assert "Traceback" not in done.stderr, done.stderr

@@ -63,7 +63,9 @@ def mini_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def coverage_report(mini_spec: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("reports")
-    result = invoke("report", "coverage", "--spec", str(mini_spec), "--start", START, "--end", END, "--out-dir", str(out))
+    result = invoke(
+        "report", "coverage", "--spec", str(mini_spec), "--start", START, "--end", END, "--out-dir", str(out)
+    )
     assert result.exit_code == 0, result.output
     lines = dict(line.split(":", 1) for line in result.output.splitlines())
     return Path(lines["report"].strip()), Path(lines["notebook"].strip())
@@ -75,16 +77,24 @@ def journal(tmp_path_factory: pytest.TempPathFactory) -> Path:
     the step downstream of the failure is skipped."""
     spec_path = build_mini(tmp_path_factory.mktemp("run"))
     hostile = PWN.replace('"', "'")
-    failing = ('{id: summary, table: analytics.summary, processor: SummaryProcessor, depends_on: [boxscore], '
-               'job: {argv: ["{python}", "-c", "import sys; print(sys.argv[1]); sys.exit(3)", "' + hostile
-               + '", "{start}", "{end}"]}}')
-    spec_path.write_text(spec_path.read_text().replace(
-        "{id: summary, table: analytics.summary, processor: SummaryProcessor, depends_on: [boxscore]}", failing))
+    failing = (
+        "{id: summary, table: analytics.summary, processor: SummaryProcessor, depends_on: [boxscore], "
+        'job: {argv: ["{python}", "-c", "import sys; print(sys.argv[1]); sys.exit(3)", "'
+        + hostile
+        + '", "{start}", "{end}"]}}'
+    )
+    spec_path.write_text(
+        spec_path.read_text().replace(
+            "{id: summary, table: analytics.summary, processor: SummaryProcessor, depends_on: [boxscore]}", failing
+        )
+    )
     spec = load_spec(spec_path)
     plan = build_plan(validate(spec, date.fromisoformat(START), date.fromisoformat(END)))
     plan_path = spec_path.parent / "runs" / "plan.json"
     plan.write(plan_path)
-    result = Runner(plan, plan_path, RunOptions(backoff_seconds=0, keep_going=True), checker=warehouse_checker(plan)).run()
+    result = Runner(
+        plan, plan_path, RunOptions(backoff_seconds=0, keep_going=True), checker=warehouse_checker(plan)
+    ).run()
     assert result.outcome == "failed"
     return plan_path.with_name("plan.journal.jsonl")
 
@@ -114,8 +124,19 @@ def test_notebooks_are_committed_without_outputs_or_execution_counts():
 
 
 # Whatever a notebook does beyond calling the package and displaying belongs in the package.
-LOGIC = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.For, ast.While, ast.If, ast.IfExp,
-         ast.Try, ast.With, ast.comprehension)
+LOGIC = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.Lambda,
+    ast.ClassDef,
+    ast.For,
+    ast.While,
+    ast.If,
+    ast.IfExp,
+    ast.Try,
+    ast.With,
+    ast.comprehension,
+)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -187,8 +208,21 @@ def test_coverage_report_escapes_an_error_text_that_holds_html(coverage_report):
 
 def test_the_index_lists_every_report_newest_first(mini_spec, tmp_path):
     for _ in range(2):
-        assert invoke("report", "coverage", "--spec", str(mini_spec), "--start", START, "--end", "2024-01-31",
-                      "--out-dir", str(tmp_path)).exit_code == 0
+        assert (
+            invoke(
+                "report",
+                "coverage",
+                "--spec",
+                str(mini_spec),
+                "--start",
+                START,
+                "--end",
+                "2024-01-31",
+                "--out-dir",
+                str(tmp_path),
+            ).exit_code
+            == 0
+        )
     reports = sorted(p.name for p in tmp_path.glob("coverage_*.html"))
     assert len(reports) == 2  # two in the same second keep distinct names
     index = (tmp_path / "index.html").read_text()
@@ -204,11 +238,15 @@ def test_the_index_tells_reports_before_and_after_a_backfill_by_their_headlines(
     plan_path = tmp_path / "runs" / "plan.json"
     build_plan(validate(load_spec(spec_path), date.fromisoformat(START), date.fromisoformat(END))).write(plan_path)
     Runner(load_plan(plan_path), plan_path, RunOptions(backoff_seconds=0, keep_going=True)).run()
-    assert invoke("report", "execution", "--journal", str(plan_path.with_name("plan.journal.jsonl")),
-                  "--out-dir", str(out)).exit_code == 0
+    assert (
+        invoke(
+            "report", "execution", "--journal", str(plan_path.with_name("plan.journal.jsonl")), "--out-dir", str(out)
+        ).exit_code
+        == 0
+    )
     assert invoke("report", "coverage", *span).exit_code == 0
 
-    rows = [row for row in (out / "index.html").read_text().split("<tr>")[2:]]
+    rows = list((out / "index.html").read_text().split("<tr>")[2:])
     assert len(rows) == 3  # newest first: after, the execution log, before
     assert "coverage" in rows[0] and "after the backfill that finished" in rows[0]
     assert "execution" in rows[1] and "steps (" in rows[1]
@@ -226,15 +264,28 @@ def test_execution_reports_before_and_after_counts_complete_and_done_side_by_sid
 def test_execution_report_shows_every_step_its_outcome_and_log(execution_report, journal):
     html = execution_report.read_text()
     assert execution_report.name.startswith(f"execution_plan_{START}_{END}_")  # named by the plan's range
-    for text in ("succeeded_without_data", "failed", "skipped", "Coverage before and after",
-                 "props:2024-01-01..2024-01-10", "summary:2024-01-13..2024-03-07", str(journal.parent / "plan.logs")):
+    for text in (
+        "succeeded_without_data",
+        "failed",
+        "skipped",
+        "Coverage before and after",
+        "props:2024-01-01..2024-01-10",
+        "summary:2024-01-13..2024-03-07",
+        str(journal.parent / "plan.logs"),
+    ):
         assert text in html, text
     assert PWN not in html and "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in html  # the log tail, as text
 
 
 BAD_INPUT = {
-    "missing journal": (["report", "execution", "--journal", "no/such/plan.journal.jsonl"], "the journal no/such/plan.journal.jsonl does not exist"),
-    "reversed range": (["report", "coverage", "--spec", "{spec}", "--start", "2024-02-01", "--end", "2024-01-01"], "the date range is reversed"),
+    "missing journal": (
+        ["report", "execution", "--journal", "no/such/plan.journal.jsonl"],
+        "the journal no/such/plan.journal.jsonl does not exist",
+    ),
+    "reversed range": (
+        ["report", "coverage", "--spec", "{spec}", "--start", "2024-02-01", "--end", "2024-01-01"],
+        "the date range is reversed",
+    ),
     "missing spec": (["report", "coverage", "--spec", "no/such.yaml", "--start", START, "--end", END], "no/such.yaml"),
 }
 
@@ -249,17 +300,24 @@ def test_bad_input_is_one_message_and_exit_2_before_any_kernel_starts(case, mini
 
 def test_a_corrupt_journal_is_one_message_and_exit_2(tmp_path):
     journal = tmp_path / "plan.journal.jsonl"
-    journal.write_text('{"event": "run_started", "time": "2024-01-01T00:00:00+00:00", "plan": "p.json", '
-                       '"plan_sha": "x", "steps": 1}\nnot json\n')
+    journal.write_text(
+        '{"event": "run_started", "time": "2024-01-01T00:00:00+00:00", "plan": "p.json", '
+        '"plan_sha": "x", "steps": 1}\nnot json\n'
+    )
     result = invoke("report", "execution", "--journal", str(journal), "--out-dir", str(tmp_path / "out"))
     assert result.exit_code == 2 and "plan.journal.jsonl:2: the journal line is corrupt" in result.output
 
 
 def test_a_toolkit_error_inside_the_notebook_keeps_its_message(mini_spec, tmp_path):
     spec = tmp_path / "mini.yaml"
-    spec.write_text(mini_spec.read_text().replace("table: raw.props,", "table: raw.odds_props,")
-                    .replace("path: mini.duckdb", f"path: {mini_spec.parent / 'mini.duckdb'}"))
-    result = invoke("report", "coverage", "--spec", str(spec), "--start", START, "--end", END, "--out-dir", str(tmp_path / "out"))
+    spec.write_text(
+        mini_spec.read_text()
+        .replace("table: raw.props,", "table: raw.odds_props,")
+        .replace("path: mini.duckdb", f"path: {mini_spec.parent / 'mini.duckdb'}")
+    )
+    result = invoke(
+        "report", "coverage", "--spec", str(spec), "--start", START, "--end", END, "--out-dir", str(tmp_path / "out")
+    )
     assert result.exit_code == 2
     assert "table raw.odds_props does not exist in the warehouse" in result.output
     assert "Traceback" not in result.output
@@ -269,10 +327,23 @@ def test_a_toolkit_error_inside_the_notebook_keeps_its_message(mini_spec, tmp_pa
 def test_two_reports_started_together_in_one_folder_do_not_cross(mini_spec, tmp_path):
     """Each kernel's sockets are its own (jupyter_client's default puts them in the working
     directory, where two kernels started at once pick the same ones); nothing is left there."""
-    command = [sys.executable, "-c", "from backfill_kit.cli.commands import main; main()", "report", "coverage",
-               "--spec", str(mini_spec), "--start", START, "--end", END]
-    runs = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
+    command = [
+        sys.executable,
+        "-c",
+        "from backfill_kit.cli.commands import main; main()",
+        "report",
+        "coverage",
+        "--spec",
+        str(mini_spec),
+        "--start",
+        START,
+        "--end",
+        END,
+    ]
+    runs = [
+        subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     results = [(run.wait(timeout=300), *run.communicate()) for run in runs]
     assert all(code == 0 for code, _, _ in results), results
     assert all("Traceback" not in err and "Invalid Signature" not in err for _, _, err in results)
@@ -281,8 +352,9 @@ def test_two_reports_started_together_in_one_folder_do_not_cross(mini_spec, tmp_
 
 
 def test_the_explore_notebook_runs_under_papermill(mini_spec, tmp_path):
-    executed = execute(notebook_path("explore"), tmp_path / "explore.ipynb",
-                       {"spec": str(mini_spec), "start": START, "end": END})
+    executed = execute(
+        notebook_path("explore"), tmp_path / "explore.ipynb", {"spec": str(mini_spec), "start": START, "end": END}
+    )
     last = executed.cells[-1].outputs
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in last)
 
@@ -300,14 +372,18 @@ def figure_count(notebook: Path) -> int:
     return sum('class="plotly-graph-div' in o.get("data", {}).get("text/html", "") for o in outputs)
 
 
-DRAWN = ("[...document.querySelectorAll('.plotly-graph-div')]"
-         ".filter(g => g.classList.contains('js-plotly-plot') && g._fullLayout && g.querySelector('.main-svg')).length")
+DRAWN = (
+    "[...document.querySelectorAll('.plotly-graph-div')]"
+    ".filter(g => g.classList.contains('js-plotly-plot') && g._fullLayout && g.querySelector('.main-svg')).length"
+)
 
 
 def hover(figure: int, x: int, y: int) -> str:
     """Hover a point of a figure through plotly's own hover code; the label's text."""
-    return (f"(() => {{ const gd = document.querySelectorAll('.js-plotly-plot')[{figure}];"
-            f" Plotly.Fx.hover(gd, {{xval: {x}, yval: {y}}}); return gd.querySelector('.hoverlayer').textContent; }})()")
+    return (
+        f"(() => {{ const gd = document.querySelectorAll('.js-plotly-plot')[{figure}];"
+        f" Plotly.Fx.hover(gd, {{xval: {x}, yval: {y}}}); return gd.querySelector('.hoverlayer').textContent; }})()"
+    )
 
 
 def check_page(page: Page, html: Path, figures: int) -> None:
@@ -366,12 +442,25 @@ def demo_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     error = json.dumps([{"error_type": "ValueError", "error_message": PWN, "timestamp": "2021-10-21T07:00:00"}])
     with duckdb.connect(str(spec.with_suffix(".duckdb"))) as con:
         for status, finished, err in (("running", None, None), ("failed", datetime(2021, 10, 21, 7, 1), error)):
-            con.execute("INSERT INTO nba_reference.processor_run_history (processor_name, run_id, phase, data_date, "
-                        "status, started_at, processed_at, records_processed, errors) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        ["PlayerGameSummaryProcessor", "pwn-1", "phase_3_analytics", DEMO_FAILED[1], status,
-                         datetime(2021, 10, 21, 7), finished, 0 if finished else None, err])
+            con.execute(
+                "INSERT INTO nba_reference.processor_run_history (processor_name, run_id, phase, data_date, "
+                "status, started_at, processed_at, records_processed, errors) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    "PlayerGameSummaryProcessor",
+                    "pwn-1",
+                    "phase_3_analytics",
+                    DEMO_FAILED[1],
+                    status,
+                    datetime(2021, 10, 21, 7),
+                    finished,
+                    0 if finished else None,
+                    err,
+                ],
+            )
     out = tmp_path_factory.mktemp("reports")
-    result = invoke("report", "coverage", "--spec", str(spec), "--start", "2021-10-19", "--end", "2025-06-22", "--out-dir", str(out))
+    result = invoke(
+        "report", "coverage", "--spec", str(spec), "--start", "2021-10-19", "--end", "2025-06-22", "--out-dir", str(out)
+    )
     assert result.exit_code == 0, result.output
     html = Path(result.output.splitlines()[0].split(":", 1)[1].strip())
     return html, spec
@@ -421,7 +510,9 @@ def heatmap_cells(figure: dict) -> tuple[list[str], list[str], np.ndarray]:
     trace = figure["data"][0]
     z = trace["z"]
     shape = tuple(int(n) for n in z["shape"].split(","))
-    values = np.frombuffer(base64.b64decode(z["bdata"]), dtype={"i1": np.int8, "f4": np.float32}[z["dtype"]]).reshape(shape)
+    values = np.frombuffer(base64.b64decode(z["bdata"]), dtype={"i1": np.int8, "f4": np.float32}[z["dtype"]]).reshape(
+        shape
+    )
     return trace["y"][1], trace["x"], values
 
 

@@ -17,11 +17,17 @@ from backfill_kit import Status, load_spec, validate
 from backfill_kit.errors import InputError
 
 D1 = date(2024, 1, 10)
-RANGES = "  columns: {processor: processor_name, date: data_date, status: status, started_at: started_at,\n" \
-         "            finished_at: processed_at, records: records_processed, error: errors, run_id: run_id,\n" \
-         "            range_start: date_range_filter_start, range_end: date_range_filter_end}\n"
+RANGES = (
+    "  columns: {processor: processor_name, date: data_date, status: status, started_at: started_at,\n"
+    "            finished_at: processed_at, records: records_processed, error: errors, run_id: run_id,\n"
+    "            range_start: date_range_filter_start, range_end: date_range_filter_end}\n"
+)
 REASONS = "  no_data_reasons: {failure_category: [no_data_available], skip_reason: [no_data]}\n"
-CLI = [sys.executable, "-c", "import sys; from backfill_kit.cli.commands import main; sys.argv[0] = 'backfill-kit'; main()"]
+CLI = [
+    sys.executable,
+    "-c",
+    "import sys; from backfill_kit.cli.commands import main; sys.argv[0] = 'backfill-kit'; main()",
+]
 
 
 @pytest.fixture(params=["duckdb", "bigquery"])
@@ -31,7 +37,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 def with_ranges(mini: MiniWarehouse) -> MiniWarehouse:
     mini.spec_text = mini.spec_text.replace(
-        mini.spec_text[mini.spec_text.index("  columns:"):mini.spec_text.index("  statuses:")], RANGES)
+        mini.spec_text[mini.spec_text.index("  columns:") : mini.spec_text.index("  statuses:")], RANGES
+    )
     mini.spec_path.write_text(mini.spec_text)
     return mini.add_history_columns()
 
@@ -57,17 +64,19 @@ def test_a_failed_range_run_fails_every_expected_date_of_its_range(mini):
     error = json.dumps([{"error_type": "DependencyError", "error_message": "upstream is 700 days old"}])
     with_ranges(mini).run("BoxscoreProcessor", D1 + timedelta(4), "failed", range_=(D1, D1 + timedelta(4)), error=error)
     got = cells(check(mini))
-    assert {d: c.status for d, c in got.items()} == {d: Status.FAILED for d in days(D1, 5)}
+    assert {d: c.status for d, c in got.items()} == dict.fromkeys(days(D1, 5), Status.FAILED)
     assert {(c.attempts, c.failures, c.latest_status, c.last_error) for c in got.values()} == {
-        (1, 1, "failed", "DependencyError: upstream is 700 days old")}
+        (1, 1, "failed", "DependencyError: upstream is 700 days old")
+    }
 
 
 def test_a_range_run_ending_after_the_range_and_a_crashed_range_run_count_per_date(mini):
     for d in days(D1, 6):
         mini.games(d)
     with_ranges(mini).run("BoxscoreProcessor", D1 + timedelta(40), "success", 2, range_=(D1, D1 + timedelta(40)))
-    mini.run("PropsProcessor", D1 + timedelta(2), "running", range_=(D1, D1 + timedelta(2)),
-             started=datetime(2024, 3, 1))
+    mini.run(
+        "PropsProcessor", D1 + timedelta(2), "running", range_=(D1, D1 + timedelta(2)), started=datetime(2024, 3, 1)
+    )
     result = check(mini, D1, D1 + timedelta(5))
     assert {c.status for c in cells(result).values()} == {Status.NO_DATA}  # success, 0 rows, range records not per date
     props = cells(result, "props")
@@ -77,8 +86,14 @@ def test_a_range_run_ending_after_the_range_and_a_crashed_range_run_count_per_da
 def test_a_single_date_retry_after_a_failed_range_decides_that_date_only(mini):
     for d in days(D1, 3):
         mini.games(d)
-    with_ranges(mini).run("BoxscoreProcessor", D1 + timedelta(2), "failed", range_=(D1, D1 + timedelta(2)),
-                          started=datetime(2024, 2, 1), error="boom")
+    with_ranges(mini).run(
+        "BoxscoreProcessor",
+        D1 + timedelta(2),
+        "failed",
+        range_=(D1, D1 + timedelta(2)),
+        started=datetime(2024, 2, 1),
+        error="boom",
+    )
     mini.rows("raw.boxscore", D1, 2).run("BoxscoreProcessor", D1, "success", 2, started=datetime(2024, 2, 2))
     got = cells(check(mini))
     assert (got[D1].status, got[D1].attempts, got[D1].failures) == (Status.COMPLETE, 2, 1)
@@ -102,7 +117,9 @@ def test_no_data_reasons_turn_a_failure_or_a_skip_into_nothing_to_load(mini):
     for d in days(D1, 5):
         mini.games(d)
     mini.history_settings(REASONS)
-    mini.run("BoxscoreProcessor", D1, "failed", failure_category="no_data_available", error='[{"error_message": "no props"}]')
+    mini.run(
+        "BoxscoreProcessor", D1, "failed", failure_category="no_data_available", error='[{"error_message": "no props"}]'
+    )
     mini.run("BoxscoreProcessor", d2, "skipped", skip_reason="no_data")
     mini.run("BoxscoreProcessor", d3, "failed", failure_category="processing_error", error="boom")
     mini.run("BoxscoreProcessor", d3, "skipped", skip_reason="already_processed")  # later: no evidence
@@ -111,8 +128,18 @@ def test_no_data_reasons_turn_a_failure_or_a_skip_into_nothing_to_load(mini):
     mini.run("BoxscoreProcessor", d5, "failed", failure_category="timeout")
     got = cells(check(mini))
     assert [got[d].status for d in (D1, d2, d3, d4, d5)] == [
-        Status.NO_DATA, Status.NO_DATA, Status.FAILED, Status.NEVER_RAN, Status.FAILED]
-    assert (got[D1].failures, got[D1].last_error, got[d3].attempts, got[d3].latest_status) == (0, "no props", 2, "failed")
+        Status.NO_DATA,
+        Status.NO_DATA,
+        Status.FAILED,
+        Status.NEVER_RAN,
+        Status.FAILED,
+    ]
+    assert (got[D1].failures, got[D1].last_error, got[d3].attempts, got[d3].latest_status) == (
+        0,
+        "no props",
+        2,
+        "failed",
+    )
 
 
 def test_without_no_data_reasons_a_skip_still_means_nothing_to_load(mini):
@@ -150,7 +177,12 @@ def test_the_latest_attempt_is_one_run_ties_broken_by_finish_then_run_id(mini):
     got = cells(check(mini))
     first = got[D1]
     assert (first.status, first.latest_status, first.latest_seconds, first.latest_started_at, first.attempts) == (
-        Status.FAILED, "failed", 540, at, 2)
+        Status.FAILED,
+        "failed",
+        540,
+        at,
+        2,
+    )
     assert (got[d2].status, got[d2].latest_status, got[d2].latest_seconds) == (Status.NO_DATA, "success", 120)
 
 
@@ -177,7 +209,9 @@ def test_errors_held_as_json_or_repeated_fields_read_as_messages(mini, column_ty
     mini.con.execute(f"ALTER TABLE ref.run_history ALTER errors TYPE {column_type} USING NULL")
     mini.run("BoxscoreProcessor", D1, "failed")
     value = "[{'error_type': 'ReadTimeout', 'error_message': 'read timed out'}]"
-    mini.con.execute(f"UPDATE ref.run_history SET errors = {value if 'STRUCT' in column_type else repr(value.replace(chr(39), chr(34)))}::{column_type} WHERE status = 'failed'")
+    mini.con.execute(
+        f"UPDATE ref.run_history SET errors = {value if 'STRUCT' in column_type else repr(value.replace(chr(39), chr(34)))}::{column_type} WHERE status = 'failed'"
+    )
     assert cells(check(mini))[D1].last_error == "ReadTimeout: read timed out"
 
 
@@ -197,9 +231,26 @@ def test_the_same_warehouse_gives_the_same_cells_in_every_time_zone(tmp_path):
     spec = mini.close()
     outputs = []
     for zone in ("UTC", "America/Los_Angeles"):
-        result = subprocess.run([*CLI, "validate", "--spec", str(spec), "--start", "2024-01-10", "--end", "2024-01-12",
-                                 "--now", "2024-04-10T12:00:00", "--format", "json"],
-                                capture_output=True, text=True, env={**os.environ, "TZ": zone}, timeout=120)
+        result = subprocess.run(
+            [
+                *CLI,
+                "validate",
+                "--spec",
+                str(spec),
+                "--start",
+                "2024-01-10",
+                "--end",
+                "2024-01-12",
+                "--now",
+                "2024-04-10T12:00:00",
+                "--format",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TZ": zone},
+            timeout=120,
+        )
         assert result.returncode == 1, result.stderr
         outputs.append(json.loads(result.stdout)["cells"])
     assert outputs[0] == outputs[1]
@@ -211,11 +262,18 @@ def test_the_same_warehouse_gives_the_same_cells_in_every_time_zone(tmp_path):
 def test_a_range_without_expected_dates_is_refused_naming_the_seasons(mini):
     mini.games(D1)
     spec = mini.close()
-    with pytest.raises(InputError, match=r"no expected dates from 2023-01-01 to 2023-01-31.*outside every season.*"
-                                         r"s1 \(2024-01-01 \.\. 2024-01-31\), s2"):
+    with pytest.raises(
+        InputError,
+        match=r"no expected dates from 2023-01-01 to 2023-01-31.*outside every season.*"
+        r"s1 \(2024-01-01 \.\. 2024-01-31\), s2",
+    ):
         validate(load_spec(spec), date(2023, 1, 1), date(2023, 1, 31), now=NOW)
-    result = subprocess.run([*CLI, "validate", "--spec", str(spec), "--start", "2024-03-01", "--end", "2024-03-31"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [*CLI, "validate", "--spec", str(spec), "--start", "2024-03-01", "--end", "2024-03-31"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "has no games matching calendar.filter" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -275,25 +333,57 @@ class ProductionHistory:
     def __init__(self, con) -> None:
         self.con, self.n = con, 0
 
-    def run(self, processor: str, d: date, status: str, *, records: int = 0, error: tuple[str, str] | None = None,
-            category: str | None = None, skip: str | None = None, range_: tuple[date, date] | None = None,
-            started: datetime | None = None) -> None:
+    def run(
+        self,
+        processor: str,
+        d: date,
+        status: str,
+        *,
+        records: int = 0,
+        error: tuple[str, str] | None = None,
+        category: str | None = None,
+        skip: str | None = None,
+        range_: tuple[date, date] | None = None,
+        started: datetime | None = None,
+    ) -> None:
         self.n += 1
         started = started or datetime(2025, 11, 20, 1, 0) + timedelta(minutes=self.n)
-        errors = json.dumps([{"error_type": error[0], "error_message": error[1], "timestamp": started.isoformat()}]
-                            if error else [])
+        errors = json.dumps(
+            [{"error_type": error[0], "error_message": error[1], "timestamp": started.isoformat()}] if error else []
+        )
         first, last = range_ or (None, None)
-        row = ("INSERT INTO nba_reference.processor_run_history (processor_name, run_id, phase, data_date, "
-               "date_range_filter_start, date_range_filter_end, status, started_at, processed_at, duration_seconds, "
-               "records_processed, errors, failure_category, skipped, skip_reason, retry_attempt, backfill_mode, "
-               "trigger_source) VALUES (?, ?, 'phase_x', ?, ?, ?, ?, ?::TIMESTAMPTZ, ?::TIMESTAMPTZ, ?, ?, ?::JSON, ?, ?, ?, 1, TRUE, 'manual')")
+        row = (
+            "INSERT INTO nba_reference.processor_run_history (processor_name, run_id, phase, data_date, "
+            "date_range_filter_start, date_range_filter_end, status, started_at, processed_at, duration_seconds, "
+            "records_processed, errors, failure_category, skipped, skip_reason, retry_attempt, backfill_mode, "
+            "trigger_source) VALUES (?, ?, 'phase_x', ?, ?, ?, ?, ?::TIMESTAMPTZ, ?::TIMESTAMPTZ, ?, ?, ?::JSON, ?, ?, ?, 1, TRUE, 'manual')"
+        )
         run_id = f"{processor}_{d:%Y%m%d}_{self.n:08x}"
         at = f"{started.isoformat()}+00:00"
-        self.con.execute(row, [processor, run_id, d, first, last, "running", at, None, None, None, "[]", None, False, None])
+        self.con.execute(
+            row, [processor, run_id, d, first, last, "running", at, None, None, None, "[]", None, False, None]
+        )
         if status != "running":
             done = f"{(started + timedelta(seconds=75)).isoformat()}+00:00"
-            self.con.execute(row, [processor, run_id, d, first, last, status, at, done, 75.0, records, errors, category,
-                                   status == "skipped", skip])
+            self.con.execute(
+                row,
+                [
+                    processor,
+                    run_id,
+                    d,
+                    first,
+                    last,
+                    status,
+                    at,
+                    done,
+                    75.0,
+                    records,
+                    errors,
+                    category,
+                    status == "skipped",
+                    skip,
+                ],
+            )
 
 
 def production_warehouse(directory):
@@ -305,7 +395,11 @@ def production_warehouse(directory):
     for schema in ("nba_raw", "nba_analytics", "nba_reference"):
         con.execute(f"CREATE SCHEMA {schema}")
     con.execute("CREATE TABLE nba_raw.nbac_schedule (game_id VARCHAR, game_date DATE, game_status BIGINT)")
-    for table in ("nba_raw.odds_api_player_points_props", "nba_raw.nbac_play_by_play", "nba_analytics.player_game_summary"):
+    for table in (
+        "nba_raw.odds_api_player_points_props",
+        "nba_raw.nbac_play_by_play",
+        "nba_analytics.player_game_summary",
+    ):
         con.execute(f"CREATE TABLE {table} (game_date DATE, player_lookup VARCHAR)")
     con.execute(f"CREATE TABLE nba_reference.processor_run_history ({PRODUCTION_HISTORY})")
     (directory / "prod.yaml").write_text(PRODUCTION_SPEC)
@@ -325,8 +419,13 @@ def copy_to_emulator(directory, con, request, monkeypatch) -> None:
     wh = BigQueryWarehouse(emulator.client(project))
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            for name in ("nba_raw.nbac_schedule", "nba_raw.odds_api_player_points_props", "nba_raw.nbac_play_by_play",
-                         "nba_analytics.player_game_summary", "nba_reference.processor_run_history"):
+            for name in (
+                "nba_raw.nbac_schedule",
+                "nba_raw.odds_api_player_points_props",
+                "nba_raw.nbac_play_by_play",
+                "nba_analytics.player_game_summary",
+                "nba_reference.processor_run_history",
+            ):
                 partition = "data_date" if name.startswith("nba_reference") else "game_date"
                 copy_table(con, wh, name, Path(tmp), partition_column=partition)
     finally:
@@ -344,31 +443,52 @@ def test_a_warehouse_shaped_like_production_reads_right(tmp_path, backend, reque
     con.execute("INSERT INTO nba_analytics.player_game_summary VALUES (?, 'x')", [d[5]])
     h = ProductionHistory(con)
     h.run("OddsApiPropsProcessor", d[0], "success", records=1)
-    h.run("OddsApiPropsProcessor", d[1], "failed", category="no_data_available",
-          error=("NoDataAvailableError", "no props for the date"))
+    h.run(
+        "OddsApiPropsProcessor",
+        d[1],
+        "failed",
+        category="no_data_available",
+        error=("NoDataAvailableError", "no props for the date"),
+    )
     h.run("OddsApiPropsProcessor", d[2], "failed", category="timeout", error=("TimeoutError", "read timed out"))
     h.run("OddsApiPropsProcessor", d[3], "skipped", skip="already_processed")
     h.run("OddsApiPropsProcessor", d[4], "SUCCESS")
     h.run("NbacPlayByPlayProcessor", d[0], "running", started=datetime(2025, 11, 1))  # crashed
     h.run("NbacPlayByPlayProcessor", d[1], "skipped", skip="no_data")
     # Phase 3 range runs: one row for the whole range, dated at its end; the second ends after the range.
-    h.run("PlayerGameSummaryProcessor", d[4], "failed", category="upstream_failure", range_=(d[0], d[4]),
-          error=("DependencyError", "nba_raw.nbac_gamebook_player_stats is 700 days old"))
-    h.run("PlayerGameSummaryProcessor", d[6] + timedelta(10), "success", records=280, range_=(d[5], d[6] + timedelta(10)))
+    h.run(
+        "PlayerGameSummaryProcessor",
+        d[4],
+        "failed",
+        category="upstream_failure",
+        range_=(d[0], d[4]),
+        error=("DependencyError", "nba_raw.nbac_gamebook_player_stats is 700 days old"),
+    )
+    h.run(
+        "PlayerGameSummaryProcessor", d[6] + timedelta(10), "success", records=280, range_=(d[5], d[6] + timedelta(10))
+    )
     if backend == "bigquery":
         copy_to_emulator(tmp_path, con, request, monkeypatch)
     con.close()
     result = validate(load_spec(tmp_path / "prod.yaml"), d[0], d[-1], now=datetime(2025, 11, 30))
     got = {(c.table, (c.date - d[0]).days): (str(c.status), c.last_error) for c in result.cells}
     assert got == {
-        ("odds", 0): ("complete", None), ("odds", 1): ("no_data", "NoDataAvailableError: no props for the date"),
-        ("odds", 2): ("failed", "TimeoutError: read timed out"), ("odds", 3): ("never_ran", None),
-        ("odds", 4): ("never_ran", None), ("odds", 5): ("never_ran", None), ("odds", 6): ("never_ran", None),
-        ("pbp", 0): ("stale", None), ("pbp", 1): ("no_data", None),
+        ("odds", 0): ("complete", None),
+        ("odds", 1): ("no_data", "NoDataAvailableError: no props for the date"),
+        ("odds", 2): ("failed", "TimeoutError: read timed out"),
+        ("odds", 3): ("never_ran", None),
+        ("odds", 4): ("never_ran", None),
+        ("odds", 5): ("never_ran", None),
+        ("odds", 6): ("never_ran", None),
+        ("pbp", 0): ("stale", None),
+        ("pbp", 1): ("no_data", None),
         **{("pbp", i): ("never_ran", None) for i in range(2, 7)},
-        **{("pgs", i): ("failed", "DependencyError: nba_raw.nbac_gamebook_player_stats is 700 days old")
-           for i in range(5)},
-        ("pgs", 5): ("complete", None), ("pgs", 6): ("no_data", None),
+        **{
+            ("pgs", i): ("failed", "DependencyError: nba_raw.nbac_gamebook_player_stats is 700 days old")
+            for i in range(5)
+        },
+        ("pgs", 5): ("complete", None),
+        ("pgs", 6): ("no_data", None),
     }
     assert result.unmapped_statuses == {"SUCCESS": 1}
     assert result.run_history["no_data_reasons"] == {"failure_category no_data_available": 1, "skip_reason no_data": 1}
@@ -386,8 +506,13 @@ def test_the_monitor_counts_a_range_run_per_date_and_no_data_as_done_not_failed(
     recently = NOW - timedelta(minutes=30)
     mini.run("SummaryProcessor", D1 + timedelta(2), "success", 9, range_=(D1, D1 + timedelta(2)), started=recently)
     mini.run("BoxscoreProcessor", D1, "failed", failure_category="no_data_available", started=recently)
-    mini.run("BoxscoreProcessor", D1 + timedelta(1), "failed", error='[{"error_type": "E", "error_message": "boom"}]',
-             started=recently)
+    mini.run(
+        "BoxscoreProcessor",
+        D1 + timedelta(1),
+        "failed",
+        error='[{"error_type": "E", "error_message": "boom"}]',
+        started=recently,
+    )
     snap = take_snapshot(load_spec(mini.close()), D1, D1 + timedelta(3), now=NOW)
     assert snap.completed_in_window == 3 + 1
     assert [(f.table, f.date, f.error) for f in snap.failures] == [("boxscore", D1 + timedelta(1), "boom")]
@@ -414,5 +539,7 @@ def test_a_missing_reason_or_range_column_is_named_at_its_spec_field(mini):
     mini.con.execute("ALTER TABLE ref.run_history DROP COLUMN date_range_filter_end")
     with pytest.raises(WarehouseMismatchError) as info:
         check(mini)
-    assert {p.field for p in info.value.problems} == {"run_history.columns.range_end",
-                                                      "run_history.no_data_reasons.failure_reason"}
+    assert {p.field for p in info.value.problems} == {
+        "run_history.columns.range_end",
+        "run_history.no_data_reasons.failure_reason",
+    }

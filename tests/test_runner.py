@@ -15,10 +15,10 @@ import pytest
 from runner_helpers import fake_step, runs_of, wait_until, write_plan
 
 from backfill_kit.errors import BackfillKitError, InputError
+from backfill_kit.plan import load_plan
 from backfill_kit.running.journal import read_journal
 from backfill_kit.running.locks import is_locked
-from backfill_kit.plan import load_plan
-from backfill_kit.running.runner import RunOptions, Runner
+from backfill_kit.running.runner import Runner, RunOptions
 
 
 def run(plan_path: Path, **options):
@@ -45,7 +45,9 @@ def test_stages_run_in_order_and_every_step_is_journaled(tmp_path):
 
 def test_a_failing_step_stops_after_its_stage_and_resume_retries_only_it(tmp_path):
     m = tmp_path / "marks"
-    write_plan(tmp_path / "plan.json", (2, [fake_step("good", m), fake_step("bad", m, "fail")]), (1, [fake_step("later", m)]))
+    write_plan(
+        tmp_path / "plan.json", (2, [fake_step("good", m), fake_step("bad", m, "fail")]), (1, [fake_step("later", m)])
+    )
     first = run(tmp_path / "plan.json")
     assert (first.outcome, first.exit_code) == ("failed", 1)
     bad = next(e for e in events(first, "step_finished") if e["step"] == "bad")
@@ -56,7 +58,9 @@ def test_a_failing_step_stops_after_its_stage_and_resume_retries_only_it(tmp_pat
     with pytest.raises(InputError, match="belongs to another version of the plan"):
         run(tmp_path / "plan.json", resume=True)  # the plan changed under the journal
     (tmp_path / "plan.journal.jsonl").unlink()
-    write_plan(tmp_path / "plan.json", (2, [fake_step("good", m), fake_step("bad", m, "fail")]), (1, [fake_step("later", m)]))
+    write_plan(
+        tmp_path / "plan.json", (2, [fake_step("good", m), fake_step("bad", m, "fail")]), (1, [fake_step("later", m)])
+    )
     run(tmp_path / "plan.json")
     with pytest.raises(InputError, match="Pass --resume"):
         run(tmp_path / "plan.json")
@@ -68,8 +72,11 @@ def test_a_failing_step_stops_after_its_stage_and_resume_retries_only_it(tmp_pat
 
 def test_keep_going_skips_only_work_that_depends_on_the_failure(tmp_path):
     m = tmp_path / "marks"
-    write_plan(tmp_path / "plan.json", (2, [fake_step("bad", m, "fail"), fake_step("fine", m)]),
-               (2, [fake_step("needs_bad", m, after=("bad",)), fake_step("needs_fine", m, after=("fine",))]))
+    write_plan(
+        tmp_path / "plan.json",
+        (2, [fake_step("bad", m, "fail"), fake_step("fine", m)]),
+        (2, [fake_step("needs_bad", m, after=("bad",)), fake_step("needs_fine", m, after=("fine",))]),
+    )
     result = run(tmp_path / "plan.json", keep_going=True)
     assert result.outcome == "failed"
     assert result.outcomes == {"bad": "failed", "fine": "succeeded", "needs_bad": "skipped", "needs_fine": "succeeded"}
@@ -78,8 +85,12 @@ def test_keep_going_skips_only_work_that_depends_on_the_failure(tmp_path):
 
 def test_a_failure_skips_the_whole_chain_below_it_through_direct_dependencies(tmp_path):
     m = tmp_path / "marks"  # a plan lists only the steps a step reads directly
-    write_plan(tmp_path / "plan.json", (1, [fake_step("raw", m, "fail")]), (1, [fake_step("mid", m, after=("raw",))]),
-               (1, [fake_step("top", m, after=("mid",))]))
+    write_plan(
+        tmp_path / "plan.json",
+        (1, [fake_step("raw", m, "fail")]),
+        (1, [fake_step("mid", m, after=("raw",))]),
+        (1, [fake_step("top", m, after=("mid",))]),
+    )
     result = run(tmp_path / "plan.json", keep_going=True)
     assert result.outcomes == {"raw": "failed", "mid": "skipped", "top": "skipped"}
     assert runs_of(m, "mid") == runs_of(m, "top") == 0
@@ -100,8 +111,10 @@ def test_a_hanging_step_is_killed_at_its_timeout_with_its_children(tmp_path):
 
 def test_transient_exit_codes_are_retried_with_backoff(tmp_path):
     m = tmp_path / "marks"
-    write_plan(tmp_path / "plan.json", (1, [fake_step("flaky", m, "transient=2", retries=2),
-                                            fake_step("hopeless", m, "transient=9", retries=1)]))
+    write_plan(
+        tmp_path / "plan.json",
+        (1, [fake_step("flaky", m, "transient=2", retries=2), fake_step("hopeless", m, "transient=9", retries=1)]),
+    )
     result = run(tmp_path / "plan.json")
     assert result.outcomes == {"flaky": "succeeded", "hopeless": "failed"}
     assert runs_of(m, "flaky") == 3 and runs_of(m, "hopeless") == 2
@@ -122,7 +135,10 @@ def test_a_step_that_exits_0_without_writing_is_flagged(tmp_path):
     m = tmp_path / "marks"
     write_plan(tmp_path / "plan.json", (1, [fake_step("empty", m), fake_step("full", m)]))
     plan = load_plan(tmp_path / "plan.json")
-    checker = lambda step: 0 if step.id == "empty" else len(step.dates)
+
+    def checker(step):
+        return 0 if step.id == "empty" else len(step.dates)
+
     result = Runner(plan, tmp_path / "plan.json", RunOptions(), checker=checker).run()
     assert result.outcomes == {"empty": "succeeded_without_data", "full": "succeeded"}
     assert result.warnings == ["empty exited 0 but left all 2 of its dates without rows"]
@@ -158,8 +174,12 @@ CLI_RUN = "import sys; from backfill_kit.cli.commands import main; sys.argv = ['
 
 
 def start_runner(plan_path: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", CLI_RUN, "run", "--plan", str(plan_path), *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", CLI_RUN, "run", "--plan", str(plan_path), *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(process: subprocess.Popen[str]) -> int:
@@ -173,8 +193,11 @@ def test_a_second_runner_on_the_same_plan_is_refused(tmp_path):
     first = start_runner(tmp_path / "plan.json")
     while not runs_of(m, "slow"):
         time.sleep(0.05)
-    second = subprocess.run([sys.executable, "-c", CLI_RUN, "run", "--plan", str(tmp_path / "plan.json"), "--resume"],
-                            capture_output=True, text=True)
+    second = subprocess.run(
+        [sys.executable, "-c", CLI_RUN, "run", "--plan", str(tmp_path / "plan.json"), "--resume"],
+        capture_output=True,
+        text=True,
+    )
     assert second.returncode == 2
     assert "is in use by another runner (pid" in second.stderr and "Traceback" not in second.stderr
     assert finish(first) == 0
@@ -187,8 +210,9 @@ def test_a_second_runner_is_kept_off_tables_another_is_writing(tmp_path):
     first = start_runner(tmp_path / "one.json")
     while not runs_of(m, "slow"):
         time.sleep(0.05)
-    second = subprocess.run([sys.executable, "-c", CLI_RUN, "run", "--plan", str(tmp_path / "two.json")],
-                            capture_output=True, text=True)
+    second = subprocess.run(
+        [sys.executable, "-c", CLI_RUN, "run", "--plan", str(tmp_path / "two.json")], capture_output=True, text=True
+    )
     assert second.returncode == 2 and "table shared is in use by another runner" in second.stderr
     assert runs_of(m, "other") == 0
     assert finish(first) == 0
@@ -199,8 +223,10 @@ def test_sigterm_stops_the_children_and_leaves_a_resumable_journal(sig, tmp_path
     m = tmp_path / "marks"
     write_plan(tmp_path / "plan.json", (2, [fake_step("done", m), fake_step("long", m, "wait")]))
     runner = start_runner(tmp_path / "plan.json")
-    wait_until(lambda: runs_of(m, "long") and read_journal(tmp_path / "plan.journal.jsonl").done == {"done"},
-               what="done journaled and long running")
+    wait_until(
+        lambda: runs_of(m, "long") and read_journal(tmp_path / "plan.journal.jsonl").done == {"done"},
+        what="done journaled and long running",
+    )
     runner.send_signal(sig)
     assert finish(runner) == 130
     state = read_journal(tmp_path / "plan.journal.jsonl")
@@ -234,6 +260,10 @@ def test_sigkill_at_random_moments_never_reruns_a_success(tmp_path):
     assert set(state.outcomes.values()) == {"succeeded"}
     for e in state.events:
         if e["event"] == "step_finished" and e["outcome"] == "succeeded":
-            later_starts = [x for x in state.events[state.events.index(e):] if x["event"] == "step_started" and x["step"] == e["step"]]
+            later_starts = [
+                x
+                for x in state.events[state.events.index(e) :]
+                if x["event"] == "step_started" and x["step"] == e["step"]
+            ]
             assert later_starts == [], f"{e['step']} ran again after it succeeded"
     assert json.loads((tmp_path / "plan.json").read_text())["totals"]["steps"] == 8

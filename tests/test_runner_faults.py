@@ -20,17 +20,21 @@ from runner_helpers import alive, fake_step, job_pids, runs_of, wait_until, writ
 
 from backfill_kit.cli.commands import cli
 from backfill_kit.errors import BackfillKitError, SpecError
+from backfill_kit.plan import load_plan
 from backfill_kit.running.journal import read_journal
 from backfill_kit.running.locks import is_locked
-from backfill_kit.plan import load_plan
-from backfill_kit.running.runner import RunOptions, Runner
+from backfill_kit.running.runner import Runner, RunOptions
 
 CLI_RUN = "import sys; from backfill_kit.cli.commands import main; sys.argv = ['backfill-kit', *sys.argv[1:]]; main()"
 
 
 def start_runner(plan_path: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", CLI_RUN, "run", "--plan", str(plan_path), *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", CLI_RUN, "run", "--plan", str(plan_path), *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(process: subprocess.Popen[str]) -> tuple[int, str]:
@@ -85,14 +89,19 @@ def test_a_disk_full_mid_run_stops_cleanly_and_the_resume_reruns_no_success(faul
     resume finishes without rerunning a step that succeeded."""
     home = request.getfixturevalue("small_disk") if fault == "full_tmpfs" else tmp_path / "runs"
     m = tmp_path / "marks"
-    first = [fake_step("a", m), fake_step("b", m, "wait", extra=("--say", LONG_TAIL, "--fail-first", "1")),
-             fake_step("d", m, "wait")]
+    first = [
+        fake_step("a", m),
+        fake_step("b", m, "wait", extra=("--say", LONG_TAIL, "--fail-first", "1")),
+        fake_step("d", m, "wait"),
+    ]
     plan = home / "plan.json"
     write_plan(plan, (1, first[:1]), (2, first[1:]), (1, [fake_step("e", m)]))
     journal = home / "plan.journal.jsonl"
     runner = start_runner(plan)
-    wait_until(lambda: runs_of(m, "b") and runs_of(m, "d") and read_journal(journal).outcomes.get("a") == "succeeded",
-               what="a done, b and d running")
+    wait_until(
+        lambda: runs_of(m, "b") and runs_of(m, "d") and read_journal(journal).outcomes.get("a") == "succeeded",
+        what="a done, b and d running",
+    )
     wait_until(lambda: "line 14" in (home / "plan.logs" / "b.attempt-1.log").read_text(), what="b's output logged")
     if fault == "full_tmpfs":
         filler = fill(home)
@@ -144,8 +153,9 @@ def test_a_journal_event_missing_a_field_is_named_by_file_and_line(tmp_path):
 
 def test_a_plan_passed_as_a_journal_is_named_as_such(tmp_path):
     write_plan(tmp_path / "plan.json", (1, [fake_step("a", tmp_path / "marks")]))
-    result = CliRunner().invoke(cli, ["report", "execution", "--journal", str(tmp_path / "plan.json"),
-                                      "--out-dir", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        cli, ["report", "execution", "--journal", str(tmp_path / "plan.json"), "--out-dir", str(tmp_path / "out")]
+    )
     assert result.exit_code == 2
     assert "plan.json is not a backfill-kit journal: it is a plan file" in result.output
     assert "move it aside" not in result.output and "Traceback" not in result.output
@@ -155,7 +165,9 @@ def test_one_bad_journal_does_not_stop_the_monitor(mini, tmp_path):
     spec = mini.games(date(2024, 1, 10)).close()  # a game date: a range without any is refused
     good, torn, huge = (spec.parent / "runs" / f"{n}.journal.jsonl" for n in ("good", "torn", "huge"))
     good.parent.mkdir()
-    good.write_text('{"event": "run_started", "time": "2024-01-01T00:00:00+00:00", "plan": "p", "plan_sha": "x", "steps": 3}\n')
+    good.write_text(
+        '{"event": "run_started", "time": "2024-01-01T00:00:00+00:00", "plan": "p", "plan_sha": "x", "steps": 3}\n'
+    )
     torn.write_text('{"event": "run_started", "time": "2024-01-01T00:00:00+00:00"}\n{"event": "step_sta\n')
     huge.write_bytes(good.read_bytes() + b'{"event": "step_finished", "tail": "' + b"z" * (2 << 20))
     result = CliRunner().invoke(cli, ["monitor", "--spec", str(spec), "--start", "2024-01-01", "--end", "2024-01-31"])
@@ -171,16 +183,29 @@ def test_one_bad_journal_does_not_stop_the_monitor(mini, tmp_path):
 
 def test_a_step_without_data_blocks_its_dependents_and_the_run_exits_non_zero(tmp_path):
     m = tmp_path / "marks"
-    write_plan(tmp_path / "plan.json", (2, [fake_step("empty", m), fake_step("full", m)]),
-               (2, [fake_step("reads_empty", m, after=("empty",)), fake_step("reads_full", m, after=("full",))]),
-               (1, [fake_step("two_down", m, after=("reads_empty", "empty"))]))
-    checker = lambda step: 0 if step.id == "empty" else len(step.dates)
+    write_plan(
+        tmp_path / "plan.json",
+        (2, [fake_step("empty", m), fake_step("full", m)]),
+        (2, [fake_step("reads_empty", m, after=("empty",)), fake_step("reads_full", m, after=("full",))]),
+        (1, [fake_step("two_down", m, after=("reads_empty", "empty"))]),
+    )
+
+    def checker(step):
+        return 0 if step.id == "empty" else len(step.dates)
+
     result = Runner(load_plan(tmp_path / "plan.json"), tmp_path / "plan.json", RunOptions(), checker=checker).run()
     assert (result.outcome, result.exit_code) == ("blocked", 1)
-    assert result.outcomes == {"empty": "succeeded_without_data", "full": "succeeded", "reads_empty": "skipped",
-                               "reads_full": "succeeded", "two_down": "skipped"}
-    assert result.blocked == {"reads_empty": "upstream step empty succeeded without data",
-                              "two_down": "upstream step reads_empty was blocked"}
+    assert result.outcomes == {
+        "empty": "succeeded_without_data",
+        "full": "succeeded",
+        "reads_empty": "skipped",
+        "reads_full": "succeeded",
+        "two_down": "skipped",
+    }
+    assert result.blocked == {
+        "reads_empty": "upstream step empty succeeded without data",
+        "two_down": "upstream step reads_empty was blocked",
+    }
     assert runs_of(m, "reads_empty") == runs_of(m, "two_down") == 0 and runs_of(m, "reads_full") == 1
     assert any(w.startswith("reads_empty was not run, blocked") for w in result.warnings)
 
@@ -201,10 +226,18 @@ def test_an_empty_skip_downstream_is_a_spec_error(mini):
 def test_a_plan_whose_command_lost_the_skip_setting_is_refused(edit, mini, tmp_path):
     spec = mini.games(date(2024, 1, 10)).close()
     if edit == "env":
-        spec.write_text(spec.read_text().replace('{args: ["--no-trigger"]}', '{args: ["--no-trigger"], env: {QUIET: "1"}}'))
+        spec.write_text(
+            spec.read_text().replace('{args: ["--no-trigger"]}', '{args: ["--no-trigger"], env: {QUIET: "1"}}')
+        )
     plan_path = tmp_path / "plan.json"
-    assert CliRunner().invoke(cli, ["plan", "--spec", str(spec), "--start", "2024-01-10", "--end", "2024-01-10",
-                                    "--out", str(plan_path)]).exit_code == 0
+    assert (
+        CliRunner()
+        .invoke(
+            cli, ["plan", "--spec", str(spec), "--start", "2024-01-10", "--end", "2024-01-10", "--out", str(plan_path)]
+        )
+        .exit_code
+        == 0
+    )
     text = plan_path.read_text()
     lost = text.replace(',\n            "--no-trigger"', "") if edit == "argv" else text.replace('"QUIET": "1"', "")
     assert lost != text and '"skips_downstream": true' in lost
@@ -230,7 +263,7 @@ def test_sigkill_the_runner_mid_stage_ten_times(tmp_path):
     for _ in range(10):
         seen = len(job_pids(m))
         runner = start_runner(tmp_path / "plan.json", "--resume")
-        wait_until(lambda: len(job_pids(m)) > seen, what="a job of this runner to start")  # mid-stage
+        wait_until(lambda seen=seen: len(job_pids(m)) > seen, what="a job of this runner to start")  # mid-stage
         with contextlib.suppress(subprocess.TimeoutExpired):
             runner.wait(rng.uniform(0.0, 0.5))
         runner.kill()
@@ -254,8 +287,11 @@ def test_the_locks_stay_taken_while_a_job_of_a_dead_runner_lives(tmp_path):
     write_plan(tmp_path / "plan.json", (1, [fake_step("w", m, "wait")]))
     runner = start_runner(tmp_path / "plan.json")
     wait_until(lambda: job_pids(m), what="the job to start")
-    watchdog = next(p for p in map(int, filter(str.isdigit, os.listdir("/proc")))
-                    if b"backfill_kit.running.processes" in _read(f"/proc/{p}/cmdline") and _parent(p) == runner.pid)
+    watchdog = next(
+        p
+        for p in map(int, filter(str.isdigit, os.listdir("/proc")))
+        if b"backfill_kit.running.processes" in _read(f"/proc/{p}/cmdline") and _parent(p) == runner.pid
+    )
     os.kill(watchdog, signal.SIGKILL)
     runner.kill()
     finish(runner)
@@ -342,9 +378,24 @@ def test_a_job_printing_200_mb_on_one_line_costs_the_runner_little(tmp_path):
     m = tmp_path / "marks"
     write_plan(tmp_path / "plan.json", (1, [fake_step("flood", m, f"flood={200 << 20}")]))
     peak = tmp_path / "peak"  # VmHWM: this process image's own peak, not the forked test's (ru_maxrss)
-    report_peak = f"import atexit; atexit.register(lambda: open({str(peak)!r}, 'w').write(open('/proc/self/status').read()))"
-    runner = subprocess.run([sys.executable, "-c", f"{report_peak}; {CLI_RUN}", "run", "--plan", str(tmp_path / "plan.json"),
-                             "--log-limit-mb", "2"], capture_output=True, text=True, timeout=120)
+    report_peak = (
+        f"import atexit; atexit.register(lambda: open({str(peak)!r}, 'w').write(open('/proc/self/status').read()))"
+    )
+    runner = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"{report_peak}; {CLI_RUN}",
+            "run",
+            "--plan",
+            str(tmp_path / "plan.json"),
+            "--log-limit-mb",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert runner.returncode == 1, runner.stderr
     kib = int(next(line for line in peak.read_text().splitlines() if line.startswith("VmHWM:")).split()[1])
     assert kib < 200_000, f"the runner peaked at {kib} KiB"  # ~70 MB of Python and libraries
@@ -390,7 +441,7 @@ def test_every_mutation_of_a_journal_reads_back_or_is_one_message(tmp_path):
                     del changed[key]
                 else:
                     changed[key] = value
-                check("\n".join([*lines[:i], json.dumps(changed), *lines[i + 1:]]) + "\n")
+                check("\n".join([*lines[:i], json.dumps(changed), *lines[i + 1 :]]) + "\n")
     data = journal.read_bytes()
     ends = [i for i, byte in enumerate(data) if byte == ord("\n")]
     for cut in sorted({*range(0, len(data), 13), *(e + d for e in ends for d in (-1, 0, 1, 2))}):
@@ -402,6 +453,8 @@ def test_every_mutation_of_a_journal_reads_back_or_is_one_message(tmp_path):
 
 def test_a_spec_passed_as_a_journal_is_named_as_such(mini, tmp_path):
     spec = mini.close()
-    result = CliRunner().invoke(cli, ["report", "execution", "--journal", str(spec), "--out-dir", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        cli, ["report", "execution", "--journal", str(spec), "--out-dir", str(tmp_path / "out")]
+    )
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "mini.yaml is not a backfill-kit journal: it is a pipeline spec (YAML); give it to --spec" in result.output

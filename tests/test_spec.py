@@ -33,12 +33,16 @@ def test_the_shipped_example_loads_with_the_real_pipeline_shape(tmp_path):
     assert [len(p.tables) for p in spec.phases] == [10, 5, 5]
     assert [p.mode for p in spec.phases] == ["parallel", "parallel", "sequential"]
     assert [t.id for t in spec.phases[2].tables] == [
-        "team_defense_zone_analysis", "player_shot_zone_analysis", "player_composite_factors",
-        "player_daily_cache", "ml_feature_store_v2",
+        "team_defense_zone_analysis",
+        "player_shot_zone_analysis",
+        "player_composite_factors",
+        "player_daily_cache",
+        "ml_feature_store_v2",
     ]
     assert spec.table("ml_feature_store_v2").table == "nba_predictions.ml_feature_store_v2"
     assert {spec.date_column_of(spec.table(t)) for t in ("team_defense_zone_analysis", "player_daily_cache")} == {
-        "analysis_date", "cache_date",
+        "analysis_date",
+        "cache_date",
     }
     assert spec.resolve_path(spec.warehouse.path) == tmp_path / "nba_props.duckdb"
     assert spec.job_of(spec.table("player_game_summary")).max_dates_per_step == 200  # phase overrides defaults
@@ -58,7 +62,9 @@ def test_every_problem_is_reported_at_once_with_its_line(tmp_path):
 
 
 def test_undefined_dependency_and_missing_date_column(tmp_path):
-    text = MINI_SPEC.replace("depends_on: [boxscore]", "depends_on: [box_score]").replace("date_column: game_date\ncalendar", "calendar")
+    text = MINI_SPEC.replace("depends_on: [boxscore]", "depends_on: [box_score]").replace(
+        "date_column: game_date\ncalendar", "calendar"
+    )
     required = "required: name the table's date column here or set a top-level date_column"
     assert problems_of(tmp_path, text) == [
         f"{line(text, 'id: boxscore')}: phases[0].tables[0].date_column: {required}",
@@ -71,10 +77,12 @@ def test_undefined_dependency_and_missing_date_column(tmp_path):
 
 
 def test_a_dependency_cycle_is_named(tmp_path):
-    text = MINI_SPEC.replace("date_column: cache_date, processor: CacheProcessor, depends_on: [summary]",
-                             "date_column: cache_date, processor: CacheProcessor, depends_on: [summary]}\n"
-                             "      - {id: extra, table: analytics.extra, processor: X, depends_on: [extra2]}\n"
-                             "      - {id: extra2, table: analytics.extra2, processor: Y, depends_on: [extra]")
+    text = MINI_SPEC.replace(
+        "date_column: cache_date, processor: CacheProcessor, depends_on: [summary]",
+        "date_column: cache_date, processor: CacheProcessor, depends_on: [summary]}\n"
+        "      - {id: extra, table: analytics.extra, processor: X, depends_on: [extra2]}\n"
+        "      - {id: extra2, table: analytics.extra2, processor: Y, depends_on: [extra]",
+    )
     (problem,) = problems_of(tmp_path, text)
     assert "dependency cycle: extra -> extra2 -> extra" in problem
 
@@ -97,12 +105,16 @@ def test_bad_identifiers_and_yaml(tmp_path):
     (problem,) = problems_of(tmp_path, text)
     assert "phases[0].tables[0].table: 'raw.box score; DROP' is not a valid table name" in problem
     (broken,) = problems_of(tmp_path, "name: [unclosed\n")
-    assert re.fullmatch(r"[12]: not valid YAML: .*expected ',' or '\]'.*", broken)  # libyaml and pure Python word it apart
+    assert re.fullmatch(
+        r"[12]: not valid YAML: .*expected ',' or '\]'.*", broken
+    )  # libyaml and pure Python word it apart
     assert problems_of(tmp_path, "- a list") == ["1: the spec must be a YAML mapping (key: value)"]
 
 
 def test_seasons_must_be_ordered_and_bootstrap_needs_them(tmp_path):
-    text = MINI_SPEC.replace("{name: s2, start: 2024-03-01, end: 2024-03-31}", "{name: s2, start: 2024-03-01, end: 2024-02-01}")
+    text = MINI_SPEC.replace(
+        "{name: s2, start: 2024-03-01, end: 2024-03-31}", "{name: s2, start: 2024-03-01, end: 2024-02-01}"
+    )
     assert problems_of(tmp_path, text) == [
         f"{line(text, 'name: s2')}: calendar.seasons[1].end: season 's2' ends (2024-02-01) before it starts (2024-03-01)"
     ]

@@ -178,7 +178,7 @@ def test_a_reversed_range_is_refused(mini):
 
 
 def test_an_unknown_table_is_refused_naming_the_declared_ones(mini):
-    with pytest.raises(InputError, match="unknown table 'nope'.*declared tables: boxscore"):
+    with pytest.raises(InputError, match=r"unknown table 'nope'.*declared tables: boxscore"):
         check(mini, tables=["nope"])
 
 

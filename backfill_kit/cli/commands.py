@@ -71,6 +71,8 @@ def cli() -> None:
 
 start_option = click.option("--start", required=True, type=DateType(), help="First date, YYYY-MM-DD.")
 end_option = click.option("--end", required=True, type=DateType(), help="Last date, YYYY-MM-DD (inclusive).")
+
+
 def _find_spec(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
     """The spec by the one path rule of `arguments.find_file`: the working directory, then each
     folder above it up to the project folder."""
@@ -80,7 +82,11 @@ def _find_spec(ctx: click.Context, param: click.Parameter, value: Path | None) -
 
 
 spec_option = click.option(
-    "--spec", "spec_path", required=True, type=click.Path(dir_okay=False, path_type=Path), callback=_find_spec,
+    "--spec",
+    "spec_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    callback=_find_spec,
     help="Pipeline spec (YAML); a relative path is looked up from here up to the project folder.",
 )
 
@@ -132,8 +138,7 @@ def _plan_of(validation: Any, tables: tuple[str, ...], include_no_data: bool) ->
 
     spec = validation.spec  # a drafted spec validates at once, but its placeholder jobs cannot run
     _refuse_placeholders([(t.id, spec.job_of(t).argv) for t in spec.tables], spec.file_name)
-    the_plan = build_plan(validation, include_no_data=include_no_data,
-                          estimates=estimator_for(spec, validation.cells))
+    the_plan = build_plan(validation, include_no_data=include_no_data, estimates=estimator_for(spec, validation.cells))
     if tables:  # so that a resume of the finished plan checks the same tables
         the_plan.options["tables"] = list(tables)
     return the_plan
@@ -147,10 +152,12 @@ def _refuse_placeholders(argvs: Any, where: str) -> None:
 
 def _all_of(*options: Any) -> Any:
     """Several click options as one decorator, for option groups that commands share."""
+
     def apply(f: Any) -> Any:
         for option in reversed(options):
             f = option(f)
         return f
+
     return apply
 
 
@@ -167,8 +174,9 @@ _range_options = _all_of(
 @_range_options
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the plan here (JSON).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def plan(spec_path: Path, start: date, end: date, tables: tuple[str, ...], include_no_data: bool,
-         out: Path | None, fmt: str) -> None:
+def plan(
+    spec_path: Path, start: date, end: date, tables: tuple[str, ...], include_no_data: bool, out: Path | None, fmt: str
+) -> None:
     """Plan the backfill: stages of steps, each step's exact command, dates and the causes it fixes."""
     import json
 
@@ -184,13 +192,22 @@ _run_options = _all_of(
     click.option("--resume", is_flag=True, help="Continue the plan's journal; steps that succeeded never rerun."),
     click.option("--keep-going", is_flag=True, help="After a failure, go on with work that does not depend on it."),
     click.option("--dry-run", is_flag=True, help="Print what would run, run nothing."),
-    click.option("--allow-downstream-triggers", is_flag=True,
-                 help="Run jobs that declare no way to skip downstream triggers."),
-    click.option("--journal", type=click.Path(dir_okay=False, path_type=Path),
-                 help="Journal file (default: beside the plan, PLAN.journal.jsonl)."),
+    click.option(
+        "--allow-downstream-triggers", is_flag=True, help="Run jobs that declare no way to skip downstream triggers."
+    ),
+    click.option(
+        "--journal",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Journal file (default: beside the plan, PLAN.journal.jsonl).",
+    ),
     click.option("--ignore-preflight", is_flag=True, help="Start even when the quick preflight fails."),
-    click.option("--log-limit-mb", type=click.IntRange(min=1), default=64, show_default=True,
-                 help="Keep at most this much of each attempt's output in its log (its start and end)."),
+    click.option(
+        "--log-limit-mb",
+        type=click.IntRange(min=1),
+        default=64,
+        show_default=True,
+        help="Keep at most this much of each attempt's output in its log (its start and end).",
+    ),
 )
 
 
@@ -210,7 +227,9 @@ def run(plan_path: Path, **options: Any) -> None:
         click.echo(f"the plan {plan_path} already ran to its end (journal {journal}); nothing of it is left to resume")
         if the_plan.spec_path:
             tables = tuple(the_plan.options.get("tables") or ())
-            _exit_on_gaps(_validation(Path(the_plan.spec_path), the_plan.start, the_plan.end, tables), the_plan.spec_path)
+            _exit_on_gaps(
+                _validation(Path(the_plan.spec_path), the_plan.start, the_plan.end, tables), the_plan.spec_path
+            )
         return
     _execute(the_plan, plan_path, **options)
 
@@ -218,11 +237,21 @@ def run(plan_path: Path, **options: Any) -> None:
 @cli.command()
 @spec_option
 @_range_options
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Plan file (default: runs/plan-START-END.json beside the spec).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Plan file (default: runs/plan-START-END.json beside the spec).",
+)
 @_run_options
-def backfill(spec_path: Path, start: date, end: date, tables: tuple[str, ...], include_no_data: bool,
-             out: Path | None, **options: Any) -> None:
+def backfill(
+    spec_path: Path,
+    start: date,
+    end: date,
+    tables: tuple[str, ...],
+    include_no_data: bool,
+    out: Path | None,
+    **options: Any,
+) -> None:
     """Validate, plan and run at once. With --resume, continue the range's unfinished plan.
     Once a plan has finished, the next backfill plans what is still missing (PLAN-2.json, ...).
     Exit 0 only when validation finds nothing left to do."""
@@ -235,8 +264,10 @@ def backfill(spec_path: Path, start: date, end: date, tables: tuple[str, ...], i
     journal = options["journal"] or journal_path_for(latest)
     if latest.exists() and run_finished(journal):
         if options["journal"]:
-            raise InputError(f"the journal {journal} records a finished run of {latest}; leave --journal out "
-                             "(or give a new one) for the plan of what is still missing")
+            raise InputError(
+                f"the journal {journal} records a finished run of {latest}; leave --journal out "
+                "(or give a new one) for the plan of what is still missing"
+            )
         click.echo(f"the plan {latest} finished; planning what is still missing as {out}")
     elif options["resume"] and latest.exists():
         _execute(load_plan(latest), latest, **options)
@@ -267,13 +298,17 @@ def _exit_on_gaps(validation: Any, spec: str, the_plan: Any = None) -> None:
         click.echo(f"nothing to backfill: validation finds no gaps in {validation.start} .. {validation.end}")
         return
     detail = ", ".join(f"{status} {n:,}" for status, n in sorted(gaps.items()))
-    click.echo(f"validation still finds {sum(gaps.values()):,} cells that need work ({detail}) in "
-               f"{validation.start} .. {validation.end}.")
+    click.echo(
+        f"validation still finds {sum(gaps.values()):,} cells that need work ({detail}) in "
+        f"{validation.start} .. {validation.end}."
+    )
     if the_plan is None:  # after a run
         click.echo("backfill-kit backfill again plans them anew.")
     elif the_plan.blocked:
-        click.echo(f"No step can fix them yet: {len(the_plan.blocked):,} cells wait for an upstream that no plan "
-                   "can fill, e.g.")
+        click.echo(
+            f"No step can fix them yet: {len(the_plan.blocked):,} cells wait for an upstream that no plan "
+            "can fill, e.g."
+        )
         for b in the_plan.blocked[:10]:
             click.echo(f"  {b.table} {b.date}: {b.reason}")
     else:
@@ -282,9 +317,19 @@ def _exit_on_gaps(validation: Any, spec: str, the_plan: Any = None) -> None:
     sys.exit(EXIT_GAPS)
 
 
-def _execute(the_plan: Any, plan_path: Path, *, resume: bool, keep_going: bool, dry_run: bool,
-             allow_downstream_triggers: bool, journal: Path | None, ignore_preflight: bool, log_limit_mb: int,
-             recheck: Any = None) -> None:
+def _execute(
+    the_plan: Any,
+    plan_path: Path,
+    *,
+    resume: bool,
+    keep_going: bool,
+    dry_run: bool,
+    allow_downstream_triggers: bool,
+    journal: Path | None,
+    ignore_preflight: bool,
+    log_limit_mb: int,
+    recheck: Any = None,
+) -> None:
     from backfill_kit.cli import display
     from backfill_kit.preflight import run_plan
     from backfill_kit.running.progress import progress_for
@@ -294,10 +339,21 @@ def _execute(the_plan: Any, plan_path: Path, *, resume: bool, keep_going: bool, 
         click.echo(the_plan.text())
         click.echo("\ndry run: nothing was started")
         return
-    options = RunOptions(journal=journal, resume=resume, keep_going=keep_going,
-                         allow_downstream_triggers=allow_downstream_triggers, log_limit_bytes=log_limit_mb << 20)
-    result = run_plan(the_plan, plan_path, options, progress=progress_for(), ignore_preflight=ignore_preflight,
-                      show_checks=lambda checks: display.print_checks(checks, _console(), only=("warn", "fail")))
+    options = RunOptions(
+        journal=journal,
+        resume=resume,
+        keep_going=keep_going,
+        allow_downstream_triggers=allow_downstream_triggers,
+        log_limit_bytes=log_limit_mb << 20,
+    )
+    result = run_plan(
+        the_plan,
+        plan_path,
+        options,
+        progress=progress_for(),
+        ignore_preflight=ignore_preflight,
+        show_checks=lambda checks: display.print_checks(checks, _console(), only=("warn", "fail")),
+    )
     if result.exit_code == 0 and recheck is not None:
         _exit_on_gaps(recheck(), the_plan.spec_path)
     sys.exit(result.exit_code)
@@ -310,14 +366,40 @@ def _execute(the_plan: Any, plan_path: Path, *, resume: bool, keep_going: bool, 
 @click.option("--end", type=DateType(), help="Last date (default: the last season's end).")
 @click.option("--continuous", is_flag=True, help="Refresh in place until Ctrl-C.")
 @click.option("--once", is_flag=True, help="One look, then exit (the default).")
-@click.option("--interval", type=click.FloatRange(min=0.2, max=86400), default=30.0, show_default=True, help="Seconds between looks.")
-@click.option("--window-hours", type=click.FloatRange(min=0.01, max=24 * 366 * 100), default=2.0, show_default=True,
-              help="The recent window for the rate and the failures.")
-@click.option("--journal", "journals", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="A runner journal to follow (default: runs/*.journal.jsonl beside the spec).")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.2, max=86400),
+    default=30.0,
+    show_default=True,
+    help="Seconds between looks.",
+)
+@click.option(
+    "--window-hours",
+    type=click.FloatRange(min=0.01, max=24 * 366 * 100),
+    default=2.0,
+    show_default=True,
+    help="The recent window for the rate and the failures.",
+)
+@click.option(
+    "--journal",
+    "journals",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A runner journal to follow (default: runs/*.journal.jsonl beside the spec).",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def monitor(spec_path: Path, season: str | None, start: date | None, end: date | None, continuous: bool,
-            once: bool, interval: float, window_hours: float, journals: tuple[Path, ...], fmt: str) -> None:
+def monitor(
+    spec_path: Path,
+    season: str | None,
+    start: date | None,
+    end: date | None,
+    continuous: bool,
+    once: bool,
+    interval: float,
+    window_hours: float,
+    journals: tuple[Path, ...],
+    fmt: str,
+) -> None:
     """Watch a backfill: progress per phase (its slowest table), table and season, rate, ETA
     range, recent failures, orphaned runs and where a runner is."""
     from backfill_kit.monitor import find_journals, take_snapshot
@@ -404,8 +486,13 @@ def demo() -> None:
 
 @demo.command("init")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--seed", default=7, show_default=True, type=click.IntRange(0, 2**31 - 1),
-              help="Seed of the planted gaps and synthetic rows.")
+@click.option(
+    "--seed",
+    default=7,
+    show_default=True,
+    type=click.IntRange(0, 2**31 - 1),
+    help="Seed of the planted gaps and synthetic rows.",
+)
 def demo_init(directory: Path, seed: int) -> None:
     """Write DIRECTORY/nba_props.yaml and the DuckDB warehouse it points to."""
     from backfill_kit.demo import init_demo
@@ -417,16 +504,35 @@ def demo_init(directory: Path, seed: int) -> None:
 @demo.command("load")
 @click.argument("directory", required=False, default="demo", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--to", "target", required=True, type=click.Choice(["bigquery"]), help="Where to load it.")
-@click.option("--project", required=True, callback=partial(_spec_value, pattern="PROJECT_ID"),
-              help="BigQuery project that gets the datasets.")
-@click.option("--dataset-prefix", default="", callback=partial(_spec_value, pattern="DATASET_PREFIX"),
-              help="Put before every dataset name, e.g. 'demo_'.")
-@click.option("--location", default=None, callback=partial(_spec_value, pattern="LOCATION"),
-              help="Location of new datasets, e.g. US or EU.")
+@click.option(
+    "--project",
+    required=True,
+    callback=partial(_spec_value, pattern="PROJECT_ID"),
+    help="BigQuery project that gets the datasets.",
+)
+@click.option(
+    "--dataset-prefix",
+    default="",
+    callback=partial(_spec_value, pattern="DATASET_PREFIX"),
+    help="Put before every dataset name, e.g. 'demo_'.",
+)
+@click.option(
+    "--location",
+    default=None,
+    callback=partial(_spec_value, pattern="LOCATION"),
+    help="Location of new datasets, e.g. US or EU.",
+)
 @click.option("--start", type=DateType(), default=None, help="Load only dates from this one.")
 @click.option("--end", type=DateType(), default=None, help="Load only dates up to this one.")
-def demo_load(directory: Path, target: str, project: str, dataset_prefix: str, location: str | None,
-              start: date | None, end: date | None) -> None:
+def demo_load(
+    directory: Path,
+    target: str,
+    project: str,
+    dataset_prefix: str,
+    location: str | None,
+    start: date | None,
+    end: date | None,
+) -> None:
     """Load the demo warehouse of DIRECTORY (default: demo) into BigQuery, with
     Application Default Credentials, and write DIRECTORY/nba_props.bigquery.yaml: the demo
     spec with only its warehouse section changed."""
@@ -438,8 +544,10 @@ def demo_load(directory: Path, target: str, project: str, dataset_prefix: str, l
     loaded = load_demo(directory, project, dataset_prefix=dataset_prefix, location=location, start=start, end=end)
     for table, rows in loaded.tables:
         click.echo(f"{table:<64} {rows:>12,} rows")
-    click.echo(f"\nwrote {loaded.spec}; try: backfill-kit validate --spec {loaded.spec} "
-               f"--start {start or '2021-10-19'} --end {end or '2025-06-22'}")
+    click.echo(
+        f"\nwrote {loaded.spec}; try: backfill-kit validate --spec {loaded.spec} "
+        f"--start {start or '2021-10-19'} --end {end or '2025-06-22'}"
+    )
 
 
 @cli.group("spec")
@@ -448,20 +556,44 @@ def spec_group() -> None:
 
 
 _draft_source_options = _all_of(
-    click.option("--duckdb", "duckdb_path", type=click.Path(dir_okay=False, path_type=Path),
-                 help="Draft from this DuckDB file."),
-    click.option("--bigquery", "project", metavar="PROJECT",
-                 help="Draft from this BigQuery project (metadata and the run history only)."),
+    click.option(
+        "--duckdb", "duckdb_path", type=click.Path(dir_okay=False, path_type=Path), help="Draft from this DuckDB file."
+    ),
+    click.option(
+        "--bigquery",
+        "project",
+        metavar="PROJECT",
+        help="Draft from this BigQuery project (metadata and the run history only).",
+    ),
     click.option("--location", default=None, help="BigQuery location, e.g. US or EU."),
     click.option("--dataset-prefix", default="", help="BigQuery: taken off every dataset name, e.g. 'dev_'."),
-    click.option("--credentials-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                 help="BigQuery service-account key (else Application Default Credentials)."),
-    click.option("--maximum-bytes-billed", type=click.IntRange(min=1), default=10 * 2**30, show_default=True,
-                 help="BigQuery: refuse any run-history query estimated to bill more."),
-    click.option("--dataset", "datasets", multiple=True, metavar="NAME",
-                 help="Only tables of this dataset (repeatable; include the run history's)."),
-    click.option("--season-gap-days", type=click.IntRange(min=1), default=30, show_default=True,
-                 help="A gap of more than this many days between schedule dates ends a season."),
+    click.option(
+        "--credentials-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="BigQuery service-account key (else Application Default Credentials).",
+    ),
+    click.option(
+        "--maximum-bytes-billed",
+        type=click.IntRange(min=1),
+        default=10 * 2**30,
+        show_default=True,
+        help="BigQuery: refuse any run-history query estimated to bill more.",
+    ),
+    click.option(
+        "--dataset",
+        "datasets",
+        multiple=True,
+        metavar="NAME",
+        help="Only tables of this dataset (repeatable; include the run history's).",
+    ),
+    click.option(
+        "--season-gap-days",
+        type=click.IntRange(min=1),
+        default=30,
+        show_default=True,
+        help="A gap of more than this many days between schedule dates ends a season.",
+    ),
     click.option("--start", type=DateType(), default=None, help="Only dates from this one."),
     click.option("--end", type=DateType(), default=None, help="Only dates up to this one."),
 )
@@ -484,9 +616,11 @@ def spec_draft(out: Path, force: bool, name: str | None, **source: Any) -> None:
     draft = _draft(source, out.parent, name or out.stem)
     write_draft(render_draft(draft), out, force=force)
     todo = sum(1 for t in draft.tables if t.processor is None or t.processor_evidence.startswith("GUESS"))
-    click.echo(f"wrote {out}: {len(draft.tables)} tables in {len(draft.phases)} phases, "
-               f"{len(draft.calendar.seasons)} seasons; {todo} processor guesses to check. "
-               f"Read the GUESS and TODO comments, then: backfill-kit validate --spec {out} --start ... --end ...")
+    click.echo(
+        f"wrote {out}: {len(draft.tables)} tables in {len(draft.phases)} phases, "
+        f"{len(draft.calendar.seasons)} seasons; {todo} processor guesses to check. "
+        f"Read the GUESS and TODO comments, then: backfill-kit validate --spec {out} --start ... --end ..."
+    )
 
 
 @spec_group.command("diff")
@@ -507,8 +641,11 @@ def spec_diff(spec_path: Path, **source: Any) -> None:
     for d in differences:
         click.echo(f"{spec_path}: {d}")
     real = [d for d in differences if not d.note]
-    click.echo(f"{len(real)} difference(s) between {spec_path} and its warehouse" if real
-               else f"{spec_path} agrees with its warehouse")
+    click.echo(
+        f"{len(real)} difference(s) between {spec_path} and its warehouse"
+        if real
+        else f"{spec_path} agrees with its warehouse"
+    )
     sys.exit(EXIT_GAPS if real else 0)
 
 
@@ -517,16 +654,20 @@ def _source_of(the_spec: Any) -> dict[str, Any]:
     w = the_spec.warehouse
     if w.backend == "duckdb":
         return {"duckdb_path": the_spec.resolve_path(w.path)}
-    return {"project": w.project, "location": w.location, "dataset_prefix": w.dataset_prefix,
-            "credentials_file": the_spec.resolve_path(w.credentials_file) if w.credentials_file else None,
-            "maximum_bytes_billed": w.maximum_bytes_billed or 10 * 2**30}
+    return {
+        "project": w.project,
+        "location": w.location,
+        "dataset_prefix": w.dataset_prefix,
+        "credentials_file": the_spec.resolve_path(w.credentials_file) if w.credentials_file else None,
+        "maximum_bytes_billed": w.maximum_bytes_billed or 10 * 2**30,
+    }
 
 
 def _draft(source: dict[str, Any], spec_dir: Path, name: str) -> Any:
     import os
 
-    from backfill_kit.warehouse.catalog import open_bigquery_catalog, open_duckdb_catalog
     from backfill_kit.draft import draft_spec
+    from backfill_kit.warehouse.catalog import open_bigquery_catalog, open_duckdb_catalog
 
     if bool(source["duckdb_path"]) == bool(source["project"]):
         raise click.UsageError("give one warehouse to draft from: --duckdb FILE or --bigquery PROJECT")
@@ -534,18 +675,36 @@ def _draft(source: dict[str, Any], spec_dir: Path, name: str) -> Any:
         raise click.UsageError(f"--start {source['start']} is after --end {source['end']}")
     if source["duckdb_path"]:
         catalog: Any = open_duckdb_catalog(Path(source["duckdb_path"]))
-        warehouse = {"backend": "duckdb", "path": os.path.relpath(Path(source["duckdb_path"]).resolve(), spec_dir.resolve())}
+        warehouse = {
+            "backend": "duckdb",
+            "path": os.path.relpath(Path(source["duckdb_path"]).resolve(), spec_dir.resolve()),
+        }
     else:
-        catalog = open_bigquery_catalog(source["project"], location=source["location"],
-                                        dataset_prefix=source["dataset_prefix"], credentials_file=source["credentials_file"],
-                                        maximum_bytes_billed=source["maximum_bytes_billed"])
-        warehouse = {"backend": "bigquery", "project": source["project"], "location": source["location"],
-                     "dataset_prefix": source["dataset_prefix"] or None,
-                     "maximum_bytes_billed": source["maximum_bytes_billed"]}
+        catalog = open_bigquery_catalog(
+            source["project"],
+            location=source["location"],
+            dataset_prefix=source["dataset_prefix"],
+            credentials_file=source["credentials_file"],
+            maximum_bytes_billed=source["maximum_bytes_billed"],
+        )
+        warehouse = {
+            "backend": "bigquery",
+            "project": source["project"],
+            "location": source["location"],
+            "dataset_prefix": source["dataset_prefix"] or None,
+            "maximum_bytes_billed": source["maximum_bytes_billed"],
+        }
         warehouse = {k: v for k, v in warehouse.items() if v is not None}
     try:
-        return draft_spec(catalog, warehouse=warehouse, name=name, datasets=source["datasets"],
-                          season_gap_days=source["season_gap_days"], start=source["start"], end=source["end"])
+        return draft_spec(
+            catalog,
+            warehouse=warehouse,
+            name=name,
+            datasets=source["datasets"],
+            season_gap_days=source["season_gap_days"],
+            start=source["start"],
+            end=source["end"],
+        )
     finally:
         catalog.close()
 
@@ -557,8 +716,13 @@ def report() -> None:
 
 
 _report_options = _all_of(
-    click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
-                 show_default=True, help="Folder of the reports and their index.html."),
+    click.option(
+        "--out-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("reports"),
+        show_default=True,
+        help="Folder of the reports and their index.html.",
+    ),
     click.option("--kernel", default="python3", show_default=True, help="Jupyter kernel that runs the notebook."),
 )
 
@@ -576,8 +740,12 @@ def report_coverage(spec_path: Path, start: date, end: date, out_dir: Path, kern
 
 
 @report.command("execution")
-@click.option("--journal", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The runner's journal (PLAN.journal.jsonl beside the plan).")
+@click.option(
+    "--journal",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The runner's journal (PLAN.journal.jsonl beside the plan).",
+)
 @_report_options
 def report_execution(journal: Path, out_dir: Path, kernel: str) -> None:
     """Execution log of a backfill run: timeline, every step, coverage before and after, warnings."""

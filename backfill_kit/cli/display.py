@@ -8,8 +8,8 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from backfill_kit.common.status import NEEDS_WORK, Status
 from backfill_kit.common.formatting import percent_text, printable, size_text
+from backfill_kit.common.status import NEEDS_WORK, Status
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -22,12 +22,25 @@ __all__ = ["print_validation", "printable", "validation_csv", "validation_json"]
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 COLUMNS = [
-    Status.COMPLETE, Status.PARTIAL, Status.NO_DATA, Status.FAILED, Status.NEVER_RAN,
-    Status.RUNNING, Status.STALE, Status.LOST, Status.BOOTSTRAP,
+    Status.COMPLETE,
+    Status.PARTIAL,
+    Status.NO_DATA,
+    Status.FAILED,
+    Status.NEVER_RAN,
+    Status.RUNNING,
+    Status.STALE,
+    Status.LOST,
+    Status.BOOTSTRAP,
 ]
 STYLE = {
-    Status.COMPLETE: "green", Status.PARTIAL: "yellow", Status.NO_DATA: "cyan", Status.FAILED: "red",
-    Status.NEVER_RAN: "magenta", Status.RUNNING: "blue", Status.STALE: "red", Status.LOST: "red",
+    Status.COMPLETE: "green",
+    Status.PARTIAL: "yellow",
+    Status.NO_DATA: "cyan",
+    Status.FAILED: "red",
+    Status.NEVER_RAN: "magenta",
+    Status.RUNNING: "blue",
+    Status.STALE: "red",
+    Status.LOST: "red",
     Status.BOOTSTRAP: "dim",
 }
 
@@ -89,13 +102,17 @@ def cost_line(v: Validation) -> str:
     cost = v.cost()
     billed, usd = cost["estimated_bytes_billed"], cost["estimated_usd"] or 0.0
     if cost["unknown_estimates"]:
-        return (f"cost: unknown: BigQuery's dry run could not bound the {', '.join(cost['unknown_estimates'])} "
-                "query (warehouse.maximum_bytes_billed, when set, still caps every job)")
+        return (
+            f"cost: unknown: BigQuery's dry run could not bound the {', '.join(cost['unknown_estimates'])} "
+            "query (warehouse.maximum_bytes_billed, when set, still caps every job)"
+        )
     if billed is None:
         return ""
     processed = int(cost["bytes_processed"] or 0)
-    return (f"cost: {size_text(processed)} processed, at most {size_text(int(billed))} billed "
-            f"(~${usd:.4f}), estimated by dry runs before each query ran")
+    return (
+        f"cost: {size_text(processed)} processed, at most {size_text(int(billed))} billed "
+        f"(~${usd:.4f}), estimated by dry runs before each query ran"
+    )
 
 
 def _print_warnings(v: Validation, console: Console) -> None:
@@ -123,11 +140,13 @@ def _summary_table(v: Validation) -> object:
             # A phase is as far along as its slowest table, never its best.
             mine = [x for x in summary if x.phase == phase]
             slowest = (min(x.percent_complete for x in mine), min(x.percent_done for x in mine))
-            table.add_row(f"[bold]{phase}[/]", *[""] * (len(COLUMNS) + 1),
-                          *[f"[bold]{percent_text(p)}[/]" for p in slowest])
+            table.add_row(
+                f"[bold]{phase}[/]", *[""] * (len(COLUMNS) + 1), *[f"[bold]{percent_text(p)}[/]" for p in slowest]
+            )
         cells = [f"{s.counts[st]:,}" if s.counts.get(st) else "-" for st in COLUMNS]
-        table.add_row(f"  {s.table}", f"{s.expected:,}", *cells, percent_text(s.percent_complete),
-                      percent_text(s.percent_done))
+        table.add_row(
+            f"  {s.table}", f"{s.expected:,}", *cells, percent_text(s.percent_complete), percent_text(s.percent_done)
+        )
     return table
 
 
@@ -155,8 +174,12 @@ def _print_worst(v: Validation, console: Console, worst: int) -> None:
         console.print(f"\n[bold]Failures[/] ({sum(r.dates for r in failed):,} cells), each with its last error")
         for r in sorted(failed, key=lambda r: (-r.dates, r.first))[:worst]:
             span = f"{r.first}" if r.first == r.last else f"{r.first} .. {r.last}"
-            console.print(f"  {r.table} {span}: {r.last_error or '(no error recorded)'}"[:160], markup=False,
-                          highlight=False, soft_wrap=True)
+            console.print(
+                f"  {r.table} {span}: {r.last_error or '(no error recorded)'}"[:160],
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 def next_step(v: Validation) -> str:
@@ -167,7 +190,11 @@ def next_step(v: Validation) -> str:
         waiting = counts.get(Status.RUNNING, 0)
         if waiting:
             return f"\nNext: nothing to backfill; wait for {waiting:,} running cells to finish, then validate again."
-        return f"\nNext: nothing to backfill. {fine:,} cells had genuinely no data." if fine else "\nNext: nothing to backfill."
+        return (
+            f"\nNext: nothing to backfill. {fine:,} cells had genuinely no data."
+            if fine
+            else "\nNext: nothing to backfill."
+        )
     first_phase = next(c.phase for c in v.cells if c.status in NEEDS_WORK)
     detail = ", ".join(f"{s} {n:,}" for s, n in work.items())
     return (
@@ -192,4 +219,6 @@ def print_checks(checks: list[Any], console: Console, *, only: tuple[str, ...] =
         todo = f" [dim]→ {escape(printable(c.todo))}[/]" if c.todo and c.outcome in ("warn", "fail") else ""
         console.print(f"{MARK[c.outcome]}  {c.name:<30} {escape(printable(c.why))}{todo}", soft_wrap=True)
     counts = {o: sum(c.outcome == o for c in checks) for o in MARK}
-    console.print(f"\n{counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} failed, {counts['skip']} skipped")
+    console.print(
+        f"\n{counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} failed, {counts['skip']} skipped"
+    )

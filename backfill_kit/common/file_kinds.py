@@ -21,8 +21,13 @@ def kind_of(text: str) -> str | None:
         return "journal"
     if '"nbformat"' in text[-_HEAD:] or '"cell_type"' in start:
         return "notebook"
-    for key, kind in (('"stages"', "plan"), ('"steps"', "plan"), ('"cells"', "validation"),
-                      ('"checks"', "preflight"), ('"phases"', "spec")):
+    for key, kind in (
+        ('"stages"', "plan"),
+        ('"steps"', "plan"),
+        ('"cells"', "validation"),
+        ('"checks"', "preflight"),
+        ('"phases"', "spec"),
+    ):
         if key in start:
             return kind
     return None

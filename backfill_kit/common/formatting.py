@@ -11,7 +11,9 @@ __all__ = ["clock_text", "duration_text", "percent_text", "printable", "size_tex
 # Terminal escape sequences (CSI, OSC, two-byte) and every other control character but tab
 # and newline: text from the warehouse or a job's output must not drive the terminal. Whole
 # sequences go, not just their ESC: "ESC]0;title" would otherwise leave "]0;title" behind.
-_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
 
 _SIZES = (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
 

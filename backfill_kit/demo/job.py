@@ -25,9 +25,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from backfill_kit.demo import tables
 from backfill_kit.validation.calendar import consecutive_runs
 from backfill_kit.warehouse.duckdb import connect_file
-from backfill_kit.demo import tables
 
 FAULTS_ENV = "BACKFILL_KIT_DEMO_FAULTS"
 EXIT_FAILED = 1
@@ -71,8 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"--end-date {args.end_date} is before --start-date {args.start_date}", file=sys.stderr)
         return 2
     if not args.warehouse.is_file():  # never create an empty database where a path is wrong
-        print(f"--warehouse {args.warehouse}: no such DuckDB file; create the demo with: "
-              "backfill-kit demo init DIR", file=sys.stderr)
+        print(
+            f"--warehouse {args.warehouse}: no such DuckDB file; create the demo with: backfill-kit demo init DIR",
+            file=sys.stderr,
+        )
         return 2
     if args.dry_run:
         return _dry_run(args)
@@ -125,8 +127,10 @@ def _run(con: Any, args: argparse.Namespace) -> int:
         _finish(con, table, run_ids, date_range, written, fail, started)
     bad = sorted(d for d in dates if d in fail)
     if bad:
-        print(f"{args.table}: {len(bad)} dates failed: upstream API returned HTTP 503 "
-              f"({', '.join(str(d) for d in bad)})", file=sys.stderr)
+        print(
+            f"{args.table}: {len(bad)} dates failed: upstream API returned HTTP 503 ({', '.join(str(d) for d in bad)})",
+            file=sys.stderr,
+        )
     ok = [d for d in dates if d not in fail]
     print(f"{args.table}: {len(ok)} dates rebuilt, {sum(written.get(d, 0) for d in ok):,} rows")
     return len(bad)
@@ -139,16 +143,27 @@ def _begin(con: Any, table: tables.TableDef, dates: list[date], started: datetim
     """The `running` rows: one per date, or one per range for a phase 3 processor."""
     how = {"backfill_mode": True, "trigger_source": "backfill"}
     if table.phase != tables.PHASE_ANALYTICS:
-        return [({d: run_id}, None) for d, run_id in tables.begin_run(con, table.processor, dates, started, **how).items()]
+        return [
+            ({d: run_id}, None) for d, run_id in tables.begin_run(con, table.processor, dates, started, **how).items()
+        ]
     return [
-        (tables.begin_run(con, table.processor, chunk[-1], started, date_range=(chunk[0], chunk[-1]), **how),
-         (chunk[0], chunk[-1]))
+        (
+            tables.begin_run(con, table.processor, chunk[-1], started, date_range=(chunk[0], chunk[-1]), **how),
+            (chunk[0], chunk[-1]),
+        )
         for chunk in tables.range_chunks(dates)
     ]
 
 
-def _finish(con: Any, table: tables.TableDef, run_ids: dict[date, str], date_range: tuple[date, date] | None,
-            written: dict[date, int], fail: set[date], started: datetime) -> None:
+def _finish(
+    con: Any,
+    table: tables.TableDef,
+    run_ids: dict[date, str],
+    date_range: tuple[date, date] | None,
+    written: dict[date, int],
+    fail: set[date],
+    started: datetime,
+) -> None:
     """The final row of one run: failed if any of its dates failed, else success; a phase 2
     date whose source had nothing is recorded the way its processor records it."""
     covered = [d for d in written if date_range[0] <= d <= date_range[1]] if date_range else list(run_ids)
@@ -157,18 +172,34 @@ def _finish(con: Any, table: tables.TableDef, run_ids: dict[date, str], date_ran
     now = datetime.now(UTC).replace(tzinfo=None)
     records = sum(written.get(d, 0) for d in covered)
     if failed:
-        error = [{"error_type": "SourceError", "error_message": "upstream API returned HTTP 503 for "
-                  + ", ".join(map(str, failed)), "timestamp": now.isoformat()}]
-        tables.finish_run(con, table.processor, run_ids, "failed", records, error, started,
-                          failure_category="processing_error", **how)
+        error = [
+            {
+                "error_type": "SourceError",
+                "error_message": "upstream API returned HTTP 503 for " + ", ".join(map(str, failed)),
+                "timestamp": now.isoformat(),
+            }
+        ]
+        tables.finish_run(
+            con, table.processor, run_ids, "failed", records, error, started, failure_category="processing_error", **how
+        )
         return
     outcome = tables.NO_DATA_OUTCOMES.get(table.id, tables.NO_DATA) if not date_range and records == 0 else None
     if outcome is None:
         tables.finish_run(con, table.processor, run_ids, "success", records, None, started, **how)
         return
     day = next(iter(run_ids))
-    tables.finish_run(con, table.processor, run_ids, outcome.status, 0, outcome.errors(day, now), started,
-                      failure_category=outcome.failure_category, skip_reason=outcome.skip_reason, **how)
+    tables.finish_run(
+        con,
+        table.processor,
+        run_ids,
+        outcome.status,
+        0,
+        outcome.errors(day, now),
+        started,
+        failure_category=outcome.failure_category,
+        skip_reason=outcome.skip_reason,
+        **how,
+    )
 
 
 def _trigger_downstream(con: Any, args: argparse.Namespace) -> None:

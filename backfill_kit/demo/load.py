@@ -18,11 +18,10 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 from pydantic import ValidationError
 
+from backfill_kit.demo import EXAMPLE_SPEC, example_spec_text
+from backfill_kit.demo.tables import RUN_HISTORY_TABLE, TABLES
 from backfill_kit.errors import InputError
 from backfill_kit.spec.model import BigQueryWarehouse as BigQueryConfig
-from backfill_kit.demo import EXAMPLE_SPEC
-from backfill_kit.demo import example_spec_text
-from backfill_kit.demo.tables import RUN_HISTORY_TABLE, TABLES
 
 if TYPE_CHECKING:
     from backfill_kit.warehouse.bigquery import BigQueryWarehouse
@@ -32,9 +31,20 @@ __all__ = ["BIGQUERY_SPEC", "DemoLoad", "copy_table", "load_demo", "with_warehou
 BIGQUERY_SPEC = "nba_props.bigquery.yaml"
 # As in production: the hand-off's tables that reject queries without a partition filter.
 REQUIRE_PARTITION_FILTER = frozenset({"nbac_schedule", "team_offense_game_summary", "ml_feature_store_v2"})
-TYPES = {"VARCHAR": "STRING", "DATE": "DATE", "TIMESTAMP": "TIMESTAMP", "TIMESTAMP WITH TIME ZONE": "TIMESTAMP",
-         "BOOLEAN": "BOOL", "DOUBLE": "FLOAT64", "FLOAT": "FLOAT64", "TINYINT": "INT64", "SMALLINT": "INT64",
-         "INTEGER": "INT64", "BIGINT": "INT64", "JSON": "JSON"}
+TYPES = {
+    "VARCHAR": "STRING",
+    "DATE": "DATE",
+    "TIMESTAMP": "TIMESTAMP",
+    "TIMESTAMP WITH TIME ZONE": "TIMESTAMP",
+    "BOOLEAN": "BOOL",
+    "DOUBLE": "FLOAT64",
+    "FLOAT": "FLOAT64",
+    "TINYINT": "INT64",
+    "SMALLINT": "INT64",
+    "INTEGER": "INT64",
+    "BIGINT": "INT64",
+    "JSON": "JSON",
+}
 
 
 @dataclass(frozen=True)
@@ -67,8 +77,16 @@ def load_demo(
         con.execute("SET TimeZone = 'UTC'")  # naive timestamps are UTC, and are written so
         with tempfile.TemporaryDirectory() as tmp:
             loaded = [
-                copy_table(con, wh, name, Path(tmp), partition_column=column, start=start, end=end,
-                           require_filter=name.split(".")[1] in REQUIRE_PARTITION_FILTER)
+                copy_table(
+                    con,
+                    wh,
+                    name,
+                    Path(tmp),
+                    partition_column=column,
+                    start=start,
+                    end=end,
+                    require_filter=name.split(".")[1] in REQUIRE_PARTITION_FILTER,
+                )
                 for name, column in _demo_tables()
             ]
     finally:
@@ -151,8 +169,15 @@ def copy_table(
     return target, rows
 
 
-def _export(con: duckdb.DuckDBPyConnection, name: str, columns: list[tuple[str, str]], date_column: str | None,
-            start: date | None, end: date | None, parquet: Path) -> int:
+def _export(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    columns: list[tuple[str, str]],
+    date_column: str | None,
+    start: date | None,
+    end: date | None,
+    parquet: Path,
+) -> int:
     # Timestamps go out with their zone (UTC), so BigQuery reads them as TIMESTAMP, not DATETIME.
     select = ", ".join(f'CAST("{c}" AS TIMESTAMPTZ) AS "{c}"' if t == "TIMESTAMP" else f'"{c}"' for c, t in columns)
     where, params = "", {}
@@ -164,8 +189,13 @@ def _export(con: duckdb.DuckDBPyConnection, name: str, columns: list[tuple[str, 
     return int(con.execute("SELECT count(*) FROM read_parquet($p)", {"p": str(parquet)}).fetchall()[0][0])
 
 
-def _create_table(wh: BigQueryWarehouse, target: str, columns: list[tuple[str, str]], partition_column: str | None,
-                  require_filter: bool) -> None:
+def _create_table(
+    wh: BigQueryWarehouse,
+    target: str,
+    columns: list[tuple[str, str]],
+    partition_column: str | None,
+    require_filter: bool,
+) -> None:
     from google.cloud import bigquery
 
     from backfill_kit.warehouse import bigquery as bq
@@ -186,7 +216,9 @@ def _create_table(wh: BigQueryWarehouse, target: str, columns: list[tuple[str, s
         ds.location = wh.location
     wh.call(f"creating dataset {project}.{dataset}", lambda: client.create_dataset(ds, exists_ok=True, retry=retry))
     wh.call(f"replacing table {target}", lambda: client.delete_table(target, not_found_ok=True, retry=retry))
-    wh.call(f"creating table {target}", lambda: client.create_table(bigquery.Table.from_api_repr(resource), retry=retry))
+    wh.call(
+        f"creating table {target}", lambda: client.create_table(bigquery.Table.from_api_repr(resource), retry=retry)
+    )
 
 
 def _field(column: str, duck_type: str) -> dict[str, str]:
@@ -201,8 +233,9 @@ def _field(column: str, duck_type: str) -> dict[str, str]:
 def _load(wh: BigQueryWarehouse, target: str, parquet: Path) -> None:
     from google.cloud import bigquery
 
-    config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.PARQUET,
-                                    write_disposition=bigquery.WriteDisposition.WRITE_APPEND)
+    config = bigquery.LoadJobConfig(
+        source_format=bigquery.SourceFormat.PARQUET, write_disposition=bigquery.WriteDisposition.WRITE_APPEND
+    )
     options = bigquery.ParquetOptions()
     options.enable_list_inference = True  # a Parquet list is a REPEATED column, not a record
     config.parquet_options = options

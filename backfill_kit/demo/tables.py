@@ -16,7 +16,7 @@ import random
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
 import duckdb
@@ -487,11 +487,17 @@ class NoDataOutcome:
 # records a success with zero records.
 NO_DATA_OUTCOMES = {
     "odds_api_player_points_props": NoDataOutcome(
-        "failed", "no_data_available", None,
-        ("NoDataAvailableError", "The Odds API returned no player points props for {d}")),
+        "failed",
+        "no_data_available",
+        None,
+        ("NoDataAvailableError", "The Odds API returned no player points props for {d}"),
+    ),
     "bigdataball_play_by_play": NoDataOutcome(
-        "failed", "no_data_available", None,
-        ("NoDataAvailableError", "BigDataBall has not published play-by-play for {d}")),
+        "failed",
+        "no_data_available",
+        None,
+        ("NoDataAvailableError", "BigDataBall has not published play-by-play for {d}"),
+    ),
     "nbac_play_by_play": NoDataOutcome("skipped", None, "no_data"),
 }
 NO_DATA = NoDataOutcome("success")
@@ -551,8 +557,7 @@ def _install_macros(con: duckdb.DuckDBPyConnection) -> None:
     # (p*17 % 40, (p//40*11 + p%40) % 60) is injective for p < 600: every player is unique.
     con.execute(f"CREATE OR REPLACE TEMP MACRO bk_first(p) AS ({_sql_list(_FIRST_NAMES)})[(p * 17) % 40 + 1]")
     con.execute(
-        f"CREATE OR REPLACE TEMP MACRO bk_last(p) AS "
-        f"({_sql_list(_LAST_NAMES)})[((p // 40) * 11 + p % 40) % 60 + 1]"
+        f"CREATE OR REPLACE TEMP MACRO bk_last(p) AS ({_sql_list(_LAST_NAMES)})[((p // 40) * 11 + p % 40) % 60 + 1]"
     )
     con.execute(
         "CREATE OR REPLACE TEMP MACRO bk_player_name(team, slot) AS "
@@ -978,6 +983,7 @@ _PDC = ("nba_precompute.player_daily_cache", "cache_date")
 
 _TIER = "CASE WHEN count(*) >= {full} THEN 'high' WHEN count(*) >= {half} THEN 'medium' ELSE 'low' END"
 
+
 def _last_games(source: tuple[str, str], entity: str, n: int) -> str:
     """The CTEs `ready` and `ranked`: for every analysis date being built, each entity's games
     this season up to that date, numbered from the latest (rn = 1)."""
@@ -1140,8 +1146,7 @@ _INSERT_SQL: dict[str, str] = {
 def expected_dates(con: duckdb.DuckDBPyConnection, start: date, end: date) -> list[date]:
     """Dates with final regular-season, play-in or playoff games in [start, end]."""
     rows = con.execute(
-        f"SELECT DISTINCT game_date FROM {SCHEDULE_TABLE} "
-        f"WHERE {GAME_FILTER} AND game_date BETWEEN ? AND ? ORDER BY 1",
+        f"SELECT DISTINCT game_date FROM {SCHEDULE_TABLE} WHERE {GAME_FILTER} AND game_date BETWEEN ? AND ? ORDER BY 1",
         [start, end],
     ).fetchall()
     return [r[0] for r in rows]
@@ -1153,16 +1158,13 @@ def _set_dates(con: duckdb.DuckDBPyConnection, dates: Sequence[date]) -> None:
 
 def _counts(con: duckdb.DuckDBPyConnection, t: TableDef, start: date, end: date) -> dict[date, int]:
     rows = con.execute(
-        f"SELECT {t.date_column}, count(*) FROM {t.table} "
-        f"WHERE {t.date_column} BETWEEN ? AND ? GROUP BY 1",
+        f"SELECT {t.date_column}, count(*) FROM {t.table} WHERE {t.date_column} BETWEEN ? AND ? GROUP BY 1",
         [start, end],
     ).fetchall()
     return dict(rows)
 
 
-def build(
-    con: duckdb.DuckDBPyConnection, table_id: str, start: date, end: date, *, seed: int
-) -> dict[date, int]:
+def build(con: duckdb.DuckDBPyConnection, table_id: str, start: date, end: date, *, seed: int) -> dict[date, int]:
     """(Re)compute `table_id` for every expected date in [start, end]; rows written per date.
 
     Idempotent: the range is deleted and rewritten in one transaction. A phase 2 table writes
@@ -1222,7 +1224,7 @@ def _build_schedule(con: duckdb.DuckDBPyConnection, start: date, end: date, seed
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _processor_phase(processor: str) -> str:

@@ -178,8 +178,12 @@ def _stage_daily_runs(con: duckdb.DuckDBPyConnection, counts: Counts, seed: int)
     nothing for the date records it its own way (tables.NO_DATA_OUTCOMES). Phase 3 dates of
     RANGE_SEASON are left to `_stage_range_runs`."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE _bk_runs ({_STAGE_COLUMNS})")
-    items = [(t, d, n) for t, per_date in counts.items() for d, n in per_date.items()
-             if not (TABLES[t].phase == PHASE_ANALYTICS and RANGE_SEASON[0] <= d <= RANGE_SEASON[1])]
+    items = [
+        (t, d, n)
+        for t, per_date in counts.items()
+        for d, n in per_date.items()
+        if not (TABLES[t].phase == PHASE_ANALYTICS and RANGE_SEASON[0] <= d <= RANGE_SEASON[1])
+    ]
     outcomes = [tables.NO_DATA_OUTCOMES.get(t, tables.NO_DATA) if n == 0 else None for t, _, n in items]
     con.execute(
         """
@@ -223,8 +227,16 @@ def _stage_range_runs(con: duckdb.DuckDBPyConnection, counts: Counts, seed: int)
         season = sorted(d for d in counts[table_id] if RANGE_SEASON[0] <= d <= RANGE_SEASON[1])
         for chunk in tables.range_chunks(season):
             seconds = 144.0 * len(chunk) * rng.uniform(0.8, 1.2)  # ~25 dates an hour
-            rows.append((TABLES[table_id].processor, chunk[0], chunk[-1], started, seconds,
-                         sum(counts[table_id][d] for d in chunk)))
+            rows.append(
+                (
+                    TABLES[table_id].processor,
+                    chunk[0],
+                    chunk[-1],
+                    started,
+                    seconds,
+                    sum(counts[table_id][d] for d in chunk),
+                )
+            )
             started += timedelta(seconds=seconds + rng.randint(5, 60))
     con.executemany(
         "INSERT INTO _bk_runs VALUES (?, ?, ?, ?, ?, 'success', ?, ?, ?, NULL, NULL, NULL, TRUE, 'backfill')",
@@ -291,8 +303,18 @@ def _choose_plants(counts: Counts, rng: random.Random) -> list[_Plant]:
     # next pass skipped the date as `already_processed`: no evidence about the data.
     for table_id, d in _pick(rng, counts, ("bigdataball_play_by_play",), 1, used, *SEASON_2022_23):
         plants.append(_Plant(table_id, d, "running", _nov_2025(rng, 24, 27), deletes_rows=True))
-        plants.append(_Plant(table_id, d, "skipped", datetime(2025, 11, 28, 6, 5), 0, backfill_mode=False,
-                             trigger_source="scheduler", skip_reason="already_processed"))
+        plants.append(
+            _Plant(
+                table_id,
+                d,
+                "skipped",
+                datetime(2025, 11, 28, 6, 5),
+                0,
+                backfill_mode=False,
+                trigger_source="scheduler",
+                skip_reason="already_processed",
+            )
+        )
     plants += _analytics_plants(rng, counts, used)
     return plants
 
@@ -318,8 +340,18 @@ def _analytics_plants(rng: random.Random, counts: Counts, used: set[date]) -> li
         source = "nbac_team_boxscore" if table_id.startswith("team_") else "nbac_gamebook_player_stats"
         message = (f"Upstream dependency check failed: nba_raw.{source} for {first.get(d, d)} was last updated "
                    f"{(start.date() - first.get(d, d)).days} days ago (max_age_hours=72)")  # fmt: skip
-        plants.append(_Plant(table_id, d, "failed", start, 0, ("DependencyError", message), "upstream_failure",
-                             range_first=first.get(d)))
+        plants.append(
+            _Plant(
+                table_id,
+                d,
+                "failed",
+                start,
+                0,
+                ("DependencyError", message),
+                "upstream_failure",
+                range_first=first.get(d),
+            )
+        )
     return plants
 
 

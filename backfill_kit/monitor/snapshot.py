@@ -17,18 +17,25 @@ from pathlib import Path
 from typing import Any
 
 from backfill_kit.common.arguments import as_date
-from backfill_kit.validation.summaries import readable_error
+from backfill_kit.common.status import DONE, Status, percent
 from backfill_kit.errors import InputError
 from backfill_kit.running.journal import DONE_OUTCOMES, read_journal
 from backfill_kit.running.locks import is_locked
 from backfill_kit.spec.model import PipelineSpec
-from backfill_kit.common.status import DONE, Status, percent
+from backfill_kit.validation.summaries import readable_error
 from backfill_kit.validation.validator import Validation, history_request, validate
 from backfill_kit.warehouse import RecentRun, Warehouse, open_warehouse
 
 __all__ = [
-    "PhaseProgress", "RunnerPosition", "Snapshot", "TableProgress", "eta_range", "find_journals", "take_snapshot",
+    "PhaseProgress",
+    "RunnerPosition",
+    "Snapshot",
+    "TableProgress",
+    "eta_range",
+    "find_journals",
+    "take_snapshot",
 ]
+
 
 @dataclass(frozen=True)
 class TableProgress:
@@ -115,8 +122,12 @@ class Snapshot:
         data["rate_per_hour"] = round(self.rate_per_hour, 2)
         data["remaining"] = self.remaining
         for t, row in zip(self.tables, data["tables"], strict=True):
-            row.update(percent=round(t.percent, 2), percent_done=round(t.percent, 2),
-                       percent_complete=round(t.percent_complete, 2), remaining=t.remaining)
+            row.update(
+                percent=round(t.percent, 2),
+                percent_done=round(t.percent, 2),
+                percent_complete=round(t.percent_complete, 2),
+                remaining=t.remaining,
+            )
         return data
 
     def to_json(self) -> str:
@@ -149,11 +160,17 @@ def take_snapshot(
     for t in tables:
         remaining[t.table] += t.remaining
     return Snapshot(
-        spec=spec.name, start=start, end=end, taken_at=now, window_hours=window_hours,
-        tables=tables, phases=phase_progress(tables),
+        spec=spec.name,
+        start=start,
+        end=end,
+        taken_at=now,
+        window_hours=window_hours,
+        tables=tables,
+        phases=phase_progress(tables),
         completed_in_window=len({(r.processor, r.date) for r in recent if r.category in ("success", "no_data")}),
         eta_seconds=eta_range(spec, remaining, _durations(v, journals)),
-        failures=_failures(spec, recent), stale=_stale(v),
+        failures=_failures(spec, recent),
+        stale=_stale(v),
         runners=[runner_position(j) for j in journals],
     )
 
@@ -172,7 +189,9 @@ def progress(v: Validation) -> list[TableProgress]:
     seasons = list(dict.fromkeys(day.season for day in v.days))
     return [
         TableProgress(v.spec.phase_of(t).name, t, s, expected[(t, s)], complete[(t, s)], done[(t, s)])
-        for t in v.tables for s in seasons if expected[(t, s)]
+        for t in v.tables
+        for s in seasons
+        if expected[(t, s)]
     ]
 
 
@@ -189,8 +208,16 @@ def phase_progress(tables: Sequence[TableProgress]) -> list[PhaseProgress]:
     out = []
     for phase, rows in phases.items():
         slowest_percent, slowest, _, _, _ = min(rows)
-        out.append(PhaseProgress(phase, slowest_percent, slowest, sum(r[2] for r in rows), sum(r[3] for r in rows),
-                                 sum(r[4] for r in rows)))
+        out.append(
+            PhaseProgress(
+                phase,
+                slowest_percent,
+                slowest,
+                sum(r[2] for r in rows),
+                sum(r[3] for r in rows),
+                sum(r[4] for r in rows),
+            )
+        )
     return out
 
 
@@ -230,9 +257,14 @@ def _durations(v: Validation, journals: Sequence[Path]) -> dict[str, list[float]
 def _failures(spec: PipelineSpec, recent: list[RecentRun]) -> list[Failure]:
     table_of = {t.processor: t.id for t in spec.tables}
     return [
-        Failure(table_of.get(r.processor, r.processor), r.date, r.finished_at,
-                readable_error(r.error, 300, kinds=False) or "(no error recorded)")
-        for r in recent if r.category == "failed"
+        Failure(
+            table_of.get(r.processor, r.processor),
+            r.date,
+            r.finished_at,
+            readable_error(r.error, 300, kinds=False) or "(no error recorded)",
+        )
+        for r in recent
+        if r.category == "failed"
     ]
 
 

@@ -44,12 +44,17 @@ def snapshot_view(snap: Any) -> Any:
     from rich.table import Table
 
     parts: list[Any] = [
-        f"[bold]{snap.spec}[/] monitor · {snap.start} .. {snap.end} · "
-        f"{snap.taken_at:%Y-%m-%d %H:%M:%S} UTC"
+        f"[bold]{snap.spec}[/] monitor · {snap.start} .. {snap.end} · {snap.taken_at:%Y-%m-%d %H:%M:%S} UTC"
     ]
     phases = Table(box=None, header_style="bold", pad_edge=False)
-    for name, justify in (("phase", "left"), ("% done", "right"), ("slowest table", "left"),
-                          ("complete", "right"), ("done", "right"), ("expected", "right")):
+    for name, justify in (
+        ("phase", "left"),
+        ("% done", "right"),
+        ("slowest table", "left"),
+        ("complete", "right"),
+        ("done", "right"),
+        ("expected", "right"),
+    ):
         phases.add_column(name, justify=justify)  # type: ignore[arg-type]
     for p in snap.phases:
         phases.add_row(p.phase, percent_text(p.percent), p.slowest, f"{p.complete:,}", f"{p.done:,}", f"{p.expected:,}")
@@ -71,8 +76,10 @@ def _season_matrix(snap: Any) -> Any:
     for t in snap.tables:
         by_table.setdefault(t.table, {})[t.season] = t
     for table, cells in by_table.items():
-        values = [f"{percent_text(cells[s].percent_complete)} / {percent_text(cells[s].percent)}" if s in cells else "-"
-                  for s in seasons]
+        values = [
+            f"{percent_text(cells[s].percent_complete)} / {percent_text(cells[s].percent)}" if s in cells else "-"
+            for s in seasons
+        ]
         matrix.add_row(table, *values, f"{sum(c.remaining for c in cells.values()):,}")
     return matrix
 
@@ -84,8 +91,10 @@ def _pace(snap: Any) -> str:
         eta = "done"
     else:
         eta = f"{duration_text(snap.eta_seconds[0], with_seconds=False)} to {duration_text(snap.eta_seconds[1], with_seconds=False)}"
-    return (f"Rate: {snap.rate_per_hour:,.1f} cells/h over the last {snap.window_hours:g} h · "
-            f"remaining {snap.remaining:,} cells · ETA {eta}")
+    return (
+        f"Rate: {snap.rate_per_hour:,.1f} cells/h over the last {snap.window_hours:g} h · "
+        f"remaining {snap.remaining:,} cells · ETA {eta}"
+    )
 
 
 def _problems(snap: Any) -> list[str]:
@@ -94,7 +103,9 @@ def _problems(snap: Any) -> list[str]:
     lines: list[str] = []
     if snap.failures:
         lines.append(f"\n[red]Failures in the last {snap.window_hours:g} h ({len(snap.failures)})[/]")
-        lines += [f"  {f.table} {f.date} at {f.finished_at:%H:%M}: {escape(printable(f.error))}" for f in snap.failures[-10:]]
+        lines += [
+            f"  {f.table} {f.date} at {f.finished_at:%H:%M}: {escape(printable(f.error))}" for f in snap.failures[-10:]
+        ]
     if snap.stale:
         lines.append(f"\n[red]Orphaned running rows ({len(snap.stale)})[/]: started, never finished; rerun them")
         lines += [f"  {t} {d} started {s}" for t, d, s in snap.stale[:10]]

@@ -51,26 +51,31 @@ class MonitorWidget:
 
         try:
             snap = self._look()
-        except Exception as exc:  # noqa: BLE001 -- shown in the widget with its cause
+        except Exception as exc:
             self._failed(exc)
             return
         self.failures = 0
         console = Console(record=True, width=140, file=_Discard(), color_system=None)
         console.print(snapshot_view(snap))
         # Columns stay aligned: no wrapping inside words (JupyterLab breaks output pre anywhere).
-        self.view.value = f'<pre style="white-space:pre;word-break:normal;overflow-x:auto">{escape(console.export_text())}</pre>'
+        self.view.value = (
+            f'<pre style="white-space:pre;word-break:normal;overflow-x:auto">{escape(console.export_text())}</pre>'
+        )
         self.status.value = escape(f"refreshed {snap.taken_at:%H:%M:%S} UTC, every {self.interval:g} s")
 
     def _failed(self, exc: Exception) -> None:
         self.failures += 1
         cause, now = _error_cause(exc), datetime.now(UTC)
         if getattr(exc, "retryable", False) and self.failures < self.MAX_FAILURES:
-            self.status.value = _error_html(f"look failed at {now:%H:%M:%S} UTC ({self.failures} of "
-                                            f"{self.MAX_FAILURES}), trying again in {self.interval:g} s: {cause}")
+            self.status.value = _error_html(
+                f"look failed at {now:%H:%M:%S} UTC ({self.failures} of "
+                f"{self.MAX_FAILURES}), trying again in {self.interval:g} s: {cause}"
+            )
             return
         self._stop.set()
-        self.status.value = _error_html(f"stopped at {now:%H:%M:%S} UTC: {cause}. "
-                                        "Fix the cause, then run the cell again.")
+        self.status.value = _error_html(
+            f"stopped at {now:%H:%M:%S} UTC: {cause}. Fix the cause, then run the cell again."
+        )
 
     def start(self) -> MonitorWidget:
         import threading
@@ -116,8 +121,9 @@ class _Discard:
     def flush(self) -> None: ...
 
 
-def monitor_widget(spec_path: str | Path, start: str | date, end: str | date, *, interval: float = 30.0,
-                   window_hours: float = 2.0) -> MonitorWidget:
+def monitor_widget(
+    spec_path: str | Path, start: str | date, end: str | date, *, interval: float = 30.0, window_hours: float = 2.0
+) -> MonitorWidget:
     """In a notebook: `monitor_widget("demo/nba_props.yaml", "2021-10-19", "2022-06-16")` as a
     cell's last line. Dates are dates or YYYY-MM-DD; a relative spec path is found by
     `arguments.find_file`'s rule (from notebooks/ too). Bad input raises here, once."""
@@ -127,6 +133,7 @@ def monitor_widget(spec_path: str | Path, start: str | date, end: str | date, *,
     check_range(start, end)
     spec = load_spec(find_file(spec_path, "the spec"))
     journals = find_journals(spec)
-    widget = MonitorWidget(lambda: take_snapshot(spec, start, end, window_hours=window_hours, journals=journals),
-                           interval)
+    widget = MonitorWidget(
+        lambda: take_snapshot(spec, start, end, window_hours=window_hours, journals=journals), interval
+    )
     return widget.start()

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from backfill_kit.validation import summaries
-from backfill_kit.reports import figures
-from backfill_kit.validation.summaries import readable_error
-from backfill_kit.reports.notebook import STYLE, esc, note_html, table_html
 from backfill_kit.common.status import NEEDS_WORK, Status
+from backfill_kit.reports import figures
+from backfill_kit.reports.notebook import STYLE, esc, note_html, table_html
+from backfill_kit.validation import summaries
+from backfill_kit.validation.summaries import readable_error
 
 if TYPE_CHECKING:
     from backfill_kit.plan import Plan, Step
@@ -58,15 +58,24 @@ class Explorer:
         phases = list(dict.fromkeys(self.phase_of.values()))
         # The slider's own readout has room for one date, not two: the range is written beside it.
         self.dates = widgets.SelectionRangeSlider(
-            options=[(d.isoformat(), d) for d in self.days], index=(0, max(0, len(self.days) - 1)),
-            description="dates", continuous_update=False, readout=False, layout=widgets.Layout(width="70%"))
+            options=[(d.isoformat(), d) for d in self.days],
+            index=(0, max(0, len(self.days) - 1)),
+            description="dates",
+            continuous_update=False,
+            readout=False,
+            layout=widgets.Layout(width="70%"),
+        )
         self.range_note = widgets.HTML()
         self.progress_note = widgets.HTML()
-        self.phases = widgets.SelectMultiple(options=phases, value=tuple(phases), description="phases", rows=min(6, len(phases)))
+        self.phases = widgets.SelectMultiple(
+            options=phases, value=tuple(phases), description="phases", rows=min(6, len(phases))
+        )
         tables = list(self.validation.tables)
         self.tables = widgets.SelectMultiple(options=tables, value=tuple(tables), description="tables", rows=10)
         statuses = [str(s) for s in figures.STATUS_ORDER]
-        self.statuses = widgets.SelectMultiple(options=statuses, value=tuple(statuses), description="statuses", rows=len(statuses))
+        self.statuses = widgets.SelectMultiple(
+            options=statuses, value=tuple(statuses), description="statuses", rows=len(statuses)
+        )
         self.table = widgets.Dropdown(options=tables, description="table")
         self.day = widgets.Dropdown(options=[], description="date")
         self.heatmap = widgets.Output(layout=widgets.Layout(width="98%"))
@@ -83,6 +92,7 @@ class Explorer:
         def observer(_: object) -> None:
             if not self._busy:
                 action()
+
         return observer
 
     @contextmanager
@@ -102,13 +112,20 @@ class Explorer:
 
     @property
     def ui(self) -> widgets.VBox:
-        return widgets.VBox([
-            widgets.HTML(STYLE + "<b>Choose what to look at</b>"), widgets.HBox([self.dates, self.range_note]),
-            widgets.HBox([self.phases, self.tables, self.statuses]), self.progress_note, self.heatmap,
-            widgets.HTML("<h4>Gaps</h4>"), self.gaps,
-            widgets.HTML("<h4>One cell: its attempts, errors and the command that fixes it</h4>"),
-            widgets.HBox([self.table, self.day]), self.detail,
-        ])
+        return widgets.VBox(
+            [
+                widgets.HTML(STYLE + "<b>Choose what to look at</b>"),
+                widgets.HBox([self.dates, self.range_note]),
+                widgets.HBox([self.phases, self.tables, self.statuses]),
+                self.progress_note,
+                self.heatmap,
+                widgets.HTML("<h4>Gaps</h4>"),
+                self.gaps,
+                widgets.HTML("<h4>One cell: its attempts, errors and the command that fixes it</h4>"),
+                widgets.HBox([self.table, self.day]),
+                self.detail,
+            ]
+        )
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.ui._repr_mimebundle_(**kwargs)
@@ -126,8 +143,11 @@ class Explorer:
         """The cells inside every filter: chosen tables, date range and statuses."""
         tables, statuses = set(self.tables.value), set(self.statuses.value)
         first, last = self.dates.value if self.days else (date.max, date.min)
-        return [c for c in self.validation.cells
-                if c.table in tables and str(c.status) in statuses and first <= c.date <= last]
+        return [
+            c
+            for c in self.validation.cells
+            if c.table in tables and str(c.status) in statuses and first <= c.date <= last
+        ]
 
     def _in_range(self, tables: list[str], dates: list[date]) -> list[Cell]:
         """The chosen tables' cells on the chosen dates, whatever their status: what progress
@@ -163,8 +183,9 @@ class Explorer:
     def _choose_days(self) -> None:
         """Offer the dates of the chosen table that pass the filters, gaps first."""
         table = self.table.value
-        cells = sorted((c for c in self.selection() if c.table == table),
-                       key=lambda c: (c.status not in NEEDS_WORK, c.date))
+        cells = sorted(
+            (c for c in self.selection() if c.table == table), key=lambda c: (c.status not in NEEDS_WORK, c.date)
+        )
         options = [(f"{c.date} · {c.status}", c.date) for c in cells]
         current = self.day.value
         with self._quietly():
@@ -179,12 +200,19 @@ class Explorer:
     def cell_html(self, cell: Cell) -> str:
         """One cell: its status and evidence, its last error, and the commands that fix it."""
         status = Status(cell.status)
-        facts = [{
-            "rows": cell.rows, "needs": cell.expected_rows, "attempts": cell.attempts, "failed": cell.failures,
-            "latest run": cell.latest_status or "none recorded",
-            "latest started (UTC)": f"{cell.latest_started_at:%Y-%m-%d %H:%M}" if cell.latest_started_at else "",
-            "seconds": cell.latest_seconds, "fallback": cell.fallback or "", "warnings": "; ".join(cell.warnings),
-        }]
+        facts = [
+            {
+                "rows": cell.rows,
+                "needs": cell.expected_rows,
+                "attempts": cell.attempts,
+                "failed": cell.failures,
+                "latest run": cell.latest_status or "none recorded",
+                "latest started (UTC)": f"{cell.latest_started_at:%Y-%m-%d %H:%M}" if cell.latest_started_at else "",
+                "seconds": cell.latest_seconds,
+                "fallback": cell.fallback or "",
+                "warnings": "; ".join(cell.warnings),
+            }
+        ]
         error = readable_error(cell.last_error, limit=4000)
         parts = [
             f"<h4>{esc(cell.table)} · {cell.date} · {esc(status)}</h4>",
@@ -199,8 +227,10 @@ class Explorer:
         if cell.status not in NEEDS_WORK and cell.status is not Status.NO_DATA:
             return note_html(f"Nothing to fix: {Status(cell.status).action}.")
         extra = " --include-no-data" if cell.status is Status.NO_DATA else ""
-        command = (f"backfill-kit backfill --spec {shlex.quote(self.spec_ref)} --start {cell.date} "
-                   f"--end {cell.date} --table {shlex.quote(cell.table)}{extra}")
+        command = (
+            f"backfill-kit backfill --spec {shlex.quote(self.spec_ref)} --start {cell.date} "
+            f"--end {cell.date} --table {shlex.quote(cell.table)}{extra}"
+        )
         html = f'<p><b>Fix this cell alone</b></p><pre class="bk-pre">{esc(command)}</pre>'
         return html + self._in_plan_html(cell)
 
@@ -208,8 +238,10 @@ class Explorer:
         step = self._step_for(cell)
         if step is not None:
             span = f"{step.start} .. {step.end}" if step.start != step.end else str(step.start)
-            return (f"<p><b>In the full plan</b>: step {esc(step.id)} ({esc(span)}) runs</p>"
-                    f'<pre class="bk-pre">{esc(step.command)}</pre>')
+            return (
+                f"<p><b>In the full plan</b>: step {esc(step.id)} ({esc(span)}) runs</p>"
+                f'<pre class="bk-pre">{esc(step.command)}</pre>'
+            )
         blocked = next((b for b in self.plan.blocked if (b.table, b.date) == (cell.table, cell.date)), None)
         if blocked is not None:
             return note_html(f"The full plan leaves it blocked: {blocked.reason}.")
@@ -225,9 +257,14 @@ def _plotly_output(spec: dict[str, Any]) -> dict[str, Any]:
     Not `responsive`: that sizes the plot to 100% of its container, and the renderer's node
     inside an Output widget has no height of its own, so the heatmap collapsed to 0 px as soon
     as the renderer resized it. The renderer still fits the width to the window on every resize."""
-    return {"output_type": "display_data", "metadata": {},
-            "data": {"application/vnd.plotly.v1+json": {**spec, "config": {**figures.CONFIG, "responsive": False}},
-                     "text/plain": "coverage heatmap (needs JupyterLab with plotly's extension)"}}
+    return {
+        "output_type": "display_data",
+        "metadata": {},
+        "data": {
+            "application/vnd.plotly.v1+json": {**spec, "config": {**figures.CONFIG, "responsive": False}},
+            "text/plain": "coverage heatmap (needs JupyterLab with plotly's extension)",
+        },
+    }
 
 
 def _range_html(dates: list[date]) -> str:

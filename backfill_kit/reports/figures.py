@@ -34,8 +34,8 @@ from datetime import date
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
-from backfill_kit.validation.summaries import readable_error
 from backfill_kit.common.status import Status
+from backfill_kit.validation.summaries import readable_error
 from backfill_kit.validation.validator import Cell
 
 if TYPE_CHECKING:
@@ -54,16 +54,36 @@ __all__ = [
     "typed_array",
 ]
 
-STATUS_ORDER = (Status.COMPLETE, Status.NO_DATA, Status.BOOTSTRAP, Status.PARTIAL, Status.RUNNING,
-                Status.NEVER_RAN, Status.FAILED, Status.STALE, Status.LOST)
+STATUS_ORDER = (
+    Status.COMPLETE,
+    Status.NO_DATA,
+    Status.BOOTSTRAP,
+    Status.PARTIAL,
+    Status.RUNNING,
+    Status.NEVER_RAN,
+    Status.FAILED,
+    Status.STALE,
+    Status.LOST,
+)
 STATUS_COLORS = {
-    Status.COMPLETE: "#2e7d32", Status.NO_DATA: "#80cbc4", Status.BOOTSTRAP: "#cfd8dc",
-    Status.PARTIAL: "#fbc02d", Status.RUNNING: "#1e88e5", Status.NEVER_RAN: "#8e24aa",
-    Status.FAILED: "#d32f2f", Status.STALE: "#ef6c00", Status.LOST: "#5d4037",
+    Status.COMPLETE: "#2e7d32",
+    Status.NO_DATA: "#80cbc4",
+    Status.BOOTSTRAP: "#cfd8dc",
+    Status.PARTIAL: "#fbc02d",
+    Status.RUNNING: "#1e88e5",
+    Status.NEVER_RAN: "#8e24aa",
+    Status.FAILED: "#d32f2f",
+    Status.STALE: "#ef6c00",
+    Status.LOST: "#5d4037",
 }
 OUTCOME_COLORS = {
-    "succeeded": "#2e7d32", "succeeded_without_data": "#fbc02d", "retrying": "#90caf9",
-    "failed": "#d32f2f", "timed_out": "#ef6c00", "interrupted": "#5d4037", "skipped": "#b0bec5",
+    "succeeded": "#2e7d32",
+    "succeeded_without_data": "#fbc02d",
+    "retrying": "#90caf9",
+    "failed": "#d32f2f",
+    "timed_out": "#ef6c00",
+    "interrupted": "#5d4037",
+    "skipped": "#b0bec5",
     "unfinished": "#8e24aa",
 }
 CONFIG = {"displaylogo": False, "responsive": True}
@@ -83,10 +103,14 @@ class ReportFigure:
 
     def to_html(self) -> str:
         height = self.spec.get("layout", {}).get("height", 450)
-        data = base64.b64encode(gzip.compress(_script_json(self.spec.get("data", [])).encode(), mtime=0)).decode("ascii")
+        data = base64.b64encode(gzip.compress(_script_json(self.spec.get("data", [])).encode(), mtime=0)).decode(
+            "ascii"
+        )
         args = ", ".join(_script_json(x) for x in (self.spec.get("layout", {}), CONFIG))
-        return (f'<div id="{self.div_id}" class="plotly-graph-div bk-figure" style="height:{height}px; width:100%;"></div>'
-                f'<script type="text/javascript">bkPlot("{self.div_id}", "{data}", {args});</script>')
+        return (
+            f'<div id="{self.div_id}" class="plotly-graph-div bk-figure" style="height:{height}px; width:100%;"></div>'
+            f'<script type="text/javascript">bkPlot("{self.div_id}", "{data}", {args});</script>'
+        )
 
     def _repr_html_(self) -> str:
         return self.to_html()
@@ -120,9 +144,11 @@ def plotly_js_html() -> str:
     from importlib.resources import files
 
     bundle = files("backfill_kit.vendor").joinpath(PLOTLY_JS).read_text(encoding="utf-8")
-    return ('<script type="text/javascript">window.PlotlyConfig = {MathJaxConfig: "local"};</script>\n'
-            f'<script type="text/javascript">{bundle}</script>\n'
-            f'<script type="text/javascript">{_DRAW_JS}</script>')
+    return (
+        '<script type="text/javascript">window.PlotlyConfig = {MathJaxConfig: "local"};</script>\n'
+        f'<script type="text/javascript">{bundle}</script>\n'
+        f'<script type="text/javascript">{_DRAW_JS}</script>'
+    )
 
 
 def typed_array(values: array[Any], shape: Sequence[int]) -> dict[str, str]:
@@ -131,8 +157,11 @@ def typed_array(values: array[Any], shape: Sequence[int]) -> dict[str, str]:
     if sys.byteorder != "little":
         values = array(values.typecode, values)
         values.byteswap()
-    return {"dtype": _TYPED[values.typecode], "bdata": base64.b64encode(values.tobytes()).decode("ascii"),
-            "shape": ", ".join(str(n) for n in shape)}
+    return {
+        "dtype": _TYPED[values.typecode],
+        "bdata": base64.b64encode(values.tobytes()).decode("ascii"),
+        "shape": ", ".join(str(n) for n in shape),
+    }
 
 
 _TYPED = {"b": "i1", "B": "u1", "h": "i2", "H": "u2", "i": "i4", "I": "u4", "f": "f4", "d": "f8"}
@@ -161,8 +190,9 @@ def _wrap(text: str, width: int = 90) -> str:
 # --- coverage ------------------------------------------------------------------------------
 
 
-def coverage_heatmap(cells: Sequence[Cell], tables: Sequence[str], phases: Sequence[str],
-                     dates: Sequence[date], *, title: str = "") -> dict[str, Any]:
+def coverage_heatmap(
+    cells: Sequence[Cell], tables: Sequence[str], phases: Sequence[str], dates: Sequence[date], *, title: str = ""
+) -> dict[str, Any]:
     """Tables (grouped by phase: `phases[i]` is the phase of `tables[i]`) by expected dates,
     coloured by status. A cell's hover says its status, rows against the minimum, attempts,
     the latest run and its last error. Table-dates without a cell (filtered out) stay blank.
@@ -179,27 +209,47 @@ def coverage_heatmap(cells: Sequence[Cell], tables: Sequence[str], phases: Seque
     for c in shown:
         k = t_index[c.table] * width + d_index[c.date]
         z[k] = codes[c.status]
-        numbers[4 * k:4 * k + 4] = (c.rows, c.expected_rows, c.attempts, c.failures)
+        numbers[4 * k : 4 * k + 4] = (c.rows, c.expected_rows, c.attempts, c.failures)
         status[k], latest[k] = str(c.status), _latest_text(c)
     rows = range(0, size, width or 1)
     trace = {
-        "type": "heatmap", "z": typed_array(z, (len(tables), width)), "x": [d.isoformat() for d in dates],
-        "y": [list(phases), list(tables)], "customdata": typed_array(_int_array(numbers), (len(tables), width, 4)),
-        "text": [status[i:i + width] for i in rows], "hovertext": [latest[i:i + width] for i in rows],
+        "type": "heatmap",
+        "z": typed_array(z, (len(tables), width)),
+        "x": [d.isoformat() for d in dates],
+        "y": [list(phases), list(tables)],
+        "customdata": typed_array(_int_array(numbers), (len(tables), width, 4)),
+        "text": [status[i : i + width] for i in rows],
+        "hovertext": [latest[i : i + width] for i in rows],
         "hoverongaps": False,
-        "zmin": -0.5, "zmax": len(STATUS_ORDER) - 0.5, "colorscale": _discrete_scale(),
-        "colorbar": {"tickvals": list(range(len(STATUS_ORDER))), "ticktext": [str(s) for s in STATUS_ORDER],
-                     "title": {"text": "status"}, "thickness": 14},
-        "hovertemplate": ("<b>%{y}</b>  %{x}<br>status: %{text}<br>rows: %{customdata[0]} "
-                          "(needs %{customdata[1]})<br>attempts: %{customdata[2]}, failed %{customdata[3]}"
-                          "<br>latest run: %{hovertext}<extra></extra>"),
+        "zmin": -0.5,
+        "zmax": len(STATUS_ORDER) - 0.5,
+        "colorscale": _discrete_scale(),
+        "colorbar": {
+            "tickvals": list(range(len(STATUS_ORDER))),
+            "ticktext": [str(s) for s in STATUS_ORDER],
+            "title": {"text": "status"},
+            "thickness": 14,
+        },
+        "hovertemplate": (
+            "<b>%{y}</b>  %{x}<br>status: %{text}<br>rows: %{customdata[0]} "
+            "(needs %{customdata[1]})<br>attempts: %{customdata[2]}, failed %{customdata[3]}"
+            "<br>latest run: %{hovertext}<extra></extra>"
+        ),
         "ygap": 1,
     }
     layout: dict[str, Any] = {
-        "height": 160 + 22 * len(tables), "font": FONT, "plot_bgcolor": "white",
+        "height": 160 + 22 * len(tables),
+        "font": FONT,
+        "plot_bgcolor": "white",
         "margin": {"l": 10, "r": 10, "t": 60 if title else 30, "b": 40},
-        "yaxis": {"autorange": "reversed", "automargin": True}, "shapes": _season_lines(shown, dates, d_index),
-        "xaxis": {"type": "category", "tickvals": _month_ticks(dates), "ticktext": _month_labels(dates), "tickangle": 0},
+        "yaxis": {"autorange": "reversed", "automargin": True},
+        "shapes": _season_lines(shown, dates, d_index),
+        "xaxis": {
+            "type": "category",
+            "tickvals": _month_ticks(dates),
+            "ticktext": _month_labels(dates),
+            "tickangle": 0,
+        },
     }
     if title:
         layout["title"] = {"text": _esc(title)}
@@ -260,12 +310,24 @@ def _season_lines(cells: Sequence[Cell], dates: Sequence[date], d_index: dict[da
     for previous, current in pairwise(dates):
         if season_of.get(previous) != season_of.get(current):
             x = d_index[current] - 0.5
-            lines.append({"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,
-                          "line": {"color": "#37474f", "width": 1, "dash": "dot"}})
+            lines.append(
+                {
+                    "type": "line",
+                    "xref": "x",
+                    "yref": "paper",
+                    "x0": x,
+                    "x1": x,
+                    "y0": 0,
+                    "y1": 1,
+                    "line": {"color": "#37474f", "width": 1, "dash": "dot"},
+                }
+            )
     return lines
 
 
-def season_bars(counts: dict[str, dict[str, Counter[str]]], tables: Sequence[str], phases: Sequence[str]) -> dict[str, Any]:
+def season_bars(
+    counts: dict[str, dict[str, Counter[str]]], tables: Sequence[str], phases: Sequence[str]
+) -> dict[str, Any]:
     """Per season (one panel each, side by side, sharing the table axis) and table, stacked
     bars of game dates by status. `counts` is `coverage.season_counts` output."""
     n = max(1, len(counts))
@@ -275,23 +337,49 @@ def season_bars(counts: dict[str, dict[str, Counter[str]]], tables: Sequence[str
     layout: dict[str, Any] = {"annotations": []}
     for i, (season, per_table) in enumerate(counts.items()):
         layout[f"xaxis{i + 1 if i else ''}"] = {"domain": [i / n + 0.006, (i + 1) / n - 0.006], "anchor": "y"}
-        layout["annotations"].append({"text": f"<b>{_esc(season)}</b>", "x": (i + 0.5) / n, "y": 1.0,
-                                      "xref": "paper", "yref": "paper", "yanchor": "bottom", "showarrow": False})
+        layout["annotations"].append(
+            {
+                "text": f"<b>{_esc(season)}</b>",
+                "x": (i + 0.5) / n,
+                "y": 1.0,
+                "xref": "paper",
+                "yref": "paper",
+                "yanchor": "bottom",
+                "showarrow": False,
+            }
+        )
         for status in STATUS_ORDER:
             x = [per_table.get(t, Counter())[str(status)] for t in tables]
             if any(x):
                 traces.append(_season_trace(season, status, x, y, "x" if i == 0 else f"x{i + 1}", status not in shown))
                 shown.add(status)
-    layout.update(barmode="stack", height=160 + 22 * len(tables), font=FONT, plot_bgcolor="white", bargap=0.25,
-                  margin={"l": 10, "r": 10, "t": 40, "b": 30}, legend={"orientation": "h", "y": -0.06},
-                  yaxis={"autorange": "reversed", "automargin": True})
+    layout.update(
+        barmode="stack",
+        height=160 + 22 * len(tables),
+        font=FONT,
+        plot_bgcolor="white",
+        bargap=0.25,
+        margin={"l": 10, "r": 10, "t": 40, "b": 30},
+        legend={"orientation": "h", "y": -0.06},
+        yaxis={"autorange": "reversed", "automargin": True},
+    )
     return {"data": traces, "layout": layout}
 
 
-def _season_trace(season: str, status: Status, x: list[int], y: list[list[str]], axis: str, legend: bool) -> dict[str, Any]:
+def _season_trace(
+    season: str, status: Status, x: list[int], y: list[list[str]], axis: str, legend: bool
+) -> dict[str, Any]:
     return {
-        "type": "bar", "orientation": "h", "x": x, "y": y, "xaxis": axis, "yaxis": "y", "name": str(status),
-        "legendgroup": str(status), "showlegend": legend, "marker": {"color": STATUS_COLORS[status]},
+        "type": "bar",
+        "orientation": "h",
+        "x": x,
+        "y": y,
+        "xaxis": axis,
+        "yaxis": "y",
+        "name": str(status),
+        "legendgroup": str(status),
+        "showlegend": legend,
+        "marker": {"color": STATUS_COLORS[status]},
         "hovertemplate": f"<b>%{{y}}</b><br>{_esc(season)}: %{{x}} dates {status}<extra></extra>",
     }
 
@@ -310,24 +398,35 @@ def timeline(attempts: pd.DataFrame) -> dict[str, Any]:
         layout.update(height=200, annotations=[{"text": "no step ran", "showarrow": False}])
         return {"data": [], "layout": layout}
     rows = attempts.assign(
-        stage_label=[f"{int(s)} {p}" if pd.notna(s) else "-" for s, p in zip(attempts["stage"], attempts["phase"], strict=True)],
+        stage_label=[
+            f"{int(s)} {p}" if pd.notna(s) else "-" for s, p in zip(attempts["stage"], attempts["phase"], strict=True)
+        ],
         end=attempts["finished"].fillna(attempts["started"]),
     )
     span_ms = max((rows["end"].max() - rows["started"].min()).total_seconds() * 1000, 1000.0)
     traces = []
     for outcome, part in rows.groupby("outcome", sort=False):
         length = ((part["end"] - part["started"]).dt.total_seconds() * 1000).tolist()
-        traces.append({
-            "type": "bar", "orientation": "h", "base": [t.isoformat() for t in part["started"]],
-            "x": [max(x, span_ms / 400) for x in length],  # a skipped step still shows, as a sliver
-            "y": [part["stage_label"].tolist(), [_esc(s) for s in part["step"]]],
-            "name": str(outcome), "marker": {"color": OUTCOME_COLORS.get(str(outcome), "#757575")},
-            "customdata": [_attempt_hover(r) for r in part.itertuples(index=False)],
-            "hovertemplate": "%{customdata}<extra></extra>",
-        })
-    layout.update(barmode="overlay", height=140 + 20 * rows["step"].nunique(),
-                  xaxis={"type": "date", "title": {"text": "time (UTC)"}}, yaxis={"autorange": "reversed", "automargin": True},
-                  legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"})
+        traces.append(
+            {
+                "type": "bar",
+                "orientation": "h",
+                "base": [t.isoformat() for t in part["started"]],
+                "x": [max(x, span_ms / 400) for x in length],  # a skipped step still shows, as a sliver
+                "y": [part["stage_label"].tolist(), [_esc(s) for s in part["step"]]],
+                "name": str(outcome),
+                "marker": {"color": OUTCOME_COLORS.get(str(outcome), "#757575")},
+                "customdata": [_attempt_hover(r) for r in part.itertuples(index=False)],
+                "hovertemplate": "%{customdata}<extra></extra>",
+            }
+        )
+    layout.update(
+        barmode="overlay",
+        height=140 + 20 * rows["step"].nunique(),
+        xaxis={"type": "date", "title": {"text": "time (UTC)"}},
+        yaxis={"autorange": "reversed", "automargin": True},
+        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"},
+    )
     return {"data": traces, "layout": layout}
 
 

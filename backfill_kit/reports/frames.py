@@ -62,29 +62,65 @@ def attempts_frame(events: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return _typed_attempts(pd.DataFrame(rows, columns=ATTEMPT_COLUMNS))
 
 
-ATTEMPT_COLUMNS = ["stage", "phase", "step", "table", "attempt", "started", "finished", "seconds",
-                   "outcome", "exit_code", "retries", "dates", "log", "tail", "reason"]
+ATTEMPT_COLUMNS = [
+    "stage",
+    "phase",
+    "step",
+    "table",
+    "attempt",
+    "started",
+    "finished",
+    "seconds",
+    "outcome",
+    "exit_code",
+    "retries",
+    "dates",
+    "log",
+    "tail",
+    "reason",
+]
 
 
 def _attempt_row(event: dict[str, Any], stage: dict[str, Any]) -> dict[str, Any]:
     return {
-        "stage": stage.get("stage"), "phase": stage.get("phase"), "step": event["step"],
-        "table": event.get("table"), "attempt": event.get("attempt", 1), "started": event.get("time"),
-        "finished": None, "seconds": None, "outcome": "unfinished", "exit_code": None,
-        "retries": None, "dates": event.get("dates"), "log": event.get("log"), "tail": None, "reason": None,
+        "stage": stage.get("stage"),
+        "phase": stage.get("phase"),
+        "step": event["step"],
+        "table": event.get("table"),
+        "attempt": event.get("attempt", 1),
+        "started": event.get("time"),
+        "finished": None,
+        "seconds": None,
+        "outcome": "unfinished",
+        "exit_code": None,
+        "retries": None,
+        "dates": event.get("dates"),
+        "log": event.get("log"),
+        "tail": None,
+        "reason": None,
     }
 
 
-def _finish(rows: list[dict[str, Any]], open_attempts: dict[tuple[str, int], dict[str, Any]],
-            event: dict[str, Any], stage: dict[str, Any]) -> None:
+def _finish(
+    rows: list[dict[str, Any]],
+    open_attempts: dict[tuple[str, int], dict[str, Any]],
+    event: dict[str, Any],
+    stage: dict[str, Any],
+) -> None:
     row = open_attempts.pop((event["step"], event.get("attempt", 1)), None)
     if row is None:  # skipped: finished without ever starting
         row = _attempt_row({**event, "attempt": 0}, stage)
         row["started"] = event.get("time")
         rows.append(row)
-    row.update(finished=event.get("time"), seconds=event.get("seconds", 0.0), outcome=event.get("outcome"),
-               exit_code=event.get("exit_code"), retries=event.get("retries"), tail=event.get("tail"),
-               reason=event.get("reason") or event.get("error"))
+    row.update(
+        finished=event.get("time"),
+        seconds=event.get("seconds", 0.0),
+        outcome=event.get("outcome"),
+        exit_code=event.get("exit_code"),
+        retries=event.get("retries"),
+        tail=event.get("tail"),
+        reason=event.get("reason") or event.get("error"),
+    )
     row["log"] = event.get("log") or row["log"]
 
 
@@ -99,8 +135,23 @@ def _typed_attempts(frame: pd.DataFrame) -> pd.DataFrame:
 def steps_frame(attempts: pd.DataFrame, plan: Plan | None = None) -> pd.DataFrame:
     """One row per step: its last attempt's outcome and exit code, the time all its attempts
     took, its retries, dates and log tail. With the plan, the job's command and exact dates."""
-    columns = ["stage", "phase", "step", "table", "first", "last", "dates", "outcome", "exit_code",
-               "seconds", "attempts", "retries", "log", "tail", "command"]
+    columns = [
+        "stage",
+        "phase",
+        "step",
+        "table",
+        "first",
+        "last",
+        "dates",
+        "outcome",
+        "exit_code",
+        "seconds",
+        "attempts",
+        "retries",
+        "log",
+        "tail",
+        "command",
+    ]
     if attempts.empty:
         return pd.DataFrame(columns=columns)
     by_step = attempts.groupby("step", sort=False)
@@ -126,5 +177,3 @@ def _step_span(step_id: str, planned: dict[str, Any]) -> tuple[date | None, date
         return date.fromisoformat(first), date.fromisoformat(last or first)
     except ValueError:
         return None, None
-
-

@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.display import HTML
 
-from backfill_kit.validation import summaries
-from backfill_kit.reports import figures
 from backfill_kit.common.arguments import as_date, find_file
 from backfill_kit.common.formatting import duration_text
-from backfill_kit.errors import InputError
-from backfill_kit.reports.figures import ReportFigure
-from backfill_kit.running.journal import read_journal
-from backfill_kit.reports.render import find_plan
 from backfill_kit.common.status import DONE, NEEDS_WORK, PROGRESS_WORDS
+from backfill_kit.errors import InputError
+from backfill_kit.reports import figures
+from backfill_kit.reports.figures import ReportFigure
+from backfill_kit.reports.render import find_plan
+from backfill_kit.running.journal import read_journal
+from backfill_kit.validation import summaries
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -86,8 +86,14 @@ def esc(value: object) -> str:
     return html.escape(str(value))
 
 
-def table_html(rows: Sequence[Mapping[str, Any]] | pd.DataFrame, *, columns: Sequence[str] | None = None,
-               pre: Iterable[str] = (), numbers: Iterable[str] = (), detail: Sequence[str] = ()) -> str:
+def table_html(
+    rows: Sequence[Mapping[str, Any]] | pd.DataFrame,
+    *,
+    columns: Sequence[str] | None = None,
+    pre: Iterable[str] = (),
+    numbers: Iterable[str] = (),
+    detail: Sequence[str] = (),
+) -> str:
     """Rows (dicts, or a DataFrame) as an HTML table with every cell escaped. `pre` columns keep
     their line breaks; `numbers` are right-aligned with thousands separators; `detail` columns
     (a command, a log tail) go on a full-width line under their row rather than in a column."""
@@ -98,7 +104,10 @@ def table_html(rows: Sequence[Mapping[str, Any]] | pd.DataFrame, *, columns: Seq
     pre, numbers = set(pre), set(numbers)
     head = "".join(f"<th>{esc(c.replace('_', ' '))}</th>" for c in shown)
     body = "".join(
-        "<tr>" + "".join(_td(c, row.get(c), pre, numbers) for c in shown) + "</tr>" + _detail_rows(row, detail, len(shown))
+        "<tr>"
+        + "".join(_td(c, row.get(c), pre, numbers) for c in shown)
+        + "</tr>"
+        + _detail_rows(row, detail, len(shown))
         for row in rows
     )
     return f'<table class="bk-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
@@ -106,8 +115,10 @@ def table_html(rows: Sequence[Mapping[str, Any]] | pd.DataFrame, *, columns: Seq
 
 def _detail_rows(row: Mapping[str, Any], detail: Sequence[str], width: int) -> str:
     lines = [(c, esc(row.get(c))) for c in detail if esc(row.get(c))]
-    return "".join(f'<tr class="bk-detail"><td colspan="{width}"><span class="bk-note">{esc(c)}</span>'
-                   f"<pre>{text}</pre></td></tr>" for c, text in lines)
+    return "".join(
+        f'<tr class="bk-detail"><td colspan="{width}"><span class="bk-note">{esc(c)}</span><pre>{text}</pre></td></tr>'
+        for c, text in lines
+    )
 
 
 def _td(column: str, value: object, pre: set[str], numbers: set[str]) -> str:
@@ -139,10 +150,14 @@ def _number(value: object) -> str:
 
 
 def cards_html(cards: Sequence[tuple[str, str]]) -> str:
-    return '<div class="bk-cards">' + "".join(
-        f'<div class="bk-card"><div class="bk-n">{esc(n)}</div><div class="bk-l">{esc(label)}</div></div>'
-        for n, label in cards
-    ) + "</div>"
+    return (
+        '<div class="bk-cards">'
+        + "".join(
+            f'<div class="bk-card"><div class="bk-n">{esc(n)}</div><div class="bk-l">{esc(label)}</div></div>'
+            for n, label in cards
+        )
+        + "</div>"
+    )
 
 
 # The mimetype under which a report's headline numbers travel beside its HTML: the renderer
@@ -228,11 +243,18 @@ class CoverageAudit:
             (f"{need_work:,}", "cells need a backfill"),
         ]
         causes = [(f"{counts.get(s, 0):,}", str(s).replace("_", " ")) for s in summaries.BREAKDOWN_ORDER]
-        title = (f"<h2>{esc(v.spec.name)}: {v.start} .. {v.end}</h2>"
-                 f"<p>{len(v.days):,} expected game dates × {len(v.tables)} tables, validated "
-                 f"{v.now:%Y-%m-%d %H:%M} UTC with {len(v.queries)} warehouse queries.</p>")
-        numbers = {"expected": expected, "complete": _percent(complete, expected), "done": _percent(done, expected),
-                   "need_work": need_work, "validated_at": v.now.isoformat(timespec="seconds")}
+        title = (
+            f"<h2>{esc(v.spec.name)}: {v.start} .. {v.end}</h2>"
+            f"<p>{len(v.days):,} expected game dates × {len(v.tables)} tables, validated "
+            f"{v.now:%Y-%m-%d %H:%M} UTC with {len(v.queries)} warehouse queries.</p>"
+        )
+        numbers = {
+            "expected": expected,
+            "complete": _percent(complete, expected),
+            "done": _percent(done, expected),
+            "need_work": need_work,
+            "validated_at": v.now.isoformat(timespec="seconds"),
+        }
         return Headline(title + cards_html(cards) + "<h4>Gaps by cause</h4>" + cards_html(causes), numbers)
 
     def heatmap(self) -> ReportFigure:
@@ -250,8 +272,11 @@ class CoverageAudit:
         if not runs:
             return HTML(note_html("No gaps: every expected cell is complete, genuinely without data, or bootstrap."))
         intro = note_html(f"{len(runs):,} runs of consecutive game dates with the same cause, longest first.")
-        more = (note_html(f"… and {len(runs) - limit:,} shorter runs: backfill-kit validate --format csv lists every cell.")
-                if len(runs) > limit else "")
+        more = (
+            note_html(f"… and {len(runs) - limit:,} shorter runs: backfill-kit validate --format csv lists every cell.")
+            if len(runs) > limit
+            else ""
+        )
         return HTML(intro + table_html([g.row() for g in runs[:limit]], numbers=("dates",)) + more)
 
     def no_data(self) -> HTML:
@@ -259,8 +284,10 @@ class CoverageAudit:
         rows = summaries.no_data_rows(self.validation.cells)
         if not rows:
             return HTML(note_html("No cell reads no_data: every source had data on every expected date."))
-        intro = note_html("These count as done: the source genuinely had nothing. A fallback covers a date when "
-                          "it is complete on it; the dates not covered have no data anywhere.")
+        intro = note_html(
+            "These count as done: the source genuinely had nothing. A fallback covers a date when "
+            "it is complete on it; the dates not covered have no data anywhere."
+        )
         return HTML(intro + table_html(rows, numbers=("no data", "not covered")))
 
     def recommended_plan(self) -> HTML:
@@ -268,22 +295,37 @@ class CoverageAudit:
         if not plan.steps:
             return HTML(note_html("Nothing to backfill.") + _blocked_html(plan))
         spec, start, end = shlex.quote(self.spec_ref), self.validation.start, self.validation.end
-        commands = (f"backfill-kit plan --spec {spec} --start {start} --end {end} --out runs/plan.json\n"
-                    "backfill-kit run --plan runs/plan.json\n"
-                    f"# or both at once, resumable:\nbackfill-kit backfill --spec {spec} --start {start} --end {end}")
-        intro = (f"<p>{len(plan.steps):,} steps over {plan.dates:,} table-dates in {len(plan.stages)} stages "
-                 "(stages run one after another; the steps of a parallel stage run side by side). "
-                 f'Make and run it with:</p><pre class="bk-pre">{esc(commands)}</pre>')
-        return HTML(intro + table_html(plan_rows(plan), numbers=("stage", "dates"), detail=("command",)) + _blocked_html(plan))
+        commands = (
+            f"backfill-kit plan --spec {spec} --start {start} --end {end} --out runs/plan.json\n"
+            "backfill-kit run --plan runs/plan.json\n"
+            f"# or both at once, resumable:\nbackfill-kit backfill --spec {spec} --start {start} --end {end}"
+        )
+        intro = (
+            f"<p>{len(plan.steps):,} steps over {plan.dates:,} table-dates in {len(plan.stages)} stages "
+            "(stages run one after another; the steps of a parallel stage run side by side). "
+            f'Make and run it with:</p><pre class="bk-pre">{esc(commands)}</pre>'
+        )
+        return HTML(
+            intro + table_html(plan_rows(plan), numbers=("stage", "dates"), detail=("command",)) + _blocked_html(plan)
+        )
 
 
 def plan_rows(plan: Plan) -> list[dict[str, Any]]:
     """One row per step of a plan, in the order the runner starts them."""
     return [
-        {"stage": stage.index, "phase": stage.phase, "mode": stage.mode, "table": step.table, "first": step.start,
-         "last": step.end, "dates": len(step.dates), "causes": ", ".join(f"{k} {v}" for k, v in step.causes.items()),
-         "command": step.command}
-        for stage in plan.stages for step in stage.steps
+        {
+            "stage": stage.index,
+            "phase": stage.phase,
+            "mode": stage.mode,
+            "table": step.table,
+            "first": step.start,
+            "last": step.end,
+            "dates": len(step.dates),
+            "causes": ", ".join(f"{k} {v}" for k, v in step.causes.items()),
+            "command": step.command,
+        }
+        for stage in plan.stages
+        for step in stage.steps
     ]
 
 
@@ -291,7 +333,9 @@ def _blocked_html(plan: Plan) -> str:
     if not plan.blocked:
         return ""
     rows = [{"table": b.table, "date": b.date, "reason": b.reason} for b in plan.blocked[:GAP_LIST_LIMIT]]
-    return f"<h4>Blocked: {len(plan.blocked):,} cells wait for an upstream this plan cannot fill</h4>" + table_html(rows)
+    return f"<h4>Blocked: {len(plan.blocked):,} cells wait for an upstream this plan cannot fill</h4>" + table_html(
+        rows
+    )
 
 
 # --- the execution log ---------------------------------------------------------------------
@@ -334,18 +378,24 @@ class ExecutionLog:
         started = [e["time"] for e in self.events if e.get("event") == "run_started"]
         finished = [e for e in self.events if e.get("event") == "run_finished"]
         result = finished[-1].get("outcome", "?") if finished else "unfinished (no run_finished event)"
-        cards = [(result, "outcome of the last run"), (f"{len(steps):,}", "steps"),
-                 (f"{int((self.attempts['attempt'] > 0).sum()):,}", "attempts"),
-                 (duration_text(_wall_seconds(self.events)), "wall time")]
+        cards = [
+            (result, "outcome of the last run"),
+            (f"{len(steps):,}", "steps"),
+            (f"{int((self.attempts['attempt'] > 0).sum()):,}", "attempts"),
+            (duration_text(_wall_seconds(self.events)), "wall time"),
+        ]
         cards += [(f"{n:,}", str(o).replace("_", " ")) for o, n in steps["outcome"].value_counts().items()]
         plan = f"{esc(self.plan.spec_name)} {self.plan.start} .. {self.plan.end}, " if self.plan else ""
         runs = f"{len(started)} run{'s' if len(started) != 1 else ''}"
         first = f"{datetime.fromisoformat(started[0]):%Y-%m-%d %H:%M:%S} UTC" if started else "-"
         head = f"<h2>Backfill: {plan}{runs}</h2><p>Journal <code>{esc(self.journal)}</code>; first started {first}.</p>"
         problem = note_html(f"Before/after coverage unavailable: {self.plan_problem}.") if self.plan_problem else ""
-        numbers = {"outcome": result, "steps": len(steps),
-                   "outcomes": {str(o): int(n) for o, n in steps["outcome"].value_counts().items()},
-                   "finished_at": finished[-1].get("time") if finished else None}
+        numbers = {
+            "outcome": result,
+            "steps": len(steps),
+            "outcomes": {str(o): int(n) for o, n in steps["outcome"].value_counts().items()},
+            "finished_at": finished[-1].get("time") if finished else None,
+        }
         return Headline(head + cards_html(cards) + problem, numbers)
 
     def timeline(self) -> ReportFigure:
@@ -353,9 +403,15 @@ class ExecutionLog:
 
     def steps(self) -> HTML:
         frame = self.steps_frame.drop(columns=["log", "phase", "step"]).rename(
-            columns={"table": "job", "tail": "log tail", "exit_code": "exit code"})
-        return HTML(table_html(frame, detail=("log tail", "command"),
-                               numbers=("stage", "dates", "exit code", "seconds", "attempts", "retries")))
+            columns={"table": "job", "tail": "log tail", "exit_code": "exit code"}
+        )
+        return HTML(
+            table_html(
+                frame,
+                detail=("log tail", "command"),
+                numbers=("stage", "dates", "exit code", "seconds", "attempts", "retries"),
+            )
+        )
 
     def after(self) -> Validation | None:
         """A fresh validation of the plan's tables over its range: the 'after' of the run."""
@@ -375,23 +431,41 @@ class ExecutionLog:
         assert after is not None
         rows = before_after_rows(self.plan, after)
         fixed, planned = sum(r["fixed"] for r in rows), sum(r["planned"] for r in rows)
-        intro = (f"<p>Before: the causes the plan was made for ({self.plan.created_at:%Y-%m-%d %H:%M} UTC). "
-                 f"After: the same table-dates validated now ({after.now:%Y-%m-%d %H:%M} UTC). "
-                 f"{fixed:,} of {planned:,} planned table-dates are now complete or genuinely without data.</p>")
-        return HTML(intro + table_html(rows, numbers=("planned", "fixed", "still open", "% complete now", "% done now")))
+        intro = (
+            f"<p>Before: the causes the plan was made for ({self.plan.created_at:%Y-%m-%d %H:%M} UTC). "
+            f"After: the same table-dates validated now ({after.now:%Y-%m-%d %H:%M} UTC). "
+            f"{fixed:,} of {planned:,} planned table-dates are now complete or genuinely without data.</p>"
+        )
+        return HTML(
+            intro + table_html(rows, numbers=("planned", "fixed", "still open", "% complete now", "% done now"))
+        )
 
     def warnings(self) -> HTML:
-        rows = warning_rows(self.events, list(self.steps_frame.loc[self.steps_frame["outcome"] == "succeeded_without_data", "step"]))
+        rows = warning_rows(
+            self.events, list(self.steps_frame.loc[self.steps_frame["outcome"] == "succeeded_without_data", "step"])
+        )
         if not rows:
             return HTML(note_html("No warnings: every step that exited 0 left rows in its dates."))
         return HTML(table_html(rows))
 
     def logs(self) -> HTML:
         frame = self.attempts[self.attempts["attempt"] > 0]
-        rows = [{"step": r.step, "attempt": r.attempt, "outcome": r.outcome, "log": r.log,
-                 "still there": "yes" if r.log and Path(r.log).exists() else "no"} for r in frame.itertuples()]
-        note = note_html("Each attempt's full output. Paths are as the runner wrote them, relative to where it was started.")
-        return HTML(note + table_html(rows, columns=["step", "attempt", "outcome", "log", "still there"], numbers=("attempt",)))
+        rows = [
+            {
+                "step": r.step,
+                "attempt": r.attempt,
+                "outcome": r.outcome,
+                "log": r.log,
+                "still there": "yes" if r.log and Path(r.log).exists() else "no",
+            }
+            for r in frame.itertuples()
+        ]
+        note = note_html(
+            "Each attempt's full output. Paths are as the runner wrote them, relative to where it was started."
+        )
+        return HTML(
+            note + table_html(rows, columns=["step", "attempt", "outcome", "log", "still there"], numbers=("attempt",))
+        )
 
 
 def _spec_for(plan: Plan, journal: Path) -> PipelineSpec:
@@ -421,32 +495,42 @@ def before_after_rows(plan: Plan, after: Validation) -> list[dict[str, Any]]:
             statuses[key] = statuses.get(key, 0) + 1
         fixed = sum(n for status, n in statuses.items() if status in DONE_NAMES)  # done, as everywhere
         planned = sum(statuses.values())
-        rows.append({
-            "table": table, "phase": steps[0].phase, "planned": planned,
-            "before": ", ".join(f"{k} {v}" for k, v in sorted(before.items())),
-            "after": ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())),
-            "fixed": fixed, "still open": planned - fixed,
-            "% complete now": round(summary[table].percent_complete, 1) if table in summary else None,
-            "% done now": round(summary[table].percent_done, 1) if table in summary else None,
-        })
+        rows.append(
+            {
+                "table": table,
+                "phase": steps[0].phase,
+                "planned": planned,
+                "before": ", ".join(f"{k} {v}" for k, v in sorted(before.items())),
+                "after": ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())),
+                "fixed": fixed,
+                "still open": planned - fixed,
+                "% complete now": round(summary[table].percent_complete, 1) if table in summary else None,
+                "% done now": round(summary[table].percent_done, 1) if table in summary else None,
+            }
+        )
     return rows
 
 
 def warning_rows(events: Sequence[dict[str, Any]], without_data: Sequence[str]) -> list[dict[str, str]]:
     """Steps that exited 0 yet left no rows, the run's own warnings, and journal repairs."""
-    rows = [{"step": s, "warning": "succeeded_without_data: exited 0 but left every one of its dates without rows"}
-            for s in without_data]
+    rows = [
+        {"step": s, "warning": "succeeded_without_data: exited 0 but left every one of its dates without rows"}
+        for s in without_data
+    ]
     for event in events:
         if event.get("event") == "run_finished":
             rows += [{"step": "", "warning": str(w)} for w in event.get("warnings") or []]
         elif event.get("event") == "journal_repaired":
-            rows.append({"step": "", "warning": f"journal repaired after a crash: a torn last line of "
-                                                f"{event.get('dropped_bytes')} bytes was dropped"})
+            rows.append(
+                {
+                    "step": "",
+                    "warning": f"journal repaired after a crash: a torn last line of "
+                    f"{event.get('dropped_bytes')} bytes was dropped",
+                }
+            )
     return list({(r["step"], r["warning"]): r for r in rows}.values())
 
 
 def _wall_seconds(events: Sequence[dict[str, Any]]) -> float | None:
     times = [datetime.fromisoformat(e["time"]) for e in events if e.get("time")]
     return (max(times) - min(times)).total_seconds() if times else None
-
-

@@ -30,8 +30,17 @@ from backfill_kit.errors import BackfillKitError, InputError, MissingDependencyE
 if TYPE_CHECKING:
     from backfill_kit.plan import Plan
 
-__all__ = ["NOTEBOOKS", "Rendered", "execute", "export_html", "find_plan", "notebook_path", "render_coverage",
-           "render_execution", "write_index"]
+__all__ = [
+    "NOTEBOOKS",
+    "Rendered",
+    "execute",
+    "export_html",
+    "find_plan",
+    "notebook_path",
+    "render_coverage",
+    "render_execution",
+    "write_index",
+]
 
 NOTEBOOKS = {"coverage": "coverage_audit.ipynb", "execution": "execution_log.ipynb", "explore": "explore.ipynb"}
 DEFAULT_KERNEL = "python3"
@@ -54,7 +63,11 @@ def notebook_dirs() -> list[Path]:
     """Where the notebooks may be: the checkout (source tree, editable install), then where a
     normal install puts them (the environment, or the user's base for `pip install --user`)."""
     checkout = Path(__file__).resolve().parents[2] / "notebooks"
-    prefixes = [sys.prefix, sysconfig.get_path("data"), sysconfig.get_path("data", sysconfig.get_preferred_scheme("user"))]
+    prefixes = [
+        sys.prefix,
+        sysconfig.get_path("data"),
+        sysconfig.get_path("data", sysconfig.get_preferred_scheme("user")),
+    ]
     return [checkout, *(Path(p) / SHARE for p in dict.fromkeys(prefixes) if p)]
 
 
@@ -73,14 +86,14 @@ def notebook_path(name: str) -> Path:
 # --- the two reports -----------------------------------------------------------------------
 
 
-def render_coverage(spec_path: Path, start: date, end: date, out_dir: Path, *,
-                    kernel: str = DEFAULT_KERNEL, now: datetime | None = None) -> Rendered:
+def render_coverage(
+    spec_path: Path, start: date, end: date, out_dir: Path, *, kernel: str = DEFAULT_KERNEL, now: datetime | None = None
+) -> Rendered:
     """Run coverage_audit.ipynb on the spec and range; write its HTML, notebook and the index.
     `spec_path` goes to the notebook as given: the kernel finds it by the same rule
     (`arguments.find_file`) in the same working directory."""
     from backfill_kit.spec.model import load_spec
     from backfill_kit.validation.validator import check_range
-
     from backfill_kit.warehouse import open_warehouse
 
     check_range(start, end)
@@ -89,15 +102,28 @@ def render_coverage(spec_path: Path, start: date, end: date, out_dir: Path, *,
     spec = load_spec(find_file(spec_path, "the spec"))
     open_warehouse(spec).close()
     stamp = _stamp(now)
-    meta = {"kind": "coverage", "spec": spec.name, "start": start.isoformat(), "end": end.isoformat(),
-            "generated_at": stamp.isoformat(timespec="seconds")}
-    return _render("coverage", {"spec": str(spec_path), "start": start.isoformat(), "end": end.isoformat()},
-                   out_dir, f"coverage_{_slug(spec.name)}_{start}_{end}", stamp, meta,
-                   f"Coverage audit: {spec.name}, {start} .. {end}", kernel)
+    meta = {
+        "kind": "coverage",
+        "spec": spec.name,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "generated_at": stamp.isoformat(timespec="seconds"),
+    }
+    return _render(
+        "coverage",
+        {"spec": str(spec_path), "start": start.isoformat(), "end": end.isoformat()},
+        out_dir,
+        f"coverage_{_slug(spec.name)}_{start}_{end}",
+        stamp,
+        meta,
+        f"Coverage audit: {spec.name}, {start} .. {end}",
+        kernel,
+    )
 
 
-def render_execution(journal: Path, out_dir: Path, *, kernel: str = DEFAULT_KERNEL,
-                     now: datetime | None = None) -> Rendered:
+def render_execution(
+    journal: Path, out_dir: Path, *, kernel: str = DEFAULT_KERNEL, now: datetime | None = None
+) -> Rendered:
     """Run execution_log.ipynb on a runner journal; write its HTML, notebook and the index.
     `journal` goes to the notebook as given, like the coverage report's spec."""
     from backfill_kit.running.journal import read_journal
@@ -116,8 +142,16 @@ def render_execution(journal: Path, out_dir: Path, *, kernel: str = DEFAULT_KERN
     meta = {"kind": "execution", "journal": str(journal), "generated_at": stamp.isoformat(timespec="seconds")}
     if plan:
         meta.update(spec=plan.spec_name, start=plan.start.isoformat(), end=plan.end.isoformat())
-    return _render("execution", {"journal": str(journal)}, out_dir, f"execution_{_slug(name)}{span}", stamp, meta,
-                   f"Backfill execution log: {journal}", kernel)
+    return _render(
+        "execution",
+        {"journal": str(journal)},
+        out_dir,
+        f"execution_{_slug(name)}{span}",
+        stamp,
+        meta,
+        f"Backfill execution log: {journal}",
+        kernel,
+    )
 
 
 def find_plan(journal: Path, events: Sequence[dict[str, Any]]) -> tuple[Plan | None, str | None]:
@@ -145,8 +179,16 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-") or "report"
 
 
-def _render(kind: str, parameters: dict[str, Any], out_dir: Path, stem: str, stamp: datetime,
-            meta: dict[str, Any], title: str, kernel: str) -> Rendered:
+def _render(
+    kind: str,
+    parameters: dict[str, Any],
+    out_dir: Path,
+    stem: str,
+    stamp: datetime,
+    meta: dict[str, Any],
+    title: str,
+    kernel: str,
+) -> Rendered:
     _require_notebook_packages()
     # papermill and nbconvert both import jupyter_client: imported from two threads at once, one
     # of them can find it half-initialised ("partially initialized module"), so they are
@@ -165,8 +207,9 @@ def _render(kind: str, parameters: dict[str, Any], out_dir: Path, stem: str, sta
     # (and once the report is sure to run, so a refused one leaves no work behind).
     threading.Thread(target=_exporter, name="backfill-kit-exporter", daemon=True).start()
     try:
-        executed = execute(notebook_path(kind), notebook, parameters, kernel=kernel,
-                           metadata={"title": title, "backfill_kit": meta})
+        executed = execute(
+            notebook_path(kind), notebook, parameters, kernel=kernel, metadata={"title": title, "backfill_kit": meta}
+        )
     except BaseException as exc:
         # Nothing ran, or the input was wrong (the message says how): leave nothing behind.
         if notebook.stat().st_size == 0 or isinstance(exc, InputError):
@@ -210,14 +253,25 @@ def _claim_name(out_dir: Path, name: str) -> Path:
 
 
 def _require_notebook_packages() -> None:
-    for module, package in (("papermill", "papermill"), ("nbconvert", "nbconvert"), ("ipykernel", "ipykernel"),
-                            ("plotly", "plotly"), ("pandas", "pandas")):
+    for module, package in (
+        ("papermill", "papermill"),
+        ("nbconvert", "nbconvert"),
+        ("ipykernel", "ipykernel"),
+        ("plotly", "plotly"),
+        ("pandas", "pandas"),
+    ):
         if importlib.util.find_spec(module) is None:
             raise MissingDependencyError(package, "notebooks", "backfill-kit report")
 
 
-def execute(source: Path, output: Path, parameters: dict[str, Any], *, kernel: str = DEFAULT_KERNEL,
-            metadata: dict[str, Any] | None = None) -> Any:
+def execute(
+    source: Path,
+    output: Path,
+    parameters: dict[str, Any],
+    *,
+    kernel: str = DEFAULT_KERNEL,
+    metadata: dict[str, Any] | None = None,
+) -> Any:
     """Run a notebook with papermill, in this process, and save it to `output`.
 
     The kernel talks over local IPC sockets rather than TCP (no ports opened, and no warning
@@ -249,19 +303,28 @@ def _skip_iri_grammars() -> None:
         sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # None: "not installed"
 
 
-def _run(papermill: Any, nb: Any, source: Path, output: Path, parameters: dict[str, Any], kernel: str,
-         config: Any) -> Any:
+def _run(
+    papermill: Any, nb: Any, source: Path, output: Path, parameters: dict[str, Any], kernel: str, config: Any
+) -> Any:
     try:
         return papermill.execute_notebook(
-            nb, str(output), parameters=parameters, kernel_name=kernel, progress_bar=False,
-            request_save_on_cell_execute=False, config=config, shutdown_kernel="immediate",
+            nb,
+            str(output),
+            parameters=parameters,
+            kernel_name=kernel,
+            progress_bar=False,
+            request_save_on_cell_execute=False,
+            config=config,
+            shutdown_kernel="immediate",
         )
     except papermill.PapermillExecutionError as exc:
         raise _cell_failure(exc, source, output) from None
     except Exception as exc:  # the kernel could not start: a missing or broken kernelspec
         if type(exc).__module__.startswith(("jupyter_client", "papermill")):
-            raise BackfillKitError(f"could not run {source.name} with the kernel {kernel!r}: {exc}. "
-                                   "Install ipykernel in this environment or pass --kernel NAME") from exc
+            raise BackfillKitError(
+                f"could not run {source.name} with the kernel {kernel!r}: {exc}. "
+                "Install ipykernel in this environment or pass --kernel NAME"
+            ) from exc
         raise
 
 
@@ -289,10 +352,13 @@ def _toolkit_errors() -> set[str]:
 # not needed (figures use the plotly.js embedded by the notebook). The report's own small
 # stylesheet replaces JupyterLab's 250 kB one. The meta tag lets the index read a report's
 # kind and range from its first kilobytes.
-TEMPLATE = """{%- extends 'index.html.j2' -%}
+TEMPLATE = (
+    """{%- extends 'index.html.j2' -%}
 {%- block html_head_js -%}
 <meta name="generator" content="backfill-kit">
-<meta name=\"""" + META + """\" content='{{ nb.metadata.get("backfill_kit", {}) | tojson }}'>
+<meta name=\""""
+    + META
+    + """\" content='{{ nb.metadata.get("backfill_kit", {}) | tojson }}'>
 {%- endblock html_head_js -%}
 {% block jupyter_widgets %}{% endblock jupyter_widgets %}
 {%- block notebook_css -%}
@@ -311,6 +377,7 @@ code{background:#f6f8fa;padding:1px 4px;border-radius:4px}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 """
+)
 
 
 def export_html(notebook: Any) -> str:
@@ -333,8 +400,9 @@ def _exporter() -> Any:
 def _new_exporter() -> Any:
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
-                            exclude_output_prompt=True)
+    exporter = HTMLExporter(
+        template_name="lab", exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
+    )
     exporter.raw_template = TEMPLATE
     exporter.template  # noqa: B018  # compiles the template now (a property)
     return exporter
@@ -374,8 +442,12 @@ class Entry:
     def overlaps(self, other: Entry) -> bool:
         """Both reports are about the same pipeline and overlapping dates."""
         a, b = self.meta, other.meta
-        return (a.get("spec") == b.get("spec") and None not in (a.get("start"), b.get("start"))
-                and str(a["start"]) <= str(b.get("end")) and str(b["start"]) <= str(a.get("end")))
+        return (
+            a.get("spec") == b.get("spec")
+            and None not in (a.get("start"), b.get("start"))
+            and str(a["start"]) <= str(b.get("end"))
+            and str(b["start"]) <= str(a.get("end"))
+        )
 
 
 def backfill_moment(entry: Entry, entries: Sequence[Entry]) -> str:
@@ -383,8 +455,11 @@ def backfill_moment(entry: Entry, entries: Sequence[Entry]) -> str:
     if entry.meta.get("kind") != "coverage":
         return "-"
     made = str(entry.meta.get("generated_at", ""))
-    runs = sorted(str((e.meta.get("headline") or {}).get("finished_at") or "") for e in entries
-                  if e.meta.get("kind") == "execution" and e.overlaps(entry))
+    runs = sorted(
+        str((e.meta.get("headline") or {}).get("finished_at") or "")
+        for e in entries
+        if e.meta.get("kind") == "execution" and e.overlaps(entry)
+    )
     after = [t for t in runs if t and t <= made]
     before = [t for t in runs if t and t > made]
     if after:
@@ -414,8 +489,11 @@ def write_index(out_dir: Path) -> Path:
     """index.html: every report in the folder, newest first, with its notebook."""
     import html
 
-    entries = sorted((read_entry(p) for p in out_dir.glob("*.html") if p.name != "index.html"),
-                     key=lambda e: (str(e.meta.get("generated_at", "")), e.html.name), reverse=True)
+    entries = sorted(
+        (read_entry(p) for p in out_dir.glob("*.html") if p.name != "index.html"),
+        key=lambda e: (str(e.meta.get("generated_at", "")), e.html.name),
+        reverse=True,
+    )
     rows = "".join(
         "<tr>"
         f"<td>{html.escape(str(e.meta.get('generated_at', '-')))}</td>"

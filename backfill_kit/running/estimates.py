@@ -22,7 +22,15 @@ if TYPE_CHECKING:
     from backfill_kit.spec.model import PipelineSpec
     from backfill_kit.validation.validator import Cell
 
-__all__ = ["JOURNAL", "RUN_HISTORY", "Estimator", "estimator_for", "history_samples", "journal_samples", "journals_beside"]
+__all__ = [
+    "JOURNAL",
+    "RUN_HISTORY",
+    "Estimator",
+    "estimator_for",
+    "history_samples",
+    "journal_samples",
+    "journals_beside",
+]
 
 JOURNAL = "journal"
 RUN_HISTORY = "run history"

@@ -89,11 +89,13 @@ class _LogPump:
                 self._tail_size -= len(self._tail.popleft())
 
     def _close(self) -> None:
-        end = b"".join(self._tail)[-self._tail_room:] if self._tail_room else b""
+        end = b"".join(self._tail)[-self._tail_room :] if self._tail_room else b""
         cut = self._total - min(self._total, self._head_room) - len(end)
         if cut > 0:
-            self._write(f"\n[backfill-kit: {cut:,} bytes of output cut here; a log keeps the first "
-                        f"{self._head_room:,} and the last {len(end):,} bytes of an attempt]\n".encode())
+            self._write(
+                f"\n[backfill-kit: {cut:,} bytes of output cut here; a log keeps the first "
+                f"{self._head_room:,} and the last {len(end):,} bytes of an attempt]\n".encode()
+            )
         self._write(end)
 
     def _write(self, data: bytes) -> None:
@@ -150,8 +152,12 @@ class LocalExecutor:
         jobs and watchdog keep the runner's locks open, so no other runner starts beside them."""
         self._hold = tuple(hold)
         watchdog = subprocess.Popen(
-            [sys.executable, "-m", "backfill_kit.running.processes", self.token], stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=self._hold, start_new_session=True,
+            [sys.executable, "-m", "backfill_kit.running.processes", self.token],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=self._hold,
+            start_new_session=True,
         )
         assert watchdog.stdin is not None
         try:
@@ -169,8 +175,14 @@ class LocalExecutor:
         read_end, write_end = os.pipe()
         try:
             process = subprocess.Popen(
-                step.argv, cwd=step.workdir, env=env, stdin=subprocess.DEVNULL, stdout=write_end,
-                stderr=subprocess.STDOUT, start_new_session=True, pass_fds=self._hold,
+                step.argv,
+                cwd=step.workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=write_end,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=self._hold,
             )
         except OSError as exc:
             log.close()

@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from backfill_kit.errors import BackfillKitError, InputError
 from backfill_kit.common.file_kinds import kind_of
+from backfill_kit.errors import BackfillKitError, InputError
 
 __all__ = ["DONE_OUTCOMES", "Journal", "JournalState", "JournalWriteError", "last_run_outcome", "read_journal"]
 
@@ -103,8 +103,9 @@ def _read_lines(path: Path, f: IO[bytes], state: JournalState) -> None:
         number += 1
         if not raw.endswith(b"\n"):
             if len(raw) > MAX_LINE:
-                raise _corrupt(path, number, f"a line over {MAX_LINE:,} bytes, longer than any journal event",
-                               first=number == 1)
+                raise _corrupt(
+                    path, number, f"a line over {MAX_LINE:,} bytes, longer than any journal event", first=number == 1
+                )
             state.torn_tail = len(raw)  # the last line, cut short by a crash
             return
         state.events.append(_parse(path, number, raw))
@@ -138,8 +139,10 @@ def _schema_problem(event: dict[str, Any]) -> str | None:
 
 def _corrupt(path: Path, number: int, problem: str, *, first: bool) -> InputError:
     if first:  # not a journal at all: say what it is, and nothing about moving it aside
-        return InputError(f"{path} is not a backfill-kit journal: {_what_it_is(path)}. A runner journal is "
-                          "the PLAN.journal.jsonl file beside the plan it ran.")
+        return InputError(
+            f"{path} is not a backfill-kit journal: {_what_it_is(path)}. A runner journal is "
+            "the PLAN.journal.jsonl file beside the plan it ran."
+        )
     return InputError(
         f"{path}:{number}: the journal line is corrupt: {problem}. Nothing was run or changed. "
         "Restore the journal from a copy, or move it aside to start the plan afresh "
@@ -203,16 +206,19 @@ class Journal:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         except OSError as exc:
-            raise InputError(f"cannot write the journal {path}: {exc.strerror}. Nothing was run. "
-                             "Put the journal on a writable disk with --journal PATH.") from exc
+            raise InputError(
+                f"cannot write the journal {path}: {exc.strerror}. Nothing was run. "
+                "Put the journal on a writable disk with --journal PATH."
+            ) from exc
         self._size = state.good_length
         if state.torn_tail:
             try:  # the repair must hold: another event after a torn line would corrupt the journal
                 os.ftruncate(self._fd, state.good_length)
             except OSError as exc:
                 os.close(self._fd)
-                raise InputError(f"cannot cut the torn last line off the journal {path}: {exc.strerror}. "
-                                 "Nothing was run.") from exc
+                raise InputError(
+                    f"cannot cut the torn last line off the journal {path}: {exc.strerror}. Nothing was run."
+                ) from exc
             self.write("journal_repaired", dropped_bytes=state.torn_tail)
 
     def write(self, event: str, **fields: Any) -> dict[str, Any]:
@@ -238,10 +244,10 @@ class Journal:
         os.close(self._fd)
 
     def _truncate(self, length: int) -> None:
-        try:
-            os.ftruncate(self._fd, length)  # shrinking needs no free space
-        except OSError:
-            pass  # then the torn line is the last one, and the next resume drops it
+        # Shrinking needs no free space; should it fail, the torn line is the last one, and the
+        # next resume drops it.
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, length)
 
 
 def _write_all(fd: int, data: bytes) -> None:

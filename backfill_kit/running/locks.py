@@ -8,6 +8,7 @@ the same steps beside the survivors of the first.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from collections.abc import Iterable
@@ -48,10 +49,10 @@ class LockSet:
                 f"{what} is in use by another runner (pid {holder}; lock file {path}). "
                 "Wait for it to finish, or stop it; a crashed runner's locks free themselves."
             ) from None
-        try:  # who holds it, for the message of the next runner that finds it taken; padded, so
-            os.pwrite(fd, f"{os.getpid():<20}".encode(), 0)  # it overwrites any older pid without a truncate
-        except OSError:
-            pass  # a full disk: the lock holds all the same
+        # Who holds it, for the message of the next runner that finds it taken; padded, so it
+        # overwrites any older pid without a truncate. On a full disk the lock holds all the same.
+        with contextlib.suppress(OSError):
+            os.pwrite(fd, f"{os.getpid():<20}".encode(), 0)
         self._held.append((path, fd))
 
     def acquire_all(self, items: Iterable[tuple[Path, str]]) -> None:

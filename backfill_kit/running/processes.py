@@ -85,6 +85,5 @@ def _watch(token: str) -> None:
     stop_marked(RUNNER_MARK, token, settle=0.0 if said.endswith(DONE) else 0.5)
 
 
-
 if __name__ == "__main__":
     _watch(sys.argv[1])

@@ -34,8 +34,10 @@ class _Counts:
         return clock_text(elapsed / finished_now * (self.total - self.done))
 
     def line(self) -> str:
-        return (f"{self.done}/{self.total} steps done, {len(self.running)} running, {self.failed} failed, "
-                f"elapsed {clock_text(time.monotonic() - self.began)}, ETA {self.eta()}")
+        return (
+            f"{self.done}/{self.total} steps done, {len(self.running)} running, {self.failed} failed, "
+            f"elapsed {clock_text(time.monotonic() - self.began)}, ETA {self.eta()}"
+        )
 
 
 class PlainProgress(_Counts):

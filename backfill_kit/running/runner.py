@@ -23,14 +23,21 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from backfill_kit.errors import BackfillKitError, InputError
+from backfill_kit.plan import Plan, Stage, Step, refuse_downstream_triggers
 from backfill_kit.running.executor import DEFAULT_LOG_LIMIT, Executor, Handle, LocalExecutor
 from backfill_kit.running.journal import DONE_OUTCOMES, Journal, last_run_outcome, read_journal
 from backfill_kit.running.locks import LockSet
-from backfill_kit.plan import Plan, Stage, Step, refuse_downstream_triggers
 
 __all__ = [
-    "RunOptions", "RunResult", "Runner", "check_skip_settings", "journal_path_for", "next_plan_path",
-    "run_finished", "table_lock_dir", "warehouse_checker",
+    "RunOptions",
+    "RunResult",
+    "Runner",
+    "check_skip_settings",
+    "journal_path_for",
+    "next_plan_path",
+    "run_finished",
+    "table_lock_dir",
+    "warehouse_checker",
 ]
 
 EXIT_INTERRUPTED = 130
@@ -114,6 +121,7 @@ def run_finished(journal: Path) -> bool:
 def next_plan_path(base: Path) -> tuple[Path, Path]:
     """A range's plans are BASE, then BASE-2, BASE-3, ...: a new one each time the one before
     finished with work still left. Returns (the next free name, the newest existing one or BASE)."""
+
     def numbered(n: int) -> Path:
         return base if n == 1 else base.with_name(f"{base.stem}-{n}{base.suffix}")
 
@@ -189,8 +197,14 @@ class Runner:
         done = state.done & {s.id for s in self.plan.steps}
         self._outcomes.update({s: state.outcomes[s] for s in done})
         try:
-            journal.write("run_started", plan=str(self.plan_path), plan_sha=sha, steps=len(self.plan.steps),
-                          already_done=len(done), resumed=bool(state.events))
+            journal.write(
+                "run_started",
+                plan=str(self.plan_path),
+                plan_sha=sha,
+                steps=len(self.plan.steps),
+                already_done=len(done),
+                resumed=bool(state.events),
+            )
             self.progress.begin(len(self.plan.steps), len(done))
             with self._signals():
                 outcome = self._stages(journal, done)
@@ -263,8 +277,12 @@ class Runner:
         return ok and all(self._outcomes.get(s.id) in DONE_OUTCOMES or s.id in self._blocked for s in stage.steps)
 
     def _start_ready(
-        self, journal: Journal, stage: Stage, pending: deque[Step],
-        retry_at: list[tuple[float, Step, int]], active: dict[str, _Active],
+        self,
+        journal: Journal,
+        stage: Stage,
+        pending: deque[Step],
+        retry_at: list[tuple[float, Step, int]],
+        active: dict[str, _Active],
     ) -> None:
         while len(active) < stage.workers:
             now = time.monotonic()
@@ -279,8 +297,14 @@ class Runner:
             reason = self._held_back(step)
             if reason is not None:
                 self._outcomes[step.id] = "skipped"
-                journal.write("step_finished", step=step.id, table=step.table, outcome="skipped", reason=reason,
-                              blocked=step.id in self._blocked)
+                journal.write(
+                    "step_finished",
+                    step=step.id,
+                    table=step.table,
+                    outcome="skipped",
+                    reason=reason,
+                    blocked=step.id in self._blocked,
+                )
                 self.progress.step_finished(step, "skipped", 0.0, reason)
                 continue
             self._launch(journal, step, attempt, active)
@@ -293,8 +317,11 @@ class Runner:
             if outcome in (None, "succeeded"):
                 continue
             if outcome == "succeeded_without_data" or upstream in self._blocked:
-                why = (f"upstream step {upstream} succeeded without data" if upstream not in self._blocked
-                       else f"upstream step {upstream} was blocked")
+                why = (
+                    f"upstream step {upstream} succeeded without data"
+                    if upstream not in self._blocked
+                    else f"upstream step {upstream} was blocked"
+                )
                 self._blocked[step.id] = why
                 self._warnings.append(f"{step.id} was not run, blocked: {why}; fix that job, then plan again")
                 return f"blocked: {why}"
@@ -311,8 +338,15 @@ class Runner:
             self._record(journal, step, attempt, None, "failed", 0.0, log, str(exc))
             return
         active[step.id] = _Active(step, handle, attempt, log, started, started + step.timeout_seconds)
-        journal.write("step_started", step=step.id, table=step.table, attempt=attempt, pid=handle.pid,
-                      log=str(log), dates=len(step.dates))
+        journal.write(
+            "step_started",
+            step=step.id,
+            table=step.table,
+            attempt=attempt,
+            pid=handle.pid,
+            log=str(log),
+            dates=len(step.dates),
+        )
         self.progress.step_started(step, attempt)
 
     def _enforce_timeout(self, act: _Active) -> None:
@@ -349,15 +383,33 @@ class Runner:
         return "succeeded"
 
     def _record(
-        self, journal: Journal, step: Step, attempt: int, code: int | None, outcome: str,
-        seconds: float, log: Path, error: str | None = None, **extra: Any,
+        self,
+        journal: Journal,
+        step: Step,
+        attempt: int,
+        code: int | None,
+        outcome: str,
+        seconds: float,
+        log: Path,
+        error: str | None = None,
+        **extra: Any,
     ) -> None:
         if outcome != "retrying":
             self._outcomes[step.id] = outcome
         tail = error or _tail(log)
-        journal.write("step_finished", step=step.id, table=step.table, attempt=attempt, exit_code=code,
-                      outcome=outcome, seconds=round(seconds, 3), retries=attempt - 1, log=str(log),
-                      tail=tail if outcome not in DONE_OUTCOMES else None, **extra)
+        journal.write(
+            "step_finished",
+            step=step.id,
+            table=step.table,
+            attempt=attempt,
+            exit_code=code,
+            outcome=outcome,
+            seconds=round(seconds, 3),
+            retries=attempt - 1,
+            log=str(log),
+            tail=tail if outcome not in DONE_OUTCOMES else None,
+            **extra,
+        )
         note = "" if outcome in DONE_OUTCOMES else (tail.strip().splitlines() or [""])[-1]
         self.progress.step_finished(step, outcome, seconds, note)
 
@@ -367,8 +419,15 @@ class Runner:
         self._stop_processes(active.values())
         for step_id, act in list(active.items()):
             del active[step_id]
-            self._record(journal, act.step, act.attempt, act.handle.poll(), "interrupted",
-                         time.monotonic() - act.started, act.log)
+            self._record(
+                journal,
+                act.step,
+                act.attempt,
+                act.handle.poll(),
+                "interrupted",
+                time.monotonic() - act.started,
+                act.log,
+            )
 
     def _kill_all(self) -> None:
         """Stop every running step without a word in the journal (it may be what failed)."""
@@ -435,7 +494,8 @@ def check_skip_settings(plan: Plan, *, allow_triggers: bool) -> None:
     if problems:
         raise BackfillKitError(
             f"the plan's commands do not carry the skip_downstream settings that the spec {plan.spec_path} "
-            "declares, so they could trigger downstream work:\n" + "\n".join(f"  {p}" for p in problems[:20])
+            "declares, so they could trigger downstream work:\n"
+            + "\n".join(f"  {p}" for p in problems[:20])
             + "\nNothing was started. Make a new plan from the spec (backfill-kit plan); do not edit its commands."
         )
     if not allow_triggers:
@@ -449,7 +509,7 @@ def _skip_problem(declared: dict[str, Any], step: Step) -> str | None:
     if skip is None:
         return None
     args, n = tuple(skip.args), len(skip.args)
-    if n and not any(step.argv[i:i + n] == args for i in range(len(step.argv) - n + 1)):
+    if n and not any(step.argv[i : i + n] == args for i in range(len(step.argv) - n + 1)):
         return f"{step.id}: its argv lacks {' '.join(args)}"
     missing = sorted(k for k, v in skip.env.items() if step.env.get(k) != v)
     if missing:

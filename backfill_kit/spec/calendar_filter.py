@@ -59,10 +59,14 @@ def _checked(text: str, dialect: str) -> tuple[str, tuple[str, ...]]:
             raise FilterError("comments are not allowed in a filter")
         if isinstance(node, exp.Column):
             if node.table:
-                raise FilterError(f"{node.sql(dialect=dialect)}: name the calendar table's columns alone, "
-                                  "without a table or other prefix")
+                raise FilterError(
+                    f"{node.sql(dialect=dialect)}: name the calendar table's columns alone, "
+                    "without a table or other prefix"
+                )
             columns.append(node.name)
-        elif not isinstance(node, _allowed()) or (isinstance(node, exp.Var) and not isinstance(node.parent, exp.Extract)):
+        elif not isinstance(node, _allowed()) or (
+            isinstance(node, exp.Var) and not isinstance(node.parent, exp.Extract)
+        ):
             raise FilterError(_refusal(node, dialect))
     return tree.sql(dialect=dialect), tuple(dict.fromkeys(columns))
 
@@ -92,8 +96,10 @@ def _refusal(node: Any, dialect: str) -> str:
     if isinstance(node, exp.Func):
         name = node.sql_name() if not isinstance(node, exp.Anonymous) else node.name
         return f"the function {name.upper()} is not allowed; allowed: {', '.join(f.upper() for f in FUNCTIONS)}"
-    return f"{node.sql(dialect=dialect)!r} ({node.key}) is not allowed in a filter: comparisons, IN, LIKE, BETWEEN, " \
-           "IS NULL, AND, OR, NOT, literals and a few functions only"
+    return (
+        f"{node.sql(dialect=dialect)!r} ({node.key}) is not allowed in a filter: comparisons, IN, LIKE, BETWEEN, "
+        "IS NULL, AND, OR, NOT, literals and a few functions only"
+    )
 
 
 @lru_cache(maxsize=1)
@@ -108,11 +114,43 @@ def _allowed() -> tuple[type, ...]:
     from sqlglot import exp
 
     return (
-        exp.And, exp.Or, exp.Not, exp.Paren,
-        exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ,
-        exp.Is, exp.In, exp.Like, exp.ILike, exp.Between,
-        exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.Neg,
-        exp.Identifier, exp.Literal, exp.Boolean, exp.Null, exp.DataType,
-        exp.Abs, exp.Cast, exp.TryCast, exp.Coalesce, exp.Length, exp.Lower, exp.Substring, exp.Trim, exp.Upper,
-        exp.Extract, exp.Var,  # the unit of EXTRACT(YEAR FROM game_date)
+        exp.And,
+        exp.Or,
+        exp.Not,
+        exp.Paren,
+        exp.EQ,
+        exp.NEQ,
+        exp.GT,
+        exp.GTE,
+        exp.LT,
+        exp.LTE,
+        exp.NullSafeEQ,
+        exp.NullSafeNEQ,
+        exp.Is,
+        exp.In,
+        exp.Like,
+        exp.ILike,
+        exp.Between,
+        exp.Add,
+        exp.Sub,
+        exp.Mul,
+        exp.Div,
+        exp.Mod,
+        exp.Neg,
+        exp.Identifier,
+        exp.Literal,
+        exp.Boolean,
+        exp.Null,
+        exp.DataType,
+        exp.Abs,
+        exp.Cast,
+        exp.TryCast,
+        exp.Coalesce,
+        exp.Length,
+        exp.Lower,
+        exp.Substring,
+        exp.Trim,
+        exp.Upper,
+        exp.Extract,
+        exp.Var,  # the unit of EXTRACT(YEAR FROM game_date)
     )

@@ -13,14 +13,14 @@ from functools import cached_property
 from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from backfill_kit.errors import Problem, SpecError
 from backfill_kit.common.file_kinds import kind_of
 from backfill_kit.common.limits import date_out_of_bounds
+from backfill_kit.errors import Problem, SpecError
 
 __all__ = [
     "BigQueryWarehouse",
@@ -365,7 +365,7 @@ class _SpecLoader(_LOADER):  # type: ignore[misc,valid-type]
     """The safe loader, leaving dates as text: pydantic then parses them, so that a date such
     as 2021-02-30 is a problem at its field, not a crash inside the YAML library."""
 
-    yaml_implicit_resolvers = {
+    yaml_implicit_resolvers: ClassVar[dict[str, list[tuple[str, re.Pattern[str]]]]] = {
         first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP]
         for first, resolvers in _LOADER.yaml_implicit_resolvers.items()
     }
@@ -397,6 +397,7 @@ _OTHER_KINDS = {
 
 def _read_text(path: Path) -> str:
     """The file's text: a regular file, at most MAX_SPEC_BYTES, in UTF-8."""
+
     def refuse(message: str, line: int | None = None) -> SpecError:
         return SpecError([Problem(str(path), "", message, line)])
 
@@ -413,8 +414,9 @@ def _read_text(path: Path) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        raise refuse(f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save the file as UTF-8",
-                     line) from None
+        raise refuse(
+            f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save the file as UTF-8", line
+        ) from None
 
 
 def parse_spec(text: str, path: Path) -> PipelineSpec:
@@ -435,8 +437,7 @@ def parse_spec(text: str, path: Path) -> PipelineSpec:
         ]
         raise SpecError(sorted(problems, key=lambda p: p.line or 0)) from None
     problems = [
-        Problem(str(path), field, message, _line_of(lines, field))
-        for field, message in _semantic_problems(spec)
+        Problem(str(path), field, message, _line_of(lines, field)) for field, message in _semantic_problems(spec)
     ]
     if problems:
         raise SpecError(problems)
@@ -450,10 +451,14 @@ def _skeleton(data: dict[str, Any]) -> SimpleNamespace:
         if not isinstance(phase, dict):
             continue
         tables = [
-            SimpleNamespace(id=t["id"], depends_on=tuple(d for d in _items(t.get("depends_on")) if isinstance(d, str)),
-                            fallback=t.get("fallback") if isinstance(t.get("fallback"), str) else None,
-                            date_column=t.get("date_column"))
-            for t in _items(phase.get("tables")) if isinstance(t, dict) and isinstance(t.get("id"), str)
+            SimpleNamespace(
+                id=t["id"],
+                depends_on=tuple(d for d in _items(t.get("depends_on")) if isinstance(d, str)),
+                fallback=t.get("fallback") if isinstance(t.get("fallback"), str) else None,
+                date_column=t.get("date_column"),
+            )
+            for t in _items(phase.get("tables"))
+            if isinstance(t, dict) and isinstance(t.get("id"), str)
         ]
         mode = phase.get("mode", "parallel")
         phases.append(SimpleNamespace(name=str(phase.get("name")), mode=mode, tables=tables))
@@ -512,8 +517,17 @@ def _index_lines(root: yaml.Node, file: str) -> dict[str, int]:
         node, path, depth = stack.pop()
         out.setdefault(path, node.start_mark.line + 1)
         if depth > MAX_SPEC_DEPTH:
-            raise SpecError([Problem(file, "", f"nested deeper than {MAX_SPEC_DEPTH} levels (an alias that "
-                                     "refers to itself?); a spec nests a few levels", node.start_mark.line + 1)])
+            raise SpecError(
+                [
+                    Problem(
+                        file,
+                        "",
+                        f"nested deeper than {MAX_SPEC_DEPTH} levels (an alias that "
+                        "refers to itself?); a spec nests a few levels",
+                        node.start_mark.line + 1,
+                    )
+                ]
+            )
         if isinstance(node, yaml.MappingNode):
             if id(node) not in checked:
                 checked.add(id(node))
@@ -525,8 +539,17 @@ def _index_lines(root: yaml.Node, file: str) -> dict[str, int]:
         elif isinstance(node, yaml.SequenceNode):
             stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in reversed(list(enumerate(node.value))))
     if stack:
-        raise SpecError([Problem(file, "", f"more than {MAX_SPEC_VALUES:,} values once YAML aliases are expanded "
-                                 "(aliases nested into a huge document); write the values out", 1)])
+        raise SpecError(
+            [
+                Problem(
+                    file,
+                    "",
+                    f"more than {MAX_SPEC_VALUES:,} values once YAML aliases are expanded "
+                    "(aliases nested into a huge document); write the values out",
+                    1,
+                )
+            ]
+        )
     if duplicates:
         raise SpecError(duplicates)
     return out
@@ -541,9 +564,15 @@ def _duplicate_keys(node: yaml.MappingNode, path: str, file: str) -> list[Proble
         line = key.start_mark.line + 1
         if (key.tag, key.value) in first_line:
             field = f"{path}.{key.value}" if path else str(key.value)
-            problems.append(Problem(file, field, f"the key {key.value!r} appears twice (first on line "
-                                    f"{first_line[key.tag, key.value]}); YAML would silently keep the last: keep one",
-                                    line))
+            problems.append(
+                Problem(
+                    file,
+                    field,
+                    f"the key {key.value!r} appears twice (first on line "
+                    f"{first_line[key.tag, key.value]}); YAML would silently keep the last: keep one",
+                    line,
+                )
+            )
         first_line.setdefault((key.tag, key.value), line)
     return problems
 
@@ -652,21 +681,33 @@ def _reference_problems(spec: Any) -> Iterator[tuple[str, str]]:
                 if dep not in order:
                     yield f"{where}.depends_on[{d}]", f"depends on undefined table {dep!r}; declared tables: {known}"
                 elif order[dep] > p:
-                    yield f"{where}.depends_on[{d}]", (
-                        f"depends on {dep!r} of a later phase ({spec.phases[order[dep]].name!r}); "
-                        "a table can depend only on its own or earlier phases"
+                    yield (
+                        f"{where}.depends_on[{d}]",
+                        (
+                            f"depends on {dep!r} of a later phase ({spec.phases[order[dep]].name!r}); "
+                            "a table can depend only on its own or earlier phases"
+                        ),
                     )
                 elif order[dep] == p and phase.mode == "sequential" and dep not in listed_before:
-                    yield f"{where}.depends_on[{d}]", (
-                        f"depends on {dep!r}, listed after it in the sequential phase {phase.name!r}; "
-                        "a sequential phase runs its tables in the order listed, so list it first"
+                    yield (
+                        f"{where}.depends_on[{d}]",
+                        (
+                            f"depends on {dep!r}, listed after it in the sequential phase {phase.name!r}; "
+                            "a sequential phase runs its tables in the order listed, so list it first"
+                        ),
                     )
             if table.fallback is not None and table.fallback not in order:
-                yield f"{where}.fallback", f"fallback {table.fallback!r} is not a declared table; declared tables: {known}"
+                yield (
+                    f"{where}.fallback",
+                    f"fallback {table.fallback!r} is not a declared table; declared tables: {known}",
+                )
             elif table.fallback == table.id:
                 yield f"{where}.fallback", "a table cannot be its own fallback"
             if table.date_column is None and spec.date_column is None:
-                yield f"{where}.date_column", "required: name the table's date column here or set a top-level date_column"
+                yield (
+                    f"{where}.date_column",
+                    "required: name the table's date column here or set a top-level date_column",
+                )
 
 
 def _cycle_problems(spec: PipelineSpec) -> Iterator[tuple[str, str]]:
@@ -677,7 +718,7 @@ def _cycle_problems(spec: PipelineSpec) -> Iterator[tuple[str, str]]:
         state[node] = 1
         for dep in graph[node]:
             if state.get(dep) == 1:
-                return [*path[path.index(dep):], dep] if dep in path else [node, dep]
+                return [*path[path.index(dep) :], dep] if dep in path else [node, dep]
             if dep not in state and (cycle := visit(dep, [*path, dep])):
                 return cycle
         state[node] = 2
@@ -685,7 +726,10 @@ def _cycle_problems(spec: PipelineSpec) -> Iterator[tuple[str, str]]:
 
     for node in graph:
         if node not in state and (cycle := visit(node, [node])):
-            yield f"{spec.field_path(cycle[0])}.depends_on", f"dependency cycle: {' -> '.join(cycle)}; remove one of these dependencies"
+            yield (
+                f"{spec.field_path(cycle[0])}.depends_on",
+                f"dependency cycle: {' -> '.join(cycle)}; remove one of these dependencies",
+            )
             return
 
 
@@ -697,7 +741,10 @@ def _calendar_problems(spec: PipelineSpec) -> Iterator[tuple[str, str]]:
         yield "calendar", "needs a schedule `table` or a list of `seasons` (or both)"
     for s, season in enumerate(cal.seasons):
         if season.end < season.start:
-            yield f"calendar.seasons[{s}].end", f"season {season.name!r} ends ({season.end}) before it starts ({season.start})"
+            yield (
+                f"calendar.seasons[{s}].end",
+                f"season {season.name!r} ends ({season.end}) before it starts ({season.start})",
+            )
     ordered = sorted(cal.seasons, key=lambda s: s.start)
     for before, after in pairwise(ordered):
         if after.start <= before.end:
@@ -707,7 +754,10 @@ def _calendar_problems(spec: PipelineSpec) -> Iterator[tuple[str, str]]:
             yield f"phases[{p}].bootstrap_days", "needs calendar.seasons: bootstrap days count from each season's start"
     for t in spec.tables:
         if t.min_rows_per_game and not (cal.table and cal.game_id_column):
-            yield f"{spec.field_path(t.id)}.min_rows_per_game", "needs calendar.table and calendar.game_id_column to count games per date"
+            yield (
+                f"{spec.field_path(t.id)}.min_rows_per_game",
+                "needs calendar.table and calendar.game_id_column to count games per date",
+            )
 
 
 def _job_problems(spec: PipelineSpec) -> Iterator[tuple[str, str]]:

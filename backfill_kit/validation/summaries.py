@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from backfill_kit.common.status import DONE, GAP_STATUSES, NEEDS_WORK, Status, percent
 from backfill_kit.common.formatting import printable
+from backfill_kit.common.status import DONE, GAP_STATUSES, NEEDS_WORK, Status, percent
 from backfill_kit.validation.validator import Cell
 
 __all__ = [
@@ -31,8 +31,15 @@ __all__ = [
 ]
 
 # The causes a reader must tell apart, in the order the report explains them.
-BREAKDOWN_ORDER = (Status.NEVER_RAN, Status.FAILED, Status.NO_DATA, Status.STALE, Status.LOST,
-                   Status.PARTIAL, Status.RUNNING)
+BREAKDOWN_ORDER = (
+    Status.NEVER_RAN,
+    Status.FAILED,
+    Status.NO_DATA,
+    Status.STALE,
+    Status.LOST,
+    Status.PARTIAL,
+    Status.RUNNING,
+)
 
 
 def readable_error(raw: object, limit: int = 400, *, kinds: bool = True) -> str | None:
@@ -49,8 +56,6 @@ def readable_error(raw: object, limit: int = 400, *, kinds: bool = True) -> str 
     if not text:
         return None
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 
 
 def _decoded(value: object) -> object:
@@ -96,8 +101,14 @@ def breakdown_rows(cells: Sequence[Cell]) -> list[dict[str, Any]]:
         counts[cell.status] += 1
         tables.setdefault(cell.status, set()).add(cell.table)
     return [
-        {"status": str(s), "cells": counts[s], "tables": len(tables.get(s, ())),
-         "backfill reruns it": "yes" if s in NEEDS_WORK else "no", "meaning": s.meaning, "what to do": s.action}
+        {
+            "status": str(s),
+            "cells": counts[s],
+            "tables": len(tables.get(s, ())),
+            "backfill reruns it": "yes" if s in NEEDS_WORK else "no",
+            "meaning": s.meaning,
+            "what to do": s.action,
+        }
         for s in BREAKDOWN_ORDER
     ]
 
@@ -115,9 +126,16 @@ class Gap:
     last_error: str | None
 
     def row(self) -> dict[str, Any]:
-        return {"table": self.table, "phase": self.phase, "status": str(self.status), "first": self.first,
-                "last": self.last, "dates": self.dates, "last error": self.last_error,
-                "what to do": self.status.action}
+        return {
+            "table": self.table,
+            "phase": self.phase,
+            "status": str(self.status),
+            "first": self.first,
+            "last": self.last,
+            "dates": self.dates,
+            "last error": self.last_error,
+            "what to do": self.status.action,
+        }
 
 
 def gap_runs(cells: Iterable[Cell], days: Sequence[date]) -> list[Gap]:
@@ -138,10 +156,19 @@ def gap_runs(cells: Iterable[Cell], days: Sequence[date]) -> list[Gap]:
 def _runs(cells: list[Cell], position: dict[date, int]) -> Iterable[Gap]:
     run: list[Cell] = []
     for cell in [*cells, None]:
-        if run and (cell is None or cell.status is not run[0].status or position[cell.date] != position[run[-1].date] + 1):
+        if run and (
+            cell is None or cell.status is not run[0].status or position[cell.date] != position[run[-1].date] + 1
+        ):
             errors = [c.last_error for c in run if c.last_error]
-            yield Gap(run[0].table, run[0].phase, run[0].status, run[0].date, run[-1].date, len(run),
-                      readable_error(errors[-1]) if errors else None)
+            yield Gap(
+                run[0].table,
+                run[0].phase,
+                run[0].status,
+                run[0].date,
+                run[-1].date,
+                len(run),
+                readable_error(errors[-1]) if errors else None,
+            )
             run = []
         if cell is not None:
             run.append(cell)
@@ -156,10 +183,12 @@ def progress_counts(cells: Iterable[Cell]) -> tuple[int, int, int]:
 
 
 def progress_text(cells: Iterable[Cell]) -> str:
-    """"complete" and "done" side by side, in the words of every view."""
+    """ "complete" and "done" side by side, in the words of every view."""
     expected, complete, done = progress_counts(cells)
-    return (f"{percent(complete, expected):.1f}% complete (rows present), {percent(done, expected):.1f}% done "
-            f"(complete or genuinely no data) of {expected:,} expected cells")
+    return (
+        f"{percent(complete, expected):.1f}% complete (rows present), {percent(done, expected):.1f}% done "
+        f"(complete or genuinely no data) of {expected:,} expected cells"
+    )
 
 
 def no_data_rows(cells: Iterable[Cell]) -> list[dict[str, Any]]:
@@ -172,9 +201,14 @@ def no_data_rows(cells: Iterable[Cell]) -> list[dict[str, Any]]:
     rows = []
     for table, mine in per_table.items():
         covered = Counter(c.fallback for c in mine if c.fallback)
-        rows.append({
-            "table": table, "no data": len(mine), "first": min(c.date for c in mine), "last": max(c.date for c in mine),
-            "covered by fallback": ", ".join(f"{name} ({n:,})" for name, n in covered.most_common()) or "none",
-            "not covered": len(mine) - sum(covered.values()),
-        })
+        rows.append(
+            {
+                "table": table,
+                "no data": len(mine),
+                "first": min(c.date for c in mine),
+                "last": max(c.date for c in mine),
+                "covered by fallback": ", ".join(f"{name} ({n:,})" for name, n in covered.most_common()) or "none",
+                "not covered": len(mine) - sum(covered.values()),
+            }
+        )
     return rows

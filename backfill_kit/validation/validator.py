@@ -17,12 +17,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from backfill_kit.common.arguments import as_date
-from backfill_kit.validation.calendar import ExpectedDay, expected_days
 from backfill_kit.common.collector import no_gc_pauses
+from backfill_kit.common.status import DONE, GAP_STATUSES, NEEDS_WORK, Status, percent
 from backfill_kit.errors import InputError, Problem, WarehouseMismatchError
 from backfill_kit.spec.model import PipelineSpec, TableSpec, load_spec
-from backfill_kit.common.status import DONE, GAP_STATUSES, NEEDS_WORK, Status, percent
-from backfill_kit.warehouse import CoverageTarget, ObjectsMissingError, QueryRecord, RunHistoryRequest, RunSummary, Warehouse, open_warehouse
+from backfill_kit.validation.calendar import ExpectedDay, expected_days
+from backfill_kit.warehouse import (
+    CoverageTarget,
+    ObjectsMissingError,
+    QueryRecord,
+    RunHistoryRequest,
+    RunSummary,
+    Warehouse,
+    open_warehouse,
+)
 
 if TYPE_CHECKING:
     from backfill_kit.validation.summaries import Gap
@@ -159,16 +167,27 @@ class Validation:
                 "statuses": {str(s): n for s, n in sorted(self.counts().items())},
                 "needs_work": sum(1 for c in self.cells if c.status in NEEDS_WORK),
                 "tables": [
-                    {"table": s.table, "phase": s.phase, "expected": s.expected,
-                     "percent_complete": round(s.percent_complete, 2), "percent_done": round(s.percent_done, 2),
-                     "statuses": {str(k): v for k, v in sorted(s.counts.items())}}
+                    {
+                        "table": s.table,
+                        "phase": s.phase,
+                        "expected": s.expected,
+                        "percent_complete": round(s.percent_complete, 2),
+                        "percent_done": round(s.percent_done, 2),
+                        "statuses": {str(k): v for k, v in sorted(s.counts.items())},
+                    }
                     for s in self.summary()
                 ],
             },
             "cells": [c.to_dict() for c in self.cells] if cells else None,
             "queries": [
-                {"purpose": q.purpose, "seconds": round(q.seconds, 6), "rows": q.rows,
-                 "bytes_processed": q.bytes_processed, **q.extra, "sql": q.sql}
+                {
+                    "purpose": q.purpose,
+                    "seconds": round(q.seconds, 6),
+                    "rows": q.rows,
+                    "bytes_processed": q.bytes_processed,
+                    **q.extra,
+                    "sql": q.sql,
+                }
                 for q in self.queries
             ],
             "cost": self.cost(),
@@ -184,6 +203,7 @@ class Validation:
         """Bytes the queries processed, and the dry runs' estimate of bytes billed and dollars
         (None where the warehouse does not say, as DuckDB does not, or where a dry run could
         not bound a query from above: `unknown_estimates` names those)."""
+
         def total(values: list[object]) -> int | float | None:
             known = [v for v in values if isinstance(v, int | float)]
             return sum(known) if known else None
@@ -205,8 +225,7 @@ class Validation:
 def check_range(start: date, end: date) -> None:
     if end < start:
         raise InputError(
-            f"the date range is reversed: --start {start} is after --end {end}. "
-            "Swap them: the start comes first."
+            f"the date range is reversed: --start {start} is after --end {end}. Swap them: the start comes first."
         )
 
 
@@ -240,8 +259,20 @@ def validate(
         cells = _classify_all(spec, selected, days, rows, runs, now)
     unmapped, history = _history_evidence(runs)
     warnings = [*_season_warnings(spec, start, end), *_unmapped_warnings(spec, unmapped), *hazards]
-    return Validation(spec, start, end, days, cells, wh.queries[first_query:], now, tuple(selected), warnings,
-                      hazards, unmapped, history)
+    return Validation(
+        spec,
+        start,
+        end,
+        days,
+        cells,
+        wh.queries[first_query:],
+        now,
+        tuple(selected),
+        warnings,
+        hazards,
+        unmapped,
+        history,
+    )
 
 
 def _select(spec: PipelineSpec, tables: Sequence[str] | None) -> list[str]:
@@ -307,8 +338,10 @@ def _no_dates_message(spec: PipelineSpec, start: date, end: date) -> str:
     else:
         matching = " matching calendar.filter" if cal.filter else ""
         why = f"the schedule table {cal.table} has no games{matching} on those dates" if cal.table else "no season date"
-    return (f"{spec.file_name}: no expected dates from {start} to {end}: {why}; {_seasons_text(spec)}. "
-            "Choose dates inside a season, or add the season to calendar.seasons (a typo in a year?).")
+    return (
+        f"{spec.file_name}: no expected dates from {start} to {end}: {why}; {_seasons_text(spec)}. "
+        "Choose dates inside a season, or add the season to calendar.seasons (a typo in a year?)."
+    )
 
 
 def _season_warnings(spec: PipelineSpec, start: date, end: date) -> list[str]:
@@ -319,11 +352,15 @@ def _season_warnings(spec: PipelineSpec, start: date, end: date) -> list[str]:
         return []
     out = []
     if start < seasons[0].start:
-        out.append(f"the range starts {start}, before the first season the calendar knows ({seasons[0].name}, "
-                   f"from {seasons[0].start}): dates before it are not expected; add the season to calendar.seasons if it is missing")
+        out.append(
+            f"the range starts {start}, before the first season the calendar knows ({seasons[0].name}, "
+            f"from {seasons[0].start}): dates before it are not expected; add the season to calendar.seasons if it is missing"
+        )
     if end > seasons[-1].end:
-        out.append(f"the range ends {end}, after the last season the calendar knows ({seasons[-1].name}, "
-                   f"to {seasons[-1].end}): dates after it are not expected; add the season to calendar.seasons if it is missing")
+        out.append(
+            f"the range ends {end}, after the last season the calendar knows ({seasons[-1].name}, "
+            f"to {seasons[-1].end}): dates after it are not expected; add the season to calendar.seasons if it is missing"
+        )
     return out
 
 
@@ -349,8 +386,10 @@ def _unmapped_warnings(spec: PipelineSpec, unmapped: dict[str, int]) -> list[str
     if not unmapped:
         return []
     named = ", ".join(f"{status!r} (on {n:,} processor-dates)" for status, n in unmapped.items())
-    return [f"the run history holds statuses the spec does not map: {named}; they are read as no evidence, "
-            f"neither success nor failure: map them under run_history.statuses in {spec.file_name}"]
+    return [
+        f"the run history holds statuses the spec does not map: {named}; they are read as no evidence, "
+        f"neither success nor failure: map them under run_history.statuses in {spec.file_name}"
+    ]
 
 
 def _hazard_targets(spec: PipelineSpec, selected: list[str]) -> list[CoverageTarget]:
@@ -364,9 +403,22 @@ def _hazard_targets(spec: PipelineSpec, selected: list[str]) -> list[CoverageTar
 def history_request(spec: PipelineSpec) -> RunHistoryRequest:
     rh, cols, st = spec.run_history, spec.run_history.columns, spec.run_history.statuses
     return RunHistoryRequest(
-        rh.table, cols.processor, cols.date, cols.status, cols.started_at, cols.finished_at,
-        cols.records, cols.error, cols.run_id, st.running, st.success, st.failed, st.skipped,
-        range_start=cols.range_start, range_end=cols.range_end, max_range_days=rh.max_range_days,
+        rh.table,
+        cols.processor,
+        cols.date,
+        cols.status,
+        cols.started_at,
+        cols.finished_at,
+        cols.records,
+        cols.error,
+        cols.run_id,
+        st.running,
+        st.success,
+        st.failed,
+        st.skipped,
+        range_start=cols.range_start,
+        range_end=cols.range_end,
+        max_range_days=rh.max_range_days,
         no_data_reasons=tuple(rh.no_data_reasons.items()),
     )
 
@@ -408,7 +460,11 @@ def _mismatch(spec: PipelineSpec, wh: Warehouse, involved: list[TableSpec]) -> W
         for m in wh.missing_objects(wanted)
     ]
     if not problems:  # the query failed for another reason; most likely the calendar filter
-        problems = [Problem(spec.file_name, "calendar.filter", "the calendar query names a column the schedule table does not have")]
+        problems = [
+            Problem(
+                spec.file_name, "calendar.filter", "the calendar query names a column the schedule table does not have"
+            )
+        ]
     return WarehouseMismatchError(problems)
 
 
@@ -504,17 +560,43 @@ def _table_cells(
         if n >= need:  # the common case
             status = complete
         else:
-            status = classify(n, need, run, in_bootstrap=day.in_bootstrap(phase.bootstrap_days),
-                              now=now, stale_after=stale_after)
+            status = classify(
+                n, need, run, in_bootstrap=day.in_bootstrap(phase.bootstrap_days), now=now, stale_after=stale_after
+            )
         covered = None
         if status is no_data and fallback and fallback_rows.get(d, 0) >= fallback.expected_rows(games):
             covered = fallback.id
         if run is None:
-            add(new(Cell, (tid, pname, d, season, status, n, need, 0, 0, None, None, None, None, covered, warned_on(d, ()))))
+            add(
+                new(
+                    Cell,
+                    (tid, pname, d, season, status, n, need, 0, 0, None, None, None, None, covered, warned_on(d, ())),
+                )
+            )
         else:
             attempts, failures, latest, started, seconds, error = evidence(run)
-            add(new(Cell, (tid, pname, d, season, status, n, need, attempts, failures, latest, started, seconds,
-                           error and error_text(error), covered, warned_on(d, ()))))
+            add(
+                new(
+                    Cell,
+                    (
+                        tid,
+                        pname,
+                        d,
+                        season,
+                        status,
+                        n,
+                        need,
+                        attempts,
+                        failures,
+                        latest,
+                        started,
+                        seconds,
+                        error and error_text(error),
+                        covered,
+                        warned_on(d, ()),
+                    ),
+                )
+            )
     return cells
 
 
@@ -547,7 +629,9 @@ def _as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def dates_with_rows(spec: PipelineSpec, table_id: str, dates: Sequence[date], *, warehouse: Warehouse | None = None) -> int:
+def dates_with_rows(
+    spec: PipelineSpec, table_id: str, dates: Sequence[date], *, warehouse: Warehouse | None = None
+) -> int:
     """How many of these dates have rows in the table: the runner's one-query re-check of a step."""
     table = spec.table(table_id)
     wh = warehouse if warehouse is not None else open_warehouse(spec)

@@ -48,7 +48,14 @@ from backfill_kit.warehouse.base import (
     RunHistoryRequest,
     RunSummary,
 )
-from backfill_kit.warehouse.sql import BIGQUERY, calendar_sql, coverage_sql, recent_runs_sql, run_history_params, run_history_sql
+from backfill_kit.warehouse.sql import (
+    BIGQUERY,
+    calendar_sql,
+    coverage_sql,
+    recent_runs_sql,
+    run_history_params,
+    run_history_sql,
+)
 
 try:
     import google.auth
@@ -61,7 +68,9 @@ try:
     from google.oauth2 import service_account
     from requests.exceptions import RequestException
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides the package
-    raise MissingDependencyError("google-cloud-bigquery", "bigquery", "The BigQuery warehouse (warehouse.backend: bigquery)") from exc
+    raise MissingDependencyError(
+        "google-cloud-bigquery", "bigquery", "The BigQuery warehouse (warehouse.backend: bigquery)"
+    ) from exc
 
 if TYPE_CHECKING:
     from backfill_kit.spec.model import PipelineSpec
@@ -83,8 +92,13 @@ TIMEOUT_REASON = "timeout"  # a job cancelled at its job_timeout_ms
 EARLIEST = "0001-01-01"  # the lowest DATE, DATETIME and TIMESTAMP
 # A dry run's totalBytesProcessedAccuracy that bounds the bytes from above (an emulator gives none).
 BOUNDING_ACCURACY = frozenset({"PRECISE", "UPPER_BOUND"})
-RETRYABLE_TYPES = (api_errors.TooManyRequests, api_errors.InternalServerError, api_errors.BadGateway,
-                   api_errors.ServiceUnavailable, api_errors.GatewayTimeout)
+RETRYABLE_TYPES = (
+    api_errors.TooManyRequests,
+    api_errors.InternalServerError,
+    api_errors.BadGateway,
+    api_errors.ServiceUnavailable,
+    api_errors.GatewayTimeout,
+)
 UNKNOWN_NAME = ("Unrecognized name", "not found in FROM clause", "does not have a column")
 # "Not found: Dataset my-project:nba_raw was not found in location EU"
 WRONG_LOCATION = re.compile(r"(?:Dataset|Table) ([^\s:]+):([\w-]+)\S* was not found in location (\S+)")
@@ -127,9 +141,14 @@ class BigQueryWarehouse:
         assert config.backend == "bigquery"
         key = spec.resolve_path(config.credentials_file) if config.credentials_file else None
         client = connect(config.project, config.location, key, spec.file_name)
-        return cls(client, location=config.location, dataset_prefix=config.dataset_prefix,
-                   maximum_bytes_billed=config.maximum_bytes_billed,
-                   price_per_tib_usd=config.price_per_tib_usd, spec_file=spec.file_name)
+        return cls(
+            client,
+            location=config.location,
+            dataset_prefix=config.dataset_prefix,
+            maximum_bytes_billed=config.maximum_bytes_billed,
+            price_per_tib_usd=config.price_per_tib_usd,
+            spec_file=spec.file_name,
+        )
 
     # --- the contract ----------------------------------------------------------------------
 
@@ -138,9 +157,11 @@ class BigQueryWarehouse:
         sql = calendar_sql(BIGQUERY, replace(request, table=_name(resource)), _partition_column(resource))
         blame = ""
         if request.filter:  # the one piece of SQL the user wrote: the likeliest culprit
-            blame = (f"{self.spec_file}: calendar.filter: BigQuery refused the calendar query, which "
-                     f"includes this filter ({request.filter!r}); check that it is a valid BigQuery SQL "
-                     "condition on the schedule table's columns")
+            blame = (
+                f"{self.spec_file}: calendar.filter: BigQuery refused the calendar query, which "
+                f"includes this filter ({request.filter!r}); check that it is a valid BigQuery SQL "
+                "condition on the schedule table's columns"
+            )
         rows = self._run("calendar", sql, _range(start, end, sql), tables=1, blame=blame)
         return [(d, int(games)) for d, games in rows]
 
@@ -163,10 +184,19 @@ class BigQueryWarehouse:
             params |= _range(start, end, sql)
         # Known before the job, so that a refusal comes with the table settings likely behind it.
         settings = [h for i in scanned if (h := _filter_hazard(targets[i].table, resources[i]))]
-        blame = ("BigQuery refused the coverage query; table settings that may explain it: " + " ".join(settings)
-                 if settings else "")
-        rows = self._run("coverage", sql, params, tables=len(scanned) + views, blame=blame,
-                         metadata_tables=[targets[i].table for i in by_metadata])
+        blame = (
+            "BigQuery refused the coverage query; table settings that may explain it: " + " ".join(settings)
+            if settings
+            else ""
+        )
+        rows = self._run(
+            "coverage",
+            sql,
+            params,
+            tables=len(scanned) + views,
+            blame=blame,
+            metadata_tables=[targets[i].table for i in by_metadata],
+        )
         return [(order[k], d, int(n)) for k, d, n in rows]
 
     def run_summaries(
@@ -188,8 +218,10 @@ class BigQueryWarehouse:
 
     def missing_objects(self, wanted: dict[str, Sequence[str]]) -> list[MissingObject]:
         if not wanted:  # asked only whether BigQuery answers: one cheap API call, not a job
-            self.call("listing the datasets of the project", lambda: list(
-                self.client.list_datasets(max_results=1, retry=API_RETRY, timeout=HTTP_TIMEOUT_SECONDS)))
+            self.call(
+                "listing the datasets of the project",
+                lambda: list(self.client.list_datasets(max_results=1, retry=API_RETRY, timeout=HTTP_TIMEOUT_SECONDS)),
+            )
             return []
         missing: list[MissingObject] = []
         for table, columns in wanted.items():
@@ -229,8 +261,10 @@ class BigQueryWarehouse:
         if table not in self._tables:
             name = self.qualified(table)
             try:
-                found = self.call(f"reading the metadata of {name}",
-                                   lambda: self.client.get_table(name, retry=API_RETRY, timeout=HTTP_TIMEOUT_SECONDS))
+                found = self.call(
+                    f"reading the metadata of {name}",
+                    lambda: self.client.get_table(name, retry=API_RETRY, timeout=HTTP_TIMEOUT_SECONDS),
+                )
                 self._tables[table] = found.to_api_repr()
             except ObjectsMissingError:
                 self._tables[table] = None
@@ -242,8 +276,10 @@ class BigQueryWarehouse:
     def _dataset_missing(self, name: str) -> bool:
         dataset = name.rsplit(".", 1)[0]
         try:
-            self.call(f"reading dataset {dataset}",
-                      lambda: self.client.get_dataset(dataset, retry=API_RETRY, timeout=HTTP_TIMEOUT_SECONDS))
+            self.call(
+                f"reading dataset {dataset}",
+                lambda: self.client.get_dataset(dataset, retry=API_RETRY, timeout=HTTP_TIMEOUT_SECONDS),
+            )
         except ObjectsMissingError:
             return True
         return False
@@ -258,8 +294,16 @@ class BigQueryWarehouse:
 
     # --- queries ---------------------------------------------------------------------------
 
-    def _run(self, purpose: str, sql: str, params: dict[str, Any], *, tables: int, blame: str = "",
-             metadata_tables: Sequence[str] = ()) -> list[tuple[Any, ...]]:
+    def _run(
+        self,
+        purpose: str,
+        sql: str,
+        params: dict[str, Any],
+        *,
+        tables: int,
+        blame: str = "",
+        metadata_tables: Sequence[str] = (),
+    ) -> list[tuple[Any, ...]]:
         """Dry run, cost guard, run: one job. `tables` is how many tables the SQL references."""
         began = time.perf_counter()
         parameters = [_parameter(name, value) for name, value in params.items()]
@@ -270,23 +314,28 @@ class BigQueryWarehouse:
         if bounded:  # else the job's maximum_bytes_billed is the only guard: BigQuery counts
             self._guard(purpose, billed, usd)
         extra: dict[str, object] = {  # without a bound, no figure
-            "estimated_bytes_processed": estimate, "estimate_accuracy": accuracy, "estimate_unknown": not bounded,
-            "estimated_bytes_billed": billed if bounded else None, "estimated_usd": round(usd, 6) if bounded else None,
+            "estimated_bytes_processed": estimate,
+            "estimate_accuracy": accuracy,
+            "estimate_unknown": not bounded,
+            "estimated_bytes_billed": billed if bounded else None,
+            "estimated_usd": round(usd, 6) if bounded else None,
         }
         job, rows = self.call(f"running the {purpose} query", lambda: self._execute(purpose, sql, parameters), blame)
         extra |= {"job_id": job.job_id, "bytes_billed": job.total_bytes_billed}
         if metadata_tables:
             extra["counted_from_metadata"] = list(metadata_tables)
-        self.queries.append(QueryRecord(purpose, sql, time.perf_counter() - began, len(rows),
-                                        job.total_bytes_processed, extra))
+        self.queries.append(
+            QueryRecord(purpose, sql, time.perf_counter() - began, len(rows), job.total_bytes_processed, extra)
+        )
         return rows
 
     def _dry_run(self, sql: str, parameters: list[Any]) -> tuple[int, str]:
         """Bytes the query would process, and how sure BigQuery is (PRECISE, UPPER_BOUND,
         LOWER_BOUND or UNKNOWN; an emulator says nothing: PRECISE)."""
         config = bigquery.QueryJobConfig(query_parameters=parameters, dry_run=True, use_query_cache=False)
-        job = self.client.query(sql, job_config=config, location=self.location, retry=API_RETRY,
-                                timeout=HTTP_TIMEOUT_SECONDS)
+        job = self.client.query(
+            sql, job_config=config, location=self.location, retry=API_RETRY, timeout=HTTP_TIMEOUT_SECONDS
+        )
         # The client has no accessor for the accuracy; it keeps the job resource in _properties.
         statistics = (job._properties.get("statistics") or {}).get("query") or {}
         accuracy = statistics.get("totalBytesProcessedAccuracy") or "PRECISE"
@@ -294,12 +343,14 @@ class BigQueryWarehouse:
 
     def _execute(self, purpose: str, sql: str, parameters: list[Any]) -> tuple[Any, list[tuple[Any, ...]]]:
         timeout = self.job_timeout_seconds
-        config = bigquery.QueryJobConfig(query_parameters=parameters, labels={"tool": "backfill-kit"},
-                                         job_timeout_ms=int(timeout * 1000))
+        config = bigquery.QueryJobConfig(
+            query_parameters=parameters, labels={"tool": "backfill-kit"}, job_timeout_ms=int(timeout * 1000)
+        )
         if self.maximum_bytes_billed is not None:
             config.maximum_bytes_billed = self.maximum_bytes_billed
-        job = self.client.query(sql, job_config=config, location=self.location, retry=API_RETRY,
-                                timeout=HTTP_TIMEOUT_SECONDS)
+        job = self.client.query(
+            sql, job_config=config, location=self.location, retry=API_RETRY, timeout=HTTP_TIMEOUT_SECONDS
+        )
         try:
             rows = job.result(retry=API_RETRY, timeout=timeout)
             return job, [tuple(map(_naive_utc, row.values())) for row in rows]
@@ -346,17 +397,23 @@ class BigQueryWarehouse:
         if isinstance(exc, api_errors.NotFound) or any(s in text for s in UNKNOWN_NAME):
             return ObjectsMissingError(f"{action}: {text}")
         if "bytesBilledLimitExceeded" in reasons or "bytes billed" in text.lower():
-            return WarehouseError(f"{action}: BigQuery refused it: {text}. Raise warehouse.maximum_bytes_billed "
-                                  f"in {self.spec_file}, or validate fewer dates or tables.")
+            return WarehouseError(
+                f"{action}: BigQuery refused it: {text}. Raise warehouse.maximum_bytes_billed "
+                f"in {self.spec_file}, or validate fewer dates or tables."
+            )
         if TIMEOUT_REASON in reasons:  # BigQuery cancelled the job at job_timeout_ms
             return self._timed_out(f"{action}: {text}; the query")
         if QUOTA_REASON in reasons:
-            return WarehouseError(f"{action}: BigQuery quota exceeded: {text}. A quota (queries or bytes per day, "
-                                  "the free tier) is not over in minutes, so it was not retried: try again once it "
-                                  "resets, or raise it (Google Cloud console, IAM & Admin > Quotas).")
+            return WarehouseError(
+                f"{action}: BigQuery quota exceeded: {text}. A quota (queries or bytes per day, "
+                "the free tier) is not over in minutes, so it was not retried: try again once it "
+                "resets, or raise it (Google Cloud console, IAM & Admin > Quotas)."
+            )
         if _retryable(exc, reasons):
-            return WarehouseError(f"{action}: BigQuery rate limit: {text}. It was retried with backoff; "
-                                  "try again in a few minutes.", retryable=True)
+            return WarehouseError(
+                f"{action}: BigQuery rate limit: {text}. It was retried with backoff; try again in a few minutes.",
+                retryable=True,
+            )
         if isinstance(exc, api_errors.Forbidden):
             return WarehouseError(f"{action}: BigQuery denied access: {text}. {self._role_hint(text)}")
         if isinstance(exc, auth_errors.GoogleAuthError):
@@ -376,8 +433,10 @@ class BigQueryWarehouse:
         else:
             found = real[0] if real else "another location"
             fix = f"the datasets are in {found}: set `location: {found}` in the warehouse section, or leave it out"
-        return WarehouseError(f"{self.spec_file}: warehouse.location: {action}: BigQuery looked for dataset "
-                              f"{project}:{dataset} in location {asked}, but {fix}.")
+        return WarehouseError(
+            f"{self.spec_file}: warehouse.location: {action}: BigQuery looked for dataset "
+            f"{project}:{dataset} in location {asked}, but {fix}."
+        )
 
     def _dataset_locations(self) -> dict[str, str]:
         """Each dataset of the tables read so far, and its location as BigQuery reports it."""
@@ -385,7 +444,9 @@ class BigQueryWarehouse:
         found: dict[str, str] = {}
         for dataset in datasets:
             try:
-                found[dataset] = self.client.get_dataset(dataset, retry=API_RETRY, timeout=HTTP_TIMEOUT_SECONDS).location
+                found[dataset] = self.client.get_dataset(
+                    dataset, retry=API_RETRY, timeout=HTTP_TIMEOUT_SECONDS
+                ).location
             except api_errors.GoogleAPIError:
                 continue  # only for a better message: no new error while explaining one
         return found
@@ -393,12 +454,16 @@ class BigQueryWarehouse:
     def _role_hint(self, text: str) -> str:
         if "jobs.create" in text:
             return f"Running queries needs roles/bigquery.jobUser on project {self.project}."
-        return (f"Reading the spec's tables needs roles/bigquery.dataViewer on their datasets, and running "
-                f"queries roles/bigquery.jobUser on project {self.project}.")
+        return (
+            f"Reading the spec's tables needs roles/bigquery.dataViewer on their datasets, and running "
+            f"queries roles/bigquery.jobUser on project {self.project}."
+        )
 
 
-CREDENTIALS_HINT = ("Log in with `gcloud auth application-default login`, or name a service-account key "
-                    "file in the spec's warehouse.credentials_file.")
+CREDENTIALS_HINT = (
+    "Log in with `gcloud auth application-default login`, or name a service-account key "
+    "file in the spec's warehouse.credentials_file."
+)
 
 
 def connect(project: str, location: str | None, key_file: Path | None, spec_file: str = "<spec>") -> Any:
@@ -417,11 +482,15 @@ def _key_file_credentials(key_file: Path, spec_file: str) -> Any:
     try:
         return service_account.Credentials.from_service_account_file(str(key_file), scopes=SCOPES)
     except FileNotFoundError as exc:
-        raise WarehouseError(f"{spec_file}: warehouse.credentials_file: {key_file} does not exist "
-                             "(the path is relative to the spec file)") from exc
+        raise WarehouseError(
+            f"{spec_file}: warehouse.credentials_file: {key_file} does not exist "
+            "(the path is relative to the spec file)"
+        ) from exc
     except (ValueError, KeyError, OSError) as exc:
-        raise WarehouseError(f"{spec_file}: warehouse.credentials_file: {key_file} is not a service-account "
-                             f"key file: {exc}. Download a JSON key of the service account.") from exc
+        raise WarehouseError(
+            f"{spec_file}: warehouse.credentials_file: {key_file} is not a service-account "
+            f"key file: {exc}. Download a JSON key of the service account."
+        ) from exc
 
 
 def _default_credentials() -> Any:
@@ -470,8 +539,11 @@ def estimated_bytes_billed(bytes_processed: int, tables: int) -> int:
 
 def table_hazards(table: str, resource: dict[str, Any], start: date, today: date) -> list[str]:
     """What this table's settings will do to a backfill of dates from `start` on."""
-    found = [_expiration_hazard(table, resource, start, today), _filter_hazard(table, resource),
-             _table_expiry_hazard(table, resource)]
+    found = [
+        _expiration_hazard(table, resource, start, today),
+        _filter_hazard(table, resource),
+        _table_expiry_hazard(table, resource),
+    ]
     return [h for h in found if h]
 
 
@@ -482,9 +554,11 @@ def _expiration_hazard(table: str, resource: dict[str, Any], start: date, today:
     days, age = int(expiration_ms) // 86_400_000, (today - start).days
     if age <= days:
         return ""
-    return (f"{table}: partitions expire {days} days after their date, but the range starts {start} "
-            f"({age} days ago): rows backfilled for dates before {today - timedelta(days=days)} are deleted "
-            "again at once. Lengthen or remove the table's partition expiration first.")
+    return (
+        f"{table}: partitions expire {days} days after their date, but the range starts {start} "
+        f"({age} days ago): rows backfilled for dates before {today - timedelta(days=days)} are deleted "
+        "again at once. Lengthen or remove the table's partition expiration first."
+    )
 
 
 def _filter_hazard(table: str, resource: dict[str, Any]) -> str:
@@ -493,16 +567,20 @@ def _filter_hazard(table: str, resource: dict[str, Any]) -> str:
         return ""
     by_range = (resource.get("rangePartitioning") or {}).get("field")
     column = _partition_column(resource) or by_range or "its partitioning column"
-    return (f"{table}: requires a partition filter: every query a backfill job runs on it must "
-            f"filter on {column}, or BigQuery rejects it.")
+    return (
+        f"{table}: requires a partition filter: every query a backfill job runs on it must "
+        f"filter on {column}, or BigQuery rejects it."
+    )
 
 
 def _table_expiry_hazard(table: str, resource: dict[str, Any]) -> str:
     if not resource.get("expirationTime"):
         return ""
     when = datetime.fromtimestamp(int(resource["expirationTime"]) / 1000, UTC)
-    return (f"{table}: the table itself expires at {when:%Y-%m-%d %H:%M} UTC, with every row in it; "
-            "remove its expiration to keep it.")
+    return (
+        f"{table}: the table itself expires at {when:%Y-%m-%d %H:%M} UTC, with every row in it; "
+        "remove its expiration to keep it."
+    )
 
 
 def _name(resource: dict[str, Any]) -> str:
@@ -527,9 +605,13 @@ def _metadata_counted(targets: Sequence[CoverageTarget], resources: Sequence[dic
     seen: set[str] = set()
     for i, (target, resource) in enumerate(zip(targets, resources, strict=True)):
         partitioning = resource.get("timePartitioning") or {}
-        if (resource.get("type", "TABLE") == "TABLE" and partitioning.get("type") == "DAY"
-                and (partitioning.get("field") or "").lower() == target.date_column.lower()
-                and "streamingBuffer" not in resource and target.table not in seen):
+        if (
+            resource.get("type", "TABLE") == "TABLE"
+            and partitioning.get("type") == "DAY"
+            and (partitioning.get("field") or "").lower() == target.date_column.lower()
+            and "streamingBuffer" not in resource
+            and target.table not in seen
+        ):
             chosen.append(i)
             seen.add(target.table)
     return chosen
@@ -587,5 +669,3 @@ def _message(exc: Exception) -> str:
     first = errors[0] if errors and isinstance(errors[0], dict) else {}
     text = first.get("message") or getattr(exc, "message", None) or str(exc) or type(exc).__name__
     return str(text).strip().splitlines()[0]
-
-

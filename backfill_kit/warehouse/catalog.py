@@ -23,10 +23,25 @@ __all__ = ["Catalog", "ColumnInfo", "TableInfo", "open_bigquery_catalog", "open_
 ALL_DATES = (date(1900, 1, 1), date(2199, 12, 31))
 
 _KINDS = (  # (prefix of the engine's type name, kind); the first match wins
-    ("TIMESTAMP", "timestamp"), ("DATETIME", "timestamp"), ("DATE", "date"), ("VARCHAR", "text"),
-    ("STRING", "text"), ("TEXT", "text"), ("JSON", "json"), ("BOOL", "bool"), ("BIGINT", "int"),
-    ("INTEGER", "int"), ("INT", "int"), ("SMALLINT", "int"), ("TINYINT", "int"), ("HUGEINT", "int"),
-    ("UBIGINT", "int"), ("DOUBLE", "float"), ("FLOAT", "float"), ("REAL", "float"), ("NUMERIC", "float"),
+    ("TIMESTAMP", "timestamp"),
+    ("DATETIME", "timestamp"),
+    ("DATE", "date"),
+    ("VARCHAR", "text"),
+    ("STRING", "text"),
+    ("TEXT", "text"),
+    ("JSON", "json"),
+    ("BOOL", "bool"),
+    ("BIGINT", "int"),
+    ("INTEGER", "int"),
+    ("INT", "int"),
+    ("SMALLINT", "int"),
+    ("TINYINT", "int"),
+    ("HUGEINT", "int"),
+    ("UBIGINT", "int"),
+    ("DOUBLE", "float"),
+    ("FLOAT", "float"),
+    ("REAL", "float"),
+    ("NUMERIC", "float"),
     ("DECIMAL", "float"),
 )
 
@@ -149,14 +164,16 @@ class BigQueryCatalog:
         rows: list[tuple[str, str, str, str]] = []
         partitions: dict[str, str] = {}
         for dataset in names:
-            short = dataset[len(prefix):]
+            short = dataset[len(prefix) :]
             if datasets and short not in datasets:
                 continue
             for item in wh.call(f"listing the tables of {dataset}", lambda d=dataset: list(wh.client.list_tables(d))):
                 resource = wh._resource(f"{short}.{item.table_id}")  # cached metadata, not a job
                 if resource is None or resource.get("type", "TABLE") != "TABLE":
                     continue
-                rows += [(short, item.table_id, f["name"], _bq_type(f)) for f in resource.get("schema", {}).get("fields", [])]
+                rows += [
+                    (short, item.table_id, f["name"], _bq_type(f)) for f in resource.get("schema", {}).get("fields", [])
+                ]
                 partitioning = resource.get("timePartitioning") or {}
                 if partitioning.get("type") == "DAY" and partitioning.get("field"):
                     partitions[f"{short}.{item.table_id}"] = partitioning["field"]
@@ -174,7 +191,9 @@ class BigQueryCatalog:
         for i in by_metadata:
             out[i] = {}
         # Only partitioned tables: the backend counts them from partition metadata, no scan.
-        found = self._wh.row_counts([CoverageTarget(targets[i][0].name, targets[i][1]) for i in by_metadata], start, end)
+        found = self._wh.row_counts(
+            [CoverageTarget(targets[i][0].name, targets[i][1]) for i in by_metadata], start, end
+        )
         for k, d, n in found:
             out[by_metadata[k]][d] = n  # type: ignore[index]
         return out
@@ -193,8 +212,9 @@ def _bq_type(field: dict[str, Any]) -> str:
     return "RECORD" if field.get("mode") == "REPEATED" else str(field.get("type", ""))
 
 
-def _assemble(rows: Sequence[tuple[str, str, str, str]], datasets: Sequence[str],
-              partitions: dict[str, str]) -> list[TableInfo]:
+def _assemble(
+    rows: Sequence[tuple[str, str, str, str]], datasets: Sequence[str], partitions: dict[str, str]
+) -> list[TableInfo]:
     columns: dict[str, list[ColumnInfo]] = {}
     for schema, table, column, type_name in rows:
         if datasets and schema not in datasets:
@@ -207,11 +227,23 @@ def open_duckdb_catalog(path: Path) -> DuckDBCatalog:
     return DuckDBCatalog(path)
 
 
-def open_bigquery_catalog(project: str, *, location: str | None = None, dataset_prefix: str = "",
-                          credentials_file: Path | None = None, maximum_bytes_billed: int | None = None) -> BigQueryCatalog:
+def open_bigquery_catalog(
+    project: str,
+    *,
+    location: str | None = None,
+    dataset_prefix: str = "",
+    credentials_file: Path | None = None,
+    maximum_bytes_billed: int | None = None,
+) -> BigQueryCatalog:
     from backfill_kit.warehouse.bigquery import BigQueryWarehouse, connect
 
     client = connect(project, location, credentials_file)
-    return BigQueryCatalog(BigQueryWarehouse(client, location=location, dataset_prefix=dataset_prefix,
-                                             maximum_bytes_billed=maximum_bytes_billed,
-                                             spec_file="the draft's options (--maximum-bytes-billed)"))
+    return BigQueryCatalog(
+        BigQueryWarehouse(
+            client,
+            location=location,
+            dataset_prefix=dataset_prefix,
+            maximum_bytes_billed=maximum_bytes_billed,
+            spec_file="the draft's options (--maximum-bytes-billed)",
+        )
+    )

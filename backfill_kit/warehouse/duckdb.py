@@ -22,7 +22,14 @@ from backfill_kit.warehouse.base import (
     RunHistoryRequest,
     RunSummary,
 )
-from backfill_kit.warehouse.sql import DUCKDB, calendar_sql, coverage_sql, recent_runs_sql, run_history_params, run_history_sql
+from backfill_kit.warehouse.sql import (
+    DUCKDB,
+    calendar_sql,
+    coverage_sql,
+    recent_runs_sql,
+    run_history_params,
+    run_history_sql,
+)
 
 __all__ = ["DuckDBWarehouse"]
 
@@ -131,7 +138,9 @@ def connect_file(path: Path, read_only: bool, wait_seconds: float = 60.0) -> Any
             raise KeyboardInterrupt from None  # Ctrl-C while opening the file
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                raise WarehouseError(f"cannot open the DuckDB warehouse {path}: {_first_line(exc)}", retryable=True) from exc
+                raise WarehouseError(
+                    f"cannot open the DuckDB warehouse {path}: {_first_line(exc)}", retryable=True
+                ) from exc
         except duckdb.Error as exc:
             raise WarehouseError(f"cannot open the DuckDB warehouse {path}: {_first_line(exc)}") from exc
         time.sleep(pause)

@@ -11,7 +11,16 @@ from datetime import date, timedelta
 
 from backfill_kit.warehouse.base import CalendarRequest, CoverageTarget, RunHistoryRequest
 
-__all__ = ["BIGQUERY", "DUCKDB", "Dialect", "calendar_sql", "coverage_sql", "recent_runs_sql", "run_history_params", "run_history_sql"]
+__all__ = [
+    "BIGQUERY",
+    "DUCKDB",
+    "Dialect",
+    "calendar_sql",
+    "coverage_sql",
+    "recent_runs_sql",
+    "run_history_params",
+    "run_history_sql",
+]
 
 
 @dataclass(frozen=True)
@@ -39,21 +48,31 @@ class Dialect:
         return self.in_array.format(array=self.p(array_param), value=value)
 
 
-DUCKDB = Dialect(quote='"', param="${}", text_type="VARCHAR", int_type="BIGINT",
-                 in_array="list_contains({array}, {value})",
-                 seconds_between="date_diff('second', {a}, {b})",
-                 date_array="CAST(generate_series({a}, {b}, INTERVAL 1 DAY) AS DATE[])",
-                 json_text="CAST(to_json({}) AS VARCHAR)")
+DUCKDB = Dialect(
+    quote='"',
+    param="${}",
+    text_type="VARCHAR",
+    int_type="BIGINT",
+    in_array="list_contains({array}, {value})",
+    seconds_between="date_diff('second', {a}, {b})",
+    date_array="CAST(generate_series({a}, {b}, INTERVAL 1 DAY) AS DATE[])",
+    json_text="CAST(to_json({}) AS VARCHAR)",
+)
 # GoogleSQL: every query below is valid BigQuery SQL once written in this dialect (MAX_BY too);
 # tests/test_googlesql.py type-checks them with Google's own analyzer. Date parameters are
 # STRINGs ('2024-01-10'), which GoogleSQL coerces to the DATE, DATETIME or TIMESTAMP they are
 # compared with (a DATE parameter against a TIMESTAMP column is a type error).
-BIGQUERY = Dialect(quote="`", param="@{}", text_type="STRING", int_type="INT64",
-                   in_array="{value} IN UNNEST({array})",
-                   seconds_between="TIMESTAMP_DIFF({b}, {a}, SECOND)",
-                   date_array="GENERATE_DATE_ARRAY({a}, {b})",
-                   json_text="TO_JSON_STRING({})",
-                   pseudo_columns=frozenset({"_PARTITIONTIME", "_PARTITIONDATE"}))
+BIGQUERY = Dialect(
+    quote="`",
+    param="@{}",
+    text_type="STRING",
+    int_type="INT64",
+    in_array="{value} IN UNNEST({array})",
+    seconds_between="TIMESTAMP_DIFF({b}, {a}, SECOND)",
+    date_array="GENERATE_DATE_ARRAY({a}, {b})",
+    json_text="TO_JSON_STRING({})",
+    pseudo_columns=frozenset({"_PARTITIONTIME", "_PARTITIONDATE"}),
+)
 
 
 def _date_range(d: Dialect, column: str, partition: str | None = None) -> str:
@@ -101,13 +120,22 @@ def run_history_params(r: RunHistoryRequest, processors: Sequence[str], start: d
     range, they are widened by max_range_days, and `first_day`/`last_day` (DATE) are the dates
     asked about."""
     params: dict[str, object] = {
-        "start": start, "stop": _shift(end, timedelta(days=1)), "processors": list(processors),
-        "running": list(r.running), "success": list(r.success), "failed": list(r.failed), "skipped": list(r.skipped),
+        "start": start,
+        "stop": _shift(end, timedelta(days=1)),
+        "processors": list(processors),
+        "running": list(r.running),
+        "success": list(r.success),
+        "failed": list(r.failed),
+        "skipped": list(r.skipped),
     }
     if r.range_start or r.range_end:
         widen = timedelta(days=r.max_range_days)
-        params |= {"start": _shift(start, -widen), "stop": _shift(end, widen + timedelta(days=1)),
-                   "first_day": start, "last_day": end}
+        params |= {
+            "start": _shift(start, -widen),
+            "stop": _shift(end, widen + timedelta(days=1)),
+            "first_day": start,
+            "last_day": end,
+        }
     params.update({f"no_data_{i}": list(values) for i, (_, values) in enumerate(r.no_data_reasons)})
     return params
 
@@ -130,13 +158,26 @@ def _history_rows(d: Dialect, r: RunHistoryRequest) -> str:
     day = f"CAST({ident(r.date)} AS DATE)"
     first = f"COALESCE(CAST({ident(r.range_start)} AS DATE), {day})" if r.range_start else day
     last = f"COALESCE(CAST({ident(r.range_end)} AS DATE), {day})" if r.range_end else day
-    matches = [(column, d.contains(f"no_data_{i}", f"CAST({ident(column)} AS {text})"))
-               for i, (column, _) in enumerate(r.no_data_reasons)]
+    matches = [
+        (column, d.contains(f"no_data_{i}", f"CAST({ident(column)} AS {text})"))
+        for i, (column, _) in enumerate(r.no_data_reasons)
+    ]
     reasons = " OR ".join(test for _, test in matches)
     # Which reason matched, e.g. 'failure_category no_data_available', to show why.
-    reason = ("CASE " + " ".join(f"WHEN {test} THEN '{column} ' || CAST({ident(column)} AS {text})" for column, test in matches)
-              + " END") if matches else f"CAST(NULL AS {text})"
-    no_data = f"WHEN ({d.contains('failed', status)} OR {d.contains('skipped', status)}) AND ({reasons}) THEN 'no_data' " if reasons else ""
+    reason = (
+        (
+            "CASE "
+            + " ".join(f"WHEN {test} THEN '{column} ' || CAST({ident(column)} AS {text})" for column, test in matches)
+            + " END"
+        )
+        if matches
+        else f"CAST(NULL AS {text})"
+    )
+    no_data = (
+        f"WHEN ({d.contains('failed', status)} OR {d.contains('skipped', status)}) AND ({reasons}) THEN 'no_data' "
+        if reasons
+        else ""
+    )
     skip = "'ignored'" if reasons else "'no_data'"
     category = (
         f"CASE WHEN {d.contains('running', status)} THEN 'running' "
@@ -151,7 +192,7 @@ def _history_rows(d: Dialect, r: RunHistoryRequest) -> str:
     CAST({ident(r.started_at)} AS TIMESTAMP) AS started_at, CAST({ident(r.finished_at)} AS TIMESTAMP) AS finished_at,
     CAST({ident(r.records)} AS {d.int_type}) AS records, {error} AS error, {run_id} AS run_id
   FROM {ident(r.table)}
-  WHERE {_date_range(d, r.date)} AND {d.contains('processors', ident(r.processor))}"""
+  WHERE {_date_range(d, r.date)} AND {d.contains("processors", ident(r.processor))}"""
 
 
 def _attempts(d: Dialect, r: RunHistoryRequest) -> str:
@@ -162,10 +203,12 @@ def _attempts(d: Dialect, r: RunHistoryRequest) -> str:
     if r.range_start or r.range_end:
         # Only range rows pay for the expansion; a single-date row keeps its date when asked about.
         days = d.date_array.format(a=f"GREATEST(first_d, {d.p('first_day')})", b=f"LEAST(last_d, {d.p('last_day')})")
-        covered = (f"(SELECT *, first_d AS on_date FROM paired WHERE first_d = last_d "
-                   f"AND first_d >= {d.p('first_day')} AND first_d <= {d.p('last_day')}\n"
-                   f"   UNION ALL\n   SELECT paired.*, on_date FROM paired, UNNEST({days}) AS on_date "
-                   f"WHERE first_d <> last_d) AS covered")
+        covered = (
+            f"(SELECT *, first_d AS on_date FROM paired WHERE first_d = last_d "
+            f"AND first_d >= {d.p('first_day')} AND first_d <= {d.p('last_day')}\n"
+            f"   UNION ALL\n   SELECT paired.*, on_date FROM paired, UNNEST({days}) AS on_date "
+            f"WHERE first_d <> last_d) AS covered"
+        )
     else:  # every row covers its own date, already inside the scan
         covered = "(SELECT *, first_d AS on_date FROM paired) AS covered"
     seconds = d.seconds_between.format(a="started_at", b="finished_at")
@@ -191,8 +234,10 @@ attempts AS (
 
 
 # Latest first: evidence before no evidence, then later start, later finish, larger run id.
-_LATEST = ("CASE WHEN category IN ('ignored', 'other') THEN 0 ELSE 1 END DESC, started_at DESC, "
-           "finished_at DESC NULLS LAST, run_id DESC NULLS LAST, status DESC")
+_LATEST = (
+    "CASE WHEN category IN ('ignored', 'other') THEN 0 ELSE 1 END DESC, started_at DESC, "
+    "finished_at DESC NULLS LAST, run_id DESC NULLS LAST, status DESC"
+)
 
 
 def run_history_sql(d: Dialect, r: RunHistoryRequest) -> str:
@@ -239,5 +284,5 @@ SELECT processor, on_date AS d,
   CASE WHEN category IN ('success', 'failed', 'no_data') THEN category ELSE 'other' END AS category,
   finished_at, seconds, {d.json_text.format("error")} AS error
 FROM attempts
-WHERE category <> 'running' AND finished_at >= {d.p('since')}
+WHERE category <> 'running' AND finished_at >= {d.p("since")}
 ORDER BY finished_at, processor, on_date"""
