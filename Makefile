@@ -47,10 +47,11 @@ system-packages:
 	  else echo "missing:$$missing (not root, not installed): the tests needing them will be skipped"; fi; \
 	fi
 
-# Lint, format and the layer order first (seconds), then every test.
+# Lint, format and strict types first (seconds), then every test (the layer order among them).
 test: $(STAMP) system-packages
 	$(BIN)/ruff check backfill_kit tests bench
 	$(BIN)/ruff format --check backfill_kit tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

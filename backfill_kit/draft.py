@@ -950,8 +950,8 @@ def _render_run_history(rh: DraftRunHistory) -> list[str]:
             seen = rh.reason_counts[column]
             out.append(_line(4, column, _list(values), ", ".join(f"{v} in {seen[v]:,} rows" for v in values)))
     others = {c: v for c, v in rh.reason_counts.items() if c not in rh.no_data_reasons}
-    for column, values in others.items():
-        out.append(f"  # {column} values seen: {', '.join(sorted(values))}")
+    for column, seen_values in others.items():
+        out.append(f"  # {column} values seen: {', '.join(sorted(seen_values))}")
     if rh.longest_range:
         days, runs = rh.longest_range
         out.append(_line(2, "max_range_days", days, f"the longest of {runs:,} range runs"))

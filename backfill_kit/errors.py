@@ -7,6 +7,7 @@ BigQuery) are translated once, at the backend boundary, with ``raise ... from ex
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -80,7 +81,7 @@ class PreflightFailed(BackfillKitError):
 
     exit_code = 1
 
-    def __init__(self, checks: list[object]) -> None:
+    def __init__(self, checks: Sequence[object]) -> None:
         self.checks = checks
         super().__init__(
             "preflight failed; nothing was started. Fix the failures, or pass --ignore-preflight "

@@ -7,10 +7,11 @@ Heavy modules are imported inside the commands so that `--help` stays fast.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import date, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -19,9 +20,10 @@ from backfill_kit.errors import BackfillKitError
 __all__ = ["main"]
 
 EXIT_GAPS = 1
+F = TypeVar("F", bound=Callable[..., Any])  # a command, under the option decorators it shares
 
 
-class DateType(click.ParamType):
+class DateType(click.ParamType[date, Any]):
     name = "DATE"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> date:
@@ -43,7 +45,9 @@ class MomentType(click.DateTime):
         return moment
 
 
-def _in_bounds(value: date, kind: click.ParamType, param: click.Parameter | None, ctx: click.Context | None) -> date:
+def _in_bounds(
+    value: date, kind: click.ParamType[Any, Any], param: click.Parameter | None, ctx: click.Context | None
+) -> date:
     from backfill_kit.common.limits import date_out_of_bounds
 
     if reason := date_out_of_bounds(value):
@@ -150,10 +154,10 @@ def _refuse_placeholders(argvs: Any, where: str) -> None:
     refuse_placeholder_jobs(argvs, where)
 
 
-def _all_of(*options: Any) -> Any:
+def _all_of(*options: Callable[[F], F]) -> Callable[[F], F]:
     """Several click options as one decorator, for option groups that commands share."""
 
-    def apply(f: Any) -> Any:
+    def apply(f: F) -> F:
         for option in reversed(options):
             f = option(f)
         return f
@@ -675,7 +679,7 @@ def _draft(source: dict[str, Any], spec_dir: Path, name: str) -> Any:
         raise click.UsageError(f"--start {source['start']} is after --end {source['end']}")
     if source["duckdb_path"]:
         catalog: Any = open_duckdb_catalog(Path(source["duckdb_path"]))
-        warehouse = {
+        warehouse: dict[str, Any] = {
             "backend": "duckdb",
             "path": os.path.relpath(Path(source["duckdb_path"]).resolve(), spec_dir.resolve()),
         }

@@ -141,7 +141,7 @@ Runs = list[tuple[dict[date, str], tuple[date, date] | None]]
 
 def _begin(con: Any, table: tables.TableDef, dates: list[date], started: datetime) -> Runs:
     """The `running` rows: one per date, or one per range for a phase 3 processor."""
-    how = {"backfill_mode": True, "trigger_source": "backfill"}
+    how: dict[str, Any] = {"backfill_mode": True, "trigger_source": "backfill"}
     if table.phase != tables.PHASE_ANALYTICS:
         return [
             ({d: run_id}, None) for d, run_id in tables.begin_run(con, table.processor, dates, started, **how).items()

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 import duckdb
 
@@ -1200,7 +1201,7 @@ def build(con: duckdb.DuckDBPyConnection, table_id: str, start: date, end: date,
 
 def _build_schedule(con: duckdb.DuckDBPyConnection, start: date, end: date, seed: int) -> dict[date, int]:
     rows = [r for r in schedule_rows(seed) if start <= r[1] <= end]
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in range(7)]
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in range(7)]
     con.begin()
     try:
         con.execute(f"DELETE FROM {SCHEDULE_TABLE} WHERE game_date BETWEEN ? AND ?", [start, end])

@@ -153,7 +153,7 @@ def _plant_partial_boxscore(con: duckdb.DuckDBPyConnection, counts: Counts, rng:
             "GROUP BY game_date HAVING count(DISTINCT game_id) = 8 ORDER BY game_date"
         ).fetchall()
     ]
-    day = rng.choice(candidates)
+    day: date = rng.choice(candidates)
     con.execute(
         "DELETE FROM nba_raw.nbac_team_boxscore WHERE game_date = $d AND game_id <> "
         "(SELECT min(game_id) FROM nba_raw.nbac_team_boxscore WHERE game_date = $d)",

@@ -206,16 +206,16 @@ def phase_progress(tables: Sequence[TableProgress]) -> list[PhaseProgress]:
         complete = sum(r.complete for r in rows)
         phases[rows[0].phase].append((percent(done, expected), table, done, expected, complete))
     out = []
-    for phase, rows in phases.items():
-        slowest_percent, slowest, _, _, _ = min(rows)
+    for phase, measured in phases.items():
+        slowest_percent, slowest, _, _, _ = min(measured)
         out.append(
             PhaseProgress(
                 phase,
                 slowest_percent,
                 slowest,
-                sum(r[2] for r in rows),
-                sum(r[3] for r in rows),
-                sum(r[4] for r in rows),
+                sum(r[2] for r in measured),
+                sum(r[3] for r in measured),
+                sum(r[4] for r in measured),
             )
         )
     return out

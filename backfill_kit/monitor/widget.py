@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, date, datetime
 from html import escape
 from pathlib import Path
@@ -55,7 +56,8 @@ class MonitorWidget:
             self._failed(exc)
             return
         self.failures = 0
-        console = Console(record=True, width=140, file=_Discard(), color_system=None)
+        # Recorded, then exported as text: nothing is printed.
+        console = Console(record=True, width=140, file=io.StringIO(), color_system=None)
         console.print(snapshot_view(snap))
         # Columns stay aligned: no wrapping inside words (JupyterLab breaks output pre anywhere).
         self.view.value = (
@@ -112,13 +114,6 @@ def _error_cause(exc: BaseException) -> str:
 
 def _error_html(text: str) -> str:
     return f'<span style="color:#b71c1c;white-space:pre-wrap">{escape(text)}</span>'
-
-
-class _Discard:
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None: ...
 
 
 def monitor_widget(

@@ -136,8 +136,10 @@ class Explorer:
         return [t for t in self.validation.tables if t in self.tables.value]
 
     def selected_dates(self) -> list[date]:
-        first, last = self.dates.value if self.days else (None, None)
-        return [d for d in self.days if first <= d <= last] if first else []
+        if not self.days:
+            return []
+        first, last = self.dates.value
+        return [d for d in self.days if first <= d <= last]
 
     def selection(self) -> list[Cell]:
         """The cells inside every filter: chosen tables, date range and statuses."""

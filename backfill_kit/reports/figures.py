@@ -446,4 +446,4 @@ def _attempt_hover(row: Any) -> str:
 def _known(value: object) -> bool:
     import pandas as pd
 
-    return value is not None and not pd.isna(value)  # type: ignore[call-overload]
+    return value is not None and not pd.isna(value)

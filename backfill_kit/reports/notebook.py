@@ -98,8 +98,9 @@ def table_html(
     their line breaks; `numbers` are right-aligned with thousands separators; `detail` columns
     (a command, a log tail) go on a full-width line under their row rather than in a column."""
     if hasattr(rows, "to_dict"):  # a DataFrame: its missing values (NaN, NaT, <NA>) as None
-        columns = columns or list(rows.columns)
-        rows = rows.astype(object).where(rows.notna(), None).to_dict("records")
+        frame: Any = rows
+        columns = columns or list(frame.columns)
+        rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
     shown = [c for c in (columns or (rows[0].keys() if rows else [])) if c not in detail]
     pre, numbers = set(pre), set(numbers)
     head = "".join(f"<th>{esc(c.replace('_', ' '))}</th>" for c in shown)

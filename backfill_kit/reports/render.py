@@ -383,7 +383,7 @@ code{background:#f6f8fa;padding:1px 4px;border-radius:4px}
 def export_html(notebook: Any) -> str:
     """The executed notebook as one HTML file: outputs only, code cells and prompts hidden."""
     body, _ = _exporter().from_notebook_node(notebook)
-    return body
+    return str(body)
 
 
 _EXPORTER_LOCK = threading.Lock()

@@ -361,7 +361,7 @@ MAX_SPEC_DEPTH = 50
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
 
-class _SpecLoader(_LOADER):  # type: ignore[misc,valid-type]
+class _SpecLoader(_LOADER):  # type: ignore[misc]
     """The safe loader, leaving dates as text: pydantic then parses them, so that a date such
     as 2021-02-30 is a problem at its field, not a crash inside the YAML library."""
 

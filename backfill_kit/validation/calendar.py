@@ -6,6 +6,7 @@ did exactly that.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -18,10 +19,10 @@ __all__ = ["ExpectedDay", "consecutive_runs", "expected_days"]
 
 @dataclass(frozen=True, slots=True)
 class ExpectedDay:
-    date: date
+    date: dt.date  # `date` is the field's name here, so the type is spelt in full
     games: int
     season: str | None
-    season_start: date | None
+    season_start: dt.date | None
 
     def in_bootstrap(self, bootstrap_days: int) -> bool:
         """Inside the first `bootstrap_days` days of its season, counting the opening day."""

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 from backfill_kit.common.arguments import as_date
 from backfill_kit.common.collector import no_gc_pauses
@@ -199,7 +199,7 @@ class Validation:
             del data["cells"]
         return data
 
-    def cost(self) -> dict[str, int | float | list[str] | None]:
+    def cost(self) -> Cost:
         """Bytes the queries processed, and the dry runs' estimate of bytes billed and dollars
         (None where the warehouse does not say, as DuckDB does not, or where a dry run could
         not bound a query from above: `unknown_estimates` names those)."""
@@ -217,6 +217,15 @@ class Validation:
             "estimated_usd": None if unknown else usd,
             "unknown_estimates": unknown,
         }
+
+
+class Cost(TypedDict):
+    """What a validation's queries cost; None where the warehouse does not say."""
+
+    bytes_processed: int | float | None
+    estimated_bytes_billed: int | float | None
+    estimated_usd: int | float | None
+    unknown_estimates: list[str]
 
 
 # --- the validation itself -----------------------------------------------------------------

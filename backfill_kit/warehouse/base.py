@@ -7,7 +7,7 @@ validation can be shown (and tested) to cost exactly three queries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import NamedTuple, Protocol, runtime_checkable
@@ -158,7 +158,7 @@ class Warehouse(Protocol):
         """Final rows of runs on dates in [start, end] that finished at or after `since`."""
         ...
 
-    def missing_objects(self, wanted: dict[str, Sequence[str]]) -> list[MissingObject]:
+    def missing_objects(self, wanted: Mapping[str, Sequence[str]]) -> list[MissingObject]:
         """Which of these tables, or of their columns, the warehouse does not have."""
         ...
 

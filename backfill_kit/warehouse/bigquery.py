@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import TimeoutError as WaitTimeout
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -216,7 +216,7 @@ class BigQueryWarehouse:
         params = {**run_history_params(request, processors, start, end), "since": since}
         return [RecentRun._make(row) for row in self._run("recent_runs", sql, params, tables=1)]
 
-    def missing_objects(self, wanted: dict[str, Sequence[str]]) -> list[MissingObject]:
+    def missing_objects(self, wanted: Mapping[str, Sequence[str]]) -> list[MissingObject]:
         if not wanted:  # asked only whether BigQuery answers: one cheap API call, not a job
             self.call(
                 "listing the datasets of the project",

@@ -195,14 +195,15 @@ class BigQueryCatalog:
             [CoverageTarget(targets[i][0].name, targets[i][1]) for i in by_metadata], start, end
         )
         for k, d, n in found:
-            out[by_metadata[k]][d] = n  # type: ignore[index]
+            out[by_metadata[k]][d] = n
         return out
 
     def qualified(self, table: str) -> str:
         return str(self._wh.qualified(table))
 
     def query(self, purpose: str, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        return self._wh._run(purpose, sql, params, tables=1)
+        rows: list[tuple[Any, ...]] = self._wh._run(purpose, sql, params, tables=1)
+        return rows
 
     def close(self) -> None:
         self._wh.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -73,7 +73,7 @@ class DuckDBWarehouse:
         rows = self._run("recent_runs", recent_runs_sql(DUCKDB, request), params)
         return [RecentRun._make(row) for row in rows]
 
-    def missing_objects(self, wanted: dict[str, Sequence[str]]) -> list[MissingObject]:
+    def missing_objects(self, wanted: Mapping[str, Sequence[str]]) -> list[MissingObject]:
         rows = self._con.execute(
             "SELECT table_schema || '.' || table_name, column_name FROM information_schema.columns"
         ).fetchall()
@@ -94,7 +94,8 @@ class DuckDBWarehouse:
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         """Run any statement (for demo data and tests); not part of the contract."""
-        return self._con.execute(sql, params or {}).fetchall()
+        rows: list[tuple[Any, ...]] = self._con.execute(sql, params or {}).fetchall()
+        return rows
 
     def close(self) -> None:
         self._con.close()
@@ -102,7 +103,7 @@ class DuckDBWarehouse:
     def _run(self, purpose: str, sql: str, params: dict[str, Any]) -> list[Any]:
         began = time.perf_counter()
         try:
-            rows = self._con.execute(sql, params).fetchall()
+            rows: list[Any] = self._con.execute(sql, params).fetchall()
         except duckdb.InterruptException:
             # Ctrl-C landed while DuckDB ran the query: it is the person's interrupt, not a
             # failed query, so every caller stops as it does on Ctrl-C anywhere else.
