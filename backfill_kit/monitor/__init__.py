@@ -4,25 +4,8 @@ failures, orphaned runs and runners (`snapshot`); its view and the loop that kee
 
 from __future__ import annotations
 
-from backfill_kit.monitor.snapshot import (
-    PhaseProgress,
-    RunnerPosition,
-    Snapshot,
-    TableProgress,
-    eta_range,
-    find_journals,
-    take_snapshot,
-)
-from backfill_kit.monitor.widget import MonitorWidget, monitor_widget
+from backfill_kit.monitor import snapshot, widget
+from backfill_kit.monitor.snapshot import *  # noqa: F403 -- the package's names are its modules'
+from backfill_kit.monitor.widget import *  # noqa: F403
 
-__all__ = [
-    "MonitorWidget",
-    "PhaseProgress",
-    "RunnerPosition",
-    "Snapshot",
-    "TableProgress",
-    "eta_range",
-    "find_journals",
-    "monitor_widget",
-    "take_snapshot",
-]
+__all__ = [*snapshot.__all__, *widget.__all__]

@@ -2,28 +2,7 @@
 
 from __future__ import annotations
 
-from backfill_kit.spec.model import (
-    BigQueryWarehouse,
-    Calendar,
-    DuckDBWarehouse,
-    JobSpec,
-    Phase,
-    PipelineSpec,
-    RunHistory,
-    Season,
-    TableSpec,
-    load_spec,
-)
+from backfill_kit.spec import model
+from backfill_kit.spec.model import *  # noqa: F403 -- the package's names are the model's
 
-__all__ = [
-    "BigQueryWarehouse",
-    "Calendar",
-    "DuckDBWarehouse",
-    "JobSpec",
-    "Phase",
-    "PipelineSpec",
-    "RunHistory",
-    "Season",
-    "TableSpec",
-    "load_spec",
-]
+__all__ = model.__all__

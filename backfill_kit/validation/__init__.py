@@ -3,20 +3,7 @@ the validator that reads coverage and run history, and the summaries built from 
 
 from __future__ import annotations
 
-from backfill_kit.validation.validator import (
-    Cell,
-    TableSummary,
-    Validation,
-    check_range,
-    classify,
-    validate,
-)
+from backfill_kit.validation import validator
+from backfill_kit.validation.validator import *  # noqa: F403 -- the package's names are the validator's
 
-__all__ = [
-    "Cell",
-    "TableSummary",
-    "Validation",
-    "check_range",
-    "classify",
-    "validate",
-]
+__all__ = validator.__all__
