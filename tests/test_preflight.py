@@ -214,3 +214,32 @@ def test_the_runner_refuses_to_start_when_quick_preflight_fails_unless_told_to_g
         assert forced.exit_code == 0, forced.output
     finally:
         held.release()
+
+
+def test_a_python_caller_of_a_run_meets_the_same_preflight_gate(mini):
+    """`preflight.run_plan` is what the CLI calls: a failed check raises before any job starts."""
+    from backfill_kit.errors import PreflightFailed
+    from backfill_kit.plan import load_plan
+
+    spec = healthy(mini)
+    import duckdb
+
+    with duckdb.connect(str(spec.with_suffix(".duckdb"))) as con:
+        con.execute("DELETE FROM analytics.summary")
+    plan_path = spec.parent / "plan.json"
+    args = ["plan", "--spec", str(spec), "--start", "2024-01-01", "--end", "2024-01-31", "--out", str(plan_path)]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    plan = load_plan(plan_path)
+    held = LockSet()
+    held.acquire(spec.parent / ".backfill-kit" / "locks" / "other_table.lock", "table other_table")
+    shown = []
+    try:
+        with pytest.raises(PreflightFailed, match="nothing was started") as refused:
+            preflight.run_plan(plan, plan_path, show_checks=shown.append)
+        failed = [c.name for c in refused.value.checks if c.outcome == "fail"]
+        assert failed == ["no other runner"] and shown == [refused.value.checks]
+        assert not (spec.parent / "plan.journal.jsonl").exists()
+        result = preflight.run_plan(plan, plan_path, ignore_preflight=True)
+        assert (result.outcome, result.exit_code) == ("completed", 0)
+    finally:
+        held.release()
