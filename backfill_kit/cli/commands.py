@@ -259,35 +259,25 @@ def backfill(
     """Validate, plan and run at once. With --resume, continue the range's unfinished plan.
     Once a plan has finished, the next backfill plans what is still missing (PLAN-2.json, ...).
     Exit 0 only when validation finds nothing left to do."""
-    from backfill_kit.errors import InputError
     from backfill_kit.plan import load_plan
-    from backfill_kit.running.runner import journal_path_for, next_plan_path, run_finished
+    from backfill_kit.running.runner import backfill_plan_file
 
-    base = out or spec_path.parent / "runs" / f"plan-{start}-{end}.json"
-    out, latest = next_plan_path(base)
-    journal = options["journal"] or journal_path_for(latest)
-    if latest.exists() and run_finished(journal):
-        if options["journal"]:
-            raise InputError(
-                f"the journal {journal} records a finished run of {latest}; leave --journal out "
-                "(or give a new one) for the plan of what is still missing"
-            )
-        click.echo(f"the plan {latest} finished; planning what is still missing as {out}")
-    elif options["resume"] and latest.exists():
-        _execute(load_plan(latest), latest, **options)
+    target = backfill_plan_file(
+        spec_path, start, end, out=out, journal=options["journal"], resume=options["resume"], dry_run=options["dry_run"]
+    )
+    if target.resume:
+        _execute(load_plan(target.path), target.path, **options)
         return
-    elif journal.exists() and not options["dry_run"]:
-        raise InputError(f"{journal} records an earlier run of {latest}: pass --resume to continue it")
-    else:
-        out = latest
+    if target.follows:
+        click.echo(f"the plan {target.follows} finished; planning what is still missing as {target.path}")
     validation = _validation(spec_path, start, end, tables)
     the_plan = _plan_of(validation, tables, include_no_data)
     if not the_plan.steps:
         _exit_on_gaps(validation, str(spec_path), the_plan)
         return
     if not options["dry_run"]:
-        the_plan.write(out)  # a folder it cannot write is one message
-    _execute(the_plan, out, **options, recheck=lambda: _validation(spec_path, start, end, tables))
+        the_plan.write(target.path)  # a folder it cannot write is one message
+    _execute(the_plan, target.path, **options, recheck=lambda: _validation(spec_path, start, end, tables))
 
 
 def _exit_on_gaps(validation: Any, spec: str, the_plan: Any = None) -> None:

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -129,6 +130,45 @@ def next_plan_path(base: Path) -> tuple[Path, Path]:
     while numbered(n + 1).exists():
         n += 1
     return numbered(n + 1), numbered(n)
+
+
+@dataclass(frozen=True)
+class BackfillPlanFile:
+    """Where `backfill` keeps a range's plan: the unfinished one to resume, or the name of a new one."""
+
+    path: Path
+    resume: bool = False  # an unfinished plan of this range, to continue
+    follows: Path | None = None  # the finished plan whose leftovers the new one takes
+
+
+def backfill_plan_file(
+    spec_path: Path,
+    start: date,
+    end: date,
+    *,
+    out: Path | None = None,
+    journal: Path | None = None,
+    resume: bool = False,
+    dry_run: bool = False,
+) -> BackfillPlanFile:
+    """A range's plans are runs/plan-START-END.json beside the spec (or `out`), then -2, -3, ...:
+    a new one each time the one before finished with work still left. An unfinished one is
+    resumed when asked, and refused when not (its journal would be overwritten)."""
+    base = out or spec_path.parent / "runs" / f"plan-{start}-{end}.json"
+    following, latest = next_plan_path(base)
+    journal_file = journal or journal_path_for(latest)
+    if latest.exists() and run_finished(journal_file):
+        if journal:
+            raise InputError(
+                f"the journal {journal} records a finished run of {latest}; leave --journal out "
+                "(or give a new one) for the plan of what is still missing"
+            )
+        return BackfillPlanFile(following, follows=latest)
+    if resume and latest.exists():
+        return BackfillPlanFile(latest, resume=True)
+    if journal_file.exists() and not dry_run:
+        raise InputError(f"{journal_file} records an earlier run of {latest}: pass --resume to continue it")
+    return BackfillPlanFile(latest)
 
 
 def plan_sha(plan_path: Path) -> str:
