@@ -19,7 +19,7 @@ from typing import Any
 from backfill_kit.common.arguments import as_date
 from backfill_kit.common.status import DONE, Status, percent
 from backfill_kit.errors import InputError
-from backfill_kit.running.journal import DONE_OUTCOMES, read_journal
+from backfill_kit.running.journal import DONE_OUTCOMES, Event, read_journal
 from backfill_kit.running.locks import is_locked
 from backfill_kit.spec.model import PipelineSpec
 from backfill_kit.validation.summaries import readable_error
@@ -292,13 +292,13 @@ def runner_position(journal: Path) -> RunnerPosition:
     started: dict[str, None] = {}
     total = 0
     for e in state.events:
-        if e["event"] == "run_started":
+        if e["event"] == Event.RUN_STARTED:
             total = e.get("steps", total)
-        elif e["event"] == "stage_started":
+        elif e["event"] == Event.STAGE_STARTED:
             stage, phase = e.get("stage"), e.get("phase")
-        elif e["event"] == "step_started":
+        elif e["event"] == Event.STEP_STARTED:
             started[e["step"]] = None
-        elif e["event"] == "step_finished":
+        elif e["event"] == Event.STEP_FINISHED:
             started.pop(e["step"], None)
     done = sum(1 for o in state.outcomes.values() if o in DONE_OUTCOMES)
     return RunnerPosition(str(journal), working, stage, phase, tuple(started) if working else (), done, total)
