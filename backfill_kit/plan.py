@@ -98,7 +98,8 @@ class Plan:
         return [step for stage in self.stages for step in stage.steps]
 
     @property
-    def dates(self) -> int:
+    def table_dates(self) -> int:
+        """How many (table, date) cells the steps cover: the plan file's totals.dates."""
         return sum(len(s.dates) for s in self.steps)
 
     def estimated_seconds(self) -> float | None:
@@ -123,7 +124,7 @@ class Plan:
             "totals": {
                 "stages": len(self.stages),
                 "steps": len(self.steps),
-                "dates": self.dates,
+                "dates": self.table_dates,
                 "blocked": len(self.blocked),
                 "estimated_seconds": self.estimated_seconds(),
             },
@@ -615,7 +616,7 @@ def _estimate(plan: Plan) -> str:
 def _plan_lines(plan: Plan) -> Iterable[str]:
     yield (
         f"Plan for {plan.spec_name}, {plan.start} .. {plan.end}: {len(plan.steps):,} steps over "
-        f"{plan.dates:,} table-dates in {len(plan.stages)} stages; estimated {_estimate(plan)}"
+        f"{plan.table_dates:,} table-dates in {len(plan.stages)} stages; estimated {_estimate(plan)}"
     )
     if not plan.steps:
         yield "Nothing to run."

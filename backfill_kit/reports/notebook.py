@@ -301,7 +301,7 @@ class CoverageAudit:
             f"# or both at once, resumable:\nbackfill-kit backfill --spec {spec} --start {start} --end {end}"
         )
         intro = (
-            f"<p>{len(plan.steps):,} steps over {plan.dates:,} table-dates in {len(plan.stages)} stages "
+            f"<p>{len(plan.steps):,} steps over {plan.table_dates:,} table-dates in {len(plan.stages)} stages "
             "(stages run one after another; the steps of a parallel stage run side by side). "
             f'Make and run it with:</p><pre class="bk-pre">{esc(commands)}</pre>'
         )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from backfill_kit.spec.model import (
-    BigQueryWarehouse,
+    BigQuerySettings,
     Calendar,
-    DuckDBWarehouse,
+    DuckDBSettings,
     JobSpec,
     Phase,
     PipelineSpec,
@@ -16,9 +16,9 @@ from backfill_kit.spec.model import (
 )
 
 __all__ = [
-    "BigQueryWarehouse",
+    "BigQuerySettings",
     "Calendar",
-    "DuckDBWarehouse",
+    "DuckDBSettings",
     "JobSpec",
     "Phase",
     "PipelineSpec",

@@ -23,9 +23,9 @@ from backfill_kit.common.limits import date_out_of_bounds
 from backfill_kit.errors import Problem, SpecError
 
 __all__ = [
-    "BigQueryWarehouse",
+    "BigQuerySettings",
     "Calendar",
-    "DuckDBWarehouse",
+    "DuckDBSettings",
     "JobSpec",
     "Phase",
     "PipelineSpec",
@@ -57,14 +57,14 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-class DuckDBWarehouse(_Model):
+class DuckDBSettings(_Model):
     """An embedded DuckDB database file; `dataset.table` names map to `schema.table`."""
 
     backend: Literal["duckdb"]
     path: str = Field(description="database file, relative to the spec file, or ':memory:'")
 
 
-class BigQueryWarehouse(_Model):
+class BigQuerySettings(_Model):
     """Google BigQuery; `dataset.table` names map to `project.dataset.table` (with
     `dataset_prefix` put before the dataset), so a spec moves from DuckDB by this section alone.
     Credentials: the service-account key file named here, else Application Default Credentials."""
@@ -93,7 +93,7 @@ class BigQueryWarehouse(_Model):
         return v and _check(DATASET_PREFIX, v, "dataset prefix (letters, digits, underscores)")
 
 
-WAREHOUSES: dict[str, type[_Model]] = {"duckdb": DuckDBWarehouse, "bigquery": BigQueryWarehouse}
+WAREHOUSES: dict[str, type[_Model]] = {"duckdb": DuckDBSettings, "bigquery": BigQuerySettings}
 
 
 class Season(_Model):
@@ -295,7 +295,7 @@ class Phase(_Model):
 
 class PipelineSpec(_Model):
     name: str
-    warehouse: DuckDBWarehouse | BigQueryWarehouse = Field(discriminator="backend")
+    warehouse: DuckDBSettings | BigQuerySettings = Field(discriminator="backend")
     calendar: Calendar
     run_history: RunHistory
     date_column: str | None = Field(None, description="date column of tables that name none")
