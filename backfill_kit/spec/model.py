@@ -330,7 +330,12 @@ class PipelineSpec(_Model):
         return f"phases[{p}].tables[{i}]"
 
     def date_column_of(self, table: TableSpec) -> str:
-        return table.date_column or self.date_column or "date"
+        """The table's date column, else the spec's: `load_spec` refuses a table with neither."""
+        column = table.date_column or self.date_column
+        if column is None:  # a spec built in Python, around the loader's checks
+            where, what = f"{self.field_path(table.id)}.date_column", "required: name the table's date column here"
+            raise SpecError([Problem(self.file_name, where, f"{what} or set a top-level date_column")])
+        return column
 
     def job_of(self, table: TableSpec) -> JobSpec:
         merged: dict[str, Any] = {}

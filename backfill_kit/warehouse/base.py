@@ -34,7 +34,6 @@ class Capabilities:
 
     name: str
     partition_metadata: bool = False  # can count rows per partition without scanning
-    dry_run: bool = False  # can estimate bytes before running a query
 
 
 @dataclass(frozen=True)
@@ -91,7 +90,7 @@ class RunSummary(NamedTuple):
     latest_started_at: datetime | None
     latest_seconds: float | None  # how long the latest finished run took
     best_success_records: int | None  # of single-date runs: a range run's records are not per date
-    last_error: str | None  # the error column as JSON text (see coverage.readable_error)
+    last_error: str | None  # the error column as JSON text (see validation.summaries.readable_error)
     unmapped_statuses: str | None  # statuses the spec does not map, joined by '|'; one may repeat
     latest_reason: str | None  # when the latest attempt had nothing to load by a no-data reason: which
     range_attempts: int  # attempts on this date that were range runs

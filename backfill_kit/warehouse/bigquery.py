@@ -110,7 +110,7 @@ _sleep = time.sleep  # replaced by tests of the backoff
 
 
 class BigQueryWarehouse:
-    capabilities = Capabilities(name="bigquery", partition_metadata=True, dry_run=True)
+    capabilities = Capabilities(name="bigquery", partition_metadata=True)
 
     def __init__(
         self,
