@@ -32,7 +32,7 @@ from backfill_kit.spec.model import MAX_RETRIES, MAX_TIMEOUT_SECONDS, JobSpec, P
 from backfill_kit.validation.calendar import consecutive_runs
 from backfill_kit.validation.validator import Cell, Validation
 
-__all__ = ["Blocked", "Plan", "Stage", "Step", "build_plan", "load_plan"]
+__all__ = ["Blocked", "Plan", "Stage", "Step", "build_plan", "job_command", "load_plan"]
 
 PLAN_FORMAT = 1
 
@@ -571,19 +571,7 @@ def _step(
     estimate: float | None,
     python: str,
 ) -> Step:
-    values = {
-        "start": chunk[0].isoformat(),
-        "end": chunk[-1].isoformat(),
-        "id": table.id,
-        "table": table.table,
-        "processor": table.processor,
-        "python": python,
-    }
-    argv = [arg.format(**values) for arg in job.argv]
-    env = dict(job.env)
-    if job.skip_downstream is not None:
-        argv.extend(job.skip_downstream.args)
-        env.update(job.skip_downstream.env)
+    argv, env = job_command(table, job, chunk[0], chunk[-1], python=python)
     return Step(
         id=f"{table.id}:{chunk[0]}..{chunk[-1]}",
         table=table.id,
@@ -592,7 +580,7 @@ def _step(
         end=chunk[-1],
         dates=tuple(chunk),
         causes=causes,
-        argv=tuple(argv),
+        argv=argv,
         workdir=workdir,
         env=env,
         timeout_seconds=job.timeout_seconds,
@@ -602,6 +590,27 @@ def _step(
         after=after,
         estimated_seconds=estimate,
     )
+
+
+def job_command(
+    table: TableSpec, job: JobSpec, start: date, end: date, *, python: str, extra: Sequence[str] = ()
+) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The argv and env of a table's job over [start, end]: its argv with the placeholders
+    filled, then `extra` (a dry run's arguments), then the settings that skip downstream work."""
+    values = {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "id": table.id,
+        "table": table.table,
+        "processor": table.processor,
+        "python": python,
+    }
+    argv = [arg.format(**values) for arg in job.argv] + list(extra)
+    env = dict(job.env)
+    if job.skip_downstream is not None:
+        argv.extend(job.skip_downstream.args)
+        env.update(job.skip_downstream.env)
+    return tuple(argv), env
 
 
 # --- the text a person reviews -------------------------------------------------------------

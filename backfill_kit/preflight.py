@@ -20,9 +20,9 @@ from typing import Literal
 
 from backfill_kit.common.status import Status
 from backfill_kit.errors import BackfillKitError, PreflightFailed
-from backfill_kit.plan import Plan, build_plan
+from backfill_kit.plan import Plan, build_plan, job_command
 from backfill_kit.running.estimates import estimator_for
-from backfill_kit.running.locks import is_locked
+from backfill_kit.running.locks import is_locked, journal_lock, table_locks_in
 from backfill_kit.running.runner import Progress, Runner, RunOptions, RunResult, journal_path_for, warehouse_checker
 from backfill_kit.spec.model import JobSpec, PipelineSpec, TableSpec, load_spec
 from backfill_kit.validation.validator import Validation, validate
@@ -114,7 +114,7 @@ def run_preflight(
         end,
         quick,
         log_dir or base / "runs",
-        lock_dir or base / ".backfill-kit" / "locks",
+        lock_dir or table_locks_in(base),
         journal,
         warehouse,
     )
@@ -322,23 +322,12 @@ def _dry_runs(ctx: _Context, timeout: float = 60.0) -> Iterator[Check]:
 
 
 def _rehearse(spec: PipelineSpec, table: TableSpec, job: JobSpec, day: date, timeout: float) -> str | None:
-    values = {
-        "start": day.isoformat(),
-        "end": day.isoformat(),
-        "id": table.id,
-        "table": table.table,
-        "processor": table.processor,
-        "python": sys.executable,
-    }
-    argv = [a.format(**values) for a in job.argv] + list(job.dry_run_args or ())
-    if job.skip_downstream is not None:
-        argv += job.skip_downstream.args
-    env = {**os.environ, **job.env, **(job.skip_downstream.env if job.skip_downstream else {})}
+    argv, env = job_command(table, job, day, day, python=sys.executable, extra=job.dry_run_args or ())
     try:
         done = subprocess.run(
             argv,
             cwd=spec.resolve_path(job.workdir),
-            env=env,
+            env={**os.environ, **env},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -359,7 +348,7 @@ def _rehearse(spec: PipelineSpec, table: TableSpec, job: JobSpec, day: date, tim
 
 def _runner_locks(ctx: _Context) -> Iterator[Check]:
     held = [p.stem for p in sorted(ctx.lock_dir.glob("*.lock")) if is_locked(p)]
-    if ctx.journal is not None and is_locked(ctx.journal.with_name(ctx.journal.name + ".lock")):
+    if ctx.journal is not None and is_locked(journal_lock(ctx.journal)):
         held.insert(0, f"journal {ctx.journal.name}")
     if held:
         yield Check(

@@ -34,7 +34,7 @@ from backfill_kit.running.journal import (
     last_run_outcome,
     read_journal,
 )
-from backfill_kit.running.locks import LockSet
+from backfill_kit.running.locks import LockSet, journal_lock, table_lock, table_locks_in
 
 __all__ = [
     "RunOptions",
@@ -111,10 +111,8 @@ def warehouse_checker(plan: Plan) -> Checker | None:
 
 
 def table_lock_dir(plan: Plan, plan_path: Path) -> Path:
-    """One place per pipeline, beside its spec: every runner of that spec meets the same locks,
-    wherever its plan file lies."""
-    base = Path(plan.spec_path).parent if plan.spec_path else plan_path.parent
-    return base / ".backfill-kit" / "locks"
+    """The table locks of the plan's pipeline, beside its spec (a plan without one: beside the plan)."""
+    return table_locks_in(Path(plan.spec_path).parent if plan.spec_path else plan_path.parent)
 
 
 def journal_path_for(plan_path: Path) -> Path:
@@ -185,10 +183,10 @@ class Runner:
     def run(self) -> RunResult:
         check_skip_settings(self.plan, allow_triggers=self.options.allow_downstream_triggers)
         locks = LockSet()
-        locks.acquire(self.journal_path.with_name(self.journal_path.name + ".lock"), f"the journal {self.journal_path}")
+        locks.acquire(journal_lock(self.journal_path), f"the journal {self.journal_path}")
         try:
             tables = sorted({s.table for s in self.plan.steps})
-            locks.acquire_all((self.lock_dir / f"{t}.lock", f"table {t}") for t in tables)
+            locks.acquire_all((table_lock(self.lock_dir, t), f"table {t}") for t in tables)
             with self.executor.session(locks.fds()):
                 try:
                     return self._run_locked()

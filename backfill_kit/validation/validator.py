@@ -31,6 +31,7 @@ from backfill_kit.warehouse import (
     Warehouse,
     open_warehouse,
 )
+from backfill_kit.warehouse.base import DONE_CATEGORIES
 
 if TYPE_CHECKING:
     from backfill_kit.validation.summaries import Gap
@@ -504,7 +505,7 @@ def classify(
         return Status.FAILED
     if (run.best_success_records or 0) > 0:
         return Status.LOST
-    if category in ("success", "no_data"):
+    if category in DONE_CATEGORIES:
         return Status.NO_DATA
     # A skip for another reason, or a status the spec does not map (named in a warning), says
     # nothing about the data: with no other attempt, the date reads as never run.

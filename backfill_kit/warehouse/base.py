@@ -15,6 +15,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 from backfill_kit.errors import WarehouseError
 
 __all__ = [
+    "DONE_CATEGORIES",
     "CalendarRequest",
     "Capabilities",
     "CoverageTarget",
@@ -73,6 +74,10 @@ class RunHistoryRequest:
     # (column, values): a failed or skipped row holding one of the values had nothing to load.
     # Without any, a skip means "nothing to load"; with some, only a matching skip does.
     no_data_reasons: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+# Run categories after which a date has nothing left to load: its rows, or none to be had.
+DONE_CATEGORIES = frozenset({"success", "no_data"})
 
 
 class RunSummary(NamedTuple):
