@@ -26,6 +26,7 @@ from backfill_kit.common.collector import no_gc_pauses
 from backfill_kit.common.file_kinds import kind_of
 from backfill_kit.common.formatting import duration_text
 from backfill_kit.common.limits import date_out_of_bounds
+from backfill_kit.common.small_files import NotSmallText, Why, read_small_text
 from backfill_kit.common.status import NEEDS_WORK, Status
 from backfill_kit.errors import BackfillKitError, InputError
 from backfill_kit.spec.model import MAX_RETRIES, MAX_TIMEOUT_SECONDS, JobSpec, PipelineSpec, TableSpec, command_problem
@@ -214,20 +215,15 @@ _JSON_TYPES = {list: "list", str: "string", int: "number", float: "number", bool
 
 def _plan_text(path: Path) -> str:
     try:
-        if path.exists() and not path.is_file():  # a folder or a pipe: never block on it
-            raise InputError(f"{path}: not a regular file; give the plan file (JSON) made by backfill-kit plan")
-        with path.open("rb") as file:
-            raw = file.read(MAX_PLAN_BYTES + 1)
-    except OSError as exc:
-        raise InputError(f"cannot read the plan {path}: {exc.strerror}") from exc
-    if len(raw) > MAX_PLAN_BYTES:
-        raise InputError(f"{path}: larger than {MAX_PLAN_BYTES >> 20} MiB, so not a plan file; {MAKE_ONE}")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"{path}: not a plan file (not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start}); {MAKE_ONE}"
-        ) from None
+        return read_small_text(path, MAX_PLAN_BYTES)
+    except NotSmallText as exc:
+        message = {
+            Why.NOT_A_FILE: f"{path}: not a regular file; give the plan file (JSON) made by backfill-kit plan",
+            Why.UNREADABLE: f"cannot read the plan {path}: {exc.detail}",
+            Why.TOO_LARGE: f"{path}: larger than {MAX_PLAN_BYTES >> 20} MiB, so not a plan file; {MAKE_ONE}",
+            Why.NOT_UTF8: f"{path}: not a plan file (not UTF-8 text: {exc.detail}); {MAKE_ONE}",
+        }[exc.why]
+        raise InputError(message) from exc
 
 
 def _other_kind(text: str) -> str | None:

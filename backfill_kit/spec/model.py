@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from backfill_kit.common.file_kinds import kind_of
 from backfill_kit.common.limits import date_out_of_bounds
+from backfill_kit.common.small_files import NotSmallText, Why, read_small_text
 from backfill_kit.errors import Problem, SpecError
 
 __all__ = [
@@ -402,26 +403,16 @@ _OTHER_KINDS = {
 
 def _read_text(path: Path) -> str:
     """The file's text: a regular file, at most MAX_SPEC_BYTES, in UTF-8."""
-
-    def refuse(message: str, line: int | None = None) -> SpecError:
-        return SpecError([Problem(str(path), "", message, line)])
-
     try:
-        if path.exists() and not path.is_file():  # a folder, a pipe or a device: never block on it
-            raise refuse("not a regular file; give the path of the spec's YAML file")
-        with path.open("rb") as file:
-            raw = file.read(MAX_SPEC_BYTES + 1)
-    except OSError as exc:
-        raise refuse(f"cannot read the spec file: {exc.strerror}") from exc
-    if len(raw) > MAX_SPEC_BYTES:
-        raise refuse(f"the file is larger than {MAX_SPEC_BYTES // 1024} KiB; a spec is a few kilobytes of YAML")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise refuse(
-            f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save the file as UTF-8", line
-        ) from None
+        return read_small_text(path, MAX_SPEC_BYTES)
+    except NotSmallText as exc:
+        message = {
+            Why.NOT_A_FILE: "not a regular file; give the path of the spec's YAML file",
+            Why.UNREADABLE: f"cannot read the spec file: {exc.detail}",
+            Why.TOO_LARGE: f"the file is larger than {MAX_SPEC_BYTES // 1024} KiB; a spec is a few kilobytes of YAML",
+            Why.NOT_UTF8: f"not UTF-8 text ({exc.detail}); save the file as UTF-8",
+        }[exc.why]
+        raise SpecError([Problem(str(path), "", message, exc.line)]) from exc
 
 
 def parse_spec(text: str, path: Path) -> PipelineSpec:
