@@ -199,38 +199,45 @@ def _validated(ctx: _Context) -> Iterator[Check]:
     ctx.plan = build_plan(ctx.validation, estimates=estimator_for(ctx.spec, ctx.validation.cells))
 
 
-def _stale_runs(ctx: _Context) -> Iterator[Check]:
-    if ctx.validation is None:
-        yield Check("orphaned running rows", "skip", "no validation")
-        return
-    stale = [c for c in ctx.validation.cells if c.status is Status.STALE]
-    if not stale:
-        yield Check("orphaned running rows", "pass", "no run was left `running` by a crash")
-        return
+def _from_validation(
+    name: str, found: Callable[[Validation], str | None], clean: str, todo: str
+) -> Callable[[_Context], Iterator[Check]]:
+    """A check that reads the validation: it warns with what `found` says, else passes."""
+
+    def check(ctx: _Context) -> Iterator[Check]:
+        if ctx.validation is None:
+            yield Check(name, "skip", "no validation")
+        elif why := found(ctx.validation):
+            yield Check(name, "warn", why, todo)
+        else:
+            yield Check(name, "pass", clean)
+
+    return check
+
+
+def _stale_text(validation: Validation) -> str | None:
+    stale = [c for c in validation.cells if c.status is Status.STALE]
     first = ", ".join(f"{c.table} {c.date}" for c in stale[:3])
-    yield Check(
-        "orphaned running rows",
-        "warn",
-        f"{len(stale)} runs never finished ({first}...)",
-        "the backfill reruns them; check nothing is still running them",
-    )
+    return f"{len(stale)} runs never finished ({first}...)" if stale else None
 
 
-def _run_history_statuses(ctx: _Context) -> Iterator[Check]:
-    if ctx.validation is None:
-        yield Check("run history statuses", "skip", "no validation")
-        return
-    unmapped = ctx.validation.unmapped_statuses
-    if not unmapped:
-        yield Check("run history statuses", "pass", "every status in the range is mapped by run_history.statuses")
-        return
-    named = ", ".join(f"{status!r} ({n:,} processor-dates)" for status, n in unmapped.items())
-    yield Check(
-        "run history statuses",
-        "warn",
-        f"statuses the spec does not map, read as no evidence: {named}",
-        "map them under run_history.statuses",
-    )
+def _unmapped_text(validation: Validation) -> str | None:
+    named = ", ".join(f"{status!r} ({n:,} processor-dates)" for status, n in validation.unmapped_statuses.items())
+    return f"statuses the spec does not map, read as no evidence: {named}" if named else None
+
+
+_stale_runs = _from_validation(
+    "orphaned running rows",
+    _stale_text,
+    "no run was left `running` by a crash",
+    "the backfill reruns them; check nothing is still running them",
+)
+_run_history_statuses = _from_validation(
+    "run history statuses",
+    _unmapped_text,
+    "every status in the range is mapped by run_history.statuses",
+    "map them under run_history.statuses",
+)
 
 
 def _upstream_coverage(ctx: _Context) -> Iterator[Check]:
