@@ -402,23 +402,13 @@ def _hazard_targets(spec: PipelineSpec, selected: list[str]) -> list[CoverageTar
 
 
 def history_request(spec: PipelineSpec) -> RunHistoryRequest:
-    rh, cols, st = spec.run_history, spec.run_history.columns, spec.run_history.statuses
+    rh = spec.run_history
+    # By name: the column and status fields are all strings, so a positional slip would
+    # silently query one column as another; an unknown name fails at once.
     return RunHistoryRequest(
-        rh.table,
-        cols.processor,
-        cols.date,
-        cols.status,
-        cols.started_at,
-        cols.finished_at,
-        cols.records,
-        cols.error,
-        cols.run_id,
-        st.running,
-        st.success,
-        st.failed,
-        st.skipped,
-        range_start=cols.range_start,
-        range_end=cols.range_end,
+        table=rh.table,
+        **rh.columns.model_dump(),
+        **rh.statuses.model_dump(),
         max_range_days=rh.max_range_days,
         no_data_reasons=tuple(rh.no_data_reasons.items()),
     )
