@@ -1,8 +1,9 @@
 """One exception root for everything backfill-kit raises on purpose.
 
 A `BackfillKitError` is a user's problem (bad spec, bad input, a warehouse that does not match
-the spec): the CLI prints its message and exits 2, never a traceback. Native errors (DuckDB,
-BigQuery) are translated once, at the backend boundary, with ``raise ... from exc``.
+the spec): the CLI prints its message and exits with its `exit_code` (2 unless the class says
+otherwise), never a traceback. Native errors (DuckDB, BigQuery) are translated once, at the
+backend boundary, with ``raise ... from exc``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ class BackfillKitError(Exception):
     """Root of every error the toolkit raises deliberately; its message says what to do."""
 
     exit_code = 2
-    retryable = False
 
 
 class InputError(BackfillKitError):

@@ -26,13 +26,14 @@ from backfill_kit.common.collector import no_gc_pauses
 from backfill_kit.common.file_kinds import kind_of
 from backfill_kit.common.formatting import duration_text
 from backfill_kit.common.limits import date_out_of_bounds
+from backfill_kit.common.small_files import NotSmallText, Why, read_small_text
 from backfill_kit.common.status import NEEDS_WORK, Status
 from backfill_kit.errors import BackfillKitError, InputError
 from backfill_kit.spec.model import MAX_RETRIES, MAX_TIMEOUT_SECONDS, JobSpec, PipelineSpec, TableSpec, command_problem
 from backfill_kit.validation.calendar import consecutive_runs
 from backfill_kit.validation.validator import Cell, Validation
 
-__all__ = ["Blocked", "Plan", "Stage", "Step", "build_plan", "load_plan"]
+__all__ = ["Blocked", "Plan", "Stage", "Step", "build_plan", "job_command", "load_plan"]
 
 PLAN_FORMAT = 1
 
@@ -98,7 +99,8 @@ class Plan:
         return [step for stage in self.stages for step in stage.steps]
 
     @property
-    def dates(self) -> int:
+    def table_dates(self) -> int:
+        """How many (table, date) cells the steps cover: the plan file's totals.dates."""
         return sum(len(s.dates) for s in self.steps)
 
     def estimated_seconds(self) -> float | None:
@@ -123,7 +125,7 @@ class Plan:
             "totals": {
                 "stages": len(self.stages),
                 "steps": len(self.steps),
-                "dates": self.dates,
+                "dates": self.table_dates,
                 "blocked": len(self.blocked),
                 "estimated_seconds": self.estimated_seconds(),
             },
@@ -213,20 +215,15 @@ _JSON_TYPES = {list: "list", str: "string", int: "number", float: "number", bool
 
 def _plan_text(path: Path) -> str:
     try:
-        if path.exists() and not path.is_file():  # a folder or a pipe: never block on it
-            raise InputError(f"{path}: not a regular file; give the plan file (JSON) made by backfill-kit plan")
-        with path.open("rb") as file:
-            raw = file.read(MAX_PLAN_BYTES + 1)
-    except OSError as exc:
-        raise InputError(f"cannot read the plan {path}: {exc.strerror}") from exc
-    if len(raw) > MAX_PLAN_BYTES:
-        raise InputError(f"{path}: larger than {MAX_PLAN_BYTES >> 20} MiB, so not a plan file; {MAKE_ONE}")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"{path}: not a plan file (not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start}); {MAKE_ONE}"
-        ) from None
+        return read_small_text(path, MAX_PLAN_BYTES)
+    except NotSmallText as exc:
+        message = {
+            Why.NOT_A_FILE: f"{path}: not a regular file; give the plan file (JSON) made by backfill-kit plan",
+            Why.UNREADABLE: f"cannot read the plan {path}: {exc.detail}",
+            Why.TOO_LARGE: f"{path}: larger than {MAX_PLAN_BYTES >> 20} MiB, so not a plan file; {MAKE_ONE}",
+            Why.NOT_UTF8: f"{path}: not a plan file (not UTF-8 text: {exc.detail}); {MAKE_ONE}",
+        }[exc.why]
+        raise InputError(message) from exc
 
 
 def _other_kind(text: str) -> str | None:
@@ -570,19 +567,7 @@ def _step(
     estimate: float | None,
     python: str,
 ) -> Step:
-    values = {
-        "start": chunk[0].isoformat(),
-        "end": chunk[-1].isoformat(),
-        "id": table.id,
-        "table": table.table,
-        "processor": table.processor,
-        "python": python,
-    }
-    argv = [arg.format(**values) for arg in job.argv]
-    env = dict(job.env)
-    if job.skip_downstream is not None:
-        argv.extend(job.skip_downstream.args)
-        env.update(job.skip_downstream.env)
+    argv, env = job_command(table, job, chunk[0], chunk[-1], python=python)
     return Step(
         id=f"{table.id}:{chunk[0]}..{chunk[-1]}",
         table=table.id,
@@ -591,7 +576,7 @@ def _step(
         end=chunk[-1],
         dates=tuple(chunk),
         causes=causes,
-        argv=tuple(argv),
+        argv=argv,
         workdir=workdir,
         env=env,
         timeout_seconds=job.timeout_seconds,
@@ -601,6 +586,27 @@ def _step(
         after=after,
         estimated_seconds=estimate,
     )
+
+
+def job_command(
+    table: TableSpec, job: JobSpec, start: date, end: date, *, python: str, extra: Sequence[str] = ()
+) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The argv and env of a table's job over [start, end]: its argv with the placeholders
+    filled, then `extra` (a dry run's arguments), then the settings that skip downstream work."""
+    values = {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "id": table.id,
+        "table": table.table,
+        "processor": table.processor,
+        "python": python,
+    }
+    argv = [arg.format(**values) for arg in job.argv] + list(extra)
+    env = dict(job.env)
+    if job.skip_downstream is not None:
+        argv.extend(job.skip_downstream.args)
+        env.update(job.skip_downstream.env)
+    return tuple(argv), env
 
 
 # --- the text a person reviews -------------------------------------------------------------
@@ -615,7 +621,7 @@ def _estimate(plan: Plan) -> str:
 def _plan_lines(plan: Plan) -> Iterable[str]:
     yield (
         f"Plan for {plan.spec_name}, {plan.start} .. {plan.end}: {len(plan.steps):,} steps over "
-        f"{plan.dates:,} table-dates in {len(plan.stages)} stages; estimated {_estimate(plan)}"
+        f"{plan.table_dates:,} table-dates in {len(plan.stages)} stages; estimated {_estimate(plan)}"
     )
     if not plan.steps:
         yield "Nothing to run."

@@ -20,9 +20,9 @@ from typing import Literal
 
 from backfill_kit.common.status import Status
 from backfill_kit.errors import BackfillKitError, PreflightFailed
-from backfill_kit.plan import Plan, build_plan
+from backfill_kit.plan import Plan, build_plan, job_command
 from backfill_kit.running.estimates import estimator_for
-from backfill_kit.running.locks import is_locked
+from backfill_kit.running.locks import is_locked, journal_lock, table_locks_in
 from backfill_kit.running.runner import Progress, Runner, RunOptions, RunResult, journal_path_for, warehouse_checker
 from backfill_kit.spec.model import JobSpec, PipelineSpec, TableSpec, load_spec
 from backfill_kit.validation.validator import Validation, validate
@@ -114,7 +114,7 @@ def run_preflight(
         end,
         quick,
         log_dir or base / "runs",
-        lock_dir or base / ".backfill-kit" / "locks",
+        lock_dir or table_locks_in(base),
         journal,
         warehouse,
     )
@@ -199,38 +199,45 @@ def _validated(ctx: _Context) -> Iterator[Check]:
     ctx.plan = build_plan(ctx.validation, estimates=estimator_for(ctx.spec, ctx.validation.cells))
 
 
-def _stale_runs(ctx: _Context) -> Iterator[Check]:
-    if ctx.validation is None:
-        yield Check("orphaned running rows", "skip", "no validation")
-        return
-    stale = [c for c in ctx.validation.cells if c.status is Status.STALE]
-    if not stale:
-        yield Check("orphaned running rows", "pass", "no run was left `running` by a crash")
-        return
+def _from_validation(
+    name: str, found: Callable[[Validation], str | None], clean: str, todo: str
+) -> Callable[[_Context], Iterator[Check]]:
+    """A check that reads the validation: it warns with what `found` says, else passes."""
+
+    def check(ctx: _Context) -> Iterator[Check]:
+        if ctx.validation is None:
+            yield Check(name, "skip", "no validation")
+        elif why := found(ctx.validation):
+            yield Check(name, "warn", why, todo)
+        else:
+            yield Check(name, "pass", clean)
+
+    return check
+
+
+def _stale_text(validation: Validation) -> str | None:
+    stale = [c for c in validation.cells if c.status is Status.STALE]
     first = ", ".join(f"{c.table} {c.date}" for c in stale[:3])
-    yield Check(
-        "orphaned running rows",
-        "warn",
-        f"{len(stale)} runs never finished ({first}...)",
-        "the backfill reruns them; check nothing is still running them",
-    )
+    return f"{len(stale)} runs never finished ({first}...)" if stale else None
 
 
-def _run_history_statuses(ctx: _Context) -> Iterator[Check]:
-    if ctx.validation is None:
-        yield Check("run history statuses", "skip", "no validation")
-        return
-    unmapped = ctx.validation.unmapped_statuses
-    if not unmapped:
-        yield Check("run history statuses", "pass", "every status in the range is mapped by run_history.statuses")
-        return
-    named = ", ".join(f"{status!r} ({n:,} processor-dates)" for status, n in unmapped.items())
-    yield Check(
-        "run history statuses",
-        "warn",
-        f"statuses the spec does not map, read as no evidence: {named}",
-        "map them under run_history.statuses",
-    )
+def _unmapped_text(validation: Validation) -> str | None:
+    named = ", ".join(f"{status!r} ({n:,} processor-dates)" for status, n in validation.unmapped_statuses.items())
+    return f"statuses the spec does not map, read as no evidence: {named}" if named else None
+
+
+_stale_runs = _from_validation(
+    "orphaned running rows",
+    _stale_text,
+    "no run was left `running` by a crash",
+    "the backfill reruns them; check nothing is still running them",
+)
+_run_history_statuses = _from_validation(
+    "run history statuses",
+    _unmapped_text,
+    "every status in the range is mapped by run_history.statuses",
+    "map them under run_history.statuses",
+)
 
 
 def _upstream_coverage(ctx: _Context) -> Iterator[Check]:
@@ -322,23 +329,12 @@ def _dry_runs(ctx: _Context, timeout: float = 60.0) -> Iterator[Check]:
 
 
 def _rehearse(spec: PipelineSpec, table: TableSpec, job: JobSpec, day: date, timeout: float) -> str | None:
-    values = {
-        "start": day.isoformat(),
-        "end": day.isoformat(),
-        "id": table.id,
-        "table": table.table,
-        "processor": table.processor,
-        "python": sys.executable,
-    }
-    argv = [a.format(**values) for a in job.argv] + list(job.dry_run_args or ())
-    if job.skip_downstream is not None:
-        argv += job.skip_downstream.args
-    env = {**os.environ, **job.env, **(job.skip_downstream.env if job.skip_downstream else {})}
+    argv, env = job_command(table, job, day, day, python=sys.executable, extra=job.dry_run_args or ())
     try:
         done = subprocess.run(
             argv,
             cwd=spec.resolve_path(job.workdir),
-            env=env,
+            env={**os.environ, **env},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -359,7 +355,7 @@ def _rehearse(spec: PipelineSpec, table: TableSpec, job: JobSpec, day: date, tim
 
 def _runner_locks(ctx: _Context) -> Iterator[Check]:
     held = [p.stem for p in sorted(ctx.lock_dir.glob("*.lock")) if is_locked(p)]
-    if ctx.journal is not None and is_locked(ctx.journal.with_name(ctx.journal.name + ".lock")):
+    if ctx.journal is not None and is_locked(journal_lock(ctx.journal)):
         held.insert(0, f"journal {ctx.journal.name}")
     if held:
         yield Check(

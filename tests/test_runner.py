@@ -18,7 +18,7 @@ from backfill_kit.errors import BackfillKitError, InputError
 from backfill_kit.plan import load_plan
 from backfill_kit.running.journal import read_journal
 from backfill_kit.running.locks import is_locked
-from backfill_kit.running.runner import Runner, RunOptions
+from backfill_kit.running.runner import Runner, RunOptions, plan_sha
 
 
 def run(plan_path: Path, **options):
@@ -157,6 +157,35 @@ def test_a_corrupt_journal_line_is_named_and_nothing_is_overwritten(tmp_path):
     with pytest.raises(InputError, match=r"plan.journal.jsonl:2: the journal line is corrupt"):
         run(tmp_path / "plan.json", resume=True)
     assert journal.read_bytes() == before and runs_of(m, "a") == 1
+
+
+def test_a_journal_in_the_words_of_earlier_versions_resumes_and_keeps_them(tmp_path):
+    """Outcomes and events are enums in the code; on disk they stay the words they always were."""
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (1, [fake_step("a", m), fake_step("b", m)]))
+    journal = tmp_path / "plan.journal.jsonl"
+    t = "2026-01-01T00:00:00.000+00:00"
+    old = [
+        {
+            "event": "run_started",
+            "time": t,
+            "plan": "plan.json",
+            "plan_sha": plan_sha(tmp_path / "plan.json"),
+            "steps": 2,
+        },
+        {"event": "stage_started", "time": t, "stage": 1},
+        {"event": "step_started", "time": t, "step": "a", "table": "a", "attempt": 1},
+        {"event": "step_finished", "time": t, "step": "a", "table": "a", "outcome": "succeeded"},
+    ]
+    journal.write_text("".join(json.dumps(e) + "\n" for e in old))
+    result = run(tmp_path / "plan.json", resume=True)
+    assert (runs_of(m, "a"), runs_of(m, "b"), result.outcome) == (0, 1, "completed")
+    written = [json.loads(line) for line in journal.read_text().splitlines()[len(old) :]]
+    assert [(e["event"], e.get("outcome")) for e in written if e["event"].endswith("finished")] == [
+        ("step_finished", "succeeded"),
+        ("stage_finished", None),
+        ("run_finished", "completed"),
+    ]
 
 
 def test_a_line_torn_by_a_crash_is_dropped_on_resume(tmp_path):

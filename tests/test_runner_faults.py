@@ -356,8 +356,8 @@ def test_job_output_in_the_live_display_is_never_markup_nor_escapes(tmp_path):
 def test_warehouse_errors_reach_the_monitor_without_escapes(mini):
     from rich.console import Console
 
-    from backfill_kit.cli.display import snapshot_view
     from backfill_kit.monitor import take_snapshot
+    from backfill_kit.monitor.view import snapshot_view
     from backfill_kit.spec.model import load_spec
 
     d = date(2024, 1, 10)

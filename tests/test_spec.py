@@ -123,3 +123,14 @@ def test_seasons_must_be_ordered_and_bootstrap_needs_them(tmp_path):
 def test_a_missing_spec_file(tmp_path):
     with pytest.raises(SpecError, match="cannot read the spec file: No such file or directory"):
         load_spec(tmp_path / "nope.yaml")
+
+
+def test_a_table_without_any_date_column_is_named_never_guessed(tmp_path):
+    """The loader refuses such a spec; one built around it in Python gets the same word, not 'date'."""
+    path = tmp_path / "nba_props.yaml"
+    path.write_text(example_spec_text())
+    spec = load_spec(path)
+    table = next(t for t in spec.tables if t.date_column is None)
+    assert spec.date_column_of(table) == "game_date"
+    with pytest.raises(SpecError, match=re.escape(f"{spec.field_path(table.id)}.date_column: required")):
+        spec.model_copy(update={"date_column": None}).date_column_of(table)

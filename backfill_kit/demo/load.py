@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from backfill_kit.demo import EXAMPLE_SPEC, example_spec_text
 from backfill_kit.demo.tables import RUN_HISTORY_TABLE, TABLES
 from backfill_kit.errors import InputError
-from backfill_kit.spec.model import BigQueryWarehouse as BigQueryConfig
+from backfill_kit.spec.model import BigQuerySettings
 
 if TYPE_CHECKING:
     from backfill_kit.warehouse.bigquery import BigQueryWarehouse
@@ -111,9 +111,9 @@ def _blank_inside(lines: list[str], i: int) -> bool:
     return not lines[i].strip() and i + 1 < len(lines) and lines[i + 1].startswith((" ", "\t"))
 
 
-def _config(project: str, dataset_prefix: str, location: str | None) -> BigQueryConfig:
+def _config(project: str, dataset_prefix: str, location: str | None) -> BigQuerySettings:
     try:
-        return BigQueryConfig.model_validate(
+        return BigQuerySettings.model_validate(
             {"backend": "bigquery", "project": project, "dataset_prefix": dataset_prefix, "location": location}
         )
     except ValidationError as exc:
@@ -121,7 +121,7 @@ def _config(project: str, dataset_prefix: str, location: str | None) -> BigQuery
         raise InputError(f"cannot load the demo into BigQuery: {problems}") from None
 
 
-def _section(config: BigQueryConfig) -> list[str]:
+def _section(config: BigQuerySettings) -> list[str]:
     lines = ["backend: bigquery", f"project: {config.project}"]
     if config.location:
         lines.append(f"location: {config.location}")

@@ -19,12 +19,13 @@ from typing import Any
 from backfill_kit.common.arguments import as_date
 from backfill_kit.common.status import DONE, Status, percent
 from backfill_kit.errors import InputError
-from backfill_kit.running.journal import DONE_OUTCOMES, read_journal
-from backfill_kit.running.locks import is_locked
+from backfill_kit.running.journal import DONE_OUTCOMES, Event, read_journal
+from backfill_kit.running.locks import is_locked, journal_lock
 from backfill_kit.spec.model import PipelineSpec
 from backfill_kit.validation.summaries import readable_error
 from backfill_kit.validation.validator import Validation, history_request, validate
 from backfill_kit.warehouse import RecentRun, Warehouse, open_warehouse
+from backfill_kit.warehouse.base import DONE_CATEGORIES
 
 __all__ = [
     "PhaseProgress",
@@ -167,7 +168,7 @@ def take_snapshot(
         window_hours=window_hours,
         tables=tables,
         phases=phase_progress(tables),
-        completed_in_window=len({(r.processor, r.date) for r in recent if r.category in ("success", "no_data")}),
+        completed_in_window=len({(r.processor, r.date) for r in recent if r.category in DONE_CATEGORIES}),
         eta_seconds=eta_range(spec, remaining, _durations(v, journals)),
         failures=_failures(spec, recent),
         stale=_stale(v),
@@ -283,7 +284,7 @@ def find_journals(spec: PipelineSpec) -> list[Path]:
 
 
 def runner_position(journal: Path) -> RunnerPosition:
-    working = is_locked(journal.with_name(journal.name + ".lock"))
+    working = is_locked(journal_lock(journal))
     try:
         state = read_journal(journal)
     except InputError as exc:  # one bad old journal must not blind the monitor to the rest
@@ -292,13 +293,13 @@ def runner_position(journal: Path) -> RunnerPosition:
     started: dict[str, None] = {}
     total = 0
     for e in state.events:
-        if e["event"] == "run_started":
+        if e["event"] == Event.RUN_STARTED:
             total = e.get("steps", total)
-        elif e["event"] == "stage_started":
+        elif e["event"] == Event.STAGE_STARTED:
             stage, phase = e.get("stage"), e.get("phase")
-        elif e["event"] == "step_started":
+        elif e["event"] == Event.STEP_STARTED:
             started[e["step"]] = None
-        elif e["event"] == "step_finished":
+        elif e["event"] == Event.STEP_FINISHED:
             started.pop(e["step"], None)
     done = sum(1 for o in state.outcomes.values() if o in DONE_OUTCOMES)
     return RunnerPosition(str(journal), working, stage, phase, tuple(started) if working else (), done, total)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from backfill_kit.common.arguments import as_date, find_file
-from backfill_kit.errors import BackfillKitError
+from backfill_kit.errors import BackfillKitError, WarehouseError
 from backfill_kit.monitor.snapshot import find_journals, take_snapshot
 from backfill_kit.monitor.view import snapshot_view
 from backfill_kit.validation import check_range
@@ -68,7 +68,7 @@ class MonitorWidget:
     def _failed(self, exc: Exception) -> None:
         self.failures += 1
         cause, now = _error_cause(exc), datetime.now(UTC)
-        if getattr(exc, "retryable", False) and self.failures < self.MAX_FAILURES:
+        if isinstance(exc, WarehouseError) and exc.retryable and self.failures < self.MAX_FAILURES:
             self.status.value = _error_html(
                 f"look failed at {now:%H:%M:%S} UTC ({self.failures} of "
                 f"{self.MAX_FAILURES}), trying again in {self.interval:g} s: {cause}"

@@ -35,6 +35,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from backfill_kit.common.status import Status
+from backfill_kit.running.journal import UNFINISHED, Outcome
 from backfill_kit.validation.summaries import readable_error
 from backfill_kit.validation.validator import Cell
 
@@ -77,14 +78,14 @@ STATUS_COLORS = {
     Status.LOST: "#5d4037",
 }
 OUTCOME_COLORS = {
-    "succeeded": "#2e7d32",
-    "succeeded_without_data": "#fbc02d",
-    "retrying": "#90caf9",
-    "failed": "#d32f2f",
-    "timed_out": "#ef6c00",
-    "interrupted": "#5d4037",
-    "skipped": "#b0bec5",
-    "unfinished": "#8e24aa",
+    Outcome.SUCCEEDED: "#2e7d32",
+    Outcome.SUCCEEDED_WITHOUT_DATA: "#fbc02d",
+    Outcome.RETRYING: "#90caf9",
+    Outcome.FAILED: "#d32f2f",
+    Outcome.TIMED_OUT: "#ef6c00",
+    Outcome.INTERRUPTED: "#5d4037",
+    Outcome.SKIPPED: "#b0bec5",
+    UNFINISHED: "#8e24aa",
 }
 CONFIG = {"displaylogo": False, "responsive": True}
 FONT = {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12}
@@ -329,7 +330,7 @@ def season_bars(
     counts: dict[str, dict[str, Counter[str]]], tables: Sequence[str], phases: Sequence[str]
 ) -> dict[str, Any]:
     """Per season (one panel each, side by side, sharing the table axis) and table, stacked
-    bars of game dates by status. `counts` is `coverage.season_counts` output."""
+    bars of game dates by status. `counts` is `summaries.season_counts` output."""
     n = max(1, len(counts))
     y = [list(phases), list(tables)]
     traces: list[dict[str, Any]] = []

@@ -2,7 +2,7 @@
 for analysts who want to go on from a report in a notebook.
 
 The command line never imports this module; neither does the coverage report's hot path
-(`coverage` has the same summaries in plain Python).
+(`validation.summaries` has the same summaries in plain Python).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from backfill_kit.running.journal import UNFINISHED, Event
 from backfill_kit.validation.summaries import gap_runs, readable_error
 from backfill_kit.validation.validator import Cell, Validation
 
@@ -34,7 +35,7 @@ def cells_frame(validation: Validation) -> pd.DataFrame:
 
 
 def gaps_frame(cells: Iterable[Cell], days: Sequence[date]) -> pd.DataFrame:
-    """`coverage.gap_runs` as a frame: runs of one table's consecutive expected dates with
+    """`summaries.gap_runs` as a frame: runs of one table's consecutive expected dates with
     the same gap status, longest first, with the last error seen and what to do."""
     columns = ["table", "phase", "status", "first", "last", "dates", "last error", "what to do"]
     return pd.DataFrame([g.row() for g in gap_runs(cells, days)], columns=columns)
@@ -51,13 +52,13 @@ def attempts_frame(events: Iterable[dict[str, Any]]) -> pd.DataFrame:
     stage: dict[str, Any] = {}
     for event in events:
         kind = event.get("event")
-        if kind == "stage_started":
+        if kind == Event.STAGE_STARTED:
             stage = event
-        elif kind == "step_started":
+        elif kind == Event.STEP_STARTED:
             row = _attempt_row(event, stage)
             open_attempts[(event["step"], event.get("attempt", 1))] = row
             rows.append(row)
-        elif kind == "step_finished":
+        elif kind == Event.STEP_FINISHED:
             _finish(rows, open_attempts, event, stage)
     return _typed_attempts(pd.DataFrame(rows, columns=ATTEMPT_COLUMNS))
 
@@ -91,7 +92,7 @@ def _attempt_row(event: dict[str, Any], stage: dict[str, Any]) -> dict[str, Any]
         "started": event.get("time"),
         "finished": None,
         "seconds": None,
-        "outcome": "unfinished",
+        "outcome": UNFINISHED,
         "exit_code": None,
         "retries": None,
         "dates": event.get("dates"),

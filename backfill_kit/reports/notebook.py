@@ -28,7 +28,7 @@ from backfill_kit.errors import InputError
 from backfill_kit.reports import figures
 from backfill_kit.reports.figures import ReportFigure
 from backfill_kit.reports.render import find_plan
-from backfill_kit.running.journal import read_journal
+from backfill_kit.running.journal import Event, Outcome, read_journal
 from backfill_kit.validation import summaries
 
 if TYPE_CHECKING:
@@ -302,7 +302,7 @@ class CoverageAudit:
             f"# or both at once, resumable:\nbackfill-kit backfill --spec {spec} --start {start} --end {end}"
         )
         intro = (
-            f"<p>{len(plan.steps):,} steps over {plan.dates:,} table-dates in {len(plan.stages)} stages "
+            f"<p>{len(plan.steps):,} steps over {plan.table_dates:,} table-dates in {len(plan.stages)} stages "
             "(stages run one after another; the steps of a parallel stage run side by side). "
             f'Make and run it with:</p><pre class="bk-pre">{esc(commands)}</pre>'
         )
@@ -376,8 +376,8 @@ class ExecutionLog:
 
     def headline(self) -> Headline:
         steps = self.steps_frame
-        started = [e["time"] for e in self.events if e.get("event") == "run_started"]
-        finished = [e for e in self.events if e.get("event") == "run_finished"]
+        started = [e["time"] for e in self.events if e.get("event") == Event.RUN_STARTED]
+        finished = [e for e in self.events if e.get("event") == Event.RUN_FINISHED]
         result = finished[-1].get("outcome", "?") if finished else "unfinished (no run_finished event)"
         cards = [
             (result, "outcome of the last run"),
@@ -443,7 +443,8 @@ class ExecutionLog:
 
     def warnings(self) -> HTML:
         rows = warning_rows(
-            self.events, list(self.steps_frame.loc[self.steps_frame["outcome"] == "succeeded_without_data", "step"])
+            self.events,
+            list(self.steps_frame.loc[self.steps_frame["outcome"] == Outcome.SUCCEEDED_WITHOUT_DATA, "step"]),
         )
         if not rows:
             return HTML(note_html("No warnings: every step that exited 0 left rows in its dates."))
@@ -519,9 +520,9 @@ def warning_rows(events: Sequence[dict[str, Any]], without_data: Sequence[str]) 
         for s in without_data
     ]
     for event in events:
-        if event.get("event") == "run_finished":
+        if event.get("event") == Event.RUN_FINISHED:
             rows += [{"step": "", "warning": str(w)} for w in event.get("warnings") or []]
-        elif event.get("event") == "journal_repaired":
+        elif event.get("event") == Event.JOURNAL_REPAIRED:
             rows.append(
                 {
                     "step": "",

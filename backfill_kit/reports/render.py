@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from backfill_kit.common.arguments import find_file
 from backfill_kit.errors import BackfillKitError, InputError, MissingDependencyError
+from backfill_kit.running.journal import Event
 
 if TYPE_CHECKING:
     from backfill_kit.plan import Plan
@@ -133,7 +134,7 @@ def render_execution(
     if not found.is_file():
         raise InputError(f"the journal {journal} does not exist; {hint}")
     events = read_journal(found).events  # a corrupt journal is one clear message too
-    if not any(e.get("event") == "run_started" for e in events):
+    if not any(e.get("event") == Event.RUN_STARTED for e in events):
         raise InputError(f"the journal {journal} records no run yet; run the plan first")
     stamp = _stamp(now)
     plan, _ = find_plan(found, events)
@@ -159,7 +160,7 @@ def find_plan(journal: Path, events: Sequence[dict[str, Any]]) -> tuple[Plan | N
     (relative to where the run started), else a plan of that name beside the journal."""
     from backfill_kit.plan import load_plan
 
-    recorded = next((e.get("plan") for e in events if e.get("event") == "run_started" and e.get("plan")), None)
+    recorded = next((e.get("plan") for e in events if e.get("event") == Event.RUN_STARTED and e.get("plan")), None)
     if recorded is None:
         return None, "the journal records no plan file"
     for candidate in (Path(recorded), journal.parent / Path(recorded).name):

@@ -48,7 +48,7 @@ def journals_beside(spec: PipelineSpec) -> list[Path]:
 def journal_samples(journals: Iterable[Path]) -> Samples:
     """Each step that succeeded: its table, its dates and its seconds. A journal that cannot
     be read is left out (the monitor names it)."""
-    from backfill_kit.running.journal import DONE_OUTCOMES, read_journal
+    from backfill_kit.running.journal import DONE_OUTCOMES, Event, read_journal
 
     samples: Samples = {}
     for path in journals:
@@ -58,9 +58,9 @@ def journal_samples(journals: Iterable[Path]) -> Samples:
             continue
         dates: dict[str, int] = {}
         for e in events:
-            if e["event"] == "step_started" and isinstance(e.get("dates"), int):
+            if e["event"] == Event.STEP_STARTED and isinstance(e.get("dates"), int):
                 dates[e["step"]] = e["dates"]
-            elif e["event"] == "step_finished" and e["outcome"] in DONE_OUTCOMES and e["step"] in dates:
+            elif e["event"] == Event.STEP_FINISHED and e["outcome"] in DONE_OUTCOMES and e["step"] in dates:
                 seconds = e.get("seconds")
                 if isinstance(seconds, int | float) and seconds >= 0:
                     samples.setdefault(e["table"], []).append((dates[e["step"]], float(seconds)))

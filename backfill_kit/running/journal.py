@@ -18,17 +18,66 @@ import json
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
 from backfill_kit.common.file_kinds import kind_of
 from backfill_kit.errors import BackfillKitError, InputError
 
-__all__ = ["DONE_OUTCOMES", "Journal", "JournalState", "JournalWriteError", "last_run_outcome", "read_journal"]
+__all__ = [
+    "DONE_OUTCOMES",
+    "UNFINISHED",
+    "Event",
+    "Journal",
+    "JournalState",
+    "JournalWriteError",
+    "Outcome",
+    "RunOutcome",
+    "last_run_outcome",
+    "read_journal",
+]
+
+
+# The journal's vocabulary, spelled once. Members are strings: the file holds their values.
+class Event(StrEnum):
+    RUN_STARTED = "run_started"
+    RUN_FINISHED = "run_finished"
+    STAGE_STARTED = "stage_started"
+    STAGE_FINISHED = "stage_finished"
+    STEP_STARTED = "step_started"
+    STEP_FINISHED = "step_finished"
+    JOURNAL_REPAIRED = "journal_repaired"
+
+
+class Outcome(StrEnum):
+    """How one attempt of a step ended (a step_finished event's outcome)."""
+
+    SUCCEEDED = "succeeded"
+    SUCCEEDED_WITHOUT_DATA = "succeeded_without_data"  # exited 0, yet its dates have no rows
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    RETRYING = "retrying"  # failed with a transient exit code; another attempt follows
+    INTERRUPTED = "interrupted"
+    SKIPPED = "skipped"  # never started: an upstream step failed or wrote no rows
+
+
+class RunOutcome(StrEnum):
+    """How a whole run ended (a run_finished event's outcome)."""
+
+    COMPLETED = "completed"
+    BLOCKED = "blocked"  # every step done, but some held back by a step without data
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    STOPPED = "stopped"  # an error stopped it (never journaled: the journal may be what failed)
+
+
+# What the reports call an attempt the journal saw start and never finish (a crash, or still running).
+UNFINISHED = "unfinished"
 
 # Outcomes after which a step is never run again by --resume.
-DONE_OUTCOMES = frozenset({"succeeded", "succeeded_without_data"})
-STEP_OUTCOMES = DONE_OUTCOMES | {"failed", "timed_out", "retrying", "interrupted", "skipped"}
+DONE_OUTCOMES = frozenset({Outcome.SUCCEEDED, Outcome.SUCCEEDED_WITHOUT_DATA})
+_OUTCOMES = frozenset(Outcome)  # `text in Outcome` raises TypeError before Python 3.12
 
 MAX_TEXT = 8_000  # characters of one text field (a log tail, a warning)
 MAX_ITEMS = 500  # items of one list field (the run's warnings)
@@ -37,13 +86,13 @@ MAX_LINE = 1 << 20  # bytes of one journal line on reading: far above anything w
 # The fields each event must carry, with their types: checked on every read.
 _TEXT, _INT = (str,), (int,)
 SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
-    "run_started": {"plan": _TEXT, "plan_sha": _TEXT, "steps": _INT},
-    "run_finished": {"outcome": _TEXT},
-    "stage_started": {"stage": _INT},
-    "stage_finished": {"stage": _INT},
-    "step_started": {"step": _TEXT, "table": _TEXT, "attempt": _INT},
-    "step_finished": {"step": _TEXT, "table": _TEXT, "outcome": _TEXT},
-    "journal_repaired": {"dropped_bytes": _INT},
+    Event.RUN_STARTED: {"plan": _TEXT, "plan_sha": _TEXT, "steps": _INT},
+    Event.RUN_FINISHED: {"outcome": _TEXT},
+    Event.STAGE_STARTED: {"stage": _INT},
+    Event.STAGE_FINISHED: {"stage": _INT},
+    Event.STEP_STARTED: {"step": _TEXT, "table": _TEXT, "attempt": _INT},
+    Event.STEP_FINISHED: {"step": _TEXT, "table": _TEXT, "outcome": _TEXT},
+    Event.JOURNAL_REPAIRED: {"dropped_bytes": _INT},
 }
 
 
@@ -59,7 +108,6 @@ class JournalState:
 
     events: list[dict[str, Any]] = field(default_factory=list)
     outcomes: dict[str, str] = field(default_factory=dict)
-    attempts: dict[str, int] = field(default_factory=dict)
     torn_tail: int = 0  # bytes of an unfinished last line, left by a crash in mid-write
     good_length: int = 0
 
@@ -69,7 +117,7 @@ class JournalState:
 
     @property
     def plan_sha(self) -> str | None:
-        return next((e.get("plan_sha") for e in self.events if e.get("event") == "run_started"), None)
+        return next((e.get("plan_sha") for e in self.events if e.get("event") == Event.RUN_STARTED), None)
 
 
 def read_journal(path: Path) -> JournalState:
@@ -90,9 +138,9 @@ def read_journal(path: Path) -> JournalState:
 def last_run_outcome(state: JournalState) -> str | None:
     """How the journal's last run ended (completed, failed, ...), or None while unfinished."""
     for event in reversed(state.events):
-        if event["event"] == "run_finished":
+        if event["event"] == Event.RUN_FINISHED:
             return str(event["outcome"])
-        if event["event"] == "run_started":
+        if event["event"] == Event.RUN_STARTED:
             return None
     return None
 
@@ -132,7 +180,7 @@ def _schema_problem(event: dict[str, Any]) -> str | None:
             return f"a {kind} event without its '{name}' field"
         if not isinstance(value, types) or isinstance(value, bool):
             return f"a {kind} event whose '{name}' is {value!r}, not a {types[0].__name__}"
-    if kind == "step_finished" and event["outcome"] not in STEP_OUTCOMES:
+    if kind == Event.STEP_FINISHED and event["outcome"] not in _OUTCOMES:
         return f"a step_finished event with an unknown outcome {event['outcome']!r}"
     return None
 
@@ -176,10 +224,9 @@ _OTHER_KINDS = {
 
 def _apply(state: JournalState, event: dict[str, Any]) -> None:
     step = event.get("step")
-    if event["event"] == "step_started" and step:
-        state.attempts[step] = state.attempts.get(step, 0) + 1
+    if event["event"] == Event.STEP_STARTED and step:
         state.outcomes.setdefault(step, "started")
-    elif event["event"] == "step_finished" and step:
+    elif event["event"] == Event.STEP_FINISHED and step:
         state.outcomes[step] = event["outcome"]
 
 
@@ -219,9 +266,9 @@ class Journal:
                 raise InputError(
                     f"cannot cut the torn last line off the journal {path}: {exc.strerror}. Nothing was run."
                 ) from exc
-            self.write("journal_repaired", dropped_bytes=state.torn_tail)
+            self.write(Event.JOURNAL_REPAIRED, dropped_bytes=state.torn_tail)
 
-    def write(self, event: str, **fields: Any) -> dict[str, Any]:
+    def write(self, event: Event, **fields: Any) -> dict[str, Any]:
         if self._broken:
             raise JournalWriteError(self._broken)
         record = {"event": event, "time": datetime.now(UTC).isoformat(timespec="milliseconds"), **bounded(fields)}

@@ -16,7 +16,22 @@ from pathlib import Path
 
 from backfill_kit.errors import BackfillKitError
 
-__all__ = ["LockBusyError", "LockSet", "is_locked"]
+__all__ = ["LockBusyError", "LockSet", "is_locked", "journal_lock", "table_lock", "table_locks_in"]
+
+
+def table_locks_in(pipeline_folder: Path) -> Path:
+    """Where a pipeline's table locks live: in its spec's folder, so that every runner of that
+    spec meets the same locks, wherever its plan file lies."""
+    return pipeline_folder / ".backfill-kit" / "locks"
+
+
+def table_lock(lock_dir: Path, table: str) -> Path:
+    return lock_dir / f"{table}.lock"
+
+
+def journal_lock(journal: Path) -> Path:
+    """The lock a runner holds on its journal while it writes it: one runner per journal."""
+    return journal.with_name(journal.name + ".lock")
 
 
 class LockBusyError(BackfillKitError):

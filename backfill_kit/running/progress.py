@@ -9,6 +9,7 @@ import time
 from typing import IO, TYPE_CHECKING, Any
 
 from backfill_kit.common.formatting import clock_text, printable
+from backfill_kit.running.journal import DONE_OUTCOMES, Outcome
 
 if TYPE_CHECKING:
     from backfill_kit.plan import Step
@@ -56,11 +57,11 @@ class PlainProgress(_Counts):
         again = f" (attempt {attempt})" if attempt > 1 else ""
         self._say(f"start  {step.id}{again}")
 
-    def step_finished(self, step: Step, outcome: str, seconds: float, note: str = "") -> None:
+    def step_finished(self, step: Step, outcome: Outcome, seconds: float, note: str = "") -> None:
         self.running.pop(step.id, None)
-        if outcome != "retrying":
+        if outcome != Outcome.RETRYING:
             self.done += 1
-            self.failed += outcome not in ("succeeded", "succeeded_without_data")
+            self.failed += outcome not in DONE_OUTCOMES
         detail = f": {note}" if note else ""
         self._say(f"{outcome:<8} {step.id} in {seconds:.1f} s{detail} | {self.line()}")
 

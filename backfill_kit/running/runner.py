@@ -26,8 +26,16 @@ from typing import Any, Protocol
 from backfill_kit.errors import BackfillKitError, InputError
 from backfill_kit.plan import Plan, Stage, Step, refuse_downstream_triggers
 from backfill_kit.running.executor import DEFAULT_LOG_LIMIT, Executor, Handle, LocalExecutor
-from backfill_kit.running.journal import DONE_OUTCOMES, Journal, last_run_outcome, read_journal
-from backfill_kit.running.locks import LockSet
+from backfill_kit.running.journal import (
+    DONE_OUTCOMES,
+    Event,
+    Journal,
+    Outcome,
+    RunOutcome,
+    last_run_outcome,
+    read_journal,
+)
+from backfill_kit.running.locks import LockSet, journal_lock, table_lock, table_locks_in
 
 __all__ = [
     "RunOptions",
@@ -61,7 +69,7 @@ class RunOptions:
 
 @dataclass
 class RunResult:
-    outcome: str  # completed, blocked (steps held back by a step without data), failed or interrupted
+    outcome: RunOutcome
     journal: Path
     outcomes: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -69,13 +77,13 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return {"completed": 0, "interrupted": EXIT_INTERRUPTED}.get(self.outcome, 1)
+        return {RunOutcome.COMPLETED: 0, RunOutcome.INTERRUPTED: EXIT_INTERRUPTED}.get(self.outcome, 1)
 
 
 class Progress(Protocol):
     def begin(self, total: int, done: int) -> None: ...
     def step_started(self, step: Step, attempt: int) -> None: ...
-    def step_finished(self, step: Step, outcome: str, seconds: float, note: str = "") -> None: ...
+    def step_finished(self, step: Step, outcome: Outcome, seconds: float, note: str = "") -> None: ...
     def tick(self) -> None: ...
     def end(self, result: RunResult) -> None: ...
 
@@ -83,7 +91,7 @@ class Progress(Protocol):
 class QuietProgress:
     def begin(self, total: int, done: int) -> None: ...
     def step_started(self, step: Step, attempt: int) -> None: ...
-    def step_finished(self, step: Step, outcome: str, seconds: float, note: str = "") -> None: ...
+    def step_finished(self, step: Step, outcome: Outcome, seconds: float, note: str = "") -> None: ...
     def tick(self) -> None: ...
     def end(self, result: RunResult) -> None: ...
 
@@ -104,10 +112,8 @@ def warehouse_checker(plan: Plan) -> Checker | None:
 
 
 def table_lock_dir(plan: Plan, plan_path: Path) -> Path:
-    """One place per pipeline, beside its spec: every runner of that spec meets the same locks,
-    wherever its plan file lies."""
-    base = Path(plan.spec_path).parent if plan.spec_path else plan_path.parent
-    return base / ".backfill-kit" / "locks"
+    """The table locks of the plan's pipeline, beside its spec (a plan without one: beside the plan)."""
+    return table_locks_in(Path(plan.spec_path).parent if plan.spec_path else plan_path.parent)
 
 
 def journal_path_for(plan_path: Path) -> Path:
@@ -116,7 +122,7 @@ def journal_path_for(plan_path: Path) -> Path:
 
 def run_finished(journal: Path) -> bool:
     """Whether the journal's last run went to its end: every step done or blocked, nothing to resume."""
-    return last_run_outcome(read_journal(journal)) in ("completed", "blocked")
+    return last_run_outcome(read_journal(journal)) in (RunOutcome.COMPLETED, RunOutcome.BLOCKED)
 
 
 def next_plan_path(base: Path) -> tuple[Path, Path]:
@@ -217,10 +223,10 @@ class Runner:
     def run(self) -> RunResult:
         check_skip_settings(self.plan, allow_triggers=self.options.allow_downstream_triggers)
         locks = LockSet()
-        locks.acquire(self.journal_path.with_name(self.journal_path.name + ".lock"), f"the journal {self.journal_path}")
+        locks.acquire(journal_lock(self.journal_path), f"the journal {self.journal_path}")
         try:
             tables = sorted({s.table for s in self.plan.steps})
-            locks.acquire_all((self.lock_dir / f"{t}.lock", f"table {t}") for t in tables)
+            locks.acquire_all((table_lock(self.lock_dir, t), f"table {t}") for t in tables)
             with self.executor.session(locks.fds()):
                 try:
                     return self._run_locked()
@@ -238,7 +244,7 @@ class Runner:
         self._outcomes.update({s: state.outcomes[s] for s in done})
         try:
             journal.write(
-                "run_started",
+                Event.RUN_STARTED,
                 plan=str(self.plan_path),
                 plan_sha=sha,
                 steps=len(self.plan.steps),
@@ -248,10 +254,10 @@ class Runner:
             self.progress.begin(len(self.plan.steps), len(done))
             with self._signals():
                 outcome = self._stages(journal, done)
-            journal.write("run_finished", outcome=outcome, warnings=self._warnings, blocked=self._blocked)
+            journal.write(Event.RUN_FINISHED, outcome=outcome, warnings=self._warnings, blocked=self._blocked)
         except BaseException:  # a full disk (JournalWriteError), a failed re-check: stop the jobs, then say why
             self._kill_all()
-            self.progress.end(self._result("stopped"))
+            self.progress.end(self._result(RunOutcome.STOPPED))
             raise
         finally:
             journal.close()
@@ -259,7 +265,7 @@ class Runner:
         self.progress.end(result)
         return result
 
-    def _result(self, outcome: str) -> RunResult:
+    def _result(self, outcome: RunOutcome) -> RunResult:
         return RunResult(outcome, self.journal_path, dict(self._outcomes), list(self._warnings), dict(self._blocked))
 
     def _check_resume(self, events: list[dict[str, Any]], journal_sha: str | None, sha: str) -> None:
@@ -274,23 +280,25 @@ class Runner:
                 "(the plan file changed since). Resume with the plan it was made for, or use --journal NEW."
             )
 
-    def _stages(self, journal: Journal, done: set[str]) -> str:
+    def _stages(self, journal: Journal, done: set[str]) -> RunOutcome:
         failed_stage = None
         for stage in self.plan.stages:
             if self._stop.is_set():
-                return "interrupted"
+                return RunOutcome.INTERRUPTED
             if failed_stage is not None and not self.options.keep_going:
                 break
-            journal.write("stage_started", stage=stage.index, phase=stage.phase, mode=stage.mode, workers=stage.workers)
+            journal.write(
+                Event.STAGE_STARTED, stage=stage.index, phase=stage.phase, mode=stage.mode, workers=stage.workers
+            )
             ok = self._stage(journal, stage, done)
             if self._stop.is_set():
-                return "interrupted"
-            journal.write("stage_finished", stage=stage.index, ok=ok)
+                return RunOutcome.INTERRUPTED
+            journal.write(Event.STAGE_FINISHED, stage=stage.index, ok=ok)
             if not ok and failed_stage is None:
                 failed_stage = stage.index
         if failed_stage is not None:
-            return "failed"
-        return "blocked" if self._blocked else "completed"
+            return RunOutcome.FAILED
+        return RunOutcome.BLOCKED if self._blocked else RunOutcome.COMPLETED
 
     # --- one stage -------------------------------------------------------------------------
 
@@ -336,16 +344,16 @@ class Runner:
                 return
             reason = self._held_back(step)
             if reason is not None:
-                self._outcomes[step.id] = "skipped"
+                self._outcomes[step.id] = Outcome.SKIPPED
                 journal.write(
-                    "step_finished",
+                    Event.STEP_FINISHED,
                     step=step.id,
                     table=step.table,
-                    outcome="skipped",
+                    outcome=Outcome.SKIPPED,
                     reason=reason,
                     blocked=step.id in self._blocked,
                 )
-                self.progress.step_finished(step, "skipped", 0.0, reason)
+                self.progress.step_finished(step, Outcome.SKIPPED, 0.0, reason)
                 continue
             self._launch(journal, step, attempt, active)
 
@@ -354,9 +362,9 @@ class Runner:
         output would read as 'no data' and hide the gap for good)."""
         for upstream in step.after:
             outcome = self._outcomes.get(upstream)
-            if outcome in (None, "succeeded"):
+            if outcome in (None, Outcome.SUCCEEDED):
                 continue
-            if outcome == "succeeded_without_data" or upstream in self._blocked:
+            if outcome == Outcome.SUCCEEDED_WITHOUT_DATA or upstream in self._blocked:
                 why = (
                     f"upstream step {upstream} succeeded without data"
                     if upstream not in self._blocked
@@ -374,12 +382,12 @@ class Runner:
         try:
             handle = self.executor.start(step, log)
         except BackfillKitError as exc:
-            journal.write("step_started", step=step.id, table=step.table, attempt=attempt, pid=None, log=str(log))
-            self._record(journal, step, attempt, None, "failed", 0.0, log, str(exc))
+            journal.write(Event.STEP_STARTED, step=step.id, table=step.table, attempt=attempt, pid=None, log=str(log))
+            self._record(journal, step, attempt, None, Outcome.FAILED, 0.0, log, str(exc))
             return
         active[step.id] = _Active(step, handle, attempt, log, started, started + step.timeout_seconds)
         journal.write(
-            "step_started",
+            Event.STEP_STARTED,
             step=step.id,
             table=step.table,
             attempt=attempt,
@@ -400,27 +408,27 @@ class Runner:
     def _finished(self, journal: Journal, act: _Active, code: int, retry_at: list[tuple[float, Step, int]]) -> bool:
         step, seconds = act.step, time.monotonic() - act.started
         if act.timed_out:
-            outcome = "timed_out"
+            outcome = Outcome.TIMED_OUT
         elif code != 0:
-            outcome = "failed"
+            outcome = Outcome.FAILED
         else:
             outcome = self._recheck(step)
-        transient = outcome == "failed" and code in step.transient_exit_codes
+        transient = outcome == Outcome.FAILED and code in step.transient_exit_codes
         if transient and act.attempt <= step.retries:
             wait = self.options.backoff_seconds * 2 ** (act.attempt - 1)
-            self._record(journal, step, act.attempt, code, "retrying", seconds, act.log, retry_in=wait)
+            self._record(journal, step, act.attempt, code, Outcome.RETRYING, seconds, act.log, retry_in=wait)
             retry_at.append((time.monotonic() + wait, step, act.attempt + 1))
             return True
         self._record(journal, step, act.attempt, code, outcome, seconds, act.log)
         return outcome in DONE_OUTCOMES
 
-    def _recheck(self, step: Step) -> str:
+    def _recheck(self, step: Step) -> Outcome:
         if self.checker is None:
-            return "succeeded"
+            return Outcome.SUCCEEDED
         if self.checker(step) == 0:
             self._warnings.append(f"{step.id} exited 0 but left all {len(step.dates)} of its dates without rows")
-            return "succeeded_without_data"
-        return "succeeded"
+            return Outcome.SUCCEEDED_WITHOUT_DATA
+        return Outcome.SUCCEEDED
 
     def _record(
         self,
@@ -428,17 +436,17 @@ class Runner:
         step: Step,
         attempt: int,
         code: int | None,
-        outcome: str,
+        outcome: Outcome,
         seconds: float,
         log: Path,
         error: str | None = None,
         **extra: Any,
     ) -> None:
-        if outcome != "retrying":
+        if outcome != Outcome.RETRYING:
             self._outcomes[step.id] = outcome
         tail = error or _tail(log)
         journal.write(
-            "step_finished",
+            Event.STEP_FINISHED,
             step=step.id,
             table=step.table,
             attempt=attempt,
@@ -464,7 +472,7 @@ class Runner:
                 act.step,
                 act.attempt,
                 act.handle.poll(),
-                "interrupted",
+                Outcome.INTERRUPTED,
                 time.monotonic() - act.started,
                 act.log,
             )

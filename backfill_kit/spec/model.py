@@ -20,12 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from backfill_kit.common.file_kinds import kind_of
 from backfill_kit.common.limits import date_out_of_bounds
+from backfill_kit.common.small_files import NotSmallText, Why, read_small_text
 from backfill_kit.errors import Problem, SpecError
 
 __all__ = [
-    "BigQueryWarehouse",
+    "BigQuerySettings",
     "Calendar",
-    "DuckDBWarehouse",
+    "DuckDBSettings",
     "JobSpec",
     "Phase",
     "PipelineSpec",
@@ -57,14 +58,14 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-class DuckDBWarehouse(_Model):
+class DuckDBSettings(_Model):
     """An embedded DuckDB database file; `dataset.table` names map to `schema.table`."""
 
     backend: Literal["duckdb"]
     path: str = Field(description="database file, relative to the spec file, or ':memory:'")
 
 
-class BigQueryWarehouse(_Model):
+class BigQuerySettings(_Model):
     """Google BigQuery; `dataset.table` names map to `project.dataset.table` (with
     `dataset_prefix` put before the dataset), so a spec moves from DuckDB by this section alone.
     Credentials: the service-account key file named here, else Application Default Credentials."""
@@ -93,7 +94,7 @@ class BigQueryWarehouse(_Model):
         return v and _check(DATASET_PREFIX, v, "dataset prefix (letters, digits, underscores)")
 
 
-WAREHOUSES: dict[str, type[_Model]] = {"duckdb": DuckDBWarehouse, "bigquery": BigQueryWarehouse}
+WAREHOUSES: dict[str, type[_Model]] = {"duckdb": DuckDBSettings, "bigquery": BigQuerySettings}
 
 
 class Season(_Model):
@@ -295,7 +296,7 @@ class Phase(_Model):
 
 class PipelineSpec(_Model):
     name: str
-    warehouse: DuckDBWarehouse | BigQueryWarehouse = Field(discriminator="backend")
+    warehouse: DuckDBSettings | BigQuerySettings = Field(discriminator="backend")
     calendar: Calendar
     run_history: RunHistory
     date_column: str | None = Field(None, description="date column of tables that name none")
@@ -330,7 +331,12 @@ class PipelineSpec(_Model):
         return f"phases[{p}].tables[{i}]"
 
     def date_column_of(self, table: TableSpec) -> str:
-        return table.date_column or self.date_column or "date"
+        """The table's date column, else the spec's: `load_spec` refuses a table with neither."""
+        column = table.date_column or self.date_column
+        if column is None:  # a spec built in Python, around the loader's checks
+            where, what = f"{self.field_path(table.id)}.date_column", "required: name the table's date column here"
+            raise SpecError([Problem(self.file_name, where, f"{what} or set a top-level date_column")])
+        return column
 
     def job_of(self, table: TableSpec) -> JobSpec:
         merged: dict[str, Any] = {}
@@ -397,26 +403,16 @@ _OTHER_KINDS = {
 
 def _read_text(path: Path) -> str:
     """The file's text: a regular file, at most MAX_SPEC_BYTES, in UTF-8."""
-
-    def refuse(message: str, line: int | None = None) -> SpecError:
-        return SpecError([Problem(str(path), "", message, line)])
-
     try:
-        if path.exists() and not path.is_file():  # a folder, a pipe or a device: never block on it
-            raise refuse("not a regular file; give the path of the spec's YAML file")
-        with path.open("rb") as file:
-            raw = file.read(MAX_SPEC_BYTES + 1)
-    except OSError as exc:
-        raise refuse(f"cannot read the spec file: {exc.strerror}") from exc
-    if len(raw) > MAX_SPEC_BYTES:
-        raise refuse(f"the file is larger than {MAX_SPEC_BYTES // 1024} KiB; a spec is a few kilobytes of YAML")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise refuse(
-            f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save the file as UTF-8", line
-        ) from None
+        return read_small_text(path, MAX_SPEC_BYTES)
+    except NotSmallText as exc:
+        message = {
+            Why.NOT_A_FILE: "not a regular file; give the path of the spec's YAML file",
+            Why.UNREADABLE: f"cannot read the spec file: {exc.detail}",
+            Why.TOO_LARGE: f"the file is larger than {MAX_SPEC_BYTES // 1024} KiB; a spec is a few kilobytes of YAML",
+            Why.NOT_UTF8: f"not UTF-8 text ({exc.detail}); save the file as UTF-8",
+        }[exc.why]
+        raise SpecError([Problem(str(path), "", message, exc.line)]) from exc
 
 
 def parse_spec(text: str, path: Path) -> PipelineSpec:

@@ -31,6 +31,7 @@ from backfill_kit.warehouse import (
     Warehouse,
     open_warehouse,
 )
+from backfill_kit.warehouse.base import DONE_CATEGORIES
 
 if TYPE_CHECKING:
     from backfill_kit.validation.summaries import Gap
@@ -410,23 +411,13 @@ def _hazard_targets(spec: PipelineSpec, selected: list[str]) -> list[CoverageTar
 
 
 def history_request(spec: PipelineSpec) -> RunHistoryRequest:
-    rh, cols, st = spec.run_history, spec.run_history.columns, spec.run_history.statuses
+    rh = spec.run_history
+    # By name: the column and status fields are all strings, so a positional slip would
+    # silently query one column as another; an unknown name fails at once.
     return RunHistoryRequest(
-        rh.table,
-        cols.processor,
-        cols.date,
-        cols.status,
-        cols.started_at,
-        cols.finished_at,
-        cols.records,
-        cols.error,
-        cols.run_id,
-        st.running,
-        st.success,
-        st.failed,
-        st.skipped,
-        range_start=cols.range_start,
-        range_end=cols.range_end,
+        table=rh.table,
+        **rh.columns.model_dump(),
+        **rh.statuses.model_dump(),
         max_range_days=rh.max_range_days,
         no_data_reasons=tuple(rh.no_data_reasons.items()),
     )
@@ -513,7 +504,7 @@ def classify(
         return Status.FAILED
     if (run.best_success_records or 0) > 0:
         return Status.LOST
-    if category in ("success", "no_data"):
+    if category in DONE_CATEGORIES:
         return Status.NO_DATA
     # A skip for another reason, or a status the spec does not map (named in a warning), says
     # nothing about the data: with no other attempt, the date reads as never run.
@@ -536,9 +527,15 @@ def _classify_all(
     return cells
 
 
-# The evidence a cell carries from its run summary: attempts, failures, latest status, start,
-# seconds, last error. One C call instead of six attribute lookups, for every cell.
-_EVIDENCE = itemgetter(2, 3, 5, 6, 7, 9)
+# The evidence a cell carries from its run summary, by name. The positions are looked up once,
+# so the hot loop makes one C call per cell instead of six attribute lookups, and a reordered
+# RunSummary cannot hand a cell the wrong field.
+_EVIDENCE = itemgetter(
+    *map(
+        RunSummary._fields.index,
+        ("attempts", "failures", "latest_status", "latest_started_at", "latest_seconds", "last_error"),
+    )
+)
 
 
 def _table_cells(

@@ -15,6 +15,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 from backfill_kit.errors import WarehouseError
 
 __all__ = [
+    "DONE_CATEGORIES",
     "CalendarRequest",
     "Capabilities",
     "CoverageTarget",
@@ -34,7 +35,6 @@ class Capabilities:
 
     name: str
     partition_metadata: bool = False  # can count rows per partition without scanning
-    dry_run: bool = False  # can estimate bytes before running a query
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,10 @@ class RunHistoryRequest:
     no_data_reasons: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
+# Run categories after which a date has nothing left to load: its rows, or none to be had.
+DONE_CATEGORIES = frozenset({"success", "no_data"})
+
+
 class RunSummary(NamedTuple):
     """All attempts of one processor on one date, summarised; a run's two rows count once.
 
@@ -91,7 +95,7 @@ class RunSummary(NamedTuple):
     latest_started_at: datetime | None
     latest_seconds: float | None  # how long the latest finished run took
     best_success_records: int | None  # of single-date runs: a range run's records are not per date
-    last_error: str | None  # the error column as JSON text (see coverage.readable_error)
+    last_error: str | None  # the error column as JSON text (see validation.summaries.readable_error)
     unmapped_statuses: str | None  # statuses the spec does not map, joined by '|'; one may repeat
     latest_reason: str | None  # when the latest attempt had nothing to load by a no-data reason: which
     range_attempts: int  # attempts on this date that were range runs

@@ -52,6 +52,7 @@ from backfill_kit.warehouse.sql import (
     BIGQUERY,
     calendar_sql,
     coverage_sql,
+    range_params,
     recent_runs_sql,
     run_history_params,
     run_history_sql,
@@ -110,7 +111,7 @@ _sleep = time.sleep  # replaced by tests of the backoff
 
 
 class BigQueryWarehouse:
-    capabilities = Capabilities(name="bigquery", partition_metadata=True, dry_run=True)
+    capabilities = Capabilities(name="bigquery", partition_metadata=True)
 
     def __init__(
         self,
@@ -641,7 +642,7 @@ def _naive_utc(value: Any) -> Any:
 def _range(start: date, end: date, sql: str) -> dict[str, str]:
     """The date range as STRINGs, which GoogleSQL coerces to the DATE, DATETIME or TIMESTAMP
     column each meets (a DATE parameter cannot be compared with a TIMESTAMP)."""
-    found = {"start": start.isoformat(), "stop": (end + timedelta(days=1)).isoformat()}
+    found = {name: day.isoformat() for name, day in range_params(start, end).items()}
     if "@partitions_from" in sql:
         found["partitions_from"] = EARLIEST
     return found

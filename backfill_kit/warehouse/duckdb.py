@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from backfill_kit.warehouse.sql import (
     DUCKDB,
     calendar_sql,
     coverage_sql,
+    range_params,
     recent_runs_sql,
     run_history_params,
     run_history_sql,
@@ -48,13 +49,13 @@ class DuckDBWarehouse:
             self._con = connect_file(Path(self.location), read_only)
 
     def expected_dates(self, request: CalendarRequest, start: date, end: date) -> list[tuple[date, int]]:
-        rows = self._run("calendar", calendar_sql(DUCKDB, request), _range(start, end))
+        rows = self._run("calendar", calendar_sql(DUCKDB, request), range_params(start, end))
         return [(d, int(games)) for d, games in rows]
 
     def row_counts(self, targets: Sequence[CoverageTarget], start: date, end: date) -> list[tuple[int, date, int]]:
         if not targets:
             return []
-        return self._run("coverage", coverage_sql(DUCKDB, targets), _range(start, end))
+        return self._run("coverage", coverage_sql(DUCKDB, targets), range_params(start, end))
 
     def run_summaries(
         self, request: RunHistoryRequest, processors: Sequence[str], start: date, end: date
@@ -146,10 +147,6 @@ def connect_file(path: Path, read_only: bool, wait_seconds: float = 60.0) -> Any
             raise WarehouseError(f"cannot open the DuckDB warehouse {path}: {_first_line(exc)}") from exc
         time.sleep(pause)
         pause = min(pause * 2, 0.5)
-
-
-def _range(start: date, end: date) -> dict[str, date]:
-    return {"start": start, "stop": end + timedelta(days=1)}
 
 
 def _first_line(exc: BaseException) -> str:

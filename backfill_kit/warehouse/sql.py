@@ -17,6 +17,7 @@ __all__ = [
     "Dialect",
     "calendar_sql",
     "coverage_sql",
+    "range_params",
     "recent_runs_sql",
     "run_history_params",
     "run_history_sql",
@@ -75,8 +76,13 @@ BIGQUERY = Dialect(
 )
 
 
+def range_params(start: date, end: date) -> dict[str, date]:
+    """The `start` and `stop` parameters of `_date_range`: half-open on the day after the end,
+    so that TIMESTAMP columns keep the end date's rows."""
+    return {"start": start, "stop": _shift(end, timedelta(days=1))}
+
+
 def _date_range(d: Dialect, column: str, partition: str | None = None) -> str:
-    # Half-open on the day after the end, so TIMESTAMP columns keep the end date's rows.
     col = d.ident(column)
     condition = f"{col} >= {d.p('start')} AND {col} < {d.p('stop')}"
     if partition and partition.lower() != column.lower():
@@ -120,8 +126,7 @@ def run_history_params(r: RunHistoryRequest, processors: Sequence[str], start: d
     range, they are widened by max_range_days, and `first_day`/`last_day` (DATE) are the dates
     asked about."""
     params: dict[str, object] = {
-        "start": start,
-        "stop": _shift(end, timedelta(days=1)),
+        **range_params(start, end),
         "processors": list(processors),
         "running": list(r.running),
         "success": list(r.success),
