@@ -458,14 +458,16 @@ def test_phase_4_builds_in_order_and_meets_thresholds(scratch: duckdb.DuckDBPyCo
         assert tables.build(scratch, table_id, lo, hi, seed=7) == built
 
 
-def test_record_run_writes_running_then_final_with_the_same_run_id(scratch: duckdb.DuckDBPyConnection) -> None:
+def test_a_run_writes_running_then_final_with_the_same_run_id(scratch: duckdb.DuckDBPyConnection) -> None:
     started = datetime(2025, 12, 1, 10, 0)
-    ids = tables.record_run(
-        scratch, "PlayerGameSummaryProcessor", [date(2022, 1, 3), date(2022, 1, 4)], "success",
-        {date(2022, 1, 3): 250, date(2022, 1, 4): 240}, None, started,
-        finished_at=datetime(2025, 12, 1, 10, 1), backfill_mode=True, trigger_source="backfill",
+    how: tables.RunFields = {"backfill_mode": True, "trigger_source": "backfill"}
+    ids = tables.begin_run(scratch, "PlayerGameSummaryProcessor", [date(2022, 1, 3), date(2022, 1, 4)], started, **how)
+    tables.finish_run(
+        scratch, "PlayerGameSummaryProcessor", ids, "success", {date(2022, 1, 3): 250, date(2022, 1, 4): 240}, None,
+        started, finished_at=datetime(2025, 12, 1, 10, 1), **how,
     )  # fmt: skip
-    crashed = tables.record_run(scratch, "PlayerGameSummaryProcessor", date(2022, 1, 5), "running", None, None, started)
+    # A crashed run: its `running` row only.
+    crashed = tables.begin_run(scratch, "PlayerGameSummaryProcessor", date(2022, 1, 5), started)
     got = rows(
         scratch,
         "SELECT run_id, list(status ORDER BY processed_at NULLS FIRST), max(records_processed), max(duration_seconds) "

@@ -141,18 +141,19 @@ Runs = list[tuple[dict[date, str], tuple[date, date] | None]]
 
 def _begin(con: Any, table: tables.TableDef, dates: list[date], started: datetime) -> Runs:
     """The `running` rows: one per date, or one per range for a phase 3 processor."""
-    how: dict[str, Any] = {"backfill_mode": True, "trigger_source": "backfill"}
     if table.phase != tables.PHASE_ANALYTICS:
-        return [
-            ({d: run_id}, None) for d, run_id in tables.begin_run(con, table.processor, dates, started, **how).items()
-        ]
+        run_ids = tables.begin_run(con, table.processor, dates, started, **_backfill_run(None))
+        return [({d: run_id}, None) for d, run_id in run_ids.items()]
+    ranges = [(chunk[0], chunk[-1]) for chunk in tables.range_chunks(dates)]
     return [
-        (
-            tables.begin_run(con, table.processor, chunk[-1], started, date_range=(chunk[0], chunk[-1]), **how),
-            (chunk[0], chunk[-1]),
-        )
-        for chunk in tables.range_chunks(dates)
+        (tables.begin_run(con, table.processor, last, started, **_backfill_run((first, last))), (first, last))
+        for first, last in ranges
     ]
+
+
+def _backfill_run(date_range: tuple[date, date] | None) -> tables.RunFields:
+    """How a backfill's run is written: never as a scheduled one."""
+    return tables.RunFields(backfill_mode=True, trigger_source="backfill", date_range=date_range)
 
 
 def _finish(
@@ -168,7 +169,7 @@ def _finish(
     date whose source had nothing is recorded the way its processor records it."""
     covered = [d for d in written if date_range[0] <= d <= date_range[1]] if date_range else list(run_ids)
     failed = sorted(d for d in fail if (date_range[0] <= d <= date_range[1] if date_range else d in run_ids))
-    how: dict[str, Any] = {"backfill_mode": True, "trigger_source": "backfill", "date_range": date_range}
+    how = _backfill_run(date_range)
     now = datetime.now(UTC).replace(tzinfo=None)
     records = sum(written.get(d, 0) for d in covered)
     if failed:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import duckdb
 
@@ -43,7 +43,6 @@ __all__ = [
     "expected_dates",
     "finish_run",
     "range_chunks",
-    "record_run",
     "schedule_rows",
     "source_available",
 ]
@@ -1264,16 +1263,21 @@ _INSERT_RUN = (
 )
 
 
+class RunFields(TypedDict, total=False):
+    """How a run is written beyond its outcome: the same on its `running` row and its final row."""
+
+    phase: str | None  # default: the processor's own phase
+    backfill_mode: bool  # default False
+    trigger_source: str  # default "manual"
+    date_range: tuple[date, date] | None  # one run for a whole range, dated at its end
+
+
 def begin_run(
     con: duckdb.DuckDBPyConnection,
     processor: str,
     data_dates: date | Iterable[date],
     started_at: datetime | None = None,
-    *,
-    phase: str | None = None,
-    backfill_mode: bool = False,
-    trigger_source: str = "manual",
-    date_range: tuple[date, date] | None = None,
+    **run: Unpack[RunFields],
 ) -> dict[date, str]:
     """Write the `running` row of one run per date; returns the run_id of each date.
 
@@ -1283,14 +1287,18 @@ def begin_run(
     dates = _as_dates(data_dates)
     started_at = started_at or _utcnow()
     run_ids = [f"{processor}_{d:%Y%m%d}_{uuid.uuid4().hex[:8]}" for d in dates]
-    first, last = date_range or (None, None)
     con.execute(
         _INSERT_RUN + "SELECT $p, unnest($ids::VARCHAR[]), $phase, unnest($dates::DATE[]), $first, $last, 'running', "
         "$t, NULL, NULL, NULL, NULL, NULL, NULL, $bf, $ts",
-        {"p": processor, "ids": run_ids, "phase": phase or _processor_phase(processor),
-         "dates": dates, "first": first, "last": last, "t": started_at, "bf": backfill_mode, "ts": trigger_source},
+        {"p": processor, "ids": run_ids, "dates": dates, "t": started_at, **_run_params(processor, run)},
     )  # fmt: skip
     return dict(zip(dates, run_ids, strict=True))
+
+
+def _run_params(processor: str, run: RunFields) -> dict[str, Any]:
+    first, last = run.get("date_range") or (None, None)
+    return {"phase": run.get("phase") or _processor_phase(processor), "first": first, "last": last,
+            "bf": run.get("backfill_mode", False), "ts": run.get("trigger_source", "manual")}  # fmt: skip
 
 
 def finish_run(
@@ -1303,56 +1311,19 @@ def finish_run(
     started_at: datetime,
     *,
     finished_at: datetime | None = None,
-    phase: str | None = None,
     skip_reason: str | None = None,
     failure_category: str | None = None,
-    backfill_mode: bool = False,
-    trigger_source: str = "manual",
-    date_range: tuple[date, date] | None = None,
+    **run: Unpack[RunFields],
 ) -> None:
-    """Write the final row of each run begun by `begin_run` (same run_id, same range)."""
+    """Write the final row of each run begun by `begin_run` (same run_id, same range);
+    `records` is one count, or one per date."""
     finished_at = finished_at or _utcnow()
     dates = list(run_ids)
     per_date = [records.get(d, 0) if isinstance(records, Mapping) else records for d in dates]
-    first, last = date_range or (None, None)
     con.execute(
         _INSERT_RUN + "SELECT $p, unnest($ids::VARCHAR[]), $phase, unnest($dates::DATE[]), $first, $last, $status, "
         "$t0, $t1, $dur, unnest($rec::BIGINT[]), $err::JSON, $skip, $cat, $bf, $ts",
-        {"p": processor, "ids": [run_ids[d] for d in dates], "phase": phase or _processor_phase(processor),
-         "dates": dates, "first": first, "last": last, "status": status, "t0": started_at, "t1": finished_at,
-         "dur": (finished_at - started_at).total_seconds(), "rec": per_date,
-         "err": _errors_json(errors), "skip": skip_reason, "cat": failure_category,
-         "bf": backfill_mode, "ts": trigger_source},
+        {"p": processor, "ids": [run_ids[d] for d in dates], "dates": dates, "status": status, "t0": started_at,
+         "t1": finished_at, "dur": (finished_at - started_at).total_seconds(), "rec": per_date,
+         "err": _errors_json(errors), "skip": skip_reason, "cat": failure_category, **_run_params(processor, run)},
     )  # fmt: skip
-
-
-def record_run(
-    con: duckdb.DuckDBPyConnection,
-    processor: str,
-    data_dates: date | Iterable[date],
-    status: str,
-    records: int | Mapping[date, int] | None,
-    errors: str | Sequence[Mapping[str, str]] | None,
-    started_at: datetime,
-    *,
-    finished_at: datetime | None = None,
-    phase: str | None = None,
-    skip_reason: str | None = None,
-    failure_category: str | None = None,
-    backfill_mode: bool = False,
-    trigger_source: str = "manual",
-    date_range: tuple[date, date] | None = None,
-) -> dict[date, str]:
-    """Write a whole run per date (or one for `date_range`): `running`, then the final row with
-    the same run_id.
-
-    status='running' writes only the first row, which is what a crashed run leaves behind.
-    """
-    run_ids = begin_run(con, processor, data_dates, started_at, phase=phase, backfill_mode=backfill_mode,
-                        trigger_source=trigger_source, date_range=date_range)  # fmt: skip
-    if status != "running":
-        finish_run(con, processor, run_ids, status, records, errors, started_at,
-                   finished_at=finished_at, phase=phase, skip_reason=skip_reason,
-                   failure_category=failure_category, backfill_mode=backfill_mode,
-                   trigger_source=trigger_source, date_range=date_range)  # fmt: skip
-    return run_ids
