@@ -1,0 +1,84 @@
+"""A per-user cache of results that are pure functions of their inputs (a validated spec, a
+checked calendar filter), so that a command run again skips that work and its imports.
+
+An entry is a file named by its slot (one per spec path, one per filter) that starts with the
+key of the inputs it was made from: it is served only for the exact same key, so an edited
+input misses and is checked in full. Reading or writing never fails a command: an unreadable,
+corrupt or foreign entry is a miss, an unwritable folder is no cache.
+
+Where: $BACKFILL_KIT_CACHE_DIR, else $XDG_CACHE_HOME/backfill-kit, else ~/.cache/backfill-kit
+(the XDG rule, written out: platformdirs would cost more to import than a hit saves).
+
+Trust: an entry is served without being checked again, so the folder is made private (0700)
+and an entry is read only if the current user owns it and nobody else can write it. Whoever
+can write there can already run code as that user (their shell's startup files sit in the same
+home), so a cache entry gives no one a new way around the checks. It never lives beside the
+spec: a spec comes from a repository that others write to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = ["cache_key", "read_entry", "sources_key", "write_entry"]
+
+_KEY_BYTES = 64  # a sha256 in hex
+
+
+def cache_key(*parts: str | bytes) -> str:
+    """The sha256 of the parts, each length-prefixed so that no two lists of parts collide."""
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        digest.update(b"%d:" % len(data))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def sources_key(files: Iterable[Path]) -> str:
+    """The key of some source files' text: a changed rule in a checker misses every entry."""
+    return cache_key(*(p.read_bytes() for p in sorted(files)))
+
+
+def cache_dir() -> Path:
+    if configured := os.environ.get("BACKFILL_KIT_CACHE_DIR"):
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "backfill-kit"
+
+
+def read_entry(slot: str, key: str) -> bytes | None:
+    """The payload stored in `slot` for exactly `key`, or None."""
+    path = cache_dir() / slot
+    try:
+        with path.open("rb") as file:
+            info = os.fstat(file.fileno())
+            if info.st_uid != os.getuid() or info.st_mode & 0o022:  # someone else's, or writable by others
+                return None
+            data = file.read()
+    except OSError:
+        return None
+    if data[:_KEY_BYTES] != key.encode() or data[_KEY_BYTES : _KEY_BYTES + 1] != b"\n":
+        return None
+    return data[_KEY_BYTES + 1 :]
+
+
+def write_entry(slot: str, key: str, payload: bytes) -> None:
+    """Store `payload` for `key` in `slot`, atomically: a reader sees the old entry or the new."""
+    folder = cache_dir()
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{slot}.")  # created 0600
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(key.encode() + b"\n" + payload)
+            os.replace(temp, folder / slot)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+    except OSError:
+        return  # no cache is only slower
