@@ -123,3 +123,10 @@ def test_seasons_must_be_ordered_and_bootstrap_needs_them(tmp_path):
 def test_a_missing_spec_file(tmp_path):
     with pytest.raises(SpecError, match="cannot read the spec file: No such file or directory"):
         load_spec(tmp_path / "nope.yaml")
+
+
+def test_a_backend_that_is_not_a_name_is_one_problem_even_with_a_filter(tmp_path):
+    """A list as the backend used to crash the filter's check of a broken spec (unhashable)."""
+    assert problems_of(tmp_path, MINI_SPEC.replace("backend: duckdb", "backend: []")) == [
+        "3: warehouse.backend: unknown backend '[]'; expected one of: duckdb, bigquery"
+    ]

@@ -517,7 +517,7 @@ def _raw_filter_problems(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
     text = calendar.get("filter") if isinstance(calendar, dict) else None
     backend = warehouse.get("backend") if isinstance(warehouse, dict) else None
     if isinstance(text, str) and text:
-        yield from _filter_problems(text, backend if backend in WAREHOUSES else "duckdb")
+        yield from _filter_problems(text, backend if isinstance(backend, str) and backend in WAREHOUSES else "duckdb")
 
 
 def _filter_problems(text: str, dialect: str) -> Iterator[tuple[str, str]]:
