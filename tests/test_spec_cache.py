@@ -166,6 +166,21 @@ def test_without_a_usable_cache_folder_commands_still_work(mini: MiniWarehouse, 
     assert runs[0].stdout == runs[1].stdout
 
 
+def test_the_cache_folder_follows_the_settings(mini: MiniWarehouse, tmp_path: Path):
+    spec = one_game(mini)
+    home = tmp_path / "home"
+    unset = {k: v for k, v in os.environ.items() if k != "BACKFILL_KIT_CACHE_DIR"}
+    env = {**unset, "BACKFILL_KIT_CACHE_DIR": "", "HOME": str(home), "XDG_CACHE_HOME": str(home / "xdg")}
+    assert [run_validate(spec, env).returncode for _ in range(2)] == [1, 1]
+    assert not home.exists()  # set empty: no cache at all
+    del env["BACKFILL_KIT_CACHE_DIR"]
+    assert run_validate(spec, env).returncode == 1
+    assert len(list((home / "xdg" / "backfill-kit").glob("spec-*"))) == 1
+    del env["XDG_CACHE_HOME"]
+    assert run_validate(spec, env).returncode == 1
+    assert len(list((home / ".cache" / "backfill-kit").glob("spec-*"))) == 1
+
+
 def test_the_cache_is_never_written_beside_the_spec(mini: MiniWarehouse, tmp_path_factory: pytest.TempPathFactory):
     spec = one_game(mini)
     before = sorted(spec.parent.rglob("*"))

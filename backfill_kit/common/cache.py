@@ -6,8 +6,8 @@ key of the inputs it was made from: it is served only for the exact same key, so
 input misses and is checked in full. Reading or writing never fails a command: an unreadable,
 corrupt or foreign entry is a miss, an unwritable folder is no cache.
 
-Where: $BACKFILL_KIT_CACHE_DIR, else $XDG_CACHE_HOME/backfill-kit, else ~/.cache/backfill-kit
-(the XDG rule, written out: platformdirs would cost more to import than a hit saves).
+Where: $BACKFILL_KIT_CACHE_DIR (set empty: no cache), else $XDG_CACHE_HOME/backfill-kit, else
+~/.cache/backfill-kit (the XDG rule, written out: platformdirs costs more to import than a hit saves).
 
 Trust: an entry is served without being checked again, so the folder is made private (0700)
 and an entry is read only if the current user owns it and nobody else can write it. Whoever
@@ -44,18 +44,21 @@ def sources_key(files: Iterable[Path]) -> str:
     return cache_key(*(p.read_bytes() for p in sorted(files)))
 
 
-def cache_dir() -> Path:
-    if configured := os.environ.get("BACKFILL_KIT_CACHE_DIR"):
-        return Path(configured)
+def cache_dir() -> Path | None:
+    """The folder, or None when BACKFILL_KIT_CACHE_DIR is set empty: no cache."""
+    configured = os.environ.get("BACKFILL_KIT_CACHE_DIR")
+    if configured is not None:
+        return Path(configured) if configured else None
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "backfill-kit"
 
 
 def read_entry(slot: str, key: str) -> bytes | None:
     """The payload stored in `slot` for exactly `key`, or None."""
-    path = cache_dir() / slot
+    if (folder := cache_dir()) is None:
+        return None
     try:
-        with path.open("rb") as file:
+        with (folder / slot).open("rb") as file:
             info = os.fstat(file.fileno())
             if info.st_uid != os.getuid() or info.st_mode & 0o022:  # someone else's, or writable by others
                 return None
@@ -69,7 +72,8 @@ def read_entry(slot: str, key: str) -> bytes | None:
 
 def write_entry(slot: str, key: str, payload: bytes) -> None:
     """Store `payload` for `key` in `slot`, atomically: a reader sees the old entry or the new."""
-    folder = cache_dir()
+    if (folder := cache_dir()) is None:
+        return
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{slot}.")  # created 0600
