@@ -36,6 +36,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 START, END = "2021-10-19", "2025-06-22"
@@ -159,23 +160,16 @@ def measurements(work: Path, spec: Path) -> list[Measurement]:
     (work / "trivial.ipynb").write_text(json.dumps(TRIVIAL_NOTEBOOK))
     kit, py = str(BIN / "backfill-kit"), sys.executable
     span = ["--spec", str(spec), "--start", START, "--end", END]
+    validate = partial(
+        Measurement,
+        command=[[kit, "validate", *span, "--format", "json"]],
+        floor=[[py, str(work / "floor.py"), str(floor_queries)]],
+        ok_codes=(0, 1),
+    )
     return [
         Measurement("backfill-kit --help", [[kit, "--help"]], [[py, "-c", "pass"]], "abs < 0.15"),
-        Measurement(
-            "validate --format json (demo)",
-            [[kit, "validate", *span, "--format", "json"]],
-            [[py, str(work / "floor.py"), str(floor_queries)]],
-            "ratio <= 1.5",
-            ok_codes=(0, 1),
-        ),
-        Measurement(
-            "validate, first run after an edit",
-            [[kit, "validate", *span, "--format", "json"]],
-            [[py, str(work / "floor.py"), str(floor_queries)]],
-            "info",
-            ok_codes=(0, 1),
-            env=(("BACKFILL_KIT_CACHE_DIR", ""),),  # no cache
-        ),
+        validate(name="validate --format json (demo)", target="ratio <= 1.5"),
+        validate(name="validate, first run after an edit", target="info", env=(("BACKFILL_KIT_CACHE_DIR", ""),)),
         Measurement(
             "report coverage (demo)",
             [[kit, "report", "coverage", *span, "--out-dir", str(work / "reports")]],
