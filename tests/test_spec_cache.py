@@ -190,3 +190,14 @@ def test_the_cache_is_never_written_beside_the_spec(mini: MiniWarehouse, tmp_pat
     assert sorted(spec.parent.rglob("*")) == before
     assert oct(cache.stat().st_mode & 0o777) == "0o700"
     assert {oct(p.stat().st_mode & 0o777) for p in cache.iterdir()} == {"0o600"}
+
+
+def test_the_cache_keeps_its_newest_entries(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr("backfill_kit.common.cache.MAX_ENTRIES", 3)
+    specs = [tmp_path / f"spec-{i}.yaml" for i in range(5)]
+    for path in specs:
+        path.write_text(MINI_SPEC)
+        load_spec(path)
+        for entry in cache.iterdir():  # strictly older than the next one written
+            os.utime(entry, (entry.stat().st_mtime - 10, entry.stat().st_mtime - 10))
+    assert {stored(entry.read_bytes())[1].source for entry in cache.iterdir()} == set(specs[-3:])

@@ -27,6 +27,7 @@ from pathlib import Path
 __all__ = ["cache_key", "read_entry", "sources_key", "write_entry"]
 
 _KEY_BYTES = 64  # a sha256 in hex
+MAX_ENTRIES = 256  # a few kilobytes each
 
 
 def cache_key(*parts: str | bytes) -> str:
@@ -84,5 +85,13 @@ def write_entry(slot: str, key: str, payload: bytes) -> None:
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
+        _prune(folder)
     except OSError:
         return  # no cache is only slower
+
+
+def _prune(folder: Path) -> None:
+    """Keep the newest MAX_ENTRIES: a slot per spec path, and temporary folders come and go."""
+    entries = [(entry.stat().st_mtime, entry) for entry in folder.iterdir() if not entry.name.startswith(".")]
+    for _, stale in sorted(entries, reverse=True)[MAX_ENTRIES:]:
+        stale.unlink(missing_ok=True)
