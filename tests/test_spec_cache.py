@@ -113,6 +113,7 @@ CORRUPTIONS = {
     "truncated": lambda data: data[: len(data) // 2],
     "right key, garbage after it": lambda data: data.partition(b"\n")[0] + b"\n{not json, not a pickle",
     "right key, nothing after it": lambda data: data.partition(b"\n")[0] + b"\n",
+    "right key, nested past any parser": lambda data: data.partition(b"\n")[0] + b"\n" + b"[" * 100_000,
 }
 
 

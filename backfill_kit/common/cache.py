@@ -40,9 +40,13 @@ def cache_key(*parts: str | bytes) -> str:
     return digest.hexdigest()
 
 
-def sources_key(files: Iterable[Path]) -> str:
-    """The key of some source files' text: a changed rule in a checker misses every entry."""
-    return cache_key(*(p.read_bytes() for p in sorted(files)))
+def sources_key(files: Iterable[Path]) -> str | None:
+    """The key of some source files' text (a changed rule in a checker misses every entry), or
+    None if one cannot be read: then there is no key, and no cache."""
+    try:
+        return cache_key(*(p.read_bytes() for p in sorted(files)))
+    except OSError:
+        return None
 
 
 def cache_dir() -> Path | None:
@@ -54,9 +58,9 @@ def cache_dir() -> Path | None:
     return Path(base) / "backfill-kit"
 
 
-def read_entry(slot: str, key: str) -> bytes | None:
-    """The payload stored in `slot` for exactly `key`, or None."""
-    if (folder := cache_dir()) is None:
+def read_entry(slot: str, key: str | None) -> bytes | None:
+    """The payload stored in `slot` for exactly `key`, or None (always, for no key)."""
+    if key is None or (folder := cache_dir()) is None:
         return None
     try:
         with (folder / slot).open("rb") as file:
@@ -71,9 +75,9 @@ def read_entry(slot: str, key: str) -> bytes | None:
     return data[_KEY_BYTES + 1 :]
 
 
-def write_entry(slot: str, key: str, payload: bytes) -> None:
+def write_entry(slot: str, key: str | None, payload: bytes) -> None:
     """Store `payload` for `key` in `slot`, atomically: a reader sees the old entry or the new."""
-    if (folder := cache_dir()) is None:
+    if key is None or (folder := cache_dir()) is None:
         return
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)

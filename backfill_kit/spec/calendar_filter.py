@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from backfill_kit.common.cache import cache_key, read_entry, write_entry
+from backfill_kit.common.cache import cache_key, read_entry, sources_key, write_entry
 
 __all__ = ["MAX_FILTER_CHARS", "filter_columns", "filter_problem", "filter_sql", "sqlglot_version"]
 
@@ -55,19 +55,18 @@ def filter_columns(text: str, dialect: str) -> tuple[str, ...]:
 def _checked(text: str, dialect: str) -> tuple[str, tuple[str, ...]]:
     slot = "filter-" + cache_key(dialect, text)[:32]
     key = _cache_key(text, dialect)
-    if key is not None and (stored := _stored(read_entry(slot, key))) is not None:
+    if (stored := _stored(read_entry(slot, key))) is not None:
         return stored
     checked = _check(text, dialect)
-    if key is not None:
-        write_entry(slot, key, json.dumps({"sql": checked[0], "columns": checked[1]}).encode())
+    write_entry(slot, key, json.dumps({"sql": checked[0], "columns": checked[1]}).encode())
     return checked
 
 
 def _cache_key(text: str, dialect: str) -> str | None:
-    """What the checked SQL is a function of; None (no cache) if sqlglot's version is unknown."""
-    if (parser := sqlglot_version()) is None:
-        return None
-    return cache_key("calendar.filter", text, dialect, parser, Path(__file__).read_bytes())
+    """What the checked SQL is a function of; None (no cache) if sqlglot's version or this
+    module's source cannot be read."""
+    parser, checker = sqlglot_version(), sources_key([Path(__file__)])
+    return None if parser is None or checker is None else cache_key("calendar.filter", text, dialect, parser, checker)
 
 
 def sqlglot_version() -> str | None:
@@ -84,7 +83,7 @@ def _stored(payload: bytes | None) -> tuple[str, tuple[str, ...]] | None:
     """A stored check's SQL and columns, or None for anything but the shape written above."""
     try:
         entry = json.loads(payload) if payload is not None else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON; JSON nested past the parser's depth
         return None
     if not isinstance(entry, dict) or not isinstance(sql := entry.get("sql"), str) or not sql:
         return None

@@ -410,13 +410,16 @@ def load_spec(path: str | Path) -> PipelineSpec:
 _CHECKING_CODE = (Path(__file__).parent, Path(__file__).parents[1] / "common", Path(__file__).parents[1] / "errors.py")
 
 
-def _spec_key(path: Path, text: str) -> str:
+def _spec_key(path: Path, text: str) -> str | None:
+    """None (no cache) when the checking code cannot be read."""
     from pydantic import VERSION
 
     from backfill_kit.spec.calendar_filter import sqlglot_version
 
     code = sources_key(p for where in _CHECKING_CODE for p in ([where] if where.is_file() else where.glob("*.py")))
-    return cache_key("spec", str(path), text, code, VERSION, str(sqlglot_version()), sys.version)
+    return (
+        None if code is None else cache_key("spec", str(path), text, code, VERSION, str(sqlglot_version()), sys.version)
+    )
 
 
 def _stored_spec(payload: bytes | None) -> Any:
