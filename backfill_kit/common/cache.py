@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -79,6 +78,8 @@ def write_entry(slot: str, key: str | None, payload: bytes) -> None:
     """Store `payload` for `key` in `slot`, atomically: a reader sees the old entry or the new."""
     if key is None or (folder := cache_dir()) is None:
         return
+    import tempfile  # only on a miss
+
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{slot}.")  # created 0600
