@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -58,6 +59,8 @@ class Outcome:
     measurement: Measurement
     seconds: float
     floor: float
+    cpu: float  # CPU seconds (user + system) of the command's processes, median
+    floor_cpu: float
 
     @property
     def ratio(self) -> float:
@@ -72,15 +75,24 @@ class Outcome:
         return value <= limit
 
 
-def timed(processes: Sequence[Sequence[str]], ok_codes: tuple[int, ...], cwd: Path, env: dict[str, str]) -> float:
-    began = time.perf_counter()
+def timed(
+    processes: Sequence[Sequence[str]], ok_codes: tuple[int, ...], cwd: Path, env: dict[str, str]
+) -> tuple[float, float]:
+    """Wall-clock seconds, and CPU seconds of the processes (and of theirs): on a machine shared
+    with other work the first swings with the neighbours, the second far less."""
+    began, cpu = time.perf_counter(), children_cpu()
     for argv in processes:
         done = subprocess.run(
             argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False
         )
         if done.returncode not in ok_codes:
             raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()[-500:]}")
-    return time.perf_counter() - began
+    return time.perf_counter() - began, children_cpu() - cpu
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def measure(m: Measurement, repeat: int, cwd: Path) -> Outcome:
@@ -92,7 +104,9 @@ def measure(m: Measurement, repeat: int, cwd: Path) -> Outcome:
     for _ in range(repeat):
         floors.append(timed(m.floor, (0,), cwd, env))
         runs.append(timed(m.command, m.ok_codes, cwd, command_env))
-    return Outcome(m, statistics.median(runs), statistics.median(floors))
+    seconds, cpu = map(statistics.median, zip(*runs, strict=True))
+    floor, floor_cpu = map(statistics.median, zip(*floors, strict=True))
+    return Outcome(m, seconds, floor, cpu, floor_cpu)
 
 
 # --- the floors ----------------------------------------------------------------------------
@@ -183,11 +197,15 @@ def measurements(work: Path, spec: Path) -> list[Measurement]:
 
 
 def print_outcomes(outcomes: list[Outcome]) -> None:
-    print(f"{'measurement':32} {'median s':>9} {'floor s':>8} {'ratio':>6} {'over s':>7}  {'target':14} result")
+    print(
+        f"{'measurement':33} {'median s':>8} {'floor s':>7} {'ratio':>5} {'over s':>6}  {'target':13} {'result':6} "
+        f"{'cpu s':>5} {'floor':>5} {'ratio':>5}"
+    )
     for o in outcomes:
         print(
-            f"{o.measurement.name:32} {o.seconds:9.3f} {o.floor:8.3f} {o.ratio:6.2f} {o.seconds - o.floor:7.3f}  "
-            f"{o.measurement.target:14} {'-' if o.measurement.target == 'info' else 'ok' if o.passed else 'MISS'}"
+            f"{o.measurement.name:33} {o.seconds:8.3f} {o.floor:7.3f} {o.ratio:5.2f} {o.seconds - o.floor:6.3f}  "
+            f"{o.measurement.target:13} {'-' if o.measurement.target == 'info' else 'ok' if o.passed else 'MISS':6} "
+            f"{o.cpu:5.3f} {o.floor_cpu:5.3f} {o.cpu / o.floor_cpu:5.2f}"
         )
 
 
