@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import MINI_SPEC, MiniWarehouse
 
+from backfill_kit.demo import example_spec_text
 from backfill_kit.errors import SpecError
 from backfill_kit.spec.model import load_spec
 
@@ -202,3 +203,15 @@ def test_the_cache_keeps_its_newest_entries(cache: Path, tmp_path: Path, monkeyp
         for entry in cache.iterdir():  # strictly older than the next one written
             os.utime(entry, (entry.stat().st_mtime - 10, entry.stat().st_mtime - 10))
     assert {stored(entry.read_bytes())[1].source for entry in cache.iterdir()} == set(specs[-3:])
+
+
+def test_a_spec_from_the_cache_is_the_spec_from_the_file(cache: Path, tmp_path: Path):
+    """Merged job settings read which fields the file set: the cache must keep that too."""
+    path = tmp_path / "nba_props.yaml"
+    path.write_text(example_spec_text())
+    fresh = load_spec(path)
+    cached = load_spec(path)
+    assert entries(cache, "spec") and cached is not fresh
+    assert cached == fresh
+    assert [cached.job_of(t) for t in cached.tables] == [fresh.job_of(t) for t in fresh.tables]
+    assert [t.model_fields_set for t in cached.tables] == [t.model_fields_set for t in fresh.tables]
