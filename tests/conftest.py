@@ -8,6 +8,8 @@ warehouse section, and nothing else, is rewritten to point at it.
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 import textwrap
 from collections.abc import Iterator
@@ -199,6 +201,13 @@ def _tables(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
 def pytest_configure(config: pytest.Config) -> None:
     for line in WARNING_FILTERS:  # the emulator's own warnings, not the toolkit's
         config.addinivalue_line("filterwarnings", line)
+    # The user's cache (checked specs and filters) is theirs: the suite, and every command it
+    # starts, keeps its own, so that a run never reads what a previous one left behind.
+    os.environ["BACKFILL_KIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="backfill-kit-cache-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(os.environ.pop("BACKFILL_KIT_CACHE_DIR", ""), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

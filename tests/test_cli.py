@@ -174,7 +174,7 @@ def test_help_loads_no_heavy_module():
     code = (
         "import sys; from backfill_kit.cli.commands import main; sys.argv = ['backfill-kit', '--help']\n"
         "try: main()\nexcept SystemExit: pass\n"
-        "print(sorted(m for m in ('duckdb', 'pydantic', 'rich', 'pandas', 'yaml', 'plotly', 'papermill', 'nbconvert', 'nbformat', 'ipywidgets', 'IPython') if m in sys.modules))"
+        "print(sorted(m for m in ('duckdb', 'pydantic', 'sqlglot', 'orjson', 'rich', 'pandas', 'yaml', 'plotly', 'papermill', 'nbconvert', 'nbformat', 'ipywidgets', 'IPython') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"

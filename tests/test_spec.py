@@ -134,3 +134,10 @@ def test_a_table_without_any_date_column_is_named_never_guessed(tmp_path):
     assert spec.date_column_of(table) == "game_date"
     with pytest.raises(SpecError, match=re.escape(f"{spec.field_path(table.id)}.date_column: required")):
         spec.model_copy(update={"date_column": None}).date_column_of(table)
+
+
+def test_a_backend_that_is_not_a_name_is_one_problem_even_with_a_filter(tmp_path):
+    """A list as the backend used to crash the filter's check of a broken spec (unhashable)."""
+    assert problems_of(tmp_path, MINI_SPEC.replace("backend: duckdb", "backend: []")) == [
+        "3: warehouse.backend: unknown backend '[]'; expected one of: duckdb, bigquery"
+    ]

@@ -6,6 +6,7 @@ Heavy modules are imported inside the commands so that `--help` stays fast.
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable
 from datetime import date, datetime
@@ -115,7 +116,7 @@ def validate(spec_path: Path, start: date, end: date, tables: tuple[str, ...], f
     check_range(start, end)  # before touching the spec or the warehouse
     result = run_validation(load_spec(spec_path), start, end, tables=tables or None, now=now)
     if fmt == "json":
-        click.echo(display.validation_json(result))
+        click.echo(display.validation_json(result))  # bytes: written as they are
     elif fmt == "csv":
         click.echo(display.validation_csv(result), nl=False)
     else:
@@ -760,4 +761,11 @@ def _console() -> Any:
 
 
 def main() -> None:
-    cli(prog_name="backfill-kit")
+    try:
+        cli(prog_name="backfill-kit")
+    finally:
+        # The process ends here. Python's teardown frees what the command built by reference
+        # counting, and then sweeps every object still tracked with its cycle collector: ~0.03 s
+        # after a four-season validation, for nothing (no file or process the toolkit holds
+        # waits on a cycle being collected to be closed). Frozen objects are never swept.
+        gc.freeze()

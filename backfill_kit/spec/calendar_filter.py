@@ -7,15 +7,22 @@ such as read_csv, an unknown function, a second statement, a comment) is refused
 The query then uses the SQL sqlglot writes back from the checked tree, so what runs is what
 was checked, whatever the warehouse's own parser would have made of the original text.
 
-sqlglot is imported only when a spec has a filter.
+sqlglot is imported only when a spec has a filter that is not in the user's cache: an accepted
+filter's SQL and columns are stored there (common/cache.py), keyed by the filter's text, the
+dialect, sqlglot's version and this module's own source, so any change to one of them checks
+the filter again. A refused filter is never stored: it is refused afresh, with its reason.
 """
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
-__all__ = ["MAX_FILTER_CHARS", "filter_columns", "filter_problem", "filter_sql"]
+from backfill_kit.common.cache import cache_key, read_entry, sources_key, write_entry
+
+__all__ = ["MAX_FILTER_CHARS", "filter_columns", "filter_problem", "filter_sql", "sqlglot_version"]
 
 MAX_FILTER_CHARS = 2000
 FUNCTIONS = ("abs", "cast", "coalesce", "extract", "length", "lower", "substr", "trim", "upper")
@@ -46,6 +53,47 @@ def filter_columns(text: str, dialect: str) -> tuple[str, ...]:
 
 @lru_cache(maxsize=16)
 def _checked(text: str, dialect: str) -> tuple[str, tuple[str, ...]]:
+    slot = "filter-" + cache_key(dialect, text)[:32]
+    key = _cache_key(text, dialect)
+    if (stored := _stored(read_entry(slot, key))) is not None:
+        return stored
+    checked = _check(text, dialect)
+    write_entry(slot, key, json.dumps({"sql": checked[0], "columns": checked[1]}).encode())
+    return checked
+
+
+def _cache_key(text: str, dialect: str) -> str | None:
+    """What the checked SQL is a function of; None (no cache) if sqlglot's version or this
+    module's source cannot be read."""
+    parser, checker = sqlglot_version(), sources_key([Path(__file__)])
+    return None if parser is None or checker is None else cache_key("calendar.filter", text, dialect, parser, checker)
+
+
+def sqlglot_version() -> str | None:
+    """The installed sqlglot's version, read from its metadata (importing it costs 0.1 s)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sqlglot")
+    except PackageNotFoundError:
+        return None
+
+
+def _stored(payload: bytes | None) -> tuple[str, tuple[str, ...]] | None:
+    """A stored check's SQL and columns, or None for anything but the shape written above."""
+    try:
+        entry = json.loads(payload) if payload is not None else None
+    except (ValueError, RecursionError):  # not JSON; JSON nested past the parser's depth
+        return None
+    if not isinstance(entry, dict) or not isinstance(sql := entry.get("sql"), str) or not sql:
+        return None
+    columns = entry.get("columns")
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        return None
+    return sql, tuple(columns)
+
+
+def _check(text: str, dialect: str) -> tuple[str, tuple[str, ...]]:
     if len(text) > MAX_FILTER_CHARS:
         raise FilterError(f"longer than {MAX_FILTER_CHARS} characters; a filter is a short condition")
     tree = _parse(text, dialect)

@@ -5,23 +5,28 @@ file, line, field path, what is wrong and what is expected.
 
 from __future__ import annotations
 
+import pickle
 import re
 import string
+import sys
 from collections.abc import Iterator
 from datetime import date
-from functools import cached_property
+from functools import cached_property, lru_cache
 from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from backfill_kit.common.cache import cache_key, read_entry, sources_key, write_entry
 from backfill_kit.common.file_kinds import kind_of
 from backfill_kit.common.limits import date_out_of_bounds
 from backfill_kit.common.small_files import NotSmallText, Why, read_small_text
 from backfill_kit.errors import Problem, SpecError
+
+if TYPE_CHECKING:
+    import yaml
 
 __all__ = [
     "BigQuerySettings",
@@ -55,7 +60,9 @@ def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
 
 class _Model(BaseModel):
     # No inf or nan: every number of a spec ends up in date or time arithmetic.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # Schemas are built on first validation, not at import: a spec served from the cache
+    # (load_spec) is never validated again, so that command never builds them.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, defer_build=True)
 
 
 class DuckDBSettings(_Model):
@@ -161,7 +168,7 @@ class RunStatuses(_Model):
 class RunHistory(_Model):
     table: str
     columns: RunHistoryColumns
-    statuses: RunStatuses = RunStatuses()
+    statuses: RunStatuses = Field(default_factory=RunStatuses)
     stale_after_hours: float = Field(6.0, gt=0, le=24 * 366)
     # Which values of which columns turn a failed or skipped row into "nothing to load", e.g.
     # {failure_category: [no_data_available], skip_reason: [no_data]}. Once given, a skip that
@@ -357,8 +364,6 @@ class PipelineSpec(_Model):
 
 # --- loading -------------------------------------------------------------------------------
 
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
-
 # A spec is a few kilobytes and a few thousand values: these bounds are far above any real
 # one, and far below what an alias bomb (a few hundred bytes) expands to.
 MAX_SPEC_BYTES = 1 << 20
@@ -367,14 +372,22 @@ MAX_SPEC_DEPTH = 50
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
 
-class _SpecLoader(_LOADER):  # type: ignore[misc]
+@lru_cache(maxsize=1)
+def _spec_loader() -> Any:
     """The safe loader, leaving dates as text: pydantic then parses them, so that a date such
-    as 2021-02-30 is a problem at its field, not a crash inside the YAML library."""
+    as 2021-02-30 is a problem at its field, not a crash inside the YAML library. Built on
+    first use: a spec served from the cache needs no YAML."""
+    import yaml
 
-    yaml_implicit_resolvers: ClassVar[dict[str, list[tuple[str, re.Pattern[str]]]]] = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP]
-        for first, resolvers in _LOADER.yaml_implicit_resolvers.items()
-    }
+    base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
+
+    class SpecLoader(base):  # type: ignore[misc]
+        yaml_implicit_resolvers: ClassVar[dict[str, list[tuple[str, re.Pattern[str]]]]] = {
+            first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP]
+            for first, resolvers in base.yaml_implicit_resolvers.items()
+        }
+
+    return SpecLoader
 
 
 def load_spec(path: str | Path) -> PipelineSpec:
@@ -387,7 +400,43 @@ def load_spec(path: str | Path) -> PipelineSpec:
     text = _read_text(path)
     if kind := _OTHER_KINDS.get(kind_of(text) or ""):
         raise SpecError([Problem(str(path), "", f"not a pipeline spec: this is {kind}", 1)])
-    return parse_spec(text, path)
+    slot, key = "spec-" + cache_key(str(path))[:32], _spec_key(path, text)
+    if isinstance(spec := _stored_spec(read_entry(slot, key)), PipelineSpec) and spec.source == path:
+        return spec
+    spec = parse_spec(text, path)
+    write_entry(slot, key, pickle.dumps(spec, pickle.HIGHEST_PROTOCOL))
+    return spec
+
+
+# A spec that passed every check is kept in the user's cache (common/cache.py), so that the
+# next command on the same file skips YAML, validation and the filter's parser. It is served
+# only for the same path and text, checked by the same code: the key holds the source of every
+# module a spec's checks can run (the spec layer and those below it, per the import contract)
+# and the versions of pydantic and sqlglot. A spec with problems is never stored.
+_CHECKING_CODE = (Path(__file__).parent, Path(__file__).parents[1] / "common", Path(__file__).parents[1] / "errors.py")
+
+
+def _spec_key(path: Path, text: str) -> str | None:
+    """None (no cache) when the checking code cannot be read."""
+    from pydantic import VERSION
+
+    from backfill_kit.spec.calendar_filter import sqlglot_version
+
+    code = sources_key(p for where in _CHECKING_CODE for p in ([where] if where.is_file() else where.glob("*.py")))
+    return (
+        None if code is None else cache_key("spec", str(path), text, code, VERSION, str(sqlglot_version()), sys.version)
+    )
+
+
+def _stored_spec(payload: bytes | None) -> Any:
+    """The unpickled entry, or None when there is none or it does not unpickle. Unpickling runs
+    what the file says: the cache folder's owner check is what makes that safe (see cache.py)."""
+    if payload is None:
+        return None
+    try:
+        return pickle.loads(payload)
+    except Exception:  # a corrupt entry is a miss, whatever the unpickler trips on
+        return None
 
 
 # What to say when a file of another kind is given as the spec.
@@ -467,7 +516,7 @@ def _raw_filter_problems(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
     text = calendar.get("filter") if isinstance(calendar, dict) else None
     backend = warehouse.get("backend") if isinstance(warehouse, dict) else None
     if isinstance(text, str) and text:
-        yield from _filter_problems(text, backend if backend in WAREHOUSES else "duckdb")
+        yield from _filter_problems(text, backend if isinstance(backend, str) and backend in WAREHOUSES else "duckdb")
 
 
 def _filter_problems(text: str, dialect: str) -> Iterator[tuple[str, str]]:
@@ -483,7 +532,9 @@ def _items(value: Any) -> list[Any]:
 
 
 def _read_yaml(text: str, file: str) -> tuple[dict[str, int], Any]:
-    loader = _SpecLoader(text)
+    import yaml
+
+    loader = _spec_loader()(text)
     try:
         node = loader.get_single_node()
         lines = _index_lines(node, file) if node is not None else {}
@@ -503,6 +554,8 @@ def _index_lines(root: yaml.Node, file: str) -> dict[str, int]:
     """The line of every field path, e.g. ``phases[1].tables[0].id``. Walks the document as it
     will be built, aliases expanded, so that an alias bomb or a self-referring alias is refused
     before anything is built from it; duplicate keys are refused too (YAML keeps the last)."""
+    import yaml
+
     out: dict[str, int] = {}
     duplicates: list[Problem] = []
     checked: set[int] = set()
@@ -552,6 +605,8 @@ def _index_lines(root: yaml.Node, file: str) -> dict[str, int]:
 
 
 def _duplicate_keys(node: yaml.MappingNode, path: str, file: str) -> list[Problem]:
+    import yaml
+
     first_line: dict[tuple[str, Any], int] = {}
     problems = []
     for key, _ in node.value:

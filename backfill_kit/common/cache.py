@@ -1,0 +1,102 @@
+"""A per-user cache of results that are pure functions of their inputs (a validated spec, a
+checked calendar filter), so that a command run again skips that work and its imports.
+
+An entry is a file named by its slot (one per spec path, one per filter) that starts with the
+key of the inputs it was made from: it is served only for the exact same key, so an edited
+input misses and is checked in full. Reading or writing never fails a command: an unreadable,
+corrupt or foreign entry is a miss, an unwritable folder is no cache.
+
+Where: $BACKFILL_KIT_CACHE_DIR (set empty: no cache), else $XDG_CACHE_HOME/backfill-kit, else
+~/.cache/backfill-kit (the XDG rule, written out: platformdirs costs more to import than a hit saves).
+
+Trust: an entry is served without being checked again, so the folder is made private (0700)
+and an entry is read only if the current user owns it and nobody else can write it. Whoever
+can write there can already run code as that user (their shell's startup files sit in the same
+home), so a cache entry gives no one a new way around the checks. It never lives beside the
+spec: a spec comes from a repository that others write to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = ["cache_key", "read_entry", "sources_key", "write_entry"]
+
+_KEY_BYTES = 64  # a sha256 in hex
+MAX_ENTRIES = 256  # a few kilobytes each
+
+
+def cache_key(*parts: str | bytes) -> str:
+    """The sha256 of the parts, each length-prefixed so that no two lists of parts collide."""
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        digest.update(b"%d:" % len(data))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def sources_key(files: Iterable[Path]) -> str | None:
+    """The key of some source files' text (a changed rule in a checker misses every entry), or
+    None if one cannot be read: then there is no key, and no cache."""
+    try:
+        return cache_key(*(p.read_bytes() for p in sorted(files)))
+    except OSError:
+        return None
+
+
+def cache_dir() -> Path | None:
+    """The folder, or None when BACKFILL_KIT_CACHE_DIR is set empty: no cache."""
+    configured = os.environ.get("BACKFILL_KIT_CACHE_DIR")
+    if configured is not None:
+        return Path(configured) if configured else None
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "backfill-kit"
+
+
+def read_entry(slot: str, key: str | None) -> bytes | None:
+    """The payload stored in `slot` for exactly `key`, or None (always, for no key)."""
+    if key is None or (folder := cache_dir()) is None:
+        return None
+    try:
+        with (folder / slot).open("rb") as file:
+            info = os.fstat(file.fileno())
+            if info.st_uid != os.getuid() or info.st_mode & 0o022:  # someone else's, or writable by others
+                return None
+            data = file.read()
+    except OSError:
+        return None
+    if data[:_KEY_BYTES] != key.encode() or data[_KEY_BYTES : _KEY_BYTES + 1] != b"\n":
+        return None
+    return data[_KEY_BYTES + 1 :]
+
+
+def write_entry(slot: str, key: str | None, payload: bytes) -> None:
+    """Store `payload` for `key` in `slot`, atomically: a reader sees the old entry or the new."""
+    if key is None or (folder := cache_dir()) is None:
+        return
+    import tempfile  # only on a miss
+
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{slot}.")  # created 0600
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(key.encode() + b"\n" + payload)
+            os.replace(temp, folder / slot)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+        _prune(folder)
+    except OSError:
+        return  # no cache is only slower
+
+
+def _prune(folder: Path) -> None:
+    """Keep the newest MAX_ENTRIES: a slot per spec path, and temporary folders come and go."""
+    entries = [(entry.stat().st_mtime, entry) for entry in folder.iterdir() if not entry.name.startswith(".")]
+    for _, stale in sorted(entries, reverse=True)[MAX_ENTRIES:]:
+        stale.unlink(missing_ok=True)
