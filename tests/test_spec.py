@@ -141,3 +141,12 @@ def test_a_backend_that_is_not_a_name_is_one_problem_even_with_a_filter(tmp_path
     assert problems_of(tmp_path, MINI_SPEC.replace("backend: duckdb", "backend: []")) == [
         "3: warehouse.backend: unknown backend '[]'; expected one of: duckdb, bigquery"
     ]
+
+
+def test_an_empty_column_name_is_refused_at_its_field(tmp_path):
+    """Every column the spec puts into SQL is checked by one rule, an empty name too."""
+    broken = MINI_SPEC.replace("status: status,", 'status: "",', 1)
+    line = next(i for i, s in enumerate(broken.splitlines(), 1) if 'status: ""' in s)
+    assert problems_of(tmp_path, broken) == [
+        f"{line}: run_history.columns.status: '' is not a valid column name (got '')"
+    ]

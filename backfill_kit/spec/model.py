@@ -15,9 +15,9 @@ from functools import cached_property, lru_cache
 from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from backfill_kit.common.cache import cache_key, read_entry, sources_key, write_entry
 from backfill_kit.common.file_kinds import kind_of
@@ -58,6 +58,29 @@ def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
     return value
 
 
+def _matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
+    return AfterValidator(lambda value: _check(pattern, value, what))
+
+
+def _in_bounds(value: date) -> date:
+    if reason := date_out_of_bounds(value):
+        raise ValueError(reason)
+    return value
+
+
+# Text a spec puts into SQL or into a name, each checked whole by one pattern, once.
+ColumnName = Annotated[str, _matching(IDENTIFIER, "column name")]
+TableId = Annotated[str, _matching(IDENTIFIER, "table id (letters, digits, underscores)")]
+TableName = Annotated[str, _matching(TABLE_REF, TABLE_WHAT)]
+ProjectId = Annotated[str, _matching(PROJECT_ID, "project id (lowercase letters, digits and hyphens)")]
+Location = Annotated[str, _matching(LOCATION, "location, e.g. US, EU or europe-west1")]
+# Empty is no prefix at all.
+DatasetPrefix = Annotated[
+    str, AfterValidator(lambda v: v and _check(DATASET_PREFIX, v, "dataset prefix (letters, digits, underscores)"))
+]
+SeasonDate = Annotated[date, AfterValidator(_in_bounds)]
+
+
 class _Model(BaseModel):
     # No inf or nan: every number of a spec ends up in date or time arithmetic.
     # Schemas are built on first validation, not at import: a spec served from the cache
@@ -78,27 +101,12 @@ class BigQuerySettings(_Model):
     Credentials: the service-account key file named here, else Application Default Credentials."""
 
     backend: Literal["bigquery"]
-    project: str = Field(description="project that runs the queries and holds the datasets")
-    location: str | None = Field(None, description="where the datasets live, e.g. US or europe-west1")
+    project: ProjectId = Field(description="project that runs the queries and holds the datasets")
+    location: Location | None = Field(None, description="where the datasets live, e.g. US or europe-west1")
     credentials_file: str | None = Field(None, description="service-account key (JSON), relative to the spec file")
-    dataset_prefix: str = Field("", description="put before every dataset name, e.g. 'dev_'")
+    dataset_prefix: DatasetPrefix = Field("", description="put before every dataset name, e.g. 'dev_'")
     maximum_bytes_billed: int | None = Field(None, ge=1, description="refuse any query estimated to bill more")
     price_per_tib_usd: float = Field(6.25, ge=0, description="on-demand price, for the cost estimates")
-
-    @field_validator("project")
-    @classmethod
-    def _project(cls, v: str) -> str:
-        return _check(PROJECT_ID, v, "project id (lowercase letters, digits and hyphens)")
-
-    @field_validator("location")
-    @classmethod
-    def _location(cls, v: str | None) -> str | None:
-        return v and _check(LOCATION, v, "location, e.g. US, EU or europe-west1")
-
-    @field_validator("dataset_prefix")
-    @classmethod
-    def _prefix(cls, v: str) -> str:
-        return v and _check(DATASET_PREFIX, v, "dataset prefix (letters, digits, underscores)")
 
 
 WAREHOUSES: dict[str, type[_Model]] = {"duckdb": DuckDBSettings, "bigquery": BigQuerySettings}
@@ -106,54 +114,32 @@ WAREHOUSES: dict[str, type[_Model]] = {"duckdb": DuckDBSettings, "bigquery": Big
 
 class Season(_Model):
     name: str
-    start: date
-    end: date
-
-    @field_validator("start", "end")
-    @classmethod
-    def _bounded(cls, v: date) -> date:
-        if reason := date_out_of_bounds(v):
-            raise ValueError(reason)
-        return v
+    start: SeasonDate
+    end: SeasonDate
 
 
 class Calendar(_Model):
     """Where expected dates come from: dates with (filtered) rows in a schedule table, inside
     the season windows; or, without a table, every day of the season windows."""
 
-    table: str | None = None
-    date_column: str = "game_date"
-    game_id_column: str | None = Field(None, description="counts games per date, deduplicated")
+    table: TableName | None = None
+    date_column: ColumnName = "game_date"
+    game_id_column: ColumnName | None = Field(None, description="counts games per date, deduplicated")
     filter: str | None = Field(None, description="SQL condition, e.g. final games only")
     seasons: tuple[Season, ...] = ()
 
-    @field_validator("table")
-    @classmethod
-    def _table_name(cls, v: str | None) -> str | None:
-        return v and _check(TABLE_REF, v, TABLE_WHAT)
-
-    @field_validator("date_column", "game_id_column")
-    @classmethod
-    def _column(cls, v: str | None) -> str | None:
-        return v and _check(IDENTIFIER, v, "column name")
-
 
 class RunHistoryColumns(_Model):
-    processor: str
-    date: str
-    status: str
-    started_at: str
-    finished_at: str
-    records: str
-    error: str | None = Field(None, description="text, JSON or REPEATED: a list of {error_type, error_message}")
-    run_id: str | None = Field(None, description="pairs the `running` row and the final row of one run")
-    range_start: str | None = Field(None, description="first date of a range run's range; NULL for one date")
-    range_end: str | None = Field(None, description="last date of a range run's range; NULL for one date")
-
-    @field_validator("*")
-    @classmethod
-    def _identifier(cls, v: str | None) -> str | None:
-        return v and _check(IDENTIFIER, v, "column name")
+    processor: ColumnName
+    date: ColumnName
+    status: ColumnName
+    started_at: ColumnName
+    finished_at: ColumnName
+    records: ColumnName
+    error: ColumnName | None = Field(None, description="text, JSON or REPEATED: a list of {error_type, error_message}")
+    run_id: ColumnName | None = Field(None, description="pairs the `running` row and the final row of one run")
+    range_start: ColumnName | None = Field(None, description="first date of a range run's range; NULL for one date")
+    range_end: ColumnName | None = Field(None, description="last date of a range run's range; NULL for one date")
 
 
 class RunStatuses(_Model):
@@ -166,7 +152,7 @@ class RunStatuses(_Model):
 
 
 class RunHistory(_Model):
-    table: str
+    table: TableName
     columns: RunHistoryColumns
     statuses: RunStatuses = Field(default_factory=RunStatuses)
     stale_after_hours: float = Field(6.0, gt=0, le=24 * 366)
@@ -175,11 +161,6 @@ class RunHistory(_Model):
     # matches none of them (already_processed) is no evidence: earlier attempts and rows decide.
     no_data_reasons: dict[str, tuple[str, ...]] = {}
     max_range_days: int = Field(62, ge=1, le=3660, description="longest range a range run covers, in days")
-
-    @field_validator("table")
-    @classmethod
-    def _table_name(cls, v: str) -> str:
-        return _check(TABLE_REF, v, TABLE_WHAT)
 
     @field_validator("no_data_reasons")
     @classmethod
@@ -260,9 +241,9 @@ class JobSpec(_Model):
 
 
 class TableSpec(_Model):
-    id: str
-    table: str
-    date_column: str | None = None
+    id: TableId
+    table: TableName
+    date_column: ColumnName | None = None
     processor: str
     priority: Literal["critical", "important", "fallback", "optional"] = "critical"
     min_rows: int = Field(1, ge=1, description="rows a date needs to be complete")
@@ -270,21 +251,6 @@ class TableSpec(_Model):
     fallback: str | None = Field(None, description="table id whose data stands in when this has none")
     depends_on: tuple[str, ...] = ()
     job: JobOverrides | None = None
-
-    @field_validator("id")
-    @classmethod
-    def _table_id(cls, v: str) -> str:
-        return _check(IDENTIFIER, v, "table id (letters, digits, underscores)")
-
-    @field_validator("table")
-    @classmethod
-    def _table_name(cls, v: str) -> str:
-        return _check(TABLE_REF, v, TABLE_WHAT)
-
-    @field_validator("date_column")
-    @classmethod
-    def _column(cls, v: str | None) -> str | None:
-        return v and _check(IDENTIFIER, v, "column name")
 
     def expected_rows(self, games: int) -> int:
         """Rows a date with `games` games needs to count as complete."""
@@ -306,17 +272,12 @@ class PipelineSpec(_Model):
     warehouse: DuckDBSettings | BigQuerySettings = Field(discriminator="backend")
     calendar: Calendar
     run_history: RunHistory
-    date_column: str | None = Field(None, description="date column of tables that name none")
+    date_column: ColumnName | None = Field(None, description="date column of tables that name none")
     job_defaults: JobOverrides | None = None
     cascade: Literal["none", "dependents"] = "none"
     phases: tuple[Phase, ...] = Field(min_length=1)
 
     source: Path | None = Field(None, exclude=True, description="the file this spec was read from")
-
-    @field_validator("date_column")
-    @classmethod
-    def _column(cls, v: str | None) -> str | None:
-        return v and _check(IDENTIFIER, v, "column name")
 
     @cached_property
     def tables(self) -> tuple[TableSpec, ...]:
