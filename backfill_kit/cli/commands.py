@@ -155,6 +155,11 @@ def _refuse_placeholders(argvs: Any, where: str) -> None:
     refuse_placeholder_jobs(argvs, where)
 
 
+def _count_option(flag: str, default: int, help: str) -> Callable[[F], F]:
+    """A whole number of at least 1, its default shown in --help."""
+    return click.option(flag, type=click.IntRange(min=1), default=default, show_default=True, help=help)
+
+
 def _all_of(*options: Callable[[F], F]) -> Callable[[F], F]:
     """Several click options as one decorator, for option groups that commands share."""
 
@@ -206,12 +211,8 @@ _run_options = _all_of(
         help="Journal file (default: beside the plan, PLAN.journal.jsonl).",
     ),
     click.option("--ignore-preflight", is_flag=True, help="Start even when the quick preflight fails."),
-    click.option(
-        "--log-limit-mb",
-        type=click.IntRange(min=1),
-        default=64,
-        show_default=True,
-        help="Keep at most this much of each attempt's output in its log (its start and end).",
+    _count_option(
+        "--log-limit-mb", 64, "Keep at most this much of each attempt's output in its log (its start and end)."
     ),
 )
 
@@ -568,12 +569,8 @@ _draft_source_options = _all_of(
         default=None,
         help="BigQuery service-account key (else Application Default Credentials).",
     ),
-    click.option(
-        "--maximum-bytes-billed",
-        type=click.IntRange(min=1),
-        default=10 * 2**30,
-        show_default=True,
-        help="BigQuery: refuse any run-history query estimated to bill more.",
+    _count_option(
+        "--maximum-bytes-billed", 10 * 2**30, "BigQuery: refuse any run-history query estimated to bill more."
     ),
     click.option(
         "--dataset",
@@ -582,13 +579,7 @@ _draft_source_options = _all_of(
         metavar="NAME",
         help="Only tables of this dataset (repeatable; include the run history's).",
     ),
-    click.option(
-        "--season-gap-days",
-        type=click.IntRange(min=1),
-        default=30,
-        show_default=True,
-        help="A gap of more than this many days between schedule dates ends a season.",
-    ),
+    _count_option("--season-gap-days", 30, "A gap of more than this many days between schedule dates ends a season."),
     click.option("--start", type=DateType(), default=None, help="Only dates from this one."),
     click.option("--end", type=DateType(), default=None, help="Only dates up to this one."),
 )
