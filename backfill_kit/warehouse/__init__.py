@@ -5,35 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from backfill_kit.errors import WarehouseError
-from backfill_kit.warehouse.base import (
-    CalendarRequest,
-    Capabilities,
-    CoverageTarget,
-    MissingObject,
-    ObjectsMissingError,
-    QueryRecord,
-    RecentRun,
-    RunHistoryRequest,
-    RunSummary,
-    Warehouse,
-)
+from backfill_kit.warehouse import base
+from backfill_kit.warehouse.base import *  # noqa: F403 -- the contract's names are the package's
+from backfill_kit.warehouse.base import Warehouse
 
 if TYPE_CHECKING:
     from backfill_kit.spec.model import PipelineSpec
 
-__all__ = [
-    "CalendarRequest",
-    "Capabilities",
-    "CoverageTarget",
-    "MissingObject",
-    "ObjectsMissingError",
-    "QueryRecord",
-    "RecentRun",
-    "RunHistoryRequest",
-    "RunSummary",
-    "Warehouse",
-    "open_warehouse",
-]
+__all__ = [*base.__all__, "open_warehouse"]
 
 
 def open_warehouse(spec: PipelineSpec, *, read_only: bool = True) -> Warehouse:
