@@ -1,4 +1,5 @@
-"""Hand-built warehouses: a tiny pipeline whose every cell a test can reason about.
+"""Hand-built warehouses: a tiny pipeline whose every cell a test can reason about; and the
+four-season demo, built once per session and copied to each test that uses it.
 
 A MiniWarehouse is built in DuckDB, one fact at a time. Tests that take the `backend` fixture
 from a module that parametrizes it (test_validation.py) run on BigQuery too: on close, the
@@ -8,6 +9,9 @@ warehouse section, and nothing else, is rewritten to point at it.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import tempfile
 import textwrap
 from collections.abc import Iterator
@@ -199,6 +203,96 @@ def _tables(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
 def pytest_configure(config: pytest.Config) -> None:
     for line in WARNING_FILTERS:  # the emulator's own warnings, not the toolkit's
         config.addinivalue_line("filterwarnings", line)
+
+
+# Fixtures that cost seconds: a test using one, directly or through another fixture, is slow.
+SLOW_FIXTURES = {"bigquery_emulator", "pristine_demo", "made_demo"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark slow every test on the BigQuery emulator (a second or more of REST round trips each;
+    also those whose `mini` warehouse is parametrized onto it) and every test of the four-season
+    demo (a build of seconds, once per session, then its checks)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_bigquery = callspec is not None and callspec.params.get("backend") == "bigquery"
+        if on_bigquery or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+# --- the four-season demo, built once ---------------------------------------------------------
+
+DEMO_FILES = ("nba_props.yaml", "nba_props.duckdb")
+
+
+def _shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder every xdist worker of this session sees (each worker's basetemp is a child of it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def pristine_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's folder (spec and warehouse), built once per session whatever the number of
+    workers: the first to ask builds it under a file lock, the others wait and reuse it. Tests
+    only read it (`read_only=True`); one that writes takes a copy (`demo_copy`, `copy_demo`)."""
+    from filelock import FileLock
+
+    from backfill_kit.demo import init_demo
+
+    shared = _shared_dir(tmp_path_factory)
+    directory = shared / "demo-pristine"
+    with FileLock(shared / "demo-pristine.lock"):
+        if not directory.exists():
+            building = shared / "demo-building"
+            shutil.rmtree(building, ignore_errors=True)
+            init_demo(building)
+            building.rename(directory)  # all or nothing: a worker never sees half a demo
+    return directory
+
+
+def copy_demo(pristine: Path, directory: Path) -> Path:
+    """A copy of the demo's spec and warehouse in `directory`; the spec's path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in DEMO_FILES:
+        shutil.copy(pristine / name, directory / name)
+    return directory / DEMO_FILES[0]
+
+
+@pytest.fixture
+def demo_copy(pristine_demo: Path, tmp_path: Path) -> Path:
+    """A fresh, writable copy of the demo for one test: its spec's path."""
+    return copy_demo(pristine_demo, tmp_path)
+
+
+# --- `make demo`, run once ----------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+# The tests that read the project `made_demo` builds share one worker, hence one build.
+MADE_DEMO_GROUP = pytest.mark.xdist_group("made_demo")
+
+
+@pytest.fixture(scope="session")
+def made_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh copy of the project (its tracked files, as a clone has them) with this
+    environment, after `make demo`: the README's starting point, and the full demo backfill
+    whose result tests/test_demo_backfill.py checks. Tests using it carry MADE_DEMO_GROUP."""
+    copy = tmp_path_factory.mktemp("clone") / "backfill-kit"
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, tracked.decode().split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy / name)  # keeps mtimes: make sees the environment as up to date
+    (copy / ".venv").symlink_to(ROOT / ".venv")
+    # -o: never remake the environment's stamp here. The .venv is this checkout's own: an
+    # install from the copy would point its console scripts and editable package at the copy,
+    # which pytest deletes later, and leave the environment broken.
+    built = subprocess.run(
+        ["make", "-o", ".venv/.installed", "demo"], cwd=copy, capture_output=True, text=True, timeout=1200
+    )
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    return copy
 
 
 @pytest.fixture(scope="session")

@@ -21,12 +21,11 @@ from typing import Any
 import pytest
 from bq_emulator import Emulator
 from click.testing import CliRunner, Result
-from conftest import MINI_PARTITIONS, NOW, MiniWarehouse
+from conftest import MINI_PARTITIONS, NOW, MiniWarehouse, copy_demo
 from test_monitor import history  # noqa: F401  (the monitor's fixture, reused on BigQuery)
 
 from backfill_kit import load_spec, validate
 from backfill_kit.cli.commands import cli
-from backfill_kit.demo import init_demo
 from backfill_kit.errors import MissingDependencyError, WarehouseError
 from backfill_kit.warehouse import open_warehouse
 
@@ -34,6 +33,8 @@ D1 = date(2024, 1, 10)
 SLICE = (date(2024, 10, 22), date(2024, 11, 30))  # a season's first weeks: bootstrap, lost, no-data
 DEMO_NOW = datetime(2025, 11, 30, 12, 0)
 LIVE = "BACKFILL_KIT_BIGQUERY_PROJECT"
+# One worker loads the demo into its emulator: the module fixtures run once, not once per worker.
+pytestmark = pytest.mark.xdist_group("bigquery")
 
 
 def invoke(*args: str) -> Result:
@@ -59,9 +60,10 @@ def validate_args(spec: Path, *extra: str, start: date = date(2024, 1, 1), end: 
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo_dir(pristine_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo, where `demo load` writes its BigQuery spec."""
     directory = tmp_path_factory.mktemp("demo")
-    init_demo(directory)
+    copy_demo(pristine_demo, directory)
     return directory
 
 

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import MADE_DEMO_GROUP
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 
-pytestmark = pytest.mark.slow  # make demo in a copy of the project: about two minutes
+pytestmark = [pytest.mark.slow, MADE_DEMO_GROUP]  # make demo in a copy of the project: a minute
 
 
 def sh_blocks(text: str) -> list[str]:
@@ -59,26 +59,11 @@ def test_the_readme_marks_its_commands_so_that_this_test_finds_them():
         assert not re.search(r"\b(SPEC|DATE)\b", block), block
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh copy of the project (its tracked files, as a clone has them) with this
-    environment, after `make demo`."""
-    copy = tmp_path_factory.mktemp("clone") / "backfill-kit"
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
-    for name in filter(None, tracked.decode().split("\0")):
-        source = ROOT / name
-        if source.is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, copy / name)  # keeps mtimes: make sees the environment as up to date
-    (copy / ".venv").symlink_to(ROOT / ".venv")
-    # -o: never remake the environment's stamp here. The .venv is this checkout's own: an
-    # install from the copy would point its console scripts and editable package at the copy,
-    # which pytest deletes later, and leave the environment broken.
-    built = subprocess.run(
-        ["make", "-o", ".venv/.installed", "demo"], cwd=copy, capture_output=True, text=True, timeout=1200
-    )
-    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    return copy
+@pytest.fixture
+def project(made_demo: Path) -> Path:
+    """A fresh copy of the project with this environment, after `make demo` (made once a
+    session, in tests/conftest.py)."""
+    return made_demo
 
 
 @pytest.mark.parametrize(
