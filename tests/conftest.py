@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import textwrap
 from collections.abc import Iterator
@@ -206,18 +205,61 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # Fixtures that cost seconds: a test using one, directly or through another fixture, is slow.
-SLOW_FIXTURES = {"bigquery_emulator", "pristine_demo", "made_demo"}
+SLOW_FIXTURES = {"bigquery_emulator", "pristine_demo"}
+
+
+# xdist hands whole files to its workers in collection order (--dist loadfile with
+# --no-loadscope-reorder): the longest files go first, so that no worker is left alone at the
+# end with a minute of `make demo` or JupyterLab while the other idles.
+LONGEST_FIRST = (
+    "test_readme.py",
+    "test_jupyterlab.py",
+    "test_bigquery.py",
+    "test_run_history.py",
+    "test_validation.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark slow every test on the BigQuery emulator (a second or more of REST round trips each;
-    also those whose `mini` warehouse is parametrized onto it) and every test of the four-season
-    demo (a build of seconds, once per session, then its checks)."""
+    """Run the longest files first; mark slow every test on the BigQuery emulator (a second or
+    more of REST round trips each; also those whose `mini` warehouse is parametrized onto it)
+    and every test of the four-season demo (a build of seconds, once per session)."""
+    items.sort(key=lambda item: LONGEST_FIRST.index(item.path.name) if item.path.name in LONGEST_FIRST else 99)
     for item in items:
         callspec = getattr(item, "callspec", None)
         on_bigquery = callspec is not None and callspec.params.get("backend") == "bigquery"
         if on_bigquery or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def bigquery_emulator() -> Iterator[Emulator]:
+    """One emulator for the session, started on first use, on 127.0.0.1 only."""
+    pytest.importorskip("bqemulator", reason="the BigQuery emulator is in the `test` extra")
+    import backfill_kit.warehouse.bigquery as bigquery_backend
+
+    emulator = Emulator().start()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bigquery_backend, "API_RETRY", short_retry())
+        yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def backend() -> str:
+    """The warehouse the `mini` fixture builds; modules parametrize it to run on both."""
+    return "duckdb"
+
+
+@pytest.fixture
+def mini(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> MiniWarehouse:
+    if backend == "bigquery":
+        emulator = request.getfixturevalue("bigquery_emulator")
+        monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", emulator.url)
+        return MiniWarehouse(tmp_path, emulator)
+    return MiniWarehouse(tmp_path)
 
 
 # --- the four-season demo, built once ---------------------------------------------------------
@@ -263,63 +305,3 @@ def copy_demo(pristine: Path, directory: Path) -> Path:
 def demo_copy(pristine_demo: Path, tmp_path: Path) -> Path:
     """A fresh, writable copy of the demo for one test: its spec's path."""
     return copy_demo(pristine_demo, tmp_path)
-
-
-# --- `make demo`, run once ----------------------------------------------------------------------
-
-ROOT = Path(__file__).resolve().parents[1]
-# The tests that read the project `made_demo` builds share one worker, hence one build.
-MADE_DEMO_GROUP = pytest.mark.xdist_group("made_demo")
-
-
-@pytest.fixture(scope="session")
-def made_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh copy of the project (its tracked files, as a clone has them) with this
-    environment, after `make demo`: the README's starting point, and the full demo backfill
-    whose result tests/test_demo_backfill.py checks. Tests using it carry MADE_DEMO_GROUP."""
-    copy = tmp_path_factory.mktemp("clone") / "backfill-kit"
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
-    for name in filter(None, tracked.decode().split("\0")):
-        source = ROOT / name
-        if source.is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, copy / name)  # keeps mtimes: make sees the environment as up to date
-    (copy / ".venv").symlink_to(ROOT / ".venv")
-    # -o: never remake the environment's stamp here. The .venv is this checkout's own: an
-    # install from the copy would point its console scripts and editable package at the copy,
-    # which pytest deletes later, and leave the environment broken.
-    built = subprocess.run(
-        ["make", "-o", ".venv/.installed", "demo"], cwd=copy, capture_output=True, text=True, timeout=1200
-    )
-    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    return copy
-
-
-@pytest.fixture(scope="session")
-def bigquery_emulator() -> Iterator[Emulator]:
-    """One emulator for the session, started on first use, on 127.0.0.1 only."""
-    pytest.importorskip("bqemulator", reason="the BigQuery emulator is in the `test` extra")
-    import backfill_kit.warehouse.bigquery as bigquery_backend
-
-    emulator = Emulator().start()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(bigquery_backend, "API_RETRY", short_retry())
-        yield emulator
-    emulator.stop()
-
-
-@pytest.fixture
-def backend() -> str:
-    """The warehouse the `mini` fixture builds; modules parametrize it to run on both."""
-    return "duckdb"
-
-
-@pytest.fixture
-def mini(
-    tmp_path: Path, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> MiniWarehouse:
-    if backend == "bigquery":
-        emulator = request.getfixturevalue("bigquery_emulator")
-        monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", emulator.url)
-        return MiniWarehouse(tmp_path, emulator)
-    return MiniWarehouse(tmp_path)

@@ -33,8 +33,6 @@ D1 = date(2024, 1, 10)
 SLICE = (date(2024, 10, 22), date(2024, 11, 30))  # a season's first weeks: bootstrap, lost, no-data
 DEMO_NOW = datetime(2025, 11, 30, 12, 0)
 LIVE = "BACKFILL_KIT_BIGQUERY_PROJECT"
-# One worker loads the demo into its emulator: the module fixtures run once, not once per worker.
-pytestmark = pytest.mark.xdist_group("bigquery")
 
 
 def invoke(*args: str) -> Result:

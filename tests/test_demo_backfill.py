@@ -1,7 +1,7 @@
 """The demo end to end: real jobs on the real demo warehouse, through the real CLI.
 
-The full four-season backfill is the one `make demo` runs (the `made_demo` fixture, shared
-with tests/test_readme.py): this module checks what it left behind."""
+The full four-season backfill is the one `make demo` runs: tests/test_readme.py checks what
+it leaves behind, on the project it builds once for every README command."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import MADE_DEMO_GROUP
 
 CLI = [
     sys.executable,
@@ -21,7 +20,6 @@ CLI = [
     "import sys; from backfill_kit.cli.commands import main; sys.argv[0] = 'backfill-kit'; main()",
 ]
 FIRST_WEEKS = ["--start", "2021-10-19", "--end", "2021-11-20"]
-WHOLE = ["--start", "2021-10-19", "--end", "2025-06-22"]  # make demo's range
 
 pytestmark = pytest.mark.slow  # real jobs, one Python process per step
 
@@ -44,27 +42,6 @@ def statuses(spec: Path, *range_args: str) -> dict[str, int]:
 def triggers(spec: Path) -> int:
     with duckdb.connect(str(spec.with_suffix(".duckdb")), read_only=True) as con:
         return con.execute("SELECT count(*) FROM nba_reference.downstream_triggers").fetchone()[0]
-
-
-@MADE_DEMO_GROUP
-def test_a_full_backfill_leaves_only_complete_no_data_and_bootstrap_and_fires_no_trigger(demo, made_demo):
-    before = statuses(demo, *WHOLE)
-    assert {"never_ran", "failed", "stale", "lost", "partial"} <= set(before)
-    # make demo planned and ran the whole range, exit 0 (made_demo fails on any failed command)
-    journal = made_demo / "demo" / "runs" / "plan.journal.jsonl"
-    events = [json.loads(line) for line in journal.read_text().splitlines()]
-    assert next(e for e in events if e["event"] == "run_finished")["outcome"] == "completed"
-    demo = made_demo / "demo" / "nba_props.yaml"
-    after = json.loads(cli("validate", "--spec", str(demo), *WHOLE, "--format", "json").stdout)
-    assert set(after["summary"]["statuses"]) == {"complete", "no_data", "bootstrap"}
-    no_data = [c for c in after["cells"] if c["status"] == "no_data"]
-    assert all(c["rows"] == 0 for c in no_data)  # genuinely nothing to load: a success with 0 records or a
-    by_status = {c["latest_status"] for c in no_data}  # failure or skip with a no-data reason, never an error
-    assert by_status == {"success", "failed", "skipped"}
-    assert all("NoDataAvailableError" in c["last_error"] for c in no_data if c["latest_status"] == "failed")
-    assert after["run_history"]["dates_from_range_runs"] > 0
-    assert triggers(demo) == 0
-    assert cli("validate", "--spec", str(demo), *WHOLE).returncode == 0
 
 
 def test_a_failing_job_stops_the_stage_and_resume_reruns_only_that_step(demo):

@@ -22,9 +22,6 @@ from backfill_kit.spec.model import PipelineSpec, load_spec
 from backfill_kit.validation.validator import Validation, validate
 from backfill_kit.warehouse.catalog import open_duckdb_catalog
 
-# One worker drafts this module's warehouses: its module fixtures run once, not once per worker.
-pytestmark = pytest.mark.xdist_group("draft")
-
 NOW = datetime(2025, 11, 30, 12, 0)
 DEMO_RANGE = (date(2021, 10, 19), date(2025, 6, 22))
 

@@ -29,9 +29,6 @@ from backfill_kit import load_spec, validate
 from backfill_kit.validation.validator import history_request
 from backfill_kit.warehouse import CoverageTarget, open_warehouse
 
-# One worker holds the analyzer and the tables: module fixtures run once, not once per worker.
-pytestmark = pytest.mark.xdist_group("googlesql")
-
 pytest.importorskip("zetasql", reason="GoogleSQL's analyzer is the `zetasql` package, in the `test` extra")
 
 GAME_DAYS = (date(2024, 11, 1), date(2024, 11, 2))

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 WINDOW = (1600, 1400)  # 1600 px: the narrowest window the notebooks must read well in
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("jupyterlab")]  # one server, one worker
+pytestmark = pytest.mark.slow
 
 
 # --- the project folder and the server -----------------------------------------------------

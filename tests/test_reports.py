@@ -26,9 +26,6 @@ from backfill_kit.running.runner import Runner, RunOptions, warehouse_checker
 from backfill_kit.spec.model import load_spec
 from backfill_kit.validation.validator import validate
 
-# One worker renders this module's reports: its module fixtures run once, not once per worker.
-pytestmark = pytest.mark.xdist_group("reports")
-
 if TYPE_CHECKING:
     import numpy as np
 
