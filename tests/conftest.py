@@ -1,4 +1,5 @@
-"""Hand-built warehouses: a tiny pipeline whose every cell a test can reason about.
+"""Hand-built warehouses: a tiny pipeline whose every cell a test can reason about; and the
+four-season demo, built once per session and copied to each test that uses it.
 
 A MiniWarehouse is built in DuckDB, one fact at a time. Tests that take the `backend` fixture
 from a module that parametrizes it (test_validation.py) run on BigQuery too: on close, the
@@ -210,6 +211,34 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(os.environ.pop("BACKFILL_KIT_CACHE_DIR", ""), ignore_errors=True)
 
 
+# Fixtures that cost seconds: a test using one, directly or through another fixture, is slow.
+SLOW_FIXTURES = {"bigquery_emulator", "pristine_demo"}
+
+
+# xdist hands whole files to its workers in collection order (--dist loadfile with
+# --no-loadscope-reorder): the longest files go first, so that no worker is left alone at the
+# end with a minute of `make demo` or JupyterLab while the other idles.
+LONGEST_FIRST = (
+    "test_readme.py",
+    "test_jupyterlab.py",
+    "test_bigquery.py",
+    "test_run_history.py",
+    "test_validation.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the longest files first; mark slow every test on the BigQuery emulator (a second or
+    more of REST round trips each; also those whose `mini` warehouse is parametrized onto it)
+    and every test of the four-season demo (a build of seconds, once per session)."""
+    items.sort(key=lambda item: LONGEST_FIRST.index(item.path.name) if item.path.name in LONGEST_FIRST else 99)
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_bigquery = callspec is not None and callspec.params.get("backend") == "bigquery"
+        if on_bigquery or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def bigquery_emulator() -> Iterator[Emulator]:
     """One emulator for the session, started on first use, on 127.0.0.1 only."""
@@ -238,3 +267,48 @@ def mini(
         monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", emulator.url)
         return MiniWarehouse(tmp_path, emulator)
     return MiniWarehouse(tmp_path)
+
+
+# --- the four-season demo, built once ---------------------------------------------------------
+
+DEMO_FILES = ("nba_props.yaml", "nba_props.duckdb")
+
+
+def _shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder every xdist worker of this session sees (each worker's basetemp is a child of it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def pristine_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's folder (spec and warehouse), built once per session whatever the number of
+    workers: the first to ask builds it under a file lock, the others wait and reuse it. Tests
+    only read it (`read_only=True`); one that writes takes a copy (`demo_copy`, `copy_demo`)."""
+    from filelock import FileLock
+
+    from backfill_kit.demo import init_demo
+
+    shared = _shared_dir(tmp_path_factory)
+    directory = shared / "demo-pristine"
+    with FileLock(shared / "demo-pristine.lock"):
+        if not directory.exists():
+            building = shared / "demo-building"
+            shutil.rmtree(building, ignore_errors=True)
+            init_demo(building)
+            building.rename(directory)  # all or nothing: a worker never sees half a demo
+    return directory
+
+
+def copy_demo(pristine: Path, directory: Path) -> Path:
+    """A copy of the demo's spec and warehouse in `directory`; the spec's path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in DEMO_FILES:
+        shutil.copy(pristine / name, directory / name)
+    return directory / DEMO_FILES[0]
+
+
+@pytest.fixture
+def demo_copy(pristine_demo: Path, tmp_path: Path) -> Path:
+    """A fresh, writable copy of the demo for one test: its spec's path."""
+    return copy_demo(pristine_demo, tmp_path)

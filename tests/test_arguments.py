@@ -94,6 +94,7 @@ def test_the_notebook_api_finds_the_spec_from_notebooks_and_takes_dates_either_w
     assert explorer.validation.end == date(2024, 1, 31) and explorer.spec_ref == "mini.yaml"
 
 
+@pytest.mark.slow  # a papermill kernel
 def test_backfill_kit_report_runs_from_notebooks_with_the_path_from_the_project(inside_project):
     """The CLI checks the spec by the rule, and the papermill kernel, started in the same
     working directory, finds it by the same rule."""

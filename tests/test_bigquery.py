@@ -21,12 +21,11 @@ from typing import Any
 import pytest
 from bq_emulator import Emulator
 from click.testing import CliRunner, Result
-from conftest import MINI_PARTITIONS, NOW, MiniWarehouse
+from conftest import MINI_PARTITIONS, NOW, MiniWarehouse, copy_demo
 from test_monitor import history  # noqa: F401  (the monitor's fixture, reused on BigQuery)
 
 from backfill_kit import load_spec, validate
 from backfill_kit.cli.commands import cli
-from backfill_kit.demo import init_demo
 from backfill_kit.errors import MissingDependencyError, WarehouseError
 from backfill_kit.warehouse import open_warehouse
 
@@ -59,9 +58,10 @@ def validate_args(spec: Path, *extra: str, start: date = date(2024, 1, 1), end: 
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo_dir(pristine_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo, where `demo load` writes its BigQuery spec."""
     directory = tmp_path_factory.mktemp("demo")
-    init_demo(directory)
+    copy_demo(pristine_demo, directory)
     return directory
 
 

@@ -28,10 +28,9 @@ ANALYTICS = [t.id for t in TABLES.values() if t.phase == tables.PHASE_ANALYTICS]
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("wh") / "nba_props.duckdb"
-    build_demo_warehouse(path, seed=7)
-    return path
+def built(pristine_demo: Path) -> Path:
+    """The session's demo warehouse (seed 7, as `demo init` builds it), opened read-only here."""
+    return pristine_demo / "nba_props.duckdb"
 
 
 @pytest.fixture(scope="module")
@@ -481,6 +480,7 @@ def test_a_run_writes_running_then_final_with_the_same_run_id(scratch: duckdb.Du
     )  # fmt: skip
 
 
+@pytest.mark.slow  # a second four-season build
 def test_same_seed_gives_the_same_warehouse(built: Path, con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     again = tmp_path / "again.duckdb"
     build_demo_warehouse(again, seed=7)

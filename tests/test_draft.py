@@ -9,13 +9,14 @@ import re
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 from click.testing import CliRunner, Result
+from conftest import copy_demo
 
 from backfill_kit.cli.commands import cli
-from backfill_kit.demo import init_demo
 from backfill_kit.draft import draft_spec
 from backfill_kit.spec.model import PipelineSpec, load_spec
 from backfill_kit.validation.validator import Validation, validate
@@ -46,9 +47,10 @@ def tables_of(spec: PipelineSpec) -> dict[str, tuple[str, str, str]]:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo(pristine_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo for this module, whose drafts are written next to it."""
     directory = tmp_path_factory.mktemp("demo")
-    init_demo(directory)
+    copy_demo(pristine_demo, directory)
     return directory
 
 
@@ -259,6 +261,13 @@ def _weekdays(first: date, last: date) -> list[date]:
     return [first + timedelta(n) for n in range((last - first).days + 1) if (first + timedelta(n)).weekday() < 5]
 
 
+def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: list[tuple[Any, ...]]) -> None:
+    """Rows into a table in one statement, a list parameter per column (executemany takes a
+    statement per row)."""
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    con.execute(f"INSERT INTO {table} SELECT {', '.join(f'unnest(${i + 1})' for i in range(len(columns)))}", columns)
+
+
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A seasonal shop: snake-case job names that are not table names, a TIMESTAMP date
@@ -277,40 +286,55 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     days = [d for first, last in SHOP_SEASONS for d in _weekdays(first, last)]
     runs = []
+    # Each table's rows per day, written in one statement per table below (a statement per day
+    # took seconds).
+    calendar, orders_per_day, refunds_per_day, revenue = [], [], [], []
     for i, d in enumerate(days):
         at = datetime.combine(d + timedelta(1), datetime.min.time()) + timedelta(hours=6)
-        con.execute("INSERT INTO ref.store_calendar SELECT ?, 'S' || s, 'regular' FROM range(3) t(s)", [d])
+        calendar.append((d,))
         runs.append(("calendar_sync", d, "SUCCEEDED", at, 3, None))
         orders = 40 + i % 17
         if i % 50 == 7:  # a failed load: no rows
             runs.append(("orders_ingest", d, "FAILED", at, 0, "upstream API returned 503"))
             orders = 0
         elif i % 61 != 11:  # else: never ran
-            con.execute(
-                "INSERT INTO raw.orders SELECT 'o' || n, ? + to_minutes(n::BIGINT), 10.0 FROM range(?) t(n)",
-                [datetime.combine(d, datetime.min.time()) + timedelta(hours=9), orders],
-            )
+            orders_per_day.append((datetime.combine(d, datetime.min.time()) + timedelta(hours=9), orders))
             runs.append(("orders_ingest", d, "SUCCEEDED", at, orders, None))
         else:
             orders = 0
         refunds = 3 + i % 4
-        con.execute(
-            "INSERT INTO raw.refunds SELECT 'r' || n, ?, CASE WHEN n = 0 THEN ? END, 5.0 FROM range(?) t(n)",
-            [d, at if i % 3 else None, refunds],
-        )
+        refunds_per_day.append((d, at if i % 3 else None, refunds))
         runs.append(("refunds_ingest", d, "SUCCEEDED", at, refunds, None))
         if orders and i % 9:
-            con.execute("INSERT INTO marts.daily_revenue SELECT ?, 'S' || s, 100.0 FROM range(3) t(s)", [d])
+            revenue.append((d,))
             runs.append(("revenue_rollup", d, "SUCCEEDED", at + timedelta(hours=1), 3, None))
         elif i % 9 == 0:
             runs.append(("revenue_rollup", d, "ABANDONED", at + timedelta(hours=1), 0, None))
-    con.executemany(
-        "INSERT INTO ops.job_runs VALUES (?, ?, 'RUNNING', ?, NULL, NULL, NULL)",
-        [(j, d, at) for j, d, _, at, _, _ in runs],
+    con.execute("CREATE TEMP TABLE calendar_days (d DATE)")
+    insert_rows(con, "calendar_days", calendar)
+    con.execute("INSERT INTO ref.store_calendar SELECT d, 'S' || s, 'regular' FROM calendar_days, range(3) t(s)")
+    con.execute("CREATE TEMP TABLE order_days (opened TIMESTAMP, n BIGINT)")
+    insert_rows(con, "order_days", orders_per_day)
+    con.execute(
+        "INSERT INTO raw.orders SELECT 'o' || n, opened + to_minutes(n), 10.0 "
+        "FROM (SELECT opened, unnest(range(n)) AS n FROM order_days)"
     )
-    con.executemany(
-        "INSERT INTO ops.job_runs VALUES (?, ?, ?, ?, ? + INTERVAL 3 MINUTE, ?, ?)",
-        [(j, d, s, at, at, n, e) for j, d, s, at, n, e in runs],
+    con.execute("CREATE TEMP TABLE refund_days (d DATE, settled TIMESTAMP, n BIGINT)")
+    insert_rows(con, "refund_days", refunds_per_day)
+    con.execute(
+        "INSERT INTO raw.refunds SELECT 'r' || n, d, CASE WHEN n = 0 THEN settled END, 5.0 "
+        "FROM (SELECT d, settled, unnest(range(n)) AS n FROM refund_days)"
+    )
+    con.execute("CREATE TEMP TABLE revenue_days (d DATE)")
+    insert_rows(con, "revenue_days", revenue)
+    con.execute("INSERT INTO marts.daily_revenue SELECT d, 'S' || s, 100.0 FROM revenue_days, range(3) t(s)")
+    con.execute(
+        "CREATE TEMP TABLE runs (job VARCHAR, d DATE, state VARCHAR, started TIMESTAMP, n BIGINT, error VARCHAR)"
+    )
+    insert_rows(con, "runs", runs)
+    con.execute("INSERT INTO ops.job_runs SELECT job, d, 'RUNNING', started, NULL, NULL, NULL FROM runs")
+    con.execute(
+        "INSERT INTO ops.job_runs SELECT job, d, state, started, started + INTERVAL 3 MINUTE, n, error FROM runs"
     )
     con.close()
     (directory / "truth.yaml").write_text(SHOP_SPEC.format(path="shop.duckdb"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -31,6 +32,9 @@ from backfill_kit.spec.model import PipelineSpec, load_spec
 EXAMPLE_TEXT = example_spec_text()
 EXAMPLE = yaml.safe_load(EXAMPLE_TEXT)
 FAST = settings(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+# Mutated files per kind that the loaders meet: 150 in a test run, enough for every kind of
+# edit to come up many times; BACKFILL_KIT_EXAMPLES=2000 searches deeper.
+EXAMPLES = int(os.environ.get("BACKFILL_KIT_EXAMPLES", "150"))
 
 
 # --- mutations -----------------------------------------------------------------------------
@@ -246,7 +250,7 @@ LOADERS: dict[str, tuple[str, Any, Callable[[Path], Any], type[Exception], Calla
 
 
 @pytest.mark.parametrize("kind", LOADERS)
-@settings(FAST, max_examples=400)
+@settings(FAST, max_examples=EXAMPLES)
 @given(data=st.data())
 def test_a_mutated_file_loads_or_is_refused_in_one_message(tmp_path_factory, kind, data):
     name, mutated, load, refusal, use = LOADERS[kind]

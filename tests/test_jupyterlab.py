@@ -21,9 +21,9 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import nbformat
 import pytest
 from browser import Page, artifacts_dir, require_chromium
+from conftest import copy_demo
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -41,13 +41,14 @@ def backfill_kit(*args: str, cwd: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def project(pristine_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh clone as far as the notebooks care: pyproject.toml, notebooks/, and the demo
-    built in demo/ with one short backfill run (so that the execution log has a journal)."""
+    in demo/ (the session's, as `demo init` builds it) with one short backfill run (so that
+    the execution log has a journal)."""
     root = tmp_path_factory.mktemp("project")
     shutil.copy(ROOT / "pyproject.toml", root)
     shutil.copytree(ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    backfill_kit("demo", "init", "demo", cwd=root)
+    copy_demo(pristine_demo, root / "demo")
     backfill_kit(
         "plan",
         "--spec",
@@ -394,6 +395,8 @@ def test_the_execution_log_runs_and_draws_its_timeline(lab, page):
 
 def test_monitor_widget_renders_its_table(lab, project, page):
     """As the README writes it, dates as strings, the spec relative to the project folder."""
+    import nbformat  # here, not at the top: its JSON-schema grammars take seconds to import
+
     notebook = nbformat.v4.new_notebook(
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}}
     )

@@ -150,23 +150,21 @@ def test_continuous_mode_refreshes_in_place_and_leaves_on_ctrl_c(history, tmp_pa
         f"--start 2024-01-01 --end 2024-01-11 --continuous --interval 0.5; echo $? > {done}; sleep 30"
     )
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "150", "-y", "50", command], check=True)
+
+    def stamps() -> list[str]:
+        screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+        return [line for line in screen.splitlines() if "mini monitor" in line]
+
     try:
-        screens = []
-        for _ in range(3):
-            time.sleep(2.0)
-            screens.append(
-                subprocess.run(
-                    ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True, check=True
-                ).stdout
-            )
-        stamps = [line for line in screens[-1].splitlines() if "mini monitor" in line]
-        assert len(stamps) == 1  # redrawn in place, not printed again below
-        assert "Rate:" in screens[-1] and "props" in screens[-1]
+        assert wait_until(lambda: stamps(), 30), "the monitor never drew"
+        first = stamps()[0]
+        # refreshed: a later look (its time to the second) drawn where the first was
+        assert wait_until(lambda: stamps() not in ([], [first]), 30), "the monitor never refreshed"
+        assert len(stamps()) == 1  # redrawn in place, not printed again below
+        screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+        assert "Rate:" in screen and "props" in screen
         subprocess.run(["tmux", "send-keys", "-t", session, "C-c"], check=True)
-        for _ in range(50):
-            if done.exists():
-                break
-            time.sleep(0.1)
+        assert wait_until(done.exists, 10), "the monitor did not leave on Ctrl-C"
         assert done.read_text().strip() == "0"
         final = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
         assert "monitor stopped" in final and "Traceback" not in final
@@ -245,8 +243,7 @@ def test_a_failing_look_is_shown_with_its_cause_and_the_widget_stops(history):
         shown = widget.status.value
         assert "stopped at" in shown and "mini.duckdb" in shown and "does not exist" in shown
         assert "Fix the cause, then run the cell again" in shown and widget.failures == 1
-        time.sleep(0.5)
-        assert widget.status.value == shown and widget.failures == 1  # not retried
+        assert widget.status.value == shown and widget.failures == 1  # its timer thread has ended: not retried
         assert "props" in widget.view.value  # the last good look stays on screen
     finally:
         widget.stop()
@@ -268,7 +265,7 @@ def test_an_error_that_may_pass_is_tried_again_a_few_times_then_stops():
     try:
         assert "trying again in 0.05 s" in widget.status.value and "(1 of 3)" in widget.status.value
         assert wait_until(lambda: widget.stopped)
-        time.sleep(0.3)
+        assert wait_until(lambda: not widget._thread.is_alive())  # no look can come after this
         assert len(looks) == widget.MAX_FAILURES == 3
         assert "stopped at" in widget.status.value and "Could not set lock on file" in widget.status.value
     finally:

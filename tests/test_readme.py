@@ -1,5 +1,5 @@
 """Every runnable command of the README works as written, on a fresh copy of the project after
-`make demo`.
+`make demo`; and that demo's full backfill left what it promises (built once, for both).
 
 The convention (stated in the README): a fenced block marked `sh` is runnable as it is, from the
 project folder, after `make demo`, with the environment activated by the README's own `sh`
@@ -13,6 +13,7 @@ has no command fails.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -20,11 +21,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_demo_backfill import cli, statuses, triggers
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 
-pytestmark = pytest.mark.slow  # make demo in a copy of the project: about two minutes
+pytestmark = pytest.mark.slow  # make demo in a copy of the project: a minute or two
 
 
 def sh_blocks(text: str) -> list[str]:
@@ -79,6 +81,27 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     return copy
+
+
+def test_make_demos_backfill_leaves_only_complete_no_data_and_bootstrap_and_fires_no_trigger(
+    project: Path, demo_copy: Path
+):
+    """The full four-season backfill, the one `make demo` ran (exit 0, or `project` fails)."""
+    whole = ["--start", "2021-10-19", "--end", "2025-06-22"]
+    assert {"never_ran", "failed", "stale", "lost", "partial"} <= set(statuses(demo_copy, *whole))  # before
+    events = [json.loads(line) for line in (project / "demo/runs/plan.journal.jsonl").read_text().splitlines()]
+    assert next(e for e in events if e["event"] == "run_finished")["outcome"] == "completed"
+    demo = project / "demo" / "nba_props.yaml"
+    after = json.loads(cli("validate", "--spec", str(demo), *whole, "--format", "json").stdout)
+    assert set(after["summary"]["statuses"]) == {"complete", "no_data", "bootstrap"}
+    no_data = [c for c in after["cells"] if c["status"] == "no_data"]
+    assert all(c["rows"] == 0 for c in no_data)  # genuinely nothing to load: a success with 0 records or a
+    by_status = {c["latest_status"] for c in no_data}  # failure or skip with a no-data reason, never an error
+    assert by_status == {"success", "failed", "skipped"}
+    assert all("NoDataAvailableError" in c["last_error"] for c in no_data if c["latest_status"] == "failed")
+    assert after["run_history"]["dates_from_range_runs"] > 0
+    assert triggers(demo) == 0
+    assert cli("validate", "--spec", str(demo), *whole).returncode == 0
 
 
 @pytest.mark.parametrize(

@@ -11,15 +11,13 @@ import subprocess
 import sys
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import nbformat
-import numpy as np
-import papermill
 import pytest
 from browser import Page, artifacts_dir, require_chromium
 from click.testing import CliRunner
-from conftest import MiniWarehouse
+from conftest import MiniWarehouse, copy_demo
 
 from backfill_kit.cli.commands import cli
 from backfill_kit.plan import build_plan, load_plan
@@ -28,6 +26,11 @@ from backfill_kit.running.runner import Runner, RunOptions, warehouse_checker
 from backfill_kit.spec.model import load_spec
 from backfill_kit.validation.validator import validate
 
+if TYPE_CHECKING:
+    import numpy as np
+
+# nbformat, papermill and numpy are imported inside the tests that use them: collecting this
+# module stays quick for a run that selects none of them.
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 PWN = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
@@ -116,11 +119,16 @@ def test_every_notebook_is_there_and_found_by_the_package():
         assert notebook_path(name).parent == ROOT / "notebooks"
 
 
+def code_cells(path: Path) -> list[dict[str, Any]]:
+    """A committed notebook's code cells, read as the JSON it is (importing nbformat takes seconds)."""
+    cells = json.loads(path.read_text())["cells"]
+    return [{**c, "source": "".join(c["source"])} for c in cells if c["cell_type"] == "code"]
+
+
 def test_notebooks_are_committed_without_outputs_or_execution_counts():
     for path in NOTEBOOKS:
-        for cell in nbformat.read(path, as_version=4).cells:
-            if cell.cell_type == "code":
-                assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: clear its outputs"
+        for cell in code_cells(path):
+            assert cell["outputs"] == [] and cell["execution_count"] is None, f"{path.name}: clear its outputs"
 
 
 # Whatever a notebook does beyond calling the package and displaying belongs in the package.
@@ -141,15 +149,16 @@ LOGIC = (
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_cells_hold_parameters_calls_and_display_only(path):
-    cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
-    assert "parameters" in cells[0].metadata.get("tags", [])
+    cells = code_cells(path)
+    assert "parameters" in cells[0]["metadata"].get("tags", [])
     for cell in cells[1:]:
-        tree = ast.parse(cell.source)
-        assert not [n for n in ast.walk(tree) if isinstance(n, LOGIC)], cell.source
+        source = cell["source"]
+        tree = ast.parse(source)
+        assert not [n for n in ast.walk(tree) if isinstance(n, LOGIC)], source
         # No paths or secrets outside the parameters cell: no string literal at all.
-        assert not [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)], cell.source
+        assert not [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)], source
         imports = [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
-        assert all(isinstance(n, ast.ImportFrom) and n.module == "backfill_kit" for n in imports), cell.source
+        assert all(isinstance(n, ast.ImportFrom) and n.module == "backfill_kit" for n in imports), source
 
 
 PARAMETERS = {
@@ -159,8 +168,11 @@ PARAMETERS = {
 }
 
 
+@pytest.mark.slow  # papermill's import alone takes seconds
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_parameters_are_pinned(path):
+    import papermill
+
     found = papermill.inspect_notebook(path)
     assert {name: p["default"] for name, p in found.items()} == PARAMETERS[path.name]
     assert all(p["inferred_type_name"] == "str" and p["help"] for p in found.values())
@@ -176,6 +188,7 @@ def test_installs_ship_the_notebooks():
 # --- rendering through the CLI -------------------------------------------------------------
 
 
+@pytest.mark.slow  # a papermill kernel
 def test_coverage_report_is_one_self_contained_html_with_its_notebook_and_the_index(coverage_report, mini_spec):
     html_path, notebook = coverage_report
     assert html_path.name.startswith(f"coverage_mini_{START}_{END}_") and html_path.suffix == ".html"
@@ -185,6 +198,8 @@ def test_coverage_report_is_one_self_contained_html_with_its_notebook_and_the_in
     assert "<script src" not in html and "<link" not in html  # nothing to fetch
     assert "report.coverage(" not in html and "report.setup()" not in html  # code cells hidden
     assert "<title>Coverage audit: mini, 2024-01-01 .. 2024-03-31</title>" in html
+    import nbformat
+
     executed = nbformat.read(notebook, as_version=4)
     assert executed.metadata.papermill.parameters == {"spec": str(mini_spec), "start": START, "end": END}
     index = (html_path.parent / "index.html").read_text()
@@ -192,6 +207,7 @@ def test_coverage_report_is_one_self_contained_html_with_its_notebook_and_the_in
     assert "mini: 2024-01-01 .. 2024-03-31" in index
 
 
+@pytest.mark.slow  # a papermill kernel
 def test_coverage_report_lists_no_data_cells_with_the_fallback_that_covers_them(coverage_report):
     html = coverage_report[0].read_text()
     assert "No data, and the fallback that covers it" in html
@@ -200,12 +216,14 @@ def test_coverage_report_lists_no_data_cells_with_the_fallback_that_covers_them(
     assert "complete: rows present" in html and "done: complete, or genuinely no data" in html
 
 
+@pytest.mark.slow  # a papermill kernel
 def test_coverage_report_escapes_an_error_text_that_holds_html(coverage_report):
     html = coverage_report[0].read_text()
     assert PWN not in html
     assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in html  # in the gap list, as text
 
 
+@pytest.mark.slow  # a papermill kernel
 def test_the_index_lists_every_report_newest_first(mini_spec, tmp_path):
     for _ in range(2):
         assert (
@@ -230,6 +248,7 @@ def test_the_index_lists_every_report_newest_first(mini_spec, tmp_path):
     assert "2 reports, newest first" in index
 
 
+@pytest.mark.slow  # a papermill kernel
 def test_the_index_tells_reports_before_and_after_a_backfill_by_their_headlines(tmp_path):
     spec_path = build_mini(tmp_path)
     out = tmp_path / "reports"
@@ -255,12 +274,14 @@ def test_the_index_tells_reports_before_and_after_a_backfill_by_their_headlines(
     assert headline.search(rows[0]) and headline.search(rows[2])  # the mini jobs write nothing: the same numbers
 
 
+@pytest.mark.slow  # a papermill kernel
 def test_execution_reports_before_and_after_counts_complete_and_done_side_by_side(execution_report):
     html = execution_report.read_text()
     section = html.split("Coverage before and after", 1)[1]
     assert "% complete now" in section and "% done now" in section
 
 
+@pytest.mark.slow  # a papermill kernel
 def test_execution_report_shows_every_step_its_outcome_and_log(execution_report, journal):
     html = execution_report.read_text()
     assert execution_report.name.startswith(f"execution_plan_{START}_{END}_")  # named by the plan's range
@@ -308,6 +329,7 @@ def test_a_corrupt_journal_is_one_message_and_exit_2(tmp_path):
     assert result.exit_code == 2 and "plan.journal.jsonl:2: the journal line is corrupt" in result.output
 
 
+@pytest.mark.slow  # a papermill kernel
 def test_a_toolkit_error_inside_the_notebook_keeps_its_message(mini_spec, tmp_path):
     spec = tmp_path / "mini.yaml"
     spec.write_text(
@@ -324,6 +346,7 @@ def test_a_toolkit_error_inside_the_notebook_keeps_its_message(mini_spec, tmp_pa
     assert not (tmp_path / "out").exists()  # no notebook left behind: the message says it all
 
 
+@pytest.mark.slow  # a papermill kernel
 def test_two_reports_started_together_in_one_folder_do_not_cross(mini_spec, tmp_path):
     """Each kernel's sockets are its own (jupyter_client's default puts them in the working
     directory, where two kernels started at once pick the same ones); nothing is left there."""
@@ -351,6 +374,7 @@ def test_two_reports_started_together_in_one_folder_do_not_cross(mini_spec, tmp_
     assert len(list((tmp_path / "reports").glob("coverage_*.html"))) == 2
 
 
+@pytest.mark.slow  # a papermill kernel
 def test_the_explore_notebook_runs_under_papermill(mini_spec, tmp_path):
     executed = execute(
         notebook_path("explore"), tmp_path / "explore.ipynb", {"spec": str(mini_spec), "start": START, "end": END}
@@ -368,6 +392,8 @@ def chromium() -> str:
 
 
 def figure_count(notebook: Path) -> int:
+    import nbformat
+
     outputs = [o for c in nbformat.read(notebook, as_version=4).cells for o in c.get("outputs", [])]
     return sum('class="plotly-graph-div' in o.get("data", {}).get("text/html", "") for o in outputs)
 
@@ -402,6 +428,7 @@ def keep_screenshot(page: Page, name: str) -> Path:
     return shot
 
 
+@pytest.mark.slow  # a papermill kernel and a browser
 def test_coverage_report_draws_offline_and_shows_a_cell_in_its_hover(chromium, coverage_report):
     html, notebook = coverage_report
     page = Page(chromium)
@@ -417,6 +444,7 @@ def test_coverage_report_draws_offline_and_shows_a_cell_in_its_hover(chromium, c
         page.close()
 
 
+@pytest.mark.slow  # a papermill kernel and a browser
 def test_execution_report_draws_offline_and_its_timeline_hovers(chromium, execution_report):
     page = Page(chromium)
     try:
@@ -435,10 +463,8 @@ DEMO_FAILED = ("player_game_summary", date(2021, 10, 20))
 
 
 @pytest.fixture(scope="module")
-def demo_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from backfill_kit.demo import init_demo
-
-    spec = init_demo(tmp_path_factory.mktemp("demo"))
+def demo_report(pristine_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    spec = copy_demo(pristine_demo, tmp_path_factory.mktemp("demo"))
     error = json.dumps([{"error_type": "ValueError", "error_message": PWN, "timestamp": "2021-10-21T07:00:00"}])
     with duckdb.connect(str(spec.with_suffix(".duckdb"))) as con:
         for status, finished, err in (("running", None, None), ("failed", datetime(2021, 10, 21, 7, 1), error)):
@@ -507,6 +533,8 @@ def explorer(mini_spec):
 
 
 def heatmap_cells(figure: dict) -> tuple[list[str], list[str], np.ndarray]:
+    import numpy as np
+
     trace = figure["data"][0]
     z = trace["z"]
     shape = tuple(int(n) for n in z["shape"].split(","))
@@ -517,6 +545,8 @@ def heatmap_cells(figure: dict) -> tuple[list[str], list[str], np.ndarray]:
 
 
 def test_explorer_starts_on_everything(explorer):
+    import numpy as np
+
     tables, dates, z = heatmap_cells(explorer.figure)
     assert tables == ["boxscore", "props", "backup_props", "summary", "cache"]
     assert dates == [d.isoformat() for d in DAYS] and not np.isnan(z.astype(float)).any()
@@ -525,6 +555,8 @@ def test_explorer_starts_on_everything(explorer):
 
 
 def test_choosing_statuses_narrows_the_heatmap_and_the_gap_list(explorer):
+    import numpy as np
+
     explorer.statuses.value = ("failed", "stale")
     _, _, z = heatmap_cells(explorer.figure)
     assert int((~np.isnan(z)).sum()) == 2  # the failed props cell and the stale summary cell

@@ -218,10 +218,9 @@ def finish(process: subprocess.Popen[str]) -> int:
 
 def test_a_second_runner_on_the_same_plan_is_refused(tmp_path):
     m = tmp_path / "marks"
-    write_plan(tmp_path / "plan.json", (1, [fake_step("slow", m, "sleep=3")]))
+    write_plan(tmp_path / "plan.json", (1, [fake_step("slow", m, "wait")]))
     first = start_runner(tmp_path / "plan.json")
-    while not runs_of(m, "slow"):
-        time.sleep(0.05)
+    wait_until(lambda: runs_of(m, "slow"), what="the first runner's job to start")
     second = subprocess.run(
         [sys.executable, "-c", CLI_RUN, "run", "--plan", str(tmp_path / "plan.json"), "--resume"],
         capture_output=True,
@@ -229,21 +228,22 @@ def test_a_second_runner_on_the_same_plan_is_refused(tmp_path):
     )
     assert second.returncode == 2
     assert "is in use by another runner (pid" in second.stderr and "Traceback" not in second.stderr
+    (m / "release").write_text("go")  # only now may the first runner's job end
     assert finish(first) == 0
 
 
 def test_a_second_runner_is_kept_off_tables_another_is_writing(tmp_path):
     m = tmp_path / "marks"
-    write_plan(tmp_path / "one.json", (1, [fake_step("slow", m, "sleep=3", table="shared")]))
+    write_plan(tmp_path / "one.json", (1, [fake_step("slow", m, "wait", table="shared")]))
     write_plan(tmp_path / "two.json", (1, [fake_step("other", m, table="shared")]))
     first = start_runner(tmp_path / "one.json")
-    while not runs_of(m, "slow"):
-        time.sleep(0.05)
+    wait_until(lambda: runs_of(m, "slow"), what="the first runner's job to start")
     second = subprocess.run(
         [sys.executable, "-c", CLI_RUN, "run", "--plan", str(tmp_path / "two.json")], capture_output=True, text=True
     )
     assert second.returncode == 2 and "table shared is in use by another runner" in second.stderr
     assert runs_of(m, "other") == 0
+    (m / "release").write_text("go")  # only now may the first runner's job end
     assert finish(first) == 0
 
 
@@ -269,6 +269,7 @@ def test_sigterm_stops_the_children_and_leaves_a_resumable_journal(sig, tmp_path
     assert (runs_of(m, "done"), runs_of(m, "long")) == (1, 2)
 
 
+@pytest.mark.slow  # twenty runs killed at random moments: seconds by design
 def test_sigkill_at_random_moments_never_reruns_a_success(tmp_path):
     """Kill the runner 20 times at random moments; each --resume completes what is left."""
     m = tmp_path / "marks"

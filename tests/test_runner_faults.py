@@ -251,6 +251,7 @@ def test_a_plan_whose_command_lost_the_skip_setting_is_refused(edit, mini, tmp_p
 # --- no orphans ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # ten runs killed mid-stage: seconds by design
 def test_sigkill_the_runner_mid_stage_ten_times(tmp_path):
     """After each SIGKILL no job of the runner is left alive (a grandchild in a session of its
     own included) once its locks are free; the resume never runs a step twice at once."""
