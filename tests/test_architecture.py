@@ -41,3 +41,12 @@ def test_an_upward_import_breaks_the_contract(tmp_path):
     assert result.returncode == 1
     assert "backfill_kit.validation is not allowed to import backfill_kit.running" in result.stdout
     assert "backfill_kit.validation.summaries -> backfill_kit.running.runner" in result.stdout
+
+
+def test_each_package_exports_what_its_module_defines():
+    """The packages that resolve names lazily promise the same names as the module behind them."""
+    from backfill_kit import validation
+    from backfill_kit.validation import validator
+
+    assert validation.__all__ == validator.__all__
+    assert all(getattr(validation, name) is getattr(validator, name) for name in validation.__all__)

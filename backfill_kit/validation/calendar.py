@@ -10,9 +10,12 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
-from backfill_kit.spec.model import PipelineSpec, Season
 from backfill_kit.warehouse import CalendarRequest, Warehouse
+
+if TYPE_CHECKING:
+    from backfill_kit.spec.model import PipelineSpec, Season
 
 __all__ = ["ExpectedDay", "consecutive_runs", "expected_days"]
 
