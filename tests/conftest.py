@@ -199,6 +199,13 @@ def _tables(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
     return tables
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """Two workers per core for `-n auto`: most tests wait on something (a job, a kernel, a
+    browser, the emulator's thread), and a second worker keeps the core busy meanwhile
+    (measured on 2 cores: 208 s with 2 workers, 170 s with 4, 194 s with 6)."""
+    return min(8, 2 * (os.cpu_count() or 1))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for line in WARNING_FILTERS:  # the emulator's own warnings, not the toolkit's
         config.addinivalue_line("filterwarnings", line)
