@@ -70,12 +70,16 @@ def _cache_key(text: str, dialect: str) -> str | None:
 
 
 def sqlglot_version() -> str | None:
-    """The installed sqlglot's version, read from its metadata (importing it costs 0.1 s)."""
-    from importlib.metadata import PackageNotFoundError, version
+    """Which sqlglot is installed, without importing it (0.1 s) or reading its metadata (30 ms):
+    the text of its generated `_version.py`, which holds its version and commit."""
+    from importlib.util import find_spec
 
+    spec = find_spec("sqlglot")
+    if spec is None or spec.origin is None:
+        return None
     try:
-        return version("sqlglot")
-    except PackageNotFoundError:
+        return Path(spec.origin).with_name("_version.py").read_text(encoding="utf-8")
+    except OSError:
         return None
 
 
