@@ -18,11 +18,13 @@ INFORMATION_SCHEMA.PARTITIONS view. What ZetaSQL lacks and BigQuery has, added h
    this catches type errors, unknown names and unknown functions, not every feature gap.
 
 The WebAssembly module takes half a minute to compile: wasmtime's own code cache keeps the
-compiled module under .pytest_cache, so later runs start in a fraction of a second.
+compiled module in the user's cache folder (`code_cache`), as pip keeps its wheels, so later runs,
+fresh clones included, start in a fraction of a second.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -178,6 +180,19 @@ class GoogleSQL:
             Analyzer(options, self.catalog).analyze_statement(sql)
         except ZetaSQLError as exc:
             raise RejectedQuery(f"GoogleSQL rejects this query: {exc}\n{sql}") from exc
+
+
+def code_cache() -> Path | None:
+    """$XDG_CACHE_HOME/backfill-kit-tests/googlesql (else ~/.cache/...): wasmtime keys what it
+    keeps there by the module's hash and its own version, so every checkout can share it. None
+    when it cannot be made: then the module is compiled anew."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = base / "backfill-kit-tests" / "googlesql"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder
 
 
 def start_analyzer(cache_dir: Path) -> None:

@@ -210,10 +210,9 @@ def production(bigquery_emulator: Emulator, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.fixture(scope="module")
-def catalog(production: Path, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def catalog(production: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """GoogleSQL's analyzer over the production-shaped tables, as BigQuery describes them."""
-    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider: compiled anew
-    googlesql.start_analyzer(Path(cache.mkdir("googlesql")) if cache else tmp_path_factory.mktemp("googlesql"))
+    googlesql.start_analyzer(googlesql.code_cache() or tmp_path_factory.mktemp("googlesql"))
     wh = open_warehouse(load_spec(production))
     try:
         resources = [wh.client.get_table(wh.qualified(name)).to_api_repr() for name in TABLES]
