@@ -35,14 +35,20 @@ What the emulator needs, and why:
 12. It ignores `location` and `jobTimeoutMs`, finishes a job within the insert call, gives dry
    runs no accuracy, and misreads a quoted pseudo-column (`_PARTITIONTIME` in backticks):
    the backend writes them bare; the tests raise BigQuery's errors as the real client does.
+13. It parses each query's SQL again in every step of its pipeline (statement classification,
+   DDL sync, each rewriter): about ten `sqlglot.parse_one` calls a job, most of its time.
+   `_memoize_emulator_parsing` keeps the last trees it parsed and gives each caller from
+   bqemulator its own copy (a copy costs a sixth of a parse; callers mutate their trees).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import sys
 import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 __all__ = ["HOST", "WARNING_FILTERS", "Emulator", "short_retry"]
@@ -58,6 +64,42 @@ def short_retry() -> Any:
     return DEFAULT_RETRY.with_timeout(5)
 
 
+PARSED_TREES = 512  # distinct statements kept (a test sends a few dozen)
+
+
+def _memoize_emulator_parsing() -> None:
+    """`sqlglot.parse_one`, memoized for callers inside bqemulator only (13): the toolkit's own
+    parsing (calendar.filter) never goes through it. A statement that fails to parse is not
+    kept, so its error is raised each time, as before."""
+    import sqlglot
+
+    original = sqlglot.parse_one
+    if getattr(original, "memoized", False):
+        return
+    trees: OrderedDict[Any, Any] = OrderedDict()
+
+    def parse_one(sql: Any, *args: Any, **kwargs: Any) -> Any:
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        try:
+            key = (sql, args, tuple(sorted(kwargs.items())))
+            hash(key)
+        except TypeError:
+            key = None
+        if key is None or not caller.startswith("bqemulator"):
+            return original(sql, *args, **kwargs)
+        tree = trees.get(key)
+        if tree is None:
+            tree = trees[key] = original(sql, *args, **kwargs)
+            if len(trees) > PARSED_TREES:
+                trees.popitem(last=False)
+        else:
+            trees.move_to_end(key)
+        return tree.copy()
+
+    parse_one.memoized = True  # type: ignore[attr-defined]
+    sqlglot.parse_one = parse_one
+
+
 class Emulator:
     """bqemulator on a background thread with its own event loop."""
 
@@ -67,6 +109,7 @@ class Emulator:
         from bqemulator.storage.engine import DuckDBEngine
 
         DuckDBEngine._load_spatial = lambda self: None  # type: ignore[method-assign]  # 1: offline
+        _memoize_emulator_parsing()  # 13
         settings = Settings(
             persistence_mode=PersistenceMode.EPHEMERAL,
             rest_host=HOST,
