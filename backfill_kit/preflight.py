@@ -66,9 +66,10 @@ def run_plan(
     re-checks each finished step against the warehouse. `show_checks` sees the checks when any
     warns or fails."""
     options = options or RunOptions()
-    if plan.spec_path and plan.steps:
+    spec = load_spec(plan.spec_path) if plan.spec_path else None
+    if spec is not None and plan.steps:
         checks = run_preflight(
-            load_spec(plan.spec_path),
+            spec,
             plan.start,
             plan.end,
             quick=True,
@@ -78,7 +79,7 @@ def run_plan(
             show_checks(checks)
         if any(c.outcome == "fail" for c in checks) and not ignore_preflight:
             raise PreflightFailed(checks)
-    return Runner(plan, plan_path, options, checker=warehouse_checker(plan), progress=progress).run()
+    return Runner(plan, plan_path, options, checker=warehouse_checker(plan, spec), progress=progress).run()
 
 
 @dataclass

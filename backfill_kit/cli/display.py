@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from backfill_kit.validation.validator import Validation
 
-__all__ = ["print_validation", "printable", "validation_csv", "validation_json"]
+__all__ = ["print_validation", "validation_csv", "validation_json"]
 
 
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")

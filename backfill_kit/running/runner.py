@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from backfill_kit.errors import BackfillKitError, InputError
 from backfill_kit.plan import Plan, Stage, Step, refuse_downstream_triggers
@@ -36,6 +36,9 @@ from backfill_kit.running.journal import (
     read_journal,
 )
 from backfill_kit.running.locks import LockSet, journal_lock, table_lock, table_locks_in
+
+if TYPE_CHECKING:
+    from backfill_kit.spec.model import PipelineSpec
 
 __all__ = [
     "RunOptions",
@@ -100,15 +103,16 @@ class QuietProgress:
 Checker = Callable[[Step], int]
 
 
-def warehouse_checker(plan: Plan) -> Checker | None:
-    """The one-query re-check of a finished step, against the plan's spec and warehouse."""
+def warehouse_checker(plan: Plan, spec: PipelineSpec | None = None) -> Checker | None:
+    """The one-query re-check of a finished step, against the plan's spec (`spec`, when the
+    caller has already loaded it) and warehouse."""
     if not plan.spec_path:
         return None
     from backfill_kit.spec.model import load_spec
     from backfill_kit.validation.validator import dates_with_rows
 
-    spec = load_spec(plan.spec_path)
-    return lambda step: dates_with_rows(spec, step.table, step.dates)
+    checked = spec or load_spec(plan.spec_path)
+    return lambda step: dates_with_rows(checked, step.table, step.dates)
 
 
 def table_lock_dir(plan: Plan, plan_path: Path) -> Path:
