@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from backfill_kit.common.status import Status
     from backfill_kit.errors import BackfillKitError, InputError, SpecError, WarehouseError
-    from backfill_kit.spec.model import PipelineSpec, load_spec
+    from backfill_kit.spec.load import load_spec
+    from backfill_kit.spec.model import PipelineSpec
     from backfill_kit.validation.validator import Cell, Validation, validate
 
 __all__ = [

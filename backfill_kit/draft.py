@@ -13,7 +13,7 @@ import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -1002,7 +1002,7 @@ def _render_phase(phase: DraftPhase) -> list[str]:
 
 def write_draft(text: str, out: Path, *, force: bool) -> Path:
     """Check that the text loads as a spec, then write it; an existing file only with force."""
-    from backfill_kit.spec.model import parse_spec
+    from backfill_kit.spec.load import parse_spec
 
     if out.exists() and not force:
         raise InputError(f"{out} already exists; pass --force to overwrite it, or choose another --out")
@@ -1101,11 +1101,11 @@ def _diff_run_history(rh: Any, found: DraftRunHistory, infos: dict[str, TableInf
         ]
     out = [
         Difference(f"run_history.columns.{f}", f"{rh.table} has no column {c!r}")
-        for f, c in rh.columns.model_dump(exclude_none=True).items()
+        for f, c in rh.columns.named().items()
         if not info.has(c)
     ]
     if rh.table == found.table:
-        mapped = {v for values in rh.statuses.model_dump().values() for v in values}
+        mapped = {v for values in astuple(rh.statuses) for v in values}
         if unmapped := sorted(v for v in found.status_counts if v not in mapped):
             seen = ", ".join(f"{v} ({found.status_counts[v]:,} rows)" for v in unmapped)
             out.append(

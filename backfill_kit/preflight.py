@@ -24,7 +24,8 @@ from backfill_kit.plan import Plan, build_plan, job_command
 from backfill_kit.running.estimates import estimator_for
 from backfill_kit.running.locks import is_locked, journal_lock, table_locks_in
 from backfill_kit.running.runner import Progress, Runner, RunOptions, RunResult, journal_path_for, warehouse_checker
-from backfill_kit.spec.model import JobSpec, PipelineSpec, TableSpec, load_spec
+from backfill_kit.spec.load import load_spec
+from backfill_kit.spec.model import JobSpec, PipelineSpec, TableSpec
 from backfill_kit.validation.validator import Validation, validate
 from backfill_kit.warehouse import Warehouse, open_warehouse
 
@@ -160,7 +161,7 @@ def _run_history_columns(ctx: _Context) -> Iterator[Check]:
         yield Check("run history columns", "skip", "the warehouse is not reachable")
         return
     rh = ctx.spec.run_history
-    columns = [*rh.columns.model_dump(exclude_none=True).values(), *rh.no_data_reasons]
+    columns = [*rh.columns.named().values(), *rh.no_data_reasons]
     missing = ctx.warehouse.missing_objects({rh.table: columns})
     if missing:
         names = ", ".join(m.column or f"the table {m.table}" for m in missing)

@@ -123,7 +123,7 @@ sys.stdout.write(json.dumps(out, default=str))
 
 def validate_floor_queries(spec_path: Path) -> dict[str, object]:
     """The floor's three queries, written by hand for the demo spec (not timed)."""
-    from backfill_kit.spec.model import load_spec
+    from backfill_kit.spec.load import load_spec
 
     spec = load_spec(spec_path)
     cal, rh = spec.calendar, spec.run_history

@@ -122,7 +122,7 @@ def spec_targets(spec_path: Path) -> list[tuple[str, str]]:
 
 
 def validate_once(spec_path: Path, start: date, end: date) -> Any:
-    from backfill_kit.spec.model import load_spec
+    from backfill_kit.spec.load import load_spec
     from backfill_kit.validation.validator import validate
 
     # Loading the spec is part of what a user waits for, so it is inside the measurement.

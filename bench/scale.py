@@ -31,7 +31,7 @@ MEASURE = """\
 import json, resource, sys, time
 from datetime import date
 from backfill_kit.plan import build_plan
-from backfill_kit.spec.model import load_spec
+from backfill_kit.spec.load import load_spec
 from backfill_kit.validation.validator import validate
 
 spec_path, start, end = sys.argv[1], date.fromisoformat(sys.argv[2]), date.fromisoformat(sys.argv[3])

@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from backfill_kit.spec.model import load_spec
+from backfill_kit.spec.load import load_spec
 from backfill_kit.validation.validator import validate
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "run.py"

@@ -17,7 +17,7 @@ from conftest import MINI_SPEC, MiniWarehouse
 from backfill_kit.cli.commands import cli
 from backfill_kit.errors import SpecError
 from backfill_kit.spec.calendar_filter import filter_problem
-from backfill_kit.spec.model import parse_spec
+from backfill_kit.spec.load import parse_spec
 
 MINI_FILTER = 'filter: "game_status = 3"'
 
@@ -122,7 +122,7 @@ def test_sqlglot_is_imported_only_for_a_spec_with_a_filter(tmp_path):
     with_one = tmp_path / "filtered.yaml"
     with_one.write_text(MINI_SPEC)
     code = (
-        "import sys; from backfill_kit.spec.model import load_spec; load_spec(sys.argv[1]); "
+        "import sys; from backfill_kit.spec.load import load_spec; load_spec(sys.argv[1]); "
         "print('sqlglot' in sys.modules)"
     )
     env = {**os.environ, "BACKFILL_KIT_CACHE_DIR": str(tmp_path / "cache")}

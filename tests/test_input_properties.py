@@ -27,7 +27,8 @@ from backfill_kit.cli.commands import cli
 from backfill_kit.demo import example_spec_text
 from backfill_kit.errors import InputError, SpecError
 from backfill_kit.plan import load_plan
-from backfill_kit.spec.model import PipelineSpec, load_spec
+from backfill_kit.spec.load import load_spec
+from backfill_kit.spec.model import PipelineSpec
 
 EXAMPLE_TEXT = example_spec_text()
 EXAMPLE = yaml.safe_load(EXAMPLE_TEXT)

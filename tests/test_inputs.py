@@ -11,7 +11,7 @@ from deadline import ends_in_time
 
 from backfill_kit.demo import example_spec_text
 from backfill_kit.errors import SpecError
-from backfill_kit.spec.model import load_spec
+from backfill_kit.spec.load import load_spec
 
 EXAMPLE = example_spec_text()
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import NOW, MiniWarehouse
 
 from backfill_kit.monitor import take_snapshot
-from backfill_kit.spec.model import load_spec
+from backfill_kit.spec.load import load_spec
 
 JAN1, JAN2, JAN10, JAN11 = date(2024, 1, 1), date(2024, 1, 2), date(2024, 1, 10), date(2024, 1, 11)
 

@@ -13,7 +13,7 @@ from backfill_kit.common.status import Status
 from backfill_kit.errors import BackfillKitError, InputError
 from backfill_kit.plan import build_plan, load_plan, refuse_downstream_triggers
 from backfill_kit.running.estimates import estimator_for
-from backfill_kit.spec.model import parse_spec
+from backfill_kit.spec.load import parse_spec
 from backfill_kit.validation.calendar import ExpectedDay
 from backfill_kit.validation.validator import Cell, Validation
 

@@ -15,7 +15,7 @@ from backfill_kit import preflight
 from backfill_kit.cli.commands import cli
 from backfill_kit.preflight import run_preflight
 from backfill_kit.running.locks import LockSet
-from backfill_kit.spec.model import load_spec
+from backfill_kit.spec.load import load_spec
 
 D1 = date(2024, 1, 10)
 QUICK_GOOD = '  skip_downstream: {args: ["--no-trigger"]}\n'

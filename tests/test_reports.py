@@ -23,7 +23,7 @@ from backfill_kit.cli.commands import cli
 from backfill_kit.plan import build_plan, load_plan
 from backfill_kit.reports.render import execute, notebook_path
 from backfill_kit.running.runner import Runner, RunOptions, warehouse_checker
-from backfill_kit.spec.model import load_spec
+from backfill_kit.spec.load import load_spec
 from backfill_kit.validation.validator import validate
 
 if TYPE_CHECKING:

@@ -216,7 +216,7 @@ def test_a_step_without_data_blocks_its_dependents_and_the_run_exits_non_zero(tm
 def test_an_empty_skip_downstream_is_a_spec_error(mini):
     spec = mini.close()
     spec.write_text(spec.read_text().replace('skip_downstream: {args: ["--no-trigger"]}', "skip_downstream: {}"))
-    from backfill_kit.spec.model import load_spec
+    from backfill_kit.spec.load import load_spec
 
     with pytest.raises(SpecError, match=r"mini.yaml:\d+: job_defaults.skip_downstream: is empty"):
         load_spec(spec)
@@ -359,7 +359,7 @@ def test_warehouse_errors_reach_the_monitor_without_escapes(mini):
 
     from backfill_kit.monitor import take_snapshot
     from backfill_kit.monitor.view import snapshot_view
-    from backfill_kit.spec.model import load_spec
+    from backfill_kit.spec.load import load_spec
 
     d = date(2024, 1, 10)
     finished = datetime(2024, 1, 11, 1, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from conftest import MINI_SPEC
 
 from backfill_kit.demo import example_spec_text
 from backfill_kit.errors import SpecError
-from backfill_kit.spec.model import load_spec
+from backfill_kit.spec.load import load_spec
 
 
 def line(text: str, needle: str) -> int:
@@ -133,7 +134,20 @@ def test_a_table_without_any_date_column_is_named_never_guessed(tmp_path):
     table = next(t for t in spec.tables if t.date_column is None)
     assert spec.date_column_of(table) == "game_date"
     with pytest.raises(SpecError, match=re.escape(f"{spec.field_path(table.id)}.date_column: required")):
-        spec.model_copy(update={"date_column": None}).date_column_of(table)
+        replace(spec, date_column=None).date_column_of(table)
+
+
+def test_a_job_without_argv_at_any_level_is_named_never_guessed(tmp_path):
+    """The spec's objects are plain dataclasses: one built in Python around the loader's checks
+    gets the loader's message at the field, not a TypeError from deep inside."""
+    path = tmp_path / "nba_props.yaml"
+    path.write_text(example_spec_text())
+    spec = load_spec(path)
+    table = spec.tables[0]
+    assert spec.job_of(table).argv
+    bare = replace(spec, job_defaults=None, phases=tuple(replace(p, job=None) for p in spec.phases))
+    with pytest.raises(SpecError, match=re.escape(f"{spec.field_path(table.id)}.job.argv: required")):
+        bare.job_of(replace(table, job=None))
 
 
 def test_a_backend_that_is_not_a_name_is_one_problem_even_with_a_filter(tmp_path):

@@ -109,7 +109,7 @@ def validate(spec_path: Path, start: date, end: date, tables: tuple[str, ...], f
 
     Exit 0 when nothing needs work, 1 when gaps remain, 2 on bad input."""
     from backfill_kit.cli import display
-    from backfill_kit.spec.model import load_spec
+    from backfill_kit.spec.load import load_spec
     from backfill_kit.validation.validator import check_range
     from backfill_kit.validation.validator import validate as run_validation
 
@@ -129,7 +129,7 @@ def _validate_and_plan(spec_path: Path, start: date, end: date, tables: tuple[st
 
 
 def _validation(spec_path: Path, start: date, end: date, tables: tuple[str, ...]) -> Any:
-    from backfill_kit.spec.model import load_spec
+    from backfill_kit.spec.load import load_spec
     from backfill_kit.validation.validator import check_range
     from backfill_kit.validation.validator import validate as run_validation
 
@@ -400,7 +400,7 @@ def monitor(
     range, recent failures, orphaned runs and where a runner is."""
     from backfill_kit.monitor import find_journals, take_snapshot
     from backfill_kit.monitor.view import looks, snapshot_view, watch
-    from backfill_kit.spec.model import load_spec
+    from backfill_kit.spec.load import load_spec
 
     if continuous and once:
         raise click.UsageError("--continuous and --once exclude each other")
@@ -451,7 +451,7 @@ def preflight(spec_path: Path, start: date, end: date, quick: bool, fmt: str) ->
 
     from backfill_kit.cli import display
     from backfill_kit.preflight import exit_code, run_preflight
-    from backfill_kit.spec.model import load_spec
+    from backfill_kit.spec.load import load_spec
     from backfill_kit.validation.validator import check_range
 
     check_range(start, end)
@@ -616,7 +616,7 @@ def spec_diff(spec_path: Path, **source: Any) -> None:
     """What the warehouse says that the spec does not: new tables, processors never seen in the
     run history, wrong date columns, tables that no longer exist. Exit 0 none, 1 some."""
     from backfill_kit.draft import diff_spec
-    from backfill_kit.spec.model import load_spec
+    from backfill_kit.spec.load import load_spec
 
     the_spec = load_spec(spec_path)
     if not source["duckdb_path"] and not source["project"]:

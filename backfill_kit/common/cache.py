@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["cache_key", "read_entry", "sources_key", "write_entry"]
+__all__ = ["cache_key", "installed_file_text", "read_entry", "sources_key", "write_entry"]
 
 _KEY_BYTES = 64  # a sha256 in hex
 MAX_ENTRIES = 256  # a few kilobytes each
@@ -44,6 +44,21 @@ def sources_key(files: Iterable[Path]) -> str | None:
     None if one cannot be read: then there is no key, and no cache."""
     try:
         return cache_key(*(p.read_bytes() for p in sorted(files)))
+    except OSError:
+        return None
+
+
+def installed_file_text(package: str, name: str) -> str | None:
+    """The text of the file `name` in an installed package, found without importing the
+    package (which can cost more than a cache hit saves); None when there is none. A
+    package's version module identifies it for a key: cheaper than its metadata (30 ms)."""
+    from importlib.util import find_spec
+
+    found = find_spec(package)
+    if found is None or found.origin is None:
+        return None
+    try:
+        return Path(found.origin).with_name(name).read_text(encoding="utf-8")
     except OSError:
         return None
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from backfill_kit.demo import EXAMPLE_SPEC, example_spec_text
 from backfill_kit.demo.tables import RUN_HISTORY_TABLE, TABLES
@@ -113,7 +113,7 @@ def _blank_inside(lines: list[str], i: int) -> bool:
 
 def _config(project: str, dataset_prefix: str, location: str | None) -> BigQuerySettings:
     try:
-        return BigQuerySettings.model_validate(
+        return TypeAdapter(BigQuerySettings).validate_python(
             {"backend": "bigquery", "project": project, "dataset_prefix": dataset_prefix, "location": location}
         )
     except ValidationError as exc:

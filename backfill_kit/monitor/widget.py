@@ -122,7 +122,7 @@ def monitor_widget(
     """In a notebook: `monitor_widget("demo/nba_props.yaml", "2021-10-19", "2022-06-16")` as a
     cell's last line. Dates are dates or YYYY-MM-DD; a relative spec path is found by
     `arguments.find_file`'s rule (from notebooks/ too). Bad input raises here, once."""
-    from backfill_kit.spec.model import load_spec
+    from backfill_kit.spec.load import load_spec
 
     start, end = as_date(start, "start"), as_date(end, "end")
     check_range(start, end)

@@ -191,7 +191,7 @@ def _percent(part: int, whole: int) -> str:
 def coverage(spec: str | Path, start: str | date, end: str | date) -> CoverageAudit:
     """Validate `spec` over [start, end] (dates or YYYY-MM-DD) and plan the backfill. A
     relative `spec` is found by `arguments.find_file`'s rule (from notebooks/ too)."""
-    from backfill_kit.spec.model import load_spec
+    from backfill_kit.spec.load import load_spec
     from backfill_kit.validation.validator import validate
 
     first, last = as_date(start, "start"), as_date(end, "end")
@@ -471,7 +471,7 @@ class ExecutionLog:
 
 
 def _spec_for(plan: Plan, journal: Path) -> PipelineSpec:
-    from backfill_kit.spec.model import load_spec
+    from backfill_kit.spec.load import load_spec
 
     recorded = Path(plan.spec_path)
     for candidate in (recorded, journal.parent / recorded.name, journal.parent.parent / recorded.name):

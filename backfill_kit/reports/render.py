@@ -93,7 +93,7 @@ def render_coverage(
     """Run coverage_audit.ipynb on the spec and range; write its HTML, notebook and the index.
     `spec_path` goes to the notebook as given: the kernel finds it by the same rule
     (`arguments.find_file`) in the same working directory."""
-    from backfill_kit.spec.model import load_spec
+    from backfill_kit.spec.load import load_spec
     from backfill_kit.validation.validator import check_range
     from backfill_kit.warehouse import open_warehouse
 

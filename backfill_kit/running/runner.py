@@ -108,7 +108,7 @@ def warehouse_checker(plan: Plan, spec: PipelineSpec | None = None) -> Checker |
     caller has already loaded it) and warehouse."""
     if not plan.spec_path:
         return None
-    from backfill_kit.spec.model import load_spec
+    from backfill_kit.spec.load import load_spec
     from backfill_kit.validation.validator import dates_with_rows
 
     checked = spec or load_spec(plan.spec_path)
@@ -537,7 +537,7 @@ def check_skip_settings(plan: Plan, *, allow_triggers: bool) -> None:
         if not allow_triggers:
             refuse_downstream_triggers(plan)
         return
-    from backfill_kit.spec.model import load_spec
+    from backfill_kit.spec.load import load_spec
 
     spec = load_spec(plan.spec_path)
     tables = {s.table for s in plan.steps} & set(spec.table_positions)

@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from backfill_kit.common.cache import cache_key, read_entry, sources_key, write_entry
+from backfill_kit.common.cache import cache_key, installed_file_text, read_entry, sources_key, write_entry
 
 __all__ = ["MAX_FILTER_CHARS", "filter_columns", "filter_problem", "filter_sql", "sqlglot_version"]
 
@@ -70,17 +70,9 @@ def _cache_key(text: str, dialect: str) -> str | None:
 
 
 def sqlglot_version() -> str | None:
-    """Which sqlglot is installed, without importing it (0.1 s) or reading its metadata (30 ms):
-    the text of its generated `_version.py`, which holds its version and commit."""
-    from importlib.util import find_spec
-
-    spec = find_spec("sqlglot")
-    if spec is None or spec.origin is None:
-        return None
-    try:
-        return Path(spec.origin).with_name("_version.py").read_text(encoding="utf-8")
-    except OSError:
-        return None
+    """Which sqlglot is installed, without importing it (0.1 s): the text of its generated
+    `_version.py`, which holds its version and commit."""
+    return installed_file_text("sqlglot", "_version.py")
 
 
 def _stored(payload: bytes | None) -> tuple[str, tuple[str, ...]] | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from operator import itemgetter
@@ -20,7 +20,8 @@ from backfill_kit.common.arguments import as_date
 from backfill_kit.common.collector import no_gc_pauses
 from backfill_kit.common.status import DONE, GAP_STATUSES, NEEDS_WORK, Status, percent
 from backfill_kit.errors import InputError, Problem, WarehouseMismatchError
-from backfill_kit.spec.model import PipelineSpec, TableSpec, load_spec
+from backfill_kit.spec.load import load_spec
+from backfill_kit.spec.model import PipelineSpec, TableSpec
 from backfill_kit.validation.calendar import ExpectedDay, expected_days
 from backfill_kit.warehouse import (
     CoverageTarget,
@@ -140,13 +141,14 @@ class Validation:
         return any(c.status in GAP_STATUSES for c in self.cells)
 
     def counts(self) -> Counter[Status]:
-        return Counter(c.status for c in self.cells)
+        return Counter(map(_STATUS, self.cells))
 
     def summary(self) -> list[TableSummary]:
-        per_table: dict[str, Counter[Status]] = {t: Counter() for t in self.tables}
-        for cell in self.cells:
-            per_table[cell.table][cell.status] += 1
-        return [TableSummary(self.spec.phase_of(t).name, t, dict(per_table[t])) for t in self.tables]
+        pairs = Counter(map(_TABLE_AND_STATUS, self.cells))  # one pass, in C
+        per_table: dict[str, dict[Status, int]] = {t: {} for t in self.tables}
+        for (table, status), n in pairs.items():
+            per_table[table][status] = n
+        return [TableSummary(self.spec.phase_of(t).name, t, per_table[t]) for t in self.tables]
 
     def gap_runs(self) -> list[Gap]:
         """Runs of consecutive expected dates sharing a gap status, longest first."""
@@ -157,6 +159,10 @@ class Validation:
     def to_dict(self, *, cells: bool = True) -> dict[str, object]:
         """Everything, as JSON-ready values; without the cells when `cells` is False (a writer
         that streams them apart, as display.validation_json does)."""
+        tables = self.summary()
+        counts: Counter[Status] = Counter()
+        for table in tables:
+            counts.update(table.counts)
         data: dict[str, object] = {
             "spec": self.spec.name,
             "start": self.start.isoformat(),
@@ -165,8 +171,8 @@ class Validation:
             "expected_dates": len(self.days),
             "summary": {
                 "cells": len(self.cells),
-                "statuses": {str(s): n for s, n in sorted(self.counts().items())},
-                "needs_work": sum(1 for c in self.cells if c.status in NEEDS_WORK),
+                "statuses": {str(s): n for s, n in sorted(counts.items())},
+                "needs_work": sum(n for s, n in counts.items() if s in NEEDS_WORK),
                 "tables": [
                     {
                         "table": s.table,
@@ -176,7 +182,7 @@ class Validation:
                         "percent_done": round(s.percent_done, 2),
                         "statuses": {str(k): v for k, v in sorted(s.counts.items())},
                     }
-                    for s in self.summary()
+                    for s in tables
                 ],
             },
             "cells": [c.to_dict() for c in self.cells] if cells else None,
@@ -227,6 +233,10 @@ class Cost(TypedDict):
     estimated_bytes_billed: int | float | None
     estimated_usd: int | float | None
     unknown_estimates: list[str]
+
+
+_STATUS = itemgetter(Cell._fields.index("status"))
+_TABLE_AND_STATUS = itemgetter(Cell._fields.index("table"), Cell._fields.index("status"))
 
 
 # --- the validation itself -----------------------------------------------------------------
@@ -416,8 +426,8 @@ def history_request(spec: PipelineSpec) -> RunHistoryRequest:
     # silently query one column as another; an unknown name fails at once.
     return RunHistoryRequest(
         table=rh.table,
-        **rh.columns.model_dump(),
-        **rh.statuses.model_dump(),
+        **asdict(rh.columns),
+        **asdict(rh.statuses),
         max_range_days=rh.max_range_days,
         no_data_reasons=tuple(rh.no_data_reasons.items()),
     )
@@ -447,7 +457,7 @@ def _mismatch(spec: PipelineSpec, wh: Warehouse, involved: list[TableSpec]) -> W
                 want(cal.table, column, "calendar.filter")
     rh = spec.run_history
     want(rh.table, None, "run_history.table")
-    for key, column in rh.columns.model_dump(exclude_none=True).items():
+    for key, column in rh.columns.named().items():
         want(rh.table, column, f"run_history.columns.{key}")
     for column in rh.no_data_reasons:
         want(rh.table, column, f"run_history.no_data_reasons.{column}")
