@@ -15,8 +15,8 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
+from enum import StrEnum
 from pathlib import Path
-from typing import Literal
 
 from backfill_kit.common.status import Status
 from backfill_kit.errors import BackfillKitError, PreflightFailed
@@ -29,9 +29,18 @@ from backfill_kit.spec.model import JobSpec, PipelineSpec, TableSpec
 from backfill_kit.validation.validator import Validation, validate
 from backfill_kit.warehouse import Warehouse, open_warehouse
 
-__all__ = ["Check", "exit_code", "run_plan", "run_preflight"]
+__all__ = ["Check", "Outcome", "exit_code", "run_plan", "run_preflight"]
 
-Outcome = Literal["pass", "warn", "fail", "skip"]
+
+class Outcome(StrEnum):
+    """A check's verdict; the JSON and the printed list carry its value."""
+
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
 FREE_DISK_FAIL = 100 * 2**20
 FREE_DISK_WARN = 2**30
 
@@ -50,7 +59,7 @@ class Check:
 def exit_code(checks: list[Check]) -> int:
     """0 when everything passes, 2 on warnings only, 1 on any failure."""
     outcomes = {c.outcome for c in checks}
-    return 1 if "fail" in outcomes else 2 if "warn" in outcomes else 0
+    return 1 if Outcome.FAIL in outcomes else 2 if Outcome.WARN in outcomes else 0
 
 
 def run_plan(
@@ -76,9 +85,9 @@ def run_plan(
             quick=True,
             journal=options.journal or journal_path_for(plan_path),
         )
-        if show_checks is not None and any(c.outcome in ("warn", "fail") for c in checks):
+        if show_checks is not None and any(c.outcome in (Outcome.WARN, Outcome.FAIL) for c in checks):
             show_checks(checks)
-        if any(c.outcome == "fail" for c in checks) and not ignore_preflight:
+        if any(c.outcome == Outcome.FAIL for c in checks) and not ignore_preflight:
             raise PreflightFailed(checks)
     return Runner(plan, plan_path, options, checker=warehouse_checker(plan, spec), progress=progress).run()
 
@@ -137,64 +146,70 @@ def _reachable(ctx: _Context) -> Iterator[Check]:
         ctx.warehouse.missing_objects({})
     except BackfillKitError as exc:
         ctx.warehouse = None
-        yield Check("warehouse reachable", "fail", str(exc), "fix the spec's warehouse section or the credentials")
+        yield Check(
+            "warehouse reachable", Outcome.FAIL, str(exc), "fix the spec's warehouse section or the credentials"
+        )
         return
-    yield Check("warehouse reachable", "pass", f"{ctx.warehouse.capabilities.name} warehouse answered")
+    yield Check("warehouse reachable", Outcome.PASS, f"{ctx.warehouse.capabilities.name} warehouse answered")
 
 
 def _tables_exist(ctx: _Context) -> Iterator[Check]:
     if ctx.warehouse is None:
-        yield Check("tables and date columns", "skip", "the warehouse is not reachable")
+        yield Check("tables and date columns", Outcome.SKIP, "the warehouse is not reachable")
         return
     wanted = {t.table: [ctx.spec.date_column_of(t)] for t in ctx.spec.tables}
     missing = ctx.warehouse.missing_objects(wanted)
     if not missing:
-        yield Check("tables and date columns", "pass", f"all {len(wanted)} tables exist with their date columns")
+        yield Check("tables and date columns", Outcome.PASS, f"all {len(wanted)} tables exist with their date columns")
         return
     where = {t.table: ctx.spec.field_path(t.id) for t in ctx.spec.tables}
     named = "; ".join(f"{m.table}{'.' + m.column if m.column else ''} ({where.get(m.table, '?')})" for m in missing)
-    yield Check("tables and date columns", "fail", f"missing: {named}", "create them, or fix the names in the spec")
+    yield Check(
+        "tables and date columns", Outcome.FAIL, f"missing: {named}", "create them, or fix the names in the spec"
+    )
 
 
 def _run_history_columns(ctx: _Context) -> Iterator[Check]:
     if ctx.warehouse is None:
-        yield Check("run history columns", "skip", "the warehouse is not reachable")
+        yield Check("run history columns", Outcome.SKIP, "the warehouse is not reachable")
         return
     rh = ctx.spec.run_history
     columns = [*rh.columns.named().values(), *rh.no_data_reasons]
     missing = ctx.warehouse.missing_objects({rh.table: columns})
     if missing:
         names = ", ".join(m.column or f"the table {m.table}" for m in missing)
-        yield Check("run history columns", "fail", f"{rh.table} lacks {names}", "fix run_history.columns in the spec")
+        yield Check(
+            "run history columns", Outcome.FAIL, f"{rh.table} lacks {names}", "fix run_history.columns in the spec"
+        )
     else:
-        yield Check("run history columns", "pass", f"{rh.table} has the {len(columns)} mapped columns")
+        yield Check("run history columns", Outcome.PASS, f"{rh.table} has the {len(columns)} mapped columns")
 
 
 def _validated(ctx: _Context) -> Iterator[Check]:
     """The calendar, stale rows and the plan all come from one validation (three queries)."""
     if ctx.warehouse is None:
-        yield Check("calendar has dates", "skip", "the warehouse is not reachable")
+        yield Check("calendar has dates", Outcome.SKIP, "the warehouse is not reachable")
         return
     try:
         ctx.validation = validate(ctx.spec, ctx.start, ctx.end, warehouse=ctx.warehouse)
     except BackfillKitError as exc:
-        yield Check("calendar has dates", "fail", f"validation failed: {exc}", "fix what the message names")
+        yield Check("calendar has dates", Outcome.FAIL, f"validation failed: {exc}", "fix what the message names")
         return
     days = len(ctx.validation.days)
     outside = [w for w in ctx.validation.warnings if "season the calendar knows" in w]
     if days and outside:
         yield Check(
             "calendar has dates",
-            "warn",
+            Outcome.WARN,
             f"{days} expected dates; " + "; ".join(outside),
             "narrow the range, or add the missing season to calendar.seasons",
         )
     elif days:
-        yield Check("calendar has dates", "pass", f"{days} expected dates in {ctx.start} .. {ctx.end}")
+        yield Check("calendar has dates", Outcome.PASS, f"{days} expected dates in {ctx.start} .. {ctx.end}")
     else:
         yield Check(
             "calendar has dates",
-            "fail",
+            Outcome.FAIL,
             f"no expected dates in {ctx.start} .. {ctx.end}",
             "check the range, calendar.filter and calendar.seasons",
         )
@@ -208,11 +223,11 @@ def _from_validation(
 
     def check(ctx: _Context) -> Iterator[Check]:
         if ctx.validation is None:
-            yield Check(name, "skip", "no validation")
+            yield Check(name, Outcome.SKIP, "no validation")
         elif why := found(ctx.validation):
-            yield Check(name, "warn", why, todo)
+            yield Check(name, Outcome.WARN, why, todo)
         else:
-            yield Check(name, "pass", clean)
+            yield Check(name, Outcome.PASS, clean)
 
     return check
 
@@ -244,23 +259,23 @@ _run_history_statuses = _from_validation(
 
 def _upstream_coverage(ctx: _Context) -> Iterator[Check]:
     if ctx.plan is None:
-        yield Check("upstream coverage", "skip", "no plan")
+        yield Check("upstream coverage", Outcome.SKIP, "no plan")
         return
     if not ctx.plan.stages:
-        yield Check("upstream coverage", "pass", "nothing to run")
+        yield Check("upstream coverage", Outcome.PASS, "nothing to run")
         return
     blocked = ctx.plan.blocked
     if blocked:
         yield Check(
             "upstream coverage",
-            "warn",
+            Outcome.WARN,
             f"{len(blocked)} cells are blocked by missing upstream data "
             f"(first: {blocked[0].table} {blocked[0].date}: {blocked[0].reason})",
             "backfill or fix the upstream first, or accept that these cells stay empty",
         )
         return
     first = ctx.plan.stages[0]
-    yield Check("upstream coverage", "pass", f"stage 1 ({first.phase}, {len(first.steps)} steps) has its inputs")
+    yield Check("upstream coverage", Outcome.PASS, f"stage 1 ({first.phase}, {len(first.steps)} steps) has its inputs")
 
 
 # --- the jobs ------------------------------------------------------------------------------
@@ -270,10 +285,10 @@ def _jobs_resolve(ctx: _Context) -> Iterator[Check]:
     problems = [p for t in ctx.spec.tables if (p := _unresolved(ctx.spec, t, ctx.spec.job_of(t)))]
     if problems:
         yield Check(
-            "job commands resolve", "fail", "; ".join(problems[:5]), "fix the jobs' argv or workdir in the spec"
+            "job commands resolve", Outcome.FAIL, "; ".join(problems[:5]), "fix the jobs' argv or workdir in the spec"
         )
     else:
-        yield Check("job commands resolve", "pass", f"the commands of all {len(ctx.spec.tables)} jobs exist")
+        yield Check("job commands resolve", Outcome.PASS, f"the commands of all {len(ctx.spec.tables)} jobs exist")
 
 
 def _unresolved(spec: PipelineSpec, table: TableSpec, job: JobSpec) -> str | None:
@@ -297,17 +312,17 @@ def _skip_downstream(ctx: _Context) -> Iterator[Check]:
     if loud:
         yield Check(
             "jobs skip downstream triggers",
-            "fail",
+            Outcome.FAIL,
             f"no skip_downstream setting: {', '.join(loud)}",
             "declare job.skip_downstream, or each step may fire the next phase",
         )
     else:
-        yield Check("jobs skip downstream triggers", "pass", "every job declares how to skip downstream triggers")
+        yield Check("jobs skip downstream triggers", Outcome.PASS, "every job declares how to skip downstream triggers")
 
 
 def _dry_runs(ctx: _Context, timeout: float = 60.0) -> Iterator[Check]:
     if ctx.quick:
-        yield Check("jobs dry run", "skip", "skipped by --quick")
+        yield Check("jobs dry run", Outcome.SKIP, "skipped by --quick")
         return
     first = ctx.validation.days[0].date if ctx.validation and ctx.validation.days else ctx.start
     failed, silent = [], []
@@ -318,16 +333,16 @@ def _dry_runs(ctx: _Context, timeout: float = 60.0) -> Iterator[Check]:
         elif reason := _rehearse(ctx.spec, table, job, first, timeout):
             failed.append(f"{table.id}: {reason}")
     if failed:
-        yield Check("jobs dry run", "fail", "; ".join(failed[:3]), "run that job by hand on one date and fix it")
+        yield Check("jobs dry run", Outcome.FAIL, "; ".join(failed[:3]), "run that job by hand on one date and fix it")
     elif silent:
         yield Check(
             "jobs dry run",
-            "warn",
+            Outcome.WARN,
             f"no dry_run_args, not rehearsed: {', '.join(silent)}",
             "declare job.dry_run_args so preflight can rehearse the job",
         )
     else:
-        yield Check("jobs dry run", "pass", f"all {len(ctx.spec.tables)} jobs rehearsed {first} and exited 0")
+        yield Check("jobs dry run", Outcome.PASS, f"all {len(ctx.spec.tables)} jobs rehearsed {first} and exited 0")
 
 
 def _rehearse(spec: PipelineSpec, table: TableSpec, job: JobSpec, day: date, timeout: float) -> str | None:
@@ -361,10 +376,13 @@ def _runner_locks(ctx: _Context) -> Iterator[Check]:
         held.insert(0, f"journal {ctx.journal.name}")
     if held:
         yield Check(
-            "no other runner", "fail", f"another runner holds: {', '.join(held)}", "wait for it to finish, or stop it"
+            "no other runner",
+            Outcome.FAIL,
+            f"another runner holds: {', '.join(held)}",
+            "wait for it to finish, or stop it",
         )
     else:
-        yield Check("no other runner", "pass", "no runner holds this pipeline's locks")
+        yield Check("no other runner", Outcome.PASS, "no runner holds this pipeline's locks")
 
 
 def _free_disk(ctx: _Context) -> Iterator[Check]:
@@ -372,11 +390,11 @@ def _free_disk(ctx: _Context) -> Iterator[Check]:
     free = shutil.disk_usage(where).free
     text = f"{free / 2**30:.1f} GiB free for logs in {where}"
     if free < FREE_DISK_FAIL:
-        yield Check("free disk for logs", "fail", text, "free some space: every step writes a log")
+        yield Check("free disk for logs", Outcome.FAIL, text, "free some space: every step writes a log")
     elif free < FREE_DISK_WARN:
-        yield Check("free disk for logs", "warn", text, "a long backfill writes many logs; free some space")
+        yield Check("free disk for logs", Outcome.WARN, text, "a long backfill writes many logs; free some space")
     else:
-        yield Check("free disk for logs", "pass", text)
+        yield Check("free disk for logs", Outcome.PASS, text)
 
 
 def _warehouse_hazards(ctx: _Context) -> Iterator[Check]:
@@ -386,15 +404,17 @@ def _warehouse_hazards(ctx: _Context) -> Iterator[Check]:
         name = ctx.warehouse.capabilities.name if ctx.warehouse else "this"
         yield Check(
             "table hazards",
-            "skip",
+            Outcome.SKIP,
             f"not applicable: the {name} warehouse has no partition expiration, required filters or billed bytes",
         )
         return
     warnings = list(getattr(ctx.validation, "hazards", []) or [])
     if warnings:
-        yield Check("table hazards", "warn", "; ".join(warnings[:3]), "read the warnings of backfill-kit validate")
+        yield Check(
+            "table hazards", Outcome.WARN, "; ".join(warnings[:3]), "read the warnings of backfill-kit validate"
+        )
     else:
-        yield Check("table hazards", "pass", "no partition expiration, filter or cost hazard in the range")
+        yield Check("table hazards", Outcome.PASS, "no partition expiration, filter or cost hazard in the range")
 
 
 CHECKS: list[Callable[[_Context], Iterator[Check]]] = [
