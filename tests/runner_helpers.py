@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -12,6 +13,8 @@ from backfill_kit.plan import Plan, Stage, Step
 
 FAKE_JOB = str(Path(__file__).parent / "jobs" / "fake_job.py")
 DAY = date(2024, 1, 1)
+# `backfill-kit` in a process of its own, as a person runs it.
+CLI_RUN = "import sys; from backfill_kit.cli.commands import main; sys.argv = ['backfill-kit', *sys.argv[1:]]; main()"
 
 
 def fake_step(
@@ -63,6 +66,29 @@ def write_plan(path: Path, *stages: tuple[int, list[Step]]) -> Plan:
     )
     plan.write(path)
     return plan
+
+
+def start_runner(plan_path: Path, *extra: str) -> subprocess.Popen[str]:
+    """`backfill-kit run --plan PLAN_PATH EXTRA...` in a process of its own; `finish` waits for it."""
+    return subprocess.Popen(
+        [sys.executable, "-c", CLI_RUN, "run", "--plan", str(plan_path), *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[int, str]:
+    """The exit code and stderr of a runner started by `start_runner`, once it has ended."""
+    _, err = process.communicate(timeout=120)
+    return process.returncode, err
+
+
+def edit_journal_line(journal: Path, number: int, edit: Callable[[str], str]) -> None:
+    """Rewrite line `number` (from 1, as messages count) of a journal, as a crash or a hand might."""
+    lines = journal.read_text().splitlines(keepends=True)
+    lines[number - 1] = edit(lines[number - 1])
+    journal.write_text("".join(lines))
 
 
 def runs_of(marker: Path, step: str) -> int:

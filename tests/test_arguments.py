@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from backfill_kit.common.arguments import as_date, find_file
 from backfill_kit.errors import InputError
+
+if TYPE_CHECKING:
+    from click.testing import Result
 
 
 @pytest.fixture
@@ -94,55 +98,38 @@ def test_the_notebook_api_finds_the_spec_from_notebooks_and_takes_dates_either_w
     assert explorer.validation.end == date(2024, 1, 31) and explorer.spec_ref == "mini.yaml"
 
 
-@pytest.mark.slow  # a papermill kernel
-def test_backfill_kit_report_runs_from_notebooks_with_the_path_from_the_project(inside_project):
-    """The CLI checks the spec by the rule, and the papermill kernel, started in the same
-    working directory, finds it by the same rule."""
+def report_coverage(spec: str) -> Result:
+    """`backfill-kit report coverage --spec SPEC` of January 2024, from the working directory."""
     from click.testing import CliRunner
 
     from backfill_kit.cli.commands import cli
 
-    result = CliRunner().invoke(
-        cli,
-        [
-            "report",
-            "coverage",
-            "--spec",
-            "mini.yaml",
-            "--start",
-            "2024-01-01",
-            "--end",
-            "2024-01-31",
-            "--out-dir",
-            "out",
-        ],
-        catch_exceptions=False,
-    )
+    arguments = [
+        "report",
+        "coverage",
+        "--spec",
+        spec,
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-01-31",
+        "--out-dir",
+        "out",
+    ]
+    return CliRunner().invoke(cli, arguments, catch_exceptions=False)
+
+
+@pytest.mark.slow  # a papermill kernel
+def test_backfill_kit_report_runs_from_notebooks_with_the_path_from_the_project(inside_project):
+    """The CLI checks the spec by the rule, and the papermill kernel, started in the same
+    working directory, finds it by the same rule."""
+    result = report_coverage("mini.yaml")
     assert result.exit_code == 0, result.output
     assert list((inside_project.parent / "notebooks" / "out").glob("coverage_mini_*.html"))
 
 
 def test_a_spec_found_nowhere_is_one_message_naming_every_place(inside_project):
-    from click.testing import CliRunner
-
-    from backfill_kit.cli.commands import cli
-
-    result = CliRunner().invoke(
-        cli,
-        [
-            "report",
-            "coverage",
-            "--spec",
-            "nope.yaml",
-            "--start",
-            "2024-01-01",
-            "--end",
-            "2024-01-31",
-            "--out-dir",
-            "out",
-        ],
-        catch_exceptions=False,
-    )
+    result = report_coverage("nope.yaml")
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert (
         f"  {inside_project.parent / 'notebooks' / 'nope.yaml'}\n  {inside_project.parent / 'nope.yaml'}\n"

@@ -44,6 +44,12 @@ def triggers(spec: Path) -> int:
         return con.execute("SELECT count(*) FROM nba_reference.downstream_triggers").fetchone()[0]
 
 
+def summary_job(warehouse: str) -> list[str]:
+    """The demo job of player_game_summary on three dates, as a plan step runs it (less the skip flag)."""
+    dates = ["--start-date", "2021-10-19", "--end-date", "2021-10-21"]
+    return [sys.executable, "-m", "backfill_kit.demo.job", "player_game_summary", "--warehouse", warehouse, *dates]
+
+
 def test_a_failing_job_stops_the_stage_and_resume_reruns_only_that_step(demo):
     fault = {"BACKFILL_KIT_DEMO_FAULTS": "team_offense_game_summary:fail=2021-10-26"}
     first = cli("backfill", "--spec", str(demo), *FIRST_WEEKS, env=fault)
@@ -65,18 +71,7 @@ def test_a_failing_job_stops_the_stage_and_resume_reruns_only_that_step(demo):
 
 
 def test_a_job_not_told_to_skip_fires_the_next_phase(demo):
-    job = [
-        sys.executable,
-        "-m",
-        "backfill_kit.demo.job",
-        "player_game_summary",
-        "--warehouse",
-        "nba_props.duckdb",
-        "--start-date",
-        "2021-10-19",
-        "--end-date",
-        "2021-10-21",
-    ]
+    job = summary_job("nba_props.duckdb")
     quiet = subprocess.run([*job, "--skip-downstream-trigger"], cwd=demo.parent, capture_output=True, text=True)
     assert quiet.returncode == 0 and triggers(demo) == 0
     loud = subprocess.run(job, cwd=demo.parent, capture_output=True, text=True)
@@ -85,18 +80,7 @@ def test_a_job_not_told_to_skip_fires_the_next_phase(demo):
 
 
 def test_a_job_refuses_a_warehouse_path_that_does_not_exist(demo):
-    job = [
-        sys.executable,
-        "-m",
-        "backfill_kit.demo.job",
-        "player_game_summary",
-        "--warehouse",
-        "nope.duckdb",
-        "--start-date",
-        "2021-10-19",
-        "--end-date",
-        "2021-10-21",
-    ]
+    job = summary_job("nope.duckdb")
     result = subprocess.run(job, cwd=demo.parent, capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "nope.duckdb" in result.stderr
     assert not (demo.parent / "nope.duckdb").exists()
@@ -104,35 +88,9 @@ def test_a_job_refuses_a_warehouse_path_that_does_not_exist(demo):
 
 def test_a_job_crashing_midway_leaves_running_rows_that_validation_reports(demo):
     crash = {"BACKFILL_KIT_DEMO_FAULTS": "nbac_team_boxscore:crash-after=0"}
-    result = cli(
-        "backfill",
-        "--spec",
-        str(demo),
-        "--start",
-        "2021-10-19",
-        "--end",
-        "2021-10-22",
-        "--table",
-        "nbac_team_boxscore",
-        env=crash,
-    )
+    boxscores = ["--start", "2021-10-19", "--end", "2021-10-22", "--table", "nbac_team_boxscore"]
+    result = cli("backfill", "--spec", str(demo), *boxscores, env=crash)
     assert result.returncode == 1
-    assert statuses(demo, "--start", "2021-10-19", "--end", "2021-10-22", "--table", "nbac_team_boxscore") == {
-        "running": 4
-    }
-    later = cli(
-        "validate",
-        "--spec",
-        str(demo),
-        "--start",
-        "2021-10-19",
-        "--end",
-        "2021-10-22",
-        "--table",
-        "nbac_team_boxscore",
-        "--now",
-        "2099-01-01T00:00:00",
-        "--format",
-        "json",
-    )
+    assert statuses(demo, *boxscores) == {"running": 4}
+    later = cli("validate", "--spec", str(demo), *boxscores, "--now", "2099-01-01T00:00:00", "--format", "json")
     assert json.loads(later.stdout)["summary"]["statuses"] == {"stale": 4}

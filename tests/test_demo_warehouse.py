@@ -96,16 +96,22 @@ def test_every_table_and_schema_exists(con: duckdb.DuckDBPyConnection) -> None:
 # --- the calendar ----------------------------------------------------------------------------
 
 
+def final_games(con: duckdb.DuckDBPyConnection, year: int, kinds: list[str]) -> tuple[int, int, date, date]:
+    """Dates, games, first and last date of a season's final games of these kinds (a game id's
+    first three digits: 002 the regular season, 004 the playoffs, 005 the play-in)."""
+    return rows(
+        con,
+        "SELECT count(DISTINCT game_date), count(DISTINCT game_id), min(game_date), max(game_date) "
+        "FROM nba_raw.nbac_schedule WHERE game_status = 3 AND list_contains(?, substr(game_id, 1, 3)) "
+        "AND season_year = ?",
+        [kinds, year],
+    )[0]
+
+
 @pytest.mark.parametrize("season", list(SEASONS))
 def test_regular_season_has_1230_games_on_about_165_dates(con: duckdb.DuckDBPyConnection, season: str) -> None:
     s = SEASONS[season]
-    n_dates, n_games, first, last = rows(
-        con,
-        "SELECT count(DISTINCT game_date), count(DISTINCT game_id), min(game_date), max(game_date) "
-        "FROM nba_raw.nbac_schedule WHERE game_status = 3 AND substr(game_id, 1, 3) = '002' "
-        "AND season_year = ?",
-        [s.year],
-    )[0]
+    n_dates, n_games, first, last = final_games(con, s.year, ["002"])
     assert 150 <= n_dates <= 175
     assert n_games == 1230
     assert (first, last) == (s.opener, s.regular_end)
@@ -114,13 +120,7 @@ def test_regular_season_has_1230_games_on_about_165_dates(con: duckdb.DuckDBPyCo
 @pytest.mark.parametrize("season", list(SEASONS))
 def test_playoffs_end_on_the_real_date_with_off_days(con: duckdb.DuckDBPyConnection, season: str) -> None:
     s = SEASONS[season]
-    first, last, n_games, n_dates = rows(
-        con,
-        "SELECT min(game_date), max(game_date), count(DISTINCT game_id), count(DISTINCT game_date) "
-        "FROM nba_raw.nbac_schedule WHERE game_status = 3 AND substr(game_id, 1, 3) IN ('004', '005') "
-        "AND season_year = ?",
-        [s.year],
-    )[0]
+    n_dates, n_games, first, last = final_games(con, s.year, ["004", "005"])
     assert last == s.playoffs_end
     assert first > s.regular_end
     assert 75 <= n_games <= 100

@@ -447,36 +447,19 @@ def on_bigquery(request: pytest.FixtureRequest, bigquery_emulator) -> Iterator[t
         yield directory / "nba_props.duckdb", project
 
 
+def draft_over_the_slice(out: Path, *source: str) -> Result:
+    """`spec draft` of pipeline nba_props from `source` (--duckdb FILE or --bigquery ...) over SLICE."""
+    return invoke("spec", "draft", *source, *WINDOW, "--out", str(out), "--name", "nba_props")
+
+
 def test_drafting_from_bigquery_gives_the_same_spec_as_from_duckdb(
     on_bigquery: tuple[Path, str], bigquery_emulator, tmp_path: Path
 ):
     duck_file, project = on_bigquery
     jobs_before = len(bigquery_emulator.query_jobs(project))
-    on_bq = invoke(
-        "spec",
-        "draft",
-        "--bigquery",
-        project,
-        "--dataset-prefix",
-        "demo_",
-        *WINDOW,
-        "--out",
-        str(tmp_path / "bq.yaml"),
-        "--name",
-        "nba_props",
-    )
+    on_bq = draft_over_the_slice(tmp_path / "bq.yaml", "--bigquery", project, "--dataset-prefix", "demo_")
     assert on_bq.exit_code == 0, on_bq.output
-    on_duck = invoke(
-        "spec",
-        "draft",
-        "--duckdb",
-        str(duck_file),
-        *WINDOW,
-        "--out",
-        str(tmp_path / "duck.yaml"),
-        "--name",
-        "nba_props",
-    )
+    on_duck = draft_over_the_slice(tmp_path / "duck.yaml", "--duckdb", str(duck_file))
     assert on_duck.exit_code == 0, on_duck.output
     bq, duck = load_spec(tmp_path / "bq.yaml"), load_spec(tmp_path / "duck.yaml")
     assert replace(bq, warehouse=duck.warehouse, source=duck.source) == duck
@@ -495,18 +478,8 @@ def test_the_bytes_ceiling_refuses_a_costly_draft_before_any_query_runs(
 ):
     _, project = on_bigquery
     jobs_before = len(bigquery_emulator.query_jobs(project))
-    result = invoke(
-        "spec",
-        "draft",
-        "--bigquery",
-        project,
-        "--dataset-prefix",
-        "demo_",
-        *WINDOW,
-        "--maximum-bytes-billed",
-        "1000",
-        "--out",
-        str(tmp_path / "bq.yaml"),
+    result = draft_over_the_slice(
+        tmp_path / "bq.yaml", "--bigquery", project, "--dataset-prefix", "demo_", "--maximum-bytes-billed", "1000"
     )
     assert result.exit_code == 2
     assert "would bill up to" in result.output and "--maximum-bytes-billed" in result.output
@@ -514,31 +487,43 @@ def test_the_bytes_ceiling_refuses_a_costly_draft_before_any_query_runs(
     assert not (tmp_path / "bq.yaml").exists()
 
 
+def same_rows_every_day(
+    path: Path, date_column: str, runs: str, writers: dict[str, tuple[str | None, int]]
+) -> duckdb.DuckDBPyConnection:
+    """A warehouse of schema s: each table of `writers` has 5 + n rows on day n of ten days from
+    2024-01-01, and its writer (None: none) a success run of as many records in s.runs (with the
+    columns `runs`) on each of its first so many days."""
+    con = duckdb.connect(str(path))
+    con.execute("CREATE SCHEMA s")
+    con.execute(f"CREATE TABLE s.runs ({runs})")
+    for table, (writer, days_run) in writers.items():
+        con.execute(f"CREATE TABLE s.{table} ({date_column} DATE, v INTEGER)")
+        for n in range(10):
+            d = date(2024, 1, 1) + timedelta(n)
+            con.execute(f"INSERT INTO s.{table} SELECT ?, 1 FROM range(?)", [d, 5 + n])
+            if writer and n < days_run:
+                con.execute(
+                    "INSERT INTO s.runs VALUES (?, ?, 'success', ?, ?, ?)",
+                    [writer, d, datetime(2024, 2, 1), datetime(2024, 2, 1, 0, 5), 5 + n],
+                )
+    return con
+
+
 def test_tables_with_equal_rows_per_date_go_to_the_processors_named_after_them(tmp_path: Path):
     """After a backfill, a summary table often has exactly the rows of its source on every date:
     records alone cannot tell which processor writes which; the names can."""
-    con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    con.execute("CREATE SCHEMA s")
-    con.execute(
-        "CREATE TABLE s.runs (processor_name VARCHAR, data_date DATE, status VARCHAR, started_at TIMESTAMP, "
-        "processed_at TIMESTAMP, records_processed BIGINT)"
-    )
-    days = [date(2024, 1, 1) + timedelta(n) for n in range(10)]
     tables = {
         "raw_box_scores": "RawBoxScoresProcessor",
         "player_game_summary": "PlayerGameSummaryProcessor",
         "team_game_summary": "TeamGameSummaryProcessor",
     }
-    for table, processor in tables.items():
-        con.execute(f"CREATE TABLE s.{table} (game_date DATE, v INTEGER)")
-        for n, d in enumerate(days):  # every table: the same rows on every date
-            con.execute(f"INSERT INTO s.{table} SELECT ?, 1 FROM range(?)", [d, 5 + n])
-            if processor.startswith("Raw") or n < 5:  # the summaries ran on fewer dates (range runs, say)
-                con.execute(
-                    "INSERT INTO s.runs VALUES (?, ?, 'success', ?, ?, ?)",
-                    [processor, d, datetime(2024, 2, 1), datetime(2024, 2, 1, 0, 5), 5 + n],
-                )
-    con.close()
+    runs = (
+        "processor_name VARCHAR, data_date DATE, status VARCHAR, started_at TIMESTAMP, processed_at TIMESTAMP, "
+        "records_processed BIGINT"
+    )
+    # Every table: the same rows on every date; the summaries ran on fewer dates (range runs, say).
+    writers = {table: (processor, 10 if processor.startswith("Raw") else 5) for table, processor in tables.items()}
+    same_rows_every_day(tmp_path / "w.duckdb", "game_date", runs, writers).close()
     out = tmp_path / "draft.yaml"
     assert invoke("spec", "draft", "--duckdb", str(tmp_path / "w.duckdb"), "--out", str(out)).exit_code == 0
     drafted = {t.id: t.processor for t in load_spec(out).tables}
@@ -546,22 +531,9 @@ def test_tables_with_equal_rows_per_date_go_to_the_processors_named_after_them(t
 
 
 def test_a_table_no_run_can_be_tied_to_gets_a_marked_placeholder_that_still_validates(tmp_path: Path):
-    con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    con.execute("CREATE SCHEMA s")
-    con.execute(
-        "CREATE TABLE s.runs (job VARCHAR, data_date DATE, status VARCHAR, started_at TIMESTAMP, "
-        "finished_at TIMESTAMP, records BIGINT)"
-    )
-    days = [date(2024, 1, 1) + timedelta(n) for n in range(10)]
-    for table, job in (("alpha_facts", "nightly_a"), ("beta_facts", "nightly_b"), ("gamma_facts", None)):
-        con.execute(f"CREATE TABLE s.{table} (event_day DATE, v INTEGER)")
-        for n, d in enumerate(days):
-            con.execute(f"INSERT INTO s.{table} SELECT ?, 1 FROM range(?)", [d, 5 + n])
-            if job:
-                con.execute(
-                    "INSERT INTO s.runs VALUES (?, ?, 'success', ?, ?, ?)",
-                    [job, d, datetime(2024, 2, 1), datetime(2024, 2, 1, 0, 5), 5 + n],
-                )
+    runs = "job VARCHAR, data_date DATE, status VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, records BIGINT"
+    writers = {"alpha_facts": ("nightly_a", 10), "beta_facts": ("nightly_b", 10), "gamma_facts": (None, 0)}
+    con = same_rows_every_day(tmp_path / "w.duckdb", "event_day", runs, writers)
     con.execute("INSERT INTO s.runs VALUES ('misc_cleanup', '2024-01-03', 'failed', '2024-02-01', '2024-02-01', 0)")
     con.close()
     out = tmp_path / "draft.yaml"

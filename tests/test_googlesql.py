@@ -35,72 +35,46 @@ GAME_DAYS = (date(2024, 11, 1), date(2024, 11, 2))
 START, END = date(2024, 10, 30), date(2024, 11, 3)
 NOW = datetime(2024, 11, 3, 12, 0)
 
-# name -> (schema fields as tables.get gives them, partitioning, requires a partition filter)
+
+def fields(columns: str) -> list[dict[str, str]]:
+    """Schema fields as tables.get gives them, from "name TYPE, name TYPE, ..."."""
+    return [dict(zip(("name", "type"), column.split(), strict=True)) for column in columns.split(", ")]
+
+
+def day_partitioned(on: str) -> dict[str, str]:
+    return {"type": "DAY", "field": on}
+
+
+RUN_HISTORY = fields(
+    "processor_name STRING, run_id STRING, phase STRING, data_date DATE, date_range_filter_start DATE, "
+    "date_range_filter_end DATE, status STRING, started_at TIMESTAMP, processed_at TIMESTAMP, "
+    "duration_seconds FLOAT, records_processed INTEGER, errors JSON, warnings JSON, failure_category STRING, "
+    "skipped BOOLEAN, skip_reason STRING, retry_attempt INTEGER"
+)
+# name -> (schema fields, partitioning, requires a partition filter)
 TABLES: dict[str, tuple[list[dict[str, str]], dict[str, str] | None, bool]] = {
     "nba_raw.nbac_schedule": (
-        [
-            {"name": "game_id", "type": "STRING"},
-            {"name": "game_date", "type": "DATE"},
-            {"name": "game_status", "type": "INTEGER"},
-        ],
-        {"type": "DAY", "field": "game_date"},
+        fields("game_id STRING, game_date DATE, game_status INTEGER"),
+        day_partitioned("game_date"),
         True,
     ),
     # partitioned by day on its date: counted from INFORMATION_SCHEMA.PARTITIONS
     "nba_raw.nbac_gamebook_player_stats": (
-        [{"name": "game_date", "type": "DATE"}, {"name": "player", "type": "STRING"}],
-        {"type": "DAY", "field": "game_date"},
+        fields("game_date DATE, player STRING"),
+        day_partitioned("game_date"),
         False,
     ),
     # partitioned on another column, which queries must filter on
     "nba_raw.odds_api_player_points_props": (
-        [
-            {"name": "game_date", "type": "DATE"},
-            {"name": "snapshot_timestamp", "type": "TIMESTAMP"},
-            {"name": "player", "type": "STRING"},
-        ],
-        {"type": "DAY", "field": "snapshot_timestamp"},
+        fields("game_date DATE, snapshot_timestamp TIMESTAMP, player STRING"),
+        day_partitioned("snapshot_timestamp"),
         True,
     ),
     # partitioned by ingestion time (_PARTITIONTIME), which queries must filter on
-    "nba_raw.bettingpros_player_points_props": (
-        [{"name": "game_date", "type": "DATE"}, {"name": "player", "type": "STRING"}],
-        {"type": "DAY"},
-        True,
-    ),
-    "nba_raw.bdl_player_boxscores": (  # a TIMESTAMP date column
-        [{"name": "game_date", "type": "TIMESTAMP"}, {"name": "player", "type": "STRING"}],
-        None,
-        False,
-    ),
-    "nba_raw.nbac_injury_report": (  # a DATETIME date column
-        [{"name": "report_date", "type": "DATETIME"}, {"name": "player", "type": "STRING"}],
-        None,
-        False,
-    ),
-    "nba_reference.processor_run_history": (
-        [
-            {"name": "processor_name", "type": "STRING"},
-            {"name": "run_id", "type": "STRING"},
-            {"name": "phase", "type": "STRING"},
-            {"name": "data_date", "type": "DATE"},
-            {"name": "date_range_filter_start", "type": "DATE"},
-            {"name": "date_range_filter_end", "type": "DATE"},
-            {"name": "status", "type": "STRING"},
-            {"name": "started_at", "type": "TIMESTAMP"},
-            {"name": "processed_at", "type": "TIMESTAMP"},
-            {"name": "duration_seconds", "type": "FLOAT"},
-            {"name": "records_processed", "type": "INTEGER"},
-            {"name": "errors", "type": "JSON"},
-            {"name": "warnings", "type": "JSON"},
-            {"name": "failure_category", "type": "STRING"},
-            {"name": "skipped", "type": "BOOLEAN"},
-            {"name": "skip_reason", "type": "STRING"},
-            {"name": "retry_attempt", "type": "INTEGER"},
-        ],
-        {"type": "DAY", "field": "data_date"},
-        True,
-    ),
+    "nba_raw.bettingpros_player_points_props": (fields("game_date DATE, player STRING"), {"type": "DAY"}, True),
+    "nba_raw.bdl_player_boxscores": (fields("game_date TIMESTAMP, player STRING"), None, False),  # a TIMESTAMP date
+    "nba_raw.nbac_injury_report": (fields("report_date DATETIME, player STRING"), None, False),  # a DATETIME date
+    "nba_reference.processor_run_history": (RUN_HISTORY, day_partitioned("data_date"), True),
 }
 # The same run history with its errors as REPEATED records instead of JSON.
 REPEATED_ERRORS = {
@@ -110,8 +84,8 @@ REPEATED_ERRORS = {
     "fields": [{"name": "error_type", "type": "STRING"}, {"name": "error_message", "type": "STRING"}],
 }
 TABLES["nba_reference.processor_run_history_repeated"] = (
-    [REPEATED_ERRORS if f["name"] == "errors" else f for f in TABLES["nba_reference.processor_run_history"][0]],
-    {"type": "DAY", "field": "data_date"},
+    [REPEATED_ERRORS if f["name"] == "errors" else f for f in RUN_HISTORY],
+    day_partitioned("data_date"),
     True,
 )
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import plan_documents
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -155,52 +156,32 @@ def mutated_spec(draw: st.DrawFn) -> bytes:
     return BYTE_EDITS[draw(st.sampled_from(sorted(BYTE_EDITS)))](text, n, junk)
 
 
+# A richer plan than the sample's: two stages, a dependency, totals and a blocked date.
 STEP = {
+    **plan_documents.STEP,
     "id": "t:2024-01-02..2024-01-03",
     "table": "t",
-    "phase": "raw",
-    "start": "2024-01-02",
-    "end": "2024-01-03",
-    "dates": ["2024-01-02", "2024-01-03"],
-    "causes": {"failed": 2},
-    "argv": ["python3", "-c", "pass"],
-    "workdir": ".",
     "env": {"A": "1"},
     "timeout_seconds": 60.0,
     "retries": 2,
-    "transient_exit_codes": [75],
-    "skips_downstream": True,
-    "after": [],
     "estimated_seconds": 12.5,
 }
+NEXT_STEP = {
+    **STEP,
+    "id": "u:2024-01-02",
+    "table": "u",
+    "phase": "next",
+    "end": "2024-01-02",
+    "dates": ["2024-01-02"],
+    "after": [STEP["id"]],
+}
 PLAN = {
-    "format": 1,
-    "spec": "spec.yaml",
-    "spec_name": "x",
-    "start": "2024-01-01",
-    "end": "2024-01-31",
-    "created_at": "2024-02-01T00:00:00+00:00",
+    **plan_documents.PLAN,
     "options": {"statuses": ["failed"], "cascade": "none"},
     "totals": {"stages": 2, "steps": 2, "dates": 3, "blocked": 1, "estimated_seconds": 25.0},
     "stages": [
         {"index": 1, "phase": "raw", "mode": "parallel", "workers": 2, "steps": [STEP]},
-        {
-            "index": 2,
-            "phase": "next",
-            "mode": "sequential",
-            "workers": 1,
-            "steps": [
-                {
-                    **STEP,
-                    "id": "u:2024-01-02",
-                    "table": "u",
-                    "phase": "next",
-                    "end": "2024-01-02",
-                    "dates": ["2024-01-02"],
-                    "after": [STEP["id"]],
-                }
-            ],
-        },
+        {"index": 2, "phase": "next", "mode": "sequential", "workers": 1, "steps": [NEXT_STEP]},
     ],
     "blocked": [{"table": "u", "date": "2024-01-03", "reason": "upstream t is failed"}],
 }

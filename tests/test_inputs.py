@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from deadline import ends_in_time
+from plan_documents import PLAN, STEP, plan_with
 
 from backfill_kit.demo import example_spec_text
 from backfill_kit.errors import SpecError
@@ -198,43 +199,6 @@ def test_times_and_durations_are_bounded(tmp_path, option):
 
 
 # --- plan files ----------------------------------------------------------------------------
-
-STEP = {
-    "id": "a:2024-01-02..2024-01-03",
-    "table": "a",
-    "phase": "raw",
-    "start": "2024-01-02",
-    "end": "2024-01-03",
-    "dates": ["2024-01-02", "2024-01-03"],
-    "causes": {"failed": 2},
-    "argv": ["python3", "-c", "pass"],
-    "workdir": ".",
-    "env": {},
-    "timeout_seconds": 60,
-    "retries": 1,
-    "transient_exit_codes": [75],
-    "skips_downstream": True,
-    "after": [],
-    "estimated_seconds": None,
-}
-PLAN = {
-    "format": 1,
-    "spec": "spec.yaml",
-    "spec_name": "x",
-    "start": "2024-01-01",
-    "end": "2024-01-31",
-    "created_at": "2024-02-01T00:00:00+00:00",
-    "options": {},
-    "blocked": [],
-    "stages": [{"index": 1, "phase": "raw", "mode": "parallel", "workers": 2, "steps": [STEP]}],
-}
-
-
-def plan_with(**changes: Any) -> dict[str, Any]:
-    """PLAN with top-level `changes`; `stage=` and `step=` dicts change the first stage and step."""
-    stage = {**PLAN["stages"][0], **changes.pop("stage", {})}
-    stage["steps"] = [{**STEP, **changes.pop("step", {})}]
-    return {**PLAN, "stages": [stage], **changes}
 
 
 def run_plan(tmp_path: Path, content: str) -> Any:

@@ -43,6 +43,11 @@ def invoke(*args: str):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
+def coverage_report_of(spec: Path, start: str = START, end: str = END) -> list[str]:
+    """The arguments of `backfill-kit report coverage` on `spec` from `start` to `end`."""
+    return ["report", "coverage", "--spec", str(spec), "--start", start, "--end", end]
+
+
 def build_mini(directory: Path) -> Path:
     """Every kind of cell on a few dates: complete, failed (with a hostile error text), no data
     covered by a fallback, stale, lost, never ran, bootstrap."""
@@ -66,9 +71,7 @@ def mini_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def coverage_report(mini_spec: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("reports")
-    result = invoke(
-        "report", "coverage", "--spec", str(mini_spec), "--start", START, "--end", END, "--out-dir", str(out)
-    )
+    result = invoke(*coverage_report_of(mini_spec), "--out-dir", str(out))
     assert result.exit_code == 0, result.output
     lines = dict(line.split(":", 1) for line in result.output.splitlines())
     return Path(lines["report"].strip()), Path(lines["notebook"].strip())
@@ -226,21 +229,7 @@ def test_coverage_report_escapes_an_error_text_that_holds_html(coverage_report):
 @pytest.mark.slow  # a papermill kernel
 def test_the_index_lists_every_report_newest_first(mini_spec, tmp_path):
     for _ in range(2):
-        assert (
-            invoke(
-                "report",
-                "coverage",
-                "--spec",
-                str(mini_spec),
-                "--start",
-                START,
-                "--end",
-                "2024-01-31",
-                "--out-dir",
-                str(tmp_path),
-            ).exit_code
-            == 0
-        )
+        assert invoke(*coverage_report_of(mini_spec, end="2024-01-31"), "--out-dir", str(tmp_path)).exit_code == 0
     reports = sorted(p.name for p in tmp_path.glob("coverage_*.html"))
     assert len(reports) == 2  # two in the same second keep distinct names
     index = (tmp_path / "index.html").read_text()
@@ -252,8 +241,8 @@ def test_the_index_lists_every_report_newest_first(mini_spec, tmp_path):
 def test_the_index_tells_reports_before_and_after_a_backfill_by_their_headlines(tmp_path):
     spec_path = build_mini(tmp_path)
     out = tmp_path / "reports"
-    span = ("--spec", str(spec_path), "--start", START, "--end", END, "--out-dir", str(out))
-    assert invoke("report", "coverage", *span).exit_code == 0
+    coverage = (*coverage_report_of(spec_path), "--out-dir", str(out))
+    assert invoke(*coverage).exit_code == 0
     plan_path = tmp_path / "runs" / "plan.json"
     build_plan(validate(load_spec(spec_path), date.fromisoformat(START), date.fromisoformat(END))).write(plan_path)
     Runner(load_plan(plan_path), plan_path, RunOptions(backoff_seconds=0, keep_going=True)).run()
@@ -263,7 +252,7 @@ def test_the_index_tells_reports_before_and_after_a_backfill_by_their_headlines(
         ).exit_code
         == 0
     )
-    assert invoke("report", "coverage", *span).exit_code == 0
+    assert invoke(*coverage).exit_code == 0
 
     rows = list((out / "index.html").read_text().split("<tr>")[2:])
     assert len(rows) == 3  # newest first: after, the execution log, before
@@ -337,9 +326,7 @@ def test_a_toolkit_error_inside_the_notebook_keeps_its_message(mini_spec, tmp_pa
         .replace("table: raw.props,", "table: raw.odds_props,")
         .replace("path: mini.duckdb", f"path: {mini_spec.parent / 'mini.duckdb'}")
     )
-    result = invoke(
-        "report", "coverage", "--spec", str(spec), "--start", START, "--end", END, "--out-dir", str(tmp_path / "out")
-    )
+    result = invoke(*coverage_report_of(spec), "--out-dir", str(tmp_path / "out"))
     assert result.exit_code == 2
     assert "table raw.odds_props does not exist in the warehouse" in result.output
     assert "Traceback" not in result.output
@@ -354,14 +341,7 @@ def test_two_reports_started_together_in_one_folder_do_not_cross(mini_spec, tmp_
         sys.executable,
         "-c",
         "from backfill_kit.cli.commands import main; main()",
-        "report",
-        "coverage",
-        "--spec",
-        str(mini_spec),
-        "--start",
-        START,
-        "--end",
-        END,
+        *coverage_report_of(mini_spec),
     ]
     runs = [
         subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -484,9 +464,7 @@ def demo_report(pristine_demo: Path, tmp_path_factory: pytest.TempPathFactory) -
                 ],
             )
     out = tmp_path_factory.mktemp("reports")
-    result = invoke(
-        "report", "coverage", "--spec", str(spec), "--start", "2021-10-19", "--end", "2025-06-22", "--out-dir", str(out)
-    )
+    result = invoke(*coverage_report_of(spec, "2021-10-19", "2025-06-22"), "--out-dir", str(out))
     assert result.exit_code == 0, result.output
     html = Path(result.output.splitlines()[0].split(":", 1)[1].strip())
     return html, spec

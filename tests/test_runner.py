@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from runner_helpers import fake_step, runs_of, wait_until, write_plan
+from runner_helpers import CLI_RUN, edit_journal_line, fake_step, finish, runs_of, start_runner, wait_until, write_plan
 
 from backfill_kit.errors import BackfillKitError, InputError
 from backfill_kit.plan import load_plan
@@ -150,9 +150,7 @@ def test_a_corrupt_journal_line_is_named_and_nothing_is_overwritten(tmp_path):
     write_plan(tmp_path / "plan.json", (1, [fake_step("a", m)]))
     run(tmp_path / "plan.json")
     journal = tmp_path / "plan.journal.jsonl"
-    lines = journal.read_text().splitlines(keepends=True)
-    lines[1] = '{"event": "step_started", "step": "a"\n'
-    journal.write_text("".join(lines))
+    edit_journal_line(journal, 2, lambda _: '{"event": "step_started", "step": "a"\n')
     before = journal.read_bytes()
     with pytest.raises(InputError, match=r"plan.journal.jsonl:2: the journal line is corrupt"):
         run(tmp_path / "plan.json", resume=True)
@@ -199,23 +197,6 @@ def test_a_line_torn_by_a_crash_is_dropped_on_resume(tmp_path):
     assert runs_of(m, "a") == 1
 
 
-CLI_RUN = "import sys; from backfill_kit.cli.commands import main; sys.argv = ['backfill-kit', *sys.argv[1:]]; main()"
-
-
-def start_runner(plan_path: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", CLI_RUN, "run", "--plan", str(plan_path), *extra],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def finish(process: subprocess.Popen[str]) -> int:
-    process.communicate(timeout=60)
-    return process.returncode
-
-
 def test_a_second_runner_on_the_same_plan_is_refused(tmp_path):
     m = tmp_path / "marks"
     write_plan(tmp_path / "plan.json", (1, [fake_step("slow", m, "wait")]))
@@ -229,7 +210,7 @@ def test_a_second_runner_on_the_same_plan_is_refused(tmp_path):
     assert second.returncode == 2
     assert "is in use by another runner (pid" in second.stderr and "Traceback" not in second.stderr
     (m / "release").write_text("go")  # only now may the first runner's job end
-    assert finish(first) == 0
+    assert finish(first)[0] == 0
 
 
 def test_a_second_runner_is_kept_off_tables_another_is_writing(tmp_path):
@@ -244,7 +225,7 @@ def test_a_second_runner_is_kept_off_tables_another_is_writing(tmp_path):
     assert second.returncode == 2 and "table shared is in use by another runner" in second.stderr
     assert runs_of(m, "other") == 0
     (m / "release").write_text("go")  # only now may the first runner's job end
-    assert finish(first) == 0
+    assert finish(first)[0] == 0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])  # SIGHUP: the terminal closed
@@ -257,7 +238,7 @@ def test_sigterm_stops_the_children_and_leaves_a_resumable_journal(sig, tmp_path
         what="done journaled and long running",
     )
     runner.send_signal(sig)
-    assert finish(runner) == 130
+    assert finish(runner)[0] == 130
     state = read_journal(tmp_path / "plan.journal.jsonl")
     assert state.outcomes == {"done": "succeeded", "long": "interrupted"}
     started = [e for e in state.events if e["event"] == "step_started" and e["step"] == "long"]
@@ -285,7 +266,7 @@ def test_sigkill_at_random_moments_never_reruns_a_success(tmp_path):
     # The killed runner's watchdog holds its locks until its jobs are gone.
     wait_until(lambda: not is_locked(tmp_path / "plan.journal.jsonl.lock"), what="the last runner's locks")
     final = start_runner(tmp_path / "plan.json", "--resume")
-    assert finish(final) == 0
+    assert finish(final)[0] == 0
     state = read_journal(tmp_path / "plan.journal.jsonl")
     assert set(state.outcomes.values()) == {"succeeded"}
     for e in state.events:

@@ -16,7 +16,18 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from runner_helpers import alive, fake_step, job_pids, runs_of, wait_until, write_plan
+from runner_helpers import (
+    CLI_RUN,
+    alive,
+    edit_journal_line,
+    fake_step,
+    finish,
+    job_pids,
+    runs_of,
+    start_runner,
+    wait_until,
+    write_plan,
+)
 
 from backfill_kit.cli.commands import cli
 from backfill_kit.errors import BackfillKitError, SpecError
@@ -24,22 +35,6 @@ from backfill_kit.plan import load_plan
 from backfill_kit.running.journal import read_journal
 from backfill_kit.running.locks import is_locked
 from backfill_kit.running.runner import Runner, RunOptions
-
-CLI_RUN = "import sys; from backfill_kit.cli.commands import main; sys.argv = ['backfill-kit', *sys.argv[1:]]; main()"
-
-
-def start_runner(plan_path: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", CLI_RUN, "run", "--plan", str(plan_path), *extra],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def finish(process: subprocess.Popen[str]) -> tuple[int, str]:
-    _, err = process.communicate(timeout=120)
-    return process.returncode, err
 
 
 def run(plan_path: Path, **options):
@@ -144,9 +139,8 @@ def test_a_journal_event_missing_a_field_is_named_by_file_and_line(tmp_path):
     write_plan(tmp_path / "plan.json", (1, [fake_step("a", m)]))
     run(tmp_path / "plan.json")
     journal = tmp_path / "plan.journal.jsonl"
-    lines = journal.read_text().splitlines(keepends=True)
-    lines[3] = lines[3].replace('"outcome": "succeeded", ', "")  # a step_finished without its outcome
-    journal.write_text("".join(lines))
+    # A step_finished without its outcome.
+    edit_journal_line(journal, 4, lambda line: line.replace('"outcome": "succeeded", ', ""))
     with pytest.raises(BackfillKitError, match=r"plan.journal.jsonl:4: .*a step_finished event without its 'outcome'"):
         run(tmp_path / "plan.json", resume=True)
 

@@ -1,4 +1,4 @@
-"""The demo warehouse's tables: their DDL, how each one is (re)computed, and run history.
+"""The demo warehouse's tables (declared in tables.toml): how each one is (re)computed, and run history.
 
 Everything here is synthetic but shaped like the real NBA props pipeline (see the shipped spec
 `nba_props.yaml`): phase 2 tables are "scraped" from the schedule with hash-based values, phase
@@ -13,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import tomllib
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from importlib.resources import files
 from typing import Any, TypedDict, Unpack
 
 import duckdb
@@ -357,106 +359,24 @@ class TableDef:
         return f"CREATE TABLE IF NOT EXISTS {self.table} ({self.columns})"
 
 
-def _t(id_: str, schema: str, date_column: str, processor: str, phase: str, columns: str) -> TableDef:
-    return TableDef(id_, f"{schema}.{id_}", date_column, processor, phase, " ".join(columns.split()))
+def _declared_tables() -> list[TableDef]:
+    """Every table declared in tables.toml, in the file's order, its defaults filled in."""
+    data = tomllib.loads(files(__package__).joinpath("tables.toml").read_text(encoding="utf-8"))
+    groups, datasets = data["column_groups"], data["datasets"]
+    return [
+        TableDef(
+            id=table_id,
+            table=f"{t.get('dataset', datasets[t['phase']])}.{table_id}",
+            date_column=t.get("date_column", data["date_column"]),
+            processor=t["processor"],
+            phase=t["phase"],
+            columns=" ".join(t["columns"].format(**groups).split()),
+        )
+        for table_id, t in data["tables"].items()
+    ]
 
 
-_PLAYER_STATS = """points INTEGER, fg_made INTEGER, fg_attempted INTEGER, three_pt_made INTEGER,
-    three_pt_attempted INTEGER, ft_made INTEGER, ft_attempted INTEGER, rebounds INTEGER,
-    assists INTEGER, steals INTEGER, blocks INTEGER, turnovers INTEGER"""
-_PBP = """game_id VARCHAR, game_date DATE, event_id INTEGER, period SMALLINT,
-    seconds_remaining SMALLINT, event_type VARCHAR, team_abbr VARCHAR, player_lookup VARCHAR,
-    shot_zone VARCHAR, shot_distance SMALLINT, shot_made BOOLEAN, points_scored SMALLINT"""
-
-_TABLE_LIST = (
-    _t("nbac_schedule", "nba_raw", "game_date", "NbacScheduleProcessor", PHASE_RAW, """
-       game_id VARCHAR NOT NULL, game_date DATE NOT NULL, season_year INTEGER NOT NULL,
-       game_status INTEGER NOT NULL, game_status_text VARCHAR, home_team_abbr VARCHAR NOT NULL,
-       away_team_abbr VARCHAR NOT NULL"""),
-    _t("nbac_gamebook_player_stats", "nba_raw", "game_date", "NbacGamebookProcessor", PHASE_RAW, f"""
-       game_id VARCHAR, game_date DATE, season_year INTEGER, team_abbr VARCHAR,
-       player_lookup VARCHAR, player_name VARCHAR, player_status VARCHAR, minutes DOUBLE,
-       {_PLAYER_STATS}"""),
-    _t("nbac_team_boxscore", "nba_raw", "game_date", "NbacTeamBoxscoreProcessor", PHASE_RAW, """
-       game_id VARCHAR, game_date DATE, season_year INTEGER, team_abbr VARCHAR,
-       opponent_abbr VARCHAR, is_home BOOLEAN, points INTEGER, fg_made INTEGER,
-       fg_attempted INTEGER, three_pt_made INTEGER, three_pt_attempted INTEGER, ft_made INTEGER,
-       ft_attempted INTEGER, offensive_rebounds INTEGER, total_rebounds INTEGER,
-       assists INTEGER, steals INTEGER, blocks INTEGER, turnovers INTEGER"""),
-    _t("bdl_player_boxscores", "nba_raw", "game_date", "BdlBoxscoresProcessor", PHASE_RAW, f"""
-       game_id VARCHAR, game_date DATE, season_year INTEGER, team_abbr VARCHAR,
-       player_lookup VARCHAR, player_full_name VARCHAR, minutes INTEGER, {_PLAYER_STATS}"""),
-    _t("bettingpros_player_points_props", "nba_raw", "game_date", "BettingPropsProcessor", PHASE_RAW, """
-       game_id VARCHAR, game_date DATE, player_lookup VARCHAR, player_name VARCHAR,
-       team_abbr VARCHAR, bookmaker VARCHAR, bet_side VARCHAR, points_line DOUBLE,
-       opening_line DOUBLE, odds_american INTEGER, is_best_line BOOLEAN"""),
-    _t("odds_api_player_points_props", "nba_raw", "game_date", "OddsApiPropsProcessor", PHASE_RAW, """
-       game_id VARCHAR, game_date DATE, snapshot_timestamp TIMESTAMP, bookmaker VARCHAR,
-       player_lookup VARCHAR, player_name VARCHAR, team_abbr VARCHAR, points_line DOUBLE,
-       over_price DOUBLE, under_price DOUBLE"""),
-    _t("bigdataball_play_by_play", "nba_raw", "game_date", "BigDataBallPbpProcessor", PHASE_RAW, _PBP),
-    _t("nbac_play_by_play", "nba_raw", "game_date", "NbacPlayByPlayProcessor", PHASE_RAW, _PBP),
-    _t("odds_api_game_lines", "nba_raw", "game_date", "OddsGameLinesProcessor", PHASE_RAW, """
-       game_id VARCHAR, game_date DATE, home_team_abbr VARCHAR, away_team_abbr VARCHAR,
-       bookmaker VARCHAR, market_key VARCHAR, outcome_name VARCHAR, outcome_point DOUBLE,
-       outcome_price DOUBLE, snapshot_timestamp TIMESTAMP"""),
-    _t("nbac_injury_report", "nba_raw", "report_date", "NbacInjuryReportProcessor", PHASE_RAW, """
-       report_date DATE, report_hour INTEGER, game_id VARCHAR, game_date DATE,
-       team_abbr VARCHAR, player_lookup VARCHAR, player_name VARCHAR, injury_status VARCHAR,
-       reason VARCHAR"""),
-    _t("player_game_summary", "nba_analytics", "game_date", "PlayerGameSummaryProcessor", PHASE_ANALYTICS, """
-       game_id VARCHAR, game_date DATE, season_year INTEGER, player_lookup VARCHAR,
-       player_name VARCHAR, team_abbr VARCHAR, opponent_abbr VARCHAR, is_home BOOLEAN,
-       minutes DOUBLE, points INTEGER, fg_made INTEGER, fg_attempted INTEGER,
-       three_pt_made INTEGER, three_pt_attempted INTEGER, ft_made INTEGER, ft_attempted INTEGER,
-       rebounds INTEGER, assists INTEGER, paint_attempts INTEGER, paint_makes INTEGER,
-       mid_range_attempts INTEGER, mid_range_makes INTEGER, primary_source VARCHAR"""),
-    _t("team_defense_game_summary", "nba_analytics", "game_date", "TeamDefenseGameSummaryProcessor", PHASE_ANALYTICS, """
-       game_id VARCHAR, game_date DATE, season_year INTEGER, defending_team_abbr VARCHAR,
-       opponent_team_abbr VARCHAR, is_home BOOLEAN, points_allowed INTEGER,
-       opp_fg_made INTEGER, opp_fg_attempted INTEGER, opp_three_pt_made INTEGER,
-       opp_three_pt_attempted INTEGER, opp_paint_attempts INTEGER, opp_paint_makes INTEGER,
-       opp_mid_range_attempts INTEGER, opp_mid_range_makes INTEGER, steals INTEGER,
-       blocks INTEGER, defensive_rating DOUBLE"""),
-    _t("team_offense_game_summary", "nba_analytics", "game_date", "TeamOffenseGameSummaryProcessor", PHASE_ANALYTICS, """
-       game_id VARCHAR, game_date DATE, season_year INTEGER, team_abbr VARCHAR,
-       opponent_abbr VARCHAR, is_home BOOLEAN, points INTEGER, opponent_points INTEGER,
-       win_flag BOOLEAN, fg_made INTEGER, fg_attempted INTEGER, three_pt_made INTEGER,
-       three_pt_attempted INTEGER, ft_made INTEGER, ft_attempted INTEGER, assists INTEGER,
-       turnovers INTEGER, possessions DOUBLE, offensive_rating DOUBLE, pace DOUBLE"""),
-    _t("upcoming_player_game_context", "nba_analytics", "game_date", "UpcomingPlayerGameContextProcessor", PHASE_ANALYTICS, """
-       game_id VARCHAR, game_date DATE, season_year INTEGER, player_lookup VARCHAR,
-       player_name VARCHAR, team_abbr VARCHAR, opponent_abbr VARCHAR, is_home BOOLEAN,
-       points_line DOUBLE, prop_source VARCHAR, books_count INTEGER,
-       points_avg_last_30d DOUBLE, games_last_30d INTEGER, days_rest INTEGER,
-       team_spread DOUBLE, game_total DOUBLE"""),
-    _t("upcoming_team_game_context", "nba_analytics", "game_date", "UpcomingTeamGameContextProcessor", PHASE_ANALYTICS, """
-       game_id VARCHAR, game_date DATE, season_year INTEGER, team_abbr VARCHAR,
-       opponent_abbr VARCHAR, is_home BOOLEAN, days_rest INTEGER, is_back_to_back BOOLEAN,
-       team_spread DOUBLE, game_total DOUBLE, players_out INTEGER"""),
-    _t("team_defense_zone_analysis", "nba_precompute", "analysis_date", "TeamDefenseZoneAnalysisProcessor", PHASE_PRECOMPUTE, """
-       analysis_date DATE, season_year INTEGER, team_abbr VARCHAR, games_in_sample INTEGER,
-       paint_pct_allowed DOUBLE, mid_range_pct_allowed DOUBLE, three_pt_pct_allowed DOUBLE,
-       points_allowed_avg DOUBLE, defensive_rating_avg DOUBLE, data_quality_tier VARCHAR"""),
-    _t("player_shot_zone_analysis", "nba_precompute", "analysis_date", "PlayerShotZoneAnalysisProcessor", PHASE_PRECOMPUTE, """
-       analysis_date DATE, season_year INTEGER, player_lookup VARCHAR, games_in_sample INTEGER,
-       paint_rate DOUBLE, mid_range_rate DOUBLE, three_pt_rate DOUBLE, paint_pct DOUBLE,
-       mid_range_pct DOUBLE, three_pt_pct DOUBLE, points_avg DOUBLE, data_quality_tier VARCHAR"""),
-    _t("player_composite_factors", "nba_precompute", "game_date", "PlayerCompositeFactorsProcessor", PHASE_PRECOMPUTE, """
-       game_id VARCHAR, game_date DATE, player_lookup VARCHAR, team_abbr VARCHAR,
-       opponent_abbr VARCHAR, fatigue_score DOUBLE, shot_zone_mismatch_score DOUBLE,
-       pace_score DOUBLE, usage_spike_score DOUBLE, total_composite_adjustment DOUBLE"""),
-    _t("player_daily_cache", "nba_precompute", "cache_date", "PlayerDailyCacheProcessor", PHASE_PRECOMPUTE, """
-       cache_date DATE, player_lookup VARCHAR, team_abbr VARCHAR, game_id VARCHAR,
-       games_played_180d INTEGER, points_avg_last_5 DOUBLE, points_avg_last_10 DOUBLE,
-       points_std_last_10 DOUBLE, minutes_avg_last_10 DOUBLE, team_pace_last_30d DOUBLE,
-       paint_rate DOUBLE, three_pt_rate DOUBLE"""),
-    _t("ml_feature_store_v2", "nba_predictions", "game_date", "MlFeatureStoreV2Processor", PHASE_PRECOMPUTE, """
-       game_id VARCHAR, game_date DATE, player_lookup VARCHAR, features DOUBLE[],
-       feature_count INTEGER, feature_version VARCHAR, data_quality_tier VARCHAR"""),
-)  # fmt: skip
-
-TABLES: dict[str, TableDef] = {t.id: t for t in _TABLE_LIST}
+TABLES: dict[str, TableDef] = {t.id: t for t in _declared_tables()}
 
 # As production's processor_run_history (domain.md): a range run writes one row dated at its
 # range's end, with the range beside it; errors are JSON; failure_category and skip_reason say
@@ -981,6 +901,19 @@ _PSZA = ("nba_precompute.player_shot_zone_analysis", "analysis_date")
 _PCF = ("nba_precompute.player_composite_factors", "game_date")
 _PDC = ("nba_precompute.player_daily_cache", "cache_date")
 
+# The (made, attempted) columns of each shot zone, as the box scores name them.
+_ZONES = (
+    ("paint_makes", "paint_attempts"),
+    ("mid_range_makes", "mid_range_attempts"),
+    ("three_pt_made", "three_pt_attempted"),
+)
+
+
+def _rates(pairs: Iterable[tuple[str, str]]) -> str:
+    """Each part's share of its whole over the sample, to 4 places (NULL when the whole is 0)."""
+    return ", ".join(f"round(sum({part}) / nullif(sum({whole}), 0), 4)" for part, whole in pairs)
+
+
 _TIER = "CASE WHEN count(*) >= {full} THEN 'high' WHEN count(*) >= {half} THEN 'medium' ELSE 'low' END"
 
 
@@ -1007,24 +940,19 @@ ranked AS (
 _SQL_TDZA = f"""
 WITH {_last_games(_TEAM_DEF, "defending_team_abbr", 15)}
 SELECT analysis_date, any_value(season_year), defending_team_abbr, count(*),
-       round(sum(opp_paint_makes) / nullif(sum(opp_paint_attempts), 0), 4),
-       round(sum(opp_mid_range_makes) / nullif(sum(opp_mid_range_attempts), 0), 4),
-       round(sum(opp_three_pt_made) / nullif(sum(opp_three_pt_attempted), 0), 4),
+       {_rates((f"opp_{made}", f"opp_{attempted}") for made, attempted in _ZONES)},
        round(avg(points_allowed), 2), round(avg(defensive_rating), 2),
        {_TIER.format(full=15, half=10)}
 FROM ranked WHERE rn <= 15
 GROUP BY analysis_date, defending_team_abbr"""
 
-# Last 10 games of each player this season; fewer than 3 games is too little to say anything.
+# Last 10 games of each player this season: each zone's share of his shots, then his rate of
+# making them there; fewer than 3 games is too little to say anything.
 _SQL_PSZA = f"""
 WITH {_last_games(_PGS, "player_lookup", 10)}
 SELECT analysis_date, any_value(season_year), player_lookup, count(*),
-       round(sum(paint_attempts) / nullif(sum(fg_attempted), 0), 4),
-       round(sum(mid_range_attempts) / nullif(sum(fg_attempted), 0), 4),
-       round(sum(three_pt_attempted) / nullif(sum(fg_attempted), 0), 4),
-       round(sum(paint_makes) / nullif(sum(paint_attempts), 0), 4),
-       round(sum(mid_range_makes) / nullif(sum(mid_range_attempts), 0), 4),
-       round(sum(three_pt_made) / nullif(sum(three_pt_attempted), 0), 4),
+       {_rates((attempted, "fg_attempted") for _, attempted in _ZONES)},
+       {_rates(_ZONES)},
        round(avg(points), 2), {_TIER.format(full=10, half=5)}
 FROM ranked WHERE rn <= 10
 GROUP BY analysis_date, player_lookup

@@ -38,8 +38,19 @@ __all__ = [
 ]
 
 
+class _Completeness:
+    """The share of expected dates whose rows are present, for a table and for a phase alike."""
+
+    complete: int
+    expected: int
+
+    @property
+    def percent_complete(self) -> float:
+        return percent(self.complete, self.expected)
+
+
 @dataclass(frozen=True)
-class TableProgress:
+class TableProgress(_Completeness):
     phase: str
     table: str
     season: str | None
@@ -48,31 +59,23 @@ class TableProgress:
     done: int  # status.DONE: complete, or genuinely without data
 
     @property
-    def remaining(self) -> int:
-        return self.expected - self.done
-
-    @property
     def percent(self) -> float:
         """Percent done (the progress a backfill can make)."""
         return percent(self.done, self.expected)
 
     @property
-    def percent_complete(self) -> float:
-        return percent(self.complete, self.expected)
+    def remaining(self) -> int:
+        return self.expected - self.done
 
 
 @dataclass(frozen=True)
-class PhaseProgress:
+class PhaseProgress(_Completeness):
     phase: str
     percent: float  # the slowest table's, done
     slowest: str
     done: int
     expected: int
-    complete: int = 0
-
-    @property
-    def percent_complete(self) -> float:
-        return percent(self.complete, self.expected)
+    complete: int
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from backfill_kit.errors import InputError
 from backfill_kit.warehouse.sql import BIGQUERY, DUCKDB, Dialect
@@ -54,14 +54,17 @@ def kind_of(type_name: str) -> str:
     return next((kind for prefix, kind in _KINDS if upper.startswith(prefix)), "other")
 
 
-@dataclass(frozen=True)
-class ColumnInfo:
+class ColumnInfo(NamedTuple):
+    """A column as a draft sees it, a plain pair: its name and its kind (`kind_of` its type)."""
+
     name: str
     kind: str
 
 
 @dataclass(frozen=True)
 class TableInfo:
+    """A table as a draft sees it: its columns in order, and how it is partitioned."""
+
     name: str  # dataset.table, as the spec writes it
     columns: tuple[ColumnInfo, ...]
     partition_column: str | None = None  # partitioned by day on this column
