@@ -29,14 +29,14 @@ __all__ = [
 __version__ = "0.1.0"
 
 # Public names resolve on first use, so `import backfill_kit` (and `backfill-kit --help`)
-# does not pay for pydantic and the warehouse clients.
+# does not pay for the spec, the validator and the warehouse clients.
 _HOME = {
     "BackfillKitError": "errors",
     "InputError": "errors",
     "SpecError": "errors",
     "WarehouseError": "errors",
-    "PipelineSpec": "spec",
-    "load_spec": "spec",
+    "PipelineSpec": "spec.model",
+    "load_spec": "spec.load",
     "Status": "common.status",
     "Cell": "validation",
     "Validation": "validation",
