@@ -172,31 +172,11 @@ class MiniWarehouse:
         return self.spec_path
 
     def _copy_to_bigquery(self) -> None:
-        from backfill_kit.demo.load import copy_table, with_warehouse
-        from backfill_kit.warehouse.bigquery import BigQueryWarehouse
+        from backfill_kit.demo.load import with_warehouse
 
         assert self.emulator is not None and self.project is not None
-        wh = BigQueryWarehouse(self.emulator.client(self.project))
-        con = duckdb.connect(str(self.dir / "mini.duckdb"), read_only=True)
-        try:
-            con.execute("SET TimeZone = 'UTC'")
-            with tempfile.TemporaryDirectory() as tmp:
-                for name, columns in _tables(con).items():
-                    partition = MINI_PARTITIONS.get(name)
-                    copy_table(con, wh, name, Path(tmp), partition_column=partition if partition in columns else None)
-        finally:
-            con.close()
-            wh.close()
+        self.emulator.copy_duckdb(self.project, self.dir / "mini.duckdb", MINI_PARTITIONS)
         self.spec_path.write_text(with_warehouse(self.spec_text, ["backend: bigquery", f"project: {self.project}"]))
-
-
-def _tables(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
-    tables: dict[str, set[str]] = {}
-    for schema, table, column in con.execute(
-        "SELECT table_schema, table_name, column_name FROM information_schema.columns"
-    ).fetchall():
-        tables.setdefault(f"{schema}.{table}", set()).add(column)
-    return tables
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
