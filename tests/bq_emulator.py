@@ -50,7 +50,8 @@ What the emulator needs, and why:
    translation was then most of a job's time. `_memoize_emulator_translation` keeps each
    translation, keyed on all it depends on (the statement after the emulator's catalog
    rewrites, the tables' column types, the caller) with the project id written as a
-   placeholder: a translation carries a project id through, never looks into it.
+   placeholder: a translation carries a project id through, never looks into it. The same
+   for the job's next step, `rewrite_table_refs` (it writes the project into table names).
 """
 
 from __future__ import annotations
@@ -136,39 +137,69 @@ ANY_PROJECT = re.compile(r"bk-test-\d{4}")
 SOME_PROJECT = PROJECT.format(0)  # the placeholder: never a test's project
 
 
+class _ByProject:
+    """Results of a function of a statement, kept with the statement's one project id written
+    as a placeholder (15); a result that names the project other than `named` times (when
+    given) is not kept: something looked into the project id."""
+
+    def __init__(self) -> None:
+        self.kept: OrderedDict[str, str] = OrderedDict()
+
+    def get(self, sql: str, key: Any) -> tuple[str, str | None, str | None]:
+        projects = set(ANY_PROJECT.findall(sql))
+        project = projects.pop() if len(projects) == 1 else None
+        general = repr((ANY_PROJECT.sub(SOME_PROJECT, sql) if project else sql, key))
+        kept = self.kept.get(general)
+        if kept is None:
+            return general, project, None
+        self.kept.move_to_end(general)
+        return general, project, kept.replace(SOME_PROJECT, project) if project else kept
+
+    def keep(self, general: str, project: str | None, result: str, named: int | None = None) -> None:
+        if SOME_PROJECT in result or (project is not None and named is not None and result.count(project) != named):
+            return
+        self.kept[general] = result.replace(project, SOME_PROJECT) if project else result
+        if len(self.kept) > TRANSLATIONS:
+            self.kept.popitem(last=False)
+
+
 def _memoize_emulator_translation() -> None:
-    """`SQLTranslator.translate`, memoized (15). Only a translation that carries the statement's
-    one project id through unchanged, as often as the statement names it, is kept; a failed
-    one is not (its error is raised afresh each time)."""
+    """`SQLTranslator.translate` and `rewrite_table_refs`, memoized (15). A failed translation
+    is not kept: its error is raised afresh each time."""
+    import bqemulator.jobs.executor as executor
     from bqemulator.domain.result import Ok
     from bqemulator.sql.translator import SQLTranslator
 
     original = SQLTranslator.translate
     if getattr(original, "memoized", False):
         return
-    translations: OrderedDict[str, str] = OrderedDict()
+    translations, table_refs = _ByProject(), _ByProject()
 
     def translate(self: Any, bq_sql: str, *, schema: Any = None, caller: Any = None, **kwargs: Any) -> Any:
-        projects = set(ANY_PROJECT.findall(bq_sql))
-        project = projects.pop() if len(projects) == 1 else None
-        general = ANY_PROJECT.sub(SOME_PROJECT, bq_sql) if project else bq_sql
-        key = repr((general, sorted((schema or {}).items()), caller, sorted(kwargs.items())))
-        translated = translations.get(key)
-        if translated is not None:
-            translations.move_to_end(key)
-            return Ok(translated.replace(SOME_PROJECT, project) if project else translated)
+        key = (sorted((schema or {}).items()), caller, sorted(kwargs.items()))
+        general, project, kept = translations.get(bq_sql, key)
+        if kept is not None:
+            return Ok(kept)
         result = original(self, bq_sql, schema=schema, caller=caller, **kwargs)
-        if isinstance(result, Ok) and SOME_PROJECT not in result.value:
-            if project is None:
-                translations[key] = result.value
-            elif result.value.count(project) == bq_sql.count(project):
-                translations[key] = result.value.replace(project, SOME_PROJECT)
-            if len(translations) > TRANSLATIONS:
-                translations.popitem(last=False)
+        if isinstance(result, Ok):
+            translations.keep(general, project, result.value, bq_sql.count(project) if project else None)
+        return result
+
+    rewrite = executor.rewrite_table_refs
+
+    def rewrite_table_refs(duckdb_sql: str, project_id: str) -> str:
+        if not ANY_PROJECT.fullmatch(project_id) or ANY_PROJECT.search(duckdb_sql.replace(project_id, "")):
+            return rewrite(duckdb_sql, project_id)  # another project named: not kept
+        general, _, kept = table_refs.get(f"{project_id} {duckdb_sql}", None)
+        if kept is not None:
+            return kept
+        result = rewrite(duckdb_sql, project_id)
+        table_refs.keep(general, project_id, result)
         return result
 
     translate.memoized = True  # type: ignore[attr-defined]
     SQLTranslator.translate = translate  # type: ignore[method-assign]
+    executor.rewrite_table_refs = rewrite_table_refs
 
 
 class _Body:

@@ -205,13 +205,26 @@ SLOW_FIXTURES = {"bigquery_emulator", "pristine_demo"}
 
 # xdist hands whole files to its workers in collection order (--dist loadfile with
 # --no-loadscope-reorder): the longest files go first, so that no worker is left alone at the
-# end with a minute of `make demo` or JupyterLab while the other idles.
+# end with a minute of `make demo` or JupyterLab while the others idle, and short files fill
+# the end. The order of their wall times in a whole run (2 cores, 3 workers, 2026-11-30);
+# test_spec_cache.py early for the quick round (-m "not slow"), where it is the longest.
 LONGEST_FIRST = (
     "test_readme.py",
     "test_jupyterlab.py",
+    "test_reports.py",
     "test_bigquery.py",
-    "test_run_history.py",
+    "test_runner_faults.py",
+    "test_spec_cache.py",
     "test_validation.py",
+    "test_run_history.py",
+    "test_runner.py",
+    "test_draft.py",
+    "test_googlesql.py",
+    "test_demo_backfill.py",
+    "test_demo_warehouse.py",
+    "test_arguments.py",
+    "test_monitor.py",
+    "test_preflight.py",
 )
 
 
