@@ -47,12 +47,16 @@ system-packages:
 	  else echo "missing:$$missing (not root, not installed): the tests needing them will be skipped"; fi; \
 	fi
 
-# Lint, format and strict types first (seconds), then every test (the layer order among them).
+# Every test (the layer order among them), with lint, format and strict types checked
+# alongside: their report follows the tests', and make test fails if any of them fails.
 test: $(STAMP) system-packages
-	$(BIN)/ruff check backfill_kit tests bench
-	$(BIN)/ruff format --check backfill_kit tests bench
-	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	@log=$$(mktemp); \
+	( status=0; for check in "$(BIN)/ruff check backfill_kit tests bench" \
+	    "$(BIN)/ruff format --check backfill_kit tests bench" "$(BIN)/mypy"; do \
+	    echo "$$ $$check"; $$check || status=1; done; exit $$status ) >$$log 2>&1 & checks=$$!; \
+	echo "$(BIN)/python -m pytest"; $(BIN)/python -m pytest; tests=$$?; \
+	wait $$checks; checked=$$?; echo; cat $$log; rm -f $$log; \
+	test $$tests -eq 0 && test $$checked -eq 0
 
 bench: $(STAMP)
 	$(BIN)/python bench/commands.py

@@ -38,17 +38,34 @@ What the emulator needs, and why:
 13. It parses each query's SQL again in every step of its pipeline (statement classification,
    DDL sync, each rewriter): about ten `sqlglot.parse_one` calls a job, most of its time.
    `_memoize_emulator_parsing` keeps the last trees it parsed and gives each caller from
-   bqemulator its own copy (a copy costs a sixth of a parse; callers mutate their trees).
+   bqemulator its own copy (a copy costs a sixth of a parse; callers mutate their trees),
+   except the checks that only read the tree (`READ_ONLY_PARSERS`): they share it.
+14. Copying a test's DuckDB warehouse in over REST (the toolkit's demo loader: a dataset, a
+   table and a load job for each table) took ~40 round trips a test. `Emulator.copy_duckdb`
+   writes it straight into the emulator's storage, on the emulator's thread, through its own
+   handlers for new datasets and tables. `demo load` still goes over REST (test_bigquery.py);
+   every query, call and check of a test goes through the real client.
+15. It translates every statement to DuckDB's SQL anew, though the toolkit dry-runs each
+   query before it runs it, and tests send the same queries, each to a project of its own:
+   translation was then most of a job's time. `_memoize_emulator_translation` keeps each
+   translation, keyed on all it depends on (the statement after the emulator's catalog
+   rewrites, the tables' column types, the caller) with the project id written as a
+   placeholder: a translation carries a project id through, never looks into it. The same
+   for the job's next step, `rewrite_table_refs` (it writes the project into table names).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import sys
 import threading
 import time
+import uuid
 from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 __all__ = ["HOST", "WARNING_FILTERS", "Emulator", "short_retry"]
@@ -65,6 +82,19 @@ def short_retry() -> Any:
 
 
 PARSED_TREES = 512  # distinct statements kept (a test sends a few dozen)
+# bqemulator's functions that parse a statement only to look at it (what kind of statement,
+# which tables it names): most of a job's parses. They get the kept tree itself, not a copy.
+READ_ONLY_PARSERS = {
+    ("bqemulator.jobs.executor", "_parse_for_classification"),
+    ("bqemulator.jobs.executor", "_reject_dml_on_immutable"),
+    ("bqemulator.jobs.executor", "_capture_dml_snapshots"),
+    ("bqemulator.jobs.routine_ddl", "detect_drop_routine"),
+    ("bqemulator.catalog.ddl_sync", "_detect_plain_create_table"),
+    ("bqemulator.catalog.ddl_sync", "_detect_catalog_drop"),
+    ("bqemulator.catalog.ddl_sync", "_detect_create_schema"),
+    ("bqemulator.catalog.ddl_sync", "_detect_plain_create_view"),
+    ("bqemulator.sql.catalog_schema", "build_catalog_schema"),
+}
 
 
 def _memoize_emulator_parsing() -> None:
@@ -79,7 +109,8 @@ def _memoize_emulator_parsing() -> None:
     trees: OrderedDict[Any, Any] = OrderedDict()
 
     def parse_one(sql: Any, *args: Any, **kwargs: Any) -> Any:
-        caller = sys._getframe(1).f_globals.get("__name__", "")
+        frame = sys._getframe(1)
+        caller = frame.f_globals.get("__name__", "")
         try:
             key = (sql, args, tuple(sorted(kwargs.items())))
             hash(key)
@@ -94,10 +125,91 @@ def _memoize_emulator_parsing() -> None:
                 trees.popitem(last=False)
         else:
             trees.move_to_end(key)
-        return tree.copy()
+        return tree if (caller, frame.f_code.co_name) in READ_ONLY_PARSERS else tree.copy()
 
     parse_one.memoized = True  # type: ignore[attr-defined]
     sqlglot.parse_one = parse_one
+
+
+TRANSLATIONS = 512  # distinct statements kept
+PROJECT = "bk-test-{:04d}"  # the emulator's project ids, all of one length (new_project)
+ANY_PROJECT = re.compile(r"bk-test-\d{4}")
+SOME_PROJECT = PROJECT.format(0)  # the placeholder: never a test's project
+
+
+class _ByProject:
+    """Results of a function of a statement, kept with the statement's one project id written
+    as a placeholder (15); a result that names the project other than `named` times (when
+    given) is not kept: something looked into the project id."""
+
+    def __init__(self) -> None:
+        self.kept: OrderedDict[str, str] = OrderedDict()
+
+    def get(self, sql: str, key: Any) -> tuple[str, str | None, str | None]:
+        projects = set(ANY_PROJECT.findall(sql))
+        project = projects.pop() if len(projects) == 1 else None
+        general = repr((ANY_PROJECT.sub(SOME_PROJECT, sql) if project else sql, key))
+        kept = self.kept.get(general)
+        if kept is None:
+            return general, project, None
+        self.kept.move_to_end(general)
+        return general, project, kept.replace(SOME_PROJECT, project) if project else kept
+
+    def keep(self, general: str, project: str | None, result: str, named: int | None = None) -> None:
+        if SOME_PROJECT in result or (project is not None and named is not None and result.count(project) != named):
+            return
+        self.kept[general] = result.replace(project, SOME_PROJECT) if project else result
+        if len(self.kept) > TRANSLATIONS:
+            self.kept.popitem(last=False)
+
+
+def _memoize_emulator_translation() -> None:
+    """`SQLTranslator.translate` and `rewrite_table_refs`, memoized (15). A failed translation
+    is not kept: its error is raised afresh each time."""
+    import bqemulator.jobs.executor as executor
+    from bqemulator.domain.result import Ok
+    from bqemulator.sql.translator import SQLTranslator
+
+    original = SQLTranslator.translate
+    if getattr(original, "memoized", False):
+        return
+    translations, table_refs = _ByProject(), _ByProject()
+
+    def translate(self: Any, bq_sql: str, *, schema: Any = None, caller: Any = None, **kwargs: Any) -> Any:
+        key = (sorted((schema or {}).items()), caller, sorted(kwargs.items()))
+        general, project, kept = translations.get(bq_sql, key)
+        if kept is not None:
+            return Ok(kept)
+        result = original(self, bq_sql, schema=schema, caller=caller, **kwargs)
+        if isinstance(result, Ok):
+            translations.keep(general, project, result.value, bq_sql.count(project) if project else None)
+        return result
+
+    rewrite = executor.rewrite_table_refs
+
+    def rewrite_table_refs(duckdb_sql: str, project_id: str) -> str:
+        if not ANY_PROJECT.fullmatch(project_id) or ANY_PROJECT.search(duckdb_sql.replace(project_id, "")):
+            return rewrite(duckdb_sql, project_id)  # another project named: not kept
+        general, _, kept = table_refs.get(f"{project_id} {duckdb_sql}", None)
+        if kept is not None:
+            return kept
+        result = rewrite(duckdb_sql, project_id)
+        table_refs.keep(general, project_id, result)
+        return result
+
+    translate.memoized = True  # type: ignore[attr-defined]
+    SQLTranslator.translate = translate  # type: ignore[method-assign]
+    executor.rewrite_table_refs = rewrite_table_refs
+
+
+class _Body:
+    """The one part of a request the emulator's handlers read: its JSON body."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+
+    async def json(self) -> dict[str, Any]:
+        return self.body
 
 
 class Emulator:
@@ -110,6 +222,7 @@ class Emulator:
 
         DuckDBEngine._load_spatial = lambda self: None  # type: ignore[method-assign]  # 1: offline
         _memoize_emulator_parsing()  # 13
+        _memoize_emulator_translation()  # 15
         settings = Settings(
             persistence_mode=PersistenceMode.EPHEMERAL,
             rest_host=HOST,
@@ -150,7 +263,51 @@ class Emulator:
 
     def new_project(self) -> str:
         """A project of its own for one test: its datasets and its jobs."""
-        return f"bk-test-{next(self._projects):04d}"
+        return PROJECT.format(next(self._projects))
+
+    def copy_duckdb(self, project: str, database: Path, partitioned: Mapping[str, str]) -> None:
+        """Every table of a DuckDB file (schema.table) as a BigQuery table of `project`
+        (dataset.table), partitioned by day on the column `partitioned` names for it (14)."""
+        copying = self._copy_duckdb(project, database, partitioned)
+        asyncio.run_coroutine_threadsafe(copying, self._loop).result(timeout=60)
+
+    async def _copy_duckdb(self, project: str, database: Path, partitioned: Mapping[str, str]) -> None:
+        from bqemulator.api.routes.datasets import insert_dataset
+        from bqemulator.api.routes.tables import insert_table
+        from bqemulator.storage.sql_identifiers import quoted_table_ref
+
+        from backfill_kit.demo.load import TYPES
+
+        ctx = self.server._context
+        source = f"copied_{uuid.uuid4().hex}"
+        ctx.engine.execute(f"ATTACH '{database}' AS {source} (READ_ONLY)")
+        try:
+            tables: dict[tuple[str, str], list[tuple[str, str]]] = {}
+            for schema, table, column, kind in ctx.engine.execute(
+                "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_catalog = ? ORDER BY table_schema, table_name, ordinal_position",
+                [source],
+            ).fetchall():
+                tables.setdefault((schema, table), []).append((column, kind))
+            for dataset in sorted({schema for schema, _ in tables}):
+                await insert_dataset(project, _Body({"datasetReference": {"datasetId": dataset}}), ctx)
+            for (dataset, table), columns in tables.items():
+                resource: dict[str, Any] = {
+                    "tableReference": {"projectId": project, "datasetId": dataset, "tableId": table},
+                    "schema": {"fields": [{"name": c, "type": TYPES[kind], "mode": "NULLABLE"} for c, kind in columns]},
+                }
+                partition = partitioned.get(f"{dataset}.{table}")
+                if partition in dict(columns):
+                    resource["timePartitioning"] = {"type": "DAY", "field": partition}
+                await insert_table(project, dataset, _Body(resource), ctx)
+                target = quoted_table_ref(project, dataset, table)
+                async with ctx.engine.write_lock():  # naive timestamps are read as UTC, the engine's zone
+                    ctx.engine.execute(f'INSERT INTO {target} SELECT * FROM {source}."{dataset}"."{table}"')
+                    rows = ctx.engine.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+                meta = ctx.catalog.get_table(project, dataset, table)
+                ctx.catalog.update_table(meta.model_copy(update={"num_rows": rows}))
+        finally:
+            ctx.engine.execute(f"DETACH {source}")
 
     def client(self, project: str) -> Any:
         from google.api_core.client_options import ClientOptions

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import textwrap
 from collections.abc import Iterator
@@ -172,31 +173,11 @@ class MiniWarehouse:
         return self.spec_path
 
     def _copy_to_bigquery(self) -> None:
-        from backfill_kit.demo.load import copy_table, with_warehouse
-        from backfill_kit.warehouse.bigquery import BigQueryWarehouse
+        from backfill_kit.demo.load import with_warehouse
 
         assert self.emulator is not None and self.project is not None
-        wh = BigQueryWarehouse(self.emulator.client(self.project))
-        con = duckdb.connect(str(self.dir / "mini.duckdb"), read_only=True)
-        try:
-            con.execute("SET TimeZone = 'UTC'")
-            with tempfile.TemporaryDirectory() as tmp:
-                for name, columns in _tables(con).items():
-                    partition = MINI_PARTITIONS.get(name)
-                    copy_table(con, wh, name, Path(tmp), partition_column=partition if partition in columns else None)
-        finally:
-            con.close()
-            wh.close()
+        self.emulator.copy_duckdb(self.project, self.dir / "mini.duckdb", MINI_PARTITIONS)
         self.spec_path.write_text(with_warehouse(self.spec_text, ["backend: bigquery", f"project: {self.project}"]))
-
-
-def _tables(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
-    tables: dict[str, set[str]] = {}
-    for schema, table, column in con.execute(
-        "SELECT table_schema, table_name, column_name FROM information_schema.columns"
-    ).fetchall():
-        tables.setdefault(f"{schema}.{table}", set()).add(column)
-    return tables
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
@@ -208,6 +189,11 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # The suite starts hundreds of Python processes (workers, the CLI, jobs, kernels): they
+    # share the bytecode the first of them compiles (in __pycache__, which git ignores) even
+    # where the environment says not to write it. Measured: a tenth of the quick round's CPU.
+    sys.dont_write_bytecode = False
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     for line in WARNING_FILTERS:  # the emulator's own warnings, not the toolkit's
         config.addinivalue_line("filterwarnings", line)
     # The user's cache (checked specs and filters) is theirs: the suite, and every command it
@@ -225,13 +211,26 @@ SLOW_FIXTURES = {"bigquery_emulator", "pristine_demo"}
 
 # xdist hands whole files to its workers in collection order (--dist loadfile with
 # --no-loadscope-reorder): the longest files go first, so that no worker is left alone at the
-# end with a minute of `make demo` or JupyterLab while the other idles.
+# end with a minute of `make demo` or JupyterLab while the others idle, and short files fill
+# the end. The order of their wall times in a whole run (2 cores, 3 workers, 2026-11-30);
+# test_spec_cache.py early for the quick round (-m "not slow"), where it is the longest.
 LONGEST_FIRST = (
     "test_readme.py",
     "test_jupyterlab.py",
+    "test_reports.py",
     "test_bigquery.py",
-    "test_run_history.py",
+    "test_runner_faults.py",
+    "test_spec_cache.py",
     "test_validation.py",
+    "test_run_history.py",
+    "test_runner.py",
+    "test_draft.py",
+    "test_googlesql.py",
+    "test_demo_backfill.py",
+    "test_demo_warehouse.py",
+    "test_arguments.py",
+    "test_monitor.py",
+    "test_preflight.py",
 )
 
 

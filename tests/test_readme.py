@@ -5,7 +5,8 @@ The convention (stated in the README): a fenced block marked `sh` is runnable as
 project folder, after `make demo`, with the environment activated by the README's own `sh`
 block (`. .venv/bin/activate`); a block of placeholders (`SPEC`, `DATE`) is marked `text` and
 is a reference form, not run; the first, unmarked block holds the two set-up commands, and
-`make demo` is what the fixture runs. A command's accepted exit codes are 0, plus those its
+`make demo` is what the fixture runs. The blocks run side by side, each in its own copy of the
+project after `make demo`. A command's accepted exit codes are 0, plus those its
 trailing comment names ("exits 1 while gaps remain", "exits 2 on warnings only"): what the README
 tells a user to expect. Nothing is skipped: every `sh` block is one test case, and a block that
 has no command fails.
@@ -18,7 +19,10 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_demo_backfill import cli, statuses, triggers
@@ -104,13 +108,15 @@ def test_make_demos_backfill_leaves_only_complete_no_data_and_bootstrap_and_fire
     assert cli("validate", "--spec", str(demo), *whole).returncode == 0
 
 
-@pytest.mark.parametrize(
-    "block", sh_blocks(README.read_text()), ids=lambda b: commands(b)[0][0][:60] if commands(b) else "empty"
-)
-def test_every_readme_command_runs_as_written_after_make_demo(project: Path, block: str):
+BLOCKS = sh_blocks(README.read_text())
+
+
+def run_block(project: Path, block: str) -> list[tuple[str, set[int], subprocess.CompletedProcess[str]]]:
+    """A block's commands, one after another in a fresh shell each, as far as the first that
+    fails: each with the exit codes it may end with and how it ended."""
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env["PATH"] = "/usr/local/bin:/usr/bin:/bin"  # a fresh shell: nothing of .venv on it until activated
-    assert commands(block), block
+    ran = []
     for command, accepted in commands(block):
         done = subprocess.run(
             ["bash", "-c", f". .venv/bin/activate && {command}"],
@@ -120,7 +126,34 @@ def test_every_readme_command_runs_as_written_after_make_demo(project: Path, blo
             text=True,
             timeout=600,
         )
+        ran.append((command, accepted, done))
+        if done.returncode not in accepted or "Traceback" in done.stderr:
+            break
+    return ran
+
+
+@pytest.fixture(scope="module")
+def block_runs(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[Any]]]:
+    """Every block started at once, each in its own copy of the project as `make demo` left it:
+    a block is what a user runs after `make demo`, not after another block. The slowest block,
+    not the sum of them all, then follows `make demo`."""
+    with ThreadPoolExecutor(max_workers=len(BLOCKS)) as pool:
+        runs = {}
+        for block in BLOCKS:
+            copy = tmp_path_factory.mktemp("block") / project.name
+            shutil.copytree(project, copy, symlinks=True)  # keeps mtimes: make sees nothing to redo
+            runs[block] = pool.submit(run_block, copy, block)
+        yield runs
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=lambda b: commands(b)[0][0][:60] if commands(b) else "empty")
+def test_every_readme_command_runs_as_written_after_make_demo(block_runs: dict[str, Future[Any]], block: str):
+    assert commands(block), block
+    ran = block_runs[block].result()
+    assert [command for command, _, _ in ran] == [command for command, _ in commands(block)][: len(ran)]
+    for command, accepted, done in ran:
         assert done.returncode in accepted, (
             f"{command}\nexit {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
         )
         assert "Traceback" not in done.stderr, done.stderr
+    assert len(ran) == len(commands(block))
