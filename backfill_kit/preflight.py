@@ -137,6 +137,11 @@ def run_preflight(
             ctx.warehouse.close()
 
 
+def _verdict(name: str, *, failure: str, todo: str, passed: str) -> Check:
+    """Fails saying `failure` and what to do, when there is one (empty: none); else passes saying `passed`."""
+    return Check(name, Outcome.FAIL, failure, todo) if failure else Check(name, Outcome.PASS, passed)
+
+
 # --- the warehouse -------------------------------------------------------------------------
 
 
@@ -176,13 +181,13 @@ def _run_history_columns(ctx: _Context) -> Iterator[Check]:
     rh = ctx.spec.run_history
     columns = [*rh.columns.named().values(), *rh.no_data_reasons]
     missing = ctx.warehouse.missing_objects({rh.table: columns})
-    if missing:
-        names = ", ".join(m.column or f"the table {m.table}" for m in missing)
-        yield Check(
-            "run history columns", Outcome.FAIL, f"{rh.table} lacks {names}", "fix run_history.columns in the spec"
-        )
-    else:
-        yield Check("run history columns", Outcome.PASS, f"{rh.table} has the {len(columns)} mapped columns")
+    names = ", ".join(m.column or f"the table {m.table}" for m in missing)
+    yield _verdict(
+        "run history columns",
+        failure=f"{rh.table} lacks {names}" if missing else "",
+        todo="fix run_history.columns in the spec",
+        passed=f"{rh.table} has the {len(columns)} mapped columns",
+    )
 
 
 def _validated(ctx: _Context) -> Iterator[Check]:
@@ -283,12 +288,12 @@ def _upstream_coverage(ctx: _Context) -> Iterator[Check]:
 
 def _jobs_resolve(ctx: _Context) -> Iterator[Check]:
     problems = [p for t in ctx.spec.tables if (p := _unresolved(ctx.spec, t, ctx.spec.job_of(t)))]
-    if problems:
-        yield Check(
-            "job commands resolve", Outcome.FAIL, "; ".join(problems[:5]), "fix the jobs' argv or workdir in the spec"
-        )
-    else:
-        yield Check("job commands resolve", Outcome.PASS, f"the commands of all {len(ctx.spec.tables)} jobs exist")
+    yield _verdict(
+        "job commands resolve",
+        failure="; ".join(problems[:5]),
+        todo="fix the jobs' argv or workdir in the spec",
+        passed=f"the commands of all {len(ctx.spec.tables)} jobs exist",
+    )
 
 
 def _unresolved(spec: PipelineSpec, table: TableSpec, job: JobSpec) -> str | None:
@@ -309,15 +314,12 @@ def _unresolved(spec: PipelineSpec, table: TableSpec, job: JobSpec) -> str | Non
 
 def _skip_downstream(ctx: _Context) -> Iterator[Check]:
     loud = [t.id for t in ctx.spec.tables if ctx.spec.job_of(t).skip_downstream is None]
-    if loud:
-        yield Check(
-            "jobs skip downstream triggers",
-            Outcome.FAIL,
-            f"no skip_downstream setting: {', '.join(loud)}",
-            "declare job.skip_downstream, or each step may fire the next phase",
-        )
-    else:
-        yield Check("jobs skip downstream triggers", Outcome.PASS, "every job declares how to skip downstream triggers")
+    yield _verdict(
+        "jobs skip downstream triggers",
+        failure=f"no skip_downstream setting: {', '.join(loud)}" if loud else "",
+        todo="declare job.skip_downstream, or each step may fire the next phase",
+        passed="every job declares how to skip downstream triggers",
+    )
 
 
 def _dry_runs(ctx: _Context, timeout: float = 60.0) -> Iterator[Check]:
@@ -374,15 +376,12 @@ def _runner_locks(ctx: _Context) -> Iterator[Check]:
     held = [p.stem for p in sorted(ctx.lock_dir.glob("*.lock")) if is_locked(p)]
     if ctx.journal is not None and is_locked(journal_lock(ctx.journal)):
         held.insert(0, f"journal {ctx.journal.name}")
-    if held:
-        yield Check(
-            "no other runner",
-            Outcome.FAIL,
-            f"another runner holds: {', '.join(held)}",
-            "wait for it to finish, or stop it",
-        )
-    else:
-        yield Check("no other runner", Outcome.PASS, "no runner holds this pipeline's locks")
+    yield _verdict(
+        "no other runner",
+        failure=f"another runner holds: {', '.join(held)}" if held else "",
+        todo="wait for it to finish, or stop it",
+        passed="no runner holds this pipeline's locks",
+    )
 
 
 def _free_disk(ctx: _Context) -> Iterator[Check]:

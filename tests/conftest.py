@@ -315,6 +315,13 @@ def copy_demo(pristine: Path, directory: Path) -> Path:
     return directory / DEMO_FILES[0]
 
 
+def demo_for_module(pristine: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a copy of the demo, for a module-scoped fixture to share."""
+    directory = tmp_path_factory.mktemp("demo")
+    copy_demo(pristine, directory)
+    return directory
+
+
 @pytest.fixture
 def demo_copy(pristine_demo: Path, tmp_path: Path) -> Path:
     """A fresh, writable copy of the demo for one test: its spec's path."""

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from bq_emulator import Emulator
 from click.testing import CliRunner, Result
-from conftest import MINI_PARTITIONS, NOW, MiniWarehouse, copy_demo
+from conftest import MINI_PARTITIONS, NOW, MiniWarehouse, demo_for_module
 from test_monitor import history  # noqa: F401  (the monitor's fixture, reused on BigQuery)
 
 from backfill_kit import load_spec, validate
@@ -61,9 +61,7 @@ def validate_args(spec: Path, *extra: str, start: date = date(2024, 1, 1), end: 
 @pytest.fixture(scope="module")
 def demo_dir(pristine_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the demo, where `demo load` writes its BigQuery spec."""
-    directory = tmp_path_factory.mktemp("demo")
-    copy_demo(pristine_demo, directory)
-    return directory
+    return demo_for_module(pristine_demo, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -72,22 +70,15 @@ def loaded(demo_dir: Path, bigquery_emulator: Emulator) -> Iterator[tuple[Result
     project = bigquery_emulator.new_project()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BIGQUERY_EMULATOR_HOST", bigquery_emulator.url)
-        result = invoke(
-            "demo",
-            "load",
-            str(demo_dir),
-            "--to",
-            "bigquery",
-            "--project",
-            project,
-            "--dataset-prefix",
-            "demo_",
-            "--start",
-            str(SLICE[0]),
-            "--end",
-            str(SLICE[1]),
-        )
-        yield result, project
+        yield load_slice(demo_dir, project, "demo_"), project
+
+
+def load_slice(demo_dir: Path, project: str, prefix: str) -> Result:
+    """`demo load --to bigquery` of the test slice, through the CLI."""
+    return invoke(
+        "demo", "load", str(demo_dir), "--to", "bigquery", "--project", project, "--dataset-prefix", prefix,
+        "--start", str(SLICE[0]), "--end", str(SLICE[1]),
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -528,21 +519,7 @@ def test_live_bigquery_validates_the_demo_in_three_billed_jobs(demo_dir, monkeyp
     monkeypatch.delenv("BIGQUERY_EMULATOR_HOST", raising=False)
     project, prefix = os.environ[LIVE], f"bk_live_{uuid.uuid4().hex[:8]}_"
     try:
-        result = invoke(
-            "demo",
-            "load",
-            str(demo_dir),
-            "--to",
-            "bigquery",
-            "--project",
-            project,
-            "--dataset-prefix",
-            prefix,
-            "--start",
-            str(SLICE[0]),
-            "--end",
-            str(SLICE[1]),
-        )
+        result = load_slice(demo_dir, project, prefix)
         assert result.exit_code == 0, result.output
         live = validate(load_spec(demo_dir / "nba_props.bigquery.yaml"), *SLICE, now=DEMO_NOW)
         duck = validate(load_spec(demo_dir / "nba_props.yaml"), *SLICE, now=DEMO_NOW)

@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 from click.testing import CliRunner, Result
-from conftest import copy_demo
+from conftest import demo_for_module
 
 from backfill_kit.cli.commands import cli
 from backfill_kit.draft import draft_spec
@@ -51,9 +51,7 @@ def tables_of(spec: PipelineSpec) -> dict[str, tuple[str, str, str]]:
 @pytest.fixture(scope="module")
 def demo(pristine_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the demo for this module, whose drafts are written next to it."""
-    directory = tmp_path_factory.mktemp("demo")
-    copy_demo(pristine_demo, directory)
-    return directory
+    return demo_for_module(pristine_demo, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
