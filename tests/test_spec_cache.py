@@ -4,6 +4,7 @@ others is checked in full, as if there were no cache."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import subprocess
@@ -87,10 +88,11 @@ def test_the_same_text_at_another_path_is_its_own_entry(cache: Path, spec_file: 
 
 
 def tampered(entry: Path, name: str) -> None:
-    """Keep the entry's key line, put a spec of another name behind it."""
-    key, _, payload = entry.read_bytes().partition(b"\n")
-    spec = pickle.loads(payload)
-    entry.write_bytes(key + b"\n" + pickle.dumps(replace(spec, name=name)))
+    """Keep the entry's key, put a spec of another name behind it with its own checksum: what
+    someone who can write the entry can do on purpose."""
+    header, _, payload = entry.read_bytes().partition(b"\n")
+    payload = pickle.dumps(replace(pickle.loads(payload), name=name))
+    entry.write_bytes(header.split(b" ")[0] + b" " + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
 
 
 def test_an_entry_others_can_write_is_never_served(cache: Path, spec_file: Path):
@@ -102,6 +104,28 @@ def test_an_entry_others_can_write_is_never_served(cache: Path, spec_file: Path)
     tampered(entry, "from-the-cache")
     entry.chmod(0o622)
     assert load_spec(spec_file).name == "mini"
+
+
+def test_a_garbled_entry_that_still_unpickles_is_checked_in_full(cache: Path, spec_file: Path):
+    """A byte changed inside a stored text (a disk, an editor) leaves a valid pickle of a spec
+    the loader would refuse: the payload's checksum keeps it from being served as checked."""
+    load_spec(spec_file)
+    (entry,) = entries(cache, "spec")
+    data = entry.read_bytes()
+    assert b"raw.boxscore" in data
+    entry.write_bytes(data.replace(b"raw.boxscore", b"raw.boxscor;"))
+    assert pickle.loads(entry.read_bytes().partition(b"\n")[2]).phases[0].tables[0].table == "raw.boxscor;"
+    assert load_spec(spec_file).phases[0].tables[0].table == "raw.boxscore"
+
+
+def test_an_entry_that_is_not_a_regular_file_is_a_miss_not_a_hang(cache: Path, spec_file: Path):
+    load_spec(spec_file)
+    (entry,) = entries(cache, "spec")
+    entry.unlink()
+    os.mkfifo(entry, 0o600)  # opening a FIFO to read waits for a writer
+    code = "import sys; from backfill_kit.spec.load import load_spec; print(load_spec(sys.argv[1]).name)"
+    run = subprocess.run([sys.executable, "-c", code, str(spec_file)], capture_output=True, text=True, timeout=60)
+    assert (run.returncode, run.stdout) == (0, "mini\n"), run.stderr
 
 
 def run_validate(spec: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -2,9 +2,12 @@
 checked calendar filter), so that a command run again skips that work and its imports.
 
 An entry is a file named by its slot (one per spec path, one per filter) that starts with the
-key of the inputs it was made from: it is served only for the exact same key, so an edited
-input misses and is checked in full. Reading or writing never fails a command: an unreadable,
-corrupt or foreign entry is a miss, an unwritable folder is no cache.
+key of the inputs it was made from and the sha256 of its payload: it is served only for the
+exact same key and an intact payload, so an edited input misses and is checked in full, and so
+does an entry a disk or an editor garbled (a payload that still unpickles would otherwise be
+served as checked). Reading or writing never fails a command nor waits: an unreadable,
+corrupt, foreign or oversized entry, or one that is not a regular file (a FIFO would block the
+read forever), is a miss; an unwritable folder is no cache.
 
 Where: $BACKFILL_KIT_CACHE_DIR (set empty: no cache), else $XDG_CACHE_HOME/backfill-kit, else
 ~/.cache/backfill-kit (the XDG rule, written out: platformdirs costs more to import than a hit saves).
@@ -20,13 +23,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = ["cache_key", "installed_file_text", "read_entry", "sources_key", "write_entry"]
 
 _KEY_BYTES = 64  # a sha256 in hex
+# An entry's first line: the key, a space, the payload's sha256 (both in hex).
+_HEADER_BYTES = 2 * _KEY_BYTES + 2
 MAX_ENTRIES = 256  # a few kilobytes each
+MAX_ENTRY_BYTES = 64 << 20  # far above a checked spec of the largest file the loader accepts
 
 
 def cache_key(*parts: str | bytes) -> str:
@@ -77,16 +84,24 @@ def read_entry(slot: str, key: str | None) -> bytes | None:
     if key is None or (folder := cache_dir()) is None:
         return None
     try:
-        with (folder / slot).open("rb") as file:
+        # Non-blocking: opening a FIFO for reading would otherwise wait for a writer forever.
+        with os.fdopen(os.open(folder / slot, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
             info = os.fstat(file.fileno())
             if info.st_uid != os.getuid() or info.st_mode & 0o022:  # someone else's, or writable by others
                 return None
-            data = file.read()
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_ENTRY_BYTES:
+                return None
+            data = file.read(MAX_ENTRY_BYTES + 1)
     except OSError:
         return None
-    if data[:_KEY_BYTES] != key.encode() or data[_KEY_BYTES : _KEY_BYTES + 1] != b"\n":
+    header, payload = data[:_HEADER_BYTES], data[_HEADER_BYTES:]
+    if header != _header(key, payload):
         return None
-    return data[_KEY_BYTES + 1 :]
+    return payload
+
+
+def _header(key: str, payload: bytes) -> bytes:
+    return key.encode() + b" " + hashlib.sha256(payload).hexdigest().encode() + b"\n"
 
 
 def write_entry(slot: str, key: str | None, payload: bytes) -> None:
@@ -100,7 +115,7 @@ def write_entry(slot: str, key: str | None, payload: bytes) -> None:
         fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{slot}.")  # created 0600
         try:
             with os.fdopen(fd, "wb") as file:
-                file.write(key.encode() + b"\n" + payload)
+                file.write(_header(key, payload) + payload)
             os.replace(temp, folder / slot)
         except BaseException:
             Path(temp).unlink(missing_ok=True)
