@@ -392,3 +392,91 @@ def test_a_notebook_is_named_as_such_wherever_a_file_is_expected(tmp_path):
     ):
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 2 and said in result.output, result.output
+
+
+# --- the spec's values, as a person mistypes them -------------------------------------------
+
+
+def test_rows_per_game_that_overflow_are_refused_at_load(tmp_path):
+    """1e308 rows per game loaded, then validate crashed (int of NaN) on a date with 2 games."""
+    text = EXAMPLE.replace("min_rows_per_game: 20", "min_rows_per_game: 1.0e308", 1)
+    assert text != EXAMPLE
+    (problem,) = spec_problems(tmp_path, text)
+    assert f"{line_of(text, '1.0e308')}: phases[0].tables[0].min_rows_per_game: Input should be less than" in problem
+
+
+@pytest.mark.parametrize(("written", "given"), [("0", "0"), ("20211019", "20211019")])
+def test_a_season_date_written_as_a_number_is_refused(tmp_path, written, given):
+    """pydantic reads a number as Unix time: 0 loaded as 1970-01-01 without a word."""
+    text = EXAMPLE.replace("start: 2021-10-19", f"start: {written}", 1)
+    (problem,) = spec_problems(tmp_path, text)
+    assert problem == (
+        f"{line_of(text, f'start: {written},')}: calendar.seasons[0].start: write the date as YYYY-MM-DD, "
+        f"e.g. 2021-10-19, not as a number (got {given})"
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ("name: nba_props", "name: ''", "name"),
+        ("processor: NbacTeamBoxscoreProcessor", "processor: ''", "phases[0].tables[1].processor"),
+        ("{name: 2021-22,", "{name: '',", "calendar.seasons[0].name"),
+        ("path: nba_props.duckdb", "path: ''", "warehouse.path"),
+    ],
+)
+def test_an_empty_name_is_refused(tmp_path, old, new, field):
+    """An empty processor matched no run, silently; an empty spec name led every line."""
+    text = EXAMPLE.replace(old, new, 1)
+    assert text != EXAMPLE
+    (problem,) = spec_problems(tmp_path, text)
+    assert f"{field}: String should have at least 1 character (got '')" in problem
+
+
+MAPPING = "a mapping (key: value on each line, or {key: value})"
+LIST = "a list (one '- item' per line, or [a, b])"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "message"),
+    [
+        ("  backend: duckdb\n  path: nba_props.duckdb", "  - duckdb", "warehouse", f"{MAPPING}, not a list"),
+        (
+            "    running: [running]\n    success: [success, partial]\n    failed: [failed]\n    skipped: [skipped]",
+            "    - running",
+            "run_history.statuses",
+            f"{MAPPING}, not a list",
+        ),
+        (
+            "    failure_category: [no_data_available]\n    skip_reason: [no_data]",
+            "    - no_data",
+            "run_history.no_data_reasons",
+            f"{MAPPING}, not a list",
+        ),
+        ('args: ["--skip-downstream-trigger"]', "- x", "job_defaults.skip_downstream", f"{MAPPING}, not a list"),
+        ("[no_data_available]", "no_data_available", "failure_category", f"{LIST}, not 'no_data_available'"),
+        ("depends_on: [nbac_gamebook_player_stats]", "depends_on: {a: 1}", "depends_on", f"{LIST}, not a mapping"),
+    ],
+)
+def test_a_list_for_a_mapping_and_back_names_both_in_yaml_words(tmp_path, old, new, field, message):
+    """pydantic's own words named Python: 'a valid tuple', 'an instance of RunStatuses'."""
+    text = EXAMPLE.replace(old, new, 1)
+    assert text != EXAMPLE
+    problems = [p for p in spec_problems(tmp_path, text) if field in p]
+    assert len(problems) == 1 and problems[0].endswith(f"{field}: should be {message}"), problems
+
+
+def test_a_source_key_is_an_unknown_field_not_silently_replaced(tmp_path):
+    text = EXAMPLE.replace("name: nba_props", "name: nba_props\nsource: /elsewhere/spec.yaml", 1)
+    (problem,) = spec_problems(tmp_path, text)
+    assert problem.startswith(f"{line_of(text, 'source:')}: source: unknown field; expected one of: name,")
+
+
+def test_a_control_character_is_named_at_its_line(tmp_path):
+    """The message was the YAML library's: a byte position in '<unicode string>', no line."""
+    text = EXAMPLE.replace("nbac_team_boxscore\n", "nbac_team\0boxscore\n", 1)
+    (problem,) = spec_problems(tmp_path, text)
+    assert problem == (
+        f"{line_of(text, 'team' + chr(0))}: not valid YAML: the character U+0000 is not allowed "
+        "(control characters are not allowed); remove it"
+    )

@@ -24,15 +24,23 @@ CHECKED = {"extra": "forbid", "frozen": True, "allow_inf_nan": False}
 
 class Check:
     """The value, once of the right type, is passed to `function`, which raises ValueError
-    with the reason it is refused (the same function guards objects built in Python)."""
+    with the reason it is refused (the same function guards objects built in Python). With
+    `before=True` the function sees the value as the file wrote it, before pydantic converts
+    it: for a type pydantic would build from a value of another kind (a date from a number)."""
 
-    def __init__(self, function: Callable[[Any], Any]) -> None:
+    def __init__(self, function: Callable[[Any], Any], *, before: bool = False) -> None:
         self.function = function
+        self.before = before
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         from pydantic_core import core_schema
 
-        return core_schema.no_info_after_validator_function(self.function, handler(source))
+        wrap = (
+            core_schema.no_info_before_validator_function
+            if self.before
+            else core_schema.no_info_after_validator_function
+        )
+        return wrap(self.function, handler(source))
 
 
 class Bounds:

@@ -148,10 +148,12 @@ def parse_spec(text: str, path: Path) -> PipelineSpec:
         raise SpecError([Problem(str(path), "", "the spec must be a YAML mapping (key: value)", 1)])
     from pydantic import ValidationError
 
+    # `source` is set here, never by the file: one the file gives is a field it cannot have.
+    given = [_problem(str(path), {"loc": ("source",), "type": "extra_forbidden"}, lines)] if "source" in data else []
     try:
         spec = _checker().validate_python({**data, "source": path})
     except ValidationError as exc:
-        problems = [_problem(str(path), err, lines) for err in exc.errors()]
+        problems = given + [_problem(str(path), err, lines) for err in exc.errors()]
         # References between tables are checked on the raw file too, so that a misspelt
         # dependency is reported in the same round as a misspelt field.
         seen = {p.field for p in problems}
@@ -161,7 +163,7 @@ def parse_spec(text: str, path: Path) -> PipelineSpec:
             if field not in seen
         ]
         raise SpecError(sorted(problems, key=lambda p: p.line or 0)) from None
-    problems = [
+    problems = given + [
         Problem(str(path), field, message, _line_of(lines, field)) for field, message in semantic_problems(spec)
     ]
     if problems:
@@ -207,11 +209,14 @@ def _items(value: Any) -> list[Any]:
 def _read_yaml(text: str, file: str) -> tuple[dict[str, int], Any]:
     import yaml
 
-    loader = _spec_loader()(text)
+    loader = None
     try:
+        loader = _spec_loader()(text)  # the pure-Python reader checks every character here
         node = loader.get_single_node()
         lines = _index_lines(node, file) if node is not None else {}
         return lines, loader.construct_document(node) if node is not None else None
+    except yaml.reader.ReaderError as exc:  # a character YAML refuses (NUL, a control character)
+        raise SpecError([Problem(file, "", _refused_character(exc), _line_at(text, exc.position))]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
@@ -220,7 +225,23 @@ def _read_yaml(text: str, file: str) -> tuple[dict[str, int], Any]:
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # e.g. !!float abc, a 5000-digit int
         raise SpecError([Problem(file, "", f"not valid YAML: {exc}")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+
+
+def _refused_character(exc: Any) -> str:
+    code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
+    return f"not valid YAML: the character U+{code:04X} is not allowed ({exc.reason}); remove it"
+
+
+def _line_at(text: str, position: Any) -> int | None:
+    """The line of a reader error's position: libyaml counts bytes of UTF-8, PyYAML characters."""
+    if not isinstance(position, int):
+        return None
+    import yaml
+
+    in_bytes = issubclass(_spec_loader(), getattr(yaml, "CSafeLoader", ()))
+    return (text.encode()[:position].count(b"\n") if in_bytes else text.count("\n", 0, position)) + 1
 
 
 def _index_lines(root: yaml.Node, file: str) -> dict[str, int]:
@@ -332,11 +353,35 @@ def _problem(file: str, err: Any, lines: dict[str, int]) -> Problem:
         known = f"expected one of: {', '.join(WAREHOUSES)}"
         tag = err.get("ctx", {}).get("tag")
         message = f"unknown backend {tag!r}; {known}" if tag else f"required field is missing; {known}"
+    elif kind in _SHAPES:  # pydantic's words name Python types (tuple, an instance of RunStatuses)
+        message = f"should be {_SHAPES[kind]}, not {_what_yaml_gave(err.get('input'))}"
     else:
         message = err["msg"].removeprefix("Value error, ")
         if "input" in err and not isinstance(err["input"], dict | list):
             message += f" (got {err['input']!r})"
     return Problem(file, field, message, _line_of(lines, field))
+
+
+_MAPPING = "a mapping (key: value on each line, or {key: value})"
+_LIST = "a list (one '- item' per line, or [a, b])"
+_SHAPES = {
+    "dataclass_type": _MAPPING,
+    "model_attributes_type": _MAPPING,
+    "model_type": _MAPPING,
+    "dict_type": _MAPPING,
+    "tuple_type": _LIST,
+    "list_type": _LIST,
+}
+
+
+def _what_yaml_gave(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "empty (null)"
+    return f"{value!r}"
 
 
 def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:

@@ -7,6 +7,7 @@ nothing heavy, so a spec served from the user's cache costs no validation librar
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, fields
 from datetime import date
@@ -39,6 +40,7 @@ DATASET_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 JOB_PLACEHOLDERS = frozenset({"start", "end", "id", "table", "processor", "python"})
 MAX_TIMEOUT_SECONDS = 30 * 86400  # a step that needs longer should be cut into smaller ones
 MAX_RETRIES = 100
+MAX_ROWS_PER_GAME = 1_000_000
 
 
 def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
@@ -54,6 +56,14 @@ def _matching(pattern: re.Pattern[str], what: str) -> Check:
 def _in_bounds(value: date) -> date:
     if reason := date_out_of_bounds(value):
         raise ValueError(reason)
+    return value
+
+
+def _written_as_a_date(value: Any) -> Any:
+    """A season date as the file writes one, YYYY-MM-DD: pydantic would read a number as Unix
+    time (0 is 1970-01-01, 20211019 a confusing error)."""
+    if isinstance(value, bool | int | float):
+        raise ValueError("write the date as YYYY-MM-DD, e.g. 2021-10-19, not as a number")
     return value
 
 
@@ -94,7 +104,8 @@ Location = Annotated[str, _matching(LOCATION, "location, e.g. US, EU or europe-w
 DatasetPrefix = Annotated[
     str, Check(lambda v: v and _check(DATASET_PREFIX, v, "dataset prefix (letters, digits, underscores)"))
 ]
-SeasonDate = Annotated[date, Check(_in_bounds)]
+SeasonDate = Annotated[date, Check(_written_as_a_date, before=True), Check(_in_bounds)]
+Name = Annotated[str, Bounds(min_length=1)]  # shown and matched as written: never empty
 Runnable = Check(_runnable_by_a_process)  # an argv, a folder or an environment for a process
 
 
@@ -107,7 +118,7 @@ class DuckDBSettings(_Checked):
     """An embedded DuckDB database file; `dataset.table` names map to `schema.table`."""
 
     backend: Literal["duckdb"]
-    path: str  # the database file, relative to the spec file, or ':memory:'
+    path: Name  # the database file, relative to the spec file, or ':memory:'
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,7 +141,7 @@ WAREHOUSES: dict[str, type[_Checked]] = {"duckdb": DuckDBSettings, "bigquery": B
 
 @dataclass(frozen=True, kw_only=True)
 class Season(_Checked):
-    name: str
+    name: Name
     start: SeasonDate
     end: SeasonDate
 
@@ -239,23 +250,24 @@ class TableSpec(_Checked):
     id: TableId
     table: TableName
     date_column: ColumnName | None = None
-    processor: str
+    processor: Name  # as the run history writes it
     priority: Literal["critical", "important", "fallback", "optional"] = "critical"
     min_rows: Annotated[int, Bounds(ge=1)] = 1  # rows a date needs to be complete
-    min_rows_per_game: Annotated[float | None, Bounds(gt=0)] = None  # rows per scheduled game
+    # Rows per scheduled game; bounded so that rows for a date's games stay a finite number.
+    min_rows_per_game: Annotated[float | None, Bounds(gt=0, le=MAX_ROWS_PER_GAME)] = None
     fallback: str | None = None  # the table id whose data stands in when this one has none
     depends_on: tuple[str, ...] = ()
     job: JobOverrides | None = None
 
     def expected_rows(self, games: int) -> int:
         """Rows a date with `games` games needs to count as complete."""
-        per_game = -(-self.min_rows_per_game * games // 1) if self.min_rows_per_game else 0
-        return max(self.min_rows, int(per_game))
+        per_game = math.ceil(self.min_rows_per_game * games) if self.min_rows_per_game else 0
+        return max(self.min_rows, per_game)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Phase(_Checked):
-    name: str
+    name: Name
     mode: Literal["parallel", "sequential"] = "parallel"
     max_workers: Annotated[int, Bounds(ge=1)] = 1
     bootstrap_days: Annotated[int, Bounds(ge=0, le=366)] = 0  # days after each season start expected empty
@@ -265,7 +277,7 @@ class Phase(_Checked):
 
 @dataclass(frozen=True, kw_only=True)
 class PipelineSpec(_Checked):
-    name: str
+    name: Name
     warehouse: Annotated[DuckDBSettings | BigQuerySettings, TaggedBy("backend")]
     calendar: Calendar
     run_history: RunHistory
