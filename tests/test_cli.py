@@ -184,3 +184,16 @@ def test_validation_never_imports_a_database_client():
     code = "import sys, backfill_kit.validation.validator, backfill_kit.validation.calendar; print('duckdb' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_the_pointer_to_failed_cells_errors_appears_only_when_a_cell_failed(spec):
+    """It was printed after every gap list, failures or not."""
+    with_failure = invoke(*validate_args(spec))
+    assert with_failure.output.rstrip().endswith("Failed cells: see last_error in --format json.")
+    for table in ("props", "backup_props", "summary", "cache"):
+        result = invoke(*validate_args(spec, "--table", table))
+        if result.exit_code == 1 and "failed" not in result.output.rsplit("Next:", 1)[1]:
+            assert "Failed cells" not in result.output
+            break
+    else:
+        pytest.fail("no table with gaps and no failure in the mini warehouse")

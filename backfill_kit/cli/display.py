@@ -213,9 +213,10 @@ def next_step(v: Validation) -> str:
         )
     first_phase = next(c.phase for c in v.cells if c.status in NEEDS_WORK)
     detail = ", ".join(f"{s} {n:,}" for s, n in work.items())
+    failed = " Failed cells: see last_error in --format json." if counts.get(Status.FAILED) else ""
     return (
         f"\nNext: {sum(work.values()):,} cells need a backfill ({detail}); start with phase "
-        f"'{first_phase}', upstream first. Failed cells: see last_error in --format json."
+        f"'{first_phase}', upstream first.{failed}"
     )
 
 
