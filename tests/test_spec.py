@@ -164,3 +164,30 @@ def test_an_empty_column_name_is_refused_at_its_field(tmp_path):
     assert problems_of(tmp_path, broken) == [
         f"{line}: run_history.columns.status: '' is not a valid column name (got '')"
     ]
+
+
+def test_spec_objects_hash_and_their_mappings_cannot_change(tmp_path):
+    """Frozen dataclasses that held plain dicts: hash(spec) raised TypeError (unhashable type:
+    'dict'), so an lru_cache over a spec failed, and spec.run_history.no_data_reasons could be
+    edited in place behind the frozen spec."""
+    import copy
+    import functools
+    import json
+    import pickle
+
+    path = tmp_path / "nba_props.yaml"
+    path.write_text(example_spec_text().replace("  workdir: .", "  workdir: .\n  env: {TZ: UTC}", 1))
+    spec, again = load_spec(path), load_spec(path)
+    assert spec == again and hash(spec) == hash(again)
+    assert functools.lru_cache(lambda s: s.name)(spec) == "nba_props"
+    job = spec.job_of(spec.tables[0])
+    assert job.env == {"TZ": "UTC"} and hash(job) == hash(again.job_of(again.tables[0]))
+    for mapping in (spec.run_history.no_data_reasons, spec.job_defaults.env, spec.job_defaults.skip_downstream.env):
+        with pytest.raises(TypeError, match="cannot change"):
+            mapping["x"] = ("y",)
+        with pytest.raises(TypeError, match="cannot change"):
+            mapping.update(x=("y",))
+    assert spec.run_history.no_data_reasons == {"failure_category": ("no_data_available",), "skip_reason": ("no_data",)}
+    assert json.loads(json.dumps(spec.job_defaults.env)) == {"TZ": "UTC"}
+    assert pickle.loads(pickle.dumps(spec)) == spec == copy.deepcopy(spec)
+    assert replace(spec, name="other").run_history.no_data_reasons == spec.run_history.no_data_reasons

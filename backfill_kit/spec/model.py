@@ -43,6 +43,33 @@ MAX_RETRIES = 100
 MAX_ROWS_PER_GAME = 1_000_000
 
 
+class FrozenMap(dict[str, Any]):
+    """A mapping of a spec (an environment, the no-data reasons) that cannot change after
+    loading, and hashes: the spec's objects are frozen, so `hash(spec)` (e.g. an lru_cache
+    over a spec in a notebook) works and a mapping cannot be edited behind the spec's back.
+    A dict otherwise: it equals, prints and serializes as one."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("a spec's mappings cannot change; build a new spec with dataclasses.replace")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickle and copy build it whole, never item by item
+        return (type(self), (dict(self),))
+
+
+def _frozen(value: dict[str, Any] | None) -> FrozenMap | None:
+    return None if value is None else FrozenMap(value)
+
+
+Frozen = Check(_frozen)
+
+
 def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
     if not pattern.fullmatch(value):  # `$` would let a trailing newline in
         raise ValueError(f"{value!r} is not a valid {what}")
@@ -195,7 +222,9 @@ class RunHistory(_Checked):
     # Which values of which columns turn a failed or skipped row into "nothing to load", e.g.
     # {failure_category: [no_data_available], skip_reason: [no_data]}. Once given, a skip that
     # matches none of them (already_processed) is no evidence: earlier attempts and rows decide.
-    no_data_reasons: Annotated[dict[str, tuple[str, ...]], Check(_reason_columns)] = field(default_factory=dict)
+    no_data_reasons: Annotated[dict[str, tuple[str, ...]], Check(_reason_columns), Frozen] = field(
+        default_factory=FrozenMap
+    )
     max_range_days: Annotated[int, Bounds(ge=1, le=3660)] = 62  # the longest range a range run covers, in days
 
     @property
@@ -208,7 +237,7 @@ class SkipDownstream(_Checked):
     """How a job is told not to trigger downstream work: extra arguments and/or environment."""
 
     args: Annotated[tuple[str, ...], Runnable] = ()
-    env: Annotated[dict[str, str], Runnable] = field(default_factory=dict)
+    env: Annotated[dict[str, str], Runnable, Frozen] = field(default_factory=FrozenMap)
 
     def __post_init__(self) -> None:
         if not self.args and not self.env:  # {} would pass for a guarantee and keep none
@@ -221,7 +250,7 @@ class JobOverrides(_Checked):
 
     argv: Annotated[tuple[str, ...] | None, Runnable] = None
     workdir: Annotated[str | None, Runnable] = None
-    env: Annotated[dict[str, str] | None, Runnable] = None
+    env: Annotated[dict[str, str] | None, Runnable, Frozen] = None
     skip_downstream: SkipDownstream | None = None
     max_dates_per_step: Annotated[int | None, Bounds(ge=1)] = None
     timeout_seconds: Annotated[float | None, Bounds(gt=0, le=MAX_TIMEOUT_SECONDS)] = None
@@ -236,7 +265,7 @@ class JobSpec:
 
     argv: tuple[str, ...]
     workdir: str = "."
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=FrozenMap)
     skip_downstream: SkipDownstream | None = None
     max_dates_per_step: int = 30
     timeout_seconds: float = 3600.0
