@@ -480,3 +480,20 @@ def test_a_control_character_is_named_at_its_line(tmp_path):
         f"{line_of(text, 'team' + chr(0))}: not valid YAML: the character U+0000 is not allowed "
         "(control characters are not allowed); remove it"
     )
+
+
+def test_demo_init_where_nothing_can_be_written_is_one_message(tmp_path, read_only_folder):
+    """A folder that cannot be made (under a file) or written ended in a traceback
+    (FileNotFoundError from mkdir, duckdb's IOException from the database file)."""
+    from click.testing import CliRunner
+
+    from backfill_kit.cli.commands import cli
+
+    (tmp_path / "a-file").write_text("")
+    for target in (tmp_path / "a-file" / "demo", read_only_folder):
+        result = CliRunner().invoke(cli, ["demo", "init", str(target)])
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith(f"error: cannot write the demo into {target}: "), result.output
+        assert result.output.rstrip().endswith("; choose a folder you can write")
+        assert "Traceback" not in result.output
+    assert sorted(p.name for p in read_only_folder.iterdir()) == ["spec.yaml"]
