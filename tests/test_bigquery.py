@@ -502,11 +502,31 @@ def test_a_missing_key_file_is_named_at_its_spec_field(tmp_path, monkeypatch):
 
 def test_without_credentials_the_message_says_how_to_log_in(tmp_path, monkeypatch):
     monkeypatch.delenv("BIGQUERY_EMULATOR_HOST", raising=False)
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))  # no gcloud login
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # nor a metadata server to ask
     result = invoke(*validate_args(bigquery_spec(tmp_path)))
     assert result.exit_code == 2
     assert "no Google credentials were found" in result.output
     assert "gcloud auth application-default login" in result.output and "warehouse.credentials_file" in result.output
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in result.output
+
+
+@pytest.mark.parametrize("key", ["missing", "not a key"])
+def test_a_credentials_variable_naming_a_bad_file_is_named(tmp_path, monkeypatch, key):
+    """The message said 'no Google credentials were found' and to log in, hiding that
+    GOOGLE_APPLICATION_CREDENTIALS names a file that does not exist or holds no key."""
+    monkeypatch.delenv("BIGQUERY_EMULATOR_HOST", raising=False)
+    named = tmp_path / "sa.json"
+    if key == "not a key":
+        named.write_text("{}")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(named))
+    result = invoke(*validate_args(bigquery_spec(tmp_path)))
+    assert result.exit_code == 2
+    assert result.output.startswith(
+        f"error: GOOGLE_APPLICATION_CREDENTIALS names {named}, which gives no credentials: "
+    )
+    assert "or unset it to use your gcloud login" in result.output and "Traceback" not in result.output
 
 
 # --- real BigQuery, opt-in ----------------------------------------------------------------------

@@ -462,8 +462,8 @@ class BigQueryWarehouse:
 
 
 CREDENTIALS_HINT = (
-    "Log in with `gcloud auth application-default login`, or name a service-account key "
-    "file in the spec's warehouse.credentials_file."
+    "Log in with `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS "
+    "to a service-account key file (JSON), or name one in the spec's warehouse.credentials_file."
 )
 
 
@@ -498,6 +498,11 @@ def _default_credentials() -> Any:
     try:
         credentials, _ = google.auth.default(scopes=SCOPES)
     except auth_errors.DefaultCredentialsError as exc:
+        if named := os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):  # the cause is that file, not a missing login
+            raise WarehouseError(
+                f"GOOGLE_APPLICATION_CREDENTIALS names {named}, which gives no credentials: {exc} "
+                "Point it at a service-account key file (JSON), or unset it to use your gcloud login."
+            ) from exc
         raise WarehouseError(f"no Google credentials were found. {CREDENTIALS_HINT}") from exc
     return credentials
 
