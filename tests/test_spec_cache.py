@@ -239,3 +239,23 @@ def test_a_spec_from_the_cache_is_the_spec_from_the_file(cache: Path, tmp_path: 
     assert entries(cache, "spec") and cached is not fresh
     assert cached == fresh
     assert [cached.job_of(t) for t in cached.tables] == [fresh.job_of(t) for t in fresh.tables]
+
+
+def test_a_spec_loaded_by_a_relative_path_keeps_its_folder_after_a_chdir(
+    cache: Path, spec_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """load_spec('demo/nba_props.yaml') kept the path relative: once the process changed folder
+    (a notebook, a script), the spec's DuckDB file was looked up under the new folder."""
+    monkeypatch.chdir(spec_file.parent.parent)
+    relative = Path(spec_file.parent.name) / spec_file.name
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for attempt in ("fresh", "from the cache"):
+        spec = load_spec(relative)
+        assert spec.source == spec_file, attempt
+        assert spec.file_name == str(relative), attempt  # messages still name it as given
+        monkeypatch.chdir(elsewhere)
+        assert spec.resolve_path("warehouse.duckdb") == spec_file.parent / "warehouse.duckdb", attempt
+        assert spec.file_name == str(spec_file), attempt
+        monkeypatch.chdir(spec_file.parent.parent)
+    assert len(entries(cache, "spec")) == 1

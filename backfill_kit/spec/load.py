@@ -65,10 +65,13 @@ def load_spec(path: str | Path) -> PipelineSpec:
     text = _read_text(path)
     if kind := _OTHER_KINDS.get(kind_of(text) or ""):
         raise SpecError([Problem(str(path), "", f"not a pipeline spec: this is {kind}", 1)])
-    slot, key = "spec-" + cache_key(str(path))[:32], _spec_key(path, text)
-    if isinstance(spec := _stored_spec(read_entry(slot, key)), PipelineSpec) and spec.source == path:
+    # The spec keeps where it was read from as an absolute path: its relative paths (the DuckDB
+    # file, a key file, the jobs' folders) then mean the same after the process changes folder.
+    where = path.absolute()
+    slot, key = "spec-" + cache_key(str(where))[:32], _spec_key(where, text)
+    if isinstance(spec := _stored_spec(read_entry(slot, key)), PipelineSpec) and spec.source == where:
         return spec
-    spec = parse_spec(text, path)
+    spec = parse_spec(text, path, source=where)
     write_entry(slot, key, pickle.dumps(spec, pickle.HIGHEST_PROTOCOL))
     return spec
 
@@ -141,8 +144,9 @@ def _checker() -> TypeAdapter[PipelineSpec]:
     return TypeAdapter(PipelineSpec)
 
 
-def parse_spec(text: str, path: Path) -> PipelineSpec:
-    """The spec in `text` (read from `path`), checked; raise `SpecError` with every problem."""
+def parse_spec(text: str, path: Path, *, source: Path | None = None) -> PipelineSpec:
+    """The spec in `text` (read from `path`, named so in its problems), checked; raise `SpecError`
+    with every problem. `source` (default `path`) is where the spec's relative paths start."""
     lines, data = _read_yaml(text, str(path))
     if not isinstance(data, dict):
         raise SpecError([Problem(str(path), "", "the spec must be a YAML mapping (key: value)", 1)])
@@ -151,7 +155,7 @@ def parse_spec(text: str, path: Path) -> PipelineSpec:
     # `source` is set here, never by the file: one the file gives is a field it cannot have.
     given = [_problem(str(path), {"loc": ("source",), "type": "extra_forbidden"}, lines)] if "source" in data else []
     try:
-        spec = _checker().validate_python({**data, "source": path})
+        spec = _checker().validate_python({**data, "source": source or path})
     except ValidationError as exc:
         problems = given + [_problem(str(path), err, lines) for err in exc.errors()]
         # References between tables are checked on the raw file too, so that a misspelt

@@ -364,4 +364,10 @@ class PipelineSpec(_Checked):
 
     @property
     def file_name(self) -> str:
-        return str(self.source) if self.source else "<spec>"
+        """The spec file as messages name it: from the working directory when it is inside it."""
+        if self.source is None:
+            return "<spec>"
+        try:
+            return str(self.source.relative_to(Path.cwd()))
+        except (ValueError, OSError):  # elsewhere, or the working directory is gone
+            return str(self.source)
