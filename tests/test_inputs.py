@@ -497,3 +497,22 @@ def test_demo_init_where_nothing_can_be_written_is_one_message(tmp_path, read_on
         assert result.output.rstrip().endswith("; choose a folder you can write")
         assert "Traceback" not in result.output
     assert sorted(p.name for p in read_only_folder.iterdir()) == ["spec.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "key"),
+    [
+        ("    max_workers: 4", "    4: max_workers", "phases[0].4", "4"),
+        ("    max_workers: 4", "    ~: 4", "phases[0].~", "~ (null)"),
+        ("  workdir: .", "  workdir: .\n  env: {5: x}", "job_defaults.env.5", "5"),
+        ("    skip_reason: [no_data]", "    7: [no_data]", "run_history.no_data_reasons.7", "7"),
+    ],
+)
+def test_a_key_that_is_not_text_is_named_as_a_key(tmp_path, old, new, field, key):
+    """It read 'phases[0][4]: Keys should be strings' (a key shown as a list index) and
+    'job_defaults.env[5].[key]: Input should be a valid string'."""
+    text = EXAMPLE.replace(old, new, 1)
+    assert text != EXAMPLE
+    (problem,) = spec_problems(tmp_path, text)
+    assert problem.endswith(f"{field}: the key {key} is not text; keys are names: write the field's name, or quote it")
+    assert "[key]" not in problem

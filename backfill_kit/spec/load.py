@@ -348,6 +348,17 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 def _problem(file: str, err: Any, lines: dict[str, int]) -> Problem:
     field = _field_path(err["loc"])
     kind = err["type"]
+    loc = tuple(err["loc"])
+    # A key that is not text (`4: max_workers`, `~: x`, an env's `5: x`): pydantic's location
+    # ends with the key, or with the key and '[key]', which would read as a list index.
+    key = loc[-1] if kind == "invalid_key" else loc[-2] if len(loc) > 1 and loc[-1] == "[key]" else _NO_KEY
+    if key is not _NO_KEY:
+        inside = _field_path(loc[: -1 if kind == "invalid_key" else -2])
+        null = key is None or (kind == "invalid_key" and key == "None")  # pydantic writes a null key as 'None'
+        field = f"{inside}.{'~' if null else key}" if inside else str(key)
+        shown = "~ (null)" if null else repr(key)
+        message = f"the key {shown} is not text; keys are names: write the field's name, or quote it"
+        return Problem(file, field, message, _line_of(lines, field) or _line_of(lines, inside))
     if kind in ("extra_forbidden", "unexpected_keyword_argument"):
         message = f"unknown field; expected one of: {', '.join(_allowed_fields(err['loc']))}"
     elif kind in ("missing", "missing_argument"):
@@ -366,6 +377,7 @@ def _problem(file: str, err: Any, lines: dict[str, int]) -> Problem:
     return Problem(file, field, message, _line_of(lines, field))
 
 
+_NO_KEY = object()
 _MAPPING = "a mapping (key: value on each line, or {key: value})"
 _LIST = "a list (one '- item' per line, or [a, b])"
 _SHAPES = {
