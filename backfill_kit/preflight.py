@@ -118,7 +118,7 @@ def run_preflight(
     warehouse: Warehouse | None = None,
 ) -> list[Check]:
     """Run every check; a failing check never stops the others."""
-    base = spec.source.parent if spec.source else Path.cwd()
+    base = spec.folder
     ctx = _Context(
         spec,
         start,

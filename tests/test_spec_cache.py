@@ -254,8 +254,10 @@ def test_a_spec_loaded_by_a_relative_path_keeps_its_folder_after_a_chdir(
         spec = load_spec(relative)
         assert spec.source == spec_file, attempt
         assert spec.file_name == str(relative), attempt  # messages still name it as given
+        assert spec.folder == relative.parent, attempt  # and its runs/ folder (journals, logs)
         monkeypatch.chdir(elsewhere)
         assert spec.resolve_path("warehouse.duckdb") == spec_file.parent / "warehouse.duckdb", attempt
         assert spec.file_name == str(spec_file), attempt
+        assert spec.folder == spec_file.parent, attempt
         monkeypatch.chdir(spec_file.parent.parent)
     assert len(entries(cache, "spec")) == 1

@@ -42,7 +42,7 @@ def journals_beside(spec: PipelineSpec) -> list[Path]:
     """Journals of earlier runs beside the spec (runs/*.journal.jsonl)."""
     if spec.source is None:
         return []
-    return sorted((spec.source.parent / "runs").glob("*.journal.jsonl"))
+    return sorted((spec.folder / "runs").glob("*.journal.jsonl"))
 
 
 def journal_samples(journals: Iterable[Path]) -> Samples:

@@ -363,6 +363,12 @@ class PipelineSpec(_Checked):
         return (base / path).resolve()
 
     @property
+    def folder(self) -> Path:
+        """The spec file's folder as messages show it (see file_name); the working directory
+        for a spec built in Python."""
+        return Path(self.file_name).parent if self.source else Path.cwd()
+
+    @property
     def file_name(self) -> str:
         """The spec file as messages name it: from the working directory when it is inside it."""
         if self.source is None:
