@@ -546,3 +546,17 @@ def test_a_table_no_run_can_be_tied_to_gets_a_marked_placeholder_that_still_vali
     result = invoke("validate", "--spec", str(out), "--start", "2024-01-01", "--end", "2024-01-10", "--format", "json")
     assert result.exit_code == 0, result.output  # every table has its rows: the placeholder does not get in the way
     assert '"gamma_facts"' in result.output
+
+
+def test_a_draft_that_cannot_be_written_is_one_message(tmp_path: Path):
+    """--out under a file, or under a folder that cannot be made, ended in a traceback."""
+    from conftest import MINI_SPEC
+
+    from backfill_kit.draft import write_draft
+    from backfill_kit.errors import InputError
+
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path / "a-file" / "draft.yaml"
+    with pytest.raises(InputError, match=rf"^cannot write the draft {re.escape(str(out))}: .*--out$"):
+        write_draft(MINI_SPEC, out, force=True)
+    assert (tmp_path / "a-file").read_text() == ""
