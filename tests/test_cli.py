@@ -197,3 +197,14 @@ def test_the_pointer_to_failed_cells_errors_appears_only_when_a_cell_failed(spec
             break
     else:
         pytest.fail("no table with gaps and no failure in the mini warehouse")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("output", [[], ["--format", "json"], ["--format", "csv"]])
+def test_output_to_a_full_disk_is_one_message_not_a_traceback(spec, output):
+    """`validate > /dev/full` (a cron job's log on a full disk) ended in an OSError traceback."""
+    kit = str(Path(sys.executable).parent / "backfill-kit")
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([kit, *validate_args(spec, *output)], stdout=full, stderr=subprocess.PIPE, text=True)
+    assert result.returncode == 1
+    assert result.stderr == "error: No space left on device: free some space, then run the command again\n"

@@ -7,8 +7,10 @@ Heavy modules are imported inside the commands so that `--help` stays fast.
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import date, datetime
 from functools import partial
 from pathlib import Path
@@ -65,6 +67,24 @@ class _Group(click.Group):
         except BackfillKitError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:
+            import errno
+
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # Output sent to a file on a full disk (a cron job's log): one line, not a traceback.
+            where = f" ({exc.filename})" if exc.filename else ""
+            with suppress(OSError):  # stderr may be the same full disk
+                click.echo(f"error: {exc.strerror}{where}: free some space, then run the command again", err=True)
+            _drop_unwritten_output()
+            ctx.exit(1)
+
+
+def _drop_unwritten_output() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush of what could not be
+    written fails silently instead of printing 'Exception ignored' after our message."""
+    with suppress(OSError, ValueError, AttributeError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
