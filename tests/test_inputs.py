@@ -516,3 +516,20 @@ def test_a_key_that_is_not_text_is_named_as_a_key(tmp_path, old, new, field, key
     (problem,) = spec_problems(tmp_path, text)
     assert problem.endswith(f"{field}: the key {key} is not text; keys are names: write the field's name, or quote it")
     assert "[key]" not in problem
+
+
+@pytest.mark.parametrize(
+    ("setting", "field"),
+    [
+        ("maximum_bytes_billed: 99999999999999999999999999", "warehouse.maximum_bytes_billed"),
+        ("price_per_tib_usd: 1.0e308", "warehouse.price_per_tib_usd"),
+    ],
+)
+def test_bigquery_numbers_beyond_what_bigquery_takes_are_refused_at_load(tmp_path, setting, field):
+    """maximum_bytes_billed is an INT64 to BigQuery: a larger one loaded, and failed at the
+    first query (or, without credentials, never said)."""
+    warehouse = "warehouse:\n  backend: duckdb\n  path: nba_props.duckdb"
+    assert warehouse in EXAMPLE
+    text = EXAMPLE.replace(warehouse, f"warehouse:\n  backend: bigquery\n  project: my-project\n  {setting}", 1)
+    (problem,) = spec_problems(tmp_path, text)
+    assert f"{field}: Input should be less than or equal to" in problem

@@ -159,8 +159,9 @@ class BigQuerySettings(_Checked):
     location: Location | None = None  # where the datasets live, e.g. US or europe-west1
     credentials_file: str | None = None  # a service-account key (JSON), relative to the spec file
     dataset_prefix: DatasetPrefix = ""  # put before every dataset name, e.g. 'dev_'
-    maximum_bytes_billed: Annotated[int | None, Bounds(ge=1)] = None  # refuse any query estimated to bill more
-    price_per_tib_usd: Annotated[float, Bounds(ge=0)] = 6.25  # on-demand price, for the cost estimates
+    # Refuse any query estimated to bill more; BigQuery takes an INT64 here.
+    maximum_bytes_billed: Annotated[int | None, Bounds(ge=1, le=2**63 - 1)] = None
+    price_per_tib_usd: Annotated[float, Bounds(ge=0, le=1e6)] = 6.25  # on-demand price, for the cost estimates
 
 
 WAREHOUSES: dict[str, type[_Checked]] = {"duckdb": DuckDBSettings, "bigquery": BigQuerySettings}
