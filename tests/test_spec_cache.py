@@ -261,3 +261,23 @@ def test_a_spec_loaded_by_a_relative_path_keeps_its_folder_after_a_chdir(
         assert spec.folder == spec_file.parent, attempt
         monkeypatch.chdir(spec_file.parent.parent)
     assert len(entries(cache, "spec")) == 1
+
+
+def test_pruning_never_removes_files_that_are_not_cache_entries(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """With BACKFILL_KIT_CACHE_DIR set to a shared folder (a home, /tmp), every file beyond the
+    newest 256 was deleted, whatever it was."""
+    monkeypatch.setattr("backfill_kit.common.cache.MAX_ENTRIES", 2)
+    cache.mkdir(mode=0o700)
+    others = [cache / name for name in ("notes.txt", "spec-not-ours", "filter-1234", "README")]
+    for path in others:
+        path.write_text("keep me")
+        os.utime(path, (1, 1))  # older than any entry
+    specs = [tmp_path / f"spec-{i}.yaml" for i in range(4)]
+    for path in specs:
+        path.write_text(MINI_SPEC)
+        load_spec(path)
+    assert all(path.read_text() == "keep me" for path in others)
+    ours = [p for p in cache.iterdir() if p not in others and not p.name.startswith(".")]
+    assert len(ours) == 2  # the newest two of the four specs' entries and the filter's

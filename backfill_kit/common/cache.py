@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 from collections.abc import Iterable
 from pathlib import Path
@@ -125,8 +126,14 @@ def write_entry(slot: str, key: str | None, payload: bytes) -> None:
         return  # no cache is only slower
 
 
+# The names write_entry gives: a kind, a dash and 32 hex digits (spec-..., filter-...).
+_ENTRY_NAME = re.compile(r"[a-z]+-[0-9a-f]{32}")
+
+
 def _prune(folder: Path) -> None:
-    """Keep the newest MAX_ENTRIES: a slot per spec path, and temporary folders come and go."""
-    entries = [(entry.stat().st_mtime, entry) for entry in folder.iterdir() if not entry.name.startswith(".")]
+    """Keep the newest MAX_ENTRIES: a slot per spec path, and temporary folders come and go.
+    Only the cache's own entries are counted and removed: the variable may name a folder that
+    holds other files too (a home, /tmp), and those are never touched."""
+    entries = [(entry.stat().st_mtime, entry) for entry in folder.iterdir() if _ENTRY_NAME.fullmatch(entry.name)]
     for _, stale in sorted(entries, reverse=True)[MAX_ENTRIES:]:
         stale.unlink(missing_ok=True)
