@@ -108,6 +108,18 @@ def test_the_query_runs_the_filter_as_checked(mini: MiniWarehouse):
     assert "(game_status <> 1 AND game_status IN (2, 3))" in calendar_sql  # sqlglot's text, not the spec's
 
 
+def test_a_filter_the_warehouse_refuses_is_named_with_its_file_and_text(mini: MiniWarehouse):
+    """A well-formed filter can still fail as a query (a text compared with a number): the
+    message names the spec, the field and the filter, the likeliest culprit."""
+    mini.games(date(2024, 1, 10))
+    spec = mini.close()
+    spec.write_text(with_filter(spec.read_text(), "game_status = 'final'"))
+    result = validate_mini(spec)
+    assert result.exit_code == 2
+    assert f"{spec}: calendar.filter: DuckDB refused the calendar query, which includes this filter" in result.output
+    assert "\"game_status = 'final'\"" in result.output and "Traceback" not in result.output
+
+
 def test_a_column_the_calendar_lacks_is_named(mini: MiniWarehouse):
     spec = mini.close()
     spec.write_text(with_filter(spec.read_text(), "game_status = 3 AND game_state = 'final'"))

@@ -533,3 +533,31 @@ def test_bigquery_numbers_beyond_what_bigquery_takes_are_refused_at_load(tmp_pat
     text = EXAMPLE.replace(warehouse, f"warehouse:\n  backend: bigquery\n  project: my-project\n  {setting}", 1)
     (problem,) = spec_problems(tmp_path, text)
     assert f"{field}: Input should be less than or equal to" in problem
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problems"),
+    [
+        (
+            "max_workers: 4",
+            "max_workers: 99999999999999999999999",
+            ["max_workers: Input should be less than or equal to 256"],
+        ),
+        (
+            "transient_exit_codes: [75]",
+            "transient_exit_codes: [99999999999999999999, -5]",
+            [
+                "transient_exit_codes[0]: Input should be less than or equal to 255",
+                "transient_exit_codes[1]: Input should be greater than or equal to 1",
+            ],
+        ),
+    ],
+)
+def test_worker_counts_and_exit_codes_beyond_what_a_machine_has_are_refused(tmp_path, old, new, problems):
+    """A phase of 10**23 workers loaded and was printed as a plan; an exit code no process can
+    return made a retry rule that never fires."""
+    assert old in EXAMPLE
+    found = spec_problems(tmp_path, EXAMPLE.replace(old, new, 1))
+    assert len(found) == len(problems)
+    for problem, expected in zip(found, problems, strict=True):
+        assert expected in problem

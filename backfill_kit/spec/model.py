@@ -40,6 +40,7 @@ DATASET_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 JOB_PLACEHOLDERS = frozenset({"start", "end", "id", "table", "processor", "python"})
 MAX_TIMEOUT_SECONDS = 30 * 86400  # a step that needs longer should be cut into smaller ones
 MAX_RETRIES = 100
+MAX_WORKERS = 256  # jobs at once in a phase: more than any one machine runs side by side
 MAX_ROWS_PER_GAME = 1_000_000
 
 
@@ -134,6 +135,7 @@ DatasetPrefix = Annotated[
 SeasonDate = Annotated[date, Check(_written_as_a_date, before=True), Check(_in_bounds)]
 Name = Annotated[str, Bounds(min_length=1)]  # shown and matched as written: never empty
 Runnable = Check(_runnable_by_a_process)  # an argv, a folder or an environment for a process
+ExitCode = Annotated[int, Bounds(ge=1, le=255)]  # what a process can exit with, success (0) aside
 
 
 class _Checked:
@@ -255,7 +257,7 @@ class JobOverrides(_Checked):
     skip_downstream: SkipDownstream | None = None
     max_dates_per_step: Annotated[int | None, Bounds(ge=1)] = None
     timeout_seconds: Annotated[float | None, Bounds(gt=0, le=MAX_TIMEOUT_SECONDS)] = None
-    transient_exit_codes: tuple[int, ...] | None = None
+    transient_exit_codes: tuple[ExitCode, ...] | None = None
     retries: Annotated[int | None, Bounds(ge=0, le=MAX_RETRIES)] = None
     dry_run_args: Annotated[tuple[str, ...] | None, Runnable] = None  # appended for preflight's dry run
 
@@ -299,7 +301,7 @@ class TableSpec(_Checked):
 class Phase(_Checked):
     name: Name
     mode: Literal["parallel", "sequential"] = "parallel"
-    max_workers: Annotated[int, Bounds(ge=1)] = 1
+    max_workers: Annotated[int, Bounds(ge=1, le=MAX_WORKERS)] = 1
     bootstrap_days: Annotated[int, Bounds(ge=0, le=366)] = 0  # days after each season start expected empty
     job: JobOverrides | None = None
     tables: Annotated[tuple[TableSpec, ...], Bounds(min_length=1)]

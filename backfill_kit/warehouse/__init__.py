@@ -22,14 +22,14 @@ def open_warehouse(spec: PipelineSpec, *, read_only: bool = True) -> Warehouse:
         from backfill_kit.warehouse.duckdb import DuckDBWarehouse
 
         if config.path == ":memory:":
-            return DuckDBWarehouse(read_only=read_only)
+            return DuckDBWarehouse(read_only=read_only, spec_file=spec.file_name)
         path = spec.resolve_path(config.path)
         if read_only and not path.exists():
             raise WarehouseError(
                 f"{spec.file_name}: warehouse.path: the DuckDB file {path} does not exist. Fix the "
                 "path (it is relative to the spec file), or create the demo with: backfill-kit demo init DIR"
             )
-        return DuckDBWarehouse(path, read_only=read_only)
+        return DuckDBWarehouse(path, read_only=read_only, spec_file=spec.file_name)
     if config.backend == "bigquery":
         from backfill_kit.warehouse.bigquery import BigQueryWarehouse  # needs the `bigquery` extra; says so if missing
 

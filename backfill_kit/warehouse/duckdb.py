@@ -38,8 +38,11 @@ __all__ = ["DuckDBWarehouse"]
 class DuckDBWarehouse:
     capabilities = Capabilities(name="duckdb")
 
-    def __init__(self, path: str | Path | None = None, *, connection: Any = None, read_only: bool = True) -> None:
+    def __init__(
+        self, path: str | Path | None = None, *, connection: Any = None, read_only: bool = True, spec_file: str = ""
+    ) -> None:
         self.queries: list[QueryRecord] = []
+        self.spec_file = spec_file or "<spec>"  # named when the spec's own SQL (the calendar filter) fails
         self.location = str(path) if path is not None else ":memory:"
         if connection is not None:
             self._con = in_utc(connection)
@@ -49,7 +52,19 @@ class DuckDBWarehouse:
             self._con = connect_file(Path(self.location), read_only)
 
     def expected_dates(self, request: CalendarRequest, start: date, end: date) -> list[tuple[date, int]]:
-        rows = self._run("calendar", calendar_sql(DUCKDB, request), range_params(start, end))
+        try:
+            rows = self._run("calendar", calendar_sql(DUCKDB, request), range_params(start, end))
+        except ObjectsMissingError:
+            raise
+        except WarehouseError as exc:
+            if not request.filter:
+                raise
+            # The filter is the one piece of SQL the user wrote: the likeliest culprit.
+            raise WarehouseError(
+                f"{self.spec_file}: calendar.filter: DuckDB refused the calendar query, which includes this "
+                f"filter ({request.filter!r}): {str(exc).removeprefix('the calendar query failed: ')}; check "
+                "that it is a valid condition on the schedule table's columns and their types"
+            ) from exc
         return [(d, int(games)) for d, games in rows]
 
     def row_counts(self, targets: Sequence[CoverageTarget], start: date, end: date) -> list[tuple[int, date, int]]:
