@@ -77,6 +77,18 @@ def test_a_missing_table_and_a_missing_run_history_column_fail(mini):
     result = outcomes(spec)
     assert result["tables and date columns"] == ("fail", "missing: analytics.cache (phases[1].tables[1])")
     assert result["run history columns"] == ("fail", "ref.run_history lacks errors")
+    # Said once, by the checks above: the validation they block is skipped, not failed again.
+    assert result["calendar has dates"] == ("skip", "validation needs the tables and columns named above")
+
+
+def test_a_missing_calendar_table_is_named_by_the_calendar_check(mini):
+    spec = healthy(mini)
+    import duckdb
+
+    with duckdb.connect(str(spec.with_suffix(".duckdb"))) as con:
+        con.execute("DROP TABLE raw.schedule")
+    outcome, why = outcomes(spec)["calendar has dates"]
+    assert outcome == "fail" and why.startswith("calendar.table: ") and "raw.schedule" in why
 
 
 def test_a_range_without_games_fails_the_calendar_check(mini):
