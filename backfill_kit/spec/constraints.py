@@ -24,7 +24,8 @@ CHECKED = {"extra": "forbid", "frozen": True, "allow_inf_nan": False}
 
 class Check:
     """The value, once of the right type, is passed to `function`, which raises ValueError
-    with the reason it is refused (the same function guards objects built in Python). With
+    with the reason it is refused. Only a loaded file is checked: an object built or changed
+    in Python (`dataclasses.replace`) is taken as given, as any dataclass is. With
     `before=True` the function sees the value as the file wrote it, before pydantic converts
     it: for a type pydantic would build from a value of another kind (a date from a number)."""
 
