@@ -66,9 +66,11 @@ def test_dates_are_strings_or_dates(value):
     assert as_date(value, "start") == date(2021, 10, 19)
 
 
-def test_a_bad_date_names_its_argument_and_the_format():
-    with pytest.raises(InputError, match=r"end '19/10/2021' is not a date; write it as YYYY-MM-DD"):
-        as_date("19/10/2021", "end")
+@pytest.mark.parametrize("value", ["19/10/2021", "20211019", "2021-W42-2", "2021-292"])
+def test_a_bad_date_names_its_argument_and_the_format(value):
+    """Only the form the message promises: Python's parser also takes the compact and week forms."""
+    with pytest.raises(InputError, match=rf"end '{value}' is not a date; write it as YYYY-MM-DD"):
+        as_date(value, "end")
 
 
 # --- the rule at work: the Python API and `backfill-kit report` from inside a project ----------

@@ -112,6 +112,10 @@ BAD_INPUT = {
         ["--start", "2024-13-01", "--end", "2024-01-31"],
         "'2024-13-01' is not a date; write it as YYYY-MM-DD",
     ),
+    "compact date": (
+        ["--start", "20240101", "--end", "2024-01-31"],
+        "'20240101' is not a date; write it as YYYY-MM-DD",
+    ),
     "unknown table": (
         ["--start", "2024-01-01", "--end", "2024-01-31", "--table", "boxscores"],
         "unknown table 'boxscores'",

@@ -32,8 +32,10 @@ class DateType(click.ParamType[date, Any]):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> date:
         if isinstance(value, date):
             return value
+        from backfill_kit.common.arguments import iso_date
+
         try:
-            parsed = date.fromisoformat(value)
+            parsed = iso_date(value)
         except ValueError:
             self.fail(f"{value!r} is not a date; write it as YYYY-MM-DD, e.g. 2021-10-19", param, ctx)
         return _in_bounds(parsed, self, param, ctx)

@@ -11,12 +11,13 @@ Dates: a `date` or a string `YYYY-MM-DD`, everywhere.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from pathlib import Path
 
 from backfill_kit.errors import InputError
 
-__all__ = ["PROJECT_MARKERS", "as_date", "find_file", "search_folders"]
+__all__ = ["PROJECT_MARKERS", "as_date", "find_file", "iso_date", "search_folders"]
 
 PROJECT_MARKERS = ("pyproject.toml", ".git")
 
@@ -63,6 +64,17 @@ def as_date(value: str | date, name: str) -> date:
     if isinstance(value, date):
         return value
     try:
-        return date.fromisoformat(str(value).strip())
+        return iso_date(str(value).strip())
     except ValueError:
         raise InputError(f"{name} {value!r} is not a date; write it as YYYY-MM-DD, e.g. 2021-10-19") from None
+
+
+def iso_date(text: str) -> date:
+    """`YYYY-MM-DD` and nothing else: Python's own parser also takes 20211019 and 2021-W42-2,
+    forms the messages do not promise and a reader of a command line would not expect."""
+    if not _ISO_DATE.fullmatch(text):
+        raise ValueError(f"not YYYY-MM-DD: {text!r}")
+    return date.fromisoformat(text)
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
