@@ -561,3 +561,10 @@ def test_worker_counts_and_exit_codes_beyond_what_a_machine_has_are_refused(tmp_
     assert len(found) == len(problems)
     for problem, expected in zip(found, problems, strict=True):
         assert expected in problem
+
+
+@pytest.mark.parametrize(("written", "read"), [("yes", "true"), ("on", "true"), ("false", "false")])
+def test_a_number_is_never_a_yes_or_no(tmp_path, written, read):
+    """YAML reads `yes` as true, and pydantic would take true as 1: one worker, silently."""
+    (problem,) = spec_problems(tmp_path, EXAMPLE.replace("max_workers: 4", f"max_workers: {written}", 1))
+    assert f"max_workers: write a number, not {read} (YAML reads yes, no, on and off" in problem

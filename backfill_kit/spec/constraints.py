@@ -46,16 +46,29 @@ class Check:
 
 class Bounds:
     """Bounds pydantic checks on a number or a length: ge, gt, le, min_length. On an optional
-    field they bound the value when there is one."""
+    field they bound the value when there is one. A bounded number is never a yes/no: YAML
+    reads `yes` as true, which pydantic would take as 1."""
 
     def __init__(self, **bounds: float) -> None:
         self.bounds = bounds
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        from pydantic_core import core_schema
+
         schema: Any = handler(source)
-        inner = schema["schema"] if schema["type"] == "nullable" else schema
+        nullable = schema["type"] == "nullable"
+        inner = schema["schema"] if nullable else schema
         inner.update(self.bounds)
+        if inner["type"] in ("int", "float"):
+            inner = core_schema.no_info_before_validator_function(_not_a_yes_or_no, inner)
+            schema = {**schema, "schema": inner} if nullable else inner
         return schema  # type: ignore[no-any-return]
+
+
+def _not_a_yes_or_no(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"write a number, not {str(value).lower()} (YAML reads yes, no, on and off as true or false)")
+    return value
 
 
 class TaggedBy:
