@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from conftest import NOW, MiniWarehouse
@@ -190,6 +191,13 @@ def test_missing_tables_and_columns_are_all_reported_at_their_spec_fields(mini):
     assert fields == {
         "phases[0].tables[1].table": "table raw.props does not exist in the warehouse; create it or fix the name",
         "phases[1].tables[1].date_column": "table analytics.cache has no column 'cache_date'; fix the column name",
+    }
+    # Each at its line, as the loader's own problems are: the table's entry in the spec file.
+    text = Path(info.value.problems[0].file).read_text().splitlines()
+    lines = {p.field: p.line for p in info.value.problems}
+    assert lines == {
+        "phases[0].tables[1].table": next(i for i, row in enumerate(text, 1) if "id: props," in row),
+        "phases[1].tables[1].date_column": next(i for i, row in enumerate(text, 1) if "id: cache," in row),
     }
 
 

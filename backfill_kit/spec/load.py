@@ -9,7 +9,8 @@ from __future__ import annotations
 import pickle
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import fields, is_dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     import yaml
     from pydantic import TypeAdapter
 
-__all__ = ["load_spec", "parse_spec"]
+__all__ = ["field_lines", "load_spec", "parse_spec"]
 
 # A spec is a few kilobytes and a few thousand values: these bounds are far above any real
 # one, and far below what an alias bomb (a few hundred bytes) expands to.
@@ -324,6 +325,17 @@ def _duplicate_keys(node: yaml.MappingNode, path: str, file: str) -> list[Proble
             )
         first_line.setdefault((key.tag, key.value), line)
     return problems
+
+
+def field_lines(spec: PipelineSpec) -> Callable[[str], int | None]:
+    """The line of a field path in the spec's file (its nearest written parent's, for a field
+    the file leaves to a default), for problems found after loading: a table the warehouse
+    lacks, say. None for every field when the file cannot be read again."""
+    lines: dict[str, int] = {}
+    if spec.source is not None:
+        with suppress(SpecError):  # unreadable now: the problems go without lines
+            lines = _read_yaml(_read_text(spec.source), str(spec.source))[0]
+    return lambda field: _line_of(lines, field)
 
 
 def _line_of(lines: dict[str, int], field: str) -> int | None:

@@ -20,7 +20,7 @@ from backfill_kit.common.arguments import as_date
 from backfill_kit.common.collector import no_gc_pauses
 from backfill_kit.common.status import DONE, GAP_STATUSES, NEEDS_WORK, Status, percent
 from backfill_kit.errors import InputError, Problem, WarehouseMismatchError
-from backfill_kit.spec.load import load_spec
+from backfill_kit.spec.load import field_lines, load_spec
 from backfill_kit.spec.model import PipelineSpec, TableSpec
 from backfill_kit.validation.calendar import ExpectedDay, expected_days
 from backfill_kit.warehouse import (
@@ -465,17 +465,14 @@ def _mismatch(spec: PipelineSpec, wh: Warehouse, involved: list[TableSpec]) -> W
         path = spec.field_path(t.id)
         want(t.table, None, f"{path}.table")
         want(t.table, spec.date_column_of(t), f"{path}.date_column")
-    problems = [
-        Problem(spec.file_name, fields.get((m.table, m.column), ""), _missing_text(m.table, m.column, m.detail))
+    found = [
+        (fields.get((m.table, m.column), ""), _missing_text(m.table, m.column, m.detail))
         for m in wh.missing_objects(wanted)
     ]
-    if not problems:  # the query failed for another reason; most likely the calendar filter
-        problems = [
-            Problem(
-                spec.file_name, "calendar.filter", "the calendar query names a column the schedule table does not have"
-            )
-        ]
-    return WarehouseMismatchError(problems)
+    if not found:  # the query failed for another reason; most likely the calendar filter
+        found = [("calendar.filter", "the calendar query names a column the schedule table does not have")]
+    line_of = field_lines(spec)  # the file is read again: only on this error's path
+    return WarehouseMismatchError([Problem(spec.file_name, field, text, line_of(field)) for field, text in found])
 
 
 def _missing_text(table: str, column: str | None, detail: str | None = None) -> str:
