@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -250,6 +250,18 @@ def _map_run_history(table: TableInfo) -> dict[str, str]:
     return mapped
 
 
+def given_run_history(
+    tables: Sequence[TableInfo], table: str, columns: Mapping[str, str]
+) -> tuple[TableInfo, dict[str, str]] | None:
+    """The run history as a spec maps it (its table, a column per field), when the warehouse
+    has that table with those columns: what the other columns mean is still read from their
+    names. None when it has not: the history is then found as a draft finds it."""
+    info = next((t for t in tables if t.name == table), None)
+    if info is None or not all(info.has(c) for c in columns.values()):
+        return None
+    return info, {**_map_run_history(info), **columns}
+
+
 def find_run_history(tables: Sequence[TableInfo]) -> tuple[TableInfo, dict[str, str]]:
     scored = [(len(m), t, m) for t in tables if all(f in (m := _map_run_history(t)) for f in REQUIRED_RH)]
     if not scored:
@@ -405,11 +417,15 @@ def draft_spec(
     season_gap_days: int = 30,
     start: date | None = None,
     end: date | None = None,
+    run_history: tuple[str, Mapping[str, str]] | None = None,
 ) -> Draft:
-    """Everything the warehouse says about the pipeline, as a `Draft` (see `render_draft`)."""
+    """Everything the warehouse says about the pipeline, as a `Draft` (see `render_draft`).
+    `run_history`: the table and columns a spec already maps (for `spec diff`): taken as given
+    where the warehouse has them, rather than guessed from column names."""
     window = (start or ALL_DATES[0], end or ALL_DATES[1])
     all_tables = catalog.tables(datasets)
-    rh_table, cols = find_run_history(all_tables)
+    given = given_run_history(all_tables, *run_history) if run_history else None
+    rh_table, cols = given or find_run_history(all_tables)
     history = _read_run_history(catalog, rh_table, cols, window)
     candidates = [t for t in all_tables if t.name != rh_table.name and _date_candidates(t) and TABLE_NAME.match(t.name)]
     rows = _rows_for(catalog, candidates, window)

@@ -200,6 +200,22 @@ def test_spec_diff_of_the_shipped_spec_finds_only_notes(demo: Path):
     assert "note: phases[2].tables[0].processor: 'TeamDefenseZoneAnalysisProcessor' has no run" in result.output
 
 
+def test_spec_diff_reads_the_run_history_the_spec_maps_whatever_its_column_names(demo_copy: Path):
+    """A status column no draft would guess (run_state): validate reads it through the spec's
+    mapping, and so does spec diff, rather than refusing to find a run history at all."""
+    import duckdb
+
+    with duckdb.connect(str(demo_copy.with_suffix(".duckdb"))) as con:
+        con.execute("ALTER TABLE nba_reference.processor_run_history RENAME COLUMN status TO run_state")
+    spec = demo_copy
+    text = spec.read_text()
+    assert "\n    status: status\n" in text
+    spec.write_text(text.replace("\n    status: status\n", "\n    status: run_state\n", 1))
+    result = invoke("spec", "diff", "--spec", str(spec))
+    assert result.exit_code == 0, result.output
+    assert "agrees with its warehouse" in result.output
+
+
 def test_spec_diff_says_when_the_date_column_is_not_the_partition_field():
     from backfill_kit.draft import _diff_date_column
     from backfill_kit.warehouse.catalog import ColumnInfo, TableInfo

@@ -645,7 +645,8 @@ def spec_diff(spec_path: Path, **source: Any) -> None:
         source |= _source_of(the_spec)
     wanted = {t.table.split(".")[0] for t in the_spec.tables} | {the_spec.run_history.table.split(".")[0]}
     source["datasets"] = source["datasets"] or tuple(sorted(wanted))
-    differences = diff_spec(the_spec, _draft(source, spec_path.parent, the_spec.name))
+    rh = the_spec.run_history
+    differences = diff_spec(the_spec, _draft(source, spec_path.parent, the_spec.name, (rh.table, rh.columns.named())))
     for d in differences:
         click.echo(f"{spec_path}: {d}")
     real = [d for d in differences if not d.note]
@@ -671,7 +672,9 @@ def _source_of(the_spec: Any) -> dict[str, Any]:
     }
 
 
-def _draft(source: dict[str, Any], spec_dir: Path, name: str) -> Any:
+def _draft(
+    source: dict[str, Any], spec_dir: Path, name: str, run_history: tuple[str, dict[str, str]] | None = None
+) -> Any:
     import os
 
     from backfill_kit.draft import draft_spec
@@ -712,6 +715,7 @@ def _draft(source: dict[str, Any], spec_dir: Path, name: str) -> Any:
             season_gap_days=source["season_gap_days"],
             start=source["start"],
             end=source["end"],
+            run_history=run_history,
         )
     finally:
         catalog.close()
