@@ -28,6 +28,11 @@ class BackfillKitError(Exception):
 
     exit_code = 2
 
+    def _render_traceback_(self) -> list[str]:
+        """How IPython shows it (JupyterLab, a papermill run): the message alone, as the CLI
+        prints it. The toolkit's frames would only bury what the reader has to fix."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 class InputError(BackfillKitError):
     """A command-line value is wrong (a malformed date, a reversed range, an unknown table)."""

@@ -334,6 +334,29 @@ def test_a_toolkit_error_inside_the_notebook_keeps_its_message(mini_spec, tmp_pa
 
 
 @pytest.mark.slow  # a papermill kernel
+def test_a_scheduled_papermill_run_of_a_broken_spec_shows_the_message_not_a_traceback(tmp_path):
+    """papermill run directly, as a scheduled job does: the failed cell shows what to fix, as
+    the CLI says it, not thirty lines of the toolkit's frames (JupyterLab shows the same)."""
+    import papermill
+
+    from backfill_kit.reports.render import notebook_path
+
+    spec = tmp_path / "pipeline.yaml"
+    spec.write_text("name: x\nwarehouse: {backend: duckdb, path: x.duckdb}\nnmae: typo\n")
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        papermill.execute_notebook(
+            str(notebook_path("coverage")),
+            str(tmp_path / "out.ipynb"),
+            parameters={"spec": str(spec), "start": START, "end": END},
+            progress_bar=False,
+            cwd=str(tmp_path),
+        )
+    assert info.value.ename == "SpecError"
+    assert info.value.traceback == [f"SpecError: {info.value.evalue}"]
+    assert f"{spec}:3: nmae: unknown field" in info.value.evalue
+
+
+@pytest.mark.slow  # a papermill kernel
 def test_two_reports_started_together_in_one_folder_do_not_cross(mini_spec, tmp_path):
     """Each kernel's sockets are its own (jupyter_client's default puts them in the working
     directory, where two kernels started at once pick the same ones); nothing is left there."""
