@@ -90,9 +90,8 @@ def _spec_key(path: Path, text: str) -> str | None:
     from backfill_kit.spec.calendar_filter import sqlglot_version
 
     code = sources_key(p for where in _CHECKING_CODE for p in ([where] if where.is_file() else where.glob("*.py")))
-    checker = installed_file_text(
-        "pydantic", "version.py"
-    )  # not an import of pydantic: that costs more than a hit saves
+    # pydantic's version from its file, not its import: that costs more than a hit saves.
+    checker = installed_file_text("pydantic", "version.py")
     return (
         None
         if code is None or checker is None
@@ -154,7 +153,8 @@ def parse_spec(text: str, path: Path, *, source: Path | None = None) -> Pipeline
     from pydantic import ValidationError
 
     # `source` is set here, never by the file: one the file gives is a field it cannot have.
-    given = [_problem(str(path), {"loc": ("source",), "type": "extra_forbidden"}, lines)] if "source" in data else []
+    unknown = {"loc": ("source",), "type": "unexpected_keyword_argument"}
+    given = [_problem(str(path), unknown, lines)] if "source" in data else []
     try:
         spec = _checker().validate_python({**data, "source": source or path})
     except ValidationError as exc:
@@ -371,9 +371,9 @@ def _problem(file: str, err: Any, lines: dict[str, int]) -> Problem:
         shown = "~ (null)" if null else repr(key)
         message = f"the key {shown} is not text; keys are names: write the field's name, or quote it"
         return Problem(file, field, message, _line_of(lines, field) or _line_of(lines, inside))
-    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+    if kind == "unexpected_keyword_argument":
         message = f"unknown field; expected one of: {', '.join(_allowed_fields(err['loc']))}"
-    elif kind in ("missing", "missing_argument"):
+    elif kind == "missing":
         message = "required field is missing"
     elif kind in ("union_tag_invalid", "union_tag_not_found"):  # the warehouse's backend
         field += ".backend"
@@ -394,11 +394,9 @@ _MAPPING = "a mapping (key: value on each line, or {key: value})"
 _LIST = "a list (one '- item' per line, or [a, b])"
 _SHAPES = {
     "dataclass_type": _MAPPING,
-    "model_attributes_type": _MAPPING,
-    "model_type": _MAPPING,
+    "model_attributes_type": _MAPPING,  # the tagged union's, when its input is no mapping
     "dict_type": _MAPPING,
-    "tuple_type": _LIST,
-    "list_type": _LIST,
+    "tuple_type": _LIST,  # the spec's lists are tuples
 }
 
 

@@ -44,6 +44,17 @@ class CalendarRequest:
     game_id_column: str | None = None
     filter: str | None = None
 
+    def blame(self, spec_file: str, warehouse: str) -> str:
+        """What to say first when `warehouse` refuses the calendar query: its filter is the one
+        piece of SQL the user wrote, the likeliest culprit. Empty without a filter."""
+        if not self.filter:
+            return ""
+        return (
+            f"{spec_file}: calendar.filter: {warehouse} refused the calendar query, which includes this "
+            f"filter ({self.filter!r}); check that it is a valid {warehouse} SQL condition on the schedule "
+            "table's columns and their types"
+        )
+
 
 @dataclass(frozen=True)
 class CoverageTarget:

@@ -156,13 +156,7 @@ class BigQueryWarehouse:
     def expected_dates(self, request: CalendarRequest, start: date, end: date) -> list[tuple[date, int]]:
         (resource,) = self._require([request.table])
         sql = calendar_sql(BIGQUERY, replace(request, table=_name(resource)), _partition_column(resource))
-        blame = ""
-        if request.filter:  # the one piece of SQL the user wrote: the likeliest culprit
-            blame = (
-                f"{self.spec_file}: calendar.filter: BigQuery refused the calendar query, which "
-                f"includes this filter ({request.filter!r}); check that it is a valid BigQuery SQL "
-                "condition on the schedule table's columns"
-            )
+        blame = request.blame(self.spec_file, "BigQuery")
         rows = self._run("calendar", sql, _range(start, end, sql), tables=1, blame=blame)
         return [(d, int(games)) for d, games in rows]
 

@@ -52,19 +52,8 @@ class DuckDBWarehouse:
             self._con = connect_file(Path(self.location), read_only)
 
     def expected_dates(self, request: CalendarRequest, start: date, end: date) -> list[tuple[date, int]]:
-        try:
-            rows = self._run("calendar", calendar_sql(DUCKDB, request), range_params(start, end))
-        except ObjectsMissingError:
-            raise
-        except WarehouseError as exc:
-            if not request.filter:
-                raise
-            # The filter is the one piece of SQL the user wrote: the likeliest culprit.
-            raise WarehouseError(
-                f"{self.spec_file}: calendar.filter: DuckDB refused the calendar query, which includes this "
-                f"filter ({request.filter!r}): {str(exc).removeprefix('the calendar query failed: ')}; check "
-                "that it is a valid condition on the schedule table's columns and their types"
-            ) from exc
+        blame = request.blame(self.spec_file, "DuckDB")
+        rows = self._run("calendar", calendar_sql(DUCKDB, request), range_params(start, end), blame=blame)
         return [(d, int(games)) for d, games in rows]
 
     def row_counts(self, targets: Sequence[CoverageTarget], start: date, end: date) -> list[tuple[int, date, int]]:
@@ -116,7 +105,9 @@ class DuckDBWarehouse:
     def close(self) -> None:
         self._con.close()
 
-    def _run(self, purpose: str, sql: str, params: dict[str, Any]) -> list[Any]:
+    def _run(self, purpose: str, sql: str, params: dict[str, Any], blame: str = "") -> list[Any]:
+        """Run a query of the contract; `blame` (as BigQuery's) names the spec field a refused
+        query most likely comes from."""
         began = time.perf_counter()
         try:
             rows: list[Any] = self._con.execute(sql, params).fetchall()
@@ -129,11 +120,16 @@ class DuckDBWarehouse:
         except duckdb.BinderException as exc:
             if "not found" in str(exc).lower() or "does not have a column" in str(exc).lower():
                 raise ObjectsMissingError(str(exc)) from exc
-            raise WarehouseError(f"the {purpose} query failed: {_first_line(exc)}") from exc
+            raise _refused(purpose, exc, blame) from exc
         except duckdb.Error as exc:
-            raise WarehouseError(f"the {purpose} query failed: {_first_line(exc)}") from exc
+            raise _refused(purpose, exc, blame) from exc
         self.queries.append(QueryRecord(purpose, sql, time.perf_counter() - began, len(rows)))
         return rows
+
+
+def _refused(purpose: str, exc: Exception, blame: str) -> WarehouseError:
+    failed = f"the {purpose} query failed: {_first_line(exc)}"
+    return WarehouseError(f"{blame.rstrip('.')}. {failed}" if blame else failed)
 
 
 def in_utc(con: Any) -> Any:
