@@ -675,8 +675,6 @@ def _source_of(the_spec: Any) -> dict[str, Any]:
 def _draft(
     source: dict[str, Any], spec_dir: Path, name: str, run_history: tuple[str, dict[str, str]] | None = None
 ) -> Any:
-    import os
-
     from backfill_kit.draft import draft_spec
     from backfill_kit.warehouse.catalog import open_bigquery_catalog, open_duckdb_catalog
 

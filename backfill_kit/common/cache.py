@@ -15,9 +15,9 @@ Where: $BACKFILL_KIT_CACHE_DIR (set empty: no cache), else $XDG_CACHE_HOME/backf
 Trust: an entry is served without being checked again, so the folder is made private (0700)
 when this module creates it (an existing one, which the variable may name, keeps its
 permissions: it may be shared) and an entry is read only if the current user owns it and
-nobody else can write it. Whoever
-can write there can already run code as that user (their shell's startup files sit in the same
-home), so a cache entry gives no one a new way around the checks. It never lives beside the
+nobody else can write it. Whoever can write there can already run code as that user (their
+shell's startup files sit in the same home), so a cache entry gives no one a new way around
+the checks. It never lives beside the
 spec: a spec comes from a repository that others write to.
 """
 
