@@ -104,9 +104,10 @@ class Plan:
         return sum(len(s.dates) for s in self.steps)
 
     def estimated_seconds(self) -> float | None:
-        """Wall time if every stage keeps its workers busy; None without any past duration."""
+        """Wall time if every stage keeps its workers busy; None without any past duration
+        (nothing to run takes no time, whatever is known)."""
         known = [s for s in self.steps if s.estimated_seconds is not None]
-        if not known:
+        if self.steps and not known:
             return None
         return sum(sum(s.estimated_seconds or 0 for s in st.steps) / max(1, st.workers) for st in self.stages)
 
@@ -613,7 +614,7 @@ def job_command(
 
 
 def _estimate(plan: Plan) -> str:
-    basis = plan.options.get("estimate_basis")
+    basis = plan.options.get("estimate_basis") if plan.steps else None  # no step, nothing estimated
     seconds = duration_text(plan.estimated_seconds(), unknown="unknown")
     return f"{seconds} ({basis})" if basis else seconds
 

@@ -59,6 +59,8 @@ def test_nothing_to_do_makes_an_empty_plan(tmp_path):
     plan = build_plan(validation(spec_of(tmp_path), {}))
     assert plan.steps == [] and plan.blocked == []
     assert "Nothing to run." in plan.text()
+    # Nothing to run takes no time: no "unknown", and no talk of a missing basis for estimates.
+    assert "estimated 0 min 00 s\n" in plan.text() and "no basis" not in plan.text()
 
 
 def test_contiguous_expected_dates_make_one_step_across_off_days(tmp_path):

@@ -192,6 +192,15 @@ def test_installs_ship_the_notebooks():
 
 
 @pytest.mark.slow  # a papermill kernel
+def test_the_recommended_plan_goes_beside_the_spec(coverage_report, mini_spec):
+    """Where `backfill` keeps its plans and estimates look for journals, not in whatever folder
+    the reader happens to be in."""
+    html = coverage_report[0].read_text()
+    out = mini_spec.parent / "runs" / "plan.json"
+    assert f"--out {out}" in html and f"backfill-kit run --plan {out}" in html
+
+
+@pytest.mark.slow  # a papermill kernel
 def test_coverage_report_is_one_self_contained_html_with_its_notebook_and_the_index(coverage_report, mini_spec):
     html_path, notebook = coverage_report
     assert html_path.name.startswith(f"coverage_mini_{START}_{END}_") and html_path.suffix == ".html"

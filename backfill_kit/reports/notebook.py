@@ -296,9 +296,11 @@ class CoverageAudit:
         if not plan.steps:
             return HTML(note_html("Nothing to backfill.") + _blocked_html(plan))
         spec, start, end = shlex.quote(self.spec_ref), self.validation.start, self.validation.end
+        # Beside the spec, where `backfill` keeps its plans and where estimates look for journals.
+        out = shlex.quote(str(Path(self.spec_ref).parent / "runs" / "plan.json"))
         commands = (
-            f"backfill-kit plan --spec {spec} --start {start} --end {end} --out runs/plan.json\n"
-            "backfill-kit run --plan runs/plan.json\n"
+            f"backfill-kit plan --spec {spec} --start {start} --end {end} --out {out}\n"
+            f"backfill-kit run --plan {out}\n"
             f"# or both at once, resumable:\nbackfill-kit backfill --spec {spec} --start {start} --end {end}"
         )
         intro = (
