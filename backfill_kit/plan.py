@@ -33,7 +33,7 @@ from backfill_kit.spec.model import MAX_RETRIES, MAX_TIMEOUT_SECONDS, JobSpec, P
 from backfill_kit.validation.calendar import consecutive_runs
 from backfill_kit.validation.validator import Cell, Validation
 
-__all__ = ["Blocked", "Plan", "Stage", "Step", "build_plan", "job_command", "load_plan"]
+__all__ = ["Blocked", "Plan", "Stage", "Step", "build_plan", "job_command", "load_plan", "needs_backfill"]
 
 PLAN_FORMAT = 1
 
@@ -371,7 +371,7 @@ def build_plan(
     wanted = set(statuses) | ({Status.NO_DATA} if include_no_data else set())
     with no_gc_pauses():  # an index of every cell, then thousands of steps: no cycles among them
         by_cell = {(c.table, c.date): c for c in validation.cells}
-        todo = {key: {str(c.status)} for key, c in by_cell.items() if _needs(c, wanted)}
+        todo = {key: {str(c.status)} for key, c in by_cell.items() if needs_backfill(c, wanted)}
         if spec.cascade == "dependents":
             _cascade(spec, by_cell, todo)
         blocked = _block(spec, by_cell, todo)
@@ -395,7 +395,8 @@ def build_plan(
     )
 
 
-def _needs(cell: Cell, wanted: set[Status]) -> bool:
+def needs_backfill(cell: Cell, wanted: set[Status]) -> bool:
+    """Whether a plan for the `wanted` statuses reruns this cell."""
     if cell.status not in wanted:
         return False
     return not (cell.status is Status.NO_DATA and cell.fallback)  # a fallback already covers it

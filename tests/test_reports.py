@@ -602,6 +602,17 @@ def test_choosing_a_cell_shows_its_attempts_error_and_the_command_that_fixes_it(
     assert "Nothing to fix" in explorer.detail.value
 
 
+def test_a_no_data_cell_a_fallback_covers_is_offered_no_command(explorer):
+    """--include-no-data reruns only the no-data cells no fallback covers: a covered one must
+    not be offered a command that would then do nothing (build_mini's 2024-01-11)."""
+    explorer.table.value = "props"
+    explorer.day.value = date(2024, 1, 11)
+    detail = explorer.detail.value
+    assert "props · 2024-01-11 · no_data" in detail
+    assert "Nothing to fix: its fallback backup_props has this date" in detail
+    assert "backfill-kit backfill" not in detail and "--include-no-data" not in detail
+
+
 def test_the_explorer_displays_as_widgets(explorer):
     bundle = explorer._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle

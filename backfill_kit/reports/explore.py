@@ -226,8 +226,12 @@ class Explorer:
         return "".join(parts)
 
     def _fix_html(self, cell: Cell) -> str:
-        if cell.status not in NEEDS_WORK and cell.status is not Status.NO_DATA:
-            return note_html(f"Nothing to fix: {Status(cell.status).action}.")
+        from backfill_kit.plan import needs_backfill  # loaded already: the explorer built its plan
+
+        if not needs_backfill(cell, {*NEEDS_WORK, Status.NO_DATA}):  # as the plan decides, even with --include-no-data
+            covered = cell.status is Status.NO_DATA and cell.fallback
+            why = f"its fallback {cell.fallback} has this date's data" if covered else Status(cell.status).action
+            return note_html(f"Nothing to fix: {why}.")
         extra = " --include-no-data" if cell.status is Status.NO_DATA else ""
         command = (
             f"backfill-kit backfill --spec {shlex.quote(self.spec_ref)} --start {cell.date} "
