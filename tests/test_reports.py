@@ -586,6 +586,16 @@ def test_choosing_phases_and_dates_follows_in_every_view(explorer):
     assert explorer.table.options == ("summary", "cache")
 
 
+def test_tables_a_phase_brings_back_come_back_chosen_and_a_table_left_out_stays_out(explorer):
+    explorer.phases.value = ("analytics",)
+    explorer.phases.value = ("raw",)
+    explorer.tables.value = ("boxscore", "props")  # backup_props left out by the reader
+    explorer.phases.value = ("raw", "analytics")
+    assert explorer.tables.value == ("boxscore", "props", "summary", "cache")
+    tables, _, _ = heatmap_cells(explorer.figure)
+    assert tables == ["boxscore", "props", "summary", "cache"]
+
+
 def test_choosing_a_cell_shows_its_attempts_error_and_the_command_that_fixes_it(explorer):
     explorer.table.value = "props"
     offered = [label for label, _ in explorer.day.options]

@@ -159,8 +159,12 @@ class Explorer:
 
     def _phases_changed(self) -> None:
         kept = [t for t in self.validation.tables if self.phase_of[t] in self.phases.value]
-        chosen = tuple(t for t in self.tables.value if t in kept) or tuple(kept)
-        with self._quietly():
+        # A table the phases bring back in comes back chosen; one the reader left out stays out.
+        offered, picked = set(self.tables.options), set(self.tables.value)
+        chosen = tuple(t for t in kept if t in picked or t not in offered) or tuple(kept)
+        # One state message for both: options first and value after, as two, let the browser
+        # select among options it had already dropped ("Cannot set properties of undefined").
+        with self._quietly(), self.tables.hold_sync():
             self.tables.options = kept
             self.tables.value = chosen
         self.refresh()
