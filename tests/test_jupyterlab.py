@@ -364,6 +364,20 @@ def test_the_explorer_draws_its_heatmap_at_full_height_and_shows_a_chosen_cell(l
     time.sleep(3)
     assert height_of(page) == analytics
 
+    # Another phase: the table list takes its new options and choice as one state, so the
+    # browser never selects among options it has already dropped.
+    page.evaluate(in_panel("explore.ipynb", ONLY_PHASE.format(phase=json.dumps("precompute"))))
+    page.wait_for(
+        in_panel(
+            "explore.ipynb",
+            "const tables = root.querySelectorAll('.widget-select-multiple select')[1];"
+            " return [...tables.options].some(o => o.textContent === 'player_daily_cache');",
+        ),
+        what="the precompute tables offered",
+    )
+    time.sleep(1)
+    assert not [e for e in page.errors() if "Cannot set properties" in e]
+
 
 # --- the two reports, in JupyterLab --------------------------------------------------------------
 
