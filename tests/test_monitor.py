@@ -370,3 +370,16 @@ def test_ctrl_c_during_a_warehouse_query_is_an_interrupt_not_a_failed_query():
     threading.Timer(0.3, warehouse._con.interrupt).start()  # what SIGINT does to a running query
     with pytest.raises(KeyboardInterrupt):
         warehouse._run("coverage", "SELECT count(*) FROM range(100000000000) a", {})
+
+
+def test_among_tables_equally_done_the_slowest_is_the_least_complete():
+    """All raw tables done, one of them because it genuinely had nothing to load: that one is
+    the phase's slowest, not the first by name."""
+    from backfill_kit.monitor.snapshot import TableProgress, phase_progress
+
+    tables = [
+        TableProgress("raw", "a_table", None, expected=4, complete=4, done=4),
+        TableProgress("raw", "z_table", None, expected=4, complete=0, done=4),
+    ]
+    (raw,) = phase_progress(tables)
+    assert (raw.percent, raw.slowest, raw.complete) == (100.0, "z_table", 4)

@@ -211,7 +211,8 @@ def phase_progress(tables: Sequence[TableProgress]) -> list[PhaseProgress]:
         phases[rows[0].phase].append((percent(done, expected), table, done, expected, complete))
     out = []
     for phase, measured in phases.items():
-        slowest_percent, slowest, _, _, _ = min(measured)
+        # The least done; among equals, the least complete (all done, one table had nothing to load).
+        slowest_percent, slowest, _, _, _ = min(measured, key=lambda m: (m[0], percent(m[4], m[3]), m[1]))
         out.append(
             PhaseProgress(
                 phase,
