@@ -219,7 +219,7 @@ def _plan_text(path: Path) -> str:
         return read_small_text(path, MAX_PLAN_BYTES)
     except NotSmallText as exc:
         message = {
-            Why.NOT_A_FILE: f"{path}: not a regular file; give the plan file (JSON) made by backfill-kit plan",
+            Why.NOT_A_FILE: f"{path}: {exc.detail}, not a regular file; give the plan file (JSON) made by backfill-kit plan",
             Why.UNREADABLE: f"cannot read the plan {path}: {exc.detail}",
             Why.TOO_LARGE: f"{path}: larger than {MAX_PLAN_BYTES >> 20} MiB, so not a plan file; {MAKE_ONE}",
             Why.NOT_UTF8: f"{path}: not a plan file (not UTF-8 text: {exc.detail}); {MAKE_ONE}",

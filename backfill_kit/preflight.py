@@ -18,12 +18,14 @@ from datetime import date
 from enum import StrEnum
 from pathlib import Path
 
+from backfill_kit.common.small_files import odd_file
 from backfill_kit.common.status import Status
-from backfill_kit.errors import BackfillKitError, PreflightFailed, WarehouseMismatchError
+from backfill_kit.errors import BackfillKitError, InputError, PreflightFailed, WarehouseMismatchError
 from backfill_kit.plan import Plan, build_plan, job_command
 from backfill_kit.running.estimates import estimator_for
+from backfill_kit.running.journal import not_a_journal_file
 from backfill_kit.running.locks import is_locked, journal_lock, table_locks_in
-from backfill_kit.running.runner import Progress, Runner, RunOptions, RunResult, journal_path_for, warehouse_checker
+from backfill_kit.running.runner import Progress, Runner, RunOptions, RunResult, warehouse_checker
 from backfill_kit.spec.load import load_spec
 from backfill_kit.spec.model import JobSpec, PipelineSpec, TableSpec
 from backfill_kit.validation.validator import Validation, validate
@@ -77,19 +79,27 @@ def run_plan(
     warns or fails."""
     options = options or RunOptions()
     spec = load_spec(plan.spec_path) if plan.spec_path else None
+    runner = Runner(plan, plan_path, options, checker=warehouse_checker(plan, spec), progress=progress)
+    _refuse_odd_places(runner)
     if spec is not None and plan.steps:
-        checks = run_preflight(
-            spec,
-            plan.start,
-            plan.end,
-            quick=True,
-            journal=options.journal or journal_path_for(plan_path),
-        )
+        checks = run_preflight(spec, plan.start, plan.end, quick=True, journal=runner.journal_path)
         if show_checks is not None and any(c.outcome in (Outcome.WARN, Outcome.FAIL) for c in checks):
             show_checks(checks)
         if any(c.outcome == Outcome.FAIL for c in checks) and not ignore_preflight:
             raise PreflightFailed(checks)
-    return Runner(plan, plan_path, options, checker=warehouse_checker(plan, spec), progress=progress).run()
+    return runner.run()
+
+
+def _refuse_odd_places(runner: Runner) -> None:
+    """The journal and the logs folder, looked at before anything is locked or written: a pipe
+    there would block the run once it holds its locks, and a file where the logs go would stop it."""
+    if kind := odd_file(runner.journal_path):
+        raise not_a_journal_file(runner.journal_path, kind)
+    if (kind := odd_file(runner.logs)) not in (None, "a folder"):
+        raise InputError(
+            f"the logs folder {runner.logs} is {kind}, not a folder; nothing was run. Move it aside: "
+            "each step's log is written in it."
+        )
 
 
 @dataclass

@@ -3,6 +3,8 @@ well under a second; never a traceback, a hang or a silently wrong value."""
 
 from __future__ import annotations
 
+import json
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -568,3 +570,166 @@ def test_a_number_is_never_a_yes_or_no(tmp_path, written, read):
     """YAML reads `yes` as true, and pydantic would take true as 1: one worker, silently."""
     (problem,) = spec_problems(tmp_path, EXAMPLE.replace("max_workers: 4", f"max_workers: {written}", 1))
     assert f"max_workers: write a number, not {read} (YAML reads yes, no, on and off" in problem
+
+
+# --- pipes and devices where a file should be ------------------------------------------------
+# A named pipe blocks whoever opens it until someone opens its other end. Where the toolkit
+# opens it in Python, a test's time limit (SIGALRM) ends the hang; DuckDB opens its file in C,
+# where no signal reaches, so those commands run as a process of their own, cut after 30 s.
+
+
+class Ran:
+    """A command's end, in-process (click's runner) or as a process: exit code and streams."""
+
+    def __init__(self, code: int, stdout: str, stderr: str) -> None:
+        self.code, self.stdout, self.stderr = code, stdout, stderr
+
+
+def kit(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> Ran:
+    """`backfill-kit ARGS` as a process of its own, as a person runs it."""
+    import os
+    import subprocess
+    import sys
+
+    command = [str(Path(sys.executable).parent / "backfill-kit"), *map(str, args)]
+    env = {**os.environ, **(env or {})}
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=30, env=env)
+    return Ran(done.returncode, done.stdout, done.stderr)
+
+
+def kit_here(*args: str | Path, cwd: Path) -> Ran:
+    """`backfill-kit ARGS` in this process (click's runner) from `cwd`, cut after 10 s."""
+    import os
+
+    from click.testing import CliRunner
+
+    from backfill_kit.cli.commands import cli
+
+    here = Path.cwd()
+    os.chdir(cwd)
+    try:
+        with ends_in_time(5.0):
+            result = CliRunner().invoke(cli, list(map(str, args)))
+    finally:
+        os.chdir(here)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    return Ran(result.exit_code, result.stdout, result.stderr)
+
+
+def refused(done: Ran, *said: str) -> str:
+    """The one message of a command that refused its input with exit 2."""
+    assert done.code == 2, (done.code, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr + done.stdout
+    assert done.stderr.startswith("error: ") and done.stderr.count("error: ") == 1, done.stderr
+    for text in said:
+        assert text in done.stderr, done.stderr
+    return done.stderr
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+ONE_DAY = ("--start", "2024-01-10", "--end", "2024-01-10")
+
+
+@pytest.fixture
+def piped(mini: Any) -> Any:
+    """The mini pipeline, with a named pipe `pipe` beside its spec and a plan made from it."""
+    import os
+
+    mini.games(date(2024, 1, 10), 1).close()
+    os.mkfifo(mini.dir / "pipe")
+    assert kit_here("plan", "--spec", "mini.yaml", *ONE_DAY, "--out", "plan.json", cwd=mini.dir).code == 0
+    return mini
+
+
+def test_a_warehouse_path_naming_a_pipe_is_refused_before_duckdb_opens_it(piped):
+    piped.spec_path.write_text(piped.spec_text.replace("path: mini.duckdb", "path: pipe"))
+    before = files_in(piped.dir)
+    done = kit("validate", "--spec", "mini.yaml", *ONE_DAY, cwd=piped.dir)
+    refused(done, f"mini.yaml: warehouse.path: {piped.dir / 'pipe'} is a named pipe (FIFO), not a DuckDB file")
+    refused(kit("spec", "diff", "--spec", "mini.yaml", cwd=piped.dir), "pipe is a named pipe (FIFO), not a DuckDB")
+    refused(kit("spec", "draft", "--duckdb", "pipe", "--out", "x.yaml", cwd=piped.dir), "pipe is a named pipe (FIFO)")
+    assert files_in(piped.dir) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["run", "--plan", "plan.json", "--journal", "pipe"], "the journal pipe is a named pipe (FIFO), not a regular"),
+        (
+            ["run", "--plan", "plan.json", "--journal", "pipe", "--resume"],
+            "the journal pipe is a named pipe (FIFO), not a regular",
+        ),
+        (["run", "--plan", "pipe"], "pipe: a named pipe (FIFO), not a regular file; give the plan file (JSON)"),
+        (["report", "execution", "--journal", "pipe"], "the journal pipe is a named pipe (FIFO), not a file"),
+        (["validate", "--spec", "pipe", *ONE_DAY], "the spec pipe is a named pipe (FIFO), not a file"),
+    ],
+    ids=["run journal", "resume journal", "run plan", "report journal", "spec"],
+)
+def test_a_pipe_given_for_a_file_is_refused_before_it_is_opened(piped, args, said):
+    before = files_in(piped.dir)
+    refused(kit_here(*args, cwd=piped.dir), said)
+    assert files_in(piped.dir) == before  # no lock, no journal, no log folder, no report
+
+
+def test_a_pipe_where_the_runs_logs_go_is_refused_before_anything_starts(piped):
+    (piped.dir / "plan.logs").symlink_to("pipe")
+    before = files_in(piped.dir)
+    refused(kit_here("run", "--plan", "plan.json", cwd=piped.dir), "the logs folder plan.logs is a named pipe (FIFO)")
+    assert files_in(piped.dir) == before
+
+
+def test_a_pipe_among_the_journals_beside_the_spec_blocks_neither_plan_nor_monitor(piped):
+    """`plan` reads runs/*.journal.jsonl for its estimates, `monitor` follows them."""
+    import os
+
+    (piped.dir / "runs").mkdir()
+    os.mkfifo(piped.dir / "runs" / "old.journal.jsonl")
+    assert kit_here("plan", "--spec", "mini.yaml", *ONE_DAY, cwd=piped.dir).code == 0
+    watched = kit_here("monitor", "--spec", "mini.yaml", *ONE_DAY, "--once", cwd=piped.dir)
+    assert watched.code == 0, watched.stderr
+    assert "runs/old.journal.jsonl is a named pipe (FIFO), not a regular file" in " ".join(watched.stdout.split())
+
+
+def test_a_credentials_file_naming_a_pipe_is_refused_before_it_is_read(piped, monkeypatch):
+    monkeypatch.delenv("BIGQUERY_EMULATOR_HOST", raising=False)
+    bigquery, duckdb = "backend: bigquery\n  project: my-project", "backend: duckdb\n  path: mini.duckdb"
+    piped.spec_path.write_text(piped.spec_text.replace(duckdb, f"{bigquery}\n  credentials_file: pipe"))
+    done = kit_here("validate", "--spec", "mini.yaml", *ONE_DAY, cwd=piped.dir)
+    refused(done, f"mini.yaml: warehouse.credentials_file: {piped.dir / 'pipe'} is a named pipe (FIFO), not a key")
+    piped.spec_path.write_text(piped.spec_text.replace(duckdb, bigquery))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(piped.dir / "pipe"))
+    done = kit_here("validate", "--spec", "mini.yaml", *ONE_DAY, cwd=piped.dir)
+    refused(done, f"GOOGLE_APPLICATION_CREDENTIALS names {piped.dir / 'pipe'}, which is a named pipe (FIFO)")
+
+
+def test_a_pipe_in_the_reports_folder_does_not_block_its_index(tmp_path):
+    import os
+
+    from backfill_kit.reports.render import write_index
+
+    os.mkfifo(tmp_path / "planted.html")
+    with ends_in_time(2.0):
+        index = write_index(tmp_path)
+    assert "planted.html" not in index.read_text()
+
+
+JOURNAL_START = {
+    "event": "run_started",
+    "time": "2024-02-01T00:00:00",
+    "plan": "plan.json",
+    "plan_sha": "x",
+    "steps": 1,
+}
+
+
+def test_a_pipe_planted_at_a_journals_lock_does_not_block_the_monitor(piped):
+    import os
+
+    (piped.dir / "runs").mkdir()
+    (piped.dir / "runs" / "old.journal.jsonl").write_text(json.dumps(JOURNAL_START) + "\n")
+    os.mkfifo(piped.dir / "runs" / "old.journal.jsonl.lock")
+    watched = kit_here("monitor", "--spec", "mini.yaml", *ONE_DAY, "--once", cwd=piped.dir)
+    assert watched.code == 0 and "Journal runs/old.journal.jsonl" in watched.stdout, watched.stdout + watched.stderr

@@ -348,7 +348,7 @@ def execution(journal: str | Path) -> ExecutionLog:
     """Read a runner journal, and the plan it ran when that file is still readable. A relative
     `journal` is found by `arguments.find_file`'s rule (from notebooks/ too)."""
     path = find_file(journal, "the journal", hint=JOURNAL_HINT)
-    if not path.is_file():
+    if not path.exists():  # a pipe or a device: read_journal names it
         raise InputError(f"the journal {journal} does not exist; {JOURNAL_HINT}")
     events = read_journal(path).events
     return ExecutionLog(str(path), events, *find_plan(path, events))

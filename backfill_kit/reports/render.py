@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backfill_kit.common.arguments import find_file
+from backfill_kit.common.small_files import odd_file
 from backfill_kit.errors import BackfillKitError, InputError, MissingDependencyError
 from backfill_kit.running.journal import Event
 
@@ -131,7 +132,7 @@ def render_execution(
 
     hint = "a run writes it beside its plan (e.g. runs/plan.journal.jsonl for runs/plan.json)"
     found = find_file(journal, "the journal", hint=hint)
-    if not found.is_file():
+    if not found.exists():  # a pipe or a device: read_journal names it
         raise InputError(f"the journal {journal} does not exist; {hint}")
     events = read_journal(found).events  # a corrupt journal is one clear message too
     if not any(e.get("event") == Event.RUN_STARTED for e in events):
@@ -491,7 +492,7 @@ def write_index(out_dir: Path) -> Path:
     import html
 
     entries = sorted(
-        (read_entry(p) for p in out_dir.glob("*.html") if p.name != "index.html"),
+        (read_entry(p) for p in out_dir.glob("*.html") if p.name != "index.html" and not odd_file(p)),
         key=lambda e: (str(e.meta.get("generated_at", "")), e.html.name),
         reverse=True,
     )

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from backfill_kit.common.file_kinds import kind_of
+from backfill_kit.common.small_files import NotSmallText, open_regular
 from backfill_kit.errors import BackfillKitError, InputError
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Outcome",
     "RunOutcome",
     "last_run_outcome",
+    "not_a_journal_file",
     "read_journal",
 ]
 
@@ -126,13 +128,23 @@ def read_journal(path: Path) -> JournalState:
     if not path.exists():
         return state
     try:
-        with open(path, "rb") as f:
+        with os.fdopen(open_regular(path), "rb") as f:
             _read_lines(path, f, state)
+    except NotSmallText as exc:  # a pipe would block the run, the monitor and the report forever
+        raise not_a_journal_file(path, exc.detail) from None
     except OSError as exc:
         raise InputError(f"cannot read the journal {path}: {exc.strerror}") from exc
     for event in state.events:
         _apply(state, event)
     return state
+
+
+def not_a_journal_file(path: Path, kind: str) -> InputError:
+    """The refusal of a journal path that names a pipe, a device or a folder (`kind`)."""
+    return InputError(
+        f"the journal {path} is {kind}, not a regular file; give a journal "
+        "file (JSON lines), or leave --journal out for the one beside the plan."
+    )
 
 
 def last_run_outcome(state: JournalState) -> str | None:
@@ -199,8 +211,8 @@ def _corrupt(path: Path, number: int, problem: str, *, first: bool) -> InputErro
 
 
 def _what_it_is(path: Path) -> str:
-    with contextlib.suppress(OSError, UnicodeDecodeError):
-        with path.open("rb") as file:
+    with contextlib.suppress(OSError, UnicodeDecodeError, NotSmallText):
+        with os.fdopen(open_regular(path), "rb") as file:
             head = file.read(1 << 16).decode()
         if kind := _OTHER_KINDS.get(kind_of(head) or ""):
             return kind

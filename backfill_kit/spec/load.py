@@ -127,7 +127,7 @@ def _read_text(path: Path) -> str:
         return read_small_text(path, MAX_SPEC_BYTES)
     except NotSmallText as exc:
         message = {
-            Why.NOT_A_FILE: "not a regular file; give the path of the spec's YAML file",
+            Why.NOT_A_FILE: f"{exc.detail}, not a regular file; give the path of the spec's YAML file",
             Why.UNREADABLE: f"cannot read the spec file: {exc.detail}",
             Why.TOO_LARGE: f"the file is larger than {MAX_SPEC_BYTES // 1024} KiB; a spec is a few kilobytes of YAML",
             Why.NOT_UTF8: f"not UTF-8 text ({exc.detail}); save the file as UTF-8",
