@@ -733,3 +733,159 @@ def test_a_pipe_planted_at_a_journals_lock_does_not_block_the_monitor(piped):
     os.mkfifo(piped.dir / "runs" / "old.journal.jsonl.lock")
     watched = kit_here("monitor", "--spec", "mini.yaml", *ONE_DAY, "--once", cwd=piped.dir)
     assert watched.code == 0 and "Journal runs/old.journal.jsonl" in watched.stdout, watched.stdout + watched.stderr
+
+
+# --- JSON from outside, however deep ----------------------------------------------------------
+
+DEEP = "[" * 5000 + "]" * 5000  # json.loads recurses once per level: a RecursionError at ~1,000
+
+
+@pytest.fixture
+def failed_deep(mini: Any) -> Any:
+    """The mini pipeline with one failed run on 2024-01-10 whose error column is nested 5,000 deep."""
+    mini.games(date(2024, 1, 10), 1).run("BoxscoreProcessor", date(2024, 1, 10), "failed", error=DEEP)
+    mini.close()
+    return mini
+
+
+MARK = "(JSON nested deeper than 50 levels, shown as text) [[[["
+
+
+def test_a_run_history_error_nested_5000_deep_is_shown_as_text_marked(failed_deep):
+    validated = kit_here("validate", "--spec", "mini.yaml", *ONE_DAY, cwd=failed_deep.dir)
+    assert validated.code == 1 and MARK in validated.stdout, validated.stdout + validated.stderr
+    as_json = ("validate", "--spec", "mini.yaml", *ONE_DAY, "--format", "json", "--table", "boxscore")
+    (cell,) = json.loads(kit_here(*as_json, cwd=failed_deep.dir).stdout)["cells"]
+    assert cell["status"] == "failed" and cell["last_error"].startswith(MARK)
+    assert len(cell["last_error"]) <= 4000  # cut like any long error, the mark kept
+    watched = kit_here("monitor", "--spec", "mini.yaml", *ONE_DAY, "--window-hours", "100000", cwd=failed_deep.dir)
+    assert watched.code == 0 and MARK in " ".join(watched.stdout.split()), watched.stdout + watched.stderr
+    for command in (["plan"], ["preflight", "--quick"]):
+        done = kit_here(*command, "--spec", "mini.yaml", *ONE_DAY, cwd=failed_deep.dir)
+        assert done.code in (0, 1, 2) and "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [
+        ('[{"error_type": "E", "error_message": 1e999}]', '[{"error_type": "E", "error_message": 1e999}]'),
+        ('[{"error_type": "E", "error_message": ' + "9" * 5000 + "}]", '[{"error_type": "E", "error_message": 999'),
+        ('[{"error_type": "E", "error_message": NaN}]', '[{"error_type": "E", "error_message": NaN}]'),
+        ('[{"error_type": "E", "error_message": "' + "x" * 5_000_000 + '"}]', "E: xxxx"),
+    ],
+    ids=["float overflow", "5000 digits", "NaN", "5 MB"],
+)
+def test_a_run_history_error_with_huge_numbers_or_text_is_shown(mini, error, shown):
+    mini.games(date(2024, 1, 10), 1).run("BoxscoreProcessor", date(2024, 1, 10), "failed", error=error).close()
+    args = ("validate", "--spec", "mini.yaml", *ONE_DAY, "--format", "json", "--table", "boxscore")
+    (cell,) = json.loads(kit_here(*args, cwd=mini.dir).stdout)["cells"]
+    assert cell["last_error"].startswith(shown) and len(cell["last_error"]) <= 4000
+
+
+def plan_text_with(line: str, value: str) -> str:
+    """The sample plan as `plan` writes it (indented), with `value` in place of one line's value."""
+    text = json.dumps(PLAN, indent=2)
+    assert f"{line}," in text
+    return text.replace(f"{line},", f"{line.split(':')[0]}: {value},", 1)
+
+
+@pytest.mark.parametrize(
+    ("line", "value", "said"),
+    [
+        ('"options": {}', DEEP, "nested deeper than 50 levels"),
+        ('"timeout_seconds": 60', "NaN", "NaN is not a finite number"),
+        ('"timeout_seconds": 60', "-Infinity", "-Infinity is not a finite number"),
+        ('"retries": 1', "1e999", "1e999 is not a finite number"),
+        ('"workers": 2', "9" * 5000, "a number of more than 4,300 digits"),
+    ],
+    ids=["deep", "NaN", "-Infinity", "1e999", "5000 digits"],
+)
+def test_a_plan_file_deep_or_with_numbers_json_lacks_is_one_message_at_its_line(tmp_path, line, value, said):
+    text = plan_text_with(line, value)
+    where = next(i for i, row in enumerate(text.splitlines(), 1) if row.strip().startswith(line.split(":")[0]))
+    result = run_plan(tmp_path, text)
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {tmp_path / 'plan.json'}:{where}: not a plan file ({said}); make a new")
+
+
+def test_a_plan_with_more_workers_than_a_spec_allows_is_refused(tmp_path):
+    result = run_plan(tmp_path, json.dumps(plan_with(stage={"workers": 10**300})))
+    assert result.exit_code == 2
+    assert "stage 1: workers is more than 256, the most a phase runs at once" in result.output
+
+
+@pytest.mark.parametrize(
+    ("second", "said"),
+    [
+        (
+            '{"event": "stage_started", "time": "2024-02-01T00:00:01", "stage": 1, "deep": ' + DEEP + "}",
+            "nested deeper than 50 levels",
+        ),
+        (
+            '{"event": "stage_started", "time": "2024-02-01T00:00:01", "stage": 1, "seconds": NaN}',
+            "NaN is not a finite number",
+        ),
+        (
+            '{"event": "stage_started", "time": "2024-02-01T00:00:01", "stage": ' + "1" * 5000 + "}",
+            "a number of more than 4,300 digits",
+        ),
+    ],
+    ids=["deep", "NaN", "5000 digits"],
+)
+@pytest.mark.parametrize("command", ["run --resume", "report execution"])
+def test_a_journal_line_deep_or_with_numbers_json_lacks_is_one_message_at_its_line(tmp_path, second, said, command):
+    (tmp_path / "plan.json").write_text(json.dumps(plan_with(spec="")))
+    journal = tmp_path / "plan.journal.jsonl"
+    journal.write_text(json.dumps(JOURNAL_START) + "\n" + second + "\n")
+    args = {
+        "run --resume": ["run", "--plan", "plan.json", "--resume"],
+        "report execution": ["report", "execution", "--journal", "plan.journal.jsonl", "--out-dir", "reports"],
+    }[command]
+    before = files_in(tmp_path)
+    refused(kit_here(*args, cwd=tmp_path), f"plan.journal.jsonl:2: the journal line is corrupt: {said}. Nothing was")
+    assert files_in(tmp_path) == before
+
+
+def test_a_journal_whose_first_line_nests_5000_deep_is_named_as_no_journal(tmp_path):
+    (tmp_path / "j.jsonl").write_text(DEEP + "\n")
+    refused(kit_here("report", "execution", "--journal", "j.jsonl", cwd=tmp_path), "is not a backfill-kit journal")
+
+
+def test_durations_an_edited_journal_claims_past_any_step_break_neither_plan_nor_monitor(mini):
+    """1e308 seconds overflowed the fit (`plan`) and the ETA (`monitor`)."""
+    mini.games(date(2024, 1, 10), 1).close()
+    events = [JOURNAL_START]
+    for step, dates, seconds in (("a", 1, 1e308), ("b", 3, 1.7e308), ("c", 10**30, 5.0)):
+        events.append(
+            {
+                "event": "step_started",
+                "time": "2024-02-01T00:00:01",
+                "step": step,
+                "table": "boxscore",
+                "attempt": 1,
+                "dates": dates,
+            }
+        )
+        events.append(
+            {
+                "event": "step_finished",
+                "time": "2024-02-01T00:00:01",
+                "step": step,
+                "table": "boxscore",
+                "outcome": "succeeded",
+                "seconds": seconds,
+            }
+        )
+    (mini.dir / "runs").mkdir()
+    (mini.dir / "runs" / "old.journal.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    planned = kit_here("plan", "--spec", "mini.yaml", *ONE_DAY, cwd=mini.dir)
+    assert planned.code == 0 and "estimated unknown" in planned.stdout, planned.stdout + planned.stderr
+    watched = kit_here("monitor", "--spec", "mini.yaml", *ONE_DAY, cwd=mini.dir)
+    assert watched.code == 0, watched.stdout + watched.stderr
+
+
+def test_a_report_in_the_reports_folder_whose_description_nests_deep_is_listed_plainly(tmp_path):
+    from backfill_kit.reports.render import META, write_index
+
+    (tmp_path / "odd.html").write_text(f"<html><head><meta name=\"{META}\" content='{'[' * 2000}'></head></html>")
+    assert "odd.html" in write_index(tmp_path).read_text()

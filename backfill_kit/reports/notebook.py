@@ -14,7 +14,7 @@ import math
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -536,5 +536,10 @@ def warning_rows(events: Sequence[dict[str, Any]], without_data: Sequence[str]) 
 
 
 def _wall_seconds(events: Sequence[dict[str, Any]]) -> float | None:
-    times = [datetime.fromisoformat(e["time"]) for e in events if e.get("time")]
+    times = [_utc(datetime.fromisoformat(e["time"])) for e in events if e.get("time")]
     return (max(times) - min(times)).total_seconds() if times else None
+
+
+def _utc(moment: datetime) -> datetime:
+    """A journal's time; one written without an offset is UTC, as the runner's are."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import json
 import os
 import re
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backfill_kit.common.arguments import find_file
+from backfill_kit.common.json_input import NotJson, parse_json
 from backfill_kit.common.small_files import odd_file
 from backfill_kit.errors import BackfillKitError, InputError, MissingDependencyError
 from backfill_kit.running.journal import Event
@@ -481,8 +481,8 @@ def read_entry(path: Path) -> Entry:
     tag = re.search(r'<meta\s[^>]*name="' + META + r'"[^>]*>', head)
     content = re.search(r"""content=(?:'([^']*)'|"([^"]*)")""", tag.group(0)) if tag else None
     try:
-        meta = json.loads(html.unescape(content.group(1) or content.group(2))) if content else {}
-    except ValueError:
+        meta = parse_json(html.unescape(content.group(1) or content.group(2))) if content else {}
+    except NotJson:  # not one of ours, or edited: listed without its description
         meta = {}
     return Entry(path, meta if isinstance(meta, dict) else {})
 

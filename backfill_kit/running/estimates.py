@@ -14,9 +14,11 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
+from backfill_kit.common.limits import EARLIEST_DATE, LATEST_DATE
 from backfill_kit.errors import InputError
+from backfill_kit.spec.model import MAX_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:
     from backfill_kit.spec.model import PipelineSpec
@@ -58,13 +60,22 @@ def journal_samples(journals: Iterable[Path]) -> Samples:
             continue
         dates: dict[str, int] = {}
         for e in events:
-            if e["event"] == Event.STEP_STARTED and isinstance(e.get("dates"), int):
+            if e["event"] == Event.STEP_STARTED and _bounded(e.get("dates"), 1, MAX_STEP_DATES):
                 dates[e["step"]] = e["dates"]
             elif e["event"] == Event.STEP_FINISHED and e["outcome"] in DONE_OUTCOMES and e["step"] in dates:
                 seconds = e.get("seconds")
-                if isinstance(seconds, int | float) and seconds >= 0:
+                if _bounded(seconds, 0, MAX_TIMEOUT_SECONDS):
                     samples.setdefault(e["table"], []).append((dates[e["step"]], float(seconds)))
     return samples
+
+
+# What an edited journal may claim and still count: no step covers more dates than there are,
+# nor runs longer than a step's time limit (a fit over 1e308 seconds overflows).
+MAX_STEP_DATES = (LATEST_DATE - EARLIEST_DATE).days + 1
+
+
+def _bounded(value: object, low: float, high: float) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
 
 
 def history_samples(cells: Sequence[Cell]) -> Samples:

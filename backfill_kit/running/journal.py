@@ -16,6 +16,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from backfill_kit.common.file_kinds import kind_of
+from backfill_kit.common.json_input import NotJson, parse_json
 from backfill_kit.common.small_files import NotSmallText, open_regular
 from backfill_kit.errors import BackfillKitError, InputError
 
@@ -174,9 +176,9 @@ def _read_lines(path: Path, f: IO[bytes], state: JournalState) -> None:
 
 def _parse(path: Path, number: int, raw: bytes) -> dict[str, Any]:
     try:
-        event = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _corrupt(path, number, f"invalid JSON ({exc})", first=number == 1) from None
+        event = parse_json(raw)
+    except NotJson as exc:
+        raise _corrupt(path, number, exc.reason, first=number == 1) from None
     if not (isinstance(event, dict) and isinstance(event.get("event"), str)):
         raise _corrupt(path, number, "not a journal event", first=number == 1)
     if problem := _schema_problem(event):
@@ -191,10 +193,41 @@ def _schema_problem(event: dict[str, Any]) -> str | None:
         if value is None:
             return f"a {kind} event without its '{name}' field"
         if not isinstance(value, types) or isinstance(value, bool):
-            return f"a {kind} event whose '{name}' is {value!r}, not a {types[0].__name__}"
+            return f"a {kind} event whose '{name}' is {_shown(value)}, not a {types[0].__name__}"
+    for name, types in _OPTIONAL.items():
+        value = event.get(name)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            return f"a {kind} event whose '{name}' is {_shown(value)}, not a {types[0].__name__}"
+    if not (_ISO_TIME.fullmatch(event["time"]) and _is_time(event["time"])):
+        return f"a {kind} event whose 'time' is {_shown(event['time'])}, not a time as YYYY-MM-DDTHH:MM:SS+00:00"
     if kind == Event.STEP_FINISHED and event["outcome"] not in _OUTCOMES:
-        return f"a step_finished event with an unknown outcome {event['outcome']!r}"
+        return f"a step_finished event with an unknown outcome {_shown(event['outcome'])}"
     return None
+
+
+# Fields of some events that readers (the reports, the monitor, the estimates) take as they
+# are: checked where present. A time is ISO 8601 as the journal writes it (an offset optional).
+_OPTIONAL: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(("attempt", "dates", "stage", "exit_code", "retries", "already_done"), _INT),
+    **dict.fromkeys(("phase", "mode", "log", "tail", "reason", "error"), _TEXT),
+    "seconds": (float, int),
+    "warnings": (list,),
+}
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:\d{2})?")
+
+
+def _is_time(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:  # 2024-02-30, 25:00
+        return False
+    return True
+
+
+def _shown(value: Any) -> str:
+    """A value as a message quotes it: short, whatever an edited line holds."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _corrupt(path: Path, number: int, problem: str, *, first: bool) -> InputError:
@@ -216,10 +249,10 @@ def _what_it_is(path: Path) -> str:
             head = file.read(1 << 16).decode()
         if kind := _OTHER_KINDS.get(kind_of(head) or ""):
             return kind
-    with contextlib.suppress(OSError, ValueError):
-        if path.stat().st_size < 64 << 20:
-            data = json.loads(path.read_bytes())
-            return f"it holds one JSON {type(data).__name__}, not one event per line"
+    with contextlib.suppress(OSError, NotJson, NotSmallText):
+        with os.fdopen(open_regular(path), "rb") as file:
+            data = parse_json(file.read(64 << 20))
+        return f"it holds one JSON {type(data).__name__}, not one event per line"
     return "its first line is not a journal event"
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, get_type_hints
 
 from backfill_kit.common.cache import cache_key, installed_file_text, read_entry, sources_key, write_entry
 from backfill_kit.common.file_kinds import kind_of
+from backfill_kit.common.limits import MAX_NESTING
 from backfill_kit.common.small_files import NotSmallText, Why, read_small_text
 from backfill_kit.errors import Problem, SpecError
 from backfill_kit.spec.checks import cross_table_problems, filter_problems, semantic_problems
@@ -34,7 +35,7 @@ __all__ = ["field_lines", "load_spec", "parse_spec"]
 # one, and far below what an alias bomb (a few hundred bytes) expands to.
 MAX_SPEC_BYTES = 1 << 20
 MAX_SPEC_VALUES = 50_000
-MAX_SPEC_DEPTH = 50
+MAX_SPEC_DEPTH = MAX_NESTING
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
 
