@@ -39,6 +39,7 @@ from backfill_kit.spec.model import (
     TableSpec,
     command_problem,
 )
+from backfill_kit.spec.placeholders import fill_placeholders
 from backfill_kit.validation.calendar import consecutive_runs
 from backfill_kit.validation.validator import Cell, Validation
 
@@ -615,7 +616,7 @@ def job_command(
         "processor": table.processor,
         "python": python,
     }
-    argv = [arg.format(**values) for arg in job.argv] + list(extra)
+    argv = [fill_placeholders(arg, values) for arg in job.argv] + list(extra)
     env = dict(job.env)
     if job.skip_downstream is not None:
         argv.extend(job.skip_downstream.args)

@@ -889,3 +889,61 @@ def test_a_report_in_the_reports_folder_whose_description_nests_deep_is_listed_p
 
     (tmp_path / "odd.html").write_text(f"<html><head><meta name=\"{META}\" content='{'[' * 2000}'></head></html>")
     assert "odd.html" in write_index(tmp_path).read_text()
+
+
+# --- job placeholders ------------------------------------------------------------------------
+
+MINI_ARGV = '["{python}", "-c", "pass", "{id}", "{start}", "{end}"]'
+
+
+def with_argv(mini: Any, *extra: str) -> Any:
+    """The mini pipeline with `extra` arguments (YAML flow items) after its job's own."""
+    assert MINI_ARGV in mini.spec_text
+    mini.spec_path.write_text(
+        mini.spec_text.replace(MINI_ARGV, MINI_ARGV[:-1] + "".join(f", {e}" for e in extra) + "]")
+    )
+    return mini
+
+
+@pytest.mark.parametrize(
+    ("written", "why"),
+    [
+        ('"{start:d}"', "{start:d} has a format spec (:d)"),  # a ValueError traceback at `plan`
+        ('"{start:>300000000}"', "{start:>300000000} has a format spec (:>300000000)"),  # a MemoryError
+        ('"{start!r}"', "{start!r} has a conversion (!r)"),  # the job was handed '2024-01-10', quoted
+        ('"{start.year}"', "{start.year} has an attribute (.year)"),
+        ('"{start[0]}"', "{start[0]} has an index ([0])"),
+        ('"{0}"', "{0} names no placeholder"),
+        ('"{}"', "{} names no placeholder"),
+        ('"{begin}"', "{begin} names no placeholder"),
+        ('"--day={start"', "a '{' on its own"),  # a ValueError traceback at load
+        ('"a}b"', "a '}' on its own"),
+    ],
+)
+def test_a_placeholder_is_a_name_alone_in_braces(mini, written, why):
+    with_argv(mini.games(date(2024, 1, 10), 1), written).close()
+    problem = refused(
+        kit_here("plan", "--spec", "mini.yaml", *ONE_DAY, cwd=mini.dir), "the pipeline spec has 1 problem"
+    )
+    line = next(i for i, row in enumerate(mini.spec_path.read_text().splitlines(), 1) if written in row)
+    assert (
+        f"  mini.yaml:{line}: job_defaults.argv[6]: {why} in {json.loads(written)!r}; a placeholder is a name alone"
+        in problem
+    )
+    assert (
+        "one of {end}, {id}, {processor}, {python}, {start}, {table} (a literal brace is written {{ or }})" in problem
+    )
+
+
+def test_doubled_braces_are_one_literal_brace(mini):
+    with_argv(mini.games(date(2024, 1, 10), 1), r'"--config={{\"day\": \"{start}\"}}"', '"{{id}}"').close()
+    planned = kit_here("plan", "--spec", "mini.yaml", *ONE_DAY, "--format", "json", cwd=mini.dir)
+    assert planned.code == 0, planned.stderr
+    argv = json.loads(planned.stdout)["stages"][0]["steps"][0]["argv"]
+    assert argv[6:8] == ['--config={"day": "2024-01-10"}', "{id}"]
+
+
+def test_a_placeholder_inherited_by_every_table_is_named_once_where_it_is_written(mini):
+    with_argv(mini, '"{start!s}"').close()
+    problem = refused(kit_here("validate", "--spec", "mini.yaml", *ONE_DAY, cwd=mini.dir))
+    assert problem.count("{start!s}") == 2 and "job_defaults.argv[6]" in problem  # once, with its text quoted
