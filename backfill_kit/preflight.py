@@ -317,19 +317,41 @@ def _jobs_resolve(ctx: _Context) -> Iterator[Check]:
 
 
 def _unresolved(spec: PipelineSpec, table: TableSpec, job: JobSpec) -> str | None:
+    program = sys.executable if job.argv[0] == "{python}" else job.argv[0]
+    try:
+        return _unfound(spec, table, job, program)
+    except PermissionError as exc:  # a folder on the way this user may not enter
+        looked = Path(exc.filename or spec.resolve_path(job.workdir))
+        return f"{table.id}: {program!r}: cannot look at {looked}: this user may not enter the folder {_closed_folder(looked)}"
+
+
+def _closed_folder(path: Path) -> Path:
+    """The first folder on the way to `path` that this user may not search, else its own folder."""
+    return next((p for p in reversed(path.parents) if not os.access(p, os.X_OK)), path.parent)
+
+
+def _unfound(spec: PipelineSpec, table: TableSpec, job: JobSpec, program: str) -> str | None:
     workdir = spec.resolve_path(job.workdir)
     if not workdir.is_dir():
         return f"{table.id}: workdir {workdir} does not exist"
-    program = sys.executable if job.argv[0] == "{python}" else job.argv[0]
     if not (shutil.which(program) or (workdir / program).is_file()):
         return f"{table.id}: {program!r} is not on PATH nor in {workdir}"
     rest = job.argv[1:]
-    if program == sys.executable and len(rest) >= 2 and rest[0] == "-m" and importlib.util.find_spec(rest[1]) is None:
-        return f"{table.id}: module {rest[1]!r} cannot be imported"
+    if program == sys.executable and len(rest) >= 2 and rest[0] == "-m" and (why := _unimportable(rest[1])) is not None:
+        return f"{table.id}: module {rest[1]!r} cannot be imported{why}"
     script = next((a for a in rest if a.endswith(".py") and "{" not in a), None)
     if script and not (workdir / script).is_file():
         return f"{table.id}: script {script} is not in {workdir}"
     return None
+
+
+def _unimportable(module: str) -> str | None:
+    """Why `python -m module` would not start ('' when it is simply not found), else None.
+    Finding `a.b` imports the package `a`: its own error is the job's problem, not preflight's."""
+    try:
+        return None if importlib.util.find_spec(module) is not None else ""
+    except Exception as exc:  # a missing parent, a relative name, the package's own code failing
+        return f" ({type(exc).__name__}: {exc})"
 
 
 def _skip_downstream(ctx: _Context) -> Iterator[Check]:

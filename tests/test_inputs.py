@@ -947,3 +947,80 @@ def test_a_placeholder_inherited_by_every_table_is_named_once_where_it_is_writte
     with_argv(mini, '"{start!s}"').close()
     problem = refused(kit_here("validate", "--spec", "mini.yaml", *ONE_DAY, cwd=mini.dir))
     assert problem.count("{start!s}") == 2 and "job_defaults.argv[6]" in problem  # once, with its text quoted
+
+
+# --- job commands preflight cannot look at ---------------------------------------------------
+
+NOBODY = 65534
+
+
+def as_nobody(*args: str | Path, cwd: Path) -> Ran:
+    """`backfill-kit ARGS` as the unprivileged uid 65534 (setpriv), with no user cache (the
+    suite's is root's)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv to run a command as another uid")
+    user = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    env = {**os.environ, "BACKFILL_KIT_CACHE_DIR": ""}
+    if subprocess.run([*user, sys.executable, "-c", "import backfill_kit"], env=env, capture_output=True).returncode:
+        pytest.skip(f"uid {NOBODY} cannot run this Python ({sys.executable})")
+    command = [*user, str(Path(sys.executable).parent / "backfill-kit"), *map(str, args)]
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60, env=env)
+    return Ran(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture
+def closed_job_folder() -> Any:
+    """The mini pipeline in a folder anyone may read, whose job is in `jobs/`: root's, mode 0700."""
+    import os
+    import shutil
+    import tempfile
+
+    from conftest import MiniWarehouse
+
+    folder = Path(tempfile.mkdtemp(prefix="backfill-kit-closed-"))
+    try:
+        folder.chmod(0o755)
+        mini = MiniWarehouse(folder)
+        mini.games(date(2024, 1, 10), 1).close()
+        assert MINI_ARGV in mini.spec_text
+        job = 'workdir: jobs\n  argv: ["./job.sh", "{id}", "{start}", "{end}"]'
+        mini.spec_path.write_text(mini.spec_text.replace(f"argv: {MINI_ARGV}", job))
+        (folder / "jobs").mkdir(mode=0o700)
+        (folder / "jobs" / "job.sh").write_text("#!/bin/sh\nexit 0\n")
+        (folder / "jobs" / "job.sh").chmod(0o755)
+        (folder / "runs").mkdir()
+        os.chown(folder / "runs", NOBODY, NOBODY)  # where that user's backfill writes its plan
+        yield mini
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_a_job_in_a_folder_the_user_cannot_enter_is_a_failed_check_naming_both(closed_job_folder):
+    folder = closed_job_folder.dir
+    said = f"'./job.sh': cannot look at {folder}/jobs/job.sh: this user may not enter the folder {folder}/jobs"
+    assert kit_here("plan", "--spec", "mini.yaml", *ONE_DAY, "--out", "plan.json", cwd=folder).code == 0
+    for args in (
+        ["preflight", "--spec", "mini.yaml", *ONE_DAY, "--quick"],
+        ["run", "--plan", "plan.json"],
+        ["backfill", "--spec", "mini.yaml", *ONE_DAY, "--out", "runs/plan.json"],
+    ):
+        done = as_nobody(*args, cwd=folder)
+        assert "Traceback" not in done.stdout + done.stderr, done.stderr
+        assert done.code == 1, (args, done.stdout, done.stderr)
+        assert "job commands resolve" in done.stdout and said in " ".join(done.stdout.split()), done.stdout
+
+
+def test_a_job_module_under_a_missing_package_is_a_failed_check(mini):
+    """find_spec('nope.job') raises ModuleNotFoundError (it imports 'nope'): preflight crashed."""
+    mini.games(date(2024, 1, 10), 1).close()
+    mini.spec_path.write_text(mini.spec_text.replace('"-c", "pass"', '"-m", "nope.job"'))
+    done = kit_here("preflight", "--spec", "mini.yaml", *ONE_DAY, "--quick", cwd=mini.dir)
+    assert done.code == 1, done.stdout + done.stderr
+    said = "boxscore: module 'nope.job' cannot be imported (ModuleNotFoundError: No module named 'nope')"
+    assert said in " ".join(done.stdout.split())
