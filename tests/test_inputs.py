@@ -1024,3 +1024,66 @@ def test_a_job_module_under_a_missing_package_is_a_failed_check(mini):
     assert done.code == 1, done.stdout + done.stderr
     said = "boxscore: module 'nope.job' cannot be imported (ModuleNotFoundError: No module named 'nope')"
     assert said in " ".join(done.stdout.split())
+
+
+# --- text from outside, on screen ------------------------------------------------------------
+
+# A bidi override (U+202E) makes a terminal or a browser show what follows reversed; with the
+# isolates, zero-width characters, the BOM and the line separator, text reads otherwise than it
+# is. A lone surrogate (\ud800, valid JSON) cannot be encoded at all.
+HIDDEN = "\u202e\u202c\u200b\u2066\u2069\u2028\u2029\ufeff\U000e0041"
+# As the run history holds it: JSON text, the characters as they are, and a lone surrogate escaped.
+SNEAKY = '[{"error_type": "PermissionError", "error_message": "ok \u202e;tixe\u202c \u200bfine\u2066x\u2069 a\u2028b\ufeff \\ud800"}]'
+
+
+def hidden_in(text: str) -> list[str]:
+    import unicodedata
+
+    return [f"U+{ord(c):04X}" for c in text if unicodedata.category(c) in ("Cf", "Cs", "Zl", "Zp")]
+
+
+@pytest.fixture
+def sneaky(mini: Any) -> Any:
+    """A failed run whose error hides bidi overrides and other invisible characters."""
+    mini.games(date(2024, 1, 10), 1).run("BoxscoreProcessor", date(2024, 1, 10), "failed", error=SNEAKY)
+    mini.close()
+    return mini
+
+
+SHOWN = "PermissionError: ok ;tixe finex a b"
+
+
+def test_invisible_characters_of_a_run_history_error_never_reach_the_terminal(sneaky):
+    validated = kit_here("validate", "--spec", "mini.yaml", *ONE_DAY, cwd=sneaky.dir)
+    assert validated.code == 1 and SHOWN in validated.stdout and hidden_in(validated.stdout) == [], validated.stdout
+    as_json = kit_here(
+        "validate", "--spec", "mini.yaml", *ONE_DAY, "--format", "json", "--table", "boxscore", cwd=sneaky.dir
+    )
+    (cell,) = json.loads(as_json.stdout)["cells"]
+    assert cell["last_error"].startswith(SHOWN) and hidden_in(cell["last_error"]) == []
+    watched = kit_here("monitor", "--spec", "mini.yaml", *ONE_DAY, "--window-hours", "100000", cwd=sneaky.dir)
+    assert watched.code == 0 and SHOWN.split(": ", 1)[1] in watched.stdout and hidden_in(watched.stdout) == []
+
+
+def test_invisible_characters_never_reach_a_reports_text(sneaky, tmp_path):
+    from backfill_kit import reports
+
+    audit = reports.coverage(sneaky.spec_path, "2024-01-10", "2024-01-10")
+    gaps = audit.gaps().data
+    assert SHOWN in gaps and hidden_in(gaps) == []
+    journal = tmp_path / "plan.journal.jsonl"
+    finished = {
+        "event": "run_finished",
+        "time": "2024-02-01T00:00:01",
+        "outcome": "completed",
+        "warnings": [f"odd \u202eoutput{HIDDEN}"],
+    }
+    journal.write_text(json.dumps(JOURNAL_START) + "\n" + json.dumps(finished) + "\n")
+    warnings = reports.execution(journal).warnings().data
+    assert "odd output" in warnings and hidden_in(warnings) == []
+
+
+def test_invisible_characters_in_a_message_quoting_outside_text_never_reach_the_terminal(tmp_path):
+    """Every error message goes through the same gate: a path, say, quoted as it was given."""
+    done = kit_here("validate", "--spec", "sp\u202eec.yaml", *ONE_DAY, cwd=tmp_path)
+    assert "the spec spec.yaml does not exist" in refused(done) and hidden_in(done.stderr) == []

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.display import HTML
 
 from backfill_kit.common.arguments import as_date, find_file
-from backfill_kit.common.formatting import duration_text
+from backfill_kit.common.formatting import duration_text, printable
 from backfill_kit.common.status import DONE, NEEDS_WORK, PROGRESS_WORDS
 from backfill_kit.errors import InputError
 from backfill_kit.reports import figures
@@ -80,10 +80,11 @@ STYLE = """<style>
 
 
 def esc(value: object) -> str:
-    """Text for HTML: every value from the warehouse, a plan or a log goes through here."""
+    """Text for HTML: every value from the warehouse, a plan or a log goes through here, made
+    safe to show (no bidi override reorders a report's text) and escaped."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    return html.escape(str(value))
+    return html.escape(printable(str(value)))
 
 
 def table_html(
