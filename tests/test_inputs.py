@@ -740,22 +740,27 @@ def test_a_pipe_planted_at_a_journals_lock_does_not_block_the_monitor(piped):
 DEEP = "[" * 5000 + "]" * 5000  # json.loads recurses once per level: a RecursionError at ~1,000
 
 
-@pytest.fixture
-def failed_deep(mini: Any) -> Any:
-    """The mini pipeline with one failed run on 2024-01-10 whose error column is nested 5,000 deep."""
-    mini.games(date(2024, 1, 10), 1).run("BoxscoreProcessor", date(2024, 1, 10), "failed", error=DEEP)
-    mini.close()
+def failed_once(mini: Any, error: str) -> Any:
+    """The mini pipeline with one failed run of boxscore on 2024-01-10, its error column `error`."""
+    mini.games(date(2024, 1, 10), 1).run("BoxscoreProcessor", date(2024, 1, 10), "failed", error=error).close()
     return mini
+
+
+def boxscore_cell(folder: Path) -> dict[str, Any]:
+    """validate's JSON cell of boxscore on 2024-01-10."""
+    args = ("validate", "--spec", "mini.yaml", *ONE_DAY, "--format", "json", "--table", "boxscore")
+    (cell,) = json.loads(kit_here(*args, cwd=folder).stdout)["cells"]
+    return dict(cell)
 
 
 MARK = "(JSON nested deeper than 50 levels, shown as text) [[[["
 
 
-def test_a_run_history_error_nested_5000_deep_is_shown_as_text_marked(failed_deep):
+def test_a_run_history_error_nested_5000_deep_is_shown_as_text_marked(mini):
+    failed_deep = failed_once(mini, DEEP)
     validated = kit_here("validate", "--spec", "mini.yaml", *ONE_DAY, cwd=failed_deep.dir)
     assert validated.code == 1 and MARK in validated.stdout, validated.stdout + validated.stderr
-    as_json = ("validate", "--spec", "mini.yaml", *ONE_DAY, "--format", "json", "--table", "boxscore")
-    (cell,) = json.loads(kit_here(*as_json, cwd=failed_deep.dir).stdout)["cells"]
+    cell = boxscore_cell(failed_deep.dir)
     assert cell["status"] == "failed" and cell["last_error"].startswith(MARK)
     assert len(cell["last_error"]) <= 4000  # cut like any long error, the mark kept
     watched = kit_here("monitor", "--spec", "mini.yaml", *ONE_DAY, "--window-hours", "100000", cwd=failed_deep.dir)
@@ -776,9 +781,7 @@ def test_a_run_history_error_nested_5000_deep_is_shown_as_text_marked(failed_dee
     ids=["float overflow", "5000 digits", "NaN", "5 MB"],
 )
 def test_a_run_history_error_with_huge_numbers_or_text_is_shown(mini, error, shown):
-    mini.games(date(2024, 1, 10), 1).run("BoxscoreProcessor", date(2024, 1, 10), "failed", error=error).close()
-    args = ("validate", "--spec", "mini.yaml", *ONE_DAY, "--format", "json", "--table", "boxscore")
-    (cell,) = json.loads(kit_here(*args, cwd=mini.dir).stdout)["cells"]
+    cell = boxscore_cell(failed_once(mini, error).dir)
     assert cell["last_error"].startswith(shown) and len(cell["last_error"]) <= 4000
 
 
@@ -1042,31 +1045,23 @@ def hidden_in(text: str) -> list[str]:
     return [f"U+{ord(c):04X}" for c in text if unicodedata.category(c) in ("Cf", "Cs", "Zl", "Zp")]
 
 
-@pytest.fixture
-def sneaky(mini: Any) -> Any:
-    """A failed run whose error hides bidi overrides and other invisible characters."""
-    mini.games(date(2024, 1, 10), 1).run("BoxscoreProcessor", date(2024, 1, 10), "failed", error=SNEAKY)
-    mini.close()
-    return mini
-
-
 SHOWN = "PermissionError: ok ;tixe finex a b"
 
 
-def test_invisible_characters_of_a_run_history_error_never_reach_the_terminal(sneaky):
+def test_invisible_characters_of_a_run_history_error_never_reach_the_terminal(mini):
+    sneaky = failed_once(mini, SNEAKY)
     validated = kit_here("validate", "--spec", "mini.yaml", *ONE_DAY, cwd=sneaky.dir)
     assert validated.code == 1 and SHOWN in validated.stdout and hidden_in(validated.stdout) == [], validated.stdout
-    as_json = kit_here(
-        "validate", "--spec", "mini.yaml", *ONE_DAY, "--format", "json", "--table", "boxscore", cwd=sneaky.dir
-    )
-    (cell,) = json.loads(as_json.stdout)["cells"]
+    cell = boxscore_cell(sneaky.dir)
     assert cell["last_error"].startswith(SHOWN) and hidden_in(cell["last_error"]) == []
     watched = kit_here("monitor", "--spec", "mini.yaml", *ONE_DAY, "--window-hours", "100000", cwd=sneaky.dir)
     assert watched.code == 0 and SHOWN.split(": ", 1)[1] in watched.stdout and hidden_in(watched.stdout) == []
 
 
-def test_invisible_characters_never_reach_a_reports_text(sneaky, tmp_path):
+def test_invisible_characters_never_reach_a_reports_text(mini, tmp_path):
     from backfill_kit import reports
+
+    sneaky = failed_once(mini, SNEAKY)
 
     audit = reports.coverage(sneaky.spec_path, "2024-01-10", "2024-01-10")
     gaps = audit.gaps().data
