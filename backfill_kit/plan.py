@@ -33,7 +33,17 @@ from backfill_kit.spec.model import MAX_RETRIES, MAX_TIMEOUT_SECONDS, JobSpec, P
 from backfill_kit.validation.calendar import consecutive_runs
 from backfill_kit.validation.validator import Cell, Validation
 
-__all__ = ["Blocked", "Plan", "Stage", "Step", "build_plan", "job_command", "load_plan", "needs_backfill"]
+__all__ = [
+    "Blocked",
+    "Plan",
+    "Stage",
+    "Step",
+    "build_plan",
+    "job_command",
+    "load_plan",
+    "needs_backfill",
+    "stage_seconds",
+]
 
 PLAN_FORMAT = 1
 
@@ -104,12 +114,12 @@ class Plan:
         return sum(len(s.dates) for s in self.steps)
 
     def estimated_seconds(self) -> float | None:
-        """Wall time if every stage keeps its workers busy; None without any past duration
-        (nothing to run takes no time, whatever is known)."""
+        """Wall time, each stage's steps started in order on its workers (`stage_seconds`);
+        None without any past duration (nothing to run takes no time, whatever is known)."""
         known = [s for s in self.steps if s.estimated_seconds is not None]
         if self.steps and not known:
             return None
-        return sum(sum(s.estimated_seconds or 0 for s in st.steps) / max(1, st.workers) for st in self.stages)
+        return sum(stage_seconds([s.estimated_seconds or 0.0 for s in st.steps], st.workers) for st in self.stages)
 
     def to_dict(self, base: Path | None = None) -> dict[str, Any]:
         """The plan as its file holds it; with `base`, the plan file's folder, paths are
@@ -151,6 +161,18 @@ class Plan:
 
     def text(self) -> str:
         return "\n".join(_plan_lines(self))
+
+
+def stage_seconds(costs: Sequence[float], workers: int, busy: Sequence[float] = ()) -> float:
+    """How long a stage takes as the runner runs it: each step, in order, on the first worker
+    free; `busy` are the seconds the workers already at work still need. A stage of one long
+    step and three short ones on four workers takes as long as the long one, not a quarter of
+    all four."""
+    free = sorted([*busy, *[0.0] * max(0, max(1, workers) - len(busy))])
+    for cost in costs:
+        free[0] += cost
+        free.sort()
+    return max(free, default=0.0)
 
 
 def _stage_dict(stage: Stage, base: Path | None) -> dict[str, Any]:

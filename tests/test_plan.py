@@ -235,7 +235,7 @@ def test_earlier_journals_beside_the_spec_come_before_the_run_history(tmp_path):
     events = []
     for n, (dates, seconds) in enumerate([(10, 3.0), (30, 5.0), (10, 3.0)]):
         step = f"boxscore:{n}"
-        events += [
+        events += [  # a step costs what it held its worker, from its start to its finish
             {
                 "event": "step_started",
                 "time": "2024-02-01T00:00:00",
@@ -246,7 +246,7 @@ def test_earlier_journals_beside_the_spec_come_before_the_run_history(tmp_path):
             },
             {
                 "event": "step_finished",
-                "time": "2024-02-01T00:00:05",
+                "time": f"2024-02-01T00:00:0{seconds:.0f}",
                 "step": step,
                 "table": "boxscore",
                 "outcome": "succeeded",

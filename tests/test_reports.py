@@ -22,7 +22,9 @@ from conftest import MiniWarehouse, copy_demo
 from backfill_kit.cli.commands import cli
 from backfill_kit.plan import build_plan, load_plan
 from backfill_kit.reports.render import execute, notebook_path
+from backfill_kit.running.journal import read_journal
 from backfill_kit.running.runner import Runner, RunOptions, warehouse_checker
+from backfill_kit.running.steps import journal_run
 from backfill_kit.spec.load import load_spec
 from backfill_kit.validation.validator import validate
 
@@ -254,19 +256,20 @@ def test_the_index_tells_reports_before_and_after_a_backfill_by_their_headlines(
     assert invoke(*coverage).exit_code == 0
     plan_path = tmp_path / "runs" / "plan.json"
     build_plan(validate(load_spec(spec_path), date.fromisoformat(START), date.fromisoformat(END))).write(plan_path)
-    Runner(load_plan(plan_path), plan_path, RunOptions(backoff_seconds=0, keep_going=True)).run()
+    result = Runner(load_plan(plan_path), plan_path, RunOptions(backoff_seconds=0, keep_going=True)).run()
     assert (
         invoke(
             "report", "execution", "--journal", str(plan_path.with_name("plan.journal.jsonl")), "--out-dir", str(out)
         ).exit_code
         == 0
     )
+    steps = journal_run(read_journal(result.journal).events).counts(working=False).text()
     assert invoke(*coverage).exit_code == 0
 
     rows = list((out / "index.html").read_text().split("<tr>")[2:])
     assert len(rows) == 3  # newest first: after, the execution log, before
     assert "coverage" in rows[0] and "after the backfill that finished" in rows[0]
-    assert "execution" in rows[1] and "steps (" in rows[1]
+    assert "execution" in rows[1] and f"{result.outcome}: {steps}" in rows[1]  # as the runner counts them
     assert "coverage" in rows[2] and "before the backfill that finished" in rows[2]
     headline = re.compile(r"[0-9.]+% complete, [0-9.]+% done, [0-9,]+ cells need work")
     assert headline.search(rows[0]) and headline.search(rows[2])  # the mini jobs write nothing: the same numbers

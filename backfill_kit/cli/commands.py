@@ -351,7 +351,7 @@ def _execute(
     from backfill_kit.cli import display
     from backfill_kit.preflight import run_plan
     from backfill_kit.running.progress import progress_for
-    from backfill_kit.running.runner import RunOptions
+    from backfill_kit.running.runner import RunOptions, journal_path_for
 
     if dry_run:
         click.echo(the_plan.text())
@@ -368,7 +368,7 @@ def _execute(
         the_plan,
         plan_path,
         options,
-        progress=progress_for(),
+        progress=progress_for(plan=the_plan, journal=journal or journal_path_for(plan_path)),
         ignore_preflight=ignore_preflight,
         show_checks=lambda checks: display.print_checks(checks, _console(), only=("warn", "fail")),
     )

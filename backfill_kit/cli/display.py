@@ -6,17 +6,18 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from backfill_kit.common.formatting import percent_text, printable, size_text
 from backfill_kit.common.status import NEEDS_WORK, Status
+from backfill_kit.validation.progress import PHASE_RULE, phase_table, progress_from
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from backfill_kit.validation.validator import Validation
+    from backfill_kit.validation.validator import TableSummary, Validation
 
 __all__ = ["print_validation", "validation_csv", "validation_json"]
 
@@ -106,7 +107,10 @@ def print_validation(v: Validation, console: Console, *, worst: int = 8) -> None
     )
     if cost := cost_line(v):
         console.print(cost, soft_wrap=True)
-    console.print(_summary_table(v))
+    summary = v.summary()
+    console.print(_summary_table(summary))
+    console.print(f"\n[bold]Phases[/] ({PHASE_RULE})")
+    console.print(phase_table(progress_from(summary).phases))
     _print_run_history(v, console)
     _print_worst(v, console, worst)
     _print_warnings(v, console)
@@ -138,7 +142,7 @@ def _print_warnings(v: Validation, console: Console) -> None:
             console.print(f"  ! {warning}", soft_wrap=True, markup=False)  # table names, not markup
 
 
-def _summary_table(v: Validation) -> object:
+def _summary_table(summary: Sequence[TableSummary]) -> object:
     from rich.table import Table
 
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
@@ -149,16 +153,10 @@ def _summary_table(v: Validation) -> object:
     table.add_column("% complete", justify="right")
     table.add_column("% done", justify="right")
     phase = None
-    summary = v.summary()
     for s in summary:
         if s.phase != phase:
             phase = s.phase
-            # A phase is as far along as its slowest table, never its best.
-            mine = [x for x in summary if x.phase == phase]
-            slowest = (min(x.percent_complete for x in mine), min(x.percent_done for x in mine))
-            table.add_row(
-                f"[bold]{phase}[/]", *[""] * (len(COLUMNS) + 1), *[f"[bold]{percent_text(p)}[/]" for p in slowest]
-            )
+            table.add_row(f"[bold]{phase}[/]")
         cells = [f"{s.counts[st]:,}" if s.counts.get(st) else "-" for st in COLUMNS]
         table.add_row(
             f"  {s.table}", f"{s.expected:,}", *cells, percent_text(s.percent_complete), percent_text(s.percent_done)

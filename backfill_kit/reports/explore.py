@@ -23,6 +23,7 @@ from backfill_kit.common.status import NEEDS_WORK, Status
 from backfill_kit.reports import figures
 from backfill_kit.reports.notebook import STYLE, esc, note_html, table_html
 from backfill_kit.validation import summaries
+from backfill_kit.validation.progress import progress_text
 from backfill_kit.validation.summaries import readable_error
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ class Explorer:
         self.heatmap.outputs = (_plotly_output(self.figure),)
         self.heatmap.layout.min_height = f"{self.figure['layout']['height']}px"  # never 0 px while it draws
         self.range_note.value = _range_html(dates)
-        self.progress_note.value = note_html(summaries.progress_text(self._in_range(tables, dates)))
+        self.progress_note.value = note_html(progress_text(self._in_range(tables, dates)))
         self.gaps.value = _gaps_html(summaries.gap_runs(cells, dates))
         current = self.table.value
         with self._quietly():

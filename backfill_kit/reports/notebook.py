@@ -14,7 +14,7 @@ import math
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,14 +22,17 @@ from typing import TYPE_CHECKING, Any
 from IPython.display import HTML
 
 from backfill_kit.common.arguments import as_date, find_file
-from backfill_kit.common.formatting import duration_text
+from backfill_kit.common.formatting import duration_text, percent_text, plural
 from backfill_kit.common.status import DONE, NEEDS_WORK, PROGRESS_WORDS
 from backfill_kit.errors import InputError
 from backfill_kit.reports import figures
 from backfill_kit.reports.figures import ReportFigure
-from backfill_kit.reports.render import find_plan
+from backfill_kit.running.eta import UNKNOWN, Eta, plan_eta, run_eta
 from backfill_kit.running.journal import Event, Outcome, read_journal
+from backfill_kit.running.locks import is_locked, journal_lock
+from backfill_kit.running.steps import JournalRun, StepCounts, find_plan, journal_run
 from backfill_kit.validation import summaries
+from backfill_kit.validation.progress import PHASE_COLUMNS, PHASE_RULE, PhaseProgress, phase_rows, progress_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -181,10 +184,6 @@ def note_html(text: str) -> str:
     return f'<p class="bk-note">{esc(text)}</p>'
 
 
-def _percent(part: int, whole: int) -> str:
-    return f"{100.0 * part / whole:.1f}%" if whole else "100.0%"
-
-
 # --- the coverage audit --------------------------------------------------------------------
 
 
@@ -235,12 +234,13 @@ class CoverageAudit:
     def headline(self) -> Headline:
         v = self.validation
         counts = v.counts()
-        expected, complete, done = summaries.progress_counts(v.cells)
+        total = progress_of(v).total
         need_work = sum(n for s, n in counts.items() if s in NEEDS_WORK)
         cards = [
-            (f"{expected:,}", "expected cells (tables × game dates, bootstrap excluded)"),
-            (_percent(complete, expected), f"complete: {PROGRESS_WORDS['complete']}"),
-            (_percent(done, expected), f"done: {PROGRESS_WORDS['done']}"),
+            (f"{total.expected:,}", "expected cells (tables × game dates, bootstrap excluded)"),
+            (percent_text(total.percent_complete), f"complete: {PROGRESS_WORDS['complete']}"),
+            (percent_text(total.percent_done), f"done: {PROGRESS_WORDS['done']}"),
+            (f"{total.remaining:,}", "remaining: not done"),
             (f"{need_work:,}", "cells need a backfill"),
         ]
         causes = [(f"{counts.get(s, 0):,}", str(s).replace("_", " ")) for s in summaries.BREAKDOWN_ORDER]
@@ -250,13 +250,16 @@ class CoverageAudit:
             f"{v.now:%Y-%m-%d %H:%M} UTC with {len(v.queries)} warehouse queries.</p>"
         )
         numbers = {
-            "expected": expected,
-            "complete": _percent(complete, expected),
-            "done": _percent(done, expected),
+            "expected": total.expected,
+            "complete": percent_text(total.percent_complete),
+            "done": percent_text(total.percent_done),
+            "remaining": total.remaining,
+            "failed": total.failed,
             "need_work": need_work,
             "validated_at": v.now.isoformat(timespec="seconds"),
         }
-        return Headline(title + cards_html(cards) + "<h4>Gaps by cause</h4>" + cards_html(causes), numbers)
+        phases = f"<h4>Phases ({esc(PHASE_RULE)})</h4>" + phases_html(progress_of(v).phases)
+        return Headline(title + cards_html(cards) + phases + "<h4>Gaps by cause</h4>" + cards_html(causes), numbers)
 
     def heatmap(self) -> ReportFigure:
         return ReportFigure(figures.coverage_heatmap(self.validation.cells, self.tables, self.phases, self.dates))
@@ -303,14 +306,22 @@ class CoverageAudit:
             f"backfill-kit run --plan {out}\n"
             f"# or both at once, resumable:\nbackfill-kit backfill --spec {spec} --start {start} --end {end}"
         )
+        estimate = plan_eta(plan)
         intro = (
-            f"<p>{len(plan.steps):,} steps over {plan.table_dates:,} table-dates in {len(plan.stages)} stages "
-            "(stages run one after another; the steps of a parallel stage run side by side). "
+            f"<p>{plural(len(plan.steps), 'step')} over {plural(plan.table_dates, 'table-date')} in "
+            f"{plural(len(plan.stages), 'stage')} (stages run one after another; the steps of a parallel stage run "
+            f"side by side). ETA {esc(estimate.span())} ({esc(estimate.basis)}). "
             f'Make and run it with:</p><pre class="bk-pre">{esc(commands)}</pre>'
         )
         return HTML(
             intro + table_html(plan_rows(plan), numbers=("stage", "dates"), detail=("command",)) + _blocked_html(plan)
         )
+
+
+def phases_html(phases: Sequence[PhaseProgress]) -> str:
+    """The phase table every view shows (`progress.phase_rows`), as HTML."""
+    rows = [dict(zip(PHASE_COLUMNS, row, strict=True)) for row in phase_rows(phases)]
+    return table_html(rows, numbers=()) if rows else ""
 
 
 def plan_rows(plan: Plan) -> list[dict[str, Any]]:
@@ -376,28 +387,54 @@ class ExecutionLog:
 
         return steps_frame(self.attempts, self.plan)
 
+    @cached_property
+    def run(self) -> JournalRun:
+        return journal_run(self.events)
+
+    @property
+    def working(self) -> bool:
+        """A runner holds the journal right now: the report is of a run still going."""
+        return is_locked(journal_lock(Path(self.journal)))
+
+    def step_counts(self) -> StepCounts:
+        """The steps by outcome, as the runner and the monitor count them."""
+        return self.run.counts(self.working)
+
+    def eta(self) -> Eta | None:
+        """The monitor's ETA while a runner works on the journal; None once it is gone."""
+        if not self.working:
+            return None
+        if self.plan is None:
+            return Eta(UNKNOWN, basis=f"the plan cannot be read: {self.plan_problem}")
+        return run_eta(self.plan, self.run, datetime.now(UTC))
+
     def headline(self) -> Headline:
-        steps = self.steps_frame
         started = [e["time"] for e in self.events if e.get("event") == Event.RUN_STARTED]
         finished = [e for e in self.events if e.get("event") == Event.RUN_FINISHED]
-        result = finished[-1].get("outcome", "?") if finished else "unfinished (no run_finished event)"
+        result = finished[-1].get("outcome", "?") if self.run.finished else _unfinished(self.working)
+        counts, eta = self.step_counts(), self.eta()
         cards = [
             (result, "outcome of the last run"),
-            (f"{len(steps):,}", "steps"),
+            (f"{counts.total:,}", "steps"),
             (f"{int((self.attempts['attempt'] > 0).sum()):,}", "attempts"),
             (duration_text(_wall_seconds(self.events)), "wall time"),
         ]
-        cards += [(f"{n:,}", str(o).replace("_", " ")) for o, n in steps["outcome"].value_counts().items()]
+        cards += [(f"{n:,}", word) for word, n in counts.parts()]
+        if eta is not None:
+            cards.append((eta.span(), f"ETA ({eta.basis})"))
         plan = f"{esc(self.plan.spec_name)} {self.plan.start} .. {self.plan.end}, " if self.plan else ""
-        runs = f"{len(started)} run{'s' if len(started) != 1 else ''}"
         first = f"{datetime.fromisoformat(started[0]):%Y-%m-%d %H:%M:%S} UTC" if started else "-"
-        head = f"<h2>Backfill: {plan}{runs}</h2><p>Journal <code>{esc(self.journal)}</code>; first started {first}.</p>"
+        head = (
+            f"<h2>Backfill: {plan}{plural(len(started), 'run')}</h2>"
+            f"<p>Journal <code>{esc(self.journal)}</code>; first started {first}. {esc(counts.text())}.</p>"
+        )
         problem = note_html(f"Before/after coverage unavailable: {self.plan_problem}.") if self.plan_problem else ""
         numbers = {
             "outcome": result,
-            "steps": len(steps),
-            "outcomes": {str(o): int(n) for o, n in steps["outcome"].value_counts().items()},
-            "finished_at": finished[-1].get("time") if finished else None,
+            "steps": counts.total,
+            "outcomes": dict(counts.parts()),
+            "steps_text": counts.text(),
+            "finished_at": finished[-1].get("time") if self.run.finished else None,
         }
         return Headline(head + cards_html(cards) + problem, numbers)
 
@@ -533,6 +570,10 @@ def warning_rows(events: Sequence[dict[str, Any]], without_data: Sequence[str]) 
                 }
             )
     return list({(r["step"], r["warning"]): r for r in rows}.values())
+
+
+def _unfinished(working: bool) -> str:
+    return "running (a runner is at work)" if working else "interrupted (no runner at work, no run_finished event)"
 
 
 def _wall_seconds(events: Sequence[dict[str, Any]]) -> float | None:

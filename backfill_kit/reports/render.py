@@ -29,14 +29,13 @@ from backfill_kit.errors import BackfillKitError, InputError, MissingDependencyE
 from backfill_kit.running.journal import Event
 
 if TYPE_CHECKING:
-    from backfill_kit.plan import Plan
+    pass
 
 __all__ = [
     "NOTEBOOKS",
     "Rendered",
     "execute",
     "export_html",
-    "find_plan",
     "notebook_path",
     "render_coverage",
     "render_execution",
@@ -137,6 +136,8 @@ def render_execution(
     if not any(e.get("event") == Event.RUN_STARTED for e in events):
         raise InputError(f"the journal {journal} records no run yet; run the plan first")
     stamp = _stamp(now)
+    from backfill_kit.running.steps import find_plan
+
     plan, _ = find_plan(found, events)
     span = f"_{plan.start}_{plan.end}" if plan else ""
     name = journal.name.removesuffix(".jsonl").removesuffix(".journal")
@@ -153,23 +154,6 @@ def render_execution(
         f"Backfill execution log: {journal}",
         kernel,
     )
-
-
-def find_plan(journal: Path, events: Sequence[dict[str, Any]]) -> tuple[Plan | None, str | None]:
-    """The plan a journal ran, or why it cannot be read: the path the journal recorded
-    (relative to where the run started), else a plan of that name beside the journal."""
-    from backfill_kit.plan import load_plan
-
-    recorded = next((e.get("plan") for e in events if e.get("event") == Event.RUN_STARTED and e.get("plan")), None)
-    if recorded is None:
-        return None, "the journal records no plan file"
-    for candidate in (Path(recorded), journal.parent / Path(recorded).name):
-        if candidate.is_file():
-            try:
-                return load_plan(candidate), None
-            except InputError as exc:
-                return None, str(exc)
-    return None, f"the plan {recorded} is no longer there"
 
 
 def _stamp(now: datetime | None) -> datetime:
@@ -435,9 +419,8 @@ class Entry:
         h = self.meta.get("headline") or {}
         if self.meta.get("kind") == "coverage" and "complete" in h:
             return f"{h['complete']} complete, {h['done']} done, {h['need_work']:,} cells need work"
-        if self.meta.get("kind") == "execution" and "outcome" in h:
-            outcomes = ", ".join(f"{n:,} {o.replace('_', ' ')}" for o, n in h.get("outcomes", {}).items())
-            return f"{h['outcome']}: {h['steps']:,} steps ({outcomes})"
+        if self.meta.get("kind") == "execution" and "steps_text" in h:
+            return f"{h['outcome']}: {h['steps_text']}"  # the steps counted as the runner counts them
         return "-"
 
     def overlaps(self, other: Entry) -> bool:

@@ -1,0 +1,156 @@
+"""Progress counted once: the phase rule, steps by outcome and the ETA, each from its one owner,
+and every view that shows them agreeing with it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from runner_helpers import CLI_RUN, fake_step, write_plan
+
+from backfill_kit.cli.commands import cli
+from backfill_kit.plan import Plan, Stage, Step
+from backfill_kit.running.journal import Outcome
+
+WHOLE = ["--start", "2021-10-19", "--end", "2025-06-22"]
+
+
+def phase_lines(output: str) -> list[list[str]]:
+    """The rows of the phase table a view printed, split into their columns."""
+    lines = output.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.split()[:3] == ["phase", "%", "complete"])
+    rows = []
+    for line in lines[head + 1 :]:
+        if not line.strip():
+            break
+        rows.append(line.split())
+    return rows
+
+
+@pytest.mark.slow  # the four-season demo
+def test_validate_and_the_monitor_show_each_phase_at_the_same_slowest_table(pristine_demo: Path):
+    """On a fresh demo, phase raw read 0.0% complete in validate and 82.4% in the monitor: two
+    copies of the rule. Both now print the one phase table, and their JSON says the same."""
+    spec = str(pristine_demo / "nba_props.yaml")
+    runner = CliRunner()
+    validated = runner.invoke(cli, ["validate", "--spec", spec, *WHOLE])
+    monitored = runner.invoke(cli, ["monitor", "--spec", spec, *WHOLE])
+    assert validated.exit_code == 1 and monitored.exit_code == 0, monitored.output
+    rows = phase_lines(validated.output)
+    assert rows == phase_lines(monitored.output)
+    assert rows[0] == ["raw", "98.2%", "98.2%", "nbac_team_boxscore", "57", "3"]
+    as_json = json.loads(runner.invoke(cli, ["validate", "--spec", spec, *WHOLE, "--format", "json"]).output)
+    watched = json.loads(runner.invoke(cli, ["monitor", "--spec", spec, *WHOLE, "--format", "json"]).output)
+    assert as_json["summary"]["phases"] == watched["phases"]
+    assert as_json["summary"]["total"] == watched["total"]
+
+
+def test_every_outcome_of_a_step_is_counted_somewhere():
+    from backfill_kit.running.steps import CATEGORY
+
+    assert set(CATEGORY) == set(Outcome)
+
+
+def test_a_failure_is_never_counted_as_done():
+    from backfill_kit.running.steps import step_counts
+
+    counts = step_counts(9, {"a": Outcome.FAILED, "b": Outcome.TIMED_OUT, "c": Outcome.INTERRUPTED, "d": "started"})
+    assert counts.text() == "9 steps: 0 succeeded, 2 failed, 2 interrupted, 5 remaining"
+    assert step_counts(1, {"a": Outcome.SUCCEEDED}).text() == "1 step: 1 succeeded"
+
+
+def test_the_runners_summary_counts_a_plan_whose_every_job_fails_as_failed(tmp_path):
+    """It ended 'run failed: 4/9 steps done, 0 running, 4 failed' with nothing succeeded."""
+    m = tmp_path / "marks"
+    first = [fake_step(f"bad{i}", m, "fail") for i in range(4)]
+    later = [fake_step(f"later{i}", m) for i in range(5)]
+    write_plan(tmp_path / "plan.json", (4, first), (1, later))
+    shown = subprocess.run(
+        [sys.executable, "-c", CLI_RUN, "run", "--plan", str(tmp_path / "plan.json")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 1, shown.stderr
+    last = shown.stdout.splitlines()[-1]
+    assert last.startswith("run failed: 9 steps: 0 succeeded, 4 failed, 5 remaining; elapsed "), last
+    assert "done" not in shown.stdout
+
+
+def test_a_stage_takes_as_long_as_its_workers_do_in_order():
+    from backfill_kit.plan import stage_seconds
+
+    assert stage_seconds([10, 1, 1, 1], 4) == 10  # not a quarter of 13
+    assert stage_seconds([4, 4, 4], 2) == 8
+    assert stage_seconds([3], 2, busy=[5]) == 5  # a worker still busy for 5 s; the other takes the 3 s step
+    assert stage_seconds([], 3) == 0
+
+
+def step(name: str, table: str, dates: int) -> Step:
+    day = date(2024, 1, 1)
+    days = tuple(day + timedelta(i) for i in range(dates))
+    return Step(name, table, "p", days[0], days[-1], days, {}, ("true",), ".", {}, 60.0, 0, (), True)
+
+
+def test_the_eta_is_what_is_left_scheduled_stage_by_stage_at_the_cost_this_run_measured():
+    """a finished in 10 s (10 dates: 1 s a date); b has run 10 s of its 10; c (20 dates) waits;
+    d (table u, never run) borrows the cost of all. Central: stage 1 takes 20 s (c on the free
+    worker), stage 2 5 s. One sample only: every step 15% faster or slower for the range."""
+    from backfill_kit.running.eta import MEASURED, run_eta
+    from backfill_kit.running.steps import JournalRun, Sample
+
+    plan = Plan(
+        "",
+        "p",
+        date(2024, 1, 1),
+        date(2024, 1, 31),
+        datetime.now(UTC),
+        [
+            Stage(1, "p", "parallel", 2, (step("a", "t", 10), step("b", "t", 10), step("c", "t", 20))),
+            Stage(2, "q", "sequential", 1, (step("d", "u", 5),)),
+        ],
+    )
+    now = datetime(2024, 5, 1, 12, 0, 15, tzinfo=UTC)
+    run = JournalRun(
+        total=4,
+        outcomes={"a": Outcome.SUCCEEDED, "b": "started"},
+        open={"b": now - timedelta(seconds=10)},
+        settled={"a"},
+        samples=[Sample("t", 10, 10.0)],
+    )
+    eta = run_eta(plan, run, now)
+    assert eta.kind == MEASURED
+    # low: b 8.5 - 10 -> 0; c 17; d 4.25. high: b 11.5 - 10 = 1.5 beside c 23; d 5.75.
+    assert (eta.low, eta.high) == pytest.approx((21.25, 28.75))
+    assert eta.span() == "21 s to 29 s"
+    assert eta.basis == (
+        "measured: 1 step of this run finished, the cost per date of 1 table; 1 table not yet run at their "
+        "average; 3 steps left in 2 stages"
+    )
+
+
+def test_before_any_step_finishes_the_eta_is_the_plans_estimate_named_as_such():
+    from backfill_kit.running.eta import PLANNED, run_eta
+    from backfill_kit.running.steps import JournalRun
+
+    estimated = Stage(1, "p", "parallel", 2, tuple(replace_estimate(step(n, "t", 3), 30.0) for n in "abc"))
+    plan = Plan("", "p", date(2024, 1, 1), date(2024, 1, 31), datetime.now(UTC), [estimated])
+    plan.options["estimate_basis"] = "from 3 runs in the run history"
+    eta = run_eta(plan, JournalRun(total=3), datetime.now(UTC))
+    assert (eta.kind, eta.low, eta.high) == (PLANNED, 60.0, 60.0)
+    assert eta.text() == (
+        "ETA about 1 min 00 s (no step of this run has finished yet; the plan's estimate, from 3 runs in the run "
+        "history)"
+    )
+
+
+def replace_estimate(s: Step, seconds: float) -> Step:
+    from dataclasses import replace
+
+    return replace(s, estimated_seconds=seconds)
