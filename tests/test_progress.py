@@ -154,3 +154,31 @@ def replace_estimate(s: Step, seconds: float) -> Step:
     from dataclasses import replace
 
     return replace(s, estimated_seconds=seconds)
+
+
+def test_a_resumed_attempt_gets_the_next_number_and_a_log_of_its_own(tmp_path):
+    """A resumed step wrote into the same ...attempt-1.log, and the execution report said
+    'attempts 1' for a step that ran twice. Retries start anew in each run."""
+    from backfill_kit.reports.frames import attempts_frame, steps_frame
+    from backfill_kit.running.journal import read_journal
+    from backfill_kit.running.runner import Runner, RunOptions
+
+    m = tmp_path / "marks"
+    plan_path = tmp_path / "plan.json"
+    plan = write_plan(
+        plan_path,
+        (2, [fake_step("once", m, extra=("--fail-first", "1")), fake_step("flaky", m, "transient=3", retries=1)]),
+    )
+    options = RunOptions(backoff_seconds=0.01)
+    assert Runner(plan, plan_path, options).run().outcome == "failed"
+    options.resume = True
+    assert Runner(plan, plan_path, options).run().outcome == "completed"
+    events = read_journal(tmp_path / "plan.journal.jsonl").events
+    started = [(e["step"], e["attempt"]) for e in events if e["event"] == "step_started"]
+    assert sorted(started) == [("flaky", 1), ("flaky", 2), ("flaky", 3), ("flaky", 4), ("once", 1), ("once", 2)]
+    logs = tmp_path / "plan.logs"
+    assert "step once run 1" in (logs / "once.attempt-1.log").read_text()
+    assert "step once run 2" in (logs / "once.attempt-2.log").read_text()
+    assert "step flaky run 4" in (logs / "flaky.attempt-4.log").read_text()
+    steps = steps_frame(attempts_frame(events)).set_index("step")
+    assert (steps.at["once", "attempts"], steps.at["flaky", "attempts"]) == (2, 4)

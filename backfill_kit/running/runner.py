@@ -36,6 +36,7 @@ from backfill_kit.running.journal import (
     read_journal,
 )
 from backfill_kit.running.locks import LockSet, journal_lock, table_lock, table_locks_in
+from backfill_kit.running.steps import journal_run
 
 if TYPE_CHECKING:
     from backfill_kit.spec.model import PipelineSpec
@@ -221,6 +222,7 @@ class Runner:
         self._warnings: list[str] = []
         self._blocked: dict[str, str] = {}
         self._active: dict[str, _Active] = {}
+        self._earlier_attempts: dict[str, int] = {}  # per step, in the journal's earlier runs
 
     # --- the whole run ---------------------------------------------------------------------
 
@@ -244,6 +246,8 @@ class Runner:
         sha = plan_sha(self.plan_path)
         self._check_resume(state.events, state.plan_sha, sha)
         journal = Journal(self.journal_path, state)
+        # A resumed step's attempts go on from its last: a new number and a log of its own.
+        self._earlier_attempts = journal_run(state.events).attempts
         done = state.done & {s.id for s in self.plan.steps}
         self._outcomes.update({s: state.outcomes[s] for s in done})
         try:
@@ -343,7 +347,8 @@ class Runner:
                 retry_at.remove(due)
                 step, attempt = due[1], due[2]
             elif pending:
-                step, attempt = pending.popleft(), 1
+                step = pending.popleft()
+                attempt = self._earlier_attempts.get(step.id, 0) + 1
             else:
                 return
             reason = self._held_back(step)
@@ -418,8 +423,9 @@ class Runner:
         else:
             outcome = self._recheck(step)
         transient = outcome == Outcome.FAILED and code in step.transient_exit_codes
-        if transient and act.attempt <= step.retries:
-            wait = self.options.backoff_seconds * 2 ** (act.attempt - 1)
+        tries = act.attempt - self._earlier_attempts.get(step.id, 0)  # this run's: retries start anew
+        if transient and tries <= step.retries:
+            wait = self.options.backoff_seconds * 2 ** (tries - 1)
             self._record(journal, step, act.attempt, code, Outcome.RETRYING, seconds, act.log, retry_in=wait)
             retry_at.append((time.monotonic() + wait, step, act.attempt + 1))
             return True
