@@ -332,6 +332,38 @@ def _skip_downstream(ctx: _Context) -> Iterator[Check]:
     )
 
 
+def _single_writer(ctx: _Context) -> Iterator[Check]:
+    """A parallel phase on a warehouse that one process writes at a time (DuckDB): its jobs
+    must wait for the lock (retrying on 'Could not set lock on file') or run one at a time."""
+    name = "one writer at a time"
+    if ctx.warehouse is None or not ctx.warehouse.capabilities.single_writer:
+        what = ctx.warehouse.capabilities.name if ctx.warehouse else "this"
+        yield Check(name, Outcome.SKIP, f"not applicable: the {what} warehouse takes writers side by side")
+        return
+    crowded = [
+        (phase, [t.id for t in phase.tables if not ctx.spec.job_of(t).waits_for_lock])
+        for phase in ctx.spec.phases
+        if phase.mode == "parallel" and phase.max_workers > 1
+    ]
+    crowded = [(phase, tables) for phase, tables in crowded if tables]
+    if not crowded:
+        yield Check(name, Outcome.PASS, "every job that runs beside others declares that it waits for the write lock")
+        return
+    why = "; ".join(
+        f"phase {phase.name} runs up to {phase.max_workers} jobs at once, and {', '.join(tables[:5])}"
+        f"{' ...' if len(tables) > 5 else ''} {'does' if len(tables) == 1 else 'do'} not declare job.waits_for_lock"
+        for phase, tables in crowded
+    )
+    yield Check(
+        name,
+        Outcome.WARN,
+        f"{why}: DuckDB lets one process write its file at a time, so a job that holds it makes the others fail "
+        "with 'Could not set lock on file'",
+        "make each job open the file only to write and retry on that error with backoff, then declare "
+        "waits_for_lock: true; or set the phase's mode: sequential",
+    )
+
+
 def _dry_runs(ctx: _Context, timeout: float = 60.0) -> Iterator[Check]:
     if ctx.quick:
         yield Check("jobs dry run", Outcome.SKIP, "skipped by --quick")
@@ -433,6 +465,7 @@ CHECKS: list[Callable[[_Context], Iterator[Check]]] = [
     _validated,
     _jobs_resolve,
     _skip_downstream,
+    _single_writer,
     _dry_runs,
     _warehouse_hazards,
     _stale_runs,

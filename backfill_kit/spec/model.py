@@ -260,6 +260,9 @@ class JobOverrides(_Checked):
     transient_exit_codes: tuple[ExitCode, ...] | None = None
     retries: Annotated[int | None, Bounds(ge=0, le=MAX_RETRIES)] = None
     dry_run_args: Annotated[tuple[str, ...] | None, Runnable] = None  # appended for preflight's dry run
+    # The job waits for (and retries on) DuckDB's single-writer lock, so that it can run beside
+    # other jobs writing the same file: preflight's check of a parallel phase on DuckDB.
+    waits_for_lock: bool | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -275,6 +278,7 @@ class JobSpec:
     transient_exit_codes: tuple[int, ...] = ()
     retries: int = 2
     dry_run_args: tuple[str, ...] | None = None  # None: the job cannot rehearse
+    waits_for_lock: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -35,6 +35,7 @@ class Capabilities:
 
     name: str
     partition_metadata: bool = False  # can count rows per partition without scanning
+    single_writer: bool = False  # one process at a time may write (DuckDB's file lock)
 
 
 @dataclass(frozen=True)
