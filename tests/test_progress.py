@@ -130,8 +130,8 @@ def test_the_eta_is_what_is_left_scheduled_stage_by_stage_at_the_cost_this_run_m
     assert (eta.low, eta.high) == pytest.approx((21.25, 28.75))
     assert eta.span() == "21 s to 29 s"
     assert eta.basis == (
-        "measured: 1 step of this run finished, the cost per date of 1 table; 1 table not yet run at their "
-        "average; 3 steps left in 2 stages"
+        "measured: 1 step of this run finished, the cost per date of 1 table; 1 table not yet run at the cost "
+        "measured in their phase, or in all; 3 steps left in 2 stages"
     )
 
 

@@ -4,12 +4,13 @@ terminal, JSON and JupyterLab views), the runner's own line and the reports.
 A runner at work: each table's cost of a step (a start-up plus a cost per date, fitted as the
 plan's estimates are, `estimates.fit`) from the steps of this run that succeeded, as long as
 each held its worker (start to finish in the journal); a table with no step finished yet
-borrows the fit of all of them together. What is left is scheduled stage by stage as the
-runner runs it (`plan.stage_seconds`): the steps at work for what their cost leaves, then the
-others in order on each stage's workers, the stages one after another. The range is that
-schedule with every step faster or slower by the spread of the finished steps around their
-own fit (the 10th to the 90th percentile), never narrower than ±15%, and wider for the work of
-tables measured on fewer steps or not at all.
+borrows the fit of its phase's finished steps together, else of all of them. What is left is
+scheduled stage by stage as the runner runs it (`plan.stage_seconds`): the steps at work for
+what their cost leaves, then the others in order on each stage's workers, the stages one
+after another. The range is that schedule with every step faster or slower by how far the
+finished steps stray from their fits (the 10th to the 90th percentile of actual / fitted),
+never less than ±15%: from their own table's fit, or, for a table measured on fewer than three
+steps or borrowing, from the fit it borrows.
 
 Before any step of the run has finished, the figure is the plan's own estimate (from earlier
 runs), named as such. Without a runner, the monitor says "No runner at work", and it gives the
@@ -20,7 +21,7 @@ can run". No ETA is ever derived from a zero rate.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -114,7 +115,7 @@ def run_eta(plan: Plan, run: JournalRun, now: datetime) -> Eta:
         return Eta(
             estimate.kind, estimate.low, estimate.high, f"no step of this run has finished yet; {estimate.basis}"
         )
-    costs = _Costs(run.samples)
+    costs = _Costs(run.samples, {s.table: s.phase for s in plan.steps})
     elapsed = {step: max(0.0, (now - began).total_seconds()) for step, began in run.open.items()}
     stages = [(st, [s for s in st.steps if s.id not in run.settled]) for st in plan.stages]
     stages = [(st, steps) for st, steps in stages if steps]
@@ -131,29 +132,34 @@ def _stage(stage: Stage, steps: list[Step], costs: _Costs, elapsed: dict[str, fl
 
 
 class _Costs:
-    """Each table's fit from this run's samples, the fit of all of them for the others, and
-    how far the samples stray from their fits."""
+    """Each table's fit from this run's samples; for a table without any, the fit of its
+    phase's samples together (else of all of them); and how far the samples stray from the
+    fits they are judged by."""
 
-    def __init__(self, samples: Sequence[Sample]) -> None:
-        per_table: dict[str, list[tuple[int, float]]] = {}
+    def __init__(self, samples: Sequence[Sample], phase_of: Mapping[str, str]) -> None:
+        self.phase_of = phase_of
+        per_table: dict[str, list[Sample]] = {}
         for s in samples:
-            per_table.setdefault(s.table, []).append((s.dates, s.seconds))
+            per_table.setdefault(s.table, []).append(s)
         self.steps = {table: len(found) for table, found in per_table.items()}
-        self.fits = {table: fit(found) for table, found in per_table.items()}
-        self.pooled = fit([pair for found in per_table.values() for pair in found])
-        own = [s.seconds / c for s in samples if (c := self.fits[s.table].seconds(s.dates)) > 0]
-        pooled = [s.seconds / c for s in samples if (c := self.pooled.seconds(s.dates)) > 0]
-        self.own_spread = _spread(own)
-        self.borrowed_spread = max(self.own_spread, _spread(pooled))
+        self.fits = {table: _fit_of(found) for table, found in per_table.items()}
+        self.own_spread = _spread([s.seconds / c for s in samples if (c := self.fits[s.table].seconds(s.dates)) > 0])
+        per_phase: dict[str, list[Sample]] = {}
+        for s in samples:
+            per_phase.setdefault(phase_of.get(s.table, ""), []).append(s)
+        self.pools = {phase: _pool(found) for phase, found in per_phase.items()}
+        self.pooled = _pool(list(samples))
 
     def seconds(self, step: Step, side: int) -> float:
         table_fit, spread = self._of(step.table)
         return max(0.0, table_fit.seconds(len(step.dates)) * (1 + side * spread))
 
     def _of(self, table: str) -> tuple[Fit, float]:
+        pool_fit, pool_spread = self.pools.get(self.phase_of.get(table, ""), self.pooled)
         if table not in self.fits:
-            return self.pooled, self.borrowed_spread
-        return self.fits[table], self.own_spread if self.steps[table] >= FEW else self.borrowed_spread
+            return pool_fit, max(self.own_spread, pool_spread)
+        few = self.steps[table] < FEW  # a fit of one or two steps strays as far as its phase's
+        return self.fits[table], max(self.own_spread, pool_spread) if few else self.own_spread
 
     def basis(self, left: Sequence[Step], stages: int) -> str:
         measured = sum(self.steps.values())
@@ -163,8 +169,18 @@ class _Costs:
             f"{plural(len(self.fits), 'table')}"
         )
         if borrowing:
-            text += f"; {plural(len(borrowing), 'table')} not yet run at their average"
+            text += f"; {plural(len(borrowing), 'table')} not yet run at the cost measured in their phase, or in all"
         return f"{text}; {plural(len(left), 'step')} left in {plural(stages, 'stage')}"
+
+
+def _fit_of(samples: Sequence[Sample]) -> Fit:
+    return fit([(s.dates, s.seconds) for s in samples])
+
+
+def _pool(samples: Sequence[Sample]) -> tuple[Fit, float]:
+    """One fit of these samples together, and how far they stray from it."""
+    pooled = _fit_of(samples)
+    return pooled, _spread([s.seconds / c for s in samples if (c := pooled.seconds(s.dates)) > 0])
 
 
 def _spread(ratios: list[float]) -> float:
