@@ -3,7 +3,10 @@ and every view that shows them agreeing with it."""
 
 from __future__ import annotations
 
+import html
 import json
+import os
+import signal
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
@@ -11,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from runner_helpers import CLI_RUN, fake_step, write_plan
+from runner_helpers import CLI_RUN, fake_step, wait_until, write_plan
 
 from backfill_kit.cli.commands import cli
 from backfill_kit.plan import Plan, Stage, Step
@@ -182,3 +185,84 @@ def test_a_resumed_attempt_gets_the_next_number_and_a_log_of_its_own(tmp_path):
     assert "step flaky run 4" in (logs / "flaky.attempt-4.log").read_text()
     steps = steps_frame(attempts_frame(events)).set_index("step")
     assert (steps.at["once", "attempts"], steps.at["flaky", "attempts"]) == (2, 4)
+
+
+# --- the same counts everywhere ---------------------------------------------------------------
+
+SMALL = ["--start", "2021-10-19", "--end", "2021-11-05"]
+FAULTS = "team_offense_game_summary:fail=2021-10-26;player_shot_zone_analysis:hang"
+
+
+def backfill_kit(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "backfill-kit"), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+
+
+def squeezed(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.mark.slow  # real demo jobs, a papermill kernel
+def test_every_view_shows_the_same_counts_after_a_failure_and_a_ctrl_c(demo_copy: Path, tmp_path: Path):
+    """A real backfill of three weeks of the demo: one job fails, another hangs until the
+    runner gets SIGINT. Then, at one moment: validate, the monitor (terminal and JSON), the
+    widget, the runner's summary, the execution report and index.html count alike."""
+    pytest.importorskip("ipywidgets")
+    from backfill_kit.monitor import MonitorWidget, take_snapshot
+    from backfill_kit.running.journal import read_journal
+    from backfill_kit.spec.load import load_spec
+
+    spec, plan = demo_copy, demo_copy.parent / "runs" / "plan.json"
+    assert backfill_kit("plan", "--spec", str(spec), *SMALL, "--out", str(plan)).returncode == 0
+    journal = plan.with_name("plan.journal.jsonl")
+    runner = subprocess.Popen(
+        [str(Path(sys.executable).parent / "backfill-kit"), "run", "--plan", str(plan), "--keep-going"],
+        env={**os.environ, "BACKFILL_KIT_DEMO_FAULTS": FAULTS},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    hanging = lambda: any(  # noqa: E731
+        e["event"] == "step_started" and e["table"] == "player_shot_zone_analysis" for e in read_journal(journal).events
+    )
+    wait_until(hanging, 120, what="the hanging step to start")
+    runner.send_signal(signal.SIGINT)  # Ctrl-C
+    out, err = runner.communicate(timeout=120)
+    assert runner.returncode == 130, err
+
+    steps = "14 steps: 9 succeeded, 1 failed, 1 interrupted, 3 remaining"
+    assert out.splitlines()[-1].startswith(f"run interrupted: {steps}; elapsed ")  # the runner's summary
+
+    watched = json.loads(backfill_kit("monitor", "--spec", str(spec), *SMALL, "--format", "json").stdout)
+    (position,) = watched["runners"]
+    assert position["steps"] == {
+        "total": 14, "succeeded": 9, "succeeded_without_data": 0, "failed": 1, "interrupted": 1, "skipped": 0,
+        "running": 0, "remaining": 3,
+    }  # fmt: skip
+    shown = backfill_kit("monitor", "--spec", str(spec), *SMALL).stdout
+    assert f"{steps}; no runner at work" in squeezed(shown)
+    validated = json.loads(backfill_kit("validate", "--spec", str(spec), *SMALL, "--format", "json").stdout)
+    assert validated["summary"]["phases"] == watched["phases"] and validated["summary"]["total"] == watched["total"]
+    assert validated["summary"]["total"]["failed"] == 1  # the failed date of team_offense_game_summary
+    printed = backfill_kit("validate", "--spec", str(spec), *SMALL).stdout
+    assert phase_lines(printed) == phase_lines(shown)
+
+    loaded = load_spec(spec)
+    widget = MonitorWidget(lambda: take_snapshot(loaded, "2021-10-19", "2021-11-05", journals=[journal]), 3600)
+    widget.refresh()
+    assert phase_lines(html.unescape(widget.view.value)) == phase_lines(shown)
+    assert f"{steps}; no runner at work" in squeezed(html.unescape(widget.view.value))
+
+    reports = tmp_path / "reports"
+    rendered = backfill_kit("report", "execution", "--journal", str(journal), "--out-dir", str(reports))
+    assert rendered.returncode == 0, rendered.stderr
+    report = next(reports.glob("execution_*.html")).read_text()
+    assert f"{steps}." in report and "interrupted (no runner at work, no run_finished event)" not in report
+    index = (reports / "index.html").read_text()
+    assert f"interrupted: {steps}" in index
