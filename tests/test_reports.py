@@ -651,3 +651,53 @@ def test_analysts_get_the_same_cells_and_gaps_as_pandas_frames(mini_spec):
     gaps = gaps_frame(result.cells, DAYS)
     assert gaps.iloc[0][["table", "status", "dates"]].tolist() == ["cache", "never_ran", 8]
     assert gaps[gaps["status"] == "failed"]["last error"].tolist() == [PWN]
+
+
+def test_the_index_compares_a_report_and_a_backfill_as_moments_not_as_text(tmp_path):
+    """'...:49+00:00' against a journal's '...:49.035+00:00' as text read the after report
+    'before the backfill'; and a report between two backfills is after one and before the next."""
+    from backfill_kit.reports.render import Entry, backfill_moment
+
+    def entry(kind: str, **meta: str) -> Entry:
+        return Entry(
+            tmp_path / f"{kind}.html",
+            {"kind": kind, "spec": "demo", "start": "2024-01-01", "end": "2024-01-31", **meta},
+        )
+
+    first = entry("execution", headline={"finished_at": "2026-11-30T10:00:48.965+00:00"})  # type: ignore[arg-type]
+    second = entry("execution", headline={"finished_at": "2026-11-30T10:05:49.035+00:00"})  # type: ignore[arg-type]
+    after = entry("coverage", generated_at="2026-11-30T10:05:49.512+00:00")
+    between = entry("coverage", generated_at="2026-11-30T10:01:30.000+00:00")
+    old_style = entry("coverage", generated_at="2026-11-30T10:00:49+00:00")  # written before reports kept milliseconds
+    runs = [first, second, after, between, old_style]
+    assert backfill_moment(after, runs) == "after the backfill that finished 2026-11-30 10:05:49"
+    assert backfill_moment(between, runs) == (
+        "after the backfill that finished 2026-11-30 10:00:48; before the backfill that finished 2026-11-30 10:05:49"
+    )
+    assert backfill_moment(old_style, runs).startswith("after the backfill that finished 2026-11-30 10:00:48")
+
+
+@pytest.mark.slow  # two papermill kernels
+def test_a_coverage_report_made_in_the_second_a_backfill_finished_reads_after_it(tmp_path):
+    """After `make demo`, the after report read 'before the backfill': its moment was cut to the
+    second (10:05:49) and the run had finished at 10:05:49.035."""
+    from backfill_kit.reports.render import render_coverage, render_execution
+
+    spec_path = build_mini(tmp_path)
+    plan_path = tmp_path / "runs" / "plan.json"
+    build_plan(validate(load_spec(spec_path), date.fromisoformat(START), date.fromisoformat(END))).write(plan_path)
+    journal = plan_path.with_name("plan.journal.jsonl")
+    started = {"event": "run_started", "time": "2026-11-30T10:05:40.000+00:00", "plan": str(plan_path)}
+    finished = {"event": "run_finished", "time": "2026-11-30T10:05:49.035+00:00", "outcome": "completed"}
+    journal.write_text(json.dumps({**started, "plan_sha": "x", "steps": 0}) + "\n" + json.dumps(finished) + "\n")
+    out = tmp_path / "reports"
+    render_execution(journal, out, now=datetime(2026, 11, 30, 10, 5, 49, 300000))
+    render_coverage(
+        spec_path,
+        date.fromisoformat(START),
+        date.fromisoformat(END),
+        out,
+        now=datetime(2026, 11, 30, 10, 5, 49, 512000),
+    )
+    coverage = next(row for row in (out / "index.html").read_text().split("<tr>") if "<td>coverage</td>" in row)
+    assert "after the backfill that finished 2026-11-30 10:05:49" in coverage

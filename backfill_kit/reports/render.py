@@ -107,7 +107,7 @@ def render_coverage(
         "spec": spec.name,
         "start": start.isoformat(),
         "end": end.isoformat(),
-        "generated_at": stamp.isoformat(timespec="seconds"),
+        "generated_at": _generated_at(now),
     }
     return _render(
         "coverage",
@@ -141,7 +141,7 @@ def render_execution(
     plan, _ = find_plan(found, events)
     span = f"_{plan.start}_{plan.end}" if plan else ""
     name = journal.name.removesuffix(".jsonl").removesuffix(".journal")
-    meta = {"kind": "execution", "journal": str(journal), "generated_at": stamp.isoformat(timespec="seconds")}
+    meta = {"kind": "execution", "journal": str(journal), "generated_at": _generated_at(now)}
     if plan:
         meta.update(spec=plan.spec_name, start=plan.start.isoformat(), end=plan.end.isoformat())
     return _render(
@@ -154,6 +154,12 @@ def render_execution(
         f"Backfill execution log: {journal}",
         kernel,
     )
+
+
+def _generated_at(now: datetime | None) -> str:
+    """When a report was made, to the millisecond as the journal's moments are: the index
+    tells a report from the backfill that finished in the same second."""
+    return (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def _stamp(now: datetime | None) -> datetime:
@@ -435,22 +441,36 @@ class Entry:
 
 
 def backfill_moment(entry: Entry, entries: Sequence[Entry]) -> str:
-    """Whether a coverage report was made before or after the backfills reported beside it."""
-    if entry.meta.get("kind") != "coverage":
+    """Whether a coverage report was made before or after the backfills reported beside it:
+    moments compared as times (a journal's '...:49.035+00:00' is after a report's '...:49+00:00',
+    though as text it sorts before)."""
+    made = _moment(entry.meta.get("generated_at")) if entry.meta.get("kind") == "coverage" else None
+    if made is None:
         return "-"
-    made = str(entry.meta.get("generated_at", ""))
     runs = sorted(
-        str((e.meta.get("headline") or {}).get("finished_at") or "")
+        t
         for e in entries
         if e.meta.get("kind") == "execution" and e.overlaps(entry)
+        if (t := _moment((e.meta.get("headline") or {}).get("finished_at"))) is not None
     )
-    after = [t for t in runs if t and t <= made]
-    before = [t for t in runs if t and t > made]
-    if after:
-        return f"after the backfill that finished {after[-1][:16].replace('T', ' ')}"
-    if before:
-        return f"before the backfill that finished {before[0][:16].replace('T', ' ')}"
-    return "-"
+    after = [t for t in runs if t <= made]
+    before = [t for t in runs if t > made]
+    # Between two backfills, both are true: say both (a second `make demo` rebuilds the demo).
+    said = [f"after the backfill that finished {after[-1]:%Y-%m-%d %H:%M:%S}"] if after else []
+    said += [f"before the backfill that finished {before[0]:%Y-%m-%d %H:%M:%S}"] if before else []
+    return "; ".join(said) or "-"
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)  # a report whose moment is unknown sorts last
+
+
+def _moment(value: object) -> datetime | None:
+    """An ISO moment from a report's meta (UTC when it names no zone), or None."""
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def read_entry(path: Path) -> Entry:
@@ -475,12 +495,12 @@ def write_index(out_dir: Path) -> Path:
 
     entries = sorted(
         (read_entry(p) for p in out_dir.glob("*.html") if p.name != "index.html"),
-        key=lambda e: (str(e.meta.get("generated_at", "")), e.html.name),
+        key=lambda e: (_moment(e.meta.get("generated_at")) or _NEVER, e.html.name),
         reverse=True,
     )
     rows = "".join(
         "<tr>"
-        f"<td>{html.escape(str(e.meta.get('generated_at', '-')))}</td>"
+        f"<td>{html.escape(_shown(e.meta.get('generated_at')))}</td>"
         f"<td>{html.escape(str(e.meta.get('kind', '-')))}</td>"
         f"<td>{html.escape(e.subject)}</td>"
         f"<td>{html.escape(e.numbers)}</td>"
@@ -495,6 +515,11 @@ def write_index(out_dir: Path) -> Path:
     index = out_dir / "index.html"
     _write_atomic(index, page)
     return index
+
+
+def _shown(value: object) -> str:
+    moment = _moment(value)
+    return f"{moment:%Y-%m-%d %H:%M:%S}" if moment else "-"
 
 
 def _notebook_link(entry: Entry) -> str:
