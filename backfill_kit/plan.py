@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from backfill_kit.common.collector import no_gc_pauses
 from backfill_kit.common.file_kinds import kind_of
-from backfill_kit.common.formatting import duration_text
+from backfill_kit.common.formatting import duration_text, plural
 from backfill_kit.common.limits import date_out_of_bounds
 from backfill_kit.common.small_files import NotSmallText, Why, read_small_text
 from backfill_kit.common.status import NEEDS_WORK, Status
@@ -312,7 +312,7 @@ def _schema_message(path: Path, exc: Any) -> str:
     more = [f"  ... and {len(errors) - 5} more"] if len(errors) > 5 else []
     return "\n".join(
         [
-            f"{path}: not a backfill-kit plan ({len(errors)} bad field{'s' if len(errors) != 1 else ''}); {MAKE_ONE}:",
+            f"{path}: not a backfill-kit plan ({plural(len(errors), 'bad field')}); {MAKE_ONE}:",
             *lines,
             *more,
         ]
@@ -644,8 +644,8 @@ def _estimate(plan: Plan) -> str:
 
 def _plan_lines(plan: Plan) -> Iterable[str]:
     yield (
-        f"Plan for {plan.spec_name}, {plan.start} .. {plan.end}: {len(plan.steps):,} steps over "
-        f"{plan.table_dates:,} table-dates in {len(plan.stages)} stages; estimated {_estimate(plan)}"
+        f"Plan for {plan.spec_name}, {plan.start} .. {plan.end}: {plural(len(plan.steps), 'step')} over "
+        f"{plural(plan.table_dates, 'table-date')} in {plural(len(plan.stages), 'stage')}; estimated {_estimate(plan)}"
     )
     if not plan.steps:
         yield "Nothing to run."
@@ -654,17 +654,16 @@ def _plan_lines(plan: Plan) -> Iterable[str]:
         yield f"{Path(python).name} below is {python}"
     for stage in plan.stages:
         how = f"parallel, up to {stage.workers} at once" if stage.mode == "parallel" else "one step at a time"
-        yield f"\nStage {stage.index} · {stage.phase} · {how} · {len(stage.steps)} steps"
+        yield f"\nStage {stage.index} · {stage.phase} · {how} · {plural(len(stage.steps), 'step')}"
         for step in stage.steps:
             causes = ", ".join(f"{k} {v}" for k, v in step.causes.items())
             span = str(step.start) if step.start == step.end else f"{step.start} .. {step.end}"
-            plural = "s" if len(step.dates) != 1 else ""
-            yield f"  {step.table}  {span}  ({len(step.dates)} date{plural}: {causes})"
+            yield f"  {step.table}  {span}  ({plural(len(step.dates), 'date')}: {causes})"
             yield f"    $ {step.command}"
             if not step.skips_downstream:
                 yield "    ! this job declares no way to skip downstream triggers: refused unless --allow-downstream-triggers"
     if plan.blocked:
-        yield f"\nBlocked, not run ({len(plan.blocked):,} cells): their upstream will still be missing"
+        yield f"\nBlocked, not run ({plural(len(plan.blocked), 'cell')}): their upstream will still be missing"
         for b in plan.blocked[:20]:
             yield f"  {b.table} {b.date}: {b.reason}"
         if len(plan.blocked) > 20:

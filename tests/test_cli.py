@@ -64,6 +64,18 @@ def test_table_output_says_what_to_do_and_exits_1_on_gaps(spec):
     assert "Next: 8 cells need a backfill (failed 1, never_ran 7); start with phase 'raw'" in result.output
 
 
+def test_one_of_anything_is_said_in_the_singular(spec):
+    """'1 tables', '1 cells', 'running 1 steps': a count and its noun agree everywhere."""
+    from backfill_kit.common.formatting import plural
+
+    assert (plural(1, "table"), plural(2, "table"), plural(1_234, "cell")) == ("1 table", "2 tables", "1,234 cells")
+    assert plural(1, "query", "queries") == "1 query" and plural(3, "query", "queries") == "3 queries"
+    result = invoke(*validate_args(spec, "--table", "props"))
+    assert ", 2 expected dates, 1 table, 3 warehouse queries in " in result.output
+    assert "Failures (1 cell), each with its last error" in result.output
+    assert "Next: 2 cells need a backfill (failed 1, never_ran 1)" in result.output
+
+
 def test_exit_0_when_nothing_needs_work(spec):
     assert invoke(*validate_args(spec, "--table", "boxscore")).exit_code == 0
 

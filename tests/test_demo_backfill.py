@@ -58,7 +58,7 @@ def test_a_failing_job_stops_the_stage_and_resume_reruns_only_that_step(demo):
     events = [json.loads(line) for line in journal.read_text().splitlines()]
     failed = [e for e in events if e["event"] == "step_finished" and e["outcome"] == "failed"]
     assert [e["table"] for e in failed] == ["team_offense_game_summary"]
-    assert "1 dates failed: upstream API returned HTTP 503 (2021-10-26)" in failed[0]["tail"]
+    assert "1 date failed: upstream API returned HTTP 503 (2021-10-26)" in failed[0]["tail"]
     assert not any(e["event"] == "stage_started" and e["phase"] == "precompute" for e in events)
     succeeded = {e["step"] for e in events if e["event"] == "step_finished" and e["outcome"] == "succeeded"}
 

@@ -260,7 +260,7 @@ def test_earlier_journals_beside_the_spec_come_before_the_run_history(tmp_path):
     assert estimate["boxscore"] == pytest.approx(2.6)
     assert estimate["summary"] == 3600.0  # no journal of its own: the run history's one run of six dates
     assert (
-        "(from 3 steps of earlier runs (runs/*.journal.jsonl beside the spec) and 1 runs in the run history"
+        "(from 3 steps of earlier runs (runs/*.journal.jsonl beside the spec) and 1 run in the run history"
     ) in plan.text()
 
 

@@ -186,7 +186,7 @@ def test_orphaned_running_rows_warn(mini):
     mini.games(D1 + timedelta(1))
     mini.run("PropsProcessor", D1 + timedelta(1), "running", started=NOW - timedelta(days=3))
     outcome, why = outcomes(healthy(mini), quick=True)["orphaned running rows"]
-    assert outcome == "warn" and "1 runs never finished (props 2024-01-11" in why
+    assert outcome == "warn" and "1 run never finished (props 2024-01-11" in why
 
 
 def test_another_runner_holding_a_table_fails(mini):

@@ -37,6 +37,7 @@ from typing import Any
 
 import duckdb
 
+from backfill_kit.common.formatting import plural
 from backfill_kit.demo import tables
 from backfill_kit.validation.calendar import consecutive_runs
 from backfill_kit.warehouse.duckdb import connect_file, in_utc
@@ -144,7 +145,7 @@ def _dry_run(args: argparse.Namespace) -> int:
         con.execute(f"SELECT count(*) FROM {table} WHERE false").fetchall()
     finally:
         con.close()
-    print(f"{args.table}: dry run: would rebuild {len(dates)} dates of {table}")
+    print(f"{args.table}: dry run: would rebuild {plural(len(dates), 'date')} of {table}")
     return 0
 
 
@@ -160,7 +161,7 @@ def _run(args: argparse.Namespace) -> int:
         dates = tables.expected_dates(con, args.start_date, args.end_date)
         runs = _begin(con, table, dates, started)
     if args.crash_after is not None and len(dates) > args.crash_after:
-        print(f"{args.table}: crashing after {args.crash_after} dates (fault)", file=sys.stderr, flush=True)
+        print(f"{args.table}: crashing after {plural(args.crash_after, 'date')} (fault)", file=sys.stderr, flush=True)
         os._exit(3)  # no final rows, no cleanup: what a killed container leaves behind
     time.sleep(args.sleep_per_date * len(dates))  # reading the source: the file is not held meanwhile
     written: dict[date, int] = {}
@@ -172,11 +173,11 @@ def _run(args: argparse.Namespace) -> int:
     bad = sorted(d for d in dates if d in fail)
     if bad:
         print(
-            f"{args.table}: {len(bad)} dates failed: upstream API returned HTTP 503 ({', '.join(str(d) for d in bad)})",
+            f"{args.table}: {plural(len(bad), 'date')} failed: upstream API returned HTTP 503 ({', '.join(str(d) for d in bad)})",
             file=sys.stderr,
         )
     ok = [d for d in dates if d not in fail]
-    print(f"{args.table}: {len(ok)} dates rebuilt, {sum(written.get(d, 0) for d in ok):,} rows")
+    print(f"{args.table}: {plural(len(ok), 'date')} rebuilt, {plural(sum(written.get(d, 0) for d in ok), 'row')}")
     return len(bad)
 
 

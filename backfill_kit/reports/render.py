@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backfill_kit.common.arguments import find_file
+from backfill_kit.common.formatting import plural
 from backfill_kit.errors import BackfillKitError, InputError, MissingDependencyError
 from backfill_kit.running.journal import Event
 
@@ -424,7 +425,7 @@ class Entry:
         """The headline in a few words: coverage in percent, or a backfill's outcome."""
         h = self.meta.get("headline") or {}
         if self.meta.get("kind") == "coverage" and "complete" in h:
-            return f"{h['complete']} complete, {h['done']} done, {h['need_work']:,} cells need work"
+            return f"{h['complete']} complete, {h['done']} done, {plural(h['need_work'], 'cell')} {'needs' if h['need_work'] == 1 else 'need'} work"
         if self.meta.get("kind") == "execution" and "steps_text" in h:
             return f"{h['outcome']}: {h['steps_text']}"  # the steps counted as the runner counts them
         return "-"
@@ -511,7 +512,9 @@ def write_index(out_dir: Path) -> Path:
         "</tr>"
         for e in entries
     )
-    page = _INDEX.format(count=len(entries), rows=rows or '<tr><td colspan="8">No reports yet.</td></tr>')
+    page = _INDEX.format(
+        count=plural(len(entries), "report"), rows=rows or '<tr><td colspan="8">No reports yet.</td></tr>'
+    )
     index = out_dir / "index.html"
     _write_atomic(index, page)
     return index
@@ -538,7 +541,7 @@ table{{border-collapse:collapse}} th,td{{border-bottom:1px solid #d0d7de;padding
 th{{background:#f6f8fa}} td.n{{text-align:right}}
 </style></head>
 <body><h1>backfill-kit reports</h1>
-<p>{count} reports, newest first. Each HTML file is self-contained (open it offline, send it as
+<p>{count}, newest first. Each HTML file is self-contained (open it offline, send it as
 it is); the notebook beside it is the executed record, parameters included.</p>
 <table><thead><tr><th>generated (UTC)</th><th>kind</th><th>what</th><th>headline</th><th>when</th><th>report</th>
 <th>notebook</th><th>size</th></tr></thead>

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from backfill_kit.common.formatting import plural
 from backfill_kit.errors import InputError
 
 if TYPE_CHECKING:
@@ -129,9 +130,11 @@ class Estimator:
                 missing.append(table)
         parts = []
         if JOURNAL in used:
-            parts.append(f"{used[JOURNAL]:,} steps of earlier runs (runs/*.journal.jsonl beside the spec)")
+            parts.append(f"{plural(used[JOURNAL], 'step')} of earlier runs (runs/*.journal.jsonl beside the spec)")
         if RUN_HISTORY in used:
-            parts.append(f"{used[RUN_HISTORY]:,} runs in the run history (a range run counts for its whole range)")
+            parts.append(
+                f"{plural(used[RUN_HISTORY], 'run')} in the run history (a range run counts for its whole range)"
+            )
         text = "from " + " and ".join(parts) if parts else "no basis: no earlier journal and no run durations"
         if parts and missing:
             text += f"; no basis for {', '.join(missing)}"
