@@ -701,3 +701,23 @@ def test_a_coverage_report_made_in_the_second_a_backfill_finished_reads_after_it
     )
     coverage = next(row for row in (out / "index.html").read_text().split("<tr>") if "<td>coverage</td>" in row)
     assert "after the backfill that finished 2026-11-30 10:05:49" in coverage
+
+
+def test_the_calendars_unit_and_definition_come_from_the_spec(mini_spec, tmp_path):
+    """Every pipeline's report spoke of 'expected game dates (a date with final games in the
+    schedule)': the unit is the spec's calendar.unit (default: date), the definition its calendar."""
+    import shutil
+
+    from backfill_kit.reports.notebook import coverage
+
+    head = coverage(mini_spec, START, END).headline().html
+    assert f"{len(DAYS)} expected dates (the dates of raw.schedule where game_status = 3, inside the seasons)" in head
+    assert "game" not in head.replace("game_status", "")
+    for name in ("mini.yaml", "mini.duckdb"):
+        shutil.copy(mini_spec.parent / name, tmp_path / name)
+    spec = tmp_path / "mini.yaml"
+    spec.write_text(spec.read_text().replace("  seasons:\n", "  unit: business day\n  seasons:\n"))
+    audit = coverage(spec, START, END)
+    assert f"{len(DAYS)} expected business days (the dates of" in audit.headline().html
+    assert "tables × business days, bootstrap excluded" in audit.headline().html
+    assert "runs of consecutive business days with the same cause" in audit.gaps().data

@@ -102,7 +102,7 @@ def validation_csv(v: Validation) -> str:
 def print_validation(v: Validation, console: Console, *, worst: int = 8) -> None:
     seconds = sum(q.seconds for q in v.queries)
     console.print(
-        f"[bold]{v.spec.name}[/]: {v.start} .. {v.end}, {plural(len(v.days), 'expected date')}, "
+        f"[bold]{v.spec.name}[/]: {v.start} .. {v.end}, {plural(len(v.days), 'expected ' + v.spec.calendar.unit)}, "
         f"{plural(len(v.tables), 'table')}, {plural(len(v.queries), 'warehouse query', 'warehouse queries')} in {seconds:.2f} s"
     )
     if cost := cost_line(v):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from backfill_kit.common.formatting import plural
 from backfill_kit.common.status import NEEDS_WORK, Status
 from backfill_kit.reports import figures
 from backfill_kit.reports.notebook import STYLE, esc, note_html, table_html
@@ -178,9 +179,9 @@ class Explorer:
         self.figure = figures.coverage_heatmap(cells, tables, [self.phase_of[t] for t in tables], dates)
         self.heatmap.outputs = (_plotly_output(self.figure),)
         self.heatmap.layout.min_height = f"{self.figure['layout']['height']}px"  # never 0 px while it draws
-        self.range_note.value = _range_html(dates)
+        self.range_note.value = _range_html(dates, self.validation.spec.calendar.unit)
         self.progress_note.value = note_html(progress_text(self._in_range(tables, dates)))
-        self.gaps.value = _gaps_html(summaries.gap_runs(cells, dates))
+        self.gaps.value = _gaps_html(summaries.gap_runs(cells, dates), self.validation.spec.calendar.units)
         current = self.table.value
         with self._quietly():
             self.table.options = tables
@@ -278,15 +279,15 @@ def _plotly_output(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _range_html(dates: list[date]) -> str:
+def _range_html(dates: list[date], unit: str) -> str:
     if not dates:
-        return note_html("no game dates chosen")
-    return f'<span class="bk-range">{dates[0]} .. {dates[-1]} · {len(dates):,} game dates</span>'
+        return note_html(f"no {unit}s chosen")
+    return f'<span class="bk-range">{dates[0]} .. {dates[-1]} · {esc(plural(len(dates), unit))}</span>'
 
 
-def _gaps_html(runs: list[summaries.Gap]) -> str:
+def _gaps_html(runs: list[summaries.Gap], units: str) -> str:
     if not runs:
         return note_html("No gaps among the chosen cells.")
     more = note_html(f"… and {len(runs) - GAP_ROWS:,} shorter runs.") if len(runs) > GAP_ROWS else ""
-    head = note_html(f"{len(runs):,} runs of consecutive game dates with the same cause, longest first.")
+    head = note_html(f"{plural(len(runs), 'run')} of consecutive {units} with the same cause, longest first.")
     return head + table_html([g.row() for g in runs[:GAP_ROWS]], numbers=("dates",)) + more

@@ -330,7 +330,7 @@ def season_bars(
     counts: dict[str, dict[str, Counter[str]]], tables: Sequence[str], phases: Sequence[str]
 ) -> dict[str, Any]:
     """Per season (one panel each, side by side, sharing the table axis) and table, stacked
-    bars of game dates by status. `counts` is `summaries.season_counts` output."""
+    bars of expected dates by status. `counts` is `summaries.season_counts` output."""
     n = max(1, len(counts))
     y = [list(phases), list(tables)]
     traces: list[dict[str, Any]] = []

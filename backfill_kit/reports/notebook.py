@@ -237,7 +237,7 @@ class CoverageAudit:
         total = progress_of(v).total
         need_work = sum(n for s, n in counts.items() if s in NEEDS_WORK)
         cards = [
-            (f"{total.expected:,}", "expected cells (tables × game dates, bootstrap excluded)"),
+            (f"{total.expected:,}", f"expected cells (tables × {v.spec.calendar.units}, bootstrap excluded)"),
             (percent_text(total.percent_complete), f"complete: {PROGRESS_WORDS['complete']}"),
             (percent_text(total.percent_done), f"done: {PROGRESS_WORDS['done']}"),
             (f"{total.remaining:,}", "remaining: not done"),
@@ -246,8 +246,9 @@ class CoverageAudit:
         causes = [(f"{counts.get(s, 0):,}", str(s).replace("_", " ")) for s in summaries.BREAKDOWN_ORDER]
         title = (
             f"<h2>{esc(v.spec.name)}: {v.start} .. {v.end}</h2>"
-            f"<p>{len(v.days):,} expected game dates × {len(v.tables)} tables, validated "
-            f"{v.now:%Y-%m-%d %H:%M} UTC with {len(v.queries)} warehouse queries.</p>"
+            f"<p>{plural(len(v.days), 'expected ' + v.spec.calendar.unit)} ({esc(v.spec.calendar.definition)}) × "
+            f"{plural(len(v.tables), 'table')}, validated {v.now:%Y-%m-%d %H:%M} UTC with "
+            f"{plural(len(v.queries), 'warehouse query', 'warehouse queries')}.</p>"
         )
         numbers = {
             "expected": total.expected,
@@ -275,7 +276,8 @@ class CoverageAudit:
         runs = summaries.gap_runs(self.validation.cells, self.dates)
         if not runs:
             return HTML(note_html("No gaps: every expected cell is complete, genuinely without data, or bootstrap."))
-        intro = note_html(f"{len(runs):,} runs of consecutive game dates with the same cause, longest first.")
+        units = self.validation.spec.calendar.units
+        intro = note_html(f"{plural(len(runs), 'run')} of consecutive {units} with the same cause, longest first.")
         more = (
             note_html(f"… and {len(runs) - limit:,} shorter runs: backfill-kit validate --format csv lists every cell.")
             if len(runs) > limit
@@ -347,8 +349,10 @@ def _blocked_html(plan: Plan) -> str:
     if not plan.blocked:
         return ""
     rows = [{"table": b.table, "date": b.date, "reason": b.reason} for b in plan.blocked[:GAP_LIST_LIMIT]]
-    return f"<h4>Blocked: {len(plan.blocked):,} cells wait for an upstream this plan cannot fill</h4>" + table_html(
-        rows
+    waits = "waits" if len(plan.blocked) == 1 else "wait"
+    return (
+        f"<h4>Blocked: {plural(len(plan.blocked), 'cell')} {waits} for an upstream this plan cannot fill</h4>"
+        + table_html(rows)
     )
 
 

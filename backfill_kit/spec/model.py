@@ -186,6 +186,21 @@ class Calendar(_Checked):
     game_id_column: ColumnName | None = None  # counts games per date, deduplicated
     filter: str | None = None  # an SQL condition, e.g. final games only
     seasons: tuple[Season, ...] = ()
+    # What one expected date is, in the reader's words ("game date", "business day", "fixture"):
+    # how validate and the reports count them. Its plural is the word plus s.
+    unit: Name = "date"
+
+    @property
+    def units(self) -> str:
+        return f"{self.unit}s"
+
+    @property
+    def definition(self) -> str:
+        """Which dates are expected, as the spec says it: the reports' one line about the calendar."""
+        if self.table is None:
+            return "every day of the seasons"
+        where = f" where {self.filter}" if self.filter else ""
+        return f"the dates of {self.table}{where}, inside the seasons"
 
 
 @dataclass(frozen=True, kw_only=True)
