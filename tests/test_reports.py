@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from datetime import date, datetime
+from html import unescape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -612,7 +613,12 @@ def test_choosing_a_cell_shows_its_attempts_error_and_the_command_that_fixes_it(
     step = next(s for s in explorer.plan.steps if s.table == "props" and FAILED[1] in s.dates)
     assert "In the full plan" in detail and step.command.replace('"', "&quot;") in detail
     explorer.table.value = "boxscore"
-    assert "Nothing to fix" in explorer.detail.value
+    assert "Nothing to fix: its 4 rows meet the table's minimum of 4." in unescape(
+        explorer.detail.value
+    )  # not 'nothing.'
+    explorer.table.value = "summary"
+    explorer.day.value = date(2024, 1, 1)
+    assert "Nothing to fix: it is inside the phase's bootstrap window" in unescape(explorer.detail.value)
 
 
 def test_a_no_data_cell_a_fallback_covers_is_offered_no_command(explorer):

@@ -235,9 +235,7 @@ class Explorer:
         from backfill_kit.plan import needs_backfill  # loaded already: the explorer built its plan
 
         if not needs_backfill(cell, {*NEEDS_WORK, Status.NO_DATA}):  # as the plan decides, even with --include-no-data
-            covered = cell.status is Status.NO_DATA and cell.fallback
-            why = f"its fallback {cell.fallback} has this date's data" if covered else Status(cell.status).action
-            return note_html(f"Nothing to fix: {why}.")
+            return note_html(f"Nothing to fix: {_why_fine(cell)}.")
         extra = " --include-no-data" if cell.status is Status.NO_DATA else ""
         command = (
             f"backfill-kit backfill --spec {shlex.quote(self.spec_ref)} --start {cell.date} "
@@ -261,6 +259,19 @@ class Explorer:
 
     def _step_for(self, cell: Cell) -> Step | None:
         return next((s for s in self.plan.steps if s.table == cell.table and cell.date in s.dates), None)
+
+
+def _why_fine(cell: Cell) -> str:
+    """Why a cell the plan would not rerun needs nothing, in a sentence about this cell."""
+    if cell.status is Status.COMPLETE:
+        return f"its {plural(cell.rows, 'row')} meet the table's minimum of {cell.expected_rows:,}"
+    if cell.status is Status.NO_DATA and cell.fallback:
+        return f"its fallback {cell.fallback} has this date's data"
+    if cell.status is Status.BOOTSTRAP:
+        return "it is inside the phase's bootstrap window, where the lookbacks have no history yet"
+    if cell.status is Status.RUNNING:
+        return "a run started recently and has not finished: wait for it"
+    return Status(cell.status).action
 
 
 def _plotly_output(spec: dict[str, Any]) -> dict[str, Any]:
