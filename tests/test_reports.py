@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import itertools
 import json
 import re
 import subprocess
@@ -572,8 +573,9 @@ def test_choosing_statuses_narrows_the_heatmap_and_the_gap_list(explorer):
     import numpy as np
 
     explorer.statuses.value = ("failed", "stale")
-    _, _, z = heatmap_cells(explorer.figure)
+    _, dates, z = heatmap_cells(explorer.figure)
     assert int((~np.isnan(z)).sum()) == 2  # the failed props cell and the stale summary cell
+    assert dates == ["2024-01-10", "2024-01-13"]  # only the dates with a cell to show: no slivers
     text = explorer.figure["data"][0]["text"]
     assert sorted(t for row in text for t in row if t) == ["failed", "stale"]
     assert "never_ran" not in explorer.gaps.value and "stale" in explorer.gaps.value
@@ -727,3 +729,52 @@ def test_the_calendars_unit_and_definition_come_from_the_spec(mini_spec, tmp_pat
     assert f"{len(DAYS)} expected business days (the dates of" in audit.headline().html
     assert "tables × business days, bootstrap excluded" in audit.headline().html
     assert "runs of consecutive business days with the same cause" in audit.gaps().data
+
+
+def test_a_short_range_gets_date_ticks_down_to_the_day():
+    """27 dates of January had one tick, 'Jan 2025'; four seasons keep month ticks."""
+    from datetime import timedelta
+
+    from backfill_kit.reports.figures import coverage_heatmap
+
+    january = [date(2025, 1, 1) + timedelta(days=i) for i in range(27)]
+    axis = coverage_heatmap([], ["t"], ["p"], january, season_of={})["layout"]["xaxis"]
+    assert len(axis["tickvals"]) >= 6 and axis["ticktext"][:2] == ["Jan 1 2025", "Jan 5"]
+    seasons = [date(2021, 10, 19) + timedelta(days=i) for i in range(0, 1300, 2)]
+    axis = coverage_heatmap([], ["t"], ["p"], seasons, season_of={})["layout"]["xaxis"]
+    assert axis["ticktext"][0] == "Oct 2021" and all(len(label.split()) == 2 for label in axis["ticktext"])
+
+
+def test_season_lines_come_from_the_calendar_not_from_the_cells_shown(explorer):
+    """Filtered to failed cells, the demo's heatmap drew 14 dotted 'season' lines around the
+    failed dates instead of its 3 season boundaries."""
+    from backfill_kit.reports.figures import coverage_heatmap
+
+    days = [date(2024, 1, d) for d in range(1, 6)] + [date(2024, 3, d) for d in range(1, 6)]
+    season_of = {d: "s1" if d.month == 1 else "s2" for d in days}
+    shown = [c for c in explorer.validation.cells if c.status == "failed"]  # one cell, on 2024-01-10
+    figure = coverage_heatmap(shown, ["props"], ["raw"], days, season_of=season_of)
+    assert [line["x0"] for line in figure["layout"]["shapes"]] == [4.5]  # between Jan 5 and Mar 1, only
+    assert len(explorer.figure["layout"]["shapes"]) == 1  # the mini calendar: seasons s1 and s2
+    explorer.statuses.value = ("failed", "never_ran")
+    _tables, dates, _ = heatmap_cells(explorer.figure)
+    breaks = [x["x0"] for x in explorer.figure["layout"]["shapes"]]
+    assert breaks == [dates.index("2024-03-05") - 0.5]  # the dates shown close up; one boundary still
+
+
+@pytest.mark.slow  # the four-season demo
+def test_filtered_to_failed_cells_the_demos_heatmap_shows_their_dates_and_the_calendars_seasons(pristine_demo):
+    """It drew 14 dotted lines around the failed dates, and 832 columns of 1 px slivers."""
+    from backfill_kit.reports.explore import Explorer
+
+    v = validate(load_spec(pristine_demo / "nba_props.yaml"), date(2021, 10, 19), date(2025, 6, 22))
+    chosen = Explorer(v, "demo/nba_props.yaml")
+    assert len(chosen.figure["layout"]["shapes"]) == 3  # four seasons, three boundaries
+    for statuses in (("failed",), ("failed", "stale", "partial")):
+        chosen.statuses.value = statuses
+        shown = sorted({c.date for c in v.cells if str(c.status) in statuses})
+        _, dates, _ = heatmap_cells(chosen.figure)
+        assert dates == [d.isoformat() for d in shown]
+        season = {d.date: d.season for d in v.days}
+        changes = sum(season[a] != season[b] for a, b in itertools.pairwise(shown))
+        assert len(chosen.figure["layout"]["shapes"]) == changes <= 3

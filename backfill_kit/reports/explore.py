@@ -52,6 +52,7 @@ class Explorer:
         self.days = [d.date for d in validation.days]
         self.phase_of = {t: validation.spec.phase_of(t).name for t in validation.tables}
         self.by_cell = {(c.table, c.date): c for c in validation.cells}
+        self.season_of = {d.date: d.season for d in validation.days}
         self._build_widgets()
         self.figure: dict[str, Any] = {}
         self.refresh()
@@ -153,6 +154,14 @@ class Explorer:
             if c.table in tables and str(c.status) in statuses and first <= c.date <= last
         ]
 
+    def _columns(self, cells: list[Cell], dates: list[date]) -> list[date]:
+        """The heatmap's dates: all those chosen; with some statuses left out, only the dates
+        that have a cell to show, so that a few failed cells are not slivers among 800 blanks."""
+        if set(self.statuses.value) == set(self.statuses.options):
+            return dates
+        shown = {c.date for c in cells}
+        return [d for d in dates if d in shown]
+
     def _in_range(self, tables: list[str], dates: list[date]) -> list[Cell]:
         """The chosen tables' cells on the chosen dates, whatever their status: what progress
         is counted over."""
@@ -176,7 +185,9 @@ class Explorer:
     def refresh(self) -> None:
         """Redraw the heatmap and the gap list for the current filters; re-offer the cells."""
         cells, tables, dates = self.selection(), self.selected_tables(), self.selected_dates()
-        self.figure = figures.coverage_heatmap(cells, tables, [self.phase_of[t] for t in tables], dates)
+        self.figure = figures.coverage_heatmap(
+            cells, tables, [self.phase_of[t] for t in tables], self._columns(cells, dates), season_of=self.season_of
+        )
         self.heatmap.outputs = (_plotly_output(self.figure),)
         self.heatmap.layout.min_height = f"{self.figure['layout']['height']}px"  # never 0 px while it draws
         self.range_note.value = _range_html(dates, self.validation.spec.calendar.unit)

@@ -263,7 +263,10 @@ class CoverageAudit:
         return Headline(title + cards_html(cards) + phases + "<h4>Gaps by cause</h4>" + cards_html(causes), numbers)
 
     def heatmap(self) -> ReportFigure:
-        return ReportFigure(figures.coverage_heatmap(self.validation.cells, self.tables, self.phases, self.dates))
+        seasons = {d.date: d.season for d in self.validation.days}
+        return ReportFigure(
+            figures.coverage_heatmap(self.validation.cells, self.tables, self.phases, self.dates, season_of=seasons)
+        )
 
     def season_bars(self) -> ReportFigure:
         counts = summaries.season_counts(self.validation.cells)
