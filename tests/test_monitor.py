@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -193,6 +194,28 @@ def test_continuous_mode_refreshes_in_place_and_leaves_on_ctrl_c(history, tmp_pa
         assert "monitor stopped" in final and "Traceback" not in final
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_continuous_mode_without_a_terminal_prints_look_after_look_as_plain_lines(history, tmp_path):
+    """Into a file or a pipe it printed one look at the end, and its last line ran into
+    'monitor stopped' ('...no runner at workmonitor stopped')."""
+    out = tmp_path / "monitor.out"
+    command = [
+        str(Path(sys.executable).parent / "backfill-kit"), "monitor", "--spec", str(history),
+        "--start", "2024-01-01", "--end", "2024-01-11", "--continuous", "--interval", "0.2",
+    ]  # fmt: skip
+    with out.open("w") as sink:
+        monitor = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        assert wait_until(lambda: out.read_text().count("mini monitor · ") >= 2, 60), out.read_text()
+    finally:
+        monitor.send_signal(signal.SIGINT)  # Ctrl-C
+    assert monitor.wait(timeout=30) == 0
+    text = out.read_text()
+    assert "\x1b" not in text  # no cursor movement: plain lines
+    assert text.splitlines()[-1] == "monitor stopped"
+    looks = text.split("mini monitor · ")[1:]
+    assert len(looks) >= 2 and all("No runner at work" in look and "Phases (" in look for look in looks)
 
 
 def test_the_notebook_widget_refreshes_itself(history):

@@ -297,3 +297,11 @@ def test_planning_leaves_the_cycle_collector_as_it_found_it(tmp_path):
         assert build_plan(v).steps and not gc.isenabled()
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def test_the_estimate_names_a_few_tables_without_basis_and_counts_the_rest():
+    from backfill_kit.running.estimates import RUN_HISTORY, Estimator, fit
+
+    estimator = Estimator({"a": fit([(1, 1.0)])}, {"a": RUN_HISTORY}, {"a": 1})
+    assert estimator.describe(["a", "b", "c"]).endswith("; no basis for b, c")
+    assert estimator.describe(["a", *"bcdefg"]).endswith("; no basis for b, c, d and 3 more")

@@ -26,16 +26,27 @@ def looks(look: Callable[[], Snapshot], interval: float, *, continuous: bool) ->
 
 
 def watch(look: Callable[[], Snapshot], interval: float, console: Console) -> None:
-    """The live terminal view: redrawn in place every `interval` seconds until Ctrl-C."""
-    from rich.live import Live
-
+    """Every `interval` seconds until Ctrl-C: redrawn in place in a terminal; one look after
+    another, plain, where output goes to a file or a pipe (a redraw there kept only the last
+    look, and the last line ran into 'monitor stopped')."""
     shots = looks(look, interval, continuous=True)
     try:
-        with Live(snapshot_view(next(shots)), console=console, auto_refresh=False) as live:
+        if console.is_terminal:
+            _redrawn(shots, console)
+        else:
             for snap in shots:
-                live.update(snapshot_view(snap), refresh=True)
+                console.print(snapshot_view(snap))
+                console.print()
     except KeyboardInterrupt:
         console.print("monitor stopped")
+
+
+def _redrawn(shots: Iterator[Snapshot], console: Console) -> None:
+    from rich.live import Live
+
+    with Live(snapshot_view(next(shots)), console=console, auto_refresh=False) as live:
+        for snap in shots:
+            live.update(snapshot_view(snap), refresh=True)
 
 
 def snapshot_view(snap: Snapshot) -> Any:

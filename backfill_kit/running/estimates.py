@@ -136,8 +136,9 @@ class Estimator:
                 f"{plural(used[RUN_HISTORY], 'run')} in the run history (a range run counts for its whole range)"
             )
         text = "from " + " and ".join(parts) if parts else "no basis: no earlier journal and no run durations"
-        if parts and missing:
-            text += f"; no basis for {', '.join(missing)}"
+        if parts and missing:  # a few named, the rest counted: the monitor prints this on one line
+            more = f" and {len(missing) - 3:,} more" if len(missing) > 4 else ""
+            text += f"; no basis for {', '.join(missing[:3] if more else missing)}{more}"
         return text
 
 
