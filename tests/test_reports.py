@@ -199,9 +199,9 @@ def test_installs_ship_the_notebooks():
 def test_the_recommended_plan_goes_beside_the_spec(coverage_report, mini_spec):
     """Where `backfill` keeps its plans and estimates look for journals, not in whatever folder
     the reader happens to be in."""
-    html = coverage_report[0].read_text()
+    text = unescape(re.sub(r"<[^>]+>", "", coverage_report[0].read_text()))  # as the reader sees it
     out = mini_spec.parent / "runs" / "plan.json"
-    assert f"--out {out}" in html and f"backfill-kit run --plan {out}" in html
+    assert f"--out {out}" in text and f"backfill-kit run --plan {out}" in text
 
 
 @pytest.mark.slow  # a papermill kernel
@@ -474,6 +474,41 @@ def test_execution_report_draws_offline_and_its_timeline_hovers(chromium, execut
         page.close()
 
 
+# Each word of the commands a page shows (the plan's block, each step's command), and how many
+# lines the page lays it out on; and how many lines each command takes.
+COMMAND_LINES = """(() => {
+  const blocks = [...document.querySelectorAll('pre, .bk-cmds')].filter(b => b.textContent.includes('backfill-kit'));
+  const words = [], commands = [];
+  for (const block of blocks) {
+    const walker = document.createTreeWalker(block, NodeFilter.SHOW_TEXT);
+    const tops = new Set();
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const m of node.textContent.matchAll(/\\S+/g)) {
+        const range = document.createRange(); range.setStart(node, m.index); range.setEnd(node, m.index + m[0].length);
+        const lines = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+        words.push([m[0], lines.size]); lines.forEach(t => tops.add(t));
+      }
+    }
+    commands.push(tops.size);
+  }
+  return [words, commands];
+})()"""
+
+
+@pytest.mark.slow  # a papermill kernel and a browser
+def test_a_reports_commands_wrap_between_arguments_never_inside_one(chromium, coverage_report):
+    """In a window too narrow for them, the plan's commands wrapped inside a flag or a path."""
+    html, _ = coverage_report
+    page = Page(chromium, width=520)
+    try:
+        page.open(html)
+        words, blocks = page.evaluate(COMMAND_LINES)
+        assert words and [w for w, lines in words if lines > 1] == []  # every word on one line
+        assert max(blocks) > 1  # the long commands did wrap: between their arguments
+    finally:
+        page.close()
+
+
 # --- the four-season demo ------------------------------------------------------------------
 
 DEMO_FAILED = ("player_game_summary", date(2021, 10, 20))
@@ -611,9 +646,10 @@ def test_choosing_a_cell_shows_its_attempts_error_and_the_command_that_fixes_it(
     detail = explorer.detail.value
     assert "props · 2024-01-10 · failed" in detail and "read the last error, fix the cause, rerun" in detail
     assert PWN not in detail and "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in detail
-    assert "backfill-kit backfill --spec mini.yaml --start 2024-01-10 --end 2024-01-10 --table props" in detail
+    text = unescape(re.sub(r"<[^>]+>", "", detail))
+    assert "backfill-kit backfill --spec mini.yaml --start 2024-01-10 --end 2024-01-10 --table props" in text
     step = next(s for s in explorer.plan.steps if s.table == "props" and FAILED[1] in s.dates)
-    assert "In the full plan" in detail and step.command.replace('"', "&quot;") in detail
+    assert "In the full plan" in detail and step.command in text
     explorer.table.value = "boxscore"
     assert "Nothing to fix: its 4 rows meet the table's minimum of 4." in unescape(
         explorer.detail.value

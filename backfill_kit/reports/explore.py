@@ -22,7 +22,7 @@ import ipywidgets as widgets
 from backfill_kit.common.formatting import plural
 from backfill_kit.common.status import NEEDS_WORK, Status
 from backfill_kit.reports import figures
-from backfill_kit.reports.notebook import STYLE, esc, note_html, table_html
+from backfill_kit.reports.notebook import STYLE, commands_html, esc, note_html, table_html
 from backfill_kit.validation import summaries
 from backfill_kit.validation.progress import progress_text
 from backfill_kit.validation.summaries import readable_error
@@ -252,7 +252,7 @@ class Explorer:
             f"backfill-kit backfill --spec {shlex.quote(self.spec_ref)} --start {cell.date} "
             f"--end {cell.date} --table {shlex.quote(cell.table)}{extra}"
         )
-        html = f'<p><b>Fix this cell alone</b></p><pre class="bk-pre">{esc(command)}</pre>'
+        html = f"<p><b>Fix this cell alone</b></p>{commands_html(command)}"
         return html + self._in_plan_html(cell)
 
     def _in_plan_html(self, cell: Cell) -> str:
@@ -260,8 +260,7 @@ class Explorer:
         if step is not None:
             span = f"{step.start} .. {step.end}" if step.start != step.end else str(step.start)
             return (
-                f"<p><b>In the full plan</b>: step {esc(step.id)} ({esc(span)}) runs</p>"
-                f'<pre class="bk-pre">{esc(step.command)}</pre>'
+                f"<p><b>In the full plan</b>: step {esc(step.id)} ({esc(span)}) runs</p>{commands_html(step.command)}"
             )
         blocked = next((b for b in self.plan.blocked if (b.table, b.date) == (cell.table, cell.date)), None)
         if blocked is not None:

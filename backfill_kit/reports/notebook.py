@@ -76,6 +76,9 @@ STYLE = """<style>
 .bk-note{color:#57606a;line-height:1.4}
 .bk-range{white-space:nowrap;font-variant-numeric:tabular-nums}
 .bk-status{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin-right:4px;vertical-align:middle}
+.bk-cmds{margin:0;font-family:monospace;font-size:.85em;line-height:1.5;max-width:70em}
+.bk-cmd{display:block;white-space:normal;overflow-wrap:normal;word-break:normal;padding-left:2em;text-indent:-2em}
+.bk-arg{white-space:nowrap}
 </style>"""
 
 
@@ -118,11 +121,39 @@ def table_html(
 
 
 def _detail_rows(row: Mapping[str, Any], detail: Sequence[str], width: int) -> str:
-    lines = [(c, esc(row.get(c))) for c in detail if esc(row.get(c))]
+    lines = [(c, row.get(c)) for c in detail if esc(row.get(c))]
     return "".join(
-        f'<tr class="bk-detail"><td colspan="{width}"><span class="bk-note">{esc(c)}</span><pre>{text}</pre></td></tr>'
-        for c, text in lines
+        f'<tr class="bk-detail"><td colspan="{width}"><span class="bk-note">{esc(c)}</span>'
+        f"{commands_html(str(value)) if c == 'command' else f'<pre>{esc(value)}</pre>'}</td></tr>"
+        for c, value in lines
     )
+
+
+def commands_html(text: str) -> str:
+    """Commands as a reader copies them: each on a line of its own that wraps only between
+    arguments (a flag and its value stay together), never inside one. Comment lines stay
+    as they are."""
+    lines = "".join(
+        f'<span class="bk-cmd">{_arguments_html(line)}</span>' for line in text.splitlines() if line.strip()
+    )
+    return f'<div class="bk-cmds">{lines}</div>'
+
+
+def _arguments_html(line: str) -> str:
+    if line.lstrip().startswith("#"):
+        return f'<span class="bk-arg bk-note">{esc(line)}</span>'
+    try:
+        words = shlex.split(line)
+    except ValueError:  # not a shell line after all: shown whole
+        return f'<span class="bk-arg">{esc(line)}</span>'
+    groups: list[list[str]] = []
+    for word in words:
+        flag_value = groups and groups[-1][0].startswith("-") and len(groups[-1]) == 1 and not word.startswith("-")
+        if flag_value:
+            groups[-1].append(word)
+        else:
+            groups.append([word])
+    return " ".join(f'<span class="bk-arg">{esc(shlex.join(group))}</span>' for group in groups)
 
 
 def _td(column: str, value: object, pre: set[str], numbers: set[str]) -> str:
@@ -316,7 +347,7 @@ class CoverageAudit:
             f"<p>{plural(len(plan.steps), 'step')} over {plural(plan.table_dates, 'table-date')} in "
             f"{plural(len(plan.stages), 'stage')} (stages run one after another; the steps of a parallel stage run "
             f"side by side). ETA {esc(estimate.span())} ({esc(estimate.basis)}). "
-            f'Make and run it with:</p><pre class="bk-pre">{esc(commands)}</pre>'
+            f"Make and run it with:</p>{commands_html(commands)}"
         )
         return HTML(
             intro + table_html(plan_rows(plan), numbers=("stage", "dates"), detail=("command",)) + _blocked_html(plan)
