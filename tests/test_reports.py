@@ -601,7 +601,7 @@ def test_explorer_starts_on_everything(explorer):
     assert tables == ["boxscore", "props", "backup_props", "summary", "cache"]
     assert dates == [d.isoformat() for d in DAYS] and not np.isnan(z.astype(float)).any()
     assert "props" in explorer.gaps.value and "failed" in explorer.gaps.value
-    assert explorer.heatmap.outputs[0]["data"]["application/vnd.plotly.v1+json"]["data"][0]["type"] == "heatmap"
+    assert explorer.heatmap.figure["data"][0]["type"] == "heatmap" and explorer.heatmap.figure["data"][0]["x"] == dates
 
 
 def test_choosing_statuses_narrows_the_heatmap_and_the_gap_list(explorer):
@@ -668,6 +668,26 @@ def test_a_no_data_cell_a_fallback_covers_is_offered_no_command(explorer):
     assert "props · 2024-01-11 · no_data" in detail
     assert "Nothing to fix: its fallback backup_props has this date" in detail
     assert "backfill-kit backfill" not in detail and "--include-no-data" not in detail
+
+
+def click(explorer, table: str, day: date) -> None:
+    """What the browser sends the kernel when a person clicks the heatmap's cell."""
+    tables, dates, _ = heatmap_cells(explorer.figure)
+    clicks = explorer.heatmap.clicked[2] + 1 if explorer.heatmap.clicked else 1
+    explorer.heatmap.clicked = [tables.index(table), dates.index(day.isoformat()), clicks]
+
+
+def test_a_click_on_a_heatmap_cell_chooses_that_cell(explorer):
+    """Only the dropdowns chose a cell; a click on the heatmap did nothing."""
+    click(explorer, *FAILED)
+    assert (explorer.table.value, explorer.day.value) == FAILED
+    assert "props · 2024-01-10 · failed" in explorer.detail.value
+    click(explorer, "boxscore", date(2024, 3, 6))
+    assert "boxscore · 2024-03-06 · complete" in explorer.detail.value
+    click(explorer, *FAILED)
+    explorer.statuses.value = ("failed",)  # boxscore's cells are blanks now: a click on one changes nothing
+    click(explorer, "boxscore", FAILED[1])
+    assert (explorer.table.value, explorer.day.value) == FAILED
 
 
 def test_the_explorer_displays_as_widgets(explorer):

@@ -1,8 +1,9 @@
 """The gap explorer, for people in JupyterLab (`notebooks/explore.ipynb`).
 
 Widgets choose a date range, phases or tables, and statuses; the heatmap and the gap list
-follow. Choosing a table and a date shows that cell's attempts and errors and the command that
-would fix it. All the logic is here, where tests drive the widgets from Python; the notebook
+follow. Choosing a table and a date, or clicking the cell in the heatmap, shows that cell's
+attempts and errors and the command that would fix it (`heatmap_widget` sends the click back
+to the kernel). All the logic is here, where tests drive the widgets from Python; the notebook
 only displays an `Explorer`. Widget state does not survive papermill and nbconvert, so the
 shared HTML reports never depend on this module.
 """
@@ -22,6 +23,7 @@ import ipywidgets as widgets
 from backfill_kit.common.formatting import plural
 from backfill_kit.common.status import NEEDS_WORK, Status
 from backfill_kit.reports import figures
+from backfill_kit.reports.heatmap_widget import heatmap_widget
 from backfill_kit.reports.notebook import STYLE, commands_html, esc, note_html, table_html
 from backfill_kit.validation import summaries
 from backfill_kit.validation.progress import progress_text
@@ -81,7 +83,8 @@ class Explorer:
         )
         self.table = widgets.Dropdown(options=tables, description="table")
         self.day = widgets.Dropdown(options=[], description="date")
-        self.heatmap = widgets.Output(layout=widgets.Layout(width="98%"))
+        self.heatmap = heatmap_widget({"data": [{"type": "heatmap"}], "layout": {"height": 0}})
+        self.heatmap.observe(self._when_idle(self._clicked), names="clicked")
         self.gaps = widgets.HTML()
         self.detail = widgets.HTML()
         self._busy = False  # set while the explorer itself changes widgets: no cascade of redraws
@@ -188,8 +191,7 @@ class Explorer:
         self.figure = figures.coverage_heatmap(
             cells, tables, [self.phase_of[t] for t in tables], self._columns(cells, dates), season_of=self.season_of
         )
-        self.heatmap.outputs = (_plotly_output(self.figure),)
-        self.heatmap.layout.min_height = f"{self.figure['layout']['height']}px"  # never 0 px while it draws
+        self.heatmap.figure = {**self.figure, "config": {**figures.CONFIG, "responsive": True}}
         self.range_note.value = _range_html(dates, self.validation.spec.calendar.unit)
         self.progress_note.value = note_html(progress_text(self._in_range(tables, dates)))
         self.gaps.value = _gaps_html(summaries.gap_runs(cells, dates), self.validation.spec.calendar.units)
@@ -211,6 +213,14 @@ class Explorer:
             self.day.options = options
             self.day.value = current if current in {d for _, d in options} else (options[0][1] if options else None)
         self.show_cell()
+
+    def _clicked(self) -> None:
+        """A click on a heatmap cell chooses it, as the table and date dropdowns would."""
+        chosen = _clicked_cell(self.figure, self.heatmap.clicked)
+        if chosen is None or (chosen[0], chosen[1]) not in {(c.table, c.date) for c in self.selection()}:
+            return  # a blank, filtered out: nothing to show
+        self.table.value = chosen[0]  # offers its dates (the observer), then
+        self.day.value = chosen[1]  # shows the cell
 
     def show_cell(self) -> None:
         cell = self.by_cell.get((self.table.value, self.day.value))
@@ -284,20 +294,14 @@ def _why_fine(cell: Cell) -> str:
     return Status(cell.status).action
 
 
-def _plotly_output(spec: dict[str, Any]) -> dict[str, Any]:
-    """The heatmap for JupyterLab's plotly renderer (the extension shipped with plotly).
-
-    Not `responsive`: that sizes the plot to 100% of its container, and the renderer's node
-    inside an Output widget has no height of its own, so the heatmap collapsed to 0 px as soon
-    as the renderer resized it. The renderer still fits the width to the window on every resize."""
-    return {
-        "output_type": "display_data",
-        "metadata": {},
-        "data": {
-            "application/vnd.plotly.v1+json": {**spec, "config": {**figures.CONFIG, "responsive": False}},
-            "text/plain": "coverage heatmap (needs JupyterLab with plotly's extension)",
-        },
-    }
+def _clicked_cell(figure: dict[str, Any], clicked: list[int]) -> tuple[str, date] | None:
+    """The (table, date) of the heatmap's row and column clicked, or None."""
+    trace = figure["data"][0]
+    tables, days = trace["y"][1], trace["x"]
+    row, column = clicked[:2] if len(clicked) >= 2 else (-1, -1)
+    if 0 <= row < len(tables) and 0 <= column < len(days):
+        return tables[row], date.fromisoformat(days[column])
+    return None
 
 
 def _range_html(dates: list[date], unit: str) -> str:

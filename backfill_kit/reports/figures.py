@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cache
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,7 @@ __all__ = [
     "STATUS_ORDER",
     "ReportFigure",
     "coverage_heatmap",
+    "plotly_js",
     "plotly_js_html",
     "season_bars",
     "timeline",
@@ -140,11 +142,17 @@ window.bkPlot = function (id, gzipped, layout, config) {
 };"""
 
 
-def plotly_js_html() -> str:
-    """plotly.js inline, once per report; the figures after it call the global `Plotly`."""
+@cache
+def plotly_js() -> str:
+    """The vendored plotly.js bundle: it sets the global `Plotly`."""
     from importlib.resources import files
 
-    bundle = files("backfill_kit.vendor").joinpath(PLOTLY_JS).read_text(encoding="utf-8")
+    return files("backfill_kit.vendor").joinpath(PLOTLY_JS).read_text(encoding="utf-8")
+
+
+def plotly_js_html() -> str:
+    """plotly.js inline, once per report; the figures after it call the global `Plotly`."""
+    bundle = plotly_js()
     return (
         '<script type="text/javascript">window.PlotlyConfig = {MathJaxConfig: "local"};</script>\n'
         f'<script type="text/javascript">{bundle}</script>\n'
