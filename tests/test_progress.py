@@ -266,3 +266,37 @@ def test_every_view_shows_the_same_counts_after_a_failure_and_a_ctrl_c(demo_copy
     assert f"{steps}." in report and "interrupted (no runner at work, no run_finished event)" not in report
     index = (reports / "index.html").read_text()
     assert f"interrupted: {steps}" in index
+
+
+def test_the_execution_report_of_a_run_at_work_gives_the_monitors_eta(tmp_path):
+    """One function for the ETA: the report made while the runner works says what the monitor says."""
+    from backfill_kit.plan import load_plan
+    from backfill_kit.reports.notebook import execution
+    from backfill_kit.running.eta import run_eta
+    from backfill_kit.running.locks import LockSet, journal_lock
+    from backfill_kit.running.steps import journal_run
+
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (2, [fake_step(n, m) for n in "abc"]), (1, [fake_step("d", m)]))
+    plan = load_plan(tmp_path / "plan.json")
+    events = [
+        {"event": "run_started", "time": "2026-01-01T10:00:00+00:00", "plan": str(tmp_path / "plan.json"),
+         "plan_sha": "x", "steps": 4},
+        {"event": "step_started", "time": "2026-01-01T10:00:00+00:00", "step": "a", "table": "a", "attempt": 1,
+         "dates": 2},
+        {"event": "step_finished", "time": "2026-01-01T10:00:30+00:00", "step": "a", "table": "a", "attempt": 1,
+         "outcome": "succeeded"},
+    ]  # fmt: skip
+    journal = tmp_path / "plan.journal.jsonl"
+    journal.write_text("".join(json.dumps(e) + "\n" for e in events))
+    locks = LockSet()
+    locks.acquire(journal_lock(journal), "the journal")  # a runner at work
+    try:
+        log = execution(journal)
+        headline = log.headline()
+    finally:
+        locks.release()
+    eta = run_eta(plan, journal_run(events), datetime.now(UTC))  # nothing at work: no time passes in it
+    assert eta.kind == "measured" and html.escape(eta.basis) in headline.html and eta.span() in headline.html
+    assert headline.numbers["outcome"] == "running (a runner is at work)"
+    assert headline.numbers["steps_text"] == "4 steps: 1 succeeded, 3 remaining"
