@@ -23,7 +23,7 @@ from IPython.display import HTML
 
 from backfill_kit.common.arguments import as_date, find_file
 from backfill_kit.common.formatting import duration_text, percent_text, plural
-from backfill_kit.common.status import DONE, NEEDS_WORK, PROGRESS_WORDS
+from backfill_kit.common.status import NEEDS_WORK, PROGRESS_WORDS, Status
 from backfill_kit.errors import InputError
 from backfill_kit.reports import figures
 from backfill_kit.reports.figures import ReportFigure
@@ -32,7 +32,14 @@ from backfill_kit.running.journal import Event, Outcome, read_journal
 from backfill_kit.running.locks import is_locked, journal_lock
 from backfill_kit.running.steps import JournalRun, StepCounts, find_plan, journal_run
 from backfill_kit.validation import summaries
-from backfill_kit.validation.progress import PHASE_COLUMNS, PHASE_RULE, PhaseProgress, phase_rows, progress_of
+from backfill_kit.validation.progress import (
+    PHASE_COLUMNS,
+    PHASE_RULE,
+    PhaseProgress,
+    cell_counts,
+    phase_rows,
+    progress_of,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,7 +52,6 @@ __all__ = ["HEADLINE_MIMETYPE", "CoverageAudit", "ExecutionLog", "Headline", "co
 
 GAP_LIST_LIMIT = 200  # rows of the gap list shown; the rest are counted
 JOURNAL_HINT = "a run writes it beside its plan (PLAN.journal.jsonl)"
-DONE_NAMES = frozenset(str(s) for s in DONE)  # statuses as the before/after rows name them
 
 
 def setup() -> HTML:
@@ -557,6 +563,9 @@ def _spec_for(plan: Plan, journal: Path) -> PipelineSpec:
     return load_spec(recorded)  # raises the toolkit's own message naming the missing file
 
 
+_STATUSES = frozenset(str(s) for s in Status)  # "not validated" is none of them
+
+
 def before_after_rows(plan: Plan, after: Validation) -> list[dict[str, Any]]:
     """Per table: the plan's causes (before) and the statuses of the same table-dates now."""
     now = {(c.table, c.date): str(c.status) for c in after.cells}
@@ -572,7 +581,7 @@ def before_after_rows(plan: Plan, after: Validation) -> list[dict[str, Any]]:
         for d in (d for s in steps for d in s.dates):
             key = now.get((table, d), "not validated")
             statuses[key] = statuses.get(key, 0) + 1
-        fixed = sum(n for status, n in statuses.items() if status in DONE_NAMES)  # done, as everywhere
+        fixed = cell_counts({Status(k): n for k, n in statuses.items() if k in _STATUSES}).done  # as everywhere
         planned = sum(statuses.values())
         rows.append(
             {
