@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "BackfillKitError",
+    "BackfillKitWarning",
     "InputError",
     "MissingDependencyError",
     "PreflightFailed",
@@ -96,3 +97,8 @@ class PreflightFailed(BackfillKitError):
 
 class WarehouseMismatchError(SpecError):
     """The spec names tables or columns the warehouse does not have."""
+
+
+class BackfillKitWarning(UserWarning):
+    """Something the toolkit works around and the user should know (a cache folder it will
+    not trust): the CLI prints it as one line, `warning: ...`, on stderr."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import date, datetime
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
-from backfill_kit.errors import BackfillKitError
+from backfill_kit.errors import BackfillKitError, BackfillKitWarning
 
 __all__ = ["main"]
 
@@ -64,6 +65,7 @@ class _Group(click.Group):
     """Turns the toolkit's own errors into one message on stderr and exit code 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        warnings.showwarning = _show_warning
         try:
             return super().invoke(ctx)
         except BackfillKitError as exc:
@@ -80,6 +82,18 @@ class _Group(click.Group):
                 click.echo(f"error: {exc.strerror}{where}: free some space, then run the command again", err=True)
             _drop_unwritten_output()
             ctx.exit(1)
+
+
+_python_show_warning = warnings.showwarning
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """The toolkit's warnings as one line on stderr, as its errors are; others as Python shows them."""
+    if not issubclass(category, BackfillKitWarning):
+        _python_show_warning(message, category, *args, **kwargs)
+        return
+    with suppress(OSError):
+        click.echo(f"warning: {message}", err=True)
 
 
 def _drop_unwritten_output() -> None:
