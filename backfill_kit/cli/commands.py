@@ -116,7 +116,7 @@ end_option = click.option("--end", required=True, type=DateType(), help="Last da
 
 def _find_spec(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
     """The spec by the one path rule of `arguments.find_file`: the working directory, then each
-    folder above it up to the project folder."""
+    folder above it up to the project folder (outside a project, the working directory only)."""
     from backfill_kit.common.arguments import find_file
 
     return None if value is None else find_file(value, "the spec")
@@ -128,7 +128,7 @@ spec_option = click.option(
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
     callback=_find_spec,
-    help="Pipeline spec (YAML); a relative path is looked up from here up to the project folder.",
+    help="Pipeline spec (YAML); a relative path is looked up from here up to the project folder, if any.",
 )
 
 

@@ -60,7 +60,7 @@ def _spec_loader() -> Any:
 def load_spec(path: str | Path) -> PipelineSpec:
     """Read and validate a spec file; raise `SpecError` listing every problem found. A relative
     path is found by `arguments.find_file`'s rule (the working directory, then the folders above
-    it up to the project folder)."""
+    it up to the project folder; outside a project, the working directory only)."""
     from backfill_kit.common.arguments import find_file
 
     path = find_file(path, "the spec")
