@@ -16,6 +16,7 @@ __all__ = [
     "BackfillKitWarning",
     "InputError",
     "MissingDependencyError",
+    "OutputError",
     "PreflightFailed",
     "Problem",
     "SpecError",
@@ -37,6 +38,15 @@ class BackfillKitError(Exception):
 
 class InputError(BackfillKitError):
     """A command-line value is wrong (a malformed date, a reversed range, an unknown table)."""
+
+
+class OutputError(InputError):
+    """A file cannot be written where the user said; `reason` is why, for a caller that words
+    the message its own way."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class MissingDependencyError(BackfillKitError):

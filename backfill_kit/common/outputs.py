@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from backfill_kit.errors import InputError
+from backfill_kit.errors import OutputError
 
 __all__ = ["replacing", "write_output"]
 
@@ -79,7 +79,7 @@ def _check_target(path: Path, what: str, hint: str) -> None:
     except OSError as exc:
         raise _cannot(path, what, hint, exc) from exc
     if not stat.S_ISREG(info.st_mode):
-        raise InputError(f"cannot write {what} {path}: it is {_kind(info.st_mode)}, not a regular file; {hint}")
+        raise _refused(path, what, hint, f"it is {_kind(info.st_mode)}, not a regular file")
 
 
 def _commit(temp: Path, path: Path, what: str, hint: str) -> None:
@@ -111,8 +111,12 @@ def _kind(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), "not a file")
 
 
-def _cannot(path: Path, what: str, hint: str, exc: OSError) -> InputError:
-    return InputError(f"cannot write {what} {path}: {exc.strerror or exc}; {hint}")
+def _cannot(path: Path, what: str, hint: str, exc: OSError) -> OutputError:
+    return _refused(path, what, hint, exc.strerror or str(exc))
+
+
+def _refused(path: Path, what: str, hint: str, reason: str) -> OutputError:
+    return OutputError(f"cannot write {what} {path}: {reason}; {hint}", reason)
 
 
 def _new_file_mode() -> int:
