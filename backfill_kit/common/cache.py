@@ -195,7 +195,8 @@ def write_entry(slot: str, key: str | None, payload: bytes) -> None:
                     file.write(_header(key, payload) + payload)
                 os.replace(temp, slot, src_dir_fd=folder, dst_dir_fd=folder)
             except BaseException:
-                os.unlink(temp, dir_fd=folder)
+                with contextlib.suppress(OSError):
+                    os.unlink(temp, dir_fd=folder)
                 raise
             _prune(folder)
         except OSError:
