@@ -62,6 +62,7 @@ REFUSED = {
     "broken SQL": ("game_status = = 3", "not a valid SQL condition"),
     "an unbalanced parenthesis": ("game_status = 3) OR (1 = 1", "not a valid SQL condition"),
     "too long": ("game_status = 3" + " OR game_status = 3" * 200, "longer than 2000 characters"),
+    "nested past sqlglot's writer": ("- " * 400 + "game_status = 1", "nested too deeply"),  # a RecursionError
 }
 
 

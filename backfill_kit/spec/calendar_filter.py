@@ -100,10 +100,14 @@ def _stored(payload: bytes | None) -> tuple[str, tuple[str, ...]] | None:
 def _check(text: str, dialect: str) -> tuple[str, tuple[str, ...]]:
     if len(text) > MAX_FILTER_CHARS:
         raise FilterError(f"longer than {MAX_FILTER_CHARS} characters; a filter is a short condition")
-    tree = _parse(text, dialect)
-    columns = _checked_tree(tree, dialect)
-    sql = tree.sql(dialect=dialect)  # what will run
-    if not _reads_back(sql, tree, columns, dialect):
+    try:
+        tree = _parse(text, dialect)
+        columns = _checked_tree(tree, dialect)
+        sql = tree.sql(dialect=dialect)  # what will run
+        reads_back = _reads_back(sql, tree, columns, dialect)
+    except RecursionError:  # sqlglot's parser stops on its own; its writer and a tree's walk do not
+        raise FilterError("nested too deeply") from None
+    if not reads_back:
         raise FilterError(
             f"sqlglot would run it as {sql!r}, which does not read back as the condition that was checked; "
             "write it with plain names, types and literals"
