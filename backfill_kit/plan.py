@@ -8,7 +8,6 @@ whose upstream will still be missing after the plan is reported as blocked, not 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
@@ -135,19 +134,13 @@ class Plan:
         }
 
     def write(self, path: Path) -> None:
-        """Write atomically: a crash never leaves half a plan behind, a refusal (a read-only
-        folder, a full disk) leaves nothing and is one message."""
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(self.to_dict(path.resolve().parent), indent=2) + "\n", encoding="utf-8")
-            tmp.replace(path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):  # nothing was written, or it cannot be removed
-                tmp.unlink()
-            raise InputError(
-                f"cannot write the plan {path}: {exc.strerror or exc}; choose a writable place with --out"
-            ) from exc
+        """Write whole or not at all (common/outputs.py): a crash never leaves half a plan
+        behind; a refusal (a read-only folder, a full disk, a device) leaves nothing and is
+        one message."""
+        from backfill_kit.common.outputs import write_output
+
+        text = json.dumps(self.to_dict(path.resolve().parent), indent=2) + "\n"
+        write_output(path, text, what="the plan", hint="choose a writable place with --out")
 
     def text(self) -> str:
         return "\n".join(_plan_lines(self))
