@@ -12,10 +12,15 @@ so the verdicts are checked as well as the SQL.
 
 The analyzer must reject today's known-bad SQL (a cast from JSON to STRING, a DATE parameter
 against a TIMESTAMP column), so that this test cannot pass by accepting anything.
+
+Then the results: GoogleSQL's reference evaluator answers the backend's queries, as the client
+sends them, on production-shaped rows (tests/test_run_history.py's shape), and every cell and
+run summary, every evidence field included, must be the DuckDB backend's on the same rows.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -363,3 +368,143 @@ def test_a_calendar_partitioned_by_ingestion_time_is_filtered_on_it_too(producti
     sql, parameters, _ = sent.queries[-1]
     assert "(_PARTITIONTIME >= @partitions_from OR _PARTITIONTIME IS NULL)" in sql
     catalog.check(sql, parameters)
+
+
+# --- the same cells under GoogleSQL's reference evaluator ------------------------------------
+
+EVALUATED_DAYS = [date(2024, 1, 8) + timedelta(i) for i in range(7)]
+# Day-partitioned on their date column on BigQuery (counted from partition metadata); the
+# play-by-play table is not (counted by a scan), so that both branches of the coverage query run.
+EVALUATED_PARTITIONS = {
+    "nba_raw.nbac_schedule": "game_date",
+    "nba_raw.odds_api_player_points_props": "game_date",
+    "nba_analytics.player_game_summary": "game_date",
+    "nba_reference.processor_run_history": "data_date",
+}
+
+
+def write_every_shape(con: Any) -> None:
+    """Production-shaped rows (test_run_history's shape) with every kind of evidence: range
+    runs, no-data reasons, JSON errors and failures that recorded none ([], JSON null, NULL),
+    skips for another reason, an unmapped status, crashed and recent `running` rows, a
+    successful run whose rows are gone, and a row whose date is NULL."""
+    from test_run_history import ProductionHistory
+
+    d = EVALUATED_DAYS
+    for day in d:
+        con.execute("INSERT INTO nba_raw.nbac_schedule VALUES (?, ?, 3), (?, ?, 3)", [f"{day}-1", day, f"{day}-2", day])
+    con.execute("INSERT INTO nba_raw.nbac_schedule VALUES ('x', NULL, 3)")
+    con.execute("INSERT INTO nba_raw.odds_api_player_points_props VALUES (?, 'x'), (?, 'y'), (NULL, 'z')", [d[0], d[6]])
+    con.execute("INSERT INTO nba_raw.nbac_play_by_play VALUES (?, 'x')", [d[4]])
+    con.execute("INSERT INTO nba_analytics.player_game_summary VALUES (?, 'x'), (?, 'y')", [d[5], d[5]])
+    h = ProductionHistory(con)
+    odds, pbp, pgs = "OddsApiPropsProcessor", "NbacPlayByPlayProcessor", "PlayerGameSummaryProcessor"
+    h.run(odds, d[0], "success", records=1)
+    h.run(odds, d[1], "failed", category="no_data_available", error=("NoDataAvailableError", "no props"))
+    h.run(odds, d[2], "failed", category="timeout", error=("TimeoutError", "read timed out"))
+    for no_error in ("[]", "null", None):
+        h.run(odds, d[2], "failed", category="timeout", no_error=no_error)
+    h.run(odds, d[3], "skipped", skip="already_processed")
+    h.run(odds, d[4], "SUCCESS")
+    h.run(odds, d[5], "partial", records=3)  # mapped to success; its rows are gone: lost
+    h.run(odds, d[6], "failed", no_error="null")
+    h.run(odds, d[6], "success", records=1)
+    h.run(pbp, d[0], "running", started=datetime(2025, 11, 1))  # crashed: stale
+    h.run(pbp, d[1], "skipped", skip="no_data")
+    h.run(pbp, d[2], "success", records=0)
+    h.run(pbp, d[3], "running", started=datetime(2025, 11, 29, 22))  # still running
+    h.run(pgs, d[4], "failed", category="upstream_failure", range_=(d[0], d[4]), error=("DependencyError", "stale"))
+    h.run(pgs, d[2], "failed", no_error="null")
+    h.run(pgs, d[6] + timedelta(10), "success", records=280, range_=(d[5], d[6] + timedelta(10)))
+
+
+def json_or_null(text: str | None) -> object:
+    """An error as JSON text compared by its value (engines write JSON each their own way);
+    SQL NULL stays apart from JSON null."""
+    return "NULL" if text is None else ("JSON", json.loads(text))
+
+
+def comparable(rows: list[Any], error_field: str) -> list[tuple[Any, ...]]:
+    return sorted(tuple(json_or_null(v) if f == error_field else v for f, v in r._asdict().items()) for r in rows)
+
+
+def test_the_bigquery_queries_give_the_duckdb_cells_under_the_reference_evaluator(
+    bigquery_emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The BigQuery backend's queries, as the client sends them (SQL and parameters), are
+    answered by GoogleSQL's reference evaluator on production-shaped rows; every cell, run
+    summary and recent run is the DuckDB backend's on the same rows, every evidence field too."""
+    from test_run_history import production_warehouse
+
+    from backfill_kit.demo.load import with_warehouse
+
+    googlesql.start_analyzer(googlesql.code_cache() or tmp_path)
+    con, path = production_warehouse(tmp_path)
+    write_every_shape(con)
+    con.close()
+    project = bigquery_emulator.new_project()
+    bigquery_emulator.copy_duckdb(project, path, EVALUATED_PARTITIONS)
+    duck_spec = load_spec(tmp_path / "prod.yaml")
+    bq_path = tmp_path / "prod.bigquery.yaml"
+    bq_path.write_text(
+        with_warehouse((tmp_path / "prod.yaml").read_text(), ["backend: bigquery", f"project: {project}"])
+    )
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", bigquery_emulator.url)
+    bq_spec = load_spec(bq_path)
+    evaluator = reference_evaluator(bigquery_emulator, project, path, [t.table for t in bq_spec.tables])
+    bigquery_emulator.answer_queries(project, evaluator.answer)
+
+    start, end, now = EVALUATED_DAYS[0], EVALUATED_DAYS[-1], datetime(2025, 11, 30)
+    processors = sorted({t.processor for t in duck_spec.tables})
+    since = datetime(2025, 11, 20)
+    answers = {}
+    for name, spec in (("duckdb", duck_spec), ("bigquery", bq_spec)):
+        wh = open_warehouse(spec)
+        try:
+            v = validate(spec, start, end, now=now, warehouse=wh)
+            request = history_request(spec)
+            answers[name] = (
+                v,
+                comparable(wh.run_summaries(request, processors, start, end), "last_error"),
+                comparable(wh.recent_runs(request, processors, start, end, since), "error"),
+            )
+        finally:
+            wh.close()
+    (duck, duck_runs, duck_recent), (bq, bq_runs, bq_recent) = answers["duckdb"], answers["bigquery"]
+    # Every query the backend sent was answered by the evaluator, and its dry run: the three of
+    # the validation, then the run history and the recent runs again.
+    assert len(evaluator.answered) == 2 * (3 + 2) and set(evaluator.answered) >= {q.sql for q in bq.queries}
+    assert bq.queries[1].extra["counted_from_metadata"] == list(EVALUATED_PARTITIONS)[1:3]
+    assert bq.cells == duck.cells
+    assert (bq.run_history, bq.unmapped_statuses) == (duck.run_history, duck.unmapped_statuses)
+    assert bq_runs == duck_runs and bq_recent == duck_recent
+    # ... and they are the cells the rows call for, so that agreeing cannot mean agreeing on nothing.
+    got = {(c.table, (c.date - start).days): (str(c.status), c.last_error) for c in bq.cells}
+    assert {status for status, _ in got.values()} == {
+        "complete", "no_data", "failed", "never_ran", "stale", "running", "lost"
+    }  # fmt: skip
+    assert got[("odds", 2)] == ("failed", "TimeoutError: read timed out")
+    assert got[("pgs", 2)] == ("failed", "DependencyError: stale")
+    last_errors = {(s[0], (s[1] - start).days): s[9] for s in bq_runs}
+    assert last_errors[("OddsApiPropsProcessor", 0)] == "NULL"  # a success recorded no error: NULL, not 'null'
+
+
+def reference_evaluator(emulator: Emulator, project: str, database: Path, tables: list[str]) -> googlesql.Evaluator:
+    """The evaluator over the tables the emulator holds (their `tables.get` resources) and the
+    rows of the DuckDB file they were copied from, column by column in BigQuery's order."""
+    import duckdb
+
+    client = emulator.client(project)
+    try:
+        names = [*tables, "nba_raw.nbac_schedule", "nba_reference.processor_run_history"]
+        resources = [client.get_table(f"{project}.{name}", retry=short_retry()).to_api_repr() for name in names]
+    finally:
+        client.close()
+    con = duckdb.connect(str(database), read_only=True)
+    con.execute("SET TimeZone = 'UTC'")
+    rows = {}
+    for name, resource in zip(names, resources, strict=True):
+        columns = ", ".join(f'"{f["name"]}"' for f in resource["schema"]["fields"])
+        rows[f"{project}.{name}"] = con.execute(f"SELECT {columns} FROM {name}").fetchall()
+    con.close()
+    return googlesql.Evaluator(resources, rows)
