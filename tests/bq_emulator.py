@@ -57,6 +57,10 @@ What the emulator needs, and why:
    evaluator): it gets the SQL and the `queryParameters` as the REST API received them, and
    its rows go back as the emulator's own (an Arrow table, sent as BigQuery's REST rows), so
    the client reads them as it reads BigQuery's.
+17. Its rewrite of `SAFE.f(...)` (as DuckDB's `TRY(f(...))`) parses the whole statement and
+   writes it back, after INFORMATION_SCHEMA views were expanded into VALUES lists whose column
+   names that round trip drops ("Referenced column table_name not found"):
+   `_safe_calls_in_text` makes the same rewrite in the text, leaving the rest as it is.
 """
 
 from __future__ import annotations
@@ -210,6 +214,28 @@ def _memoize_emulator_translation() -> None:
     executor.rewrite_table_refs = rewrite_table_refs
 
 
+SAFE_CALL = re.compile(r"\bSAFE\.(\w+)\(", re.IGNORECASE)
+
+
+def _safe_calls_in_text() -> None:
+    """`SAFE.f(args)` written as `TRY(f(args))` in the statement's text (17)."""
+    import bqemulator.sql.translator as translator
+    from googlesql import call_bounds
+
+    if getattr(translator.rewrite_safe_helpers, "in_text", False):
+        return
+
+    def rewrite_safe_helpers(bq_sql: str) -> str:
+        while found := SAFE_CALL.search(bq_sql):
+            close, _ = call_bounds(bq_sql, found.end())
+            call = f"{found[1]}({bq_sql[found.end() : close]})"
+            bq_sql = f"{bq_sql[: found.start()]}TRY({call}){bq_sql[close + 1 :]}"
+        return bq_sql
+
+    rewrite_safe_helpers.in_text = True  # type: ignore[attr-defined]
+    translator.rewrite_safe_helpers = rewrite_safe_helpers
+
+
 ANSWERS: dict[str, Answer] = {}  # project -> the engine that answers its queries (16)
 
 
@@ -270,6 +296,7 @@ class Emulator:
         DuckDBEngine._load_spatial = lambda self: None  # type: ignore[method-assign]  # 1: offline
         _memoize_emulator_parsing()  # 13
         _memoize_emulator_translation()  # 15
+        _safe_calls_in_text()  # 17
         settings = Settings(
             persistence_mode=PersistenceMode.EPHEMERAL,
             rest_host=HOST,

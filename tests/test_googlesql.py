@@ -508,3 +508,25 @@ def reference_evaluator(emulator: Emulator, project: str, database: Path, tables
         rows[f"{project}.{name}"] = con.execute(f"SELECT {columns} FROM {name}").fetchall()
     con.close()
     return googlesql.Evaluator(resources, rows)
+
+
+def test_a_partition_id_that_is_no_date_never_fails_the_partition_query(tmp_path: Path):
+    """`__NULL__` (rows whose partitioning column is NULL) reaches the SELECT list when the
+    WHERE lets it through (here, bounds that let every id through): BigQuery documents no
+    order of evaluation, and PARSE_DATE failed on it; it is NULL, and the evaluator agrees."""
+    from backfill_kit.warehouse.bigquery import partitions_sql
+
+    googlesql.start_analyzer(googlesql.code_cache() or tmp_path)
+    resource = {
+        "tableReference": {"projectId": "p", "datasetId": "raw", "tableId": "boxscore"},
+        "schema": {"fields": [{"name": "game_date", "type": "DATE"}]},
+        "timePartitioning": {"type": "DAY", "field": "game_date"},
+    }
+    evaluator = googlesql.Evaluator([resource], {"p.raw.boxscore": [(date(2024, 1, 10),), (None,), (None,)]})
+    sql = partitions_sql("p.raw", [(0, "t0")])
+    text = {"type": "STRING"}
+    bounds = {"t0": "boxscore", "first_partition": "", "after_partition": "~"}
+    parameters = [{"name": n, "parameterType": text, "parameterValue": {"value": v}} for n, v in bounds.items()]
+    _, rows = evaluator.answer(sql, parameters)
+    assert set(rows) == {(0, date(2024, 1, 10), 1), (0, None, 2)}
+    googlesql.GoogleSQL([resource]).check(sql, {n: googlesql.parameter_type("STRING") for n in bounds})

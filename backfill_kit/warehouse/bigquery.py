@@ -506,11 +506,15 @@ def _default_credentials() -> Any:
 
 def partitions_sql(dataset: str, keyed: Sequence[tuple[int, str]]) -> str:
     """Rows per daily partition of some tables of one dataset, read from metadata: no table
-    bytes scanned. `keyed` pairs each table's result key with the parameter holding its name."""
+    bytes scanned. `keyed` pairs each table's result key with the parameter holding its name.
+
+    The partition ids `__NULL__` and `__UNPARTITIONED__` are no dates: the WHERE keeps them out,
+    and SAFE.PARSE_DATE makes them NULL rather than an error should BigQuery evaluate the SELECT
+    list first (it documents no order)."""
     cases = " ".join(f"WHEN @{param} THEN {k}" for k, param in keyed)
     names = ", ".join(f"@{param}" for _, param in keyed)
     return (
-        f"SELECT CASE table_name {cases} END AS k, PARSE_DATE('%Y%m%d', partition_id) AS d, total_rows AS n "
+        f"SELECT CASE table_name {cases} END AS k, SAFE.PARSE_DATE('%Y%m%d', partition_id) AS d, total_rows AS n "
         f"FROM {BIGQUERY.ident(dataset)}.INFORMATION_SCHEMA.PARTITIONS "
         f"WHERE table_name IN ({names}) AND partition_id >= @first_partition "
         "AND partition_id < @after_partition AND total_rows > 0"
