@@ -124,6 +124,33 @@ def test_the_whole_demo_costs_three_jobs_and_reads_partition_metadata_not_tables
     assert {c.status for c in result.cells} >= {"complete", "no_data", "never_ran", "lost", "bootstrap"}
 
 
+def test_more_tables_than_a_query_may_reference_are_counted_in_one_query_per_so_many(loaded, demo_dir, on_emulator):
+    """BigQuery lets a query reference 1,000 tables, and INFORMATION_SCHEMA.PARTITIONS answer
+    for 1,000: with the limit set to 7, the demo's 20 tables are counted in 3 queries, none
+    naming more than 7 tables, and the cells are the same."""
+    _, project = loaded
+    spec = load_spec(demo_dir / "nba_props.bigquery.yaml")
+    wh = open_warehouse(spec)
+    wh.capabilities = replace(wh.capabilities, max_tables_per_query=7)
+    jobs_before = len(on_emulator.query_jobs(project))
+    result = validate(spec, *SLICE, now=DEMO_NOW, warehouse=wh)
+    wh.close()
+    assert len(on_emulator.query_jobs(project)) - jobs_before == 5
+    assert [q.purpose for q in result.queries] == [
+        "calendar",
+        "coverage (tables 1-7 of 20)",
+        "coverage (tables 8-14 of 20)",
+        "coverage (tables 15-20 of 20)",
+        "run_history",
+    ]
+    coverage = result.queries[1:4]
+    asked = [q.extra["counted_from_metadata"] for q in coverage]
+    assert [len(tables) for tables in asked] == [7, 7, 6]
+    assert [table for tables in asked for table in tables] == [t.table for t in spec.tables]
+    assert all(q.sql.count("FROM ") <= 7 and q.sql.count(" THEN ") <= 7 for q in coverage)
+    assert result.cells == validate(load_spec(demo_dir / "nba_props.yaml"), *SLICE, now=DEMO_NOW).cells
+
+
 def test_validate_shows_the_cost_and_the_tables_that_require_a_partition_filter(loaded, demo_dir, on_emulator):
     spec = demo_dir / "nba_props.bigquery.yaml"
     out = invoke(*validate_args(spec, start=SLICE[0], end=SLICE[1])).output
@@ -153,6 +180,21 @@ def test_partitioned_tables_are_counted_from_metadata_the_others_by_one_scan(min
     assert "`raw`.`boxscore`" not in coverage.sql
     statuses = {c.table: (c.status, c.rows) for c in result.cells}
     assert statuses["boxscore"] == ("complete", 4) and statuses["props"] == ("complete", 3)
+
+
+@pytest.mark.parametrize("backend", ["bigquery"])
+def test_tables_counted_by_scan_and_by_metadata_split_per_so_many_give_the_same_counts(mini: MiniWarehouse):
+    for d in (D1, date(2024, 1, 11)):
+        mini.games(d, 2).rows("raw.boxscore", d, 4).rows("raw.props", d, 3).rows("analytics.cache", d, 1)
+    spec = load_spec(mini.close())
+    whole = validate(spec, D1, date(2024, 1, 11), now=NOW)
+    wh = open_warehouse(spec)
+    wh.capabilities = replace(wh.capabilities, max_tables_per_query=2)
+    split = validate(spec, D1, date(2024, 1, 11), now=NOW, warehouse=wh)
+    wh.close()
+    purposes = [q.purpose for q in split.queries]
+    assert purposes[1:4] == [f"coverage (tables {a}-{b} of 5)" for a, b in ((1, 2), (3, 4), (5, 5))]
+    assert split.cells == whole.cells and {c.rows for c in split.cells} == {0, 1, 3, 4}
 
 
 @pytest.mark.parametrize("backend", ["bigquery"])

@@ -4,7 +4,8 @@
   `INFORMATION_SCHEMA.PARTITIONS` (metadata: none of their bytes are scanned); the other tables
   by one batched `UNION ALL` filtered on the date range, and on their partitioning column when
   it is another one (or ingestion time), so tables that require a partition filter work. Both
-  go in the one coverage job.
+  go in the one coverage job; with more than 1,000 tables (the most a query may reference, and
+  the most INFORMATION_SCHEMA.PARTITIONS answers for), in one job per 1,000.
 - Queries follow the tables' schemas: date parameters are STRINGs, which GoogleSQL coerces to
   the DATE, DATETIME or TIMESTAMP column they meet; JSON and REPEATED columns are read with
   TO_JSON_STRING. tests/test_googlesql.py type-checks every query with Google's analyzer.
@@ -81,6 +82,9 @@ __all__ = ["BigQueryWarehouse", "estimated_bytes_billed", "partitions_sql"]
 MIB = 2**20
 TIB = 2**40
 MIN_BILLED_PER_TABLE = 10 * MIB  # on-demand queries bill at least 10 MB per table referenced
+# A query references at most 1,000 tables, and INFORMATION_SCHEMA.PARTITIONS answers for at most
+# 1,000 tables a query (BigQuery's quotas and limits).
+MAX_TABLES_PER_QUERY = 1000
 SCOPES = ("https://www.googleapis.com/auth/bigquery",)
 API_RETRY = DEFAULT_RETRY.with_timeout(120)  # the client's own retries, capped at 2 minutes
 BACKOFF = (2.0, 8.0, 30.0)  # our pauses before retrying a rate-limit or transient error
@@ -111,7 +115,7 @@ _sleep = time.sleep  # replaced by tests of the backoff
 
 
 class BigQueryWarehouse:
-    capabilities = Capabilities(name="bigquery", partition_metadata=True)
+    capabilities = Capabilities(name="bigquery", partition_metadata=True, max_tables_per_query=MAX_TABLES_PER_QUERY)
 
     def __init__(
         self,
@@ -161,9 +165,24 @@ class BigQueryWarehouse:
         return [(d, int(games)) for d, games in rows]
 
     def row_counts(self, targets: Sequence[CoverageTarget], start: date, end: date) -> list[tuple[int, date, int]]:
-        if not targets:
-            return []
-        resources = self._require([t.table for t in targets])
+        """One coverage query per `max_tables_per_query` targets: a query may reference no more
+        tables, nor ask INFORMATION_SCHEMA.PARTITIONS about more."""
+        resources = self._require([t.table for t in targets]) if targets else []
+        found: list[tuple[int, date, int]] = []
+        for first, last, purpose in _chunks(len(targets), self.capabilities.max_tables_per_query, "coverage"):
+            counted = self._row_counts(purpose, targets[first:last], resources[first:last], start, end)
+            found.extend((first + k, d, n) for k, d, n in counted)
+        return found
+
+    def _row_counts(
+        self,
+        purpose: str,
+        targets: Sequence[CoverageTarget],
+        resources: Sequence[dict[str, Any]],
+        start: date,
+        end: date,
+    ) -> list[tuple[int, date, int]]:
+        """The coverage query of some targets: partition metadata and one scan, in one job."""
         by_metadata = _metadata_counted(targets, resources)
         scanned = [i for i in range(len(targets)) if i not in by_metadata]
         order = scanned + by_metadata  # k in the result -> index into targets
@@ -180,12 +199,12 @@ class BigQueryWarehouse:
         # Known before the job, so that a refusal comes with the table settings likely behind it.
         settings = [h for i in scanned if (h := _filter_hazard(targets[i].table, resources[i]))]
         blame = (
-            "BigQuery refused the coverage query; table settings that may explain it: " + " ".join(settings)
+            f"BigQuery refused the {purpose} query; table settings that may explain it: " + " ".join(settings)
             if settings
             else ""
         )
         rows = self._run(
-            "coverage",
+            purpose,
             sql,
             params,
             tables=len(scanned) + views,
@@ -502,6 +521,16 @@ def _default_credentials() -> Any:
 
 
 # --- pure helpers ------------------------------------------------------------------------
+
+
+def _chunks(n: int, size: int | None, purpose: str) -> list[tuple[int, int, str]]:
+    """(first, last, purpose) of each run of at most `size` of `n` items (None: no limit); the
+    purpose names the tables of its run when there is more than one."""
+    size = size or max(n, 1)
+    runs = [(first, min(first + size, n)) for first in range(0, n, size)]
+    if len(runs) == 1:
+        return [(0, n, purpose)]
+    return [(first, last, f"{purpose} (tables {first + 1}-{last} of {n})") for first, last in runs]
 
 
 def partitions_sql(dataset: str, keyed: Sequence[tuple[int, str]]) -> str:
