@@ -61,6 +61,14 @@ What the emulator needs, and why:
    writes it back, after INFORMATION_SCHEMA views were expanded into VALUES lists whose column
    names that round trip drops ("Referenced column table_name not found"):
    `_safe_calls_in_text` makes the same rewrite in the text, leaving the rest as it is.
+18. Its jobs never fail as BigQuery's do: a job ends with its result, or its error is raised at
+   once. `Emulator.fail_queries` makes a project's next query jobs (dry runs never) fail as a
+   BigQuery job fails: jobs.insert answers RUNNING, then jobs.get says DONE with
+   `status.errorResult` {reason, message}. When the failure is first seen by
+   jobs.getQueryResults, the first jobs.get still says RUNNING and getQueryResults answers with
+   the HTTP code BigQuery's error-messages page gives the reason (`HTTP_CODES`). From the
+   errorResult, the client makes its exception of the reason, a 500 for one it does not know
+   (timeout, bytesBilledLimitExceeded).
 """
 
 from __future__ import annotations
@@ -236,6 +244,86 @@ def _safe_calls_in_text() -> None:
     translator.rewrite_safe_helpers = rewrite_safe_helpers
 
 
+# BigQuery's error-messages page: the HTTP code of each reason (bytesBilledLimitExceeded, not on
+# it, is the 400 BigQuery answers with "Query exceeded limit for bytes billed").
+HTTP_CODES = {
+    "backendError": 503,
+    "internalError": 500,
+    "rateLimitExceeded": 403,
+    "quotaExceeded": 403,
+    "jobBackendError": 400,
+    "jobInternalError": 400,
+    "jobRateLimitExceeded": 400,
+    "timeout": 400,
+    "bytesBilledLimitExceeded": 400,
+}
+FAILING: dict[str, list[tuple[str, str, bool]]] = {}  # project -> (reason, message, seen by getQueryResults)
+FAILED_JOBS: dict[str, tuple[str, str, bool]] = {}  # job id -> its failure (18)
+JOB_READS: dict[str, int] = {}  # job id -> jobs.get calls answered
+
+
+def _fail_jobs_as_bigquery_does() -> None:
+    """jobs.insert, jobs.get and jobs.getQueryResults of the failing jobs (18)."""
+    import bqemulator.api.routes.jobs as routes
+    import bqemulator.jobs.executor as executor
+
+    original = routes._execute_query_or_failed_meta
+    if getattr(original, "failing", False):
+        return
+
+    async def execute_or_fail(*, project_id: str, job_id: str, config: dict[str, Any], ctx: Any, **kwargs: Any) -> Any:
+        if not FAILING.get(project_id):
+            return await original(project_id=project_id, job_id=job_id, config=config, ctx=ctx, **kwargs)
+        FAILED_JOBS[job_id] = FAILING[project_id].pop(0)
+        now = ctx.clock.now()
+        return routes.JobMeta(
+            project_id=project_id, job_id=job_id, job_type="QUERY", state="RUNNING", configuration=config,
+            statistics={"query": {}}, creation_time=now, start_time=now, etag=routes.generate_etag(project_id, job_id, str(now)),
+        )  # fmt: skip
+
+    class Results(dict):  # type: ignore[type-arg]
+        """JOB_RESULTS, whose getQueryResults of a failed job answers with its HTTP error."""
+
+        def get(self, job_id: Any, default: Any = None) -> Any:
+            if job_id in FAILED_JOBS:
+                reason, message, _ = FAILED_JOBS[job_id]
+                raise _job_error(reason, message)
+            return super().get(job_id, default)
+
+    execute_or_fail.failing = True  # type: ignore[attr-defined]
+    routes._execute_query_or_failed_meta = execute_or_fail
+    executor.JOB_RESULTS = routes.JOB_RESULTS = Results(executor.JOB_RESULTS)
+
+
+def _job_error(reason: str, message: str) -> Exception:
+    """The DomainError the emulator renders as BigQuery's HTTP error for `reason`."""
+    from bqemulator.domain.errors import DomainError
+
+    kind = type(reason, (DomainError,), {"http_status": HTTP_CODES[reason], "bq_reason": reason})
+    return kind(message)
+
+
+def _read_failed_jobs(catalog: Any) -> None:
+    """The catalog's jobs.get: a failing job is RUNNING, then DONE with its errorResult (18)."""
+    original = catalog.get_job
+    if getattr(original, "failing", False):
+        return
+
+    def get_job(project_id: str, job_id: str) -> Any:
+        meta = original(project_id, job_id)
+        if meta is None or job_id not in FAILED_JOBS:
+            return meta
+        reason, message, by_results = FAILED_JOBS[job_id]
+        JOB_READS[job_id] = reads = JOB_READS.get(job_id, 0) + 1
+        if by_results and reads == 1:
+            return meta
+        error = {"reason": reason, "message": message}
+        return meta.model_copy(update={"state": "DONE", "error_result": error, "end_time": meta.start_time})
+
+    get_job.failing = True  # type: ignore[attr-defined]
+    catalog.get_job = get_job
+
+
 ANSWERS: dict[str, Answer] = {}  # project -> the engine that answers its queries (16)
 
 
@@ -297,6 +385,7 @@ class Emulator:
         _memoize_emulator_parsing()  # 13
         _memoize_emulator_translation()  # 15
         _safe_calls_in_text()  # 17
+        _fail_jobs_as_bigquery_does()  # 18
         settings = Settings(
             persistence_mode=PersistenceMode.EPHEMERAL,
             rest_host=HOST,
@@ -387,6 +476,12 @@ class Emulator:
         """Every query of `project` (dry runs too) is answered by `answer`, not DuckDB (16)."""
         _answer_queries_elsewhere()
         ANSWERS[project] = answer
+
+    def fail_queries(self, project: str, *failures: tuple[str, str], seen_by_results: bool = False) -> None:
+        """The next query jobs of `project` fail with these (reason, message), as BigQuery's
+        do (18); `seen_by_results`: first seen by jobs.getQueryResults, with its HTTP code."""
+        _read_failed_jobs(self.server._context.catalog)
+        FAILING.setdefault(project, []).extend((reason, message, seen_by_results) for reason, message in failures)
 
     def client(self, project: str) -> Any:
         from google.api_core.client_options import ClientOptions
