@@ -69,6 +69,13 @@ What the emulator needs, and why:
    the HTTP code BigQuery's error-messages page gives the reason (`HTTP_CODES`). From the
    errorResult, the client makes its exception of the reason, a 500 for one it does not know
    (timeout, bytesBilledLimitExceeded).
+19. It keeps no `rangePartitioning`, top-level `requirePartitionFilter` or
+   `externalDataConfiguration` of a table (10): `_keep_table_settings` keeps them as given (a
+   hive-partitioned external table is an empty native table underneath, reported EXTERNAL),
+   and `_require_partition_filters` refuses, as BigQuery documents it, a query over a table
+   that requires a partition filter without a predicate that references only its partitioning
+   column (a conjunct of its SELECT's WHERE), with BigQuery's message ("Cannot query over table
+   ... without a filter over column(s) ... that can be used for partition elimination").
 """
 
 from __future__ import annotations
@@ -324,6 +331,107 @@ def _read_failed_jobs(catalog: Any) -> None:
     catalog.get_job = get_job
 
 
+KEPT_SETTINGS = ("rangePartitioning", "requirePartitionFilter", "externalDataConfiguration")
+TABLE_SETTINGS: dict[tuple[str, str, str], dict[str, Any]] = {}  # (project, dataset, table) -> settings (19)
+
+
+def _keep_table_settings() -> None:
+    """tables.insert and tables.patch keep the settings the emulator drops; tables.get gives them (19)."""
+    import bqemulator.api.routes.tables as routes
+
+    to_meta, to_rest = routes._rest_to_table_meta, routes._table_to_rest
+    if getattr(to_rest, "keeps", False):
+        return
+
+    def rest_to_table_meta(project_id: str, dataset_id: str, body: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        meta = to_meta(project_id, dataset_id, body, *args, **kwargs)
+        kept = {key: body[key] for key in KEPT_SETTINGS if key in body}
+        if kept:
+            TABLE_SETTINGS.setdefault((project_id, dataset_id, meta.table_id), {}).update(kept)
+        return meta
+
+    def table_to_rest(t: Any) -> dict[str, Any]:
+        resource = to_rest(t)
+        kept = TABLE_SETTINGS.get((t.project_id, t.dataset_id, t.table_id), {})
+        return {**resource, **kept, **({"type": "EXTERNAL"} if "externalDataConfiguration" in kept else {})}
+
+    table_to_rest.keeps = True  # type: ignore[attr-defined]
+    routes._rest_to_table_meta, routes._table_to_rest = rest_to_table_meta, table_to_rest
+
+
+def _require_partition_filters() -> None:
+    """Queries and dry runs over a table that requires a partition filter are refused without one (19)."""
+    import bqemulator.api.routes.jobs as routes
+
+    original = routes.execute_query_job
+    if getattr(original, "filters", False):
+        return
+
+    async def execute_query_job(project_id: str, job_id: str, bq_sql: str, *args: Any, **kwargs: Any) -> Any:
+        ctx = args[1] if len(args) > 1 else kwargs["ctx"]
+        if refusal := _unfiltered(bq_sql, project_id, ctx.catalog):
+            from bqemulator.domain.errors import InvalidQueryError
+
+            raise InvalidQueryError(refusal)
+        return await original(project_id, job_id, bq_sql, *args, **kwargs)
+
+    execute_query_job.filters = True  # type: ignore[attr-defined]
+    routes.execute_query_job = execute_query_job
+
+
+def _unfiltered(sql: str, project: str, catalog: Any) -> str:
+    """BigQuery's refusal of the first table the query reads without the partition filter it
+    requires; empty when there is none."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(sql, read="bigquery")
+    except sqlglot.errors.ParseError:
+        return ""  # the emulator says what is wrong with it
+    for table in tree.find_all(exp.Table):
+        select = table.find_ancestor(exp.Select)
+        if select is None:  # what a DML statement writes, not a read
+            continue
+        columns = _required_filter(catalog, table.catalog or project, table.db, table.name)
+        where = select.args.get("where")
+        conjuncts = list(where.this.flatten()) if where is not None and isinstance(where.this, exp.And) else []
+        conjuncts = conjuncts or ([where.this] if where is not None else [])
+        if columns and not any(_only_on(c, columns) for c in conjuncts):
+            names = ", ".join(f"'{c}'" for c in sorted(columns))
+            return (
+                f"Cannot query over table '{table.catalog or project}.{table.db}.{table.name}' without a filter "
+                f"over column(s) {names} that can be used for partition elimination"
+            )
+    return ""
+
+
+def _only_on(predicate: Any, columns: set[str]) -> bool:
+    from sqlglot import exp
+
+    found = [c.name for c in predicate.find_all(exp.Column)]
+    return bool(found) and all(name.lower() in columns for name in found)
+
+
+def _required_filter(catalog: Any, project: str, dataset: str, table: str) -> set[str]:
+    """The partitioning columns (lowercase) a query over the table must filter on; none when it
+    requires no filter."""
+    if not dataset or dataset.upper() == "INFORMATION_SCHEMA":
+        return set()
+    meta = catalog.get_table(project, dataset, table)
+    kept = TABLE_SETTINGS.get((project, dataset, table), {})
+    hive = (kept.get("externalDataConfiguration") or {}).get("hivePartitioningOptions") or {}
+    time = meta.time_partitioning if meta is not None else None
+    required = kept.get("requirePartitionFilter") or hive.get("requirePartitionFilter")
+    if time is not None and (time.require_partition_filter or required):
+        return {time.field.lower()} if time.field else {"_partitiontime", "_partitiondate"}
+    if required and "rangePartitioning" in kept:
+        return {kept["rangePartitioning"]["field"].lower()}
+    if required and hive:
+        return {str(key).lower() for key in hive.get("fields") or []}
+    return set()
+
+
 ANSWERS: dict[str, Answer] = {}  # project -> the engine that answers its queries (16)
 
 
@@ -386,6 +494,8 @@ class Emulator:
         _memoize_emulator_translation()  # 15
         _safe_calls_in_text()  # 17
         _fail_jobs_as_bigquery_does()  # 18
+        _keep_table_settings()  # 19
+        _require_partition_filters()  # 19
         settings = Settings(
             persistence_mode=PersistenceMode.EPHEMERAL,
             rest_host=HOST,

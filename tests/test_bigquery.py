@@ -543,21 +543,38 @@ def test_partition_metadata_is_matched_on_the_table_name_as_bigquery_spells_it()
     assert "FROM `p`.`raw`.INFORMATION_SCHEMA.PARTITIONS" in sql
 
 
-def test_only_time_partitioning_gets_a_date_bound_and_every_required_filter_is_named():
-    from backfill_kit.warehouse.bigquery import _partition_column, table_hazards
+def test_every_partitioning_gets_a_bound_on_its_own_column_and_every_required_filter_is_named():
+    """An integer range's column and a hive key get a bound of their own type (a date string
+    cannot bound them); a hive-partitioned external table keeps its requirement in its hive
+    options, and was neither filtered nor warned about."""
+    from backfill_kit.warehouse.bigquery import _partition_bound, table_hazards
+    from backfill_kit.warehouse.sql import PartitionBound
 
     by_range = {
         "rangePartitioning": {"field": "season_year", "range": {"start": "2000", "end": "2100", "interval": "1"}},
         "requirePartitionFilter": True,
     }
     by_ingestion = {"timePartitioning": {"type": "DAY"}, "requirePartitionFilter": True}
-    assert _partition_column(by_range) is None  # an INT64 column: a date string cannot bound it
-    assert _partition_column(by_ingestion) == "_PARTITIONTIME"
+    hive = {
+        "type": "EXTERNAL",
+        "schema": {"fields": [{"name": "game_date", "type": "DATE"}, {"name": "season", "type": "STRING"}]},
+        "externalDataConfiguration": {
+            "hivePartitioningOptions": {"mode": "AUTO", "requirePartitionFilter": True, "fields": ["season"]}
+        },
+    }
+    assert _partition_bound(by_range) == PartitionBound("season_year", "lowest_int")
+    assert _partition_bound(by_ingestion) == PartitionBound("_PARTITIONTIME", "partitions_from")
+    assert _partition_bound(hive, "game_date") == PartitionBound("season", "lowest_text")
+    on_date = {**hive, "externalDataConfiguration": {"hivePartitioningOptions": {"fields": ["season", "game_date"]}}}
+    assert _partition_bound(on_date, "game_date") == PartitionBound(
+        "game_date", "partitions_from"
+    )  # the date range is it
     assert table_hazards("raw.t", by_range, D1, D1) == [
         "raw.t: requires a partition filter: every query a backfill job runs on it must filter on season_year, "
         "or BigQuery rejects it."
     ]
     assert "must filter on _PARTITIONTIME" in table_hazards("raw.t", by_ingestion, D1, D1)[0]
+    assert "must filter on season, or BigQuery rejects it" in table_hazards("raw.t", hive, D1, D1)[0]
 
 
 # --- installing, importing, configuring --------------------------------------------------------

@@ -3,9 +3,10 @@ analyzer (tests/googlesql.py), offline, against a catalog of a warehouse shaped 
 
 The warehouse is built in the emulator through the real client, with production's column types
 (../shared/domain.md): the run history's `errors` is JSON (in a second run history, REPEATED
-records) and `started_at` a TIMESTAMP; date columns are DATE, DATETIME and TIMESTAMP; one table
-is partitioned on another column than its date and requires a partition filter; one is
-partitioned by ingestion time and requires one too. The monitor's look at it (a validation and
+records) and `started_at` a TIMESTAMP; date columns are DATE, DATETIME and TIMESTAMP; tables
+that require a partition filter are partitioned on another column than their date, by
+ingestion time, on an integer range, and one is external, hive-partitioned on a season key.
+The emulator refuses a query over them without the filter, as BigQuery documents it. The monitor's look at it (a validation and
 the recent runs) records every query the client sends, dry runs included, with its parameters'
 types; each is analyzed against the catalog built from the same tables' metadata. The emulator (DuckDB underneath) runs them too,
 so the verdicts are checked as well as the SQL.
@@ -46,8 +47,13 @@ def fields(columns: str) -> list[dict[str, str]]:
     return [dict(zip(("name", "type"), column.split(), strict=True)) for column in columns.split(", ")]
 
 
-def day_partitioned(on: str) -> dict[str, str]:
-    return {"type": "DAY", "field": on}
+def day_partitioned(on: str | None, required: bool = False) -> dict[str, Any]:
+    """A table resource's settings when partitioned by day on a column (None: ingestion time);
+    the emulator keeps the filter requirement in timePartitioning only (tests/bq_emulator.py, 10)."""
+    partitioning: dict[str, Any] = {"type": "DAY", "requirePartitionFilter": required}
+    if on:
+        partitioning["field"] = on
+    return {"timePartitioning": partitioning, "requirePartitionFilter": required}
 
 
 RUN_HISTORY = fields(
@@ -56,30 +62,48 @@ RUN_HISTORY = fields(
     "duration_seconds FLOAT, records_processed INTEGER, errors JSON, warnings JSON, failure_category STRING, "
     "skipped BOOLEAN, skip_reason STRING, retry_attempt INTEGER"
 )
-# name -> (schema fields, partitioning, requires a partition filter)
-TABLES: dict[str, tuple[list[dict[str, str]], dict[str, str] | None, bool]] = {
+# name -> (schema fields, the resource's partitioning settings)
+TABLES: dict[str, tuple[list[dict[str, str]], dict[str, Any]]] = {
     "nba_raw.nbac_schedule": (
         fields("game_id STRING, game_date DATE, game_status INTEGER"),
-        day_partitioned("game_date"),
-        True,
+        day_partitioned("game_date", True),
     ),
     # partitioned by day on its date: counted from INFORMATION_SCHEMA.PARTITIONS
-    "nba_raw.nbac_gamebook_player_stats": (
-        fields("game_date DATE, player STRING"),
-        day_partitioned("game_date"),
-        False,
-    ),
+    "nba_raw.nbac_gamebook_player_stats": (fields("game_date DATE, player STRING"), day_partitioned("game_date")),
     # partitioned on another column, which queries must filter on
     "nba_raw.odds_api_player_points_props": (
         fields("game_date DATE, snapshot_timestamp TIMESTAMP, player STRING"),
-        day_partitioned("snapshot_timestamp"),
-        True,
+        day_partitioned("snapshot_timestamp", True),
     ),
     # partitioned by ingestion time (_PARTITIONTIME), which queries must filter on
-    "nba_raw.bettingpros_player_points_props": (fields("game_date DATE, player STRING"), {"type": "DAY"}, True),
-    "nba_raw.bdl_player_boxscores": (fields("game_date TIMESTAMP, player STRING"), None, False),  # a TIMESTAMP date
-    "nba_raw.nbac_injury_report": (fields("report_date DATETIME, player STRING"), None, False),  # a DATETIME date
-    "nba_reference.processor_run_history": (RUN_HISTORY, day_partitioned("data_date"), True),
+    "nba_raw.bettingpros_player_points_props": (fields("game_date DATE, player STRING"), day_partitioned(None, True)),
+    "nba_raw.bdl_player_boxscores": (fields("game_date TIMESTAMP, player STRING"), {}),  # a TIMESTAMP date
+    "nba_raw.nbac_injury_report": (fields("report_date DATETIME, player STRING"), {}),  # a DATETIME date
+    # partitioned on an integer range, which queries must filter on
+    "nba_raw.nbac_team_boxscore": (
+        fields("game_date DATE, season_year INTEGER, team STRING"),
+        {
+            "rangePartitioning": {"field": "season_year", "range": {"start": "2000", "end": "2100", "interval": "1"}},
+            "requirePartitionFilter": True,
+        },
+    ),
+    # an external table, hive-partitioned on a season key, which queries must filter on
+    "nba_raw.espn_boxscores": (
+        fields("game_date DATE, player STRING, season STRING"),
+        {
+            "externalDataConfiguration": {
+                "sourceFormat": "PARQUET",
+                "sourceUris": ["gs://nba-props/espn_boxscores/*"],
+                "hivePartitioningOptions": {
+                    "mode": "AUTO",
+                    "sourceUriPrefix": "gs://nba-props/espn_boxscores/",
+                    "requirePartitionFilter": True,
+                    "fields": ["season"],
+                },
+            }
+        },
+    ),
+    "nba_reference.processor_run_history": (RUN_HISTORY, day_partitioned("data_date", True)),
 }
 # The same run history with its errors as REPEATED records instead of JSON.
 REPEATED_ERRORS = {
@@ -90,8 +114,7 @@ REPEATED_ERRORS = {
 }
 TABLES["nba_reference.processor_run_history_repeated"] = (
     [REPEATED_ERRORS if f["name"] == "errors" else f for f in RUN_HISTORY],
-    day_partitioned("data_date"),
-    True,
+    day_partitioned("data_date", True),
 )
 
 SPEC = """\
@@ -128,6 +151,8 @@ phases:
       - {{id: bdl, table: nba_raw.bdl_player_boxscores, processor: BdlBoxscoresProcessor, min_rows: 1}}
       - {{id: injuries, table: nba_raw.nbac_injury_report, date_column: report_date,
           processor: NbacInjuryReportProcessor, min_rows: 1}}
+      - {{id: team_boxscore, table: nba_raw.nbac_team_boxscore, processor: NbacTeamBoxscoreProcessor, min_rows: 1}}
+      - {{id: espn, table: nba_raw.espn_boxscores, processor: EspnBoxscoresProcessor, min_rows: 1}}
 """
 
 ROWS = """
@@ -140,6 +165,9 @@ INSERT INTO `{p}.nba_raw.bettingpros_player_points_props` (game_date, player) VA
 INSERT INTO `{p}.nba_raw.bdl_player_boxscores` (game_date, player)
   VALUES ('2024-11-01 23:30:00', 'a'), ('2024-11-02 02:00:00', 'a');
 INSERT INTO `{p}.nba_raw.nbac_injury_report` (report_date, player) VALUES ('2024-11-01 17:00:00', 'a');
+INSERT INTO `{p}.nba_raw.nbac_team_boxscore` (game_date, season_year, team)
+  VALUES ('2024-11-01', 2024, 'LAL'), ('2024-11-02', 2024, 'BOS');
+INSERT INTO `{p}.nba_raw.espn_boxscores` (game_date, player, season) VALUES ('2024-11-02', 'a', '2024-25');
 INSERT INTO `{p}.nba_reference.processor_run_history`
   (processor_name, run_id, data_date, status, started_at, processed_at, records_processed, errors)
   VALUES ('BettingPropsProcessor', 'r1', '2024-11-02', 'running', '2024-11-03 08:00:00', NULL, NULL, NULL),
@@ -161,14 +189,12 @@ def create_tables(client: Any, project: str) -> None:
 
     for dataset in {name.split(".")[0] for name in TABLES}:
         client.create_dataset(f"{project}.{dataset}", retry=short_retry())
-    for name, (fields, partitioning, required) in TABLES.items():
+    for name, (fields, settings) in TABLES.items():
         resource: dict[str, Any] = {
             "tableReference": {"projectId": project, "datasetId": name.split(".")[0], "tableId": name.split(".")[1]},
             "schema": {"fields": fields},
+            **settings,
         }
-        if partitioning is not None:  # the emulator keeps the filter requirement in timePartitioning only
-            resource["timePartitioning"] = {**partitioning, "requirePartitionFilter": required}
-            resource["requirePartitionFilter"] = required
         client.create_table(bigquery.Table.from_api_repr(resource), retry=short_retry())
     for statement in filter(str.strip, ROWS.format(p=project).split(";")):
         client.query(statement, retry=short_retry()).result(retry=short_retry())
@@ -252,12 +278,15 @@ def test_every_query_the_backend_sends_is_valid_googlesql(
     coverage = wh.queries[1].sql
     assert "(`snapshot_timestamp` >= @partitions_from OR `snapshot_timestamp` IS NULL)" in coverage
     assert "(_PARTITIONTIME >= @partitions_from OR _PARTITIONTIME IS NULL)" in coverage
+    assert "(`season_year` >= @lowest_int OR `season_year` IS NULL)" in coverage  # an integer range
+    assert "(`season` >= @lowest_text OR `season` IS NULL)" in coverage  # a hive key
     assert wh.queries[1].extra["counted_from_metadata"] == ["nba_raw.nbac_gamebook_player_stats"]
     # ... and the emulator's answers are right: every cell complete but bettingpros on
-    # 2024-11-02 (its run failed) and the injury report (never ran); the error read from JSON.
+    # 2024-11-02 (its run failed), the injury report and ESPN (never ran); the error read from JSON.
     assert {(c.table, c.date): str(c.status) for c in v.cells if str(c.status) != "complete"} == {
         ("bettingpros", date(2024, 11, 2)): "failed",
         ("injuries", date(2024, 11, 2)): "never_ran",
+        ("espn", date(2024, 11, 1)): "never_ran",
     }
     (failure,) = [r for r in recent if r.category == "failed"]
     assert "503 from the odds source" in failure.error  # JSON text today; the readable message later
@@ -314,11 +343,14 @@ def test_the_emulator_counts_the_rows_of_tables_partitioned_on_another_column(pr
         ("bdl", date(2024, 11, 1), 1),
         ("bdl", date(2024, 11, 2), 1),  # TIMESTAMP dates, by UTC date
         ("bettingpros", date(2024, 11, 1), 1),
+        ("espn", date(2024, 11, 2), 1),  # hive-partitioned on its season
         ("gamebook", date(2024, 11, 1), 1),
         ("gamebook", date(2024, 11, 2), 1),
         ("injuries", date(2024, 11, 1), 1),  # a DATETIME date
         ("odds_props", date(2024, 11, 1), 1),
         ("odds_props", date(2024, 11, 2), 1),
+        ("team_boxscore", date(2024, 11, 1), 1),  # partitioned on an integer range
+        ("team_boxscore", date(2024, 11, 2), 1),
     ]
 
 

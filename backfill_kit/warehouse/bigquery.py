@@ -3,7 +3,9 @@
 - Tables partitioned by day on their date column are counted from
   `INFORMATION_SCHEMA.PARTITIONS` (metadata: none of their bytes are scanned); the other tables
   by one batched `UNION ALL` filtered on the date range, and on their partitioning column when
-  it is another one (or ingestion time), so tables that require a partition filter work. Both
+  it is another one (a time column, ingestion time, an integer range, a hive key) with a bound
+  that drops no row: a predicate on that column alone, which is what BigQuery's documentation
+  asks of a partition filter, so tables that require one work. Both
   go in the one coverage job; with more than 1,000 tables (the most a query may reference, and
   the most INFORMATION_SCHEMA.PARTITIONS answers for), in one job per 1,000.
 - Queries follow the tables' schemas: date parameters are STRINGs, which GoogleSQL coerces to
@@ -62,6 +64,7 @@ from backfill_kit.warehouse.base import (
 )
 from backfill_kit.warehouse.sql import (
     BIGQUERY,
+    PartitionBound,
     calendar_sql,
     coverage_sql,
     range_params,
@@ -123,6 +126,17 @@ TIMEOUT_REASON = "timeout"  # a job cancelled at its job_timeout_ms
 CANCELLED_REASON = "stopped"  # a job cancelled (its message says "timed out" when at its timeout)
 BYTES_BILLED_REASON = "bytesBilledLimitExceeded"
 EARLIEST = "0001-01-01"  # the lowest DATE, DATETIME and TIMESTAMP
+# The parameters holding the lowest value of each type a partitioning column has (date strings
+# are coerced to DATE, DATETIME or TIMESTAMP), and the floor of each column type.
+FLOORS: dict[str, object] = {"partitions_from": EARLIEST, "lowest_int": -(2**63), "lowest_text": ""}
+FLOOR_OF_TYPE = {
+    "DATE": "partitions_from",
+    "DATETIME": "partitions_from",
+    "TIMESTAMP": "partitions_from",
+    "INTEGER": "lowest_int",
+    "INT64": "lowest_int",
+    "STRING": "lowest_text",
+}
 # A dry run's totalBytesProcessedAccuracy that bounds the bytes from above (an emulator gives none).
 BOUNDING_ACCURACY = frozenset({"PRECISE", "UPPER_BOUND"})
 # An error with no reason worth retrying: a 429 or 5xx (a proxy's, say: BigQuery's say why), a
@@ -191,7 +205,8 @@ class BigQueryWarehouse:
 
     def expected_dates(self, request: CalendarRequest, start: date, end: date) -> list[tuple[date, int]]:
         (resource,) = self._require([request.table])
-        sql = calendar_sql(BIGQUERY, replace(request, table=_name(resource)), _partition_column(resource))
+        bound = _partition_bound(resource, request.date_column)
+        sql = calendar_sql(BIGQUERY, replace(request, table=_name(resource)), bound)
         blame = request.blame(self.spec_file, "BigQuery")
         rows = self._run("calendar", sql, _range(start, end, sql), tables=1, blame=blame)
         return [(d, int(games)) for d, games in rows]
@@ -224,7 +239,8 @@ class BigQueryWarehouse:
             params |= {"first_partition": f"{start:%Y%m%d}", "after_partition": f"{end + timedelta(days=1):%Y%m%d}"}
         if scanned:
             named = [replace(targets[i], table=_name(resources[i])) for i in scanned]
-            parts.insert(0, coverage_sql(BIGQUERY, named, [_partition_column(resources[i]) for i in scanned]))
+            bounds = [_partition_bound(resources[i], targets[i].date_column) for i in scanned]
+            parts.insert(0, coverage_sql(BIGQUERY, named, bounds))
         sql = "\nUNION ALL\n".join(parts)
         if scanned:
             params |= _range(start, end, sql)
@@ -694,14 +710,25 @@ def _expiration_hazard(table: str, resource: dict[str, Any], start: date, today:
 
 
 def _filter_hazard(table: str, resource: dict[str, Any]) -> str:
-    partitioning = resource.get("timePartitioning") or {}
-    if not (resource.get("requirePartitionFilter") or partitioning.get("requirePartitionFilter")):
+    if not _requires_filter(resource):
         return ""
-    by_range = (resource.get("rangePartitioning") or {}).get("field")
-    column = _partition_column(resource) or by_range or "its partitioning column"
+    bound = _partition_bound(resource)
+    columns = " or ".join(_hive_keys(resource)) or (bound.column if bound else "its partitioning column")
     return (
         f"{table}: requires a partition filter: every query a backfill job runs on it must "
-        f"filter on {column}, or BigQuery rejects it."
+        f"filter on {columns}, or BigQuery rejects it."
+    )
+
+
+def _requires_filter(resource: dict[str, Any]) -> bool:
+    """require_partition_filter, wherever the table resource keeps it (on a hive-partitioned
+    external table, in its hive partitioning options)."""
+    hive = _hive_options(resource)
+    partitioning = resource.get("timePartitioning") or {}
+    return bool(
+        resource.get("requirePartitionFilter")
+        or partitioning.get("requirePartitionFilter")
+        or hive.get("requirePartitionFilter")
     )
 
 
@@ -722,12 +749,32 @@ def _name(resource: dict[str, Any]) -> str:
     return f"{ref['projectId']}.{ref['datasetId']}.{ref['tableId']}"
 
 
-def _partition_column(resource: dict[str, Any]) -> str | None:
-    """The time column a table is partitioned on: a column, _PARTITIONTIME (ingestion time), or
-    None (not partitioned, or on an integer range, which no date bound can filter)."""
+def _partition_bound(resource: dict[str, Any], date_column: str = "") -> PartitionBound | None:
+    """The column a table is partitioned on, with the floor of its type: a time column or
+    _PARTITIONTIME (ingestion time), an integer range's column, a hive-partitioned external
+    table's key (the date column when it is one); None when not partitioned, or on a hive key of
+    a type with no floor here."""
     if (partitioning := resource.get("timePartitioning")) is not None:
-        return partitioning.get("field") or "_PARTITIONTIME"
-    return None
+        return PartitionBound(partitioning.get("field") or "_PARTITIONTIME")
+    if (by_range := resource.get("rangePartitioning")) is not None:
+        return PartitionBound(by_range["field"], "lowest_int")
+    keys = _hive_keys(resource)
+    if not keys:
+        return None
+    key = next((k for k in keys if k.lower() == date_column.lower()), keys[0])
+    types = {f["name"].lower(): f.get("type", "").upper() for f in resource.get("schema", {}).get("fields", [])}
+    floor = FLOOR_OF_TYPE.get(types.get(key.lower(), "STRING"))
+    return PartitionBound(key, floor) if floor else None
+
+
+def _hive_options(resource: dict[str, Any]) -> dict[str, Any]:
+    options = (resource.get("externalDataConfiguration") or {}).get("hivePartitioningOptions")
+    return options if isinstance(options, dict) else {}
+
+
+def _hive_keys(resource: dict[str, Any]) -> list[str]:
+    """A hive-partitioned external table's partition keys, as BigQuery lists them."""
+    return [str(k) for k in _hive_options(resource).get("fields") or []]
 
 
 def _metadata_counted(targets: Sequence[CoverageTarget], resources: Sequence[dict[str, Any]]) -> list[int]:
@@ -770,13 +817,12 @@ def _naive_utc(value: Any) -> Any:
     return value
 
 
-def _range(start: date, end: date, sql: str) -> dict[str, str]:
+def _range(start: date, end: date, sql: str) -> dict[str, object]:
     """The date range as STRINGs, which GoogleSQL coerces to the DATE, DATETIME or TIMESTAMP
-    column each meets (a DATE parameter cannot be compared with a TIMESTAMP)."""
-    found = {name: day.isoformat() for name, day in range_params(start, end).items()}
-    if "@partitions_from" in sql:
-        found["partitions_from"] = EARLIEST
-    return found
+    column each meets (a DATE parameter cannot be compared with a TIMESTAMP), and the floors of
+    the partitioning columns the SQL bounds."""
+    found: dict[str, object] = {name: day.isoformat() for name, day in range_params(start, end).items()}
+    return found | {name: floor for name, floor in FLOORS.items() if f"@{name}" in sql}
 
 
 def _moment(value: datetime) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import NamedTuple
 
 from backfill_kit.warehouse.base import CalendarRequest, CoverageTarget, RunHistoryRequest
 
@@ -16,6 +17,7 @@ __all__ = [
     "DUCKDB",
     "NO_ERROR",
     "Dialect",
+    "PartitionBound",
     "calendar_sql",
     "coverage_sql",
     "range_params",
@@ -94,18 +96,25 @@ def range_params(start: date, end: date) -> dict[str, date]:
     return {"start": start, "stop": _shift(end, timedelta(days=1))}
 
 
-def _date_range(d: Dialect, column: str, partition: str | None = None) -> str:
+class PartitionBound(NamedTuple):
+    """A table's partitioning column, and the parameter holding the lowest value of its type."""
+
+    column: str
+    floor: str = "partitions_from"
+
+
+def _date_range(d: Dialect, column: str, partition: PartitionBound | None = None) -> str:
     col = d.ident(column)
     condition = f"{col} >= {d.p('start')} AND {col} < {d.p('stop')}"
-    if partition and partition.lower() != column.lower():
-        # Partitioned on another column (or by ingestion time): a filter on it satisfies
-        # require_partition_filter, and this one drops no row wherever it was written.
-        part = d.ident(partition)
-        condition += f" AND ({part} >= {d.p('partitions_from')} OR {part} IS NULL)"
+    if partition and partition.column.lower() != column.lower():
+        # Partitioned on another column (a time, ingestion time, an integer range, a hive key):
+        # a predicate on it alone satisfies require_partition_filter, and this one drops no row.
+        part = d.ident(partition.column)
+        condition += f" AND ({part} >= {d.p(partition.floor)} OR {part} IS NULL)"
     return condition
 
 
-def calendar_sql(d: Dialect, req: CalendarRequest, partition: str | None = None) -> str:
+def calendar_sql(d: Dialect, req: CalendarRequest, partition: PartitionBound | None = None) -> str:
     """Games per date of the schedule; `partition` names the table's partitioning column
     when it is not the date column."""
     games = f"COUNT(DISTINCT {d.ident(req.game_id_column)})" if req.game_id_column else "COUNT(*)"
@@ -118,7 +127,9 @@ def calendar_sql(d: Dialect, req: CalendarRequest, partition: str | None = None)
     )
 
 
-def coverage_sql(d: Dialect, targets: Sequence[CoverageTarget], partitions: Sequence[str | None] = ()) -> str:
+def coverage_sql(
+    d: Dialect, targets: Sequence[CoverageTarget], partitions: Sequence[PartitionBound | None] = ()
+) -> str:
     """Rows per date of every target, in one query; `partitions` names, target by target, a
     partitioning column other than the date column (None: none or the same)."""
     # Grouped by the date alone: k is a literal, and BigQuery refuses to group by one.
