@@ -28,7 +28,9 @@ What the emulator needs, and why:
 9. It builds INFORMATION_SCHEMA.PARTITIONS as a literal VALUES list that it then parses: quick
    for weeks of partitions, a minute for the four-season demo. Tests load a slice of dates.
 10. It keeps `requirePartitionFilter` inside `timePartitioning` only, and enforces neither it
-   nor `maximum_bytes_billed`; a live run (BACKFILL_KIT_BIGQUERY_PROJECT) checks those.
+   nor `maximum_bytes_billed`: 19 keeps and enforces the first as BigQuery documents it, 18
+   fails a job as BigQuery does over the second; a live run (BACKFILL_KIT_BIGQUERY_PROJECT)
+   checks both.
 11. It runs DuckDB's type rules, not GoogleSQL's: it accepts a DATE parameter against a TIMESTAMP
    column and a cast from JSON to STRING, which BigQuery refuses. tests/googlesql.py type-checks
    every query with Google's analyzer instead.

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -460,12 +461,14 @@ def comparable(rows: list[Any], error_field: str) -> list[tuple[Any, ...]]:
     return sorted(tuple(json_or_null(v) if f == error_field else v for f, v in r._asdict().items()) for r in rows)
 
 
+@pytest.mark.parametrize("tables_per_query", [None, 1], ids=["one coverage query", "one per table"])
 def test_the_bigquery_queries_give_the_duckdb_cells_under_the_reference_evaluator(
-    bigquery_emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bigquery_emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tables_per_query: int | None
 ):
     """The BigQuery backend's queries, as the client sends them (SQL and parameters), are
     answered by GoogleSQL's reference evaluator on production-shaped rows; every cell, run
-    summary and recent run is the DuckDB backend's on the same rows, every evidence field too."""
+    summary and recent run is the DuckDB backend's on the same rows, every evidence field too,
+    whether the row counts take one query or one per table."""
     from test_run_history import production_warehouse
 
     from backfill_kit.demo.load import with_warehouse
@@ -492,6 +495,8 @@ def test_the_bigquery_queries_give_the_duckdb_cells_under_the_reference_evaluato
     answers = {}
     for name, spec in (("duckdb", duck_spec), ("bigquery", bq_spec)):
         wh = open_warehouse(spec)
+        if name == "bigquery":
+            wh.capabilities = replace(wh.capabilities, max_tables_per_query=tables_per_query)
         try:
             v = validate(spec, start, end, now=now, warehouse=wh)
             request = history_request(spec)
@@ -503,10 +508,13 @@ def test_the_bigquery_queries_give_the_duckdb_cells_under_the_reference_evaluato
         finally:
             wh.close()
     (duck, duck_runs, duck_recent), (bq, bq_runs, bq_recent) = answers["duckdb"], answers["bigquery"]
-    # Every query the backend sent was answered by the evaluator, and its dry run: the three of
-    # the validation, then the run history and the recent runs again.
-    assert len(evaluator.answered) == 2 * (3 + 2) and set(evaluator.answered) >= {q.sql for q in bq.queries}
-    assert bq.queries[1].extra["counted_from_metadata"] == list(EVALUATED_PARTITIONS)[1:3]
+    # Every query the backend sent was answered by the evaluator, and its dry run: those of the
+    # validation (the coverage split or not), then the run history and the recent runs again.
+    assert len(bq.queries) == (3 if tables_per_query is None else 5)
+    assert len(evaluator.answered) == 2 * (len(bq.queries) + 2)
+    assert set(evaluator.answered) >= {q.sql for q in bq.queries}
+    counted = [t for q in bq.queries for t in q.extra.get("counted_from_metadata", [])]
+    assert counted == list(EVALUATED_PARTITIONS)[1:3]
     assert bq.cells == duck.cells
     assert (bq.run_history, bq.unmapped_statuses) == (duck.run_history, duck.unmapped_statuses)
     assert bq_runs == duck_runs and bq_recent == duck_recent
