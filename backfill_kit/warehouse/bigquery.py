@@ -403,16 +403,8 @@ class BigQueryWarehouse:
     def _dry_run(self, purpose: str, sql: str, parameters: list[Any], deadline: float) -> tuple[int, str]:
         """Bytes the query would process, and how sure BigQuery is (PRECISE, UPPER_BOUND,
         LOWER_BOUND or UNKNOWN; an emulator says nothing: PRECISE)."""
-        left = self._left(purpose, deadline)
         config = bigquery.QueryJobConfig(query_parameters=parameters, dry_run=True, use_query_cache=False)
-        job = self.client.query(
-            sql,
-            job_config=config,
-            location=self.location,
-            retry=_unexplained(left),
-            timeout=_http(left),
-            job_retry=None,
-        )
+        job = self._submit(sql, config, self._left(purpose, deadline))
         # The client has no accessor for the accuracy; it keeps the job resource in _properties.
         statistics = (job._properties.get("statistics") or {}).get("query") or {}
         accuracy = statistics.get("totalBytesProcessedAccuracy") or "PRECISE"
@@ -428,7 +420,12 @@ class BigQueryWarehouse:
         )
         if self.maximum_bytes_billed is not None:
             config.maximum_bytes_billed = self.maximum_bytes_billed
-        job = self.client.query(
+        job = self._submit(sql, config, left)
+        return job, self._rows(purpose, job, deadline)
+
+    def _submit(self, sql: str, config: Any, left: float) -> Any:
+        """jobs.insert, within what is left of the time limit; the client's job retry off."""
+        return self.client.query(
             sql,
             job_config=config,
             location=self.location,
@@ -436,7 +433,6 @@ class BigQueryWarehouse:
             timeout=_http(left),
             job_retry=None,
         )
-        return job, self._rows(purpose, job, deadline)
 
     def _rows(self, purpose: str, job: Any, deadline: float) -> list[tuple[Any, ...]]:
         """The job's rows, waited for until the deadline. jobs.getQueryResults answers a failed
