@@ -1,8 +1,9 @@
 """Validation: for every table and expected date, one status and the evidence behind it.
 
 Three warehouse queries in all, whatever the number of tables and dates: the calendar, the
-row counts of every table (one UNION ALL), and the run history (one summary per processor and
-date, every attempt counted so that a retry never hides an earlier failure).
+row counts of every table (one UNION ALL; on BigQuery, one per 1,000 tables), and the run
+history (one summary per processor and date, every attempt counted so that a retry never hides
+an earlier failure).
 """
 
 from __future__ import annotations
