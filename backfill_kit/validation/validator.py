@@ -644,8 +644,8 @@ def _as_utc(moment: datetime) -> datetime:
 
 def dates_with_rows(
     spec: PipelineSpec, table_id: str, dates: Sequence[date], *, warehouse: Warehouse | None = None
-) -> int:
-    """How many of these dates have rows in the table: the runner's one-query re-check of a step."""
+) -> frozenset[date]:
+    """Which of these dates have rows in the table: the runner's one-query re-check of a step."""
     table = spec.table(table_id)
     wh = warehouse if warehouse is not None else open_warehouse(spec)
     try:
@@ -654,4 +654,4 @@ def dates_with_rows(
         if warehouse is None:
             wh.close()
     wanted = set(dates)
-    return sum(1 for _, d, n in counts if d in wanted and n > 0)
+    return frozenset(d for _, d, n in counts if d in wanted and n > 0)

@@ -25,10 +25,13 @@ parser.add_argument("--mode", default="ok")
 parser.add_argument("--spawn", action="store_true", help="first start a grandchild that leaves the group (setsid)")
 parser.add_argument("--say", default="", help="print this first")
 parser.add_argument("--fail-first", type=int, default=0, help="exit 3 at the end of the first N runs")
+parser.add_argument("--after", type=Path, help="first wait for this file to exist")
 parser.add_argument("--skip-downstream-trigger", action="store_true")
 args = parser.parse_args()
 
 args.marker.mkdir(parents=True, exist_ok=True)
+while args.after and not args.after.exists():
+    time.sleep(0.02)
 running = os.open(args.marker / f"{args.step}.running", os.O_RDWR | os.O_CREAT)
 try:
     fcntl.flock(running, fcntl.LOCK_EX | fcntl.LOCK_NB)
