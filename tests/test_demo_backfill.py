@@ -132,3 +132,24 @@ def test_an_upstream_date_left_empty_holds_its_dependents_there_until_it_is_repa
     assert again.returncode == 0, again.stdout[-2000:]
     cells = cells_on(demo, EMPTY_DAY, *OPENING_WEEKS)
     assert {cells[t]["status"] for t in ("nbac_team_boxscore", *TEAM_TABLES)} == {"complete"}
+
+
+def test_dependents_that_read_an_empty_upstream_date_need_a_backfill_once_it_is_repaired(demo):
+    """The same dates run as a runner that holds nothing back would run them: both dependents
+    over the whole range, reading nothing on the empty date. Repaired upstream, their "no data"
+    there was read too early: validation must not say there is nothing to backfill."""
+    demo_job(demo, "nbac_team_boxscore", "2021-10-19", "2021-10-31", f"--empty-dates={EMPTY_DAY}")
+    for table in TEAM_TABLES:
+        demo_job(demo, table, "2021-10-19", "2021-10-31")
+    assert {c["status"] for t, c in cells_on(demo, EMPTY_DAY, *OPENING_WEEKS).items() if t in TEAM_TABLES} == {
+        "no_data"
+    }
+    demo_job(demo, "nbac_team_boxscore", EMPTY_DAY, EMPTY_DAY)
+    result = cli("validate", "--spec", str(demo), *OPENING_WEEKS, "--format", "json")
+    assert result.returncode == 1
+    cells = cells_on(demo, EMPTY_DAY, *OPENING_WEEKS)
+    for table in TEAM_TABLES:
+        assert cells[table]["status"] == "never_ran"
+        assert cells[table]["warnings"][0].startswith("read no data before upstream nbac_team_boxscore had its rows")
+    fixed = cli("backfill", "--spec", str(demo), *OPENING_WEEKS)
+    assert fixed.returncode == 0, fixed.stdout[-2000:]

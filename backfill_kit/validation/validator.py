@@ -277,7 +277,8 @@ def validate(
             if owned:
                 wh.close()
         cells = _classify_all(spec, selected, days, rows, runs, now)
-    unmapped, history = _history_evidence(runs)
+    own = {spec.table(t).processor for t in selected}  # upstream processors were read as evidence only
+    unmapped, history = _history_evidence({p: per_date for p, per_date in runs.items() if p in own})
     warnings = [*_season_warnings(spec, start, end), *_unmapped_warnings(spec, unmapped), *hazards]
     return Validation(
         spec,
@@ -322,7 +323,7 @@ def _gather(
     """The three queries; their answers indexed by table (or processor) and date."""
     involved = _involved(spec, selected)
     targets = [CoverageTarget(t.table, spec.date_column_of(t)) for t in involved]
-    processors = sorted({spec.table(t).processor for t in selected})
+    processors = sorted({t.processor for t in involved})  # upstream runs date an empty read
     try:
         days = expected_days(spec, wh, start, end)
         counts = wh.row_counts(targets, start, end)
@@ -561,6 +562,7 @@ def _table_cells(
     fallback = spec.table(table.fallback) if table.fallback else None
     fallback_rows = rows.get(fallback.id, {}) if fallback else {}
     warned_on = _upstream_warnings(spec, table, rows.get(table.id, {}), rows).get
+    outdated_on = _read_before_upstream(spec, table, rows, runs).get
     need_for = {g: table.expected_rows(g) for g in {games for _, games, _, _ in calendar}}
     new, tid, pname, complete, no_data = tuple.__new__, table.id, phase.name, Status.COMPLETE, Status.NO_DATA
     error_text, evidence = _error_reader(), _EVIDENCE
@@ -576,14 +578,16 @@ def _table_cells(
             status = classify(
                 n, need, run, in_bootstrap=day.in_bootstrap(phase.bootstrap_days), now=now, stale_after=stale_after
             )
-        covered = None
+        covered, warned = None, warned_on(d, ())
+        if status is no_data and (outdated := outdated_on(d)):
+            status, warned = Status.NEVER_RAN, (*warned, outdated)
         if status is no_data and fallback and fallback_rows.get(d, 0) >= fallback.expected_rows(games):
             covered = fallback.id
         if run is None:
             add(
                 new(
                     Cell,
-                    (tid, pname, d, season, status, n, need, 0, 0, None, None, None, None, covered, warned_on(d, ())),
+                    (tid, pname, d, season, status, n, need, 0, 0, None, None, None, None, covered, warned),
                 )
             )
         else:
@@ -606,7 +610,7 @@ def _table_cells(
                         seconds,
                         error and error_text(error),
                         covered,
-                        warned_on(d, ()),
+                        warned,
                     ),
                 )
             )
@@ -636,6 +640,39 @@ def _upstream_warnings(
         for d in have.keys() - fed:
             warned[d] = (*warned.get(d, ()), f"built on empty upstream {dep_id}")
     return warned
+
+
+def _read_before_upstream(
+    spec: PipelineSpec, table: TableSpec, rows: dict[str, dict[date, int]], runs: dict[str, dict[date, RunSummary]]
+) -> dict[date, str]:
+    """Dates where the table has no rows and its latest run found nothing to load, while an
+    upstream table (or its fallback) has rows there now that a run finishing after that one
+    wrote: the run read an upstream still empty, so its "no data" is no evidence either way."""
+    if not table.depends_on:
+        return {}
+    have = rows.get(table.id, {})
+    sources = [spec.table(s) for dep in table.depends_on for s in (dep, spec.table(dep).fallback) if s]
+    out: dict[date, str] = {}
+    for d, run in runs.get(table.processor, {}).items():
+        if have.get(d, 0) or run.latest_category not in DONE_CATEGORIES or run.latest_started_at is None:
+            continue
+        read_at = _as_utc(run.latest_started_at)
+        for source in sources:
+            upstream = runs.get(source.processor, {}).get(d)
+            written = _finished_at(upstream) if upstream is not None and rows.get(source.id, {}).get(d, 0) else None
+            if written is not None and written > read_at:
+                out[d] = (
+                    f"read no data before upstream {source.id} had its rows (written by its run of {written:%Y-%m-%d %H:%M} UTC)"
+                )
+                break
+    return out
+
+
+def _finished_at(run: RunSummary) -> datetime | None:
+    """When a date's latest run ended (or began, while it runs)."""
+    if run.latest_started_at is None:
+        return None
+    return _as_utc(run.latest_started_at) + timedelta(seconds=run.latest_seconds or 0)
 
 
 def _as_utc(moment: datetime) -> datetime:
