@@ -11,6 +11,7 @@ import resource
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -34,6 +35,8 @@ from runner_helpers import (
 from backfill_kit.cli.commands import cli
 from backfill_kit.errors import BackfillKitError, SpecError
 from backfill_kit.plan import load_plan
+from backfill_kit.running.containment import NO_CGROUP_ENV, RunCgroup
+from backfill_kit.running.executor import ORPHAN_SCAN_SECONDS
 from backfill_kit.running.journal import read_journal
 from backfill_kit.running.locks import is_locked
 from backfill_kit.running.runner import Recheck, Runner, RunOptions
@@ -405,6 +408,56 @@ def test_sigkill_the_runner_mid_stage_ten_times(tmp_path):
     assert set(read_journal(tmp_path / "plan.journal.jsonl").outcomes.values()) == {"succeeded"}
     never_rerun_after_success(tmp_path / "plan.journal.jsonl")
     assert [p for p in job_pids(m) if alive(p)] == []
+
+
+def daemons(marker: Path) -> list[int]:
+    return [int(p.name) for p in (marker / "daemons").glob("*")]
+
+
+@pytest.fixture(params=["cgroup", "subreaper"])
+def containment(request, monkeypatch):
+    """How the run is contained: a cgroup per run where this machine allows one, else (and
+    always in the second case) the runner as the subreaper of its jobs' orphans."""
+    if request.param == "subreaper":
+        monkeypatch.setenv(NO_CGROUP_ENV, "1")  # the runner's subprocesses inherit it
+    else:
+        probe = RunCgroup.create("probe-0")
+        if probe is None:
+            pytest.skip("this machine lets no process make a cgroup; the subreaper case covers it")
+        probe.close()
+    return request.param
+
+
+def test_a_daemon_that_drops_every_mark_outlives_neither_its_step_nor_its_run(containment, tmp_path):
+    """A job double-forks `setsid env -i sleep 1000`: no mark, no group, no session of the job."""
+    m = tmp_path / "marks"
+    steps = [fake_step("leaves", m, extra=("--daemon",)), fake_step("long", m, "wait")]
+    write_plan(tmp_path / "plan.json", (2, steps), (1, [fake_step("after", m)]))
+    runner = start_runner(tmp_path / "plan.json")
+    wait_until(lambda: read_journal(tmp_path / "plan.journal.jsonl").done == {"leaves"}, what="leaves to finish")
+    (daemon,) = daemons(m)
+    if containment == "cgroup":  # exact: its step's cgroup went with the step
+        wait_until(lambda: not alive(daemon), timeout=5, what="the daemon to die with its step")
+    (m / "release").write_text("go")
+    assert finish(runner)[0] == 0
+    wait_until(lambda: not alive(daemon), timeout=5, what="the daemon to die with its run")
+    assert not [p for p in job_pids(m) if alive(p)]
+
+
+def test_a_daemon_that_drops_every_mark_does_not_outlive_a_runner_killed_outright(containment, tmp_path):
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (1, [fake_step("w", m, "wait", extra=("--daemon",))]))
+    runner = start_runner(tmp_path / "plan.json")
+    wait_until(lambda: daemons(m), what="the daemon to start")
+    (daemon,) = daemons(m)
+    if containment == "subreaper":  # handed to the runner, which tells its watchdog within a scan or two
+        wait_until(lambda: _parent(daemon) == runner.pid, what="the daemon to be handed to the runner")
+        time.sleep(3 * ORPHAN_SCAN_SECONDS)
+    runner.kill()
+    finish(runner)
+    wait_until(lambda: not is_locked(tmp_path / "plan.journal.jsonl.lock"), what="the watchdog to sweep up")
+    wait_until(lambda: not alive(daemon), timeout=5, what="the daemon to die")
+    assert not [p for p in job_pids(m) if alive(p)]
 
 
 def test_the_locks_stay_taken_while_a_job_of_a_dead_runner_lives(tmp_path):

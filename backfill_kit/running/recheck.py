@@ -130,11 +130,11 @@ class Rechecks:
             try:
                 return Verdict(self._checker(step), seconds=time.monotonic() - began)
             except WarehouseError as exc:
-                if not exc.retryable or time.monotonic() >= deadline or self._cancel.is_set():
-                    return Verdict(None, _waited(exc, began), time.monotonic() - began)
-                if not said:
+                if exc.retryable and not said:  # busy: say so once, whether or not time is left
                     self._waiting.put((key, str(exc)))
                     said = True
+                if not exc.retryable or time.monotonic() >= deadline or self._cancel.is_set():
+                    return Verdict(None, _waited(exc, began), time.monotonic() - began)
             except BackfillKitError as exc:
                 return Verdict(None, str(exc), time.monotonic() - began)
             except Exception as exc:  # a re-check that cannot answer must not stop the run
