@@ -10,7 +10,7 @@ planner gives those dates.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -84,7 +84,3 @@ def hold_for(step: Step, unfed: Mapping[str, frozenset[date]]) -> Hold:
         for d in sorted(unfed.get(upstream, frozenset()) & mine):
             held.setdefault(d, upstream)
     return Hold(step, held)
-
-
-def part_dates(parts: Sequence[Step]) -> frozenset[date]:
-    return frozenset(d for part in parts for d in part.dates)
