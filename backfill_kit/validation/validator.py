@@ -562,7 +562,7 @@ def _table_cells(
     fallback = spec.table(table.fallback) if table.fallback else None
     fallback_rows = rows.get(fallback.id, {}) if fallback else {}
     warned_on = _upstream_warnings(spec, table, rows.get(table.id, {}), rows).get
-    outdated_on = _read_before_upstream(spec, table, rows, runs).get
+    outdated = _read_before_upstream(spec, table, rows, runs)
     need_for = {g: table.expected_rows(g) for g in {games for _, games, _, _ in calendar}}
     new, tid, pname, complete, no_data = tuple.__new__, table.id, phase.name, Status.COMPLETE, Status.NO_DATA
     error_text, evidence = _error_reader(), _EVIDENCE
@@ -579,8 +579,8 @@ def _table_cells(
                 n, need, run, in_bootstrap=day.in_bootstrap(phase.bootstrap_days), now=now, stale_after=stale_after
             )
         covered, warned = None, warned_on(d, ())
-        if status is no_data and (outdated := outdated_on(d)):
-            status, warned = Status.NEVER_RAN, (*warned, outdated)
+        if status is no_data and outdated is not None and (why := outdated(d, run)):
+            status, warned = Status.NEVER_RAN, (*warned, why)
         if status is no_data and fallback and fallback_rows.get(d, 0) >= fallback.expected_rows(games):
             covered = fallback.id
         if run is None:
@@ -644,28 +644,31 @@ def _upstream_warnings(
 
 def _read_before_upstream(
     spec: PipelineSpec, table: TableSpec, rows: dict[str, dict[date, int]], runs: dict[str, dict[date, RunSummary]]
-) -> dict[date, str]:
-    """Dates where the table has no rows and its latest run found nothing to load, while an
-    upstream table (or its fallback) has rows there now that a run finishing after that one
-    wrote: the run read an upstream still empty, so its "no data" is no evidence either way."""
+) -> Callable[[date, RunSummary | None], str | None] | None:
+    """For a date without rows whose latest run found nothing to load: whether an upstream
+    table (or its fallback) has rows there now that a run finishing after that one wrote. The
+    run then read an upstream still empty, so its "no data" is no evidence either way. Asked
+    of no_data cells only (None: a table without upstream tables)."""
     if not table.depends_on:
-        return {}
-    have = rows.get(table.id, {})
-    sources = [spec.table(s) for dep in table.depends_on for s in (dep, spec.table(dep).fallback) if s]
-    out: dict[date, str] = {}
-    for d, run in runs.get(table.processor, {}).items():
-        if have.get(d, 0) or run.latest_category not in DONE_CATEGORIES or run.latest_started_at is None:
-            continue
+        return None
+    sources = [
+        (source.id, rows.get(source.id, {}), runs.get(source.processor, {}))
+        for dep in table.depends_on
+        for source in (spec.table(s) for s in (dep, spec.table(dep).fallback) if s)
+    ]
+
+    def why(d: date, run: RunSummary | None) -> str | None:
+        if run is None or run.latest_started_at is None:
+            return None
         read_at = _as_utc(run.latest_started_at)
-        for source in sources:
-            upstream = runs.get(source.processor, {}).get(d)
-            written = _finished_at(upstream) if upstream is not None and rows.get(source.id, {}).get(d, 0) else None
+        for name, have, history in sources:
+            upstream = history.get(d) if have.get(d, 0) else None
+            written = _finished_at(upstream) if upstream is not None else None
             if written is not None and written > read_at:
-                out[d] = (
-                    f"read no data before upstream {source.id} had its rows (written by its run of {written:%Y-%m-%d %H:%M} UTC)"
-                )
-                break
-    return out
+                return f"read no data before upstream {name} had its rows (written by its run of {written:%Y-%m-%d %H:%M} UTC)"
+        return None
+
+    return why
 
 
 def _finished_at(run: RunSummary) -> datetime | None:
