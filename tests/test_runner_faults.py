@@ -8,6 +8,7 @@ import io
 import os
 import random
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -139,16 +140,19 @@ def test_a_journal_on_a_read_only_disk_is_one_message(small_disk, tmp_path):
 # --- a journal deleted or replaced mid-run ---------------------------------------------------
 
 
-@pytest.mark.parametrize("how", ["deleted", "replaced"])
+@pytest.mark.parametrize("how", ["deleted", "deleted with its folder", "replaced"])
 def test_a_journal_deleted_or_replaced_mid_run_stops_it_and_loses_no_success(how, tmp_path):
     """The issue's case: the run went on, ended "completed ... journal PATH" for a file that was
     gone, and the next --resume ran every step again."""
     m = tmp_path / "marks"
     write_plan(tmp_path / "plan.json", (2, [fake_step("done", m), fake_step("long", m, "wait")]))
-    journal = tmp_path / "plan.journal.jsonl"
-    runner = start_runner(tmp_path / "plan.json")
+    journal = tmp_path / "records" / "plan.journal.jsonl"
+    runner = start_runner(tmp_path / "plan.json", "--journal", str(journal))
     wait_until(lambda: runs_of(m, "long") and read_journal(journal).done == {"done"}, what="done journaled")
-    if how == "deleted":
+    if how == "deleted with its folder":
+        shutil.rmtree(journal.parent)
+        how = "deleted"
+    elif how == "deleted":
         journal.unlink()
     else:  # another file put in its place, as an editor or a copy back would
         (tmp_path / "theirs").write_text("not the run's\n")
@@ -168,13 +172,13 @@ def test_a_journal_deleted_or_replaced_mid_run_stops_it_and_loses_no_success(how
         assert f"written back to {journal}: continue with --resume" in err
     else:
         assert journal.read_text() == "not the run's\n"  # what took its place is left as it is
-        (record,) = tmp_path.glob("plan.recovered-*.journal.jsonl")
+        (record,) = journal.parent.glob("plan.recovered-*.journal.jsonl")
         assert f"continue with --resume --journal {record}" in err
     state = read_journal(record)
     assert state.outcomes["done"] == "succeeded" and state.events[-1]["event"] == "journal_restored"
 
     (m / "release").write_text("go")
-    resume = ["--resume"] if how == "deleted" else ["--resume", "--journal", str(record)]
+    resume = ["--resume", "--journal", str(record)]
     code, err = finish(start_runner(tmp_path / "plan.json", *resume))
     assert code == 0, err
     assert (runs_of(m, "done"), runs_of(m, "long")) == (1, 2)

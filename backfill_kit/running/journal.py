@@ -349,6 +349,8 @@ class Journal:
         target = self.path if self.lost == "deleted" else _recovered_name(self.path)
         stamp = {"event": Event.JOURNAL_RESTORED, "time": datetime.now(UTC).isoformat(timespec="milliseconds")}
         data = bytes(self._record) + (json.dumps({**stamp, "how": self.lost}) + "\n").encode()
+        with contextlib.suppress(OSError):  # its folder may have gone with it
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         for candidate in (target, _recovered_name(self.path)):
             try:
                 fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
