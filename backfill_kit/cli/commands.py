@@ -265,7 +265,7 @@ def run(plan_path: Path, **options: Any) -> None:
     the_plan = load_plan(plan_path)
     _refuse_placeholders([(s.table, s.argv) for s in the_plan.steps], str(plan_path))
     journal = options["journal"] or journal_path_for(plan_path)
-    if options["resume"] and not options["dry_run"] and run_finished(journal):
+    if options["resume"] and not options["dry_run"] and run_finished(journal, the_plan, plan_path):
         click.echo(f"the plan {plan_path} already ran to its end (journal {journal}); nothing of it is left to resume")
         if the_plan.spec_path:
             tables = tuple(the_plan.options.get("tables") or ())
