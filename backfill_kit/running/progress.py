@@ -37,6 +37,7 @@ class PlainProgress:
     def __init__(self, stream: IO[str] | None = None, *, plan: Plan | None = None, journal: Path | None = None) -> None:
         self.stream = stream or sys.stdout
         self.plan, self.journal = plan, journal
+        self._steps = {s.id for s in plan.steps} if plan is not None else set()
         self.events: list[dict[str, Any]] = []
         self.earlier = 0  # steps that succeeded before this run, when the journal is not known
         self.running: dict[str, float] = {}
@@ -59,12 +60,17 @@ class PlainProgress:
         again = f" (attempt {attempt})" if attempt > 1 else ""
         self._say(f"start  {step.id}{again}")
 
-    def step_finished(self, step: Step, outcome: Outcome, seconds: float, note: str = "") -> None:
+    def step_finished(
+        self, step: Step, outcome: Outcome, seconds: float, note: str = "", *, part: bool = False
+    ) -> None:
         self.running.pop(step.id, None)
         attempt = self._run.attempts.get(step.id, 0)  # a skipped step never started: no attempt
         self._event(Event.STEP_FINISHED, step, outcome=outcome, **({"attempt": attempt} if attempt else {}))
         detail = f": {note}" if note else ""
         self._say(f"{outcome:<8} {step.id} in {seconds:.1f} s{detail} | {self.line()}")
+
+    def step_note(self, step: Step, note: str) -> None:
+        self._say(f"note     {step.id}: {note}")
 
     def tick(self) -> None: ...
 
@@ -104,8 +110,19 @@ class PlainProgress:
 
     def _event(self, kind: Event, step: Step, **fields: Any) -> None:
         moment = datetime.now(UTC).isoformat(timespec="milliseconds")
+        # A part (a step narrowed to some of its dates runs as parts) is shown, never counted:
+        # its step counts once, when its last part ends. As the journal, it names its step.
+        part_of = self._step_of(step)
+        fields |= {"part_of": part_of} if part_of is not None else {}
         self.events.append({"event": kind, "time": moment, "step": step.id, "table": step.table, **fields})
         self._changed()
+
+    def _step_of(self, step: Step) -> str | None:
+        """The plan's step a part belongs to (of its table, holding its dates); None for a step."""
+        if self.plan is None or step.id in self._steps:
+            return None
+        days = set(step.dates)
+        return next((s.id for s in self.plan.steps if s.table == step.table and days <= set(s.dates)), None)
 
     def _changed(self) -> None:
         self._run, self._eta = journal_run(self.events), None

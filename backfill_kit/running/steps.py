@@ -3,9 +3,12 @@ the execution report and reports/index.html all count here, from the runner's ow
 from its journal.
 
 A step is succeeded (or succeeded without data), failed (or timed out), interrupted, skipped
-(held back by an upstream step), running, or remaining (not started yet, or waiting to retry).
-A failure is never counted as done: "done" is a word for cells, not steps. A step the journal
-saw start and never finish is running while its runner works, and interrupted once it is gone.
+(held back by an upstream step), awaiting its re-check (its job exited 0; the re-check of its
+dates has no verdict yet, or had none in time: `--resume` re-checks it), running, or remaining
+(not started yet, or waiting to retry). A failure is never counted as done: "done" is a word
+for cells, not steps. A step the journal saw start and never finish is running while its runner
+works, and interrupted once it is gone. A step narrowed to some of its dates runs as parts
+(events with `part_of`): it is running while one of them is, and counts once, when it finishes.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from backfill_kit.common.formatting import plural
 from backfill_kit.errors import InputError
-from backfill_kit.running.journal import DONE_OUTCOMES, Event, Outcome
+from backfill_kit.running.journal import DONE_OUTCOMES, EXITED, Event, Outcome
 
 if TYPE_CHECKING:
     from backfill_kit.plan import Plan
@@ -34,6 +37,8 @@ CATEGORY: dict[str, str] = {
     Outcome.INTERRUPTED: "interrupted",
     Outcome.SKIPPED: "skipped",
     Outcome.RETRYING: "remaining",  # another attempt follows
+    Outcome.RECHECK_FAILED: "unchecked",  # exited 0; no re-check verdict in time: --resume re-checks it
+    EXITED: "unchecked",  # exited 0; its re-check has no verdict yet
 }
 
 
@@ -45,13 +50,14 @@ class StepCounts:
     failed: int = 0  # failed or timed out
     interrupted: int = 0
     skipped: int = 0
+    unchecked: int = 0  # exited 0, the re-check of its dates without a verdict
     running: int = 0
 
     @property
     def remaining(self) -> int:
         """Not started yet, or waiting to retry: what the run still has to run."""
-        counted = self.succeeded + self.without_data + self.failed + self.interrupted + self.skipped + self.running
-        return max(0, self.total - counted)
+        counted = self.succeeded + self.without_data + self.failed + self.interrupted + self.skipped
+        return max(0, self.total - counted - self.unchecked - self.running)
 
     def parts(self) -> list[tuple[str, int]]:
         """(word, count) as every view writes them: succeeded always, the others when any."""
@@ -61,6 +67,7 @@ class StepCounts:
             ("failed", self.failed),
             ("interrupted", self.interrupted),
             ("skipped", self.skipped),
+            ("awaiting re-check", self.unchecked),
             ("running", self.running),
             ("remaining", self.remaining),
         ]
@@ -78,6 +85,7 @@ class StepCounts:
             "failed": self.failed,
             "interrupted": self.interrupted,
             "skipped": self.skipped,
+            "awaiting_recheck": self.unchecked,
             "running": self.running,
             "remaining": self.remaining,
         }
@@ -114,11 +122,11 @@ class JournalRun:
     its last run, the steps that run will not start again, and what the steps cost."""
 
     total: int = 0
-    outcomes: dict[str, str] = field(default_factory=dict)
-    open: dict[str, datetime] = field(default_factory=dict)  # step -> its open attempt's start
-    settled: set[str] = field(default_factory=set)  # succeeded ever, or finished in the last run
+    outcomes: dict[str, str] = field(default_factory=dict)  # the plan's steps; parts apart
+    open: dict[str, datetime] = field(default_factory=dict)  # step -> its open attempt's (or part's) start
+    settled: set[str] = field(default_factory=set)  # no worker needed again in the last run
     samples: list[Sample] = field(default_factory=list)
-    attempts: dict[str, int] = field(default_factory=dict)  # attempts per step, every run
+    attempts: dict[str, int] = field(default_factory=dict)  # attempts per step and part, every run
     finished: bool = False  # the last run reached its run_finished event
 
     def counts(self, working: bool) -> StepCounts:
@@ -133,36 +141,50 @@ def journal_run(events: Iterable[dict[str, Any]]) -> JournalRun:
         if kind == Event.RUN_STARTED:
             run.total, run.finished = int(e.get("steps") or 0), False
             run.open.clear()
-            run.settled = {s for s, o in run.outcomes.items() if o in DONE_OUTCOMES}
+            run.settled = {s for s, o in run.outcomes.items() if o in DONE_OUTCOMES or o in _UNCHECKED}
         elif kind == Event.RUN_FINISHED:
             run.finished = True
         elif kind == Event.STEP_STARTED:
             _started(run, started, e)
-        elif kind == Event.STEP_FINISHED:
-            _finished(run, started, e)
+        elif kind in (Event.STEP_EXITED, Event.STEP_FINISHED):
+            _ended(run, started, e)
     return run
+
+
+_UNCHECKED = frozenset(o for o, kind in CATEGORY.items() if kind == "unchecked")
 
 
 def _started(run: JournalRun, started: dict[tuple[str, int], dict[str, Any]], e: dict[str, Any]) -> None:
     step, attempt = e["step"], int(e.get("attempt") or 1)
     started[(step, attempt)] = e
     run.attempts[step] = max(run.attempts.get(step, 0), attempt)
-    run.outcomes.setdefault(step, "started")
+    if not e.get("part_of"):
+        run.outcomes.setdefault(step, "started")
     if moment := _moment(e):
-        run.open[step] = moment
+        run.open[_whole(e)] = moment
 
 
-def _finished(run: JournalRun, started: dict[tuple[str, int], dict[str, Any]], e: dict[str, Any]) -> None:
-    step, outcome = e["step"], e["outcome"]
-    run.outcomes[step] = outcome
-    run.open.pop(step, None)
-    if outcome != Outcome.RETRYING:
-        run.settled.add(step)
+def _ended(run: JournalRun, started: dict[tuple[str, int], dict[str, Any]], e: dict[str, Any]) -> None:
+    """A job's exit (its re-check follows) or a step's verdict: a worker is free again, and
+    what the attempt cost is a sample, counted once (at its exit, when it has one)."""
+    step = e["step"]
+    outcome = EXITED if e["event"] == Event.STEP_EXITED else e["outcome"]
+    run.open.pop(_whole(e), None)
+    if not e.get("part_of"):
+        run.outcomes[step] = outcome
+        if outcome != Outcome.RETRYING:
+            run.settled.add(step)
     began = started.pop((step, int(e.get("attempt") or 1)), None)
-    if outcome in DONE_OUTCOMES and began is not None and isinstance(began.get("dates"), int):
+    if (outcome == EXITED or outcome in DONE_OUTCOMES) and began is not None and isinstance(began.get("dates"), int):
         start, end = _moment(began), _moment(e)
         if start is not None and end is not None and end >= start:
             run.samples.append(Sample(e["table"], began["dates"], (end - start).total_seconds()))
+
+
+def _whole(e: dict[str, Any]) -> str:
+    """The plan's step an event is about: a part's own step, else itself."""
+    part_of = e.get("part_of")
+    return part_of if isinstance(part_of, str) else str(e["step"])
 
 
 def _moment(event: dict[str, Any]) -> datetime | None:
