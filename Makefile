@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/runner.py
 	$(BIN)/python bench/reports.py
+	$(BIN)/python bench/eta.py
 
 clean:
 	rm -rf $(VENV) demo

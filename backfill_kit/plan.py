@@ -8,7 +8,7 @@ whose upstream will still be missing after the plan is reported as blocked, not 
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import json
 import os
 import shlex
@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from backfill_kit.common.collector import no_gc_pauses
 from backfill_kit.common.file_kinds import kind_of
-from backfill_kit.common.formatting import duration_text
+from backfill_kit.common.formatting import duration_text, plural
 from backfill_kit.common.json_input import NotJson, parse_json
 from backfill_kit.common.limits import date_out_of_bounds
 from backfill_kit.common.small_files import NotSmallText, Why, read_small_text
@@ -43,7 +43,19 @@ from backfill_kit.spec.placeholders import fill_placeholders
 from backfill_kit.validation.calendar import consecutive_runs
 from backfill_kit.validation.validator import Cell, Validation
 
-__all__ = ["Blocked", "Plan", "Stage", "Step", "build_plan", "job_command", "load_plan", "needs_backfill"]
+__all__ = [
+    "Blocked",
+    "Plan",
+    "Stage",
+    "Step",
+    "build_plan",
+    "job_command",
+    "load_plan",
+    "narrow_step",
+    "needs_backfill",
+    "plan_digest",
+    "stage_seconds",
+]
 
 PLAN_FORMAT = 1
 
@@ -103,6 +115,9 @@ class Plan:
     stages: list[Stage]
     blocked: list[Blocked] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
+    # The digest of the file's bytes this plan was read from or written as (plan_digest): the
+    # plan a journal records is the one that runs, whatever the file holds by then. Not written.
+    sha: str = field(default="", compare=False)
 
     @property
     def steps(self) -> list[Step]:
@@ -114,12 +129,12 @@ class Plan:
         return sum(len(s.dates) for s in self.steps)
 
     def estimated_seconds(self) -> float | None:
-        """Wall time if every stage keeps its workers busy; None without any past duration
-        (nothing to run takes no time, whatever is known)."""
+        """Wall time, each stage's steps started in order on its workers (`stage_seconds`);
+        None without any past duration (nothing to run takes no time, whatever is known)."""
         known = [s for s in self.steps if s.estimated_seconds is not None]
         if self.steps and not known:
             return None
-        return sum(sum(s.estimated_seconds or 0 for s in st.steps) / max(1, st.workers) for st in self.stages)
+        return sum(stage_seconds([s.estimated_seconds or 0.0 for s in st.steps], st.workers) for st in self.stages)
 
     def to_dict(self, base: Path | None = None) -> dict[str, Any]:
         """The plan as its file holds it; with `base`, the plan file's folder, paths are
@@ -145,22 +160,34 @@ class Plan:
         }
 
     def write(self, path: Path) -> None:
-        """Write atomically: a crash never leaves half a plan behind, a refusal (a read-only
-        folder, a full disk) leaves nothing and is one message."""
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(self.to_dict(path.resolve().parent), indent=2) + "\n", encoding="utf-8")
-            tmp.replace(path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):  # nothing was written, or it cannot be removed
-                tmp.unlink()
-            raise InputError(
-                f"cannot write the plan {path}: {exc.strerror or exc}; choose a writable place with --out"
-            ) from exc
+        """Write whole or not at all (common/outputs.py): a crash never leaves half a plan
+        behind; a refusal (a read-only folder, a full disk, a device) leaves nothing and is
+        one message."""
+        from backfill_kit.common.outputs import write_output
+
+        data = (json.dumps(self.to_dict(path.resolve().parent), indent=2) + "\n").encode()
+        write_output(path, data, what="the plan", hint="choose a writable place with --out")
+        self.sha = plan_digest(data)
 
     def text(self) -> str:
         return "\n".join(_plan_lines(self))
+
+
+def stage_seconds(costs: Sequence[float], workers: int, busy: Sequence[float] = ()) -> float:
+    """How long a stage takes as the runner runs it: each step, in order, on the first worker
+    free; `busy` are the seconds the workers already at work still need. A stage of one long
+    step and three short ones on four workers takes as long as the long one, not a quarter of
+    all four."""
+    free = sorted([*busy, *[0.0] * max(0, max(1, workers) - len(busy))])
+    for cost in costs:
+        free[0] += cost
+        free.sort()
+    return max(free, default=0.0)
+
+
+def plan_digest(data: bytes) -> str:
+    """A plan file's identity, as its journal records it: the start of its bytes' SHA-256."""
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def _stage_dict(stage: Stage, base: Path | None) -> dict[str, Any]:
@@ -219,7 +246,9 @@ def load_plan(path: Path) -> Plan:
         )
     if kind := _other_kind(text):
         raise InputError(f"{path}: not a plan file: this is {kind}")
-    return _plan_from(path, data)
+    plan = _plan_from(path, data)
+    plan.sha = plan_digest(text.encode())  # the bytes parsed, read once: UTF-8 gives them back exactly
+    return plan
 
 
 _JSON_TYPES = {list: "list", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
@@ -301,7 +330,7 @@ def _schema_message(path: Path, exc: Any) -> str:
     more = [f"  ... and {len(errors) - 5} more"] if len(errors) > 5 else []
     return "\n".join(
         [
-            f"{path}: not a backfill-kit plan ({len(errors)} bad field{'s' if len(errors) != 1 else ''}); {MAKE_ONE}:",
+            f"{path}: not a backfill-kit plan ({plural(len(errors), 'bad field')}); {MAKE_ONE}:",
             *lines,
             *more,
         ]
@@ -603,6 +632,21 @@ def _step(
     )
 
 
+def narrow_step(spec: PipelineSpec, step: Step, dates: Sequence[date], *, python: str = sys.executable) -> Step | None:
+    """The step over some of its dates (consecutive ones), with the command the planner gives
+    those dates; None when the step's command is not the one its spec makes (an edited plan,
+    a changed spec): then no other command can be trusted to do the same over fewer dates."""
+    if step.table not in spec.table_positions or not dates:
+        return None
+    table = spec.table(step.table)
+    job = spec.job_of(table)
+    if job_command(table, job, step.start, step.end, python=python) != (step.argv, step.env):
+        return None
+    causes = {cause: min(n, len(dates)) for cause, n in step.causes.items()}
+    narrow = _step(spec, table, job, step.workdir, list(dates), causes, step.after, None, python)
+    return replace(narrow, timeout_seconds=step.timeout_seconds, retries=step.retries)
+
+
 def job_command(
     table: TableSpec, job: JobSpec, start: date, end: date, *, python: str, extra: Sequence[str] = ()
 ) -> tuple[tuple[str, ...], dict[str, str]]:
@@ -635,8 +679,8 @@ def _estimate(plan: Plan) -> str:
 
 def _plan_lines(plan: Plan) -> Iterable[str]:
     yield (
-        f"Plan for {plan.spec_name}, {plan.start} .. {plan.end}: {len(plan.steps):,} steps over "
-        f"{plan.table_dates:,} table-dates in {len(plan.stages)} stages; estimated {_estimate(plan)}"
+        f"Plan for {plan.spec_name}, {plan.start} .. {plan.end}: {plural(len(plan.steps), 'step')} over "
+        f"{plural(plan.table_dates, 'table-date')} in {plural(len(plan.stages), 'stage')}; estimated {_estimate(plan)}"
     )
     if not plan.steps:
         yield "Nothing to run."
@@ -645,17 +689,16 @@ def _plan_lines(plan: Plan) -> Iterable[str]:
         yield f"{Path(python).name} below is {python}"
     for stage in plan.stages:
         how = f"parallel, up to {stage.workers} at once" if stage.mode == "parallel" else "one step at a time"
-        yield f"\nStage {stage.index} · {stage.phase} · {how} · {len(stage.steps)} steps"
+        yield f"\nStage {stage.index} · {stage.phase} · {how} · {plural(len(stage.steps), 'step')}"
         for step in stage.steps:
             causes = ", ".join(f"{k} {v}" for k, v in step.causes.items())
             span = str(step.start) if step.start == step.end else f"{step.start} .. {step.end}"
-            plural = "s" if len(step.dates) != 1 else ""
-            yield f"  {step.table}  {span}  ({len(step.dates)} date{plural}: {causes})"
+            yield f"  {step.table}  {span}  ({plural(len(step.dates), 'date')}: {causes})"
             yield f"    $ {step.command}"
             if not step.skips_downstream:
                 yield "    ! this job declares no way to skip downstream triggers: refused unless --allow-downstream-triggers"
     if plan.blocked:
-        yield f"\nBlocked, not run ({len(plan.blocked):,} cells): their upstream will still be missing"
+        yield f"\nBlocked, not run ({plural(len(plan.blocked), 'cell')}): their upstream will still be missing"
         for b in plan.blocked[:20]:
             yield f"  {b.table} {b.date}: {b.reason}"
         if len(plan.blocked) > 20:

@@ -854,37 +854,32 @@ def test_a_journal_whose_first_line_nests_5000_deep_is_named_as_no_journal(tmp_p
     refused(kit_here("report", "execution", "--journal", "j.jsonl", cwd=tmp_path), "is not a backfill-kit journal")
 
 
-def test_durations_an_edited_journal_claims_past_any_step_break_neither_plan_nor_monitor(mini):
-    """1e308 seconds overflowed the fit (`plan`) and the ETA (`monitor`)."""
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("dates", 10**400, "not a number of dates (1 to 213,301, every date backfill-kit handles)"),
+        ("dates", 0, "not a number of dates"),
+        ("exit_code", 10**30, "beyond a 64-bit integer"),
+        ("seconds", "12", "not a float"),
+        ("time", "2024-W05-4", "not a time as YYYY-MM-DDTHH:MM:SS+00:00"),
+    ],
+)
+def test_numbers_and_times_an_edited_journal_claims_are_refused_at_its_line(mini, field, value, said):
+    """10**400 dates overflowed the fit of `plan` and the ETA of `monitor` (int to float); a week
+    date, seconds as text or an exit code past int64 crashed the execution report."""
     mini.games(date(2024, 1, 10), 1).close()
-    events = [JOURNAL_START]
-    for step, dates, seconds in (("a", 1, 1e308), ("b", 3, 1.7e308), ("c", 10**30, 5.0)):
-        events.append(
-            {
-                "event": "step_started",
-                "time": "2024-02-01T00:00:01",
-                "step": step,
-                "table": "boxscore",
-                "attempt": 1,
-                "dates": dates,
-            }
-        )
-        events.append(
-            {
-                "event": "step_finished",
-                "time": "2024-02-01T00:00:01",
-                "step": step,
-                "table": "boxscore",
-                "outcome": "succeeded",
-                "seconds": seconds,
-            }
-        )
+    started = {"event": "step_started", "time": "2024-02-01T00:00:01", "step": "a", "table": "boxscore", "attempt": 1}
     (mini.dir / "runs").mkdir()
-    (mini.dir / "runs" / "old.journal.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    journal = mini.dir / "runs" / "old.journal.jsonl"
+    journal.write_text(json.dumps(JOURNAL_START) + "\n" + json.dumps({**started, "dates": 2, field: value}) + "\n")
     planned = kit_here("plan", "--spec", "mini.yaml", *ONE_DAY, cwd=mini.dir)
     assert planned.code == 0 and "estimated unknown" in planned.stdout, planned.stdout + planned.stderr
     watched = kit_here("monitor", "--spec", "mini.yaml", *ONE_DAY, cwd=mini.dir)
     assert watched.code == 0, watched.stdout + watched.stderr
+    assert f"runs/old.journal.jsonl:2: the journal line is corrupt: a step_started event whose '{field}' is" in (
+        " ".join(watched.stdout.split())
+    )
+    assert said in " ".join(watched.stdout.split())
 
 
 def test_a_report_in_the_reports_folder_whose_description_nests_deep_is_listed_plainly(tmp_path):

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from datetime import date
 
-__all__ = ["EARLIEST_DATE", "LATEST_DATE", "MAX_NESTING", "date_out_of_bounds"]
+__all__ = ["EARLIEST_DATE", "LATEST_DATE", "MAX_DATES", "MAX_NESTING", "date_out_of_bounds"]
 
 # pandas' nanosecond timestamps span 1677-09-21 .. 2262-04-11: the tightest of the three.
 EARLIEST_DATE = date(1678, 1, 1)
 LATEST_DATE = date(2261, 12, 31)
+MAX_DATES = (LATEST_DATE - EARLIEST_DATE).days + 1  # the most dates any range, or any step, covers
 
 # Levels of lists and mappings in a spec's YAML and in JSON from outside (a plan, a journal
 # line, a run-history error): real ones nest a few, and Python's parsers and printers recurse.
