@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from backfill_kit.common.json_input import NotJson, parse_json
 from backfill_kit.errors import InputError
 from backfill_kit.warehouse.catalog import ALL_DATES, Catalog, TableInfo
 
@@ -395,10 +396,10 @@ def _upstream_checks(rh: _RH) -> dict[str, Counter[str]]:
 
 def _upstream_names(text: str | None) -> set[str]:
     try:
-        value = json.loads(text) if text else None
+        value = parse_json(text) if isinstance(text, str) and text else None
         if isinstance(value, str):  # a text column holding JSON, encoded once more
-            value = json.loads(value)
-    except (TypeError, ValueError):
+            value = parse_json(value)
+    except NotJson:
         return set()
     items = value if isinstance(value, list) else []
     names = {item.get("table") if isinstance(item, dict) else item for item in items}

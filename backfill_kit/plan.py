@@ -25,11 +25,21 @@ from pydantic import TypeAdapter, ValidationError
 from backfill_kit.common.collector import no_gc_pauses
 from backfill_kit.common.file_kinds import kind_of
 from backfill_kit.common.formatting import duration_text, plural
+from backfill_kit.common.json_input import NotJson, parse_json
 from backfill_kit.common.limits import date_out_of_bounds
 from backfill_kit.common.small_files import NotSmallText, Why, read_small_text
 from backfill_kit.common.status import NEEDS_WORK, Status
 from backfill_kit.errors import BackfillKitError, InputError
-from backfill_kit.spec.model import MAX_RETRIES, MAX_TIMEOUT_SECONDS, JobSpec, PipelineSpec, TableSpec, command_problem
+from backfill_kit.spec.model import (
+    MAX_RETRIES,
+    MAX_TIMEOUT_SECONDS,
+    MAX_WORKERS,
+    JobSpec,
+    PipelineSpec,
+    TableSpec,
+    command_problem,
+)
+from backfill_kit.spec.placeholders import fill_placeholders
 from backfill_kit.validation.calendar import consecutive_runs
 from backfill_kit.validation.validator import Cell, Validation
 
@@ -223,11 +233,12 @@ def load_plan(path: Path) -> Plan:
     the field (or saying what kind of file it is instead), never a crash or a silent loop."""
     text = _plan_text(path)
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
+        data = parse_json(text)
+    except NotJson as exc:
         if kind := _other_kind(text):
             raise InputError(f"{path}: not a plan file: this is {kind}") from None
-        raise InputError(f"{path}:{exc.lineno}: not a plan file (invalid JSON: {exc.msg}); {MAKE_ONE}") from None
+        where = f"{path}:{exc.line}" if exc.line else str(path)
+        raise InputError(f"{where}: not a plan file ({exc.reason}); {MAKE_ONE}") from None
     if not isinstance(data, dict):
         raise InputError(
             f"{path}: not a backfill-kit plan (a JSON {_JSON_TYPES.get(type(data), 'value')}, where a "
@@ -248,7 +259,7 @@ def _plan_text(path: Path) -> str:
         return read_small_text(path, MAX_PLAN_BYTES)
     except NotSmallText as exc:
         message = {
-            Why.NOT_A_FILE: f"{path}: not a regular file; give the plan file (JSON) made by backfill-kit plan",
+            Why.NOT_A_FILE: f"{path}: {exc.detail}, not a regular file; give the plan file (JSON) made by backfill-kit plan",
             Why.UNREADABLE: f"cannot read the plan {path}: {exc.detail}",
             Why.TOO_LARGE: f"{path}: larger than {MAX_PLAN_BYTES >> 20} MiB, so not a plan file; {MAKE_ONE}",
             Why.NOT_UTF8: f"{path}: not a plan file (not UTF-8 text: {exc.detail}); {MAKE_ONE}",
@@ -341,6 +352,8 @@ def _plan_problems(plan: Plan) -> Iterator[str]:
             yield f"{where}: mode is {st.mode!r}, expected parallel or sequential"
         if st.workers < 1:
             yield f"{where}: workers is {st.workers}, a stage needs at least one"
+        elif st.workers > MAX_WORKERS:
+            yield f"{where}: workers is more than {MAX_WORKERS}, the most a phase runs at once"
         for step in st.steps:
             if step.id in seen:
                 yield f"step {step.id!r} appears twice"
@@ -647,7 +660,7 @@ def job_command(
         "processor": table.processor,
         "python": python,
     }
-    argv = [arg.format(**values) for arg in job.argv] + list(extra)
+    argv = [fill_placeholders(arg, values) for arg in job.argv] + list(extra)
     env = dict(job.env)
     if job.skip_downstream is not None:
         argv.extend(job.skip_downstream.args)

@@ -19,20 +19,14 @@ from enum import StrEnum
 from pathlib import Path
 
 from backfill_kit.common.formatting import plural
+from backfill_kit.common.small_files import odd_file
 from backfill_kit.common.status import Status
-from backfill_kit.errors import BackfillKitError, PreflightFailed, WarehouseMismatchError
+from backfill_kit.errors import BackfillKitError, InputError, PreflightFailed, WarehouseMismatchError
 from backfill_kit.plan import Plan, build_plan, job_command
 from backfill_kit.running.estimates import estimator_for
+from backfill_kit.running.journal import not_a_journal_file
 from backfill_kit.running.locks import is_locked, journal_lock, table_locks_in
-from backfill_kit.running.runner import (
-    Progress,
-    Runner,
-    RunOptions,
-    RunResult,
-    journal_path_for,
-    step_narrower,
-    warehouse_checker,
-)
+from backfill_kit.running.runner import Progress, Runner, RunOptions, RunResult, step_narrower, warehouse_checker
 from backfill_kit.spec.load import load_spec
 from backfill_kit.spec.model import JobSpec, PipelineSpec, TableSpec
 from backfill_kit.validation.validator import Validation, validate
@@ -86,20 +80,28 @@ def run_plan(
     warns or fails."""
     options = options or RunOptions()
     spec = load_spec(plan.spec_path) if plan.spec_path else None
+    checker, narrower = warehouse_checker(plan, spec), step_narrower(plan, spec)
+    runner = Runner(plan, plan_path, options, checker=checker, narrower=narrower, progress=progress)
+    _refuse_odd_places(runner)
     if spec is not None and plan.steps:
-        checks = run_preflight(
-            spec,
-            plan.start,
-            plan.end,
-            quick=True,
-            journal=options.journal or journal_path_for(plan_path),
-        )
+        checks = run_preflight(spec, plan.start, plan.end, quick=True, journal=runner.journal_path)
         if show_checks is not None and any(c.outcome in (Outcome.WARN, Outcome.FAIL) for c in checks):
             show_checks(checks)
         if any(c.outcome == Outcome.FAIL for c in checks) and not ignore_preflight:
             raise PreflightFailed(checks)
-    checker, narrower = warehouse_checker(plan, spec), step_narrower(plan, spec)
-    return Runner(plan, plan_path, options, checker=checker, narrower=narrower, progress=progress).run()
+    return runner.run()
+
+
+def _refuse_odd_places(runner: Runner) -> None:
+    """The journal and the logs folder, looked at before anything is locked or written: a pipe
+    there would block the run once it holds its locks, and a file where the logs go would stop it."""
+    if kind := odd_file(runner.journal_path):
+        raise not_a_journal_file(runner.journal_path, kind)
+    if (kind := odd_file(runner.logs)) not in (None, "a folder"):
+        raise InputError(
+            f"the logs folder {runner.logs} is {kind}, not a folder; nothing was run. Move it aside: "
+            "each step's log is written in it."
+        )
 
 
 @dataclass
@@ -321,19 +323,41 @@ def _jobs_resolve(ctx: _Context) -> Iterator[Check]:
 
 
 def _unresolved(spec: PipelineSpec, table: TableSpec, job: JobSpec) -> str | None:
+    program = sys.executable if job.argv[0] == "{python}" else job.argv[0]
+    try:
+        return _unfound(spec, table, job, program)
+    except PermissionError as exc:  # a folder on the way this user may not enter
+        looked = Path(exc.filename or spec.resolve_path(job.workdir))
+        return f"{table.id}: {program!r}: cannot look at {looked}: this user may not enter the folder {_closed_folder(looked)}"
+
+
+def _closed_folder(path: Path) -> Path:
+    """The first folder on the way to `path` that this user may not search, else its own folder."""
+    return next((p for p in reversed(path.parents) if not os.access(p, os.X_OK)), path.parent)
+
+
+def _unfound(spec: PipelineSpec, table: TableSpec, job: JobSpec, program: str) -> str | None:
     workdir = spec.resolve_path(job.workdir)
     if not workdir.is_dir():
         return f"{table.id}: workdir {workdir} does not exist"
-    program = sys.executable if job.argv[0] == "{python}" else job.argv[0]
     if not (shutil.which(program) or (workdir / program).is_file()):
         return f"{table.id}: {program!r} is not on PATH nor in {workdir}"
     rest = job.argv[1:]
-    if program == sys.executable and len(rest) >= 2 and rest[0] == "-m" and importlib.util.find_spec(rest[1]) is None:
-        return f"{table.id}: module {rest[1]!r} cannot be imported"
+    if program == sys.executable and len(rest) >= 2 and rest[0] == "-m" and (why := _unimportable(rest[1])) is not None:
+        return f"{table.id}: module {rest[1]!r} cannot be imported{why}"
     script = next((a for a in rest if a.endswith(".py") and "{" not in a), None)
     if script and not (workdir / script).is_file():
         return f"{table.id}: script {script} is not in {workdir}"
     return None
+
+
+def _unimportable(module: str) -> str | None:
+    """Why `python -m module` would not start ('' when it is simply not found), else None.
+    Finding `a.b` imports the package `a`: its own error is the job's problem, not preflight's."""
+    try:
+        return None if importlib.util.find_spec(module) is not None else ""
+    except Exception as exc:  # a missing parent, a relative name, the package's own code failing
+        return f" ({type(exc).__name__}: {exc})"
 
 
 def _skip_downstream(ctx: _Context) -> Iterator[Check]:

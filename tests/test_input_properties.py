@@ -20,6 +20,7 @@ import plan_documents
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import MiniWarehouse
 from deadline import ends_in_time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,6 +29,7 @@ from backfill_kit.cli.commands import cli
 from backfill_kit.demo import example_spec_text
 from backfill_kit.errors import InputError, SpecError
 from backfill_kit.plan import load_plan
+from backfill_kit.running.journal import last_run_outcome, read_journal
 from backfill_kit.spec.load import load_spec
 from backfill_kit.spec.model import PipelineSpec
 
@@ -188,10 +190,29 @@ PLAN = {
 JOURNAL_LINE = '{"event": "run_started", "at": "2024-02-01T00:00:00+00:00", "plan": "plan.json"}\n'
 
 
+# Values JSON text can hold that no Python value written by json.dumps gives: nesting past
+# what the parser recurses into, numbers past a float or past the digits Python converts, and
+# the NaN and Infinity that json.loads takes although JSON has none.
+RAW_JSON = ["[" * 5000 + "]" * 5000, '{"a":' * 60 + "1" + "}" * 60, "NaN", "-Infinity", "1e999", "9" * 5000, "1e-999"]
+RAW = "\u0000raw"
+
+
+@st.composite
+def with_raw_json(draw: st.DrawFn, doc: Any) -> str:
+    """`doc` as JSON text, one of its values (maybe) replaced by raw JSON from RAW_JSON."""
+    doc = copy.deepcopy(doc)
+    places = list(paths(doc))
+    if places and draw(st.booleans()):
+        path = draw(st.sampled_from(places))
+        parent_of(doc, path)[path[-1]] = RAW
+        return json.dumps(doc, default=str).replace(json.dumps(RAW), draw(st.sampled_from(RAW_JSON)), 1)
+    return json.dumps(doc, allow_nan=True, default=str)
+
+
 @st.composite
 def mutated_plan(draw: st.DrawFn) -> bytes:
     doc = draw(mutated_document(PLAN)) if draw(st.booleans()) else PLAN
-    text = json.dumps(doc, allow_nan=True, default=str)
+    text = draw(with_raw_json(doc))
     wrap = draw(st.sampled_from(["none", "list", "journal", "cut", "spec"]))
     n = draw(st.integers(0, 10**6))
     text = {
@@ -203,6 +224,74 @@ def mutated_plan(draw: st.DrawFn) -> bytes:
     }[wrap]
     junk = draw(st.binary(min_size=1, max_size=4))
     return BYTE_EDITS[draw(st.sampled_from(sorted(BYTE_EDITS)))](text, n, junk)
+
+
+# A journal as the runner writes it: a run over two steps, one retried; each line one event.
+JOURNAL = [
+    {"event": "run_started", "time": "2024-02-01T00:00:00", "plan": "plan.json", "plan_sha": "0" * 16, "steps": 2},
+    {"event": "stage_started", "time": "2024-02-01T00:00:01", "stage": 1, "phase": "raw", "mode": "parallel"},
+    {
+        "event": "step_started",
+        "time": "2024-02-01T00:00:02",
+        "step": "boxscore:a",
+        "table": "boxscore",
+        "attempt": 1,
+        "dates": 2,
+    },
+    {
+        "event": "step_finished",
+        "time": "2024-02-01T00:00:02",
+        "step": "boxscore:a",
+        "table": "boxscore",
+        "outcome": "retrying",
+        "seconds": 1.5,
+        "exit_code": 75,
+    },
+    {
+        "event": "step_started",
+        "time": "2024-02-01T00:00:02",
+        "step": "boxscore:a",
+        "table": "boxscore",
+        "attempt": 2,
+        "dates": 2,
+    },
+    {
+        "event": "step_finished",
+        "time": "2024-02-01T00:00:02",
+        "step": "boxscore:a",
+        "table": "boxscore",
+        "outcome": "succeeded",
+        "seconds": 12.0,
+        "exit_code": 0,
+    },
+    {
+        "event": "run_finished",
+        "time": "2024-02-01T00:00:20",
+        "outcome": "completed",
+        "warnings": ["a warning"],
+        "blocked": {},
+    },
+]
+
+
+@st.composite
+def mutated_journal(draw: st.DrawFn) -> bytes:
+    """The journal with one line's event mutated (keys, values, raw JSON), lines dropped or
+    repeated, or the file cut short (a crash in mid-write)."""
+    events = copy.deepcopy(JOURNAL)
+    lines = [json.dumps(e) for e in events]
+    at = draw(st.integers(0, len(lines) - 1))
+    lines[at] = draw(with_raw_json(draw(mutated_document(events[at])) if draw(st.booleans()) else events[at]))
+    edit = draw(st.sampled_from(["none", "drop", "repeat", "cut"]))
+    if edit == "drop":
+        lines.pop(draw(st.integers(0, len(lines) - 1)))
+    elif edit == "repeat":
+        lines.insert(at, lines[at])
+    text = "".join(line + "\n" for line in lines)
+    if edit == "cut":
+        text = text[: draw(st.integers(0, len(text)))]
+    junk = draw(st.binary(min_size=1, max_size=4))
+    return BYTE_EDITS[draw(st.sampled_from(sorted(BYTE_EDITS)))](text, draw(st.integers(0, 10**6)), junk)
 
 
 # --- the properties ------------------------------------------------------------------------
@@ -228,6 +317,13 @@ LOADERS: dict[str, tuple[str, Any, Callable[[Path], Any], type[Exception], Calla
         lambda spec: [spec.job_of(t) for t in spec.tables],
     ),
     "plan": ("plan.json", mutated_plan(), load_plan, InputError, lambda plan: json.dumps(plan.to_dict()) + plan.text()),
+    "journal": (
+        "plan.journal.jsonl",
+        mutated_journal(),
+        read_journal,
+        InputError,
+        lambda state: (state.done, last_run_outcome(state)),
+    ),
 }
 
 
@@ -287,3 +383,43 @@ def test_the_command_line_on_a_mutated_plan(tmp_path_factory, content):
     with ends_in_time():
         result = CliRunner().invoke(cli, ["run", "--plan", str(path), "--dry-run"])
     assert_one_result_or_one_message(result)
+
+
+@pytest.fixture(scope="module")
+def mini_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The mini pipeline with its warehouse: commands get as far as the journals beside its spec."""
+    mini = MiniWarehouse(tmp_path_factory.mktemp("mini"))
+    mini.games(date(2024, 1, 10), 1).rows("raw.boxscore", date(2024, 1, 10), 2).close()
+    (mini.dir / "runs").mkdir()
+    return mini.spec_path
+
+
+@settings(FAST, max_examples=25)
+@given(content=mutated_journal(), command=st.sampled_from(["plan", "monitor"]))
+def test_the_command_line_on_a_mutated_journal(mini_pipeline, content, command):
+    """`plan` reads the journals beside the spec for its estimates, `monitor` follows them."""
+    (mini_pipeline.parent / "runs" / "plan.journal.jsonl").write_bytes(content)
+    args = [command, "--spec", str(mini_pipeline), "--start", "2024-01-10", "--end", "2024-01-10"]
+    with ends_in_time():
+        result = CliRunner().invoke(cli, args)
+    assert_one_result_or_one_message(result)
+
+
+@settings(FAST, max_examples=EXAMPLES)
+@given(content=mutated_journal())
+def test_the_execution_report_of_a_mutated_journal_renders_or_is_refused(tmp_path_factory, content):
+    """The report reads each event's times, numbers and texts as the journal's check let them
+    through: a time that is not ISO 8601 or seconds given as text crashed its sections."""
+    from backfill_kit import reports
+
+    path = tmp_path_factory.mktemp("journal") / "plan.journal.jsonl"
+    path.write_bytes(content)
+    with ends_in_time(5.0):
+        try:
+            log = reports.execution(path)
+        except InputError as exc:
+            assert str(path) in str(exc)
+            return
+        assert log.headline()._repr_mimebundle_()
+        assert all(section().data for section in (log.steps, log.warnings, log.logs))
+        assert log.timeline().to_html()

@@ -3,6 +3,8 @@ well under a second; never a traceback, a hang or a silently wrong value."""
 
 from __future__ import annotations
 
+import json
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -568,3 +570,510 @@ def test_a_number_is_never_a_yes_or_no(tmp_path, written, read):
     """YAML reads `yes` as true, and pydantic would take true as 1: one worker, silently."""
     (problem,) = spec_problems(tmp_path, EXAMPLE.replace("max_workers: 4", f"max_workers: {written}", 1))
     assert f"max_workers: write a number, not {read} (YAML reads yes, no, on and off" in problem
+
+
+# --- pipes and devices where a file should be ------------------------------------------------
+# A named pipe blocks whoever opens it until someone opens its other end. Where the toolkit
+# opens it in Python, a test's time limit (SIGALRM) ends the hang; DuckDB opens its file in C,
+# where no signal reaches, so those commands run as a process of their own, cut after 30 s.
+
+
+class Ran:
+    """A command's end, in-process (click's runner) or as a process: exit code and streams."""
+
+    def __init__(self, code: int, stdout: str, stderr: str) -> None:
+        self.code, self.stdout, self.stderr = code, stdout, stderr
+
+
+def kit(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> Ran:
+    """`backfill-kit ARGS` as a process of its own, as a person runs it."""
+    import os
+    import subprocess
+    import sys
+
+    command = [str(Path(sys.executable).parent / "backfill-kit"), *map(str, args)]
+    env = {**os.environ, **(env or {})}
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=30, env=env)
+    return Ran(done.returncode, done.stdout, done.stderr)
+
+
+def kit_here(*args: str | Path, cwd: Path) -> Ran:
+    """`backfill-kit ARGS` in this process (click's runner) from `cwd`, cut after 10 s."""
+    import os
+
+    from click.testing import CliRunner
+
+    from backfill_kit.cli.commands import cli
+
+    here = Path.cwd()
+    os.chdir(cwd)
+    try:
+        with ends_in_time(5.0):
+            result = CliRunner().invoke(cli, list(map(str, args)))
+    finally:
+        os.chdir(here)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    return Ran(result.exit_code, result.stdout, result.stderr)
+
+
+def refused(done: Ran, *said: str) -> str:
+    """The one message of a command that refused its input with exit 2."""
+    assert done.code == 2, (done.code, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr + done.stdout
+    assert done.stderr.startswith("error: ") and done.stderr.count("error: ") == 1, done.stderr
+    for text in said:
+        assert text in done.stderr, done.stderr
+    return done.stderr
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+ONE_DAY = ("--start", "2024-01-10", "--end", "2024-01-10")
+
+
+@pytest.fixture
+def piped(mini: Any) -> Any:
+    """The mini pipeline, with a named pipe `pipe` beside its spec and a plan made from it."""
+    import os
+
+    mini.games(date(2024, 1, 10), 1).close()
+    os.mkfifo(mini.dir / "pipe")
+    assert kit_here("plan", "--spec", "mini.yaml", *ONE_DAY, "--out", "plan.json", cwd=mini.dir).code == 0
+    return mini
+
+
+def test_a_warehouse_path_naming_a_pipe_is_refused_before_duckdb_opens_it(piped):
+    piped.spec_path.write_text(piped.spec_text.replace("path: mini.duckdb", "path: pipe"))
+    before = files_in(piped.dir)
+    done = kit("validate", "--spec", "mini.yaml", *ONE_DAY, cwd=piped.dir)
+    refused(done, f"mini.yaml: warehouse.path: {piped.dir / 'pipe'} is a named pipe (FIFO), not a DuckDB file")
+    refused(kit("spec", "diff", "--spec", "mini.yaml", cwd=piped.dir), "pipe is a named pipe (FIFO), not a DuckDB")
+    refused(kit("spec", "draft", "--duckdb", "pipe", "--out", "x.yaml", cwd=piped.dir), "pipe is a named pipe (FIFO)")
+    assert files_in(piped.dir) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["run", "--plan", "plan.json", "--journal", "pipe"], "the journal pipe is a named pipe (FIFO), not a regular"),
+        (
+            ["run", "--plan", "plan.json", "--journal", "pipe", "--resume"],
+            "the journal pipe is a named pipe (FIFO), not a regular",
+        ),
+        (["run", "--plan", "pipe"], "pipe: a named pipe (FIFO), not a regular file; give the plan file (JSON)"),
+        (["report", "execution", "--journal", "pipe"], "the journal pipe is a named pipe (FIFO), not a file"),
+        (["validate", "--spec", "pipe", *ONE_DAY], "the spec pipe is a named pipe (FIFO), not a file"),
+    ],
+    ids=["run journal", "resume journal", "run plan", "report journal", "spec"],
+)
+def test_a_pipe_given_for_a_file_is_refused_before_it_is_opened(piped, args, said):
+    before = files_in(piped.dir)
+    refused(kit_here(*args, cwd=piped.dir), said)
+    assert files_in(piped.dir) == before  # no lock, no journal, no log folder, no report
+
+
+def test_a_pipe_where_the_runs_logs_go_is_refused_before_anything_starts(piped):
+    (piped.dir / "plan.logs").symlink_to("pipe")
+    before = files_in(piped.dir)
+    refused(kit_here("run", "--plan", "plan.json", cwd=piped.dir), "the logs folder plan.logs is a named pipe (FIFO)")
+    assert files_in(piped.dir) == before
+
+
+def test_a_pipe_among_the_journals_beside_the_spec_blocks_neither_plan_nor_monitor(piped):
+    """`plan` reads runs/*.journal.jsonl for its estimates, `monitor` follows them."""
+    import os
+
+    (piped.dir / "runs").mkdir()
+    os.mkfifo(piped.dir / "runs" / "old.journal.jsonl")
+    assert kit_here("plan", "--spec", "mini.yaml", *ONE_DAY, cwd=piped.dir).code == 0
+    watched = kit_here("monitor", "--spec", "mini.yaml", *ONE_DAY, "--once", cwd=piped.dir)
+    assert watched.code == 0, watched.stderr
+    assert "runs/old.journal.jsonl is a named pipe (FIFO), not a regular file" in " ".join(watched.stdout.split())
+
+
+def test_a_credentials_file_naming_a_pipe_is_refused_before_it_is_read(piped, monkeypatch):
+    monkeypatch.delenv("BIGQUERY_EMULATOR_HOST", raising=False)
+    bigquery, duckdb = "backend: bigquery\n  project: my-project", "backend: duckdb\n  path: mini.duckdb"
+    piped.spec_path.write_text(piped.spec_text.replace(duckdb, f"{bigquery}\n  credentials_file: pipe"))
+    done = kit_here("validate", "--spec", "mini.yaml", *ONE_DAY, cwd=piped.dir)
+    refused(done, f"mini.yaml: warehouse.credentials_file: {piped.dir / 'pipe'} is a named pipe (FIFO), not a key")
+    piped.spec_path.write_text(piped.spec_text.replace(duckdb, bigquery))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(piped.dir / "pipe"))
+    done = kit_here("validate", "--spec", "mini.yaml", *ONE_DAY, cwd=piped.dir)
+    refused(done, f"GOOGLE_APPLICATION_CREDENTIALS names {piped.dir / 'pipe'}, which is a named pipe (FIFO)")
+
+
+def test_a_pipe_in_the_reports_folder_does_not_block_its_index(tmp_path):
+    import os
+
+    from backfill_kit.reports.render import write_index
+
+    os.mkfifo(tmp_path / "planted.html")
+    with ends_in_time(2.0):
+        index = write_index(tmp_path)
+    assert "planted.html" not in index.read_text()
+
+
+JOURNAL_START = {
+    "event": "run_started",
+    "time": "2024-02-01T00:00:00",
+    "plan": "plan.json",
+    "plan_sha": "x",
+    "steps": 1,
+}
+
+
+def test_a_pipe_planted_at_a_journals_lock_does_not_block_the_monitor(piped):
+    import os
+
+    (piped.dir / "runs").mkdir()
+    (piped.dir / "runs" / "old.journal.jsonl").write_text(json.dumps(JOURNAL_START) + "\n")
+    os.mkfifo(piped.dir / "runs" / "old.journal.jsonl.lock")
+    watched = kit_here("monitor", "--spec", "mini.yaml", *ONE_DAY, "--once", cwd=piped.dir)
+    assert watched.code == 0 and "Journal runs/old.journal.jsonl" in watched.stdout, watched.stdout + watched.stderr
+
+
+# --- JSON from outside, however deep ----------------------------------------------------------
+
+DEEP = "[" * 5000 + "]" * 5000  # json.loads recurses once per level: a RecursionError at ~1,000
+
+
+def failed_once(mini: Any, error: str) -> Any:
+    """The mini pipeline with one failed run of boxscore on 2024-01-10, its error column `error`."""
+    mini.games(date(2024, 1, 10), 1).run("BoxscoreProcessor", date(2024, 1, 10), "failed", error=error).close()
+    return mini
+
+
+def boxscore_cell(folder: Path) -> dict[str, Any]:
+    """validate's JSON cell of boxscore on 2024-01-10."""
+    args = ("validate", "--spec", "mini.yaml", *ONE_DAY, "--format", "json", "--table", "boxscore")
+    (cell,) = json.loads(kit_here(*args, cwd=folder).stdout)["cells"]
+    return dict(cell)
+
+
+MARK = "(JSON nested deeper than 50 levels, shown as text) [[[["
+
+
+def test_a_run_history_error_nested_5000_deep_is_shown_as_text_marked(mini):
+    failed_deep = failed_once(mini, DEEP)
+    validated = kit_here("validate", "--spec", "mini.yaml", *ONE_DAY, cwd=failed_deep.dir)
+    assert validated.code == 1 and MARK in validated.stdout, validated.stdout + validated.stderr
+    cell = boxscore_cell(failed_deep.dir)
+    assert cell["status"] == "failed" and cell["last_error"].startswith(MARK)
+    assert len(cell["last_error"]) <= 4000  # cut like any long error, the mark kept
+    watched = kit_here("monitor", "--spec", "mini.yaml", *ONE_DAY, "--window-hours", "100000", cwd=failed_deep.dir)
+    assert watched.code == 0 and MARK in " ".join(watched.stdout.split()), watched.stdout + watched.stderr
+    for command in (["plan"], ["preflight", "--quick"]):
+        done = kit_here(*command, "--spec", "mini.yaml", *ONE_DAY, cwd=failed_deep.dir)
+        assert done.code in (0, 1, 2) and "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [
+        ('[{"error_type": "E", "error_message": 1e999}]', '[{"error_type": "E", "error_message": 1e999}]'),
+        ('[{"error_type": "E", "error_message": ' + "9" * 5000 + "}]", '[{"error_type": "E", "error_message": 999'),
+        ('[{"error_type": "E", "error_message": NaN}]', '[{"error_type": "E", "error_message": NaN}]'),
+        ('[{"error_type": "E", "error_message": "' + "x" * 5_000_000 + '"}]', "E: xxxx"),
+    ],
+    ids=["float overflow", "5000 digits", "NaN", "5 MB"],
+)
+def test_a_run_history_error_with_huge_numbers_or_text_is_shown(mini, error, shown):
+    cell = boxscore_cell(failed_once(mini, error).dir)
+    assert cell["last_error"].startswith(shown) and len(cell["last_error"]) <= 4000
+
+
+def plan_text_with(line: str, value: str) -> str:
+    """The sample plan as `plan` writes it (indented), with `value` in place of one line's value."""
+    text = json.dumps(PLAN, indent=2)
+    assert f"{line}," in text
+    return text.replace(f"{line},", f"{line.split(':')[0]}: {value},", 1)
+
+
+@pytest.mark.parametrize(
+    ("line", "value", "said"),
+    [
+        ('"options": {}', DEEP, "nested deeper than 50 levels"),
+        ('"timeout_seconds": 60', "NaN", "NaN is not a finite number"),
+        ('"timeout_seconds": 60', "-Infinity", "-Infinity is not a finite number"),
+        ('"retries": 1', "1e999", "1e999 is not a finite number"),
+        ('"workers": 2', "9" * 5000, "a number of more than 4,300 digits"),
+    ],
+    ids=["deep", "NaN", "-Infinity", "1e999", "5000 digits"],
+)
+def test_a_plan_file_deep_or_with_numbers_json_lacks_is_one_message_at_its_line(tmp_path, line, value, said):
+    text = plan_text_with(line, value)
+    where = next(i for i, row in enumerate(text.splitlines(), 1) if row.strip().startswith(line.split(":")[0]))
+    result = run_plan(tmp_path, text)
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {tmp_path / 'plan.json'}:{where}: not a plan file ({said}); make a new")
+
+
+def test_a_plan_with_more_workers_than_a_spec_allows_is_refused(tmp_path):
+    result = run_plan(tmp_path, json.dumps(plan_with(stage={"workers": 10**300})))
+    assert result.exit_code == 2
+    assert "stage 1: workers is more than 256, the most a phase runs at once" in result.output
+
+
+@pytest.mark.parametrize(
+    ("second", "said"),
+    [
+        (
+            '{"event": "stage_started", "time": "2024-02-01T00:00:01", "stage": 1, "deep": ' + DEEP + "}",
+            "nested deeper than 50 levels",
+        ),
+        (
+            '{"event": "stage_started", "time": "2024-02-01T00:00:01", "stage": 1, "seconds": NaN}',
+            "NaN is not a finite number",
+        ),
+        (
+            '{"event": "stage_started", "time": "2024-02-01T00:00:01", "stage": ' + "1" * 5000 + "}",
+            "a number of more than 4,300 digits",
+        ),
+    ],
+    ids=["deep", "NaN", "5000 digits"],
+)
+@pytest.mark.parametrize("command", ["run --resume", "report execution"])
+def test_a_journal_line_deep_or_with_numbers_json_lacks_is_one_message_at_its_line(tmp_path, second, said, command):
+    (tmp_path / "plan.json").write_text(json.dumps(plan_with(spec="")))
+    journal = tmp_path / "plan.journal.jsonl"
+    journal.write_text(json.dumps(JOURNAL_START) + "\n" + second + "\n")
+    args = {
+        "run --resume": ["run", "--plan", "plan.json", "--resume"],
+        "report execution": ["report", "execution", "--journal", "plan.journal.jsonl", "--out-dir", "reports"],
+    }[command]
+    before = files_in(tmp_path)
+    refused(kit_here(*args, cwd=tmp_path), f"plan.journal.jsonl:2: the journal line is corrupt: {said}. Nothing was")
+    assert files_in(tmp_path) == before
+
+
+def test_a_journal_whose_first_line_nests_5000_deep_is_named_as_no_journal(tmp_path):
+    (tmp_path / "j.jsonl").write_text(DEEP + "\n")
+    refused(kit_here("report", "execution", "--journal", "j.jsonl", cwd=tmp_path), "is not a backfill-kit journal")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("dates", 10**400, "not a number of dates (1 to 213,301, every date backfill-kit handles)"),
+        ("dates", 0, "not a number of dates"),
+        ("exit_code", 10**30, "beyond a 64-bit integer"),
+        ("seconds", "12", "not a float"),
+        ("time", "2024-W05-4", "not a time as YYYY-MM-DDTHH:MM:SS+00:00"),
+    ],
+)
+def test_numbers_and_times_an_edited_journal_claims_are_refused_at_its_line(mini, field, value, said):
+    """10**400 dates overflowed the fit of `plan` and the ETA of `monitor` (int to float); a week
+    date, seconds as text or an exit code past int64 crashed the execution report."""
+    mini.games(date(2024, 1, 10), 1).close()
+    started = {"event": "step_started", "time": "2024-02-01T00:00:01", "step": "a", "table": "boxscore", "attempt": 1}
+    (mini.dir / "runs").mkdir()
+    journal = mini.dir / "runs" / "old.journal.jsonl"
+    journal.write_text(json.dumps(JOURNAL_START) + "\n" + json.dumps({**started, "dates": 2, field: value}) + "\n")
+    planned = kit_here("plan", "--spec", "mini.yaml", *ONE_DAY, cwd=mini.dir)
+    assert planned.code == 0 and "estimated unknown" in planned.stdout, planned.stdout + planned.stderr
+    watched = kit_here("monitor", "--spec", "mini.yaml", *ONE_DAY, cwd=mini.dir)
+    assert watched.code == 0, watched.stdout + watched.stderr
+    assert f"runs/old.journal.jsonl:2: the journal line is corrupt: a step_started event whose '{field}' is" in (
+        " ".join(watched.stdout.split())
+    )
+    assert said in " ".join(watched.stdout.split())
+
+
+def test_a_report_in_the_reports_folder_whose_description_nests_deep_is_listed_plainly(tmp_path):
+    from backfill_kit.reports.render import META, write_index
+
+    (tmp_path / "odd.html").write_text(f"<html><head><meta name=\"{META}\" content='{'[' * 2000}'></head></html>")
+    assert "odd.html" in write_index(tmp_path).read_text()
+
+
+# --- job placeholders ------------------------------------------------------------------------
+
+MINI_ARGV = '["{python}", "-c", "pass", "{id}", "{start}", "{end}"]'
+
+
+def with_argv(mini: Any, *extra: str) -> Any:
+    """The mini pipeline with `extra` arguments (YAML flow items) after its job's own."""
+    assert MINI_ARGV in mini.spec_text
+    mini.spec_path.write_text(
+        mini.spec_text.replace(MINI_ARGV, MINI_ARGV[:-1] + "".join(f", {e}" for e in extra) + "]")
+    )
+    return mini
+
+
+@pytest.mark.parametrize(
+    ("written", "why"),
+    [
+        ('"{start:d}"', "{start:d} has a format spec (:d)"),  # a ValueError traceback at `plan`
+        ('"{start:>300000000}"', "{start:>300000000} has a format spec (:>300000000)"),  # a MemoryError
+        ('"{start!r}"', "{start!r} has a conversion (!r)"),  # the job was handed '2024-01-10', quoted
+        ('"{start.year}"', "{start.year} has an attribute (.year)"),
+        ('"{start[0]}"', "{start[0]} has an index ([0])"),
+        ('"{0}"', "{0} names no placeholder"),
+        ('"{}"', "{} names no placeholder"),
+        ('"{begin}"', "{begin} names no placeholder"),
+        ('"--day={start"', "a '{' on its own"),  # a ValueError traceback at load
+        ('"a}b"', "a '}' on its own"),
+    ],
+)
+def test_a_placeholder_is_a_name_alone_in_braces(mini, written, why):
+    with_argv(mini.games(date(2024, 1, 10), 1), written).close()
+    problem = refused(
+        kit_here("plan", "--spec", "mini.yaml", *ONE_DAY, cwd=mini.dir), "the pipeline spec has 1 problem"
+    )
+    line = next(i for i, row in enumerate(mini.spec_path.read_text().splitlines(), 1) if written in row)
+    assert (
+        f"  mini.yaml:{line}: job_defaults.argv[6]: {why} in {json.loads(written)!r}; a placeholder is a name alone"
+        in problem
+    )
+    assert (
+        "one of {end}, {id}, {processor}, {python}, {start}, {table} (a literal brace is written {{ or }})" in problem
+    )
+
+
+def test_doubled_braces_are_one_literal_brace(mini):
+    with_argv(mini.games(date(2024, 1, 10), 1), r'"--config={{\"day\": \"{start}\"}}"', '"{{id}}"').close()
+    planned = kit_here("plan", "--spec", "mini.yaml", *ONE_DAY, "--format", "json", cwd=mini.dir)
+    assert planned.code == 0, planned.stderr
+    argv = json.loads(planned.stdout)["stages"][0]["steps"][0]["argv"]
+    assert argv[6:8] == ['--config={"day": "2024-01-10"}', "{id}"]
+
+
+def test_a_placeholder_inherited_by_every_table_is_named_once_where_it_is_written(mini):
+    with_argv(mini, '"{start!s}"').close()
+    problem = refused(kit_here("validate", "--spec", "mini.yaml", *ONE_DAY, cwd=mini.dir))
+    assert problem.count("{start!s}") == 2 and "job_defaults.argv[6]" in problem  # once, with its text quoted
+
+
+# --- job commands preflight cannot look at ---------------------------------------------------
+
+NOBODY = 65534
+
+
+def as_nobody(*args: str | Path, cwd: Path) -> Ran:
+    """`backfill-kit ARGS` as the unprivileged uid 65534 (setpriv), with no user cache (the
+    suite's is root's)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv to run a command as another uid")
+    user = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    env = {**os.environ, "BACKFILL_KIT_CACHE_DIR": ""}
+    if subprocess.run([*user, sys.executable, "-c", "import backfill_kit"], env=env, capture_output=True).returncode:
+        pytest.skip(f"uid {NOBODY} cannot run this Python ({sys.executable})")
+    command = [*user, str(Path(sys.executable).parent / "backfill-kit"), *map(str, args)]
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60, env=env)
+    return Ran(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture
+def closed_job_folder() -> Any:
+    """The mini pipeline in a folder anyone may read, whose job is in `jobs/`: root's, mode 0700."""
+    import os
+    import shutil
+    import tempfile
+
+    from conftest import MiniWarehouse
+
+    folder = Path(tempfile.mkdtemp(prefix="backfill-kit-closed-"))
+    try:
+        folder.chmod(0o755)
+        mini = MiniWarehouse(folder)
+        mini.games(date(2024, 1, 10), 1).close()
+        assert MINI_ARGV in mini.spec_text
+        job = 'workdir: jobs\n  argv: ["./job.sh", "{id}", "{start}", "{end}"]'
+        mini.spec_path.write_text(mini.spec_text.replace(f"argv: {MINI_ARGV}", job))
+        (folder / "jobs").mkdir(mode=0o700)
+        (folder / "jobs" / "job.sh").write_text("#!/bin/sh\nexit 0\n")
+        (folder / "jobs" / "job.sh").chmod(0o755)
+        (folder / "runs").mkdir()
+        os.chown(folder / "runs", NOBODY, NOBODY)  # where that user's backfill writes its plan
+        yield mini
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_a_job_in_a_folder_the_user_cannot_enter_is_a_failed_check_naming_both(closed_job_folder):
+    folder = closed_job_folder.dir
+    said = f"'./job.sh': cannot look at {folder}/jobs/job.sh: this user may not enter the folder {folder}/jobs"
+    assert kit_here("plan", "--spec", "mini.yaml", *ONE_DAY, "--out", "plan.json", cwd=folder).code == 0
+    for args in (
+        ["preflight", "--spec", "mini.yaml", *ONE_DAY, "--quick"],
+        ["run", "--plan", "plan.json"],
+        ["backfill", "--spec", "mini.yaml", *ONE_DAY, "--out", "runs/plan.json"],
+    ):
+        done = as_nobody(*args, cwd=folder)
+        assert "Traceback" not in done.stdout + done.stderr, done.stderr
+        assert done.code == 1, (args, done.stdout, done.stderr)
+        assert "job commands resolve" in done.stdout and said in " ".join(done.stdout.split()), done.stdout
+
+
+def test_a_job_module_under_a_missing_package_is_a_failed_check(mini):
+    """find_spec('nope.job') raises ModuleNotFoundError (it imports 'nope'): preflight crashed."""
+    mini.games(date(2024, 1, 10), 1).close()
+    mini.spec_path.write_text(mini.spec_text.replace('"-c", "pass"', '"-m", "nope.job"'))
+    done = kit_here("preflight", "--spec", "mini.yaml", *ONE_DAY, "--quick", cwd=mini.dir)
+    assert done.code == 1, done.stdout + done.stderr
+    said = "boxscore: module 'nope.job' cannot be imported (ModuleNotFoundError: No module named 'nope')"
+    assert said in " ".join(done.stdout.split())
+
+
+# --- text from outside, on screen ------------------------------------------------------------
+
+# A bidi override (U+202E) makes a terminal or a browser show what follows reversed; with the
+# isolates, zero-width characters, the BOM and the line separator, text reads otherwise than it
+# is. A lone surrogate (\ud800, valid JSON) cannot be encoded at all.
+HIDDEN = "\u202e\u202c\u200b\u2066\u2069\u2028\u2029\ufeff\U000e0041"
+# As the run history holds it: JSON text, the characters as they are, and a lone surrogate escaped.
+SNEAKY = '[{"error_type": "PermissionError", "error_message": "ok \u202e;tixe\u202c \u200bfine\u2066x\u2069 a\u2028b\ufeff \\ud800"}]'
+
+
+def hidden_in(text: str) -> list[str]:
+    import unicodedata
+
+    return [f"U+{ord(c):04X}" for c in text if unicodedata.category(c) in ("Cf", "Cs", "Zl", "Zp")]
+
+
+SHOWN = "PermissionError: ok ;tixe finex a b"
+
+
+def test_invisible_characters_of_a_run_history_error_never_reach_the_terminal(mini):
+    sneaky = failed_once(mini, SNEAKY)
+    validated = kit_here("validate", "--spec", "mini.yaml", *ONE_DAY, cwd=sneaky.dir)
+    assert validated.code == 1 and SHOWN in validated.stdout and hidden_in(validated.stdout) == [], validated.stdout
+    cell = boxscore_cell(sneaky.dir)
+    assert cell["last_error"].startswith(SHOWN) and hidden_in(cell["last_error"]) == []
+    watched = kit_here("monitor", "--spec", "mini.yaml", *ONE_DAY, "--window-hours", "100000", cwd=sneaky.dir)
+    assert watched.code == 0 and SHOWN.split(": ", 1)[1] in watched.stdout and hidden_in(watched.stdout) == []
+
+
+def test_invisible_characters_never_reach_a_reports_text(mini, tmp_path):
+    from backfill_kit import reports
+
+    sneaky = failed_once(mini, SNEAKY)
+
+    audit = reports.coverage(sneaky.spec_path, "2024-01-10", "2024-01-10")
+    gaps = audit.gaps().data
+    assert SHOWN in gaps and hidden_in(gaps) == []
+    journal = tmp_path / "plan.journal.jsonl"
+    finished = {
+        "event": "run_finished",
+        "time": "2024-02-01T00:00:01",
+        "outcome": "completed",
+        "warnings": [f"odd \u202eoutput{HIDDEN}"],
+    }
+    journal.write_text(json.dumps(JOURNAL_START) + "\n" + json.dumps(finished) + "\n")
+    warnings = reports.execution(journal).warnings().data
+    assert "odd output" in warnings and hidden_in(warnings) == []
+
+
+def test_invisible_characters_in_a_message_quoting_outside_text_never_reach_the_terminal(tmp_path):
+    """Every error message goes through the same gate: a path, say, quoted as it was given."""
+    done = kit_here("validate", "--spec", "sp\u202eec.yaml", *ONE_DAY, cwd=tmp_path)
+    assert "the spec spec.yaml does not exist" in refused(done) and hidden_in(done.stderr) == []

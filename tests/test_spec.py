@@ -97,8 +97,9 @@ def test_depending_on_a_later_phase_is_refused(tmp_path):
 def test_job_argv_needs_its_range_and_known_placeholders(tmp_path):
     text = MINI_SPEC.replace('"{id}", "{start}", "{end}"', '"{id}", "{begin}"')
     problems = problems_of(tmp_path, text)
-    assert len(problems) == 5 * 3  # every table inherits the broken defaults
-    assert "unknown placeholder(s) begin" in problems[0] and "{start}" in problems[1] and "{end}" in problems[2]
+    assert len(problems) == 1 + 5 * 2  # the placeholder where it is written; each table lacks the range
+    assert problems[0].startswith("21: job_defaults.argv[4]: {begin} names no placeholder in '{begin}'")
+    assert "{start}" in problems[1] and "{end}" in problems[2]
 
 
 def test_bad_identifiers_and_yaml(tmp_path):

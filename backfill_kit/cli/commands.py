@@ -70,7 +70,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except BackfillKitError as exc:
-            click.echo(f"error: {exc}", err=True)
+            from backfill_kit.common.formatting import printable  # a message may quote the warehouse or a file
+
+            click.echo(f"error: {printable(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except OSError as exc:
             import errno

@@ -17,6 +17,7 @@ import re
 from datetime import date, datetime
 from pathlib import Path
 
+from backfill_kit.common.small_files import odd_file
 from backfill_kit.errors import InputError
 
 __all__ = ["PROJECT_MARKERS", "as_date", "find_file", "iso_date", "search_folders"]
@@ -52,8 +53,9 @@ def find_file(path: str | Path, what: str, *, hint: str = "") -> Path:
     for i, folder in enumerate(folders):
         if (folder / given).is_file():
             return given if i == 0 else folder / given
-        if i == 0 and given.is_dir():  # found, but of the wrong kind: say so rather than "missing"
-            raise InputError(f"{what} {given} is a folder, not a file; give the path of the file in it")
+        if i == 0 and (kind := odd_file(given)):  # found, but of the wrong kind: say so rather than "missing"
+            todo = "the path of the file in it" if kind == "a folder" else "the path of a regular file"
+            raise InputError(f"{what} {given} is {kind}, not a file; give {todo}")
     looked = "".join(f"\n  {folder / given}" for folder in folders)
     raise InputError(
         f"{what} {given} does not exist: a relative path is looked up in the working directory, then in "

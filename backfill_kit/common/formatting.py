@@ -5,6 +5,7 @@ report or a hover label)."""
 from __future__ import annotations
 
 import re
+import unicodedata
 
 __all__ = ["clock_text", "duration_text", "percent_text", "plural", "printable", "size_text"]
 
@@ -14,13 +15,26 @@ __all__ = ["clock_text", "duration_text", "percent_text", "plural", "printable",
 _CONTROL = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
 )
+# Beyond ASCII, by Unicode category: the invisible characters that change how the text around
+# them reads (Cf: the bidi overrides and isolates U+202A-202E and U+2066-2069, which reorder
+# what follows on screen, zero-width spaces and joiners, the BOM, tag characters) and lone
+# surrogates (Cs: no terminal encoding takes one, so printing it raises) go; a line or
+# paragraph separator (Zl, Zp), a line break to some terminals and none to others, is a space.
+_NOT_ASCII = re.compile(r"[^\x00-\x7f]")
+_HIDDEN = {"Cc": "", "Cf": "", "Cs": "", "Zl": " ", "Zp": " "}
 
 _SIZES = (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
 
 
 def printable(text: str) -> str:
     """Text from outside (the warehouse's error column, a job's output) made safe to print."""
-    return _CONTROL.sub("", text)
+    text = _CONTROL.sub("", text)
+    return text if text.isascii() else _NOT_ASCII.sub(_visible, text)
+
+
+def _visible(match: re.Match[str]) -> str:
+    char = match.group(0)
+    return _HIDDEN.get(unicodedata.category(char), char)
 
 
 def duration_text(seconds: float | None, unknown: str = "-", *, with_seconds: bool = True) -> str:

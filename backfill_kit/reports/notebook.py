@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.display import HTML
 
 from backfill_kit.common.arguments import as_date, find_file
-from backfill_kit.common.formatting import duration_text, percent_text, plural
+from backfill_kit.common.formatting import duration_text, percent_text, plural, printable
 from backfill_kit.common.status import NEEDS_WORK, PROGRESS_WORDS, Status
 from backfill_kit.errors import InputError
 from backfill_kit.reports import figures
@@ -30,7 +30,7 @@ from backfill_kit.reports.figures import ReportFigure
 from backfill_kit.running.eta import UNKNOWN, Eta, plan_eta, run_eta
 from backfill_kit.running.journal import Event, Outcome, read_journal
 from backfill_kit.running.locks import is_locked, journal_lock
-from backfill_kit.running.steps import JournalRun, StepCounts, find_plan, journal_run
+from backfill_kit.running.steps import JournalRun, StepCounts, event_time, find_plan, journal_run
 from backfill_kit.validation import summaries
 from backfill_kit.validation.progress import (
     PHASE_COLUMNS,
@@ -92,10 +92,11 @@ STYLE = """<style>
 
 
 def esc(value: object) -> str:
-    """Text for HTML: every value from the warehouse, a plan or a log goes through here."""
+    """Text for HTML: every value from the warehouse, a plan or a log goes through here, made
+    safe to show (no bidi override reorders a report's text) and escaped."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    return html.escape(str(value))
+    return html.escape(printable(str(value)))
 
 
 def table_html(
@@ -403,7 +404,7 @@ def execution(journal: str | Path) -> ExecutionLog:
     """Read a runner journal, and the plan it ran when that file is still readable. A relative
     `journal` is found by `arguments.find_file`'s rule (from notebooks/ too)."""
     path = find_file(journal, "the journal", hint=JOURNAL_HINT)
-    if not path.is_file():
+    if not path.exists():  # a pipe or a device: read_journal names it
         raise InputError(f"the journal {journal} does not exist; {JOURNAL_HINT}")
     events = read_journal(path).events
     return ExecutionLog(str(path), events, *find_plan(path, events))
@@ -624,5 +625,5 @@ def _unfinished(working: bool) -> str:
 
 
 def _wall_seconds(events: Sequence[dict[str, Any]]) -> float | None:
-    times = [datetime.fromisoformat(e["time"]) for e in events if e.get("time")]
+    times = [moment for e in events if (moment := event_time(e)) is not None]
     return (max(times) - min(times)).total_seconds() if times else None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import json
 import re
 import sys
 import sysconfig
@@ -25,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from backfill_kit.common.arguments import find_file
 from backfill_kit.common.formatting import plural
+from backfill_kit.common.json_input import NotJson, parse_json
 from backfill_kit.common.outputs import write_output
+from backfill_kit.common.small_files import odd_file
 from backfill_kit.errors import BackfillKitError, InputError, MissingDependencyError
 from backfill_kit.running.journal import Event
 
@@ -131,7 +132,7 @@ def render_execution(
 
     hint = "a run writes it beside its plan (e.g. runs/plan.journal.jsonl for runs/plan.json)"
     found = find_file(journal, "the journal", hint=hint)
-    if not found.is_file():
+    if not found.exists():  # a pipe or a device: read_journal names it
         raise InputError(f"the journal {journal} does not exist; {hint}")
     events = read_journal(found).events  # a corrupt journal is one clear message too
     if not any(e.get("event") == Event.RUN_STARTED for e in events):
@@ -484,8 +485,8 @@ def read_entry(path: Path) -> Entry:
     tag = re.search(r'<meta\s[^>]*name="' + META + r'"[^>]*>', head)
     content = re.search(r"""content=(?:'([^']*)'|"([^"]*)")""", tag.group(0)) if tag else None
     try:
-        meta = json.loads(html.unescape(content.group(1) or content.group(2))) if content else {}
-    except ValueError:
+        meta = parse_json(html.unescape(content.group(1) or content.group(2))) if content else {}
+    except NotJson:  # not one of ours, or edited: listed without its description
         meta = {}
     return Entry(path, meta if isinstance(meta, dict) else {})
 
@@ -495,7 +496,7 @@ def write_index(out_dir: Path) -> Path:
     import html
 
     entries = sorted(
-        (read_entry(p) for p in out_dir.glob("*.html") if p.name != "index.html"),
+        (read_entry(p) for p in out_dir.glob("*.html") if p.name != "index.html" and not odd_file(p)),
         key=lambda e: (_moment(e.meta.get("generated_at")) or _NEVER, e.html.name),
         reverse=True,
     )

@@ -16,6 +16,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -23,6 +24,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from backfill_kit.common.file_kinds import kind_of
+from backfill_kit.common.json_input import NotJson, parse_json
+from backfill_kit.common.limits import MAX_DATES
+from backfill_kit.common.small_files import NotSmallText, open_regular
 from backfill_kit.errors import BackfillKitError, InputError
 
 __all__ = [
@@ -37,6 +41,7 @@ __all__ = [
     "Outcome",
     "RunOutcome",
     "last_run_outcome",
+    "not_a_journal_file",
     "read_journal",
 ]
 
@@ -151,13 +156,23 @@ def read_journal(path: Path) -> JournalState:
     if not path.exists():
         return state
     try:
-        with open(path, "rb") as f:
+        with os.fdopen(open_regular(path), "rb") as f:
             _read_lines(path, f, state)
+    except NotSmallText as exc:  # a pipe would block the run, the monitor and the report forever
+        raise not_a_journal_file(path, exc.detail) from None
     except OSError as exc:
         raise InputError(f"cannot read the journal {path}: {exc.strerror}") from exc
     for event in state.events:
         _apply(state, event)
     return state
+
+
+def not_a_journal_file(path: Path, kind: str) -> InputError:
+    """The refusal of a journal path that names a pipe, a device or a folder (`kind`)."""
+    return InputError(
+        f"the journal {path} is {kind}, not a regular file; give a journal "
+        "file (JSON lines), or leave --journal out for the one beside the plan."
+    )
 
 
 def last_run_outcome(state: JournalState) -> str | None:
@@ -187,9 +202,9 @@ def _read_lines(path: Path, f: IO[bytes], state: JournalState) -> None:
 
 def _parse(path: Path, number: int, raw: bytes) -> dict[str, Any]:
     try:
-        event = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _corrupt(path, number, f"invalid JSON ({exc})", first=number == 1) from None
+        event = parse_json(raw)
+    except NotJson as exc:
+        raise _corrupt(path, number, exc.reason, first=number == 1) from None
     if not (isinstance(event, dict) and isinstance(event.get("event"), str)):
         raise _corrupt(path, number, "not a journal event", first=number == 1)
     if problem := _schema_problem(event):
@@ -200,14 +215,53 @@ def _parse(path: Path, number: int, raw: bytes) -> dict[str, Any]:
 def _schema_problem(event: dict[str, Any]) -> str | None:
     kind = event["event"]
     for name, types in (("time", _TEXT), *SCHEMA.get(kind, {}).items()):
-        value = event.get(name)
-        if value is None:
+        if event.get(name) is None:
             return f"a {kind} event without its '{name}' field"
-        if not isinstance(value, types) or isinstance(value, bool):
-            return f"a {kind} event whose '{name}' is {value!r}, not a {types[0].__name__}"
+        if problem := _value_problem(name, event[name], types):
+            return f"a {kind} event whose '{name}' is {_shown(event[name])}, {problem}"
+    for name, types in _OPTIONAL.items():
+        if event.get(name) is not None and (problem := _value_problem(name, event[name], types)):
+            return f"a {kind} event whose '{name}' is {_shown(event[name])}, {problem}"
+    if not (_ISO_TIME.fullmatch(event["time"]) and _is_time(event["time"])):
+        return f"a {kind} event whose 'time' is {_shown(event['time'])}, not a time as YYYY-MM-DDTHH:MM:SS+00:00"
     if kind == Event.STEP_FINISHED and event["outcome"] not in _OUTCOMES:
-        return f"a step_finished event with an unknown outcome {event['outcome']!r}"
+        return f"a step_finished event with an unknown outcome {_shown(event['outcome'])}"
     return None
+
+
+def _value_problem(name: str, value: Any, types: tuple[type, ...]) -> str | None:
+    if not isinstance(value, types) or isinstance(value, bool):
+        return f"not a {types[0].__name__}"
+    if name == "dates" and isinstance(value, int) and not 1 <= value <= MAX_DATES:
+        return f"not a number of dates (1 to {MAX_DATES:,}, every date backfill-kit handles)"
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        return "beyond a 64-bit integer"  # what the reports' tables hold
+    return None
+
+
+# Fields of some events that readers (the reports, the monitor, the estimates) take as they
+# are: checked where present. A time is ISO 8601 as the journal writes it (an offset optional).
+_OPTIONAL: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(("attempt", "dates", "stage", "exit_code", "retries", "already_done"), _INT),
+    **dict.fromkeys(("phase", "mode", "log", "tail", "reason", "error"), _TEXT),
+    "seconds": (float, int),
+    "warnings": (list,),
+}
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:\d{2})?")
+
+
+def _is_time(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:  # 2024-02-30, 25:00
+        return False
+    return True
+
+
+def _shown(value: Any) -> str:
+    """A value as a message quotes it: short, whatever an edited line holds."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _corrupt(path: Path, number: int, problem: str, *, first: bool) -> InputError:
@@ -224,15 +278,15 @@ def _corrupt(path: Path, number: int, problem: str, *, first: bool) -> InputErro
 
 
 def _what_it_is(path: Path) -> str:
-    with contextlib.suppress(OSError, UnicodeDecodeError):
-        with path.open("rb") as file:
+    with contextlib.suppress(OSError, UnicodeDecodeError, NotSmallText):
+        with os.fdopen(open_regular(path), "rb") as file:
             head = file.read(1 << 16).decode()
         if kind := _OTHER_KINDS.get(kind_of(head) or ""):
             return kind
-    with contextlib.suppress(OSError, ValueError):
-        if path.stat().st_size < 64 << 20:
-            data = json.loads(path.read_bytes())
-            return f"it holds one JSON {type(data).__name__}, not one event per line"
+    with contextlib.suppress(OSError, NotJson, NotSmallText):
+        with os.fdopen(open_regular(path), "rb") as file:
+            data = parse_json(file.read(64 << 20))
+        return f"it holds one JSON {type(data).__name__}, not one event per line"
     return "its first line is not a journal event"
 
 

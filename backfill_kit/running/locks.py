@@ -89,7 +89,7 @@ def is_locked(path: Path) -> bool:
     """Whether some process holds this lock now (a runner at work), without waiting for it."""
     if not path.exists():
         return False
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a pipe planted there must not block the probe
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:

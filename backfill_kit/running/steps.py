@@ -26,7 +26,7 @@ from backfill_kit.running.journal import DONE_OUTCOMES, EXITED, Event, Outcome
 if TYPE_CHECKING:
     from backfill_kit.plan import Plan
 
-__all__ = ["CATEGORY", "JournalRun", "Sample", "StepCounts", "find_plan", "journal_run", "step_counts"]
+__all__ = ["CATEGORY", "JournalRun", "Sample", "StepCounts", "event_time", "find_plan", "journal_run", "step_counts"]
 
 # Each outcome of a step's last attempt, as it is counted. Every Outcome is here (a test checks).
 CATEGORY: dict[str, str] = {
@@ -160,7 +160,7 @@ def _started(run: JournalRun, started: dict[tuple[str, int], dict[str, Any]], e:
     run.attempts[step] = max(run.attempts.get(step, 0), attempt)
     if not e.get("part_of"):
         run.outcomes.setdefault(step, "started")
-    if moment := _moment(e):
+    if moment := event_time(e):
         run.open[_whole(e)] = moment
 
 
@@ -176,7 +176,7 @@ def _ended(run: JournalRun, started: dict[tuple[str, int], dict[str, Any]], e: d
             run.settled.add(step)
     began = started.pop((step, int(e.get("attempt") or 1)), None)
     if (outcome == EXITED or outcome in DONE_OUTCOMES) and began is not None and isinstance(began.get("dates"), int):
-        start, end = _moment(began), _moment(e)
+        start, end = event_time(began), event_time(e)
         if start is not None and end is not None and end >= start:
             run.samples.append(Sample(e["table"], began["dates"], (end - start).total_seconds()))
 
@@ -187,12 +187,13 @@ def _whole(e: dict[str, Any]) -> str:
     return part_of if isinstance(part_of, str) else str(e["step"])
 
 
-def _moment(event: dict[str, Any]) -> datetime | None:
+def event_time(event: dict[str, Any]) -> datetime | None:
+    """An event's time, in UTC (the journal writes UTC; one written without an offset is UTC too)."""
     try:
         moment = datetime.fromisoformat(str(event.get("time")))
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # the journal writes UTC
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def find_plan(journal: Path, events: Sequence[dict[str, Any]]) -> tuple[Plan | None, str | None]:

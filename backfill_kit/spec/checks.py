@@ -5,13 +5,13 @@ file and line.
 
 from __future__ import annotations
 
-import string
 from collections.abc import Iterator
 from itertools import pairwise
 from typing import Any
 
 from backfill_kit.errors import SpecError
-from backfill_kit.spec.model import JOB_PLACEHOLDERS, PipelineSpec
+from backfill_kit.spec.model import PipelineSpec
+from backfill_kit.spec.placeholders import placeholder_names, placeholder_problem
 
 __all__ = ["cross_table_problems", "filter_problems", "semantic_problems"]
 
@@ -140,6 +140,7 @@ def _calendar_problems(spec: PipelineSpec) -> Iterator[tuple[str, str]]:
 
 
 def _job_problems(spec: PipelineSpec) -> Iterator[tuple[str, str]]:
+    yield from _placeholder_problems(spec)
     for table in spec.tables:
         where = f"{spec.field_path(table.id)}.job"
         try:
@@ -147,10 +148,19 @@ def _job_problems(spec: PipelineSpec) -> Iterator[tuple[str, str]]:
         except SpecError as exc:
             yield exc.problems[0].field, exc.problems[0].message
             continue
-        names = {name for arg in job.argv for _, name, _, _ in string.Formatter().parse(arg) if name is not None}
-        if unknown := names - JOB_PLACEHOLDERS:
-            allowed = ", ".join("{" + p + "}" for p in sorted(JOB_PLACEHOLDERS))
-            yield f"{where}.argv", f"unknown placeholder(s) {', '.join(sorted(unknown))}; allowed: {allowed}"
+        names = {name for arg in job.argv for name in placeholder_names(arg)}
         for needed in ("start", "end"):
             if needed not in names:
                 yield f"{where}.argv", f"the argv must contain {{{needed}}} so the job is told its date range"
+
+
+def _placeholder_problems(spec: PipelineSpec) -> Iterator[tuple[str, str]]:
+    """Each argument's braces, where the file writes it (once, however many tables inherit it)."""
+    levels = [("job_defaults", spec.job_defaults)]
+    for p, phase in enumerate(spec.phases):
+        levels.append((f"phases[{p}].job", phase.job))
+        levels += [(f"phases[{p}].tables[{i}].job", table.job) for i, table in enumerate(phase.tables)]
+    for where, job in levels:
+        for a, arg in enumerate(job.argv or () if job is not None else ()):
+            if problem := placeholder_problem(arg):
+                yield f"{where}.argv[{a}]", problem

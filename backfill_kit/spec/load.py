@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, get_type_hints
 
 from backfill_kit.common.cache import cache_key, installed_file_text, read_entry, sources_key, write_entry
 from backfill_kit.common.file_kinds import kind_of
+from backfill_kit.common.limits import MAX_NESTING
 from backfill_kit.common.plain_data import from_data, to_data
 from backfill_kit.common.small_files import NotSmallText, Why, read_small_text
 from backfill_kit.errors import Problem, SpecError
@@ -35,7 +36,7 @@ __all__ = ["field_lines", "load_spec", "parse_spec"]
 # one, and far below what an alias bomb (a few hundred bytes) expands to.
 MAX_SPEC_BYTES = 1 << 20
 MAX_SPEC_VALUES = 50_000
-MAX_SPEC_DEPTH = 50
+MAX_SPEC_DEPTH = MAX_NESTING
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
 
@@ -142,7 +143,7 @@ def _read_text(path: Path) -> str:
         return read_small_text(path, MAX_SPEC_BYTES)
     except NotSmallText as exc:
         message = {
-            Why.NOT_A_FILE: "not a regular file; give the path of the spec's YAML file",
+            Why.NOT_A_FILE: f"{exc.detail}, not a regular file; give the path of the spec's YAML file",
             Why.UNREADABLE: f"cannot read the spec file: {exc.detail}",
             Why.TOO_LARGE: f"the file is larger than {MAX_SPEC_BYTES // 1024} KiB; a spec is a few kilobytes of YAML",
             Why.NOT_UTF8: f"not UTF-8 text ({exc.detail}); save the file as UTF-8",

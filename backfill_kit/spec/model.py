@@ -37,7 +37,6 @@ TABLE_WHAT = "table name: dataset.table or project.dataset.table"
 PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 LOCATION = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
 DATASET_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-JOB_PLACEHOLDERS = frozenset({"start", "end", "id", "table", "processor", "python"})
 MAX_TIMEOUT_SECONDS = 30 * 86400  # a step that needs longer should be cut into smaller ones
 MAX_RETRIES = 100
 MAX_WORKERS = 256  # jobs at once in a phase: more than any one machine runs side by side

@@ -15,6 +15,7 @@ from datetime import date
 from typing import Any
 
 from backfill_kit.common.formatting import printable
+from backfill_kit.common.json_input import NotJson, TooDeep, parse_json
 from backfill_kit.common.status import GAP_STATUSES, NEEDS_WORK, Status
 from backfill_kit.validation.validator import Cell
 
@@ -57,12 +58,20 @@ def readable_error(raw: object, limit: int = 400, *, kinds: bool = True) -> str 
 
 
 def _decoded(value: object) -> object:
-    if not isinstance(value, str):
+    """JSON text's value; other text as it is, and JSON nested too deep to read as text marked
+    so (first, so that the cut keeps the mark)."""
+    if not isinstance(value, str) or isinstance(value, _Unread):
         return value
     try:
-        return json.loads(value)
-    except ValueError:
+        return parse_json(value)
+    except TooDeep as exc:
+        return _Unread(f"(JSON {exc.reason}, shown as text) {value}")
+    except NotJson:
         return value
+
+
+class _Unread(str):
+    """An error's text that is not read as JSON again."""
 
 
 def _error_items(value: object, kinds: bool) -> str:

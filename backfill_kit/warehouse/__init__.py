@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from backfill_kit.common.small_files import odd_file
 from backfill_kit.errors import WarehouseError
 from backfill_kit.warehouse import base
 from backfill_kit.warehouse.base import *  # noqa: F403 -- the contract's names are the package's
@@ -29,6 +30,11 @@ def open_warehouse(spec: PipelineSpec, *, read_only: bool = True, lock_wait_seco
             raise WarehouseError(
                 f"{spec.file_name}: warehouse.path: the DuckDB file {path} does not exist. Fix the "
                 "path (it is relative to the spec file), or create the demo with: backfill-kit demo init DIR"
+            )
+        if kind := odd_file(path):  # DuckDB would block opening a pipe, deaf to Ctrl-C
+            raise WarehouseError(
+                f"{spec.file_name}: warehouse.path: {path} is {kind}, not a DuckDB file. Fix the path "
+                "(it is relative to the spec file)"
             )
         return DuckDBWarehouse(path, read_only=read_only, spec_file=spec.file_name, lock_wait_seconds=lock_wait_seconds)
     if config.backend == "bigquery":

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from backfill_kit.common.formatting import size_text
+from backfill_kit.common.small_files import odd_file
 from backfill_kit.errors import MissingDependencyError, WarehouseError
 from backfill_kit.warehouse.base import (
     CalendarRequest,
@@ -604,6 +605,11 @@ def connect(project: str, location: str | None, key_file: Path | None, spec_file
 
 
 def _key_file_credentials(key_file: Path, spec_file: str) -> Any:
+    if kind := odd_file(key_file):  # the key reader would block opening a pipe, deaf to Ctrl-C
+        raise WarehouseError(
+            f"{spec_file}: warehouse.credentials_file: {key_file} is {kind}, not a key file "
+            "(the path is relative to the spec file). Name a service-account key file (JSON)."
+        )
     try:
         return service_account.Credentials.from_service_account_file(str(key_file), scopes=SCOPES)
     except FileNotFoundError as exc:
@@ -619,10 +625,16 @@ def _key_file_credentials(key_file: Path, spec_file: str) -> Any:
 
 
 def _default_credentials() -> Any:
+    named = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if named and (kind := odd_file(named)):
+        raise WarehouseError(
+            f"GOOGLE_APPLICATION_CREDENTIALS names {named}, which is {kind}, not a key file. Point it at a "
+            "service-account key file (JSON), or unset it to use your gcloud login."
+        )
     try:
         credentials, _ = google.auth.default(scopes=SCOPES)
     except auth_errors.DefaultCredentialsError as exc:
-        if named := os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):  # the cause is that file, not a missing login
+        if named:  # the cause is that file, not a missing login
             raise WarehouseError(
                 f"GOOGLE_APPLICATION_CREDENTIALS names {named}, which gives no credentials: {exc} "
                 "Point it at a service-account key file (JSON), or unset it to use your gcloud login."

@@ -14,6 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
+from backfill_kit.common.small_files import odd_file
 from backfill_kit.errors import InputError
 from backfill_kit.warehouse.sql import BIGQUERY, DUCKDB, Dialect
 
@@ -115,6 +116,8 @@ class DuckDBCatalog:
     def __init__(self, path: Path) -> None:
         from backfill_kit.warehouse.duckdb import DuckDBWarehouse
 
+        if kind := odd_file(path):  # DuckDB would block opening a pipe, deaf to Ctrl-C
+            raise InputError(f"{path} is {kind}, not a DuckDB file; give the warehouse file to draft from")
         if not path.is_file():
             raise InputError(f"{path}: no such DuckDB file; give the warehouse file to draft from")
         self.path = path
