@@ -33,7 +33,17 @@ from backfill_kit.spec.model import MAX_RETRIES, MAX_TIMEOUT_SECONDS, JobSpec, P
 from backfill_kit.validation.calendar import consecutive_runs
 from backfill_kit.validation.validator import Cell, Validation
 
-__all__ = ["Blocked", "Plan", "Stage", "Step", "build_plan", "job_command", "load_plan", "needs_backfill"]
+__all__ = [
+    "Blocked",
+    "Plan",
+    "Stage",
+    "Step",
+    "build_plan",
+    "job_command",
+    "load_plan",
+    "needs_backfill",
+    "plan_from_data",
+]
 
 PLAN_FORMAT = 1
 
@@ -208,7 +218,7 @@ def load_plan(path: Path) -> Plan:
         )
     if kind := _other_kind(text):
         raise InputError(f"{path}: not a plan file: this is {kind}")
-    return _plan_from(path, data)
+    return plan_from_data(data, path, path.resolve().parent)
 
 
 _JSON_TYPES = {list: "list", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
@@ -239,7 +249,10 @@ def _other_kind(text: str) -> str | None:
     }.get(kind_of(text) or "")
 
 
-def _plan_from(path: Path, data: dict[str, Any]) -> Plan:
+def plan_from_data(data: dict[str, Any], path: Path, base: Path, *, python: str = sys.executable) -> Plan:
+    """A plan file's data, checked as `load_plan` checks a file (`path` names it in messages),
+    its paths made absolute from `base` and {python} read as `python` (an exported DAG file
+    holds the same data, and keeps {python} for the worker to fill)."""
     if data.get("format") != PLAN_FORMAT:
         raise InputError(
             f"{path}: not a backfill-kit plan (format {data.get('format')!r}, expected {PLAN_FORMAT}); {MAKE_ONE}"
@@ -252,10 +265,10 @@ def _plan_from(path: Path, data: dict[str, Any]) -> Plan:
     if problems := list(_plan_problems(plan)):
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise InputError(f"{path}: not a usable plan: {'; '.join(problems[:5])}{more}; {MAKE_ONE}")
-    return _localized(plan, path.resolve().parent)
+    return _localized(plan, base, python)
 
 
-def _localized(plan: Plan, base: Path) -> Plan:
+def _localized(plan: Plan, base: Path, python: str) -> Plan:
     """The plan with its file's paths (relative to its folder) made absolute, and {python}
     the interpreter reading it."""
     plan.spec_path = _absolute(plan.spec_path, base)
@@ -265,7 +278,7 @@ def _localized(plan: Plan, base: Path) -> Plan:
             steps=tuple(
                 replace(
                     s,
-                    argv=tuple(sys.executable if a == PYTHON else a for a in s.argv),
+                    argv=tuple(python if a == PYTHON else a for a in s.argv),
                     workdir=_absolute(s.workdir, base),
                 )
                 for s in st.steps

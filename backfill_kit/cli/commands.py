@@ -768,6 +768,61 @@ def _echo_rendered(rendered: Any) -> None:
     click.echo(f"report:   {rendered.html}\nnotebook: {rendered.notebook}\nindex:    {rendered.index}")
 
 
+@cli.group()
+def export() -> None:
+    """Hand a plan to another engine: Apache Airflow (Cloud Composer on GCP)."""
+
+
+@export.command("airflow")
+@click.option("--plan", "plan_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Plan file.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="DAG file to write (.py).")
+@click.option("--dag-id", default=None, help="The DAG's id (default: backfill_SPEC_PLAN).")
+@click.option("--root", default=None, help="The plan's folder as the workers see it (default: where it is here).")
+@click.option("--python", default=None, help="{python} on the workers (default: the Python each task runs in).")
+@click.option("--keep-going", is_flag=True, help="After a failure, go on with the work that does not depend on it.")
+@click.option(
+    "--allow-downstream-triggers", is_flag=True, help="Export jobs that declare no way to skip downstream triggers."
+)
+@click.option(
+    "--target",
+    type=click.Choice(["local", "cloud-run"]),
+    default="local",
+    show_default=True,
+    help="local: each task runs the step's command; cloud-run: each task executes the table's Cloud Run Job.",
+)
+@click.option("--project", default=None, help="cloud-run: the Google Cloud project of the jobs.")
+@click.option("--region", default=None, help="cloud-run: the jobs' region.")
+@click.option(
+    "--job-name", default=None, help="cloud-run: each table's job, e.g. '{id}-backfill' ({id} {table} {processor})."
+)
+def export_airflow(
+    plan_path: Path,
+    out: Path,
+    target: str,
+    project: str | None,
+    region: str | None,
+    job_name: str | None,
+    **options: Any,
+) -> None:
+    """Write a plan as an Airflow DAG file: stages in order, each phase's cap as a pool, the
+    skip settings checked at export, at parse and at each task's start, validate as the verdict."""
+    from backfill_kit.engines.airflow.document import CloudRun
+    from backfill_kit.engines.airflow.export import cloud_run_jobs, export_backfill
+    from backfill_kit.plan import load_plan
+
+    the_plan = load_plan(plan_path)
+    _refuse_placeholders([(s.table, s.argv) for s in the_plan.steps], str(plan_path))
+    cloud = None
+    if target == "cloud-run":
+        missing = [f"--{n}" for n, v in (("project", project), ("region", region), ("job-name", job_name)) if not v]
+        if missing:
+            raise click.UsageError(f"--target cloud-run needs {', '.join(missing)}")
+        assert project and region and job_name
+        cloud = CloudRun(project, region, cloud_run_jobs(the_plan, job_name))
+    exported = export_backfill(the_plan, plan_path, out, cloud_run=cloud, **options)
+    click.echo("\n".join(exported.lines()))
+
+
 def _console() -> Any:
     from rich.console import Console
 
