@@ -15,11 +15,13 @@ $(STAMP): pyproject.toml
 # Airflow, the two lines Cloud Composer offers, each in an environment of its own (Airflow pins
 # many packages: never in .venv, which JupyterLab uses). Installed from the constraints files
 # committed in constraints/ (a freeze of each; constraints/README.md). The 3.x one also has the
-# Google provider, with only what its Cloud Run operator imports (its full set is gigabytes).
+# Google provider, with only what its Cloud Run operator imports (its full set is gigabytes),
+# and what the coverage report needs (the scheduled audit's test).
 AIRFLOW_2 := 2.10.5
 AIRFLOW_3 := 3.3.2
 CLOUD_RUN_DEPS := google-cloud-run google-cloud-logging google-cloud-secret-manager google-api-python-client \
 	google-auth-httplib2 gcloud-aio-auth tenacity asgiref requests
+REPORT_DEPS := papermill nbconvert ipykernel pandas plotly
 
 .venv-airflow-2/.installed: pyproject.toml constraints/airflow-$(AIRFLOW_2)-py3.11.txt
 	test -x .venv-airflow-2/bin/python || $(PYTHON) -m venv .venv-airflow-2
@@ -30,7 +32,7 @@ CLOUD_RUN_DEPS := google-cloud-run google-cloud-logging google-cloud-secret-mana
 .venv-airflow-3/.installed: pyproject.toml constraints/airflow-$(AIRFLOW_3)-py3.11.txt
 	test -x .venv-airflow-3/bin/python || $(PYTHON) -m venv .venv-airflow-3
 	.venv-airflow-3/bin/python -m pip install --quiet --upgrade pip
-	.venv-airflow-3/bin/python -m pip install --quiet -c constraints/airflow-$(AIRFLOW_3)-py3.11.txt -e '.[airflow]' pytest $(CLOUD_RUN_DEPS)
+	.venv-airflow-3/bin/python -m pip install --quiet -c constraints/airflow-$(AIRFLOW_3)-py3.11.txt -e '.[airflow]' pytest $(CLOUD_RUN_DEPS) $(REPORT_DEPS)
 	.venv-airflow-3/bin/python -m pip install --quiet --no-deps -c constraints/airflow-$(AIRFLOW_3)-py3.11.txt apache-airflow-providers-google
 	touch $@
 

@@ -742,11 +742,27 @@ _report_options = _all_of(
 @start_option
 @end_option
 @_report_options
-def report_coverage(spec_path: Path, start: date, end: date, out_dir: Path, kernel: str) -> None:
-    """Coverage audit: every table on every expected date, why each gap is there, and the plan."""
+@click.option(
+    "--fail-if-no-longer-complete",
+    is_flag=True,
+    help="Exit 1 when a cell complete in the previous report of this range is no longer (a scheduled audit).",
+)
+def report_coverage(
+    spec_path: Path, start: date, end: date, out_dir: Path, kernel: str, fail_if_no_longer_complete: bool
+) -> None:
+    """Coverage audit: every table on every expected date, why each gap is there, what changed
+    since the previous report of the same range in --out-dir, and the plan."""
     from backfill_kit.reports.render import render_coverage
 
-    _echo_rendered(render_coverage(spec_path, start, end, out_dir, kernel=kernel))
+    rendered = render_coverage(spec_path, start, end, out_dir, kernel=kernel)
+    _echo_rendered(rendered)
+    changes = rendered.changes
+    if changes is not None:
+        click.echo(f"changes:  {changes.summary()}")
+        for c in changes.no_longer_complete[:10]:
+            click.echo(f"  no longer complete: {c.table} {c.date} ({c.before} -> {c.after})")
+        if fail_if_no_longer_complete and changes.no_longer_complete:
+            sys.exit(EXIT_GAPS)
 
 
 @report.command("execution")
@@ -821,6 +837,35 @@ def export_airflow(
         cloud = CloudRun(project, region, cloud_run_jobs(the_plan, job_name))
     exported = export_backfill(the_plan, plan_path, out, cloud_run=cloud, **options)
     click.echo("\n".join(exported.lines()))
+
+
+@export.command("airflow-audit")
+@spec_option
+@start_option
+@end_option
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="DAG file to write (.py).")
+@click.option("--schedule", required=True, help="A cron line, e.g. '15 6 * * *', or @daily.")
+@click.option(
+    "--reports-dir", default="reports", show_default=True, help="The reports folder, relative to --root or absolute."
+)
+@click.option("--root", default=None, help="The spec's folder as the workers see it (default: where it is here).")
+@click.option("--dag-id", default=None, help="The DAG's id (default: coverage_audit_SPEC_START_END).")
+def export_airflow_audit(
+    spec_path: Path,
+    start: date,
+    end: date,
+    out: Path,
+    schedule: str,
+    reports_dir: str,
+    root: str | None,
+    dag_id: str | None,
+) -> None:
+    """Write the scheduled coverage audit as an Airflow DAG file: the coverage report on a cron
+    schedule, each saying what changed since the previous one; it fails when complete cells are lost."""
+    from backfill_kit.engines.airflow.export import export_audit
+
+    lines = export_audit(spec_path, start, end, out, schedule=schedule, reports=reports_dir, root=root, dag_id=dag_id)
+    click.echo("\n".join(lines))
 
 
 def _console() -> Any:

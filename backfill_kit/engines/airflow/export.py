@@ -11,6 +11,7 @@ import pprint
 import re
 import shlex
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,15 @@ from backfill_kit.errors import InputError
 from backfill_kit.plan import PYTHON, Plan
 from backfill_kit.running.runner import check_skip_settings
 
-__all__ = ["Exported", "cloud_run_jobs", "default_dag_id", "export_backfill", "pool_commands", "write_dag_file"]
+__all__ = [
+    "Exported",
+    "cloud_run_jobs",
+    "default_dag_id",
+    "export_audit",
+    "export_backfill",
+    "pool_commands",
+    "write_dag_file",
+]
 
 # Cloud Run names its jobs in lowercase letters, digits and hyphens, starting with a letter.
 CLOUD_RUN_JOB = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -190,3 +199,51 @@ def write_dag_file(out: Path, text: str) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise InputError(f"cannot write the DAG file {out}: {exc.strerror or exc}; choose another --out") from exc
+
+
+def export_audit(
+    spec_path: Path,
+    start: date,
+    end: date,
+    out: Path,
+    *,
+    schedule: str,
+    reports: str = "reports",
+    root: str | None = None,
+    dag_id: str | None = None,
+) -> list[str]:
+    """The scheduled coverage audit as a DAG file; what to do with it."""
+    from backfill_kit.engines.airflow.audit import audit_document, read_audit
+    from backfill_kit.spec.load import load_spec
+    from backfill_kit.validation.validator import check_range
+
+    check_range(start, end)
+    spec = load_spec(spec_path)
+    folder = spec_path.resolve().parent
+    data = audit_document(
+        dag_id=dag_id or safe_name(f"coverage_audit_{spec.name}_{start}_{end}"),
+        schedule=schedule,
+        root=Path(root) if root else folder,
+        spec=spec_path.name,
+        start=start,
+        end=end,
+        reports=reports,
+    )
+    audit = read_audit(data, out)
+    text = (
+        f'"""Coverage audit of {spec.name}, {start} .. {end}, on the schedule {schedule!r}.\n\n'
+        "Exported by backfill-kit: each run renders `backfill-kit report coverage` into the reports folder\n"
+        "(and its index.html); each report says what changed since the previous one of this range, and the\n"
+        'task fails when a cell that was complete is no longer.\n"""\n\n'
+        "from backfill_kit.engines.airflow.audit import audit_dag\n\n"
+        f"AUDIT = {pprint.pformat(data, width=110, sort_dicts=False)}\n\n"
+        "dag = audit_dag(AUDIT, __file__)\n"
+    )
+    write_dag_file(out, text)
+    return [
+        f"DAG file written to {out}: DAG {audit.dag_id}, backfill-kit report coverage on {schedule!r}",
+        f"Reports go to {audit.path(audit.reports)} with their index.html; the spec is read as {audit.path(audit.spec)}.",
+        "Each report compares itself with the previous one of this pipeline and range; the task fails when a",
+        "cell that was complete is no longer. The workers need backfill-kit[notebooks] (papermill, a python3 kernel).",
+        f"Start it: airflow dags unpause {audit.dag_id}",
+    ]

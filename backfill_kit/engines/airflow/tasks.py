@@ -10,6 +10,7 @@ AirflowFailException, which Airflow never retries. The verdict task runs `backfi
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,7 @@ from backfill_kit.plan import Plan, Stage, Step
 from backfill_kit.running.journal import Event, Outcome, read_journal
 from backfill_kit.running.runner import Runner, RunOptions, RunResult, warehouse_checker
 
-__all__ = ["Attempt", "check_cloud_run_task", "run_step", "verdict", "verdict_problems"]
+__all__ = ["Attempt", "check_cloud_run_task", "run_step", "toolkit", "verdict", "verdict_problems"]
 
 ECHO_SECONDS = 0.5  # how often a job's new output is copied into the task's log
 
@@ -217,9 +218,15 @@ def validate_argv(backfill: Backfill) -> list[str]:
 
 
 def _validate(backfill: Backfill) -> int:
-    argv = validate_argv(backfill)
-    print("$ backfill-kit " + " ".join(argv[3:]), flush=True)
-    # Its output into the task's log (Airflow captures the task's sys.stdout, not its fd 1).
-    done = subprocess.run(argv, check=False, capture_output=True, text=True, errors="replace")
+    return toolkit(validate_argv(backfill)[3:])
+
+
+def toolkit(args: list[str]) -> int:
+    """`backfill-kit ARGS` in a process of its own, by the task's interpreter; its exit code.
+    Its output goes to the task's log (Airflow captures the task's sys.stdout, not its fd 1)."""
+    print("$ backfill-kit " + shlex.join(args), flush=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "backfill_kit", *args], check=False, capture_output=True, text=True, errors="replace"
+    )
     print(done.stdout + done.stderr, flush=True)
     return done.returncode
