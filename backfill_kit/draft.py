@@ -1018,24 +1018,13 @@ def _render_phase(phase: DraftPhase) -> list[str]:
 
 def write_draft(text: str, out: Path, *, force: bool) -> Path:
     """Check that the text loads as a spec, then write it; an existing file only with force."""
-    from contextlib import suppress
-
+    from backfill_kit.common.outputs import write_output
     from backfill_kit.spec.load import parse_spec
 
     if out.exists() and not force:
         raise InputError(f"{out} already exists; pass --force to overwrite it, or choose another --out")
     parse_spec(text, out)  # a draft that does not load is a bug here, never the user's problem
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out)
-    except OSError as exc:  # a folder that cannot be made or written: one message, no half file
-        with suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise InputError(
-            f"cannot write the draft {out}: {exc.strerror or exc}; choose a writable place with --out"
-        ) from None
+    write_output(out, text, what="the draft", hint="choose a writable place with --out")
     return out
 
 

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 __all__ = [
     "BackfillKitError",
+    "BackfillKitWarning",
     "InputError",
     "MissingDependencyError",
+    "OutputError",
     "PreflightFailed",
     "Problem",
     "SpecError",
@@ -36,6 +38,15 @@ class BackfillKitError(Exception):
 
 class InputError(BackfillKitError):
     """A command-line value is wrong (a malformed date, a reversed range, an unknown table)."""
+
+
+class OutputError(InputError):
+    """A file cannot be written where the user said; `reason` is why, for a caller that words
+    the message its own way."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class MissingDependencyError(BackfillKitError):
@@ -96,3 +107,8 @@ class PreflightFailed(BackfillKitError):
 
 class WarehouseMismatchError(SpecError):
     """The spec names tables or columns the warehouse does not have."""
+
+
+class BackfillKitWarning(UserWarning):
+    """Something the toolkit works around and the user should know (a cache folder it will
+    not trust): the CLI prints it as one line, `warning: ...`, on stderr."""

@@ -8,7 +8,7 @@ whose upstream will still be missing after the plan is reported as blocked, not 
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import json
 import os
 import shlex
@@ -41,7 +41,9 @@ __all__ = [
     "build_plan",
     "job_command",
     "load_plan",
+    "narrow_step",
     "needs_backfill",
+    "plan_digest",
     "plan_from_data",
 ]
 
@@ -103,6 +105,9 @@ class Plan:
     stages: list[Stage]
     blocked: list[Blocked] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
+    # The digest of the file's bytes this plan was read from or written as (plan_digest): the
+    # plan a journal records is the one that runs, whatever the file holds by then. Not written.
+    sha: str = field(default="", compare=False)
 
     @property
     def steps(self) -> list[Step]:
@@ -145,22 +150,22 @@ class Plan:
         }
 
     def write(self, path: Path) -> None:
-        """Write atomically: a crash never leaves half a plan behind, a refusal (a read-only
-        folder, a full disk) leaves nothing and is one message."""
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(self.to_dict(path.resolve().parent), indent=2) + "\n", encoding="utf-8")
-            tmp.replace(path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):  # nothing was written, or it cannot be removed
-                tmp.unlink()
-            raise InputError(
-                f"cannot write the plan {path}: {exc.strerror or exc}; choose a writable place with --out"
-            ) from exc
+        """Write whole or not at all (common/outputs.py): a crash never leaves half a plan
+        behind; a refusal (a read-only folder, a full disk, a device) leaves nothing and is
+        one message."""
+        from backfill_kit.common.outputs import write_output
+
+        data = (json.dumps(self.to_dict(path.resolve().parent), indent=2) + "\n").encode()
+        write_output(path, data, what="the plan", hint="choose a writable place with --out")
+        self.sha = plan_digest(data)
 
     def text(self) -> str:
         return "\n".join(_plan_lines(self))
+
+
+def plan_digest(data: bytes) -> str:
+    """A plan file's identity, as its journal records it: the start of its bytes' SHA-256."""
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def _stage_dict(stage: Stage, base: Path | None) -> dict[str, Any]:
@@ -218,7 +223,9 @@ def load_plan(path: Path) -> Plan:
         )
     if kind := _other_kind(text):
         raise InputError(f"{path}: not a plan file: this is {kind}")
-    return plan_from_data(data, path, path.resolve().parent)
+    plan = plan_from_data(data, path, path.resolve().parent)
+    plan.sha = plan_digest(text.encode())  # the bytes parsed, read once: UTF-8 gives them back exactly
+    return plan
 
 
 _JSON_TYPES = {list: "list", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
@@ -601,6 +608,21 @@ def _step(
         after=after,
         estimated_seconds=estimate,
     )
+
+
+def narrow_step(spec: PipelineSpec, step: Step, dates: Sequence[date], *, python: str = sys.executable) -> Step | None:
+    """The step over some of its dates (consecutive ones), with the command the planner gives
+    those dates; None when the step's command is not the one its spec makes (an edited plan,
+    a changed spec): then no other command can be trusted to do the same over fewer dates."""
+    if step.table not in spec.table_positions or not dates:
+        return None
+    table = spec.table(step.table)
+    job = spec.job_of(table)
+    if job_command(table, job, step.start, step.end, python=python) != (step.argv, step.env):
+        return None
+    causes = {cause: min(n, len(dates)) for cause, n in step.causes.items()}
+    narrow = _step(spec, table, job, step.workdir, list(dates), causes, step.after, None, python)
+    return replace(narrow, timeout_seconds=step.timeout_seconds, retries=step.retries)
 
 
 def job_command(

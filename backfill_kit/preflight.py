@@ -23,7 +23,15 @@ from backfill_kit.errors import BackfillKitError, PreflightFailed, WarehouseMism
 from backfill_kit.plan import Plan, build_plan, job_command
 from backfill_kit.running.estimates import estimator_for
 from backfill_kit.running.locks import is_locked, journal_lock, table_locks_in
-from backfill_kit.running.runner import Progress, Runner, RunOptions, RunResult, journal_path_for, warehouse_checker
+from backfill_kit.running.runner import (
+    Progress,
+    Runner,
+    RunOptions,
+    RunResult,
+    journal_path_for,
+    step_narrower,
+    warehouse_checker,
+)
 from backfill_kit.spec.load import load_spec
 from backfill_kit.spec.model import JobSpec, PipelineSpec, TableSpec
 from backfill_kit.validation.validator import Validation, validate
@@ -89,7 +97,8 @@ def run_plan(
             show_checks(checks)
         if any(c.outcome == Outcome.FAIL for c in checks) and not ignore_preflight:
             raise PreflightFailed(checks)
-    return Runner(plan, plan_path, options, checker=warehouse_checker(plan, spec), progress=progress).run()
+    checker, narrower = warehouse_checker(plan, spec), step_narrower(plan, spec)
+    return Runner(plan, plan_path, options, checker=checker, narrower=narrower, progress=progress).run()
 
 
 @dataclass

@@ -28,7 +28,9 @@ What the emulator needs, and why:
 9. It builds INFORMATION_SCHEMA.PARTITIONS as a literal VALUES list that it then parses: quick
    for weeks of partitions, a minute for the four-season demo. Tests load a slice of dates.
 10. It keeps `requirePartitionFilter` inside `timePartitioning` only, and enforces neither it
-   nor `maximum_bytes_billed`; a live run (BACKFILL_KIT_BIGQUERY_PROJECT) checks those.
+   nor `maximum_bytes_billed`: 19 keeps and enforces the first as BigQuery documents it, 18
+   fails a job as BigQuery does over the second; a live run (BACKFILL_KIT_BIGQUERY_PROJECT)
+   checks both.
 11. It runs DuckDB's type rules, not GoogleSQL's: it accepts a DATE parameter against a TIMESTAMP
    column and a cast from JSON to STRING, which BigQuery refuses. tests/googlesql.py type-checks
    every query with Google's analyzer instead.
@@ -52,6 +54,30 @@ What the emulator needs, and why:
    rewrites, the tables' column types, the caller) with the project id written as a
    placeholder: a translation carries a project id through, never looks into it. The same
    for the job's next step, `rewrite_table_refs` (it writes the project into table names).
+16. Its answers are DuckDB's. `Emulator.answer_queries` has another engine answer every query
+   of one project, dry runs included (tests/googlesql.py's `Evaluator`, GoogleSQL's reference
+   evaluator): it gets the SQL and the `queryParameters` as the REST API received them, and
+   its rows go back as the emulator's own (an Arrow table, sent as BigQuery's REST rows), so
+   the client reads them as it reads BigQuery's.
+17. Its rewrite of `SAFE.f(...)` (as DuckDB's `TRY(f(...))`) parses the whole statement and
+   writes it back, after INFORMATION_SCHEMA views were expanded into VALUES lists whose column
+   names that round trip drops ("Referenced column table_name not found"):
+   `_safe_calls_in_text` makes the same rewrite in the text, leaving the rest as it is.
+18. Its jobs never fail as BigQuery's do: a job ends with its result, or its error is raised at
+   once. `Emulator.fail_queries` makes a project's next query jobs (dry runs never) fail as a
+   BigQuery job fails: jobs.insert answers RUNNING, then jobs.get says DONE with
+   `status.errorResult` {reason, message}. When the failure is first seen by
+   jobs.getQueryResults, the first jobs.get still says RUNNING and getQueryResults answers with
+   the HTTP code BigQuery's error-messages page gives the reason (`HTTP_CODES`). From the
+   errorResult, the client makes its exception of the reason, a 500 for one it does not know
+   (timeout, bytesBilledLimitExceeded).
+19. It keeps no `rangePartitioning`, top-level `requirePartitionFilter` or
+   `externalDataConfiguration` of a table (10): `_keep_table_settings` keeps them as given (a
+   hive-partitioned external table is an empty native table underneath, reported EXTERNAL),
+   and `_require_partition_filters` refuses, as BigQuery documents it, a query over a table
+   that requires a partition filter without a predicate that references only its partitioning
+   column (a conjunct of its SELECT's WHERE), with BigQuery's message ("Cannot query over table
+   ... without a filter over column(s) ... that can be used for partition elimination").
 """
 
 from __future__ import annotations
@@ -64,11 +90,14 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HOST", "WARNING_FILTERS", "Emulator", "short_retry"]
+__all__ = ["HOST", "WARNING_FILTERS", "Answer", "Emulator", "short_retry"]
+
+# An engine's answer to a query: (sql, REST queryParameters) -> ([(column, BigQuery type)], rows)
+Answer = Callable[[str, Sequence[Mapping[str, Any]]], tuple[list[tuple[str, str]], list[tuple[Any, ...]]]]
 
 HOST = "127.0.0.1"  # loopback only
 WARNING_FILTERS = [r"ignore:Arrow output on a DB-API result:UserWarning:bqemulator\.storage\.engine"]
@@ -202,6 +231,248 @@ def _memoize_emulator_translation() -> None:
     executor.rewrite_table_refs = rewrite_table_refs
 
 
+SAFE_CALL = re.compile(r"\bSAFE\.(\w+)\(", re.IGNORECASE)
+
+
+def _safe_calls_in_text() -> None:
+    """`SAFE.f(args)` written as `TRY(f(args))` in the statement's text (17)."""
+    import bqemulator.sql.translator as translator
+    from googlesql import call_bounds
+
+    if getattr(translator.rewrite_safe_helpers, "in_text", False):
+        return
+
+    def rewrite_safe_helpers(bq_sql: str) -> str:
+        while found := SAFE_CALL.search(bq_sql):
+            close, _ = call_bounds(bq_sql, found.end())
+            call = f"{found[1]}({bq_sql[found.end() : close]})"
+            bq_sql = f"{bq_sql[: found.start()]}TRY({call}){bq_sql[close + 1 :]}"
+        return bq_sql
+
+    rewrite_safe_helpers.in_text = True  # type: ignore[attr-defined]
+    translator.rewrite_safe_helpers = rewrite_safe_helpers
+
+
+# BigQuery's error-messages page: the HTTP code of each reason (bytesBilledLimitExceeded, not on
+# it, is the 400 BigQuery answers with "Query exceeded limit for bytes billed").
+HTTP_CODES = {
+    "backendError": 503,
+    "internalError": 500,
+    "rateLimitExceeded": 403,
+    "quotaExceeded": 403,
+    "jobBackendError": 400,
+    "jobInternalError": 400,
+    "jobRateLimitExceeded": 400,
+    "timeout": 400,
+    "bytesBilledLimitExceeded": 400,
+}
+FAILING: dict[str, list[tuple[str, str, bool]]] = {}  # project -> (reason, message, seen by getQueryResults)
+FAILED_JOBS: dict[str, tuple[str, str, bool]] = {}  # job id -> its failure (18)
+JOB_READS: dict[str, int] = {}  # job id -> jobs.get calls answered
+
+
+def _fail_jobs_as_bigquery_does() -> None:
+    """jobs.insert, jobs.get and jobs.getQueryResults of the failing jobs (18)."""
+    import bqemulator.api.routes.jobs as routes
+    import bqemulator.jobs.executor as executor
+
+    original = routes._execute_query_or_failed_meta
+    if getattr(original, "failing", False):
+        return
+
+    async def execute_or_fail(*, project_id: str, job_id: str, config: dict[str, Any], ctx: Any, **kwargs: Any) -> Any:
+        if not FAILING.get(project_id):
+            return await original(project_id=project_id, job_id=job_id, config=config, ctx=ctx, **kwargs)
+        FAILED_JOBS[job_id] = FAILING[project_id].pop(0)
+        now = ctx.clock.now()
+        return routes.JobMeta(
+            project_id=project_id, job_id=job_id, job_type="QUERY", state="RUNNING", configuration=config,
+            statistics={"query": {}}, creation_time=now, start_time=now, etag=routes.generate_etag(project_id, job_id, str(now)),
+        )  # fmt: skip
+
+    class Results(dict):  # type: ignore[type-arg]
+        """JOB_RESULTS, whose getQueryResults of a failed job answers with its HTTP error."""
+
+        def get(self, job_id: Any, default: Any = None) -> Any:
+            if job_id in FAILED_JOBS:
+                reason, message, _ = FAILED_JOBS[job_id]
+                raise _job_error(reason, message)
+            return super().get(job_id, default)
+
+    execute_or_fail.failing = True  # type: ignore[attr-defined]
+    routes._execute_query_or_failed_meta = execute_or_fail
+    executor.JOB_RESULTS = routes.JOB_RESULTS = Results(executor.JOB_RESULTS)
+
+
+def _job_error(reason: str, message: str) -> Exception:
+    """The DomainError the emulator renders as BigQuery's HTTP error for `reason`."""
+    from bqemulator.domain.errors import DomainError
+
+    kind = type(reason, (DomainError,), {"http_status": HTTP_CODES[reason], "bq_reason": reason})
+    return kind(message)
+
+
+def _read_failed_jobs(catalog: Any) -> None:
+    """The catalog's jobs.get: a failing job is RUNNING, then DONE with its errorResult (18)."""
+    original = catalog.get_job
+    if getattr(original, "failing", False):
+        return
+
+    def get_job(project_id: str, job_id: str) -> Any:
+        meta = original(project_id, job_id)
+        if meta is None or job_id not in FAILED_JOBS:
+            return meta
+        reason, message, by_results = FAILED_JOBS[job_id]
+        JOB_READS[job_id] = reads = JOB_READS.get(job_id, 0) + 1
+        if by_results and reads == 1:
+            return meta
+        error = {"reason": reason, "message": message}
+        return meta.model_copy(update={"state": "DONE", "error_result": error, "end_time": meta.start_time})
+
+    get_job.failing = True  # type: ignore[attr-defined]
+    catalog.get_job = get_job
+
+
+KEPT_SETTINGS = ("rangePartitioning", "requirePartitionFilter", "externalDataConfiguration")
+TABLE_SETTINGS: dict[tuple[str, str, str], dict[str, Any]] = {}  # (project, dataset, table) -> settings (19)
+
+
+def _keep_table_settings() -> None:
+    """tables.insert and tables.patch keep the settings the emulator drops; tables.get gives them (19)."""
+    import bqemulator.api.routes.tables as routes
+
+    to_meta, to_rest = routes._rest_to_table_meta, routes._table_to_rest
+    if getattr(to_rest, "keeps", False):
+        return
+
+    def rest_to_table_meta(project_id: str, dataset_id: str, body: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        meta = to_meta(project_id, dataset_id, body, *args, **kwargs)
+        kept = {key: body[key] for key in KEPT_SETTINGS if key in body}
+        if kept:
+            TABLE_SETTINGS.setdefault((project_id, dataset_id, meta.table_id), {}).update(kept)
+        return meta
+
+    def table_to_rest(t: Any) -> dict[str, Any]:
+        resource = to_rest(t)
+        kept = TABLE_SETTINGS.get((t.project_id, t.dataset_id, t.table_id), {})
+        return {**resource, **kept, **({"type": "EXTERNAL"} if "externalDataConfiguration" in kept else {})}
+
+    table_to_rest.keeps = True  # type: ignore[attr-defined]
+    routes._rest_to_table_meta, routes._table_to_rest = rest_to_table_meta, table_to_rest
+
+
+def _require_partition_filters() -> None:
+    """Queries and dry runs over a table that requires a partition filter are refused without one (19)."""
+    import bqemulator.api.routes.jobs as routes
+
+    original = routes.execute_query_job
+    if getattr(original, "filters", False):
+        return
+
+    async def execute_query_job(project_id: str, job_id: str, bq_sql: str, *args: Any, **kwargs: Any) -> Any:
+        ctx = args[1] if len(args) > 1 else kwargs["ctx"]
+        if refusal := _unfiltered(bq_sql, project_id, ctx.catalog):
+            from bqemulator.domain.errors import InvalidQueryError
+
+            raise InvalidQueryError(refusal)
+        return await original(project_id, job_id, bq_sql, *args, **kwargs)
+
+    execute_query_job.filters = True  # type: ignore[attr-defined]
+    routes.execute_query_job = execute_query_job
+
+
+def _unfiltered(sql: str, project: str, catalog: Any) -> str:
+    """BigQuery's refusal of the first table the query reads without the partition filter it
+    requires; empty when there is none."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(sql, read="bigquery")
+    except sqlglot.errors.ParseError:
+        return ""  # the emulator says what is wrong with it
+    for table in tree.find_all(exp.Table):
+        select = table.find_ancestor(exp.Select)
+        if select is None:  # what a DML statement writes, not a read
+            continue
+        columns = _required_filter(catalog, table.catalog or project, table.db, table.name)
+        where = select.args.get("where")
+        conjuncts = list(where.this.flatten()) if where is not None and isinstance(where.this, exp.And) else []
+        conjuncts = conjuncts or ([where.this] if where is not None else [])
+        if columns and not any(_only_on(c, columns) for c in conjuncts):
+            names = ", ".join(f"'{c}'" for c in sorted(columns))
+            return (
+                f"Cannot query over table '{table.catalog or project}.{table.db}.{table.name}' without a filter "
+                f"over column(s) {names} that can be used for partition elimination"
+            )
+    return ""
+
+
+def _only_on(predicate: Any, columns: set[str]) -> bool:
+    from sqlglot import exp
+
+    found = [c.name for c in predicate.find_all(exp.Column)]
+    return bool(found) and all(name.lower() in columns for name in found)
+
+
+def _required_filter(catalog: Any, project: str, dataset: str, table: str) -> set[str]:
+    """The partitioning columns (lowercase) a query over the table must filter on; none when it
+    requires no filter."""
+    if not dataset or dataset.upper() == "INFORMATION_SCHEMA":
+        return set()
+    meta = catalog.get_table(project, dataset, table)
+    kept = TABLE_SETTINGS.get((project, dataset, table), {})
+    hive = (kept.get("externalDataConfiguration") or {}).get("hivePartitioningOptions") or {}
+    time = meta.time_partitioning if meta is not None else None
+    required = kept.get("requirePartitionFilter") or hive.get("requirePartitionFilter")
+    if time is not None and (time.require_partition_filter or required):
+        return {time.field.lower()} if time.field else {"_partitiontime", "_partitiondate"}
+    if required and "rangePartitioning" in kept:
+        return {kept["rangePartitioning"]["field"].lower()}
+    if required and hive:
+        return {str(key).lower() for key in hive.get("fields") or []}
+    return set()
+
+
+ANSWERS: dict[str, Answer] = {}  # project -> the engine that answers its queries (16)
+
+
+def _answer_queries_elsewhere() -> None:
+    """bqemulator's query body, replaced for the projects in ANSWERS (16)."""
+    import bqemulator.jobs.executor as executor
+
+    original = executor._run_query_body
+    if getattr(original, "answers", False):
+        return
+
+    async def run_query_body(*, project_id: str, bq_sql: str, query_params: Any, **kwargs: Any) -> Any:
+        answer = ANSWERS.get(project_id)
+        if answer is None:
+            return await original(project_id=project_id, bq_sql=bq_sql, query_params=query_params, **kwargs)
+        columns, rows = answer(bq_sql, query_params or [])
+        return _arrow(columns, rows)
+
+    run_query_body.answers = True  # type: ignore[attr-defined]
+    executor._run_query_body = run_query_body
+
+
+def _arrow(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]) -> Any:
+    """Rows as the Arrow table the emulator's own engine would have made of them."""
+    import pyarrow as pa
+
+    kinds = {
+        "STRING": pa.string(),
+        "INTEGER": pa.int64(),
+        "FLOAT": pa.float64(),
+        "BOOLEAN": pa.bool_(),
+        "DATE": pa.date32(),
+        "TIMESTAMP": pa.timestamp("us", tz="UTC"),
+    }
+    return pa.table(
+        {name: pa.array([row[i] for row in rows], type=kinds[kind]) for i, (name, kind) in enumerate(columns)}
+    )
+
+
 class _Body:
     """The one part of a request the emulator's handlers read: its JSON body."""
 
@@ -223,6 +494,10 @@ class Emulator:
         DuckDBEngine._load_spatial = lambda self: None  # type: ignore[method-assign]  # 1: offline
         _memoize_emulator_parsing()  # 13
         _memoize_emulator_translation()  # 15
+        _safe_calls_in_text()  # 17
+        _fail_jobs_as_bigquery_does()  # 18
+        _keep_table_settings()  # 19
+        _require_partition_filters()  # 19
         settings = Settings(
             persistence_mode=PersistenceMode.EPHEMERAL,
             rest_host=HOST,
@@ -308,6 +583,17 @@ class Emulator:
                 ctx.catalog.update_table(meta.model_copy(update={"num_rows": rows}))
         finally:
             ctx.engine.execute(f"DETACH {source}")
+
+    def answer_queries(self, project: str, answer: Answer) -> None:
+        """Every query of `project` (dry runs too) is answered by `answer`, not DuckDB (16)."""
+        _answer_queries_elsewhere()
+        ANSWERS[project] = answer
+
+    def fail_queries(self, project: str, *failures: tuple[str, str], seen_by_results: bool = False) -> None:
+        """The next query jobs of `project` fail with these (reason, message), as BigQuery's
+        do (18); `seen_by_results`: first seen by jobs.getQueryResults, with its HTTP code."""
+        _read_failed_jobs(self.server._context.catalog)
+        FAILING.setdefault(project, []).extend((reason, message, seen_by_results) for reason, message in failures)
 
     def client(self, project: str) -> Any:
         from google.api_core.client_options import ClientOptions

@@ -226,6 +226,7 @@ LONGEST_FIRST = (
     "test_reports.py",
     "test_bigquery.py",
     "test_runner_faults.py",
+    "test_runner_properties.py",
     "test_spec_cache.py",
     "test_validation.py",
     "test_run_history.py",

@@ -6,12 +6,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from backfill_kit.plan import Plan, Stage, Step
 
 FAKE_JOB = str(Path(__file__).parent / "jobs" / "fake_job.py")
+DUCK_JOB = str(Path(__file__).parent / "jobs" / "duck_job.py")
 DAY = date(2024, 1, 1)
 # `backfill-kit` in a process of its own, as a person runs it.
 CLI_RUN = "import sys; from backfill_kit.cli.commands import main; sys.argv = ['backfill-kit', *sys.argv[1:]]; main()"
@@ -52,9 +54,10 @@ def fake_step(
     )
 
 
-def write_plan(path: Path, *stages: tuple[int, list[Step]]) -> Plan:
+def write_plan(path: Path, *stages: tuple[int, list[Step]], spec: Path | None = None) -> Plan:
+    """A plan of these stages (workers, steps); with `spec`, the steps re-checked in its warehouse."""
     plan = Plan(
-        "",
+        str(spec or ""),
         "fake",
         DAY,
         DAY,
@@ -66,6 +69,15 @@ def write_plan(path: Path, *stages: tuple[int, list[Step]]) -> Plan:
     )
     plan.write(path)
     return plan
+
+
+def duck_step(name: str, marker: Path, db: Path, *, table: str, timeout: float = 60, **job: str) -> Step:
+    """A step of tests/jobs/duck_job.py writing `db` for the spec's table `table` (job:
+    sql_table=SCHEMA.TABLE, dates=D,D, hold=SECONDS, wait_for=STEP)."""
+    job = {("table" if key == "sql_table" else key): value for key, value in job.items()}
+    flags = [a for key, value in job.items() for a in (f"--{key.replace('_', '-')}", value)]
+    argv = (sys.executable, DUCK_JOB, name, "--db", str(db), "--marker", str(marker), *flags)
+    return replace(fake_step(name, marker, table=table, timeout=timeout), argv=(*argv, "--skip-downstream-trigger"))
 
 
 def start_runner(plan_path: Path, *extra: str) -> subprocess.Popen[str]:

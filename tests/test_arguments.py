@@ -227,3 +227,45 @@ def test_a_folder_given_for_a_file_is_named_as_a_folder(project, monkeypatch):
     monkeypatch.chdir(project)
     with pytest.raises(InputError, match=r"^the spec demo is a folder, not a file; give the path of the file in it$"):
         find_file("demo", "the spec")
+
+
+@pytest.fixture
+def no_project(tmp_path: Path) -> Path:
+    """A folder with no project above it (no pyproject.toml, no .git, up to /), as under /tmp;
+    pytest's temporary folders are usually such a place, which this checks."""
+    outside = tmp_path / "outside"
+    (outside / "work").mkdir(parents=True)
+    if any((f / m).exists() for f in (outside, *outside.parents) for m in ("pyproject.toml", ".git")):
+        pytest.skip(f"{tmp_path} is inside a project; the case needs a folder that is not")
+    return outside
+
+
+def test_outside_any_project_a_relative_path_is_looked_up_in_the_working_directory_only(no_project, monkeypatch):
+    """Under /tmp, a pipeline.yaml someone else left in /tmp was used without a word:
+    validate read their warehouse, backfill ran their jobs. Only the working directory counts."""
+    (no_project / "pipeline.yaml").write_text("name: someone else's\n")
+    monkeypatch.chdir(no_project / "work")
+    with pytest.raises(InputError) as error:
+        find_file("pipeline.yaml", "the spec")
+    message = str(error.value)
+    assert [line.strip() for line in message.splitlines() if line.startswith("  ")] == [
+        str(no_project / "work" / "pipeline.yaml")
+    ]
+    assert "outside a project, in the working directory only" in message
+
+
+def test_the_cli_refuses_a_spec_planted_above_a_folder_outside_any_project(no_project, monkeypatch):
+    from click.testing import CliRunner
+
+    from backfill_kit.cli.commands import cli
+    from backfill_kit.demo import example_spec_text
+
+    (no_project / "pipeline.yaml").write_text(example_spec_text())
+    monkeypatch.chdir(no_project / "work")
+    result = CliRunner().invoke(
+        cli, ["validate", "--spec", "pipeline.yaml", "--start", "2021-10-19", "--end", "2021-10-20"]
+    )
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: the spec pipeline.yaml does not exist")
+    assert f"  {no_project / 'work' / 'pipeline.yaml'}\n" in result.output
+    assert str(no_project / "pipeline.yaml") not in result.output and "Traceback" not in result.output

@@ -124,6 +124,33 @@ def test_the_whole_demo_costs_three_jobs_and_reads_partition_metadata_not_tables
     assert {c.status for c in result.cells} >= {"complete", "no_data", "never_ran", "lost", "bootstrap"}
 
 
+def test_more_tables_than_a_query_may_reference_are_counted_in_one_query_per_so_many(loaded, demo_dir, on_emulator):
+    """BigQuery lets a query reference 1,000 tables, and INFORMATION_SCHEMA.PARTITIONS answer
+    for 1,000: with the limit set to 7, the demo's 20 tables are counted in 3 queries, none
+    naming more than 7 tables, and the cells are the same."""
+    _, project = loaded
+    spec = load_spec(demo_dir / "nba_props.bigquery.yaml")
+    wh = open_warehouse(spec)
+    wh.capabilities = replace(wh.capabilities, max_tables_per_query=7)
+    jobs_before = len(on_emulator.query_jobs(project))
+    result = validate(spec, *SLICE, now=DEMO_NOW, warehouse=wh)
+    wh.close()
+    assert len(on_emulator.query_jobs(project)) - jobs_before == 5
+    assert [q.purpose for q in result.queries] == [
+        "calendar",
+        "coverage (tables 1-7 of 20)",
+        "coverage (tables 8-14 of 20)",
+        "coverage (tables 15-20 of 20)",
+        "run_history",
+    ]
+    coverage = result.queries[1:4]
+    asked = [q.extra["counted_from_metadata"] for q in coverage]
+    assert [len(tables) for tables in asked] == [7, 7, 6]
+    assert [table for tables in asked for table in tables] == [t.table for t in spec.tables]
+    assert all(q.sql.count("FROM ") <= 7 and q.sql.count(" THEN ") <= 7 for q in coverage)
+    assert result.cells == validate(load_spec(demo_dir / "nba_props.yaml"), *SLICE, now=DEMO_NOW).cells
+
+
 def test_validate_shows_the_cost_and_the_tables_that_require_a_partition_filter(loaded, demo_dir, on_emulator):
     spec = demo_dir / "nba_props.bigquery.yaml"
     out = invoke(*validate_args(spec, start=SLICE[0], end=SLICE[1])).output
@@ -153,6 +180,21 @@ def test_partitioned_tables_are_counted_from_metadata_the_others_by_one_scan(min
     assert "`raw`.`boxscore`" not in coverage.sql
     statuses = {c.table: (c.status, c.rows) for c in result.cells}
     assert statuses["boxscore"] == ("complete", 4) and statuses["props"] == ("complete", 3)
+
+
+@pytest.mark.parametrize("backend", ["bigquery"])
+def test_tables_counted_by_scan_and_by_metadata_split_per_so_many_give_the_same_counts(mini: MiniWarehouse):
+    for d in (D1, date(2024, 1, 11)):
+        mini.games(d, 2).rows("raw.boxscore", d, 4).rows("raw.props", d, 3).rows("analytics.cache", d, 1)
+    spec = load_spec(mini.close())
+    whole = validate(spec, D1, date(2024, 1, 11), now=NOW)
+    wh = open_warehouse(spec)
+    wh.capabilities = replace(wh.capabilities, max_tables_per_query=2)
+    split = validate(spec, D1, date(2024, 1, 11), now=NOW, warehouse=wh)
+    wh.close()
+    purposes = [q.purpose for q in split.queries]
+    assert purposes[1:4] == [f"coverage (tables {a}-{b} of 5)" for a, b in ((1, 2), (3, 4), (5, 5))]
+    assert split.cells == whole.cells and {c.rows for c in split.cells} == {0, 1, 3, 4}
 
 
 @pytest.mark.parametrize("backend", ["bigquery"])
@@ -334,7 +376,7 @@ def test_datasets_in_another_location_are_named_at_warehouse_location(bq_spec: P
 
 
 @pytest.mark.parametrize("backend", ["bigquery"])
-def test_every_job_has_a_timeout_and_one_past_it_is_given_up(bq_spec: Path, monkeypatch):
+def test_every_job_has_what_is_left_of_the_time_limit_and_one_past_it_is_given_up(bq_spec: Path, monkeypatch):
     from concurrent.futures import TimeoutError as WaitTimeout
 
     from google.cloud import bigquery
@@ -343,14 +385,15 @@ def test_every_job_has_a_timeout_and_one_past_it_is_given_up(bq_spec: Path, monk
     real_query = bigquery.Client.query
 
     def recording(client, sql, job_config=None, **kwargs):
-        configs.append((job_config, kwargs.get("timeout")))
+        configs.append((job_config, kwargs))
         return real_query(client, sql, job_config=job_config, **kwargs)
 
     monkeypatch.setattr(bigquery.Client, "query", recording)
     validate(load_spec(bq_spec), D1, D1, now=NOW)
     jobs = [config for config, _ in configs if not config.dry_run]
-    assert len(jobs) == 3 and all(int(config.job_timeout_ms) == 600_000 for config in jobs)
-    assert all(http_timeout == 60.0 for _, http_timeout in configs)  # each API request too
+    assert len(jobs) == 3 and all(590_000 <= int(config.job_timeout_ms) <= 600_000 for config in jobs)
+    assert all(0 < kwargs["timeout"] <= 60.0 for _, kwargs in configs)  # each API request too
+    assert all(kwargs["job_retry"] is None for _, kwargs in configs)  # the client's own (40 minutes) is off
 
     def never_done(self, *args, **kwargs):  # what the client raises when result() waits in vain
         raise WaitTimeout()
@@ -360,16 +403,96 @@ def test_every_job_has_a_timeout_and_one_past_it_is_given_up(bq_spec: Path, monk
         validate(load_spec(bq_spec), D1, D1, now=NOW)
     assert info.value.retryable
 
-    def cancelled(self, *args, **kwargs):  # what the client raises for a job BigQuery timed out
-        raise bigquery_refusal("timeout", "Job timed out after 600 seconds", status=400)
 
-    monkeypatch.setattr(bigquery.QueryJob, "result", cancelled)
+TIMED_OUT = ("timeout", "Job execution was cancelled: Job timed out after 600 s")
+OVER_BYTES_BILLED = (
+    "bytesBilledLimitExceeded",
+    "Query exceeded limit for bytes billed: 1000000000. 2000000000 or higher required.",
+)
+TOO_MANY_QUERIES = ("rateLimitExceeded", "Exceeded rate limits: too many concurrent queries for this project")
+SEEN_BY = pytest.mark.parametrize("seen_by_results", [False, True], ids=["jobs.get", "getQueryResults"])
+
+
+@pytest.fixture
+def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The backend's pauses, recorded instead of slept; its clock moves on by as much."""
+    import time
+
+    import backfill_kit.warehouse.bigquery as backend_module
+
+    pauses: list[float] = []
+    monkeypatch.setattr(backend_module, "_sleep", pauses.append)
+    monkeypatch.setattr(backend_module, "_clock", lambda: time.monotonic() + sum(pauses))
+    return pauses
+
+
+def calendar_jobs(emulator: Emulator, project: str) -> list[dict[str, Any]]:
+    """The query jobs of the calendar query the project ran, as its job history shows them."""
+    jobs = [j.to_api_repr() for j in emulator.query_jobs(project)]
+    return [j for j in jobs if "AS games" in j["configuration"]["query"]["query"]]
+
+
+@pytest.mark.parametrize("backend", ["bigquery"])
+@SEEN_BY
+def test_a_job_cancelled_at_its_time_limit_is_not_run_again(bq_spec, mini, on_emulator, slept, seen_by_results):
+    """BigQuery cancels a job at its job_timeout_ms with reason `timeout`, which the client
+    makes a 500 of (it does not know the reason): every 500 was retried, so a query cancelled
+    at its 10-minute limit ran 4 times (40 minutes, 4 bills)."""
+    on_emulator.fail_queries(mini.project, TIMED_OUT, seen_by_results=seen_by_results)
     with pytest.raises(
-        WarehouseError,
-        match="running the calendar query: Job timed out after 600 seconds; the query did not finish within 600 s",
+        WarehouseError, match="Job timed out after 600 s; the query did not finish within 600 s"
     ) as info:
         validate(load_spec(bq_spec), D1, D1, now=NOW)
-    assert info.value.retryable
+    assert info.value.retryable and slept == []
+    assert len(calendar_jobs(on_emulator, mini.project)) == 1
+
+
+@pytest.mark.parametrize("backend", ["bigquery"])
+@SEEN_BY
+def test_a_job_over_maximum_bytes_billed_is_not_run_again_and_says_what_to_raise(
+    bq_spec, mini, on_emulator, slept, seen_by_results
+):
+    bq_spec.write_text(
+        bq_spec.read_text().replace("backend: bigquery\n", "backend: bigquery\n  maximum_bytes_billed: 1000000000\n")
+    )
+    on_emulator.fail_queries(mini.project, OVER_BYTES_BILLED, seen_by_results=seen_by_results)
+    result = invoke(*validate_args(bq_spec))
+    assert result.exit_code == 2 and result.output.startswith("error: ") and "Traceback" not in result.output
+    said = " ".join(result.output.split())
+    assert (
+        "running the calendar query: BigQuery refused to bill more than warehouse.maximum_bytes_billed "
+        "(1,000,000,000 bytes): Query exceeded limit for bytes billed: 1000000000. 2000000000 or higher required. "
+        f"It was not retried: raise maximum_bytes_billed in {bq_spec}" in said
+    )
+    assert slept == [] and len(calendar_jobs(on_emulator, mini.project)) == 1
+
+
+@pytest.mark.parametrize("backend", ["bigquery"])
+@SEEN_BY
+def test_a_rate_limited_job_is_run_again_with_backoff(bq_spec, mini, on_emulator, slept, seen_by_results):
+    on_emulator.fail_queries(mini.project, TOO_MANY_QUERIES, TOO_MANY_QUERIES, seen_by_results=seen_by_results)
+    result = validate(load_spec(bq_spec), D1, D1, now=NOW, tables=["boxscore"])
+    assert result.cells[0].status == "complete"
+    assert slept == [2.0, 8.0] and len(calendar_jobs(on_emulator, mini.project)) == 3
+
+
+@pytest.mark.parametrize("backend", ["bigquery"])
+def test_one_time_limit_bounds_a_query_its_attempts_and_pauses_included(bq_spec, mini, on_emulator, slept):
+    """Rate-limited on every attempt, with a 40 s limit: attempts at 0, 2 and 10 s; a third
+    pause (30 s) would leave no room for a fourth. Each job is given what is left of the limit."""
+    on_emulator.fail_queries(mini.project, *[TOO_MANY_QUERIES] * 5)
+    spec = load_spec(bq_spec)
+    wh = open_warehouse(spec)
+    wh.time_limit_seconds = 40
+    with pytest.raises(WarehouseError, match="BigQuery rate limit: Exceeded rate limits") as info:
+        validate(spec, D1, D1, now=NOW, warehouse=wh)
+    wh.close()
+    assert info.value.retryable and "as long as the query's time limit (40 s) left room" in str(info.value)
+    assert slept == [2.0, 8.0]
+    jobs = calendar_jobs(on_emulator, mini.project)
+    assert len(jobs) == 3
+    given = sorted((int(j["configuration"]["jobTimeoutMs"]) for j in jobs), reverse=True)
+    assert [round(ms / 1000) for ms in given] == [40, 38, 30]  # what was left at each attempt's start
 
 
 @pytest.mark.parametrize("backend", ["bigquery"])
@@ -420,21 +543,38 @@ def test_partition_metadata_is_matched_on_the_table_name_as_bigquery_spells_it()
     assert "FROM `p`.`raw`.INFORMATION_SCHEMA.PARTITIONS" in sql
 
 
-def test_only_time_partitioning_gets_a_date_bound_and_every_required_filter_is_named():
-    from backfill_kit.warehouse.bigquery import _partition_column, table_hazards
+def test_every_partitioning_gets_a_bound_on_its_own_column_and_every_required_filter_is_named():
+    """An integer range's column and a hive key get a bound of their own type (a date string
+    cannot bound them); a hive-partitioned external table keeps its requirement in its hive
+    options, and was neither filtered nor warned about."""
+    from backfill_kit.warehouse.bigquery import _partition_bound, table_hazards
+    from backfill_kit.warehouse.sql import PartitionBound
 
     by_range = {
         "rangePartitioning": {"field": "season_year", "range": {"start": "2000", "end": "2100", "interval": "1"}},
         "requirePartitionFilter": True,
     }
     by_ingestion = {"timePartitioning": {"type": "DAY"}, "requirePartitionFilter": True}
-    assert _partition_column(by_range) is None  # an INT64 column: a date string cannot bound it
-    assert _partition_column(by_ingestion) == "_PARTITIONTIME"
+    hive = {
+        "type": "EXTERNAL",
+        "schema": {"fields": [{"name": "game_date", "type": "DATE"}, {"name": "season", "type": "STRING"}]},
+        "externalDataConfiguration": {
+            "hivePartitioningOptions": {"mode": "AUTO", "requirePartitionFilter": True, "fields": ["season"]}
+        },
+    }
+    assert _partition_bound(by_range) == PartitionBound("season_year", "lowest_int")
+    assert _partition_bound(by_ingestion) == PartitionBound("_PARTITIONTIME", "partitions_from")
+    assert _partition_bound(hive, "game_date") == PartitionBound("season", "lowest_text")
+    on_date = {**hive, "externalDataConfiguration": {"hivePartitioningOptions": {"fields": ["season", "game_date"]}}}
+    assert _partition_bound(on_date, "game_date") == PartitionBound(
+        "game_date", "partitions_from"
+    )  # the date range is it
     assert table_hazards("raw.t", by_range, D1, D1) == [
         "raw.t: requires a partition filter: every query a backfill job runs on it must filter on season_year, "
         "or BigQuery rejects it."
     ]
     assert "must filter on _PARTITIONTIME" in table_hazards("raw.t", by_ingestion, D1, D1)[0]
+    assert "must filter on season, or BigQuery rejects it" in table_hazards("raw.t", hive, D1, D1)[0]
 
 
 # --- installing, importing, configuring --------------------------------------------------------

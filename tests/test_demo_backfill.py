@@ -94,3 +94,62 @@ def test_a_job_crashing_midway_leaves_running_rows_that_validation_reports(demo)
     assert statuses(demo, *boxscores) == {"running": 4}
     later = cli("validate", "--spec", str(demo), *boxscores, "--now", "2099-01-01T00:00:00", "--format", "json")
     assert json.loads(later.stdout)["summary"]["statuses"] == {"stale": 4}
+
+
+# The issue's case: the team box scores' job exits 0 but leaves one date of its range empty.
+EMPTY_DAY = "2021-10-25"
+OPENING_WEEKS = ["--start", "2021-10-19", "--end", "2021-10-31"]  # box scores never ran on any of them
+TEAM_TABLES = ("team_defense_game_summary", "team_offense_game_summary")  # both read the box scores
+
+
+def cells_on(spec: Path, day: str, *range_args: str) -> dict[str, dict]:
+    result = cli("validate", "--spec", str(spec), *range_args, "--format", "json")
+    return {c["table"]: c for c in json.loads(result.stdout)["cells"] if c["date"] == day}
+
+
+def demo_job(spec: Path, table: str, start: str, end: str, *faults: str) -> None:
+    job = [sys.executable, "-m", "backfill_kit.demo.job", table, "--warehouse", "nba_props.duckdb"]
+    dates = ["--start-date", start, "--end-date", end, "--skip-downstream-trigger", *faults]
+    done = subprocess.run([*job, *dates], cwd=spec.parent, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_an_upstream_date_left_empty_holds_its_dependents_there_until_it_is_repaired(demo):
+    fault = {"BACKFILL_KIT_DEMO_FAULTS": f"nbac_team_boxscore:empty-dates={EMPTY_DAY}"}
+    first = cli("backfill", "--spec", str(demo), *OPENING_WEEKS, env=fault)
+    assert first.returncode == 1, first.stdout[-2000:]
+    for table in TEAM_TABLES:
+        assert f"{table}:2021-10-19..2021-10-31 ran over 11 of its 12 dates, held on the others" in first.stdout
+    assert f"upstream step nbac_team_boxscore:2021-10-19..2021-10-31 has no rows on {EMPTY_DAY}" in first.stdout
+    cells = cells_on(demo, EMPTY_DAY, *OPENING_WEEKS)
+    assert cells["nbac_team_boxscore"]["status"] == "no_data"
+    assert {cells[t]["status"] for t in TEAM_TABLES} == {"never_ran"}  # never run over an empty upstream
+    assert {cells_on(demo, "2021-10-26", *OPENING_WEEKS)[t]["status"] for t in TEAM_TABLES} == {"complete"}
+
+    demo_job(demo, "nbac_team_boxscore", EMPTY_DAY, EMPTY_DAY)  # the upstream date repaired
+    assert cli("validate", "--spec", str(demo), *OPENING_WEEKS).returncode == 1
+    again = cli("backfill", "--spec", str(demo), *OPENING_WEEKS)
+    assert again.returncode == 0, again.stdout[-2000:]
+    cells = cells_on(demo, EMPTY_DAY, *OPENING_WEEKS)
+    assert {cells[t]["status"] for t in ("nbac_team_boxscore", *TEAM_TABLES)} == {"complete"}
+
+
+def test_dependents_that_read_an_empty_upstream_date_need_a_backfill_once_it_is_repaired(demo):
+    """The same dates run as a runner that holds nothing back would run them: both dependents
+    over the whole range, reading nothing on the empty date. Repaired upstream, their "no data"
+    there was read too early: validation must not say there is nothing to backfill."""
+    demo_job(demo, "nbac_team_boxscore", "2021-10-19", "2021-10-31", f"--empty-dates={EMPTY_DAY}")
+    for table in TEAM_TABLES:
+        demo_job(demo, table, "2021-10-19", "2021-10-31")
+    assert {c["status"] for t, c in cells_on(demo, EMPTY_DAY, *OPENING_WEEKS).items() if t in TEAM_TABLES} == {
+        "no_data"
+    }
+    demo_job(demo, "nbac_team_boxscore", EMPTY_DAY, EMPTY_DAY)
+    result = cli("validate", "--spec", str(demo), *OPENING_WEEKS, "--format", "json")
+    assert result.returncode == 1
+    cells = cells_on(demo, EMPTY_DAY, *OPENING_WEEKS)
+    for table in TEAM_TABLES:
+        assert cells[table]["status"] == "never_ran"
+        assert cells[table]["warnings"][0].startswith("read no data before upstream nbac_team_boxscore had its rows")
+    fixed = cli("backfill", "--spec", str(demo), *OPENING_WEEKS)
+    assert fixed.returncode == 0, fixed.stdout[-2000:]

@@ -3,20 +3,27 @@ analyzer (tests/googlesql.py), offline, against a catalog of a warehouse shaped 
 
 The warehouse is built in the emulator through the real client, with production's column types
 (../shared/domain.md): the run history's `errors` is JSON (in a second run history, REPEATED
-records) and `started_at` a TIMESTAMP; date columns are DATE, DATETIME and TIMESTAMP; one table
-is partitioned on another column than its date and requires a partition filter; one is
-partitioned by ingestion time and requires one too. The monitor's look at it (a validation and
+records) and `started_at` a TIMESTAMP; date columns are DATE, DATETIME and TIMESTAMP; tables
+that require a partition filter are partitioned on another column than their date, by
+ingestion time, on an integer range, and one is external, hive-partitioned on a season key.
+The emulator refuses a query over them without the filter, as BigQuery documents it. The monitor's look at it (a validation and
 the recent runs) records every query the client sends, dry runs included, with its parameters'
 types; each is analyzed against the catalog built from the same tables' metadata. The emulator (DuckDB underneath) runs them too,
 so the verdicts are checked as well as the SQL.
 
 The analyzer must reject today's known-bad SQL (a cast from JSON to STRING, a DATE parameter
 against a TIMESTAMP column), so that this test cannot pass by accepting anything.
+
+Then the results: GoogleSQL's reference evaluator answers the backend's queries, as the client
+sends them, on production-shaped rows (tests/test_run_history.py's shape), and every cell and
+run summary, every evidence field included, must be the DuckDB backend's on the same rows.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,8 +48,13 @@ def fields(columns: str) -> list[dict[str, str]]:
     return [dict(zip(("name", "type"), column.split(), strict=True)) for column in columns.split(", ")]
 
 
-def day_partitioned(on: str) -> dict[str, str]:
-    return {"type": "DAY", "field": on}
+def day_partitioned(on: str | None, required: bool = False) -> dict[str, Any]:
+    """A table resource's settings when partitioned by day on a column (None: ingestion time);
+    the emulator keeps the filter requirement in timePartitioning only (tests/bq_emulator.py, 10)."""
+    partitioning: dict[str, Any] = {"type": "DAY", "requirePartitionFilter": required}
+    if on:
+        partitioning["field"] = on
+    return {"timePartitioning": partitioning, "requirePartitionFilter": required}
 
 
 RUN_HISTORY = fields(
@@ -51,30 +63,48 @@ RUN_HISTORY = fields(
     "duration_seconds FLOAT, records_processed INTEGER, errors JSON, warnings JSON, failure_category STRING, "
     "skipped BOOLEAN, skip_reason STRING, retry_attempt INTEGER"
 )
-# name -> (schema fields, partitioning, requires a partition filter)
-TABLES: dict[str, tuple[list[dict[str, str]], dict[str, str] | None, bool]] = {
+# name -> (schema fields, the resource's partitioning settings)
+TABLES: dict[str, tuple[list[dict[str, str]], dict[str, Any]]] = {
     "nba_raw.nbac_schedule": (
         fields("game_id STRING, game_date DATE, game_status INTEGER"),
-        day_partitioned("game_date"),
-        True,
+        day_partitioned("game_date", True),
     ),
     # partitioned by day on its date: counted from INFORMATION_SCHEMA.PARTITIONS
-    "nba_raw.nbac_gamebook_player_stats": (
-        fields("game_date DATE, player STRING"),
-        day_partitioned("game_date"),
-        False,
-    ),
+    "nba_raw.nbac_gamebook_player_stats": (fields("game_date DATE, player STRING"), day_partitioned("game_date")),
     # partitioned on another column, which queries must filter on
     "nba_raw.odds_api_player_points_props": (
         fields("game_date DATE, snapshot_timestamp TIMESTAMP, player STRING"),
-        day_partitioned("snapshot_timestamp"),
-        True,
+        day_partitioned("snapshot_timestamp", True),
     ),
     # partitioned by ingestion time (_PARTITIONTIME), which queries must filter on
-    "nba_raw.bettingpros_player_points_props": (fields("game_date DATE, player STRING"), {"type": "DAY"}, True),
-    "nba_raw.bdl_player_boxscores": (fields("game_date TIMESTAMP, player STRING"), None, False),  # a TIMESTAMP date
-    "nba_raw.nbac_injury_report": (fields("report_date DATETIME, player STRING"), None, False),  # a DATETIME date
-    "nba_reference.processor_run_history": (RUN_HISTORY, day_partitioned("data_date"), True),
+    "nba_raw.bettingpros_player_points_props": (fields("game_date DATE, player STRING"), day_partitioned(None, True)),
+    "nba_raw.bdl_player_boxscores": (fields("game_date TIMESTAMP, player STRING"), {}),  # a TIMESTAMP date
+    "nba_raw.nbac_injury_report": (fields("report_date DATETIME, player STRING"), {}),  # a DATETIME date
+    # partitioned on an integer range, which queries must filter on
+    "nba_raw.nbac_team_boxscore": (
+        fields("game_date DATE, season_year INTEGER, team STRING"),
+        {
+            "rangePartitioning": {"field": "season_year", "range": {"start": "2000", "end": "2100", "interval": "1"}},
+            "requirePartitionFilter": True,
+        },
+    ),
+    # an external table, hive-partitioned on a season key, which queries must filter on
+    "nba_raw.espn_boxscores": (
+        fields("game_date DATE, player STRING, season STRING"),
+        {
+            "externalDataConfiguration": {
+                "sourceFormat": "PARQUET",
+                "sourceUris": ["gs://nba-props/espn_boxscores/*"],
+                "hivePartitioningOptions": {
+                    "mode": "AUTO",
+                    "sourceUriPrefix": "gs://nba-props/espn_boxscores/",
+                    "requirePartitionFilter": True,
+                    "fields": ["season"],
+                },
+            }
+        },
+    ),
+    "nba_reference.processor_run_history": (RUN_HISTORY, day_partitioned("data_date", True)),
 }
 # The same run history with its errors as REPEATED records instead of JSON.
 REPEATED_ERRORS = {
@@ -85,8 +115,7 @@ REPEATED_ERRORS = {
 }
 TABLES["nba_reference.processor_run_history_repeated"] = (
     [REPEATED_ERRORS if f["name"] == "errors" else f for f in RUN_HISTORY],
-    day_partitioned("data_date"),
-    True,
+    day_partitioned("data_date", True),
 )
 
 SPEC = """\
@@ -123,6 +152,8 @@ phases:
       - {{id: bdl, table: nba_raw.bdl_player_boxscores, processor: BdlBoxscoresProcessor, min_rows: 1}}
       - {{id: injuries, table: nba_raw.nbac_injury_report, date_column: report_date,
           processor: NbacInjuryReportProcessor, min_rows: 1}}
+      - {{id: team_boxscore, table: nba_raw.nbac_team_boxscore, processor: NbacTeamBoxscoreProcessor, min_rows: 1}}
+      - {{id: espn, table: nba_raw.espn_boxscores, processor: EspnBoxscoresProcessor, min_rows: 1}}
 """
 
 ROWS = """
@@ -135,6 +166,9 @@ INSERT INTO `{p}.nba_raw.bettingpros_player_points_props` (game_date, player) VA
 INSERT INTO `{p}.nba_raw.bdl_player_boxscores` (game_date, player)
   VALUES ('2024-11-01 23:30:00', 'a'), ('2024-11-02 02:00:00', 'a');
 INSERT INTO `{p}.nba_raw.nbac_injury_report` (report_date, player) VALUES ('2024-11-01 17:00:00', 'a');
+INSERT INTO `{p}.nba_raw.nbac_team_boxscore` (game_date, season_year, team)
+  VALUES ('2024-11-01', 2024, 'LAL'), ('2024-11-02', 2024, 'BOS');
+INSERT INTO `{p}.nba_raw.espn_boxscores` (game_date, player, season) VALUES ('2024-11-02', 'a', '2024-25');
 INSERT INTO `{p}.nba_reference.processor_run_history`
   (processor_name, run_id, data_date, status, started_at, processed_at, records_processed, errors)
   VALUES ('BettingPropsProcessor', 'r1', '2024-11-02', 'running', '2024-11-03 08:00:00', NULL, NULL, NULL),
@@ -156,14 +190,12 @@ def create_tables(client: Any, project: str) -> None:
 
     for dataset in {name.split(".")[0] for name in TABLES}:
         client.create_dataset(f"{project}.{dataset}", retry=short_retry())
-    for name, (fields, partitioning, required) in TABLES.items():
+    for name, (fields, settings) in TABLES.items():
         resource: dict[str, Any] = {
             "tableReference": {"projectId": project, "datasetId": name.split(".")[0], "tableId": name.split(".")[1]},
             "schema": {"fields": fields},
+            **settings,
         }
-        if partitioning is not None:  # the emulator keeps the filter requirement in timePartitioning only
-            resource["timePartitioning"] = {**partitioning, "requirePartitionFilter": required}
-            resource["requirePartitionFilter"] = required
         client.create_table(bigquery.Table.from_api_repr(resource), retry=short_retry())
     for statement in filter(str.strip, ROWS.format(p=project).split(";")):
         client.query(statement, retry=short_retry()).result(retry=short_retry())
@@ -247,12 +279,15 @@ def test_every_query_the_backend_sends_is_valid_googlesql(
     coverage = wh.queries[1].sql
     assert "(`snapshot_timestamp` >= @partitions_from OR `snapshot_timestamp` IS NULL)" in coverage
     assert "(_PARTITIONTIME >= @partitions_from OR _PARTITIONTIME IS NULL)" in coverage
+    assert "(`season_year` >= @lowest_int OR `season_year` IS NULL)" in coverage  # an integer range
+    assert "(`season` >= @lowest_text OR `season` IS NULL)" in coverage  # a hive key
     assert wh.queries[1].extra["counted_from_metadata"] == ["nba_raw.nbac_gamebook_player_stats"]
     # ... and the emulator's answers are right: every cell complete but bettingpros on
-    # 2024-11-02 (its run failed) and the injury report (never ran); the error read from JSON.
+    # 2024-11-02 (its run failed), the injury report and ESPN (never ran); the error read from JSON.
     assert {(c.table, c.date): str(c.status) for c in v.cells if str(c.status) != "complete"} == {
         ("bettingpros", date(2024, 11, 2)): "failed",
         ("injuries", date(2024, 11, 2)): "never_ran",
+        ("espn", date(2024, 11, 1)): "never_ran",
     }
     (failure,) = [r for r in recent if r.category == "failed"]
     assert "503 from the odds source" in failure.error  # JSON text today; the readable message later
@@ -309,11 +344,14 @@ def test_the_emulator_counts_the_rows_of_tables_partitioned_on_another_column(pr
         ("bdl", date(2024, 11, 1), 1),
         ("bdl", date(2024, 11, 2), 1),  # TIMESTAMP dates, by UTC date
         ("bettingpros", date(2024, 11, 1), 1),
+        ("espn", date(2024, 11, 2), 1),  # hive-partitioned on its season
         ("gamebook", date(2024, 11, 1), 1),
         ("gamebook", date(2024, 11, 2), 1),
         ("injuries", date(2024, 11, 1), 1),  # a DATETIME date
         ("odds_props", date(2024, 11, 1), 1),
         ("odds_props", date(2024, 11, 2), 1),
+        ("team_boxscore", date(2024, 11, 1), 1),  # partitioned on an integer range
+        ("team_boxscore", date(2024, 11, 2), 1),
     ]
 
 
@@ -363,3 +401,172 @@ def test_a_calendar_partitioned_by_ingestion_time_is_filtered_on_it_too(producti
     sql, parameters, _ = sent.queries[-1]
     assert "(_PARTITIONTIME >= @partitions_from OR _PARTITIONTIME IS NULL)" in sql
     catalog.check(sql, parameters)
+
+
+# --- the same cells under GoogleSQL's reference evaluator ------------------------------------
+
+EVALUATED_DAYS = [date(2024, 1, 8) + timedelta(i) for i in range(7)]
+# Day-partitioned on their date column on BigQuery (counted from partition metadata); the
+# play-by-play table is not (counted by a scan), so that both branches of the coverage query run.
+EVALUATED_PARTITIONS = {
+    "nba_raw.nbac_schedule": "game_date",
+    "nba_raw.odds_api_player_points_props": "game_date",
+    "nba_analytics.player_game_summary": "game_date",
+    "nba_reference.processor_run_history": "data_date",
+}
+
+
+def write_every_shape(con: Any) -> None:
+    """Production-shaped rows (test_run_history's shape) with every kind of evidence: range
+    runs, no-data reasons, JSON errors and failures that recorded none ([], JSON null, NULL),
+    skips for another reason, an unmapped status, crashed and recent `running` rows, a
+    successful run whose rows are gone, and a row whose date is NULL."""
+    from test_run_history import ProductionHistory
+
+    d = EVALUATED_DAYS
+    for day in d:
+        con.execute("INSERT INTO nba_raw.nbac_schedule VALUES (?, ?, 3), (?, ?, 3)", [f"{day}-1", day, f"{day}-2", day])
+    con.execute("INSERT INTO nba_raw.nbac_schedule VALUES ('x', NULL, 3)")
+    con.execute("INSERT INTO nba_raw.odds_api_player_points_props VALUES (?, 'x'), (?, 'y'), (NULL, 'z')", [d[0], d[6]])
+    con.execute("INSERT INTO nba_raw.nbac_play_by_play VALUES (?, 'x')", [d[4]])
+    con.execute("INSERT INTO nba_analytics.player_game_summary VALUES (?, 'x'), (?, 'y')", [d[5], d[5]])
+    h = ProductionHistory(con)
+    odds, pbp, pgs = "OddsApiPropsProcessor", "NbacPlayByPlayProcessor", "PlayerGameSummaryProcessor"
+    h.run(odds, d[0], "success", records=1)
+    h.run(odds, d[1], "failed", category="no_data_available", error=("NoDataAvailableError", "no props"))
+    h.run(odds, d[2], "failed", category="timeout", error=("TimeoutError", "read timed out"))
+    for no_error in ("[]", "null", None):
+        h.run(odds, d[2], "failed", category="timeout", no_error=no_error)
+    h.run(odds, d[3], "skipped", skip="already_processed")
+    h.run(odds, d[4], "SUCCESS")
+    h.run(odds, d[5], "partial", records=3)  # mapped to success; its rows are gone: lost
+    h.run(odds, d[6], "failed", no_error="null")
+    h.run(odds, d[6], "success", records=1)
+    h.run(pbp, d[0], "running", started=datetime(2025, 11, 1))  # crashed: stale
+    h.run(pbp, d[1], "skipped", skip="no_data")
+    h.run(pbp, d[2], "success", records=0)
+    h.run(pbp, d[3], "running", started=datetime(2025, 11, 29, 22))  # still running
+    h.run(pgs, d[4], "failed", category="upstream_failure", range_=(d[0], d[4]), error=("DependencyError", "stale"))
+    h.run(pgs, d[2], "failed", no_error="null")
+    h.run(pgs, d[6] + timedelta(10), "success", records=280, range_=(d[5], d[6] + timedelta(10)))
+
+
+def json_or_null(text: str | None) -> object:
+    """An error as JSON text compared by its value (engines write JSON each their own way);
+    SQL NULL stays apart from JSON null."""
+    return "NULL" if text is None else ("JSON", json.loads(text))
+
+
+def comparable(rows: list[Any], error_field: str) -> list[tuple[Any, ...]]:
+    return sorted(tuple(json_or_null(v) if f == error_field else v for f, v in r._asdict().items()) for r in rows)
+
+
+@pytest.mark.parametrize("tables_per_query", [None, 1], ids=["one coverage query", "one per table"])
+def test_the_bigquery_queries_give_the_duckdb_cells_under_the_reference_evaluator(
+    bigquery_emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tables_per_query: int | None
+):
+    """The BigQuery backend's queries, as the client sends them (SQL and parameters), are
+    answered by GoogleSQL's reference evaluator on production-shaped rows; every cell, run
+    summary and recent run is the DuckDB backend's on the same rows, every evidence field too,
+    whether the row counts take one query or one per table."""
+    from test_run_history import production_warehouse
+
+    from backfill_kit.demo.load import with_warehouse
+
+    googlesql.start_analyzer(googlesql.code_cache() or tmp_path)
+    con, path = production_warehouse(tmp_path)
+    write_every_shape(con)
+    con.close()
+    project = bigquery_emulator.new_project()
+    bigquery_emulator.copy_duckdb(project, path, EVALUATED_PARTITIONS)
+    duck_spec = load_spec(tmp_path / "prod.yaml")
+    bq_path = tmp_path / "prod.bigquery.yaml"
+    bq_path.write_text(
+        with_warehouse((tmp_path / "prod.yaml").read_text(), ["backend: bigquery", f"project: {project}"])
+    )
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", bigquery_emulator.url)
+    bq_spec = load_spec(bq_path)
+    evaluator = reference_evaluator(bigquery_emulator, project, path, [t.table for t in bq_spec.tables])
+    bigquery_emulator.answer_queries(project, evaluator.answer)
+
+    start, end, now = EVALUATED_DAYS[0], EVALUATED_DAYS[-1], datetime(2025, 11, 30)
+    processors = sorted({t.processor for t in duck_spec.tables})
+    since = datetime(2025, 11, 20)
+    answers = {}
+    for name, spec in (("duckdb", duck_spec), ("bigquery", bq_spec)):
+        wh = open_warehouse(spec)
+        if name == "bigquery":
+            wh.capabilities = replace(wh.capabilities, max_tables_per_query=tables_per_query)
+        try:
+            v = validate(spec, start, end, now=now, warehouse=wh)
+            request = history_request(spec)
+            answers[name] = (
+                v,
+                comparable(wh.run_summaries(request, processors, start, end), "last_error"),
+                comparable(wh.recent_runs(request, processors, start, end, since), "error"),
+            )
+        finally:
+            wh.close()
+    (duck, duck_runs, duck_recent), (bq, bq_runs, bq_recent) = answers["duckdb"], answers["bigquery"]
+    # Every query the backend sent was answered by the evaluator, and its dry run: those of the
+    # validation (the coverage split or not), then the run history and the recent runs again.
+    assert len(bq.queries) == (3 if tables_per_query is None else 5)
+    assert len(evaluator.answered) == 2 * (len(bq.queries) + 2)
+    assert set(evaluator.answered) >= {q.sql for q in bq.queries}
+    counted = [t for q in bq.queries for t in q.extra.get("counted_from_metadata", [])]
+    assert counted == list(EVALUATED_PARTITIONS)[1:3]
+    assert bq.cells == duck.cells
+    assert (bq.run_history, bq.unmapped_statuses) == (duck.run_history, duck.unmapped_statuses)
+    assert bq_runs == duck_runs and bq_recent == duck_recent
+    # ... and they are the cells the rows call for, so that agreeing cannot mean agreeing on nothing.
+    got = {(c.table, (c.date - start).days): (str(c.status), c.last_error) for c in bq.cells}
+    assert {status for status, _ in got.values()} == {
+        "complete", "no_data", "failed", "never_ran", "stale", "running", "lost"
+    }  # fmt: skip
+    assert got[("odds", 2)] == ("failed", "TimeoutError: read timed out")
+    assert got[("pgs", 2)] == ("failed", "DependencyError: stale")
+    last_errors = {(s[0], (s[1] - start).days): s[9] for s in bq_runs}
+    assert last_errors[("OddsApiPropsProcessor", 0)] == "NULL"  # a success recorded no error: NULL, not 'null'
+
+
+def reference_evaluator(emulator: Emulator, project: str, database: Path, tables: list[str]) -> googlesql.Evaluator:
+    """The evaluator over the tables the emulator holds (their `tables.get` resources) and the
+    rows of the DuckDB file they were copied from, column by column in BigQuery's order."""
+    import duckdb
+
+    client = emulator.client(project)
+    try:
+        names = [*tables, "nba_raw.nbac_schedule", "nba_reference.processor_run_history"]
+        resources = [client.get_table(f"{project}.{name}", retry=short_retry()).to_api_repr() for name in names]
+    finally:
+        client.close()
+    con = duckdb.connect(str(database), read_only=True)
+    con.execute("SET TimeZone = 'UTC'")
+    rows = {}
+    for name, resource in zip(names, resources, strict=True):
+        columns = ", ".join(f'"{f["name"]}"' for f in resource["schema"]["fields"])
+        rows[f"{project}.{name}"] = con.execute(f"SELECT {columns} FROM {name}").fetchall()
+    con.close()
+    return googlesql.Evaluator(resources, rows)
+
+
+def test_a_partition_id_that_is_no_date_never_fails_the_partition_query(tmp_path: Path):
+    """`__NULL__` (rows whose partitioning column is NULL) reaches the SELECT list when the
+    WHERE lets it through (here, bounds that let every id through): BigQuery documents no
+    order of evaluation, and PARSE_DATE failed on it; it is NULL, and the evaluator agrees."""
+    from backfill_kit.warehouse.bigquery import partitions_sql
+
+    googlesql.start_analyzer(googlesql.code_cache() or tmp_path)
+    resource = {
+        "tableReference": {"projectId": "p", "datasetId": "raw", "tableId": "boxscore"},
+        "schema": {"fields": [{"name": "game_date", "type": "DATE"}]},
+        "timePartitioning": {"type": "DAY", "field": "game_date"},
+    }
+    evaluator = googlesql.Evaluator([resource], {"p.raw.boxscore": [(date(2024, 1, 10),), (None,), (None,)]})
+    sql = partitions_sql("p.raw", [(0, "t0")])
+    text = {"type": "STRING"}
+    bounds = {"t0": "boxscore", "first_partition": "", "after_partition": "~"}
+    parameters = [{"name": n, "parameterType": text, "parameterValue": {"value": v}} for n, v in bounds.items()]
+    _, rows = evaluator.answer(sql, parameters)
+    assert set(rows) == {(0, date(2024, 1, 10), 1), (0, None, 2)}
+    googlesql.GoogleSQL([resource]).check(sql, {n: googlesql.parameter_type("STRING") for n in bounds})

@@ -345,11 +345,16 @@ class ProductionHistory:
         skip: str | None = None,
         range_: tuple[date, date] | None = None,
         started: datetime | None = None,
+        no_error: str | None = "[]",
     ) -> None:
+        """`no_error` is what the final row's `errors` holds without an `error`: an empty list
+        (production's), 'null' (JSON null) or None (NULL)."""
         self.n += 1
         started = started or datetime(2025, 11, 20, 1, 0) + timedelta(minutes=self.n)
-        errors = json.dumps(
-            [{"error_type": error[0], "error_message": error[1], "timestamp": started.isoformat()}] if error else []
+        errors = (
+            json.dumps([{"error_type": error[0], "error_message": error[1], "timestamp": started.isoformat()}])
+            if error
+            else no_error
         )
         first, last = range_ or (None, None)
         row = (
@@ -495,6 +500,61 @@ def test_a_warehouse_shaped_like_production_reads_right(tmp_path, backend, reque
     assert result.run_history["dates_from_range_runs"] == 7
     stale = next(c for c in result.cells if c.table == "pbp" and c.date == d[0])
     assert stale.latest_started_at == datetime(2025, 11, 1)  # UTC, naive, on every backend
+
+
+def test_a_failure_that_recorded_no_error_never_hides_an_earlier_message(tmp_path, backend, request, monkeypatch):
+    """A retry that failed without a message ([], JSON null or NULL in `errors`) used to be the
+    "last error" picked, so the cell showed none: the earlier failure's message was hidden,
+    for a single date and for a range run's dates alike. A run with no error has none."""
+    from backfill_kit.validation.validator import history_request
+    from backfill_kit.warehouse import open_warehouse
+
+    con, _ = production_warehouse(tmp_path)
+    d = days(date(2024, 1, 8), 3)
+    for day in d:
+        con.execute("INSERT INTO nba_raw.nbac_schedule VALUES (?, ?, 3)", [f"{day}-1", day])
+    h = ProductionHistory(con)
+    h.run("OddsApiPropsProcessor", d[0], "failed", category="timeout", error=("HTTPError", "503 from the odds source"))
+    for no_error in ("[]", "null", None):  # three later retries that recorded nothing
+        h.run("OddsApiPropsProcessor", d[0], "failed", category="timeout", no_error=no_error)
+    h.run("OddsApiPropsProcessor", d[1], "success", no_error="null")
+    h.run("OddsApiPropsProcessor", d[2], "failed", category="timeout", no_error="null")
+    h.run(
+        "PlayerGameSummaryProcessor",
+        d[2],
+        "failed",
+        range_=(d[0], d[2]),
+        error=("DependencyError", "upstream is 700 days old"),
+    )
+    h.run("PlayerGameSummaryProcessor", d[2], "failed", range_=(d[0], d[2]), no_error="null")
+    h.run("PlayerGameSummaryProcessor", d[1], "failed", no_error="[]")
+    if backend == "bigquery":
+        copy_to_emulator(tmp_path, con, request, monkeypatch)
+    con.close()
+    spec = load_spec(tmp_path / "prod.yaml")
+    result = validate(spec, d[0], d[-1], now=datetime(2025, 11, 30))
+    got = {(c.table, (c.date - d[0]).days): (str(c.status), c.failures, c.last_error) for c in result.cells}
+    odds, pgs = "HTTPError: 503 from the odds source", "DependencyError: upstream is 700 days old"
+    assert {k: v for k, v in got.items() if k[0] != "pbp"} == {
+        ("odds", 0): ("failed", 4, odds),
+        ("odds", 1): ("no_data", 0, None),
+        ("odds", 2): ("failed", 1, None),
+        ("pgs", 0): ("failed", 2, pgs),
+        ("pgs", 1): ("failed", 3, pgs),
+        ("pgs", 2): ("failed", 2, pgs),
+    }
+    wh = open_warehouse(spec)
+    try:
+        summaries = wh.run_summaries(history_request(spec), [t.processor for t in spec.tables], d[0], d[-1])
+    finally:
+        wh.close()
+    # The error as the warehouse hands it over: JSON text, or None when nothing was recorded.
+    assert {(s.processor, (s.date - d[0]).days): s.last_error is None for s in summaries} == {
+        ("OddsApiPropsProcessor", 0): False,
+        ("OddsApiPropsProcessor", 1): True,
+        ("OddsApiPropsProcessor", 2): True,
+        **{("PlayerGameSummaryProcessor", i): False for i in range(3)},
+    }
 
 
 def test_the_monitor_counts_a_range_run_per_date_and_no_data_as_done_not_failed(mini):

@@ -12,13 +12,15 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from runner_helpers import CLI_RUN, edit_journal_line, fake_step, finish, runs_of, start_runner, wait_until, write_plan
 
+from backfill_kit.cli.commands import cli
 from backfill_kit.errors import BackfillKitError, InputError
 from backfill_kit.plan import load_plan
 from backfill_kit.running.journal import read_journal
 from backfill_kit.running.locks import is_locked
-from backfill_kit.running.runner import Runner, RunOptions, plan_sha
+from backfill_kit.running.runner import Recheck, Runner, RunOptions, plan_sha
 
 
 def run(plan_path: Path, **options):
@@ -137,12 +139,37 @@ def test_a_step_that_exits_0_without_writing_is_flagged(tmp_path):
     plan = load_plan(tmp_path / "plan.json")
 
     def checker(step):
-        return 0 if step.id == "empty" else len(step.dates)
+        return Recheck(frozenset() if step.id == "empty" else frozenset(step.dates))
 
     result = Runner(plan, tmp_path / "plan.json", RunOptions(), checker=checker).run()
     assert result.outcomes == {"empty": "succeeded_without_data", "full": "succeeded"}
     assert result.warnings == ["empty exited 0 but left all 2 of its dates without rows"]
     assert result.outcome == "completed"
+
+
+def test_the_journal_records_the_plan_that_ran_not_the_file_that_replaced_it(tmp_path):
+    """A plan replaced after it was read (during the preflight, say): the journal names the bytes
+    whose commands ran, so the new file on disk is not taken for the plan that ran."""
+    m, plan_path = tmp_path / "marks", tmp_path / "plan.json"
+    write_plan(plan_path, (1, [fake_step("old", m)]))
+    read_sha, plan = plan_sha(plan_path), load_plan(plan_path)
+    write_plan(plan_path, (1, [fake_step("new", m)]))  # replaced meanwhile
+    Runner(plan, plan_path, RunOptions()).run()
+    assert (runs_of(m, "old"), runs_of(m, "new")) == (1, 0)
+    assert read_journal(tmp_path / "plan.journal.jsonl").plan_sha == read_sha != plan_sha(plan_path)
+    with pytest.raises(InputError, match="belongs to another version of the plan"):
+        run(plan_path, resume=True)
+
+
+def test_resuming_a_new_plan_written_over_a_finished_one_is_refused_not_called_finished(tmp_path):
+    m, plan_path = tmp_path / "marks", tmp_path / "plan.json"
+    write_plan(plan_path, (1, [fake_step("first", m)]))
+    assert run(plan_path).outcome == "completed"
+    write_plan(plan_path, (1, [fake_step("second", m)]))
+    result = CliRunner().invoke(cli, ["run", "--plan", str(plan_path), "--resume"])
+    assert result.exit_code == 2, result.output
+    assert "belongs to another version of the plan" in result.output and "already ran" not in result.output
+    assert runs_of(m, "second") == 0
 
 
 def test_a_corrupt_journal_line_is_named_and_nothing_is_overwritten(tmp_path):

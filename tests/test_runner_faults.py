@@ -8,16 +8,20 @@ import io
 import os
 import random
 import resource
+import shutil
 import signal
 import subprocess
 import sys
-from datetime import UTC, date, datetime
+import time
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from runner_helpers import (
     CLI_RUN,
+    DAY,
     alive,
     edit_journal_line,
     fake_step,
@@ -32,9 +36,11 @@ from runner_helpers import (
 from backfill_kit.cli.commands import cli
 from backfill_kit.errors import BackfillKitError, SpecError
 from backfill_kit.plan import load_plan
+from backfill_kit.running.containment import NO_CGROUP_ENV, RunCgroup
+from backfill_kit.running.executor import ORPHAN_SCAN_SECONDS
 from backfill_kit.running.journal import read_journal
 from backfill_kit.running.locks import is_locked
-from backfill_kit.running.runner import Runner, RunOptions
+from backfill_kit.running.runner import Recheck, Runner, RunOptions
 
 
 def run(plan_path: Path, **options):
@@ -131,6 +137,54 @@ def test_a_journal_on_a_read_only_disk_is_one_message(small_disk, tmp_path):
     assert runs_of(tmp_path / "marks", "a") == 0
 
 
+# --- a journal deleted or replaced mid-run ---------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["deleted", "deleted with its folder", "replaced"])
+def test_a_journal_deleted_or_replaced_mid_run_stops_it_and_loses_no_success(how, tmp_path):
+    """The issue's case: the run went on, ended "completed ... journal PATH" for a file that was
+    gone, and the next --resume ran every step again."""
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (2, [fake_step("done", m), fake_step("long", m, "wait")]))
+    journal = tmp_path / "records" / "plan.journal.jsonl"
+    runner = start_runner(tmp_path / "plan.json", "--journal", str(journal))
+    wait_until(lambda: runs_of(m, "long") and read_journal(journal).done == {"done"}, what="done journaled")
+    if how == "deleted with its folder":
+        shutil.rmtree(journal.parent)
+        how = "deleted"
+    elif how == "deleted":
+        journal.unlink()
+    else:  # another file put in its place, as an editor or a copy back would
+        (tmp_path / "theirs").write_text("not the run's\n")
+        (tmp_path / "theirs").replace(journal)
+    try:
+        runner.wait(15)
+    except subprocess.TimeoutExpired:
+        (m / "release").write_text("go")
+        finish(runner)
+        pytest.fail("the run went on without its journal")
+    code, err = finish(runner)
+    assert code == 1 and "Traceback" not in err
+    assert f"the journal {journal} was {'deleted' if how == 'deleted' else 'replaced by another file'}" in err
+    assert not [p for p in job_pids(m) if alive(p)]
+    if how == "deleted":
+        record = journal
+        assert f"written back to {journal}: continue with --resume" in err
+    else:
+        assert journal.read_text() == "not the run's\n"  # what took its place is left as it is
+        (record,) = journal.parent.glob("plan.recovered-*.journal.jsonl")
+        assert f"continue with --resume --journal {record}" in err
+    state = read_journal(record)
+    assert state.outcomes["done"] == "succeeded" and state.events[-1]["event"] == "journal_restored"
+
+    (m / "release").write_text("go")
+    resume = ["--resume", "--journal", str(record)]
+    code, err = finish(start_runner(tmp_path / "plan.json", *resume))
+    assert code == 0, err
+    assert (runs_of(m, "done"), runs_of(m, "long")) == (1, 2)
+    never_rerun_after_success(record)
+
+
 # --- journals checked on reading -------------------------------------------------------------
 
 
@@ -185,7 +239,7 @@ def test_a_step_without_data_blocks_its_dependents_and_the_run_exits_non_zero(tm
     )
 
     def checker(step):
-        return 0 if step.id == "empty" else len(step.dates)
+        return Recheck(frozenset() if step.id == "empty" else frozenset(step.dates))
 
     result = Runner(load_plan(tmp_path / "plan.json"), tmp_path / "plan.json", RunOptions(), checker=checker).run()
     assert (result.outcome, result.exit_code) == ("blocked", 1)
@@ -202,6 +256,91 @@ def test_a_step_without_data_blocks_its_dependents_and_the_run_exits_non_zero(tm
     }
     assert runs_of(m, "reads_empty") == runs_of(m, "two_down") == 0 and runs_of(m, "reads_full") == 1
     assert any(w.startswith("reads_empty was not run, blocked") for w in result.warnings)
+
+
+def four_days(step):
+    days = tuple(DAY + timedelta(i) for i in range(4))
+    return replace(step, start=days[0], end=days[-1], dates=days)
+
+
+def narrow_fake(step, dates):
+    """What the spec's job would make of the step over fewer dates: here, a fake job named for them."""
+    part = f"{step.id}:{dates[0]}..{dates[-1]}"
+    argv = list(step.argv)
+    argv[2] = part
+    return replace(step, id=part, start=dates[0], end=dates[-1], dates=tuple(dates), argv=tuple(argv))
+
+
+def test_dependents_run_only_over_the_dates_their_upstream_left_rows_on(tmp_path):
+    """The upstream exits 0 but leaves one of its four dates empty: its dependent is split around
+    that date, the date listed as held (blocked), and the dependent's own dependent likewise."""
+    m = tmp_path / "marks"
+    write_plan(
+        tmp_path / "plan.json",
+        (1, [four_days(fake_step("up", m))]),
+        (1, [four_days(fake_step("down", m, after=("up",)))]),
+        (1, [four_days(fake_step("bottom", m, after=("down",)))]),
+    )
+    gap = DAY + timedelta(1)
+
+    def checker(step):
+        return Recheck(frozenset(step.dates) - {gap})
+
+    plan = load_plan(tmp_path / "plan.json")
+    runner = Runner(plan, tmp_path / "plan.json", RunOptions(), checker=checker, narrower=narrow_fake)
+    result = runner.run()
+    assert (result.outcome, result.exit_code) == ("blocked", 1)
+    assert result.outcomes == {"up": "succeeded", "down": "succeeded", "bottom": "succeeded"}
+    assert result.blocked["down"] == "held on 1 of its 4 dates: upstream step up has no rows on 2024-01-02"
+    assert result.blocked["bottom"] == "held on 1 of its 4 dates: upstream step down has no rows on 2024-01-02"
+    assert runs_of(m, "down") == 0  # never over its whole range
+    assert runs_of(m, "down:2024-01-01..2024-01-01") == runs_of(m, "down:2024-01-03..2024-01-04") == 1
+    assert "up exited 0 but left 1 of its 4 dates without rows: 2024-01-02" in result.warnings
+    state = read_journal(tmp_path / "plan.journal.jsonl")
+    assert state.finished["up"]["empty_dates"] == ["2024-01-02"]
+    assert state.finished["down"]["held_dates"] == ["2024-01-02"]
+    assert set(state.parts) == {
+        "down:2024-01-01..2024-01-01",
+        "down:2024-01-03..2024-01-04",
+        *(f"bottom:{a}..{b}" for a, b in (("2024-01-01", "2024-01-01"), ("2024-01-03", "2024-01-04"))),
+    }
+    assert set(state.outcomes) == {"up", "down", "bottom"}  # a part is no step of the plan
+
+    again = Runner(plan, tmp_path / "plan.json", RunOptions(resume=True), checker=checker, narrower=narrow_fake).run()
+    assert again.outcome == "blocked" and again.blocked == result.blocked  # the held dates stay listed
+    assert [runs_of(m, name) for name in ("up", *state.parts)] == [1] * 5  # nothing ran again
+
+
+def test_a_dependent_that_cannot_be_narrowed_waits_whole(tmp_path):
+    m = tmp_path / "marks"
+    write_plan(
+        tmp_path / "plan.json",
+        (1, [four_days(fake_step("up", m))]),
+        (1, [four_days(fake_step("down", m, after=("up",)))]),
+    )
+
+    def checker(step):
+        return Recheck(frozenset(step.dates[1:]))
+
+    result = Runner(load_plan(tmp_path / "plan.json"), tmp_path / "plan.json", RunOptions(), checker=checker).run()
+    assert result.outcomes == {"up": "succeeded", "down": "skipped"} and runs_of(m, "down") == 0
+    assert result.blocked["down"] == ("upstream step up has no rows on 2024-01-01; its command cannot be narrowed")
+
+
+def test_a_fallback_with_rows_or_an_optional_upstream_holds_nothing(tmp_path):
+    m = tmp_path / "marks"
+    write_plan(
+        tmp_path / "plan.json",
+        (1, [four_days(fake_step("up", m))]),
+        (1, [four_days(fake_step("down", m, after=("up",)))]),
+    )
+
+    def checker(step):  # no rows of its own on any date, yet its fallback (or its being optional) feeds them all
+        return Recheck(frozenset(), frozenset(step.dates))
+
+    result = Runner(load_plan(tmp_path / "plan.json"), tmp_path / "plan.json", RunOptions(), checker=checker).run()
+    assert result.outcomes == {"up": "succeeded_without_data", "down": "succeeded_without_data"}
+    assert result.blocked == {} and runs_of(m, "down") == 1
 
 
 # --- skip_downstream, checked on what runs ---------------------------------------------------
@@ -273,6 +412,56 @@ def test_sigkill_the_runner_mid_stage_ten_times(tmp_path):
     assert set(read_journal(tmp_path / "plan.journal.jsonl").outcomes.values()) == {"succeeded"}
     never_rerun_after_success(tmp_path / "plan.journal.jsonl")
     assert [p for p in job_pids(m) if alive(p)] == []
+
+
+def daemons(marker: Path) -> list[int]:
+    return [int(p.name) for p in (marker / "daemons").glob("*")]
+
+
+@pytest.fixture(params=["cgroup", "subreaper"])
+def containment(request, monkeypatch):
+    """How the run is contained: a cgroup per run where this machine allows one, else (and
+    always in the second case) the runner as the subreaper of its jobs' orphans."""
+    if request.param == "subreaper":
+        monkeypatch.setenv(NO_CGROUP_ENV, "1")  # the runner's subprocesses inherit it
+    else:
+        probe = RunCgroup.create("probe-0")
+        if probe is None:
+            pytest.skip("this machine lets no process make a cgroup; the subreaper case covers it")
+        probe.close()
+    return request.param
+
+
+def test_a_daemon_that_drops_every_mark_outlives_neither_its_step_nor_its_run(containment, tmp_path):
+    """A job double-forks `setsid env -i sleep 1000`: no mark, no group, no session of the job."""
+    m = tmp_path / "marks"
+    steps = [fake_step("leaves", m, extra=("--daemon",)), fake_step("long", m, "wait")]
+    write_plan(tmp_path / "plan.json", (2, steps), (1, [fake_step("after", m)]))
+    runner = start_runner(tmp_path / "plan.json")
+    wait_until(lambda: read_journal(tmp_path / "plan.journal.jsonl").done == {"leaves"}, what="leaves to finish")
+    (daemon,) = daemons(m)
+    if containment == "cgroup":  # exact: its step's cgroup went with the step
+        wait_until(lambda: not alive(daemon), timeout=5, what="the daemon to die with its step")
+    (m / "release").write_text("go")
+    assert finish(runner)[0] == 0
+    wait_until(lambda: not alive(daemon), timeout=5, what="the daemon to die with its run")
+    assert not [p for p in job_pids(m) if alive(p)]
+
+
+def test_a_daemon_that_drops_every_mark_does_not_outlive_a_runner_killed_outright(containment, tmp_path):
+    m = tmp_path / "marks"
+    write_plan(tmp_path / "plan.json", (1, [fake_step("w", m, "wait", extra=("--daemon",))]))
+    runner = start_runner(tmp_path / "plan.json")
+    wait_until(lambda: daemons(m), what="the daemon to start")
+    (daemon,) = daemons(m)
+    if containment == "subreaper":  # handed to the runner, which tells its watchdog within a scan or two
+        wait_until(lambda: _parent(daemon) == runner.pid, what="the daemon to be handed to the runner")
+        time.sleep(3 * ORPHAN_SCAN_SECONDS)
+    runner.kill()
+    finish(runner)
+    wait_until(lambda: not is_locked(tmp_path / "plan.journal.jsonl.lock"), what="the watchdog to sweep up")
+    wait_until(lambda: not alive(daemon), timeout=5, what="the daemon to die")
+    assert not [p for p in job_pids(m) if alive(p)]
 
 
 def test_the_locks_stay_taken_while_a_job_of_a_dead_runner_lives(tmp_path):

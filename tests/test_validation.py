@@ -158,6 +158,28 @@ def test_rows_built_on_an_empty_upstream_are_flagged(mini):
     assert cell(check(mini), "summary").warnings == ("built on empty upstream boxscore",)
 
 
+def test_no_data_read_before_the_upstream_had_its_rows_needs_a_backfill(mini):
+    """A dependent ran while its upstream date was empty and wrote nothing (success, 0 records);
+    the upstream was repaired since. Its "no data" is no evidence: the date needs a run again.
+    A dependent run after the upstream's rows is believed."""
+    early, repaired, late = (datetime(2024, 1, 11, h) for h in (1, 3, 5))
+    mini.games(D1).games(D1 + timedelta(1))
+    for d in (D1, D1 + timedelta(1)):
+        mini.rows("raw.boxscore", d, 2).run("BoxscoreProcessor", d, "success", 2, started=repaired)
+    mini.run("SummaryProcessor", D1, "success", 0, started=early)
+    mini.run("SummaryProcessor", D1 + timedelta(1), "success", 0, started=late)
+    result = check(mini)
+    stale_read, believed = cell(result, "summary"), cell(result, "summary", D1 + timedelta(1))
+    assert (stale_read.status, stale_read.latest_status, stale_read.attempts) == (Status.NEVER_RAN, "success", 1)
+    assert stale_read.warnings == (
+        "read no data before upstream boxscore had its rows (written by its run of 2024-01-11 03:02 UTC)",
+    )
+    assert (believed.status, believed.warnings) == (Status.NO_DATA, ())
+    only_summary = check(mini, tables=["summary"])  # the upstream's runs are read for it all the same
+    assert cell(only_summary, "summary").status is Status.NEVER_RAN
+    assert only_summary.run_history["attempts"] == 2  # and counted as the summary's own history, not at all
+
+
 def test_an_unknown_final_status_is_not_read_as_no_data_nor_as_failed(mini):
     mini.games(D1).run("BoxscoreProcessor", D1, "cancelled")
     result = check(mini)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import date, datetime
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
-from backfill_kit.errors import BackfillKitError
+from backfill_kit.errors import BackfillKitError, BackfillKitWarning
 
 __all__ = ["main"]
 
@@ -64,6 +65,7 @@ class _Group(click.Group):
     """Turns the toolkit's own errors into one message on stderr and exit code 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        warnings.showwarning = _show_warning
         try:
             return super().invoke(ctx)
         except BackfillKitError as exc:
@@ -80,6 +82,18 @@ class _Group(click.Group):
                 click.echo(f"error: {exc.strerror}{where}: free some space, then run the command again", err=True)
             _drop_unwritten_output()
             ctx.exit(1)
+
+
+_python_show_warning = warnings.showwarning
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """The toolkit's warnings as one line on stderr, as its errors are; others as Python shows them."""
+    if not issubclass(category, BackfillKitWarning):
+        _python_show_warning(message, category, *args, **kwargs)
+        return
+    with suppress(OSError):
+        click.echo(f"warning: {message}", err=True)
 
 
 def _drop_unwritten_output() -> None:
@@ -102,7 +116,7 @@ end_option = click.option("--end", required=True, type=DateType(), help="Last da
 
 def _find_spec(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
     """The spec by the one path rule of `arguments.find_file`: the working directory, then each
-    folder above it up to the project folder."""
+    folder above it up to the project folder (outside a project, the working directory only)."""
     from backfill_kit.common.arguments import find_file
 
     return None if value is None else find_file(value, "the spec")
@@ -114,7 +128,7 @@ spec_option = click.option(
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
     callback=_find_spec,
-    help="Pipeline spec (YAML); a relative path is looked up from here up to the project folder.",
+    help="Pipeline spec (YAML); a relative path is looked up from here up to the project folder, if any.",
 )
 
 
@@ -251,7 +265,7 @@ def run(plan_path: Path, **options: Any) -> None:
     the_plan = load_plan(plan_path)
     _refuse_placeholders([(s.table, s.argv) for s in the_plan.steps], str(plan_path))
     journal = options["journal"] or journal_path_for(plan_path)
-    if options["resume"] and not options["dry_run"] and run_finished(journal):
+    if options["resume"] and not options["dry_run"] and run_finished(journal, the_plan, plan_path):
         click.echo(f"the plan {plan_path} already ran to its end (journal {journal}); nothing of it is left to resume")
         if the_plan.spec_path:
             tables = tuple(the_plan.options.get("tables") or ())

@@ -2,9 +2,11 @@
 
 Paths, one rule wherever the code runs: a relative path is looked up in the working directory,
 then in each folder above it, up to the project folder (the first that holds `pyproject.toml`
-or `.git`). So `demo/nba_props.yaml` names the same file from the project folder (the CLI,
-papermill, cron) and from `notebooks/`, where JupyterLab starts a notebook's kernel. When no
-folder holds it, the error lists every place looked at.
+or `.git`), and never higher; outside any project, in the working directory only. So
+`demo/nba_props.yaml` names the same file from the project folder (the CLI, papermill, cron)
+and from `notebooks/`, where JupyterLab starts a notebook's kernel, and a `pipeline.yaml` that
+someone else left in /tmp is never taken for one of yours under /tmp. When no folder holds it,
+the error lists every place looked at.
 
 Dates: a `date` or a string `YYYY-MM-DD`, everywhere.
 """
@@ -23,22 +25,27 @@ PROJECT_MARKERS = ("pyproject.toml", ".git")
 
 
 def search_folders() -> list[Path]:
-    """The working directory, then each folder above it up to the project folder (to the
-    filesystem root when there is none)."""
+    """The working directory, then each folder above it up to the project folder; the working
+    directory alone when no folder at or above it is a project's."""
     here = Path.cwd()
     folders = []
     for folder in (here, *here.parents):
         folders.append(folder)
         if any((folder / marker).exists() for marker in PROJECT_MARKERS):
-            break
-    return folders
+            return folders
+    return [here]
 
 
 def find_file(path: str | Path, what: str, *, hint: str = "") -> Path:
     """The file `path` names by the rule above: as given when it is absolute (its reader says
     if it is missing) or found in the working directory, else in the folder that holds it.
     `what` names it in the error ("the spec", "the journal"); `hint` says where it comes from."""
-    given = Path(path).expanduser()
+    try:
+        given = Path(path).expanduser()
+    except RuntimeError:  # ~ with no HOME and no passwd entry to say where it is
+        raise InputError(
+            f"{what} {path}: there is no home folder to expand ~ to (HOME is unset); give the full path"
+        ) from None
     if given.is_absolute():
         return given
     folders = search_folders()
@@ -50,9 +57,9 @@ def find_file(path: str | Path, what: str, *, hint: str = "") -> Path:
     looked = "".join(f"\n  {folder / given}" for folder in folders)
     raise InputError(
         f"{what} {given} does not exist: a relative path is looked up in the working directory, then in "
-        f"each folder above it up to the project folder (holding {' or '.join(PROJECT_MARKERS)}), and none "
-        f"of these is a file:{looked}\nGive a path from the project folder or an absolute path"
-        f"{'; ' + hint if hint else ''}."
+        f"each folder above it up to the project folder (holding {' or '.join(PROJECT_MARKERS)}; outside a "
+        f"project, in the working directory only), and none of these is a file:{looked}\n"
+        f"Give a path from the project folder or an absolute path{'; ' + hint if hint else ''}."
     )
 
 

@@ -38,8 +38,9 @@ _MEANING = {
     ),
     Status.FAILED: ("no rows; the latest finished run failed", "read the last error, fix the cause, rerun"),
     Status.NEVER_RAN: (
-        "no rows and no run record that says why (none at all, or only skips for another reason or "
-        "statuses the spec does not map)",
+        "no rows and no run record that says why (none at all, only skips for another reason or "
+        "statuses the spec does not map, or a 'no data' read before an upstream table had the rows it "
+        "has there now)",
         "run the job: the data may well exist",
     ),
     Status.RUNNING: ("no rows yet; a run started recently and has not finished", "wait for it"),

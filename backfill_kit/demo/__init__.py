@@ -20,14 +20,20 @@ def init_demo(directory: Path, *, seed: int = 7) -> Path:
     import duckdb
 
     from backfill_kit.demo.warehouse import build_demo_warehouse
-    from backfill_kit.errors import InputError
+    from backfill_kit.errors import InputError, OutputError
 
     spec_file = directory / EXAMPLE_SPEC
     try:
         directory.mkdir(parents=True, exist_ok=True)
         build_demo_warehouse(directory / "nba_props.duckdb", seed=seed)
         spec_file.write_text(example_spec_text(), encoding="utf-8")
-    except (OSError, duckdb.IOException) as exc:  # a folder that cannot be made or written
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    except (OSError, duckdb.IOException, OutputError) as exc:  # a folder that cannot be made or written
+        reason = (
+            exc.reason
+            if isinstance(exc, OutputError)
+            else exc.strerror
+            if isinstance(exc, OSError) and exc.strerror
+            else str(exc)
+        )
         raise InputError(f"cannot write the demo into {directory}: {reason}; choose a folder you can write") from None
     return spec_file

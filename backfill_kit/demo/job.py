@@ -1,7 +1,7 @@
 """A real backfill job for every table of the demo pipeline.
 
     python -m backfill_kit.demo.job TABLE --warehouse FILE --start-date S --end-date E
-        [--skip-downstream-trigger] [--fail-dates D,D] [--crash-after N] [--hang] [--empty]
+        [--skip-downstream-trigger] [--fail-dates D,D] [--empty-dates D,D] [--crash-after N] [--hang] [--empty]
 
 It behaves like the production processors: for each expected date it writes a `running` row
 to the run history, rebuilds the date from its upstream tables with SQL (idempotent), then
@@ -11,7 +11,8 @@ no_data_available, or `skipped` with skip_reason no_data). A phase 3 job writes 
 range of dates, one row dated at the range's end with the range beside it. Without
 --skip-downstream-trigger it records a trigger event, as the real jobs published a message
 that started the next phase. Faults for tests come from the options or from the environment
-variable BACKFILL_KIT_DEMO_FAULTS, e.g. "player_game_summary:fail=2021-11-02;*:hang".
+variable BACKFILL_KIT_DEMO_FAULTS, e.g. "player_game_summary:fail=2021-11-02;*:hang" (an empty date
+is one whose source returned nothing, and the job exits 0: "nbac_team_boxscore:empty-dates=2021-10-25").
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--end-date", type=date.fromisoformat, required=True)
     parser.add_argument("--skip-downstream-trigger", action="store_true")
     parser.add_argument("--fail-dates", default="", help="comma-separated dates that fail")
+    parser.add_argument("--empty-dates", default="", help="comma-separated dates whose source returns nothing")
     parser.add_argument("--crash-after", type=int, default=None, help="die after starting this many dates")
     parser.add_argument("--hang", action="store_true", help="never finish")
     parser.add_argument("--empty", action="store_true", help="exit 0 having written nothing")
@@ -59,6 +61,8 @@ def _apply_env_faults(args: argparse.Namespace) -> None:
         name, _, value = fault.partition("=")
         if name == "fail":
             args.fail_dates = ",".join(filter(None, [args.fail_dates, value]))
+        elif name == "empty-dates":
+            args.empty_dates = ",".join(filter(None, [args.empty_dates, value]))
         elif name == "crash-after":
             args.crash_after = int(value)
         elif name in ("hang", "empty"):
@@ -115,13 +119,15 @@ def _run(con: Any, args: argparse.Namespace) -> int:
     seed = con.execute(f"SELECT seed FROM {tables.SETTINGS_TABLE}").fetchone()[0]
     dates = tables.expected_dates(con, args.start_date, args.end_date)
     fail = {date.fromisoformat(d) for d in args.fail_dates.split(",") if d}
+    empty = {date.fromisoformat(d) for d in args.empty_dates.split(",") if d}  # rebuilt from nothing
     started = datetime.now(UTC).replace(tzinfo=None)
     runs = _begin(con, table, dates, started)
     if args.crash_after is not None and len(dates) > args.crash_after:
         print(f"{args.table}: crashing after {args.crash_after} dates (fault)", file=sys.stderr, flush=True)
         os._exit(3)  # no final rows, no cleanup: what a killed container leaves behind
     written: dict[date, int] = {}
-    for run in consecutive_runs([d for d in dates if d not in fail], dates):  # a failed date is never rebuilt
+    built = [d for d in dates if d not in fail and d not in empty]
+    for run in consecutive_runs(built, dates):  # a failed date is never rebuilt
         written |= tables.build(con, args.table, run[0], run[-1], seed=seed)
     for run_ids, date_range in runs:
         _finish(con, table, run_ids, date_range, written, fail, started)

@@ -10,7 +10,6 @@ deterministic by seed.
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 
+from backfill_kit.common.outputs import replacing
 from backfill_kit.demo import tables
 from backfill_kit.demo.tables import PHASE_ANALYTICS, PHASE_PRECOMPUTE, PHASE_RAW, TABLES
 
@@ -69,19 +69,13 @@ class _Plant:
 
 
 def build_demo_warehouse(path: Path, *, seed: int = 7) -> WarehouseSummary:
-    """Create (or replace) the demo warehouse at `path`; a crash leaves no half-written file."""
+    """Create (or replace) the demo warehouse at `path`; a crash leaves no half-written file
+    (common/outputs.py), and only a regular file is ever replaced."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    _remove(tmp)
-    try:
-        with _connect(tmp) as con:
+    with replacing(path, what="the demo warehouse", hint="choose another folder") as building:
+        with _connect(building) as con:
             summary = _populate(con, path, seed)
         _remove(path.with_name(path.name + ".wal"))  # an old WAL would be replayed on the new file
-        os.replace(tmp, path)
-    except BaseException:
-        _remove(tmp)
-        raise
     return summary
 
 

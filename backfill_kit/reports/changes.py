@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from backfill_kit.common.outputs import write_output
 from backfill_kit.common.status import DONE, NEEDS_WORK, Status
 from backfill_kit.validation.validator import Cell
 
@@ -112,9 +113,9 @@ def write_cells_file(path: Path, meta: dict[str, Any], states: States, changes: 
     for (table, day), status in states.items():
         by_table.setdefault(table, {})[day] = status
     data = {"format": CELLS_FORMAT, **meta, "cells": by_table, "changes": changes.to_dict()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
-    tmp.replace(path)
+    write_output(
+        path, json.dumps(data, separators=(",", ":")), what="a report's cells file", hint="choose another --out-dir"
+    )
 
 
 def read_cells_file(path: Path) -> dict[str, Any] | None:

@@ -85,6 +85,7 @@ OUTCOME_COLORS = {
     Outcome.TIMED_OUT: "#ef6c00",
     Outcome.INTERRUPTED: "#5d4037",
     Outcome.SKIPPED: "#b0bec5",
+    Outcome.RECHECK_FAILED: "#ffb74d",
     UNFINISHED: "#8e24aa",
 }
 CONFIG = {"displaylogo": False, "responsive": True}

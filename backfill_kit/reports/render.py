@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
-import os
 import re
 import sys
 import sysconfig
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backfill_kit.common.arguments import find_file
+from backfill_kit.common.outputs import write_output
 from backfill_kit.errors import BackfillKitError, InputError, MissingDependencyError
 from backfill_kit.reports.changes import (
     CELLS_SUFFIX,
@@ -592,6 +592,4 @@ it is); the notebook beside it is the executed record, parameters included.</p>
 
 def _write_atomic(path: Path, text: str) -> None:
     """Readers never see half a file; two writers at once each replace it whole."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_output(path, text, what="the report", hint="choose another --out-dir")

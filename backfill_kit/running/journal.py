@@ -27,9 +27,11 @@ from backfill_kit.errors import BackfillKitError, InputError
 
 __all__ = [
     "DONE_OUTCOMES",
+    "EXITED",
     "UNFINISHED",
     "Event",
     "Journal",
+    "JournalLostError",
     "JournalState",
     "JournalWriteError",
     "Outcome",
@@ -46,8 +48,12 @@ class Event(StrEnum):
     STAGE_STARTED = "stage_started"
     STAGE_FINISHED = "stage_finished"
     STEP_STARTED = "step_started"
+    STEP_EXITED = "step_exited"  # its job exited 0; the re-check's verdict (a step_finished) follows
+    RECHECK_WAITING = "recheck_waiting"  # the warehouse is busy (a lock held): the re-check waits
+    STEP_NARROWED = "step_narrowed"  # run over some of its dates only: an upstream left the others empty
     STEP_FINISHED = "step_finished"
     JOURNAL_REPAIRED = "journal_repaired"
+    JOURNAL_RESTORED = "journal_restored"  # written back after its file was deleted or replaced mid-run
 
 
 class Outcome(StrEnum):
@@ -60,6 +66,7 @@ class Outcome(StrEnum):
     RETRYING = "retrying"  # failed with a transient exit code; another attempt follows
     INTERRUPTED = "interrupted"
     SKIPPED = "skipped"  # never started: an upstream step failed or wrote no rows
+    RECHECK_FAILED = "recheck_failed"  # exited 0, but its dates could not be re-checked in its time limit
 
 
 class RunOutcome(StrEnum):
@@ -74,6 +81,8 @@ class RunOutcome(StrEnum):
 
 # What the reports call an attempt the journal saw start and never finish (a crash, or still running).
 UNFINISHED = "unfinished"
+# A step whose job exited 0 and whose re-check has no verdict yet: --resume re-checks it, never reruns it.
+EXITED = "exited"
 
 # Outcomes after which a step is never run again by --resume.
 DONE_OUTCOMES = frozenset({Outcome.SUCCEEDED, Outcome.SUCCEEDED_WITHOUT_DATA})
@@ -91,8 +100,12 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     Event.STAGE_STARTED: {"stage": _INT},
     Event.STAGE_FINISHED: {"stage": _INT},
     Event.STEP_STARTED: {"step": _TEXT, "table": _TEXT, "attempt": _INT},
+    Event.STEP_EXITED: {"step": _TEXT, "table": _TEXT, "attempt": _INT},
+    Event.RECHECK_WAITING: {"step": _TEXT},
+    Event.STEP_NARROWED: {"step": _TEXT, "table": _TEXT},
     Event.STEP_FINISHED: {"step": _TEXT, "table": _TEXT, "outcome": _TEXT},
     Event.JOURNAL_REPAIRED: {"dropped_bytes": _INT},
+    Event.JOURNAL_RESTORED: {"how": _TEXT},
 }
 
 
@@ -104,16 +117,28 @@ class JournalWriteError(BackfillKitError):
 
 @dataclass
 class JournalState:
-    """What a journal says so far: the last outcome of every step, and where it was cut."""
+    """What a journal says so far: the last outcome of every step, and where it was cut.
+
+    A step run over part of its dates runs as parts (events with `part_of`): their outcomes are
+    kept apart, in `parts`, so that `outcomes` counts the plan's own steps only."""
 
     events: list[dict[str, Any]] = field(default_factory=list)
     outcomes: dict[str, str] = field(default_factory=dict)
     torn_tail: int = 0  # bytes of an unfinished last line, left by a crash in mid-write
     good_length: int = 0
+    parts: dict[str, str] = field(default_factory=dict)
+    exits: dict[str, dict[str, Any]] = field(default_factory=dict)  # the last step_exited of a step or part
+    finished: dict[str, dict[str, Any]] = field(default_factory=dict)  # the last step_finished of a step or part
 
     @property
     def done(self) -> set[str]:
         return {step for step, outcome in self.outcomes.items() if outcome in DONE_OUTCOMES}
+
+    @property
+    def awaiting_recheck(self) -> set[str]:
+        """Steps and parts whose job exited 0 and whose re-check has no verdict (yet, or in time)."""
+        every = {**self.outcomes, **self.parts}
+        return {s for s, outcome in every.items() if outcome in (EXITED, Outcome.RECHECK_FAILED) and s in self.exits}
 
     @property
     def plan_sha(self) -> str | None:
@@ -223,11 +248,19 @@ _OTHER_KINDS = {
 
 
 def _apply(state: JournalState, event: dict[str, Any]) -> None:
-    step = event.get("step")
-    if event["event"] == Event.STEP_STARTED and step:
-        state.outcomes.setdefault(step, "started")
-    elif event["event"] == Event.STEP_FINISHED and step:
-        state.outcomes[step] = event["outcome"]
+    step, kind = event.get("step"), event["event"]
+    if not step or kind not in (Event.STEP_STARTED, Event.STEP_EXITED, Event.STEP_FINISHED):
+        return
+    outcomes = state.parts if event.get("part_of") else state.outcomes
+    if kind == Event.STEP_STARTED:
+        outcomes.setdefault(step, "started")
+        state.exits.pop(step, None)  # a new attempt: an earlier exit is no longer the last
+    elif kind == Event.STEP_EXITED:
+        outcomes[step] = EXITED
+        state.exits[step] = event
+    else:
+        outcomes[step] = event["outcome"]
+        state.finished[step] = event
 
 
 def bounded(value: Any) -> Any:
@@ -244,19 +277,26 @@ def bounded(value: Any) -> Any:
 
 
 class Journal:
-    """Appends events; each one reaches the disk whole before `write` returns, or not at all."""
+    """Appends events; each one reaches the disk whole before `write` returns, or not at all.
+
+    It also keeps every line it holds in memory and checks, at each write and whenever asked,
+    that its path still names the file it writes: a journal deleted or replaced during a run
+    is noticed (`lost`), and `restore` writes the whole record where it can be found again."""
 
     def __init__(self, path: Path, state: JournalState) -> None:
         self.path = path
         self._broken: str | None = None
+        self.lost: str | None = None  # "deleted" or "replaced", once the path no longer names this file
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            self._record = bytearray(os.pread(self._fd, state.good_length, 0))
         except OSError as exc:
             raise InputError(
                 f"cannot write the journal {path}: {exc.strerror}. Nothing was run. "
                 "Put the journal on a writable disk with --journal PATH."
             ) from exc
+        self._identity = _identity(os.fstat(self._fd))
         self._size = state.good_length
         if state.torn_tail:
             try:  # the repair must hold: another event after a torn line would corrupt the journal
@@ -271,6 +311,7 @@ class Journal:
     def write(self, event: Event, **fields: Any) -> dict[str, Any]:
         if self._broken:
             raise JournalWriteError(self._broken)
+        self.check()
         record = {"event": event, "time": datetime.now(UTC).isoformat(timespec="milliseconds"), **bounded(fields)}
         line = (json.dumps(record, default=str) + "\n").encode("utf-8")
         try:
@@ -285,7 +326,51 @@ class Journal:
             )
             raise JournalWriteError(self._broken) from exc
         self._size += len(line)
+        self._record += line
         return record
+
+    def check(self) -> str | None:
+        """Whether the path still names the file this journal writes; once it does not, how it
+        lost it ("deleted", "replaced"). A path that cannot be looked at says nothing."""
+        if self.lost is None:
+            try:
+                named = _identity(os.stat(self.path))
+            except FileNotFoundError:
+                self.lost = "deleted"
+            except OSError:
+                return None
+            else:
+                self.lost = None if named == self._identity else "replaced"
+        return self.lost
+
+    def restore(self) -> JournalLostError:
+        """Write the whole record where it can be found again: back at its path if it was
+        deleted (never over a file that took its place), else beside it; the error saying where."""
+        target = self.path if self.lost == "deleted" else _recovered_name(self.path)
+        stamp = {"event": Event.JOURNAL_RESTORED, "time": datetime.now(UTC).isoformat(timespec="milliseconds")}
+        data = bytes(self._record) + (json.dumps({**stamp, "how": self.lost}) + "\n").encode()
+        with contextlib.suppress(OSError):  # its folder may have gone with it
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        for candidate in (target, _recovered_name(self.path)):
+            try:
+                fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                continue  # something took the path meanwhile: never write over it
+            except OSError as exc:
+                return JournalLostError(self._lost_text(f"its record could not be written back ({exc.strerror})"))
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            except OSError as exc:
+                return JournalLostError(self._lost_text(f"its record could not be written back ({exc.strerror})"))
+            finally:
+                os.close(fd)
+            return JournalLostError(self._lost_text(_where_now(self.path, candidate)))
+        return JournalLostError(self._lost_text("its record could not be written back"))
+
+    def _lost_text(self, where: str) -> str:
+        what = "deleted" if self.lost == "deleted" else "replaced by another file"
+        return f"the journal {self.path} was {what} during the run: the run stopped, and its jobs with it; {where}."
 
     def close(self) -> None:
         os.close(self._fd)
@@ -295,6 +380,29 @@ class Journal:
         # next resume drops it.
         with contextlib.suppress(OSError):
             os.ftruncate(self._fd, length)
+
+
+class JournalLostError(JournalWriteError):
+    """The journal's path stopped naming the file the run wrote (deleted or replaced mid-run)."""
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def _recovered_name(path: Path) -> Path:
+    base = path.name.removesuffix(".journal.jsonl")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    return path.with_name(f"{base}.recovered-{stamp}.journal.jsonl")
+
+
+def _where_now(path: Path, written: Path) -> str:
+    if written == path:
+        return f"its record, every step that succeeded included, was written back to {path}: continue with --resume"
+    return (
+        f"{path} was left as it is, and the run's record, every step that succeeded included, is in {written}: "
+        f"continue with --resume --journal {written} (or move it to {path} first)"
+    )
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -57,13 +57,18 @@ class PlainProgress(_Counts):
         again = f" (attempt {attempt})" if attempt > 1 else ""
         self._say(f"start  {step.id}{again}")
 
-    def step_finished(self, step: Step, outcome: Outcome, seconds: float, note: str = "") -> None:
+    def step_finished(
+        self, step: Step, outcome: Outcome, seconds: float, note: str = "", *, part: bool = False
+    ) -> None:
         self.running.pop(step.id, None)
-        if outcome != Outcome.RETRYING:
+        if outcome != Outcome.RETRYING and not part:  # a part's step counts once, when its last part ends
             self.done += 1
             self.failed += outcome not in DONE_OUTCOMES
         detail = f": {note}" if note else ""
         self._say(f"{outcome:<8} {step.id} in {seconds:.1f} s{detail} | {self.line()}")
+
+    def step_note(self, step: Step, note: str) -> None:
+        self._say(f"note     {step.id}: {note}")
 
     def tick(self) -> None: ...
 

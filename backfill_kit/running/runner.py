@@ -5,18 +5,21 @@ Each step is a subprocess with its own log (capped), a timeout that stops everyt
 started, and retries with backoff for exit codes the spec marks transient. Ctrl-C, SIGTERM
 or a closed terminal (SIGHUP) stops the children and leaves a journal that `--resume`
 continues without rerunning a success; a runner killed outright leaves a watchdog that stops
-its jobs, and its locks stay taken until they are gone. A journal that cannot be written (a full disk) stops the run the
-same way. A step that exited 0 without writing any row does not unlock its dependents.
+its jobs, and its locks stay taken until they are gone. A journal that cannot be written (a
+full disk), or that is deleted or replaced mid-run, stops the run the same way.
+
+A step's exit is journaled the moment its job ends; its dates are then re-checked in the
+warehouse off the loop (`recheck`), and the verdict journaled apart. Its dependents run only
+over the dates it left rows on (`holds`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -24,31 +27,38 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from backfill_kit.errors import BackfillKitError, InputError
-from backfill_kit.plan import Plan, Stage, Step, refuse_downstream_triggers
+from backfill_kit.plan import Plan, Stage, Step, narrow_step, plan_digest, refuse_downstream_triggers
 from backfill_kit.running.executor import DEFAULT_LOG_LIMIT, Executor, Handle, LocalExecutor
+from backfill_kit.running.holds import Hold, dates_from_journal, dates_text, hold_for
 from backfill_kit.running.journal import (
     DONE_OUTCOMES,
     Event,
     Journal,
+    JournalState,
     Outcome,
     RunOutcome,
     last_run_outcome,
     read_journal,
 )
 from backfill_kit.running.locks import LockSet, journal_lock, table_lock, table_locks_in
+from backfill_kit.running.recheck import ATTEMPT_WAIT, Checker, Recheck, Rechecks, Verdict, warehouse_checker
 
 if TYPE_CHECKING:
     from backfill_kit.spec.model import PipelineSpec
 
 __all__ = [
+    "Checker",
+    "Recheck",
     "RunOptions",
     "RunResult",
     "Runner",
+    "check_same_plan",
     "check_skip_settings",
     "journal_path_for",
     "next_plan_path",
     "run_finished",
     "skip_problem",
+    "step_narrower",
     "table_lock_dir",
     "warehouse_checker",
 ]
@@ -85,9 +95,15 @@ class RunResult:
 
 
 class Progress(Protocol):
+    """What a person watching a run is told. A part (a step narrowed to some of its dates runs
+    as parts) is shown, never counted: its step counts once, when its last part ends."""
+
     def begin(self, total: int, done: int) -> None: ...
     def step_started(self, step: Step, attempt: int) -> None: ...
-    def step_finished(self, step: Step, outcome: Outcome, seconds: float, note: str = "") -> None: ...
+    def step_finished(
+        self, step: Step, outcome: Outcome, seconds: float, note: str = "", *, part: bool = False
+    ) -> None: ...
+    def step_note(self, step: Step, note: str) -> None: ...
     def tick(self) -> None: ...
     def end(self, result: RunResult) -> None: ...
 
@@ -95,25 +111,26 @@ class Progress(Protocol):
 class QuietProgress:
     def begin(self, total: int, done: int) -> None: ...
     def step_started(self, step: Step, attempt: int) -> None: ...
-    def step_finished(self, step: Step, outcome: Outcome, seconds: float, note: str = "") -> None: ...
+    def step_finished(
+        self, step: Step, outcome: Outcome, seconds: float, note: str = "", *, part: bool = False
+    ) -> None: ...
+    def step_note(self, step: Step, note: str) -> None: ...
     def tick(self) -> None: ...
     def end(self, result: RunResult) -> None: ...
 
 
-# Re-checks a finished step's dates in the warehouse: returns how many have rows.
-Checker = Callable[[Step], int]
+# A step's command over some of its dates, as the planner makes it; None when it cannot be made.
+Narrower = Callable[[Step, Sequence[date]], "Step | None"]
 
 
-def warehouse_checker(plan: Plan, spec: PipelineSpec | None = None) -> Checker | None:
-    """The one-query re-check of a finished step, against the plan's spec (`spec`, when the
-    caller has already loaded it) and warehouse."""
+def step_narrower(plan: Plan, spec: PipelineSpec | None = None) -> Narrower | None:
+    """How the runner narrows a step to the dates whose upstream has rows: with its spec's job."""
     if not plan.spec_path:
         return None
     from backfill_kit.spec.load import load_spec
-    from backfill_kit.validation.validator import dates_with_rows
 
     checked = spec or load_spec(plan.spec_path)
-    return lambda step: dates_with_rows(checked, step.table, step.dates)
+    return lambda step, dates: narrow_step(checked, step, dates)
 
 
 def table_lock_dir(plan: Plan, plan_path: Path) -> Path:
@@ -125,9 +142,22 @@ def journal_path_for(plan_path: Path) -> Path:
     return plan_path.with_name(plan_path.stem + ".journal.jsonl")
 
 
-def run_finished(journal: Path) -> bool:
-    """Whether the journal's last run went to its end: every step done or blocked, nothing to resume."""
-    return last_run_outcome(read_journal(journal)) in (RunOutcome.COMPLETED, RunOutcome.BLOCKED)
+def run_finished(journal: Path, plan: Plan | None = None, plan_path: Path | None = None) -> bool:
+    """Whether the journal's last run went to its end: every step done or blocked, nothing to
+    resume. Given the plan (as read from `plan_path`), a journal of another plan is refused."""
+    state = read_journal(journal)
+    if plan is not None and plan_path is not None and state.events:
+        check_same_plan(journal, state.plan_sha, plan.sha or plan_sha(plan_path), plan_path)
+    return last_run_outcome(state) in (RunOutcome.COMPLETED, RunOutcome.BLOCKED)
+
+
+def check_same_plan(journal: Path, journal_sha: str | None, sha: str, plan_path: Path) -> None:
+    """A journal continues only the plan it was made for: the bytes of that very file."""
+    if journal_sha not in (None, sha):
+        raise InputError(
+            f"the journal {journal} belongs to another version of the plan {plan_path} "
+            "(the plan file changed since). Resume with the plan it was made for, or use --journal NEW."
+        )
 
 
 def next_plan_path(base: Path) -> tuple[Path, Path]:
@@ -183,7 +213,7 @@ def backfill_plan_file(
 
 
 def plan_sha(plan_path: Path) -> str:
-    return hashlib.sha256(plan_path.read_bytes()).hexdigest()[:16]
+    return plan_digest(plan_path.read_bytes())
 
 
 @dataclass
@@ -197,6 +227,17 @@ class _Active:
     timed_out: bool = False
 
 
+@dataclass
+class _Checking:
+    """A step whose job exited 0, its dates being re-checked."""
+
+    step: Step
+    attempt: int
+    code: int
+    seconds: float
+    log: Path
+
+
 class Runner:
     def __init__(
         self,
@@ -206,13 +247,14 @@ class Runner:
         *,
         executor: Executor | None = None,
         checker: Checker | None = None,
+        narrower: Narrower | None = None,
         progress: Progress | None = None,
         lock_dir: Path | None = None,
     ) -> None:
         self.plan, self.plan_path = plan, plan_path
         self.options = options or RunOptions()
         self.executor = executor or LocalExecutor(self.options.log_limit_bytes)
-        self.checker = checker
+        self.checker, self.narrower = checker, narrower
         self.progress = progress or QuietProgress()
         self.journal_path = self.options.journal or journal_path_for(plan_path)
         self.logs = self.journal_path.with_name(self.journal_path.stem.removesuffix(".journal") + ".logs")
@@ -222,6 +264,16 @@ class Runner:
         self._warnings: list[str] = []
         self._blocked: dict[str, str] = {}
         self._active: dict[str, _Active] = {}
+        self._rechecks: Rechecks | None = None
+        self._checking: dict[str, _Checking] = {}
+        self._awaiting: dict[str, dict[str, Any]] = {}  # from the journal: exited 0, no verdict yet
+        self._unfed: dict[str, frozenset[date]] = {}  # per step: dates its dependents must not run over
+        # A step narrowed to some of its dates runs as parts: each part's parent, outcome and dates.
+        self._parent: dict[str, Step] = {}
+        self._parts: dict[str, list[Step]] = {}
+        self._held: dict[str, frozenset[date]] = {}
+        self._part_outcomes: dict[str, str] = {}
+        self._part_dates: dict[str, tuple[frozenset[date], frozenset[date]]] = {}  # part: (empty, unfed)
 
     # --- the whole run ---------------------------------------------------------------------
 
@@ -242,11 +294,11 @@ class Runner:
 
     def _run_locked(self) -> RunResult:
         state = read_journal(self.journal_path)
-        sha = plan_sha(self.plan_path)
+        sha = self.plan.sha or plan_sha(self.plan_path)  # the bytes the plan was read from, not the file now
         self._check_resume(state.events, state.plan_sha, sha)
         journal = Journal(self.journal_path, state)
-        done = state.done & {s.id for s in self.plan.steps}
-        self._outcomes.update({s: state.outcomes[s] for s in done})
+        done = self._resume_from(state)
+        self._rechecks = Rechecks(self.checker) if self.checker is not None else None
         try:
             journal.write(
                 Event.RUN_STARTED,
@@ -260,15 +312,39 @@ class Runner:
             with self._signals():
                 outcome = self._stages(journal, done)
             journal.write(Event.RUN_FINISHED, outcome=outcome, warnings=self._warnings, blocked=self._blocked)
-        except BaseException:  # a full disk (JournalWriteError), a failed re-check: stop the jobs, then say why
+            if journal.check():  # deleted or replaced under the run: write its record where it is found
+                raise journal.restore()
+        except BaseException:  # a full disk (JournalWriteError), a lost journal: stop the jobs, then say why
             self._kill_all()
             self.progress.end(self._result(RunOutcome.STOPPED))
             raise
         finally:
+            if self._rechecks is not None:
+                self._rechecks.close()
             journal.close()
         result = self._result(outcome)
         self.progress.end(result)
         return result
+
+    def _resume_from(self, state: JournalState) -> set[str]:
+        """What the journal already settled: the steps done (never run again), the dates each
+        left without rows, the parts of narrowed steps, and the exits still to re-check."""
+        steps = {s.id: s for s in self.plan.steps}
+        done = state.done & set(steps)
+        for step_id in done:
+            self._outcomes[step_id] = state.outcomes[step_id]
+            finished = state.finished.get(step_id, {})
+            self._unfed[step_id] = _unfed_in(finished, steps[step_id].dates)
+            if finished.get("held_dates"):
+                self._blocked[step_id] = str(finished.get("reason") or "held on some of its dates")
+        for part, outcome in state.parts.items():
+            if outcome in DONE_OUTCOMES:
+                finished = state.finished.get(part, {})
+                empty = dates_from_journal(finished.get("empty_dates"))
+                self._part_dates[part] = (empty, dates_from_journal(finished.get("unfed_dates")))
+                self._part_outcomes[part] = outcome
+        self._awaiting = {key: state.exits[key] for key in state.awaiting_recheck}
+        return done
 
     def _result(self, outcome: RunOutcome) -> RunResult:
         return RunResult(outcome, self.journal_path, dict(self._outcomes), list(self._warnings), dict(self._blocked))
@@ -279,11 +355,8 @@ class Runner:
                 f"the journal {self.journal_path} already records a run of this plan. Pass --resume to "
                 "continue it (steps that succeeded are not rerun), or --journal NEW to start a new record."
             )
-        if events and journal_sha not in (None, sha):
-            raise InputError(
-                f"the journal {self.journal_path} belongs to another version of the plan {self.plan_path} "
-                "(the plan file changed since). Resume with the plan it was made for, or use --journal NEW."
-            )
+        if events:
+            check_same_plan(self.journal_path, journal_sha, sha, self.plan_path)
 
     def _stages(self, journal: Journal, done: set[str]) -> RunOutcome:
         failed_stage = None
@@ -311,8 +384,9 @@ class Runner:
         pending = deque(s for s in stage.steps if s.id not in done)
         retry_at: list[tuple[float, Step, int]] = []
         active = self._active
-        ok = True
-        while pending or active or retry_at:
+        while pending or active or retry_at or self._checking:
+            if journal.check():  # the journal deleted or replaced: stop, and write its record back
+                self._stop.set()
             if self._stop.is_set():
                 self._stop_all(journal, active)
                 return False
@@ -323,11 +397,16 @@ class Runner:
                     self._enforce_timeout(act)
                     continue
                 del active[step_id]
-                ok &= self._finished(journal, act, code, retry_at)
+                self._finished(journal, act, code, retry_at)
+            self._take_verdicts(journal)
             self.progress.tick()
             time.sleep(self.options.poll_seconds)
-        # A step held back by a step without data is listed, not a failure of its stage.
-        return ok and all(self._outcomes.get(s.id) in DONE_OUTCOMES or s.id in self._blocked for s in stage.steps)
+        return all(self._settled(s) for s in stage.steps)
+
+    def _settled(self, step: Step) -> bool:
+        """Done, or held back whole by an upstream step without rows: listed, not a failure of its stage."""
+        outcome = self._outcomes.get(step.id)
+        return outcome in DONE_OUTCOMES or (outcome == Outcome.SKIPPED and step.id in self._blocked)
 
     def _start_ready(
         self,
@@ -347,47 +426,110 @@ class Runner:
                 step, attempt = pending.popleft(), 1
             else:
                 return
-            reason = self._held_back(step)
-            if reason is not None:
-                self._outcomes[step.id] = Outcome.SKIPPED
-                journal.write(
-                    Event.STEP_FINISHED,
-                    step=step.id,
-                    table=step.table,
-                    outcome=Outcome.SKIPPED,
-                    reason=reason,
-                    blocked=step.id in self._blocked,
-                )
-                self.progress.step_finished(step, Outcome.SKIPPED, 0.0, reason)
-                continue
-            self._launch(journal, step, attempt, active)
+            if step.id in self._awaiting:
+                self._recheck_again(journal, step)
+            elif step.id in self._parent or attempt > 1 or not self._held_back(journal, step, pending):
+                self._launch(journal, step, attempt, active)
 
-    def _held_back(self, step: Step) -> str | None:
-        """Why a step must not run: an upstream step that failed, or that wrote no rows (its
-        output would read as 'no data' and hide the gap for good)."""
+    def _held_back(self, journal: Journal, step: Step, pending: deque[Step]) -> bool:
+        """Whether the step does not start as it is: skipped after an upstream step that did not
+        succeed; blocked when its upstream steps left none of its dates with rows; narrowed to
+        its other dates (parts queued in its place) when they left some."""
+        failed = self._failed_upstream(step)
+        if failed is not None:
+            self._skip(journal, step, failed)
+            return True
+        hold = hold_for(step, self._unfed)
+        if not hold.held:
+            return False
+        parts = None if hold.whole else self._parts_for(hold)
+        if parts is None:
+            why = self._whole_reason(hold) if hold.whole else f"{hold.why()}; its command cannot be narrowed"
+            self._blocked[step.id] = why
+            self._unfed[step.id] = frozenset(step.dates)  # a step not run feeds nothing below it
+            self._warnings.append(f"{step.id} was not run, blocked: {why}; fix that job, then plan again")
+            self._skip(journal, step, f"blocked: {why}", blocked=True, held_dates=_iso(hold.held))
+            return True
+        self._narrow(journal, hold, parts, pending)
+        return True
+
+    def _failed_upstream(self, step: Step) -> str | None:
         for upstream in step.after:
             outcome = self._outcomes.get(upstream)
-            if outcome in (None, Outcome.SUCCEEDED):
+            if outcome is None or outcome in DONE_OUTCOMES:
                 continue
-            if outcome == Outcome.SUCCEEDED_WITHOUT_DATA or upstream in self._blocked:
-                why = (
-                    f"upstream step {upstream} succeeded without data"
-                    if upstream not in self._blocked
-                    else f"upstream step {upstream} was blocked"
-                )
-                self._blocked[step.id] = why
-                self._warnings.append(f"{step.id} was not run, blocked: {why}; fix that job, then plan again")
-                return f"blocked: {why}"
+            if outcome == Outcome.SKIPPED and upstream in self._blocked:
+                continue  # held back for want of rows: its dates count, below
             return f"upstream step {upstream} did not succeed"
         return None
+
+    def _whole_reason(self, hold: Hold) -> str:
+        """Why every date of a step is held, in the words of its first upstream step that holds one."""
+        upstream = next(u for u in hold.step.after if u in hold.held.values())
+        outcome = self._outcomes.get(upstream)
+        if outcome == Outcome.SKIPPED:
+            return f"upstream step {upstream} was blocked"
+        if outcome == Outcome.SUCCEEDED_WITHOUT_DATA:
+            return f"upstream step {upstream} succeeded without data"
+        return hold.why()
+
+    def _parts_for(self, hold: Hold) -> list[Step] | None:
+        if self.narrower is None:
+            return None
+        parts = [self.narrower(hold.step, run) for run in hold.runs()]
+        return None if any(p is None for p in parts) else [p for p in parts if p is not None]
+
+    def _narrow(self, journal: Journal, hold: Hold, parts: list[Step], pending: deque[Step]) -> None:
+        step = hold.step
+        self._parts[step.id] = parts
+        self._held[step.id] = frozenset(hold.held)
+        ran = len(step.dates) - len(hold.held)
+        self._blocked[step.id] = f"held on {len(hold.held)} of its {len(step.dates)} dates: {hold.why()}"
+        self._warnings.append(
+            f"{step.id} ran over {ran} of its {len(step.dates)} dates, held on the others: {hold.why()}; "
+            "fix that job, then plan again"
+        )
+        journal.write(
+            Event.STEP_NARROWED,
+            step=step.id,
+            table=step.table,
+            held_dates=_iso(hold.held),
+            parts=[p.id for p in parts],
+            reason=self._blocked[step.id],
+        )
+        todo = [p for p in parts if self._part_outcomes.get(p.id) not in DONE_OUTCOMES]
+        for part in parts:
+            self._parent[part.id] = step
+        for part in todo:
+            self._part_outcomes.pop(part.id, None)  # an earlier run's failure is no verdict on this one
+        if todo:
+            pending.extendleft(reversed(todo))
+        else:
+            self._finish_parent(journal, step)
+
+    def _skip(self, journal: Journal, step: Step, reason: str, *, blocked: bool = False, **extra: Any) -> None:
+        self._outcomes[step.id] = Outcome.SKIPPED
+        journal.write(
+            Event.STEP_FINISHED,
+            step=step.id,
+            table=step.table,
+            outcome=Outcome.SKIPPED,
+            reason=reason,
+            blocked=blocked,
+            **extra,
+        )
+        self.progress.step_finished(step, Outcome.SKIPPED, 0.0, reason)
 
     def _launch(self, journal: Journal, step: Step, attempt: int, active: dict[str, _Active]) -> None:
         log = self.logs / f"{_slug(step.id)}.attempt-{attempt}.log"
         started = time.monotonic()
+        part = self._part_of(step)
         try:
             handle = self.executor.start(step, log)
         except BackfillKitError as exc:
-            journal.write(Event.STEP_STARTED, step=step.id, table=step.table, attempt=attempt, pid=None, log=str(log))
+            journal.write(
+                Event.STEP_STARTED, step=step.id, table=step.table, attempt=attempt, pid=None, log=str(log), **part
+            )
             self._record(journal, step, attempt, None, Outcome.FAILED, 0.0, log, str(exc))
             return
         active[step.id] = _Active(step, handle, attempt, log, started, started + step.timeout_seconds)
@@ -399,8 +541,13 @@ class Runner:
             pid=handle.pid,
             log=str(log),
             dates=len(step.dates),
+            **part,
         )
         self.progress.step_started(step, attempt)
+
+    def _part_of(self, step: Step) -> dict[str, str]:
+        parent = self._parent.get(step.id)
+        return {"part_of": parent.id} if parent is not None else {}
 
     def _enforce_timeout(self, act: _Active) -> None:
         now = time.monotonic()
@@ -410,30 +557,100 @@ class Runner:
         elif act.timed_out and now >= act.deadline + self.options.kill_grace_seconds:
             act.handle.kill()
 
-    def _finished(self, journal: Journal, act: _Active, code: int, retry_at: list[tuple[float, Step, int]]) -> bool:
+    def _finished(self, journal: Journal, act: _Active, code: int, retry_at: list[tuple[float, Step, int]]) -> None:
         step, seconds = act.step, time.monotonic() - act.started
         if act.timed_out:
             outcome = Outcome.TIMED_OUT
         elif code != 0:
             outcome = Outcome.FAILED
-        else:
-            outcome = self._recheck(step)
+        elif self._rechecks is None:
+            outcome = Outcome.SUCCEEDED
+        else:  # the exit is on record before any re-check: a check that fails loses no success
+            self._exited(journal, _Checking(step, act.attempt, code, seconds, act.log), deadline=act.deadline)
+            return
         transient = outcome == Outcome.FAILED and code in step.transient_exit_codes
         if transient and act.attempt <= step.retries:
             wait = self.options.backoff_seconds * 2 ** (act.attempt - 1)
             self._record(journal, step, act.attempt, code, Outcome.RETRYING, seconds, act.log, retry_in=wait)
             retry_at.append((time.monotonic() + wait, step, act.attempt + 1))
-            return True
+            return
         self._record(journal, step, act.attempt, code, outcome, seconds, act.log)
-        return outcome in DONE_OUTCOMES
 
-    def _recheck(self, step: Step) -> Outcome:
-        if self.checker is None:
-            return Outcome.SUCCEEDED
-        if self.checker(step) == 0:
+    def _exited(self, journal: Journal, checking: _Checking, *, deadline: float) -> None:
+        step = checking.step
+        journal.write(
+            Event.STEP_EXITED,
+            step=step.id,
+            table=step.table,
+            attempt=checking.attempt,
+            exit_code=checking.code,
+            seconds=round(checking.seconds, 3),
+            log=str(checking.log),
+            **self._part_of(step),
+        )
+        self._recheck(step, checking, deadline)
+
+    def _recheck(self, step: Step, checking: _Checking, deadline: float) -> None:
+        """Re-check off the loop, within the step's time limit (at least one full attempt)."""
+        assert self._rechecks is not None
+        self._checking[step.id] = checking
+        self._rechecks.submit(step.id, step, max(deadline, time.monotonic() + ATTEMPT_WAIT))
+
+    def _recheck_again(self, journal: Journal, step: Step) -> None:
+        """A step whose job exited 0 in an earlier run, its verdict never given: re-check it, never rerun it."""
+        exited = self._awaiting.pop(step.id)
+        checking = _Checking(
+            step, int(exited["attempt"]), int(exited.get("exit_code") or 0), float(exited.get("seconds") or 0.0),
+            Path(str(exited.get("log") or "")),
+        )  # fmt: skip
+        self.progress.step_note(step, "its job exited 0 in an earlier run: re-checking its dates")
+        if self._rechecks is None:  # no warehouse to ask: as a run without re-checks would say
+            self._verdict(journal, checking, Verdict(Recheck(frozenset(step.dates))))
+            return
+        self._recheck(step, checking, time.monotonic() + step.timeout_seconds)
+
+    def _take_verdicts(self, journal: Journal) -> None:
+        if self._rechecks is None:
+            return
+        for key, why in self._rechecks.waiting():
+            if (checking := self._checking.get(key)) is not None:
+                step = checking.step
+                journal.write(Event.RECHECK_WAITING, step=key, table=step.table, error=why, **self._part_of(step))
+                self.progress.step_note(step, f"re-check waiting for the warehouse: {why}")
+        for key, verdict in self._rechecks.finished():
+            if (checking := self._checking.pop(key, None)) is not None:
+                self._verdict(journal, checking, verdict)
+
+    def _verdict(self, journal: Journal, checking: _Checking, verdict: Verdict) -> None:
+        step = checking.step
+        found: dict[str, Any] = {"recheck_seconds": round(verdict.seconds, 3)}
+        if verdict.recheck is None:
+            self._warnings.append(
+                f"{step.id}: its job exited 0, but its dates could not be re-checked within its time limit "
+                f"({verdict.error}); --resume re-checks it"
+            )
+            outcome, error = Outcome.RECHECK_FAILED, verdict.error
+            self._record(
+                journal, step, checking.attempt, checking.code, outcome, checking.seconds, checking.log, error, **found
+            )
+            return
+        empty = frozenset(step.dates) - verdict.recheck.with_rows
+        unfed = verdict.recheck.unfed(step.dates)
+        outcome = Outcome.SUCCEEDED_WITHOUT_DATA if len(empty) == len(step.dates) else Outcome.SUCCEEDED
+        if outcome == Outcome.SUCCEEDED_WITHOUT_DATA:
             self._warnings.append(f"{step.id} exited 0 but left all {len(step.dates)} of its dates without rows")
-            return Outcome.SUCCEEDED_WITHOUT_DATA
-        return Outcome.SUCCEEDED
+        elif empty:
+            self._warnings.append(
+                f"{step.id} exited 0 but left {len(empty)} of its {len(step.dates)} dates without rows: "
+                f"{dates_text(empty)}"
+            )
+        if step.id in self._parent:
+            self._part_dates[step.id] = (empty, unfed)
+        else:
+            self._unfed[step.id] = unfed
+        found |= {"empty_dates": _iso(empty)} if empty else {}
+        found |= {"unfed_dates": _iso(unfed)} if unfed else {}
+        self._record(journal, step, checking.attempt, checking.code, outcome, checking.seconds, checking.log, **found)
 
     def _record(
         self,
@@ -447,8 +664,9 @@ class Runner:
         error: str | None = None,
         **extra: Any,
     ) -> None:
+        parent = self._parent.get(step.id)
         if outcome != Outcome.RETRYING:
-            self._outcomes[step.id] = outcome
+            (self._part_outcomes if parent else self._outcomes)[step.id] = outcome
         tail = error or _tail(log)
         journal.write(
             Event.STEP_FINISHED,
@@ -461,15 +679,50 @@ class Runner:
             retries=attempt - 1,
             log=str(log),
             tail=tail if outcome not in DONE_OUTCOMES else None,
+            **self._part_of(step),
             **extra,
         )
         note = "" if outcome in DONE_OUTCOMES else (tail.strip().splitlines() or [""])[-1]
-        self.progress.step_finished(step, outcome, seconds, note)
+        self.progress.step_finished(step, outcome, seconds, note, part=parent is not None)
+        if parent is not None and outcome != Outcome.RETRYING and not self._stop.is_set():
+            self._finish_parent(journal, parent)
+
+    def _finish_parent(self, journal: Journal, step: Step) -> None:
+        """A narrowed step ends once each of its parts has: done when every part is."""
+        parts = self._parts[step.id]
+        outcomes = [self._part_outcomes.get(p.id) for p in parts]
+        if any(o is None for o in outcomes):
+            return
+        failed = next((o for o in outcomes if o not in DONE_OUTCOMES), None)
+        if failed is not None:
+            outcome = Outcome(failed)
+        elif all(o == Outcome.SUCCEEDED_WITHOUT_DATA for o in outcomes):
+            outcome = Outcome.SUCCEEDED_WITHOUT_DATA
+        else:
+            outcome = Outcome.SUCCEEDED
+        found = [self._part_dates.get(p.id, (frozenset(), frozenset())) for p in parts]
+        empty = frozenset().union(*(e for e, _ in found))
+        self._unfed[step.id] = self._held[step.id].union(*(u for _, u in found))
+        self._outcomes[step.id] = outcome
+        journal.write(
+            Event.STEP_FINISHED,
+            step=step.id,
+            table=step.table,
+            outcome=outcome,
+            parts=[p.id for p in parts],
+            held_dates=_iso(self._held[step.id]),
+            empty_dates=_iso(empty),
+            unfed_dates=_iso(self._unfed[step.id]),
+            reason=self._blocked.get(step.id),
+        )
+        self.progress.step_finished(step, outcome, 0.0, self._blocked.get(step.id, ""))
 
     # --- stopping cleanly ------------------------------------------------------------------
 
     def _stop_all(self, journal: Journal, active: dict[str, _Active]) -> None:
+        """Stop every job and say so; a step being re-checked stays to be re-checked on resume."""
         self._stop_processes(active.values())
+        self._checking.clear()
         for step_id, act in list(active.items()):
             del active[step_id]
             self._record(
@@ -512,6 +765,18 @@ class Runner:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _iso(dates: Iterable[date]) -> list[str]:
+    return [d.isoformat() for d in sorted(dates)]
+
+
+def _unfed_in(finished: dict[str, Any], dates: Sequence[date]) -> frozenset[date]:
+    """The dates a finished step left its dependents nothing on, as its journal says; a journal
+    of an earlier version names none, and a step without data left every date so."""
+    if "unfed_dates" in finished:
+        return dates_from_journal(finished["unfed_dates"])
+    return frozenset(dates) if finished.get("outcome") == Outcome.SUCCEEDED_WITHOUT_DATA else frozenset()
 
 
 def _slug(step_id: str) -> str:

@@ -7,6 +7,12 @@ such as read_csv, an unknown function, a second statement, a comment) is refused
 The query then uses the SQL sqlglot writes back from the checked tree, so what runs is what
 was checked, whatever the warehouse's own parser would have made of the original text.
 
+sqlglot writes some names back as it read them, unquoted: a type it does not know (DuckDB's
+UINT8), an EXTRACT unit. A quoted one can carry any text, a subquery included, into the SQL
+that runs. So every name must be a plain one (letters, digits, underscores, as the spec's
+other column names), and the SQL that will run is parsed again, in the same dialect: it must
+give back the very tree that was checked, and pass the same check.
+
 sqlglot is imported only when a spec has a filter that is not in the user's cache: an accepted
 filter's SQL and columns are stored there (common/cache.py), keyed by the filter's text, the
 dialect, sqlglot's version and this module's own source, so any change to one of them checks
@@ -16,11 +22,13 @@ the filter again. A refused filter is never stored: it is refused afresh, with i
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from backfill_kit.common.cache import cache_key, installed_file_text, read_entry, sources_key, write_entry
+from backfill_kit.spec.model import IDENTIFIER
 
 __all__ = ["MAX_FILTER_CHARS", "filter_columns", "filter_problem", "filter_sql", "sqlglot_version"]
 
@@ -92,7 +100,38 @@ def _stored(payload: bytes | None) -> tuple[str, tuple[str, ...]] | None:
 def _check(text: str, dialect: str) -> tuple[str, tuple[str, ...]]:
     if len(text) > MAX_FILTER_CHARS:
         raise FilterError(f"longer than {MAX_FILTER_CHARS} characters; a filter is a short condition")
-    tree = _parse(text, dialect)
+    try:
+        tree = _parse(text, dialect)
+        columns = _checked_tree(tree, dialect)
+        sql = tree.sql(dialect=dialect)  # what will run
+        reads_back = _reads_back(sql, tree, columns, dialect)
+    except RecursionError:  # sqlglot's parser stops on its own; its writer and a tree's walk do not
+        raise FilterError("nested too deeply") from None
+    if not reads_back:
+        raise FilterError(
+            f"sqlglot would run it as {sql!r}, which does not read back as the condition that was checked; "
+            "write it with plain names, types and literals"
+        )
+    return sql, columns
+
+
+def _reads_back(sql: str, tree: Any, columns: tuple[str, ...], dialect: str) -> bool:
+    """Whether the SQL that will run, parsed again, is the checked tree (up to the names sqlglot
+    writes in its own spelling: INT as INT64, dow as DAYOFWEEK), passes the same check, and is
+    written back the same: what runs is then what was checked."""
+    try:
+        again = _parse(sql, dialect)
+        return (
+            _shape(again, dialect) == _shape(tree, dialect)
+            and _checked_tree(again, dialect) == columns
+            and again.sql(dialect=dialect) == sql
+        )
+    except FilterError:
+        return False
+
+
+def _checked_tree(tree: Any, dialect: str) -> tuple[str, ...]:
+    """The columns a tree reads, once every node of it passed the allowlist; FilterError otherwise."""
     from sqlglot import exp
 
     if not isinstance(tree.unnest(), _conditions()):
@@ -112,7 +151,50 @@ def _check(text: str, dialect: str) -> tuple[str, tuple[str, ...]]:
             isinstance(node, exp.Var) and not isinstance(node.parent, exp.Extract)
         ):
             raise FilterError(_refusal(node, dialect))
-    return tree.sql(dialect=dialect), tuple(dict.fromkeys(columns))
+        elif reason := _not_plain(node):
+            raise FilterError(reason)
+    return tuple(dict.fromkeys(columns))
+
+
+def _not_plain(node: Any) -> str | None:
+    """Why a name or a number that sqlglot writes back as it is could carry other SQL, or None."""
+    from sqlglot import exp
+
+    if isinstance(node, exp.Identifier) and not IDENTIFIER.fullmatch(node.name):
+        return f"the column name {node.name!r} is not a plain name: letters, digits and underscores"
+    if isinstance(node, exp.Var) and not IDENTIFIER.fullmatch(node.name):
+        return f"the EXTRACT unit {node.name!r} is not a plain word, such as YEAR or MONTH"
+    if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.USERDEFINED:
+        kind = str(node.args.get("kind") or "")
+        if not IDENTIFIER.fullmatch(kind):
+            return f"the type {kind!r} is not a plain type name, such as INT or VARCHAR"
+    if isinstance(node, exp.Literal) and not node.is_string and not _NUMBER.fullmatch(str(node.this)):
+        return f"{node.this!r} is not a plain number"
+    if isinstance(node, exp.Is) and not isinstance(node.expression, exp.Null | exp.Boolean):
+        return f"{node.sql()!r}: IS takes NULL, TRUE or FALSE"
+    return None
+
+
+_NUMBER = re.compile(r"(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _shape(node: Any, dialect: str) -> Any:
+    """A tree as nested tuples of its nodes' types and arguments: two trees compared exactly
+    (sqlglot's own == compares their hashes). A type and an EXTRACT unit count as sqlglot
+    spells them in the dialect."""
+    from sqlglot import exp
+    from sqlglot.dialects.dialect import map_date_part
+
+    if isinstance(node, exp.DataType):
+        return ("DataType", node.sql(dialect=dialect))
+    if isinstance(node, exp.Var):
+        return ("Var", map_date_part(node, dialect).name.upper())
+    if isinstance(node, exp.Expr):
+        args = sorted((k, v) for k, v in node.args.items() if not (v is None or v is False or v == []))
+        return (type(node).__name__, tuple((k, _shape(v, dialect)) for k, v in args))
+    if isinstance(node, list):
+        return tuple(_shape(v, dialect) for v in node)
+    return (type(node).__name__, node)
 
 
 def _parse(text: str, dialect: str) -> Any:

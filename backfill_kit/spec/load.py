@@ -6,7 +6,7 @@ what is expected. A spec that passed is kept in the user's cache (common/cache.p
 
 from __future__ import annotations
 
-import pickle
+import json
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, get_type_hints
 
 from backfill_kit.common.cache import cache_key, installed_file_text, read_entry, sources_key, write_entry
 from backfill_kit.common.file_kinds import kind_of
+from backfill_kit.common.plain_data import from_data, to_data
 from backfill_kit.common.small_files import NotSmallText, Why, read_small_text
 from backfill_kit.errors import Problem, SpecError
 from backfill_kit.spec.checks import cross_table_problems, filter_problems, semantic_problems
-from backfill_kit.spec.model import WAREHOUSES, PipelineSpec
+from backfill_kit.spec.model import WAREHOUSES, FrozenMap, PipelineSpec
 
 if TYPE_CHECKING:
     import yaml
@@ -59,7 +60,7 @@ def _spec_loader() -> Any:
 def load_spec(path: str | Path) -> PipelineSpec:
     """Read and validate a spec file; raise `SpecError` listing every problem found. A relative
     path is found by `arguments.find_file`'s rule (the working directory, then the folders above
-    it up to the project folder)."""
+    it up to the project folder; outside a project, the working directory only)."""
     from backfill_kit.common.arguments import find_file
 
     path = find_file(path, "the spec")
@@ -70,10 +71,11 @@ def load_spec(path: str | Path) -> PipelineSpec:
     # file, a key file, the jobs' folders) then mean the same after the process changes folder.
     where = path.absolute()
     slot, key = "spec-" + cache_key(str(where))[:32], _spec_key(where, text)
-    if isinstance(spec := _stored_spec(read_entry(slot, key)), PipelineSpec) and spec.source == where:
+    if (spec := _stored_spec(read_entry(slot, key))) is not None and spec.source == where:
         return spec
     spec = parse_spec(text, path, source=where)
-    write_entry(slot, key, pickle.dumps(spec, pickle.HIGHEST_PROTOCOL))
+    if (stored := _stored_form(spec)) is not None:
+        write_entry(slot, key, stored)
     return spec
 
 
@@ -99,15 +101,28 @@ def _spec_key(path: Path, text: str) -> str | None:
     )
 
 
-def _stored_spec(payload: bytes | None) -> Any:
-    """The unpickled entry, or None when there is none or it does not unpickle. Unpickling runs
-    what the file says: the cache folder's owner check is what makes that safe (see cache.py)."""
+def _stored_form(spec: PipelineSpec) -> bytes | None:
+    """The spec's values as JSON: data that is read back, never code that would run. None
+    for a value with no plain form (a spec built around the loader): it is not stored."""
+    try:
+        return json.dumps(to_data(spec), allow_nan=False, separators=(",", ":")).encode()
+    except (TypeError, ValueError):
+        return None
+
+
+def _stored_spec(payload: bytes | None) -> PipelineSpec | None:
+    """The spec an entry holds, rebuilt field by field into the spec's own classes (no
+    pydantic, no YAML); None when there is none or it is not exactly a spec's shape."""
     if payload is None:
         return None
     try:
-        return pickle.loads(payload)
-    except Exception:  # a corrupt entry is a miss, whatever the unpickler trips on
+        return from_data(PipelineSpec, json.loads(payload, parse_constant=_no_constant), mapping=FrozenMap)
+    except (ValueError, RecursionError):  # not JSON, nested past the parser's depth, not a spec
         return None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is no value of a spec")
 
 
 # What to say when a file of another kind is given as the spec.

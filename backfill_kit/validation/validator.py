@@ -1,8 +1,9 @@
 """Validation: for every table and expected date, one status and the evidence behind it.
 
 Three warehouse queries in all, whatever the number of tables and dates: the calendar, the
-row counts of every table (one UNION ALL), and the run history (one summary per processor and
-date, every attempt counted so that a retry never hides an earlier failure).
+row counts of every table (one UNION ALL; on BigQuery, one per 1,000 tables), and the run
+history (one summary per processor and date, every attempt counted so that a retry never hides
+an earlier failure).
 """
 
 from __future__ import annotations
@@ -277,7 +278,8 @@ def validate(
             if owned:
                 wh.close()
         cells = _classify_all(spec, selected, days, rows, runs, now)
-    unmapped, history = _history_evidence(runs)
+    own = {spec.table(t).processor for t in selected}  # upstream processors were read as evidence only
+    unmapped, history = _history_evidence({p: per_date for p, per_date in runs.items() if p in own})
     warnings = [*_season_warnings(spec, start, end), *_unmapped_warnings(spec, unmapped), *hazards]
     return Validation(
         spec,
@@ -322,7 +324,7 @@ def _gather(
     """The three queries; their answers indexed by table (or processor) and date."""
     involved = _involved(spec, selected)
     targets = [CoverageTarget(t.table, spec.date_column_of(t)) for t in involved]
-    processors = sorted({spec.table(t).processor for t in selected})
+    processors = sorted({t.processor for t in involved})  # upstream runs date an empty read
     try:
         days = expected_days(spec, wh, start, end)
         counts = wh.row_counts(targets, start, end)
@@ -561,6 +563,7 @@ def _table_cells(
     fallback = spec.table(table.fallback) if table.fallback else None
     fallback_rows = rows.get(fallback.id, {}) if fallback else {}
     warned_on = _upstream_warnings(spec, table, rows.get(table.id, {}), rows).get
+    outdated = _read_before_upstream(spec, table, rows, runs)
     need_for = {g: table.expected_rows(g) for g in {games for _, games, _, _ in calendar}}
     new, tid, pname, complete, no_data = tuple.__new__, table.id, phase.name, Status.COMPLETE, Status.NO_DATA
     error_text, evidence = _error_reader(), _EVIDENCE
@@ -576,14 +579,16 @@ def _table_cells(
             status = classify(
                 n, need, run, in_bootstrap=day.in_bootstrap(phase.bootstrap_days), now=now, stale_after=stale_after
             )
-        covered = None
+        covered, warned = None, warned_on(d, ())
+        if status is no_data and outdated is not None and (why := outdated(d, run)):
+            status, warned = Status.NEVER_RAN, (*warned, why)
         if status is no_data and fallback and fallback_rows.get(d, 0) >= fallback.expected_rows(games):
             covered = fallback.id
         if run is None:
             add(
                 new(
                     Cell,
-                    (tid, pname, d, season, status, n, need, 0, 0, None, None, None, None, covered, warned_on(d, ())),
+                    (tid, pname, d, season, status, n, need, 0, 0, None, None, None, None, covered, warned),
                 )
             )
         else:
@@ -606,7 +611,7 @@ def _table_cells(
                         seconds,
                         error and error_text(error),
                         covered,
-                        warned_on(d, ()),
+                        warned,
                     ),
                 )
             )
@@ -638,14 +643,50 @@ def _upstream_warnings(
     return warned
 
 
+def _read_before_upstream(
+    spec: PipelineSpec, table: TableSpec, rows: dict[str, dict[date, int]], runs: dict[str, dict[date, RunSummary]]
+) -> Callable[[date, RunSummary | None], str | None] | None:
+    """For a date without rows whose latest run found nothing to load: whether an upstream
+    table (or its fallback) has rows there now that a run finishing after that one wrote. The
+    run then read an upstream still empty, so its "no data" is no evidence either way. Asked
+    of no_data cells only (None: a table without upstream tables)."""
+    if not table.depends_on:
+        return None
+    sources = [
+        (source.id, rows.get(source.id, {}), runs.get(source.processor, {}))
+        for dep in table.depends_on
+        for source in (spec.table(s) for s in (dep, spec.table(dep).fallback) if s)
+    ]
+
+    def why(d: date, run: RunSummary | None) -> str | None:
+        if run is None or run.latest_started_at is None:
+            return None
+        read_at = _as_utc(run.latest_started_at)
+        for name, have, history in sources:
+            upstream = history.get(d) if have.get(d, 0) else None
+            written = _finished_at(upstream) if upstream is not None else None
+            if written is not None and written > read_at:
+                return f"read no data before upstream {name} had its rows (written by its run of {written:%Y-%m-%d %H:%M} UTC)"
+        return None
+
+    return why
+
+
+def _finished_at(run: RunSummary) -> datetime | None:
+    """When a date's latest run ended (or began, while it runs)."""
+    if run.latest_started_at is None:
+        return None
+    return _as_utc(run.latest_started_at) + timedelta(seconds=run.latest_seconds or 0)
+
+
 def _as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def dates_with_rows(
     spec: PipelineSpec, table_id: str, dates: Sequence[date], *, warehouse: Warehouse | None = None
-) -> int:
-    """How many of these dates have rows in the table: the runner's one-query re-check of a step."""
+) -> frozenset[date]:
+    """Which of these dates have rows in the table: the runner's one-query re-check of a step."""
     table = spec.table(table_id)
     wh = warehouse if warehouse is not None else open_warehouse(spec)
     try:
@@ -654,4 +695,4 @@ def dates_with_rows(
         if warehouse is None:
             wh.close()
     wanted = set(dates)
-    return sum(1 for _, d, n in counts if d in wanted and n > 0)
+    return frozenset(d for _, d, n in counts if d in wanted and n > 0)

@@ -15,8 +15,9 @@ if TYPE_CHECKING:
 __all__ = [*base.__all__, "open_warehouse"]
 
 
-def open_warehouse(spec: PipelineSpec, *, read_only: bool = True) -> Warehouse:
-    """The backend the spec's `warehouse` section names, connected."""
+def open_warehouse(spec: PipelineSpec, *, read_only: bool = True, lock_wait_seconds: float | None = None) -> Warehouse:
+    """The backend the spec's `warehouse` section names, connected. `lock_wait_seconds`: how long
+    to wait for a DuckDB file another process holds locked (default: a minute)."""
     config = spec.warehouse
     if config.backend == "duckdb":
         from backfill_kit.warehouse.duckdb import DuckDBWarehouse
@@ -29,7 +30,7 @@ def open_warehouse(spec: PipelineSpec, *, read_only: bool = True) -> Warehouse:
                 f"{spec.file_name}: warehouse.path: the DuckDB file {path} does not exist. Fix the "
                 "path (it is relative to the spec file), or create the demo with: backfill-kit demo init DIR"
             )
-        return DuckDBWarehouse(path, read_only=read_only, spec_file=spec.file_name)
+        return DuckDBWarehouse(path, read_only=read_only, spec_file=spec.file_name, lock_wait_seconds=lock_wait_seconds)
     if config.backend == "bigquery":
         from backfill_kit.warehouse.bigquery import BigQueryWarehouse  # needs the `bigquery` extra; says so if missing
 

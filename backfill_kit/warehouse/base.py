@@ -2,7 +2,8 @@
 
 Validation, planning and running talk to a `Warehouse`; only the backend modules import a
 database client. Each method is one round trip, recorded in `queries`, so that a whole
-validation can be shown (and tested) to cost exactly three queries.
+validation can be shown (and tested) to cost exactly three queries; the row counts are split
+into one query per `Capabilities.max_tables_per_query` tables where the warehouse sets one.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class Capabilities:
 
     name: str
     partition_metadata: bool = False  # can count rows per partition without scanning
+    # The most tables one query may reference (BigQuery: 1,000); None: no limit. row_counts
+    # splits its query into one per so many tables.
+    max_tables_per_query: int | None = None
 
 
 @dataclass(frozen=True)
@@ -158,7 +162,8 @@ class Warehouse(Protocol):
         ...
 
     def row_counts(self, targets: Sequence[CoverageTarget], start: date, end: date) -> list[tuple[int, date, int]]:
-        """(index into targets, date, rows) for every target date with rows: one query in all."""
+        """(index into targets, date, rows) for every target date with rows: one query in all, or
+        one per `capabilities.max_tables_per_query` targets."""
         ...
 
     def run_summaries(

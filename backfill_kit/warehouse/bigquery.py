@@ -3,8 +3,11 @@
 - Tables partitioned by day on their date column are counted from
   `INFORMATION_SCHEMA.PARTITIONS` (metadata: none of their bytes are scanned); the other tables
   by one batched `UNION ALL` filtered on the date range, and on their partitioning column when
-  it is another one (or ingestion time), so tables that require a partition filter work. Both
-  go in the one coverage job.
+  it is another one (a time column, ingestion time, an integer range, a hive key) with a bound
+  that drops no row: a predicate on that column alone, which is what BigQuery's documentation
+  asks of a partition filter, so tables that require one work. Both
+  go in the one coverage job; with more than 1,000 tables (the most a query may reference, and
+  the most INFORMATION_SCHEMA.PARTITIONS answers for), in one job per 1,000.
 - Queries follow the tables' schemas: date parameters are STRINGs, which GoogleSQL coerces to
   the DATE, DATETIME or TIMESTAMP column they meet; JSON and REPEATED columns are read with
   TO_JSON_STRING. tests/test_googlesql.py type-checks every query with Google's analyzer.
@@ -14,10 +17,21 @@
 - Every query is dry-run first; its estimated bytes and dollars are recorded, and a query whose
   estimate is over `maximum_bytes_billed` is refused before it runs (BigQuery is told the
   ceiling too, and refuses on its own count).
-- Every job has a timeout (BigQuery cancels it, and we stop waiting).
+- One time limit bounds a query in all: its dry run, every attempt and every pause between them.
+  Each job is given what is left of it as its timeout (BigQuery cancels it then), and we stop
+  waiting then too.
+- A failed job is retried, as a new job, only for a reason BigQuery's error-messages page says
+  to retry (RETRYABLE_REASONS: backendError, internalError, rateLimitExceeded, their job*
+  forms, tableUnavailable), with backoff, while the time limit leaves room. The reason decides,
+  never the HTTP status: the client makes a 500 of every reason it does not know (a job
+  cancelled at its timeout, one over maximum_bytes_billed), which are not retried. The
+  client's own job retry (its 40-minute deadline) is off; its API-call retry only takes up
+  what has no reason (a dropped connection, a proxy's 5xx) within the time limit, and a failed
+  poll is told from a failed job by the job's own state (jobs.get).
 - Native errors are translated here, once: a missing table or dataset, datasets in another
-  location than `warehouse.location`, a missing permission (naming the role), rate limits
-  (retried with backoff, then retryable), a daily quota (not retried: it resets tomorrow).
+  location than `warehouse.location`, a missing permission (naming the role), a job over the
+  time limit or over maximum_bytes_billed, rate limits and BigQuery's own errors (retried, then
+  retryable), a daily quota (not retried: it resets tomorrow).
 
 `google-cloud-bigquery` is imported by this module only, which is imported only for a spec
 whose warehouse is BigQuery.
@@ -50,6 +64,7 @@ from backfill_kit.warehouse.base import (
 )
 from backfill_kit.warehouse.sql import (
     BIGQUERY,
+    PartitionBound,
     calendar_sql,
     coverage_sql,
     range_params,
@@ -61,6 +76,7 @@ from backfill_kit.warehouse.sql import (
 try:
     import google.auth
     from google.api_core import exceptions as api_errors
+    from google.api_core import retry as api_retry
     from google.api_core.exceptions import RetryError
     from google.auth import exceptions as auth_errors
     from google.auth.credentials import AnonymousCredentials
@@ -81,18 +97,50 @@ __all__ = ["BigQueryWarehouse", "estimated_bytes_billed", "partitions_sql"]
 MIB = 2**20
 TIB = 2**40
 MIN_BILLED_PER_TABLE = 10 * MIB  # on-demand queries bill at least 10 MB per table referenced
+# A query references at most 1,000 tables, and INFORMATION_SCHEMA.PARTITIONS answers for at most
+# 1,000 tables a query (BigQuery's quotas and limits).
+MAX_TABLES_PER_QUERY = 1000
 SCOPES = ("https://www.googleapis.com/auth/bigquery",)
-API_RETRY = DEFAULT_RETRY.with_timeout(120)  # the client's own retries, capped at 2 minutes
-BACKOFF = (2.0, 8.0, 30.0)  # our pauses before retrying a rate-limit or transient error
-JOB_TIMEOUT_SECONDS = 600.0  # no validation query should run longer; BigQuery cancels it after
+API_RETRY_SECONDS = 120.0  # the client's own retries of one API call, at most
+API_RETRY = DEFAULT_RETRY.with_timeout(API_RETRY_SECONDS)  # for metadata calls, which are no jobs
+BACKOFF = (2.0, 8.0, 30.0)  # our pauses before retrying a retryable error
+QUERY_TIME_LIMIT_SECONDS = 600.0  # one query in all: dry run, attempts and pauses
+MIN_ATTEMPT_SECONDS = 5.0  # no attempt is started with less of the time limit left
 HTTP_TIMEOUT_SECONDS = 60.0  # one API request (not a job)
-RETRYABLE_REASONS = frozenset({"rateLimitExceeded", "backendError", "internalError"})
+# What BigQuery's error-messages page says to try again (a failed job: as a new job), with backoff.
+RETRYABLE_REASONS = frozenset(
+    {
+        "backendError",
+        "internalError",
+        "rateLimitExceeded",
+        "jobBackendError",
+        "jobInternalError",
+        "jobRateLimitExceeded",
+        "tableUnavailable",
+    }
+)
+RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "jobRateLimitExceeded"})
 # A quota (queries per day, bytes per day, free tier) resets tomorrow: retrying in minutes is no use.
 QUOTA_REASON = "quotaExceeded"
 TIMEOUT_REASON = "timeout"  # a job cancelled at its job_timeout_ms
+CANCELLED_REASON = "stopped"  # a job cancelled (its message says "timed out" when at its timeout)
+BYTES_BILLED_REASON = "bytesBilledLimitExceeded"
 EARLIEST = "0001-01-01"  # the lowest DATE, DATETIME and TIMESTAMP
+# The parameters holding the lowest value of each type a partitioning column has (date strings
+# are coerced to DATE, DATETIME or TIMESTAMP), and the floor of each column type.
+FLOORS: dict[str, object] = {"partitions_from": EARLIEST, "lowest_int": -(2**63), "lowest_text": ""}
+FLOOR_OF_TYPE = {
+    "DATE": "partitions_from",
+    "DATETIME": "partitions_from",
+    "TIMESTAMP": "partitions_from",
+    "INTEGER": "lowest_int",
+    "INT64": "lowest_int",
+    "STRING": "lowest_text",
+}
 # A dry run's totalBytesProcessedAccuracy that bounds the bytes from above (an emulator gives none).
 BOUNDING_ACCURACY = frozenset({"PRECISE", "UPPER_BOUND"})
+# An error with no reason worth retrying: a 429 or 5xx (a proxy's, say: BigQuery's say why), a
+# dropped connection.
 RETRYABLE_TYPES = (
     api_errors.TooManyRequests,
     api_errors.InternalServerError,
@@ -100,6 +148,7 @@ RETRYABLE_TYPES = (
     api_errors.ServiceUnavailable,
     api_errors.GatewayTimeout,
 )
+TRANSPORT_ERRORS = (ConnectionError, RequestException, auth_errors.TransportError)
 UNKNOWN_NAME = ("Unrecognized name", "not found in FROM clause", "does not have a column")
 # "Not found: Dataset my-project:nba_raw was not found in location EU"
 WRONG_LOCATION = re.compile(r"(?:Dataset|Table) ([^\s:]+):([\w-]+)\S* was not found in location (\S+)")
@@ -108,10 +157,11 @@ EMULATOR_HOST = "BIGQUERY_EMULATOR_HOST"
 
 T = TypeVar("T")
 _sleep = time.sleep  # replaced by tests of the backoff
+_clock = time.monotonic  # the time limit's clock; tests of the backoff move it on as they sleep
 
 
 class BigQueryWarehouse:
-    capabilities = Capabilities(name="bigquery", partition_metadata=True)
+    capabilities = Capabilities(name="bigquery", partition_metadata=True, max_tables_per_query=MAX_TABLES_PER_QUERY)
 
     def __init__(
         self,
@@ -122,7 +172,7 @@ class BigQueryWarehouse:
         maximum_bytes_billed: int | None = None,
         price_per_tib_usd: float = 6.25,
         spec_file: str = "<spec>",
-        job_timeout_seconds: float = JOB_TIMEOUT_SECONDS,
+        time_limit_seconds: float = QUERY_TIME_LIMIT_SECONDS,
     ) -> None:
         self.queries: list[QueryRecord] = []
         self.project: str = client.project
@@ -131,7 +181,7 @@ class BigQueryWarehouse:
         self.maximum_bytes_billed = maximum_bytes_billed
         self.price_per_tib_usd = price_per_tib_usd
         self.spec_file = spec_file
-        self.job_timeout_seconds = job_timeout_seconds
+        self.time_limit_seconds = time_limit_seconds
         self.client = client  # a google.cloud.bigquery.Client
         self._tables: dict[str, dict[str, Any] | None] = {}  # spec name -> REST resource, None: missing
         self._why_missing: dict[str, str] = {}
@@ -155,15 +205,31 @@ class BigQueryWarehouse:
 
     def expected_dates(self, request: CalendarRequest, start: date, end: date) -> list[tuple[date, int]]:
         (resource,) = self._require([request.table])
-        sql = calendar_sql(BIGQUERY, replace(request, table=_name(resource)), _partition_column(resource))
+        bound = _partition_bound(resource, request.date_column)
+        sql = calendar_sql(BIGQUERY, replace(request, table=_name(resource)), bound)
         blame = request.blame(self.spec_file, "BigQuery")
         rows = self._run("calendar", sql, _range(start, end, sql), tables=1, blame=blame)
         return [(d, int(games)) for d, games in rows]
 
     def row_counts(self, targets: Sequence[CoverageTarget], start: date, end: date) -> list[tuple[int, date, int]]:
-        if not targets:
-            return []
-        resources = self._require([t.table for t in targets])
+        """One coverage query per `max_tables_per_query` targets: a query may reference no more
+        tables, nor ask INFORMATION_SCHEMA.PARTITIONS about more."""
+        resources = self._require([t.table for t in targets]) if targets else []
+        found: list[tuple[int, date, int]] = []
+        for first, last, purpose in _chunks(len(targets), self.capabilities.max_tables_per_query, "coverage"):
+            counted = self._row_counts(purpose, targets[first:last], resources[first:last], start, end)
+            found.extend((first + k, d, n) for k, d, n in counted)
+        return found
+
+    def _row_counts(
+        self,
+        purpose: str,
+        targets: Sequence[CoverageTarget],
+        resources: Sequence[dict[str, Any]],
+        start: date,
+        end: date,
+    ) -> list[tuple[int, date, int]]:
+        """The coverage query of some targets: partition metadata and one scan, in one job."""
         by_metadata = _metadata_counted(targets, resources)
         scanned = [i for i in range(len(targets)) if i not in by_metadata]
         order = scanned + by_metadata  # k in the result -> index into targets
@@ -173,19 +239,20 @@ class BigQueryWarehouse:
             params |= {"first_partition": f"{start:%Y%m%d}", "after_partition": f"{end + timedelta(days=1):%Y%m%d}"}
         if scanned:
             named = [replace(targets[i], table=_name(resources[i])) for i in scanned]
-            parts.insert(0, coverage_sql(BIGQUERY, named, [_partition_column(resources[i]) for i in scanned]))
+            bounds = [_partition_bound(resources[i], targets[i].date_column) for i in scanned]
+            parts.insert(0, coverage_sql(BIGQUERY, named, bounds))
         sql = "\nUNION ALL\n".join(parts)
         if scanned:
             params |= _range(start, end, sql)
         # Known before the job, so that a refusal comes with the table settings likely behind it.
         settings = [h for i in scanned if (h := _filter_hazard(targets[i].table, resources[i]))]
         blame = (
-            "BigQuery refused the coverage query; table settings that may explain it: " + " ".join(settings)
+            f"BigQuery refused the {purpose} query; table settings that may explain it: " + " ".join(settings)
             if settings
             else ""
         )
         rows = self._run(
-            "coverage",
+            purpose,
             sql,
             params,
             tables=len(scanned) + views,
@@ -299,10 +366,17 @@ class BigQueryWarehouse:
         blame: str = "",
         metadata_tables: Sequence[str] = (),
     ) -> list[tuple[Any, ...]]:
-        """Dry run, cost guard, run: one job. `tables` is how many tables the SQL references."""
+        """Dry run, cost guard, run: one job, retried as a new one for a retryable reason, all
+        within the time limit. `tables` is how many tables the SQL references."""
         began = time.perf_counter()
+        deadline = _clock() + self.time_limit_seconds
         parameters = [_parameter(name, value) for name, value in params.items()]
-        estimate, accuracy = self.call(f"estimating the {purpose} query", lambda: self._dry_run(sql, parameters), blame)
+        estimate, accuracy = self.call(
+            f"estimating the {purpose} query",
+            lambda: self._dry_run(purpose, sql, parameters, deadline),
+            blame,
+            deadline,
+        )
         billed = estimated_bytes_billed(estimate, tables)
         usd = billed / TIB * self.price_per_tib_usd
         bounded = accuracy in BOUNDING_ACCURACY
@@ -315,7 +389,9 @@ class BigQueryWarehouse:
             "estimated_bytes_billed": billed if bounded else None,
             "estimated_usd": round(usd, 6) if bounded else None,
         }
-        job, rows = self.call(f"running the {purpose} query", lambda: self._execute(purpose, sql, parameters), blame)
+        job, rows = self.call(
+            f"running the {purpose} query", lambda: self._execute(purpose, sql, parameters, deadline), blame, deadline
+        )
         extra |= {"job_id": job.job_id, "bytes_billed": job.total_bytes_billed}
         if metadata_tables:
             extra["counted_from_metadata"] = list(metadata_tables)
@@ -324,38 +400,81 @@ class BigQueryWarehouse:
         )
         return rows
 
-    def _dry_run(self, sql: str, parameters: list[Any]) -> tuple[int, str]:
+    def _dry_run(self, purpose: str, sql: str, parameters: list[Any], deadline: float) -> tuple[int, str]:
         """Bytes the query would process, and how sure BigQuery is (PRECISE, UPPER_BOUND,
         LOWER_BOUND or UNKNOWN; an emulator says nothing: PRECISE)."""
         config = bigquery.QueryJobConfig(query_parameters=parameters, dry_run=True, use_query_cache=False)
-        job = self.client.query(
-            sql, job_config=config, location=self.location, retry=API_RETRY, timeout=HTTP_TIMEOUT_SECONDS
-        )
+        job = self._submit(sql, config, self._left(purpose, deadline))
         # The client has no accessor for the accuracy; it keeps the job resource in _properties.
         statistics = (job._properties.get("statistics") or {}).get("query") or {}
         accuracy = statistics.get("totalBytesProcessedAccuracy") or "PRECISE"
         return int(job.total_bytes_processed or 0), accuracy
 
-    def _execute(self, purpose: str, sql: str, parameters: list[Any]) -> tuple[Any, list[tuple[Any, ...]]]:
-        timeout = self.job_timeout_seconds
+    def _execute(
+        self, purpose: str, sql: str, parameters: list[Any], deadline: float
+    ) -> tuple[Any, list[tuple[Any, ...]]]:
+        """One job, given what is left of the time limit (BigQuery cancels it then)."""
+        left = self._left(purpose, deadline)
         config = bigquery.QueryJobConfig(
-            query_parameters=parameters, labels={"tool": "backfill-kit"}, job_timeout_ms=int(timeout * 1000)
+            query_parameters=parameters, labels={"tool": "backfill-kit"}, job_timeout_ms=int(left * 1000)
         )
         if self.maximum_bytes_billed is not None:
             config.maximum_bytes_billed = self.maximum_bytes_billed
-        job = self.client.query(
-            sql, job_config=config, location=self.location, retry=API_RETRY, timeout=HTTP_TIMEOUT_SECONDS
+        job = self._submit(sql, config, left)
+        return job, self._rows(purpose, job, deadline)
+
+    def _submit(self, sql: str, config: Any, left: float) -> Any:
+        """jobs.insert, within what is left of the time limit; the client's job retry off."""
+        return self.client.query(
+            sql,
+            job_config=config,
+            location=self.location,
+            retry=_unexplained(left),
+            timeout=_http(left),
+            job_retry=None,
         )
-        try:
-            rows = job.result(retry=API_RETRY, timeout=timeout)
-            return job, [tuple(map(_naive_utc, row.values())) for row in rows]
-        except WaitTimeout as exc:  # BigQuery cancels it too, at job_timeout_ms
-            raise self._timed_out(f"the {purpose} query (job {job.job_id})") from exc
+
+    def _rows(self, purpose: str, job: Any, deadline: float) -> list[tuple[Any, ...]]:
+        """The job's rows, waited for until the deadline. jobs.getQueryResults answers a failed
+        job with the job's error, but also fails on its own: the job's state (jobs.get) tells
+        which, and a job still running is waited for again."""
+        while True:
+            left = self._left(purpose, deadline, job)
+            try:
+                rows = job.result(retry=_unexplained(left), timeout=left, job_retry=None)
+                return [tuple(map(_naive_utc, row.values())) for row in rows]
+            except WaitTimeout as exc:  # BigQuery cancels it too, at job_timeout_ms
+                raise self._timed_out(f"the {purpose} query (job {job.job_id})") from exc
+            except api_errors.GoogleAPICallError as exc:
+                if (failure := self._job_failure(job, exc, left)) is not None:
+                    raise failure from None
+            _sleep(min(BACKOFF[0], max(deadline - _clock(), 0)))
+
+    def _job_failure(self, job: Any, exc: Exception, left: float) -> Exception | None:
+        """Why waiting for the job failed: its own errorResult, else the poll's error; None
+        while it runs on (the poll failed, not the job)."""
+        if job.state != "DONE":
+            try:
+                job.reload(retry=_unexplained(left), timeout=_http(left))
+            except api_errors.GoogleAPIError:
+                return exc  # BigQuery does not say: the poll's own error stands
+            if job.state != "DONE":
+                return None
+        failed: Exception | None = job.exception() if job.error_result else None
+        return failed or exc
+
+    def _left(self, purpose: str, deadline: float, job: Any = None) -> float:
+        """Seconds left of the query's time limit; none left is the query given up."""
+        left = deadline - _clock()
+        if left <= 0:
+            raise self._timed_out(f"the {purpose} query" + (f" (job {job.job_id})" if job is not None else ""))
+        return left
 
     def _timed_out(self, what: str) -> WarehouseError:
         return WarehouseError(
-            f"{what} did not finish within {self.job_timeout_seconds:g} s and was given up; BigQuery may be "
-            "busy: try again later, or validate fewer dates (--start/--end) or tables (--table).",
+            f"{what} did not finish within {self.time_limit_seconds:g} s, the time limit of one query (its "
+            "attempts and pauses included), and was given up; BigQuery may be busy: try again later, or "
+            "validate fewer dates (--start/--end) or tables (--table).",
             retryable=True,
         )
 
@@ -370,14 +489,15 @@ class BigQueryWarehouse:
 
     # --- errors ----------------------------------------------------------------------------
 
-    def call(self, action: str, fn: Callable[[], T], blame: str = "") -> T:
-        """Call BigQuery (`action` says what for, in messages); translate its errors once, and
-        retry quota and rate-limit errors with backoff before giving up with a retryable error."""
+    def call(self, action: str, fn: Callable[[], T], blame: str = "", deadline: float | None = None) -> T:
+        """Call BigQuery (`action` says what for, in messages); translate its errors once. An
+        error BigQuery calls retryable is retried with backoff, while the deadline (when given)
+        leaves room for another attempt, then given up as a retryable error."""
         for pause in (*BACKOFF, None):
             try:
                 return fn()
             except (api_errors.GoogleAPIError, auth_errors.GoogleAuthError, RequestException) as exc:
-                if pause is None or not _retryable(exc, _reasons(exc)):
+                if pause is None or not _retryable(exc) or not _room(deadline, pause):
                     raise self._translate(exc, action, blame) from exc
             _sleep(pause)
         raise AssertionError("unreachable")
@@ -391,22 +511,32 @@ class BigQueryWarehouse:
             return self._location_error(action, *wrong_location.groups())
         if isinstance(exc, api_errors.NotFound) or any(s in text for s in UNKNOWN_NAME):
             return ObjectsMissingError(f"{action}: {text}")
-        if "bytesBilledLimitExceeded" in reasons or "bytes billed" in text.lower():
+        if BYTES_BILLED_REASON in reasons or "bytes billed" in text.lower():
+            ceiling = f" ({self.maximum_bytes_billed:,} bytes)" if self.maximum_bytes_billed is not None else ""
             return WarehouseError(
-                f"{action}: BigQuery refused it: {text}. Raise warehouse.maximum_bytes_billed "
-                f"in {self.spec_file}, or validate fewer dates or tables."
+                f"{action}: BigQuery refused to bill more than warehouse.maximum_bytes_billed{ceiling}: {text}. "
+                f"It was not retried: raise maximum_bytes_billed in {self.spec_file}, or validate fewer dates "
+                "(--start/--end) or tables (--table)."
             )
-        if TIMEOUT_REASON in reasons:  # BigQuery cancelled the job at job_timeout_ms
-            return self._timed_out(f"{action}: {text}; the query")
+        if TIMEOUT_REASON in reasons or (CANCELLED_REASON in reasons and "timed out" in text.lower()):
+            return self._timed_out(f"{action}: {text}; the query")  # BigQuery cancelled it at job_timeout_ms
+        if CANCELLED_REASON in reasons:
+            return WarehouseError(f"{action}: the job was cancelled: {text}. It was not retried.")
         if QUOTA_REASON in reasons:
             return WarehouseError(
                 f"{action}: BigQuery quota exceeded: {text}. A quota (queries or bytes per day, "
                 "the free tier) is not over in minutes, so it was not retried: try again once it "
                 "resets, or raise it (Google Cloud console, IAM & Admin > Quotas)."
             )
-        if _retryable(exc, reasons):
+        if _retryable(exc):
+            what = (
+                "rate limit"
+                if reasons & RATE_LIMIT_REASONS
+                else "error" + (f" ({', '.join(sorted(reasons))})" if reasons else "")
+            )
             return WarehouseError(
-                f"{action}: BigQuery rate limit: {text}. It was retried with backoff; try again in a few minutes.",
+                f"{action}: BigQuery {what}: {text}. It was retried with backoff as long as the query's time "
+                f"limit ({self.time_limit_seconds:g} s) left room; try again in a few minutes.",
                 retryable=True,
             )
         if isinstance(exc, api_errors.Forbidden):
@@ -504,13 +634,27 @@ def _default_credentials() -> Any:
 # --- pure helpers ------------------------------------------------------------------------
 
 
+def _chunks(n: int, size: int | None, purpose: str) -> list[tuple[int, int, str]]:
+    """(first, last, purpose) of each run of at most `size` of `n` items (None: no limit); the
+    purpose names the tables of its run when there is more than one."""
+    size = size or max(n, 1)
+    runs = [(first, min(first + size, n)) for first in range(0, n, size)]
+    if len(runs) == 1:
+        return [(0, n, purpose)]
+    return [(first, last, f"{purpose} (tables {first + 1}-{last} of {n})") for first, last in runs]
+
+
 def partitions_sql(dataset: str, keyed: Sequence[tuple[int, str]]) -> str:
     """Rows per daily partition of some tables of one dataset, read from metadata: no table
-    bytes scanned. `keyed` pairs each table's result key with the parameter holding its name."""
+    bytes scanned. `keyed` pairs each table's result key with the parameter holding its name.
+
+    The partition ids `__NULL__` and `__UNPARTITIONED__` are no dates: the WHERE keeps them out,
+    and SAFE.PARSE_DATE makes them NULL rather than an error should BigQuery evaluate the SELECT
+    list first (it documents no order)."""
     cases = " ".join(f"WHEN @{param} THEN {k}" for k, param in keyed)
     names = ", ".join(f"@{param}" for _, param in keyed)
     return (
-        f"SELECT CASE table_name {cases} END AS k, PARSE_DATE('%Y%m%d', partition_id) AS d, total_rows AS n "
+        f"SELECT CASE table_name {cases} END AS k, SAFE.PARSE_DATE('%Y%m%d', partition_id) AS d, total_rows AS n "
         f"FROM {BIGQUERY.ident(dataset)}.INFORMATION_SCHEMA.PARTITIONS "
         f"WHERE table_name IN ({names}) AND partition_id >= @first_partition "
         "AND partition_id < @after_partition AND total_rows > 0"
@@ -562,14 +706,25 @@ def _expiration_hazard(table: str, resource: dict[str, Any], start: date, today:
 
 
 def _filter_hazard(table: str, resource: dict[str, Any]) -> str:
-    partitioning = resource.get("timePartitioning") or {}
-    if not (resource.get("requirePartitionFilter") or partitioning.get("requirePartitionFilter")):
+    if not _requires_filter(resource):
         return ""
-    by_range = (resource.get("rangePartitioning") or {}).get("field")
-    column = _partition_column(resource) or by_range or "its partitioning column"
+    bound = _partition_bound(resource)
+    columns = " or ".join(_hive_keys(resource)) or (bound.column if bound else "its partitioning column")
     return (
         f"{table}: requires a partition filter: every query a backfill job runs on it must "
-        f"filter on {column}, or BigQuery rejects it."
+        f"filter on {columns}, or BigQuery rejects it."
+    )
+
+
+def _requires_filter(resource: dict[str, Any]) -> bool:
+    """require_partition_filter, wherever the table resource keeps it (on a hive-partitioned
+    external table, in its hive partitioning options)."""
+    hive = _hive_options(resource)
+    partitioning = resource.get("timePartitioning") or {}
+    return bool(
+        resource.get("requirePartitionFilter")
+        or partitioning.get("requirePartitionFilter")
+        or hive.get("requirePartitionFilter")
     )
 
 
@@ -590,12 +745,32 @@ def _name(resource: dict[str, Any]) -> str:
     return f"{ref['projectId']}.{ref['datasetId']}.{ref['tableId']}"
 
 
-def _partition_column(resource: dict[str, Any]) -> str | None:
-    """The time column a table is partitioned on: a column, _PARTITIONTIME (ingestion time), or
-    None (not partitioned, or on an integer range, which no date bound can filter)."""
+def _partition_bound(resource: dict[str, Any], date_column: str = "") -> PartitionBound | None:
+    """The column a table is partitioned on, with the floor of its type: a time column or
+    _PARTITIONTIME (ingestion time), an integer range's column, a hive-partitioned external
+    table's key (the date column when it is one); None when not partitioned, or on a hive key of
+    a type with no floor here."""
     if (partitioning := resource.get("timePartitioning")) is not None:
-        return partitioning.get("field") or "_PARTITIONTIME"
-    return None
+        return PartitionBound(partitioning.get("field") or "_PARTITIONTIME")
+    if (by_range := resource.get("rangePartitioning")) is not None:
+        return PartitionBound(by_range["field"], "lowest_int")
+    keys = _hive_keys(resource)
+    if not keys:
+        return None
+    key = next((k for k in keys if k.lower() == date_column.lower()), keys[0])
+    types = {f["name"].lower(): f.get("type", "").upper() for f in resource.get("schema", {}).get("fields", [])}
+    floor = FLOOR_OF_TYPE.get(types.get(key.lower(), "STRING"))
+    return PartitionBound(key, floor) if floor else None
+
+
+def _hive_options(resource: dict[str, Any]) -> dict[str, Any]:
+    options = (resource.get("externalDataConfiguration") or {}).get("hivePartitioningOptions")
+    return options if isinstance(options, dict) else {}
+
+
+def _hive_keys(resource: dict[str, Any]) -> list[str]:
+    """A hive-partitioned external table's partition keys, as BigQuery lists them."""
+    return [str(k) for k in _hive_options(resource).get("fields") or []]
 
 
 def _metadata_counted(targets: Sequence[CoverageTarget], resources: Sequence[dict[str, Any]]) -> list[int]:
@@ -638,13 +813,12 @@ def _naive_utc(value: Any) -> Any:
     return value
 
 
-def _range(start: date, end: date, sql: str) -> dict[str, str]:
+def _range(start: date, end: date, sql: str) -> dict[str, object]:
     """The date range as STRINGs, which GoogleSQL coerces to the DATE, DATETIME or TIMESTAMP
-    column each meets (a DATE parameter cannot be compared with a TIMESTAMP)."""
-    found = {name: day.isoformat() for name, day in range_params(start, end).items()}
-    if "@partitions_from" in sql:
-        found["partitions_from"] = EARLIEST
-    return found
+    column each meets (a DATE parameter cannot be compared with a TIMESTAMP), and the floors of
+    the partitioning columns the SQL bounds."""
+    found: dict[str, object] = {name: day.isoformat() for name, day in range_params(start, end).items()}
+    return found | {name: floor for name, floor in FLOORS.items() if f"@{name}" in sql}
 
 
 def _moment(value: datetime) -> str:
@@ -654,13 +828,42 @@ def _moment(value: datetime) -> str:
 
 
 def _reasons(exc: Exception) -> set[str]:
-    return {e.get("reason", "") for e in getattr(exc, "errors", None) or [] if isinstance(e, dict)}
+    """BigQuery's reasons for an error; none for an unexplained one."""
+    errors = getattr(exc, "errors", None) or []
+    return {e["reason"] for e in errors if isinstance(e, dict) and e.get("reason")}
 
 
-def _retryable(exc: Exception, reasons: set[str]) -> bool:
-    if QUOTA_REASON in reasons:  # even as 429: a spent quota is not a burst
+def _retryable(exc: Exception) -> bool:
+    """Whether BigQuery's documentation says to try again. The reason decides when there is one,
+    whatever HTTP status the client made of it (a 500 for every reason it does not know); the
+    client's own retries given up (RetryError) are not retried again."""
+    if isinstance(exc, RetryError):
         return False
-    return isinstance(exc, RETRYABLE_TYPES) or bool(reasons & RETRYABLE_REASONS)
+    reasons = _reasons(exc)
+    if reasons:
+        return QUOTA_REASON not in reasons and bool(reasons & RETRYABLE_REASONS)  # a quota: even as 429
+    return isinstance(exc, RETRYABLE_TYPES)
+
+
+def _unexplained(left: float) -> Any:
+    """The client's retry of one API call, for errors without a reason only (a dropped
+    connection, a proxy's 5xx), within what is left of the time limit: an error with a reason
+    (a failed job's, as jobs.getQueryResults answers it) is ours to decide on."""
+
+    def predicate(exc: Exception) -> bool:
+        return not _reasons(exc) and isinstance(exc, (*RETRYABLE_TYPES, *TRANSPORT_ERRORS))
+
+    return api_retry.Retry(predicate=predicate, timeout=min(API_RETRY_SECONDS, left))
+
+
+def _http(left: float) -> float:
+    """One API request's timeout, within what is left of the time limit."""
+    return min(HTTP_TIMEOUT_SECONDS, max(left, 1.0))
+
+
+def _room(deadline: float | None, pause: float) -> bool:
+    """Whether the deadline leaves room for a pause and one more attempt."""
+    return deadline is None or deadline - _clock() - pause >= MIN_ATTEMPT_SECONDS
 
 
 def _message(exc: Exception) -> str:
@@ -668,4 +871,4 @@ def _message(exc: Exception) -> str:
     errors = getattr(exc, "errors", None) or []
     first = errors[0] if errors and isinstance(errors[0], dict) else {}
     text = first.get("message") or getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    return str(text).strip().splitlines()[0]
+    return str(text).strip().splitlines()[0].rstrip(".")  # the messages built on it add their own

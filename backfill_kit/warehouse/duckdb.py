@@ -39,7 +39,13 @@ class DuckDBWarehouse:
     capabilities = Capabilities(name="duckdb")
 
     def __init__(
-        self, path: str | Path | None = None, *, connection: Any = None, read_only: bool = True, spec_file: str = ""
+        self,
+        path: str | Path | None = None,
+        *,
+        connection: Any = None,
+        read_only: bool = True,
+        spec_file: str = "",
+        lock_wait_seconds: float | None = None,
     ) -> None:
         self.queries: list[QueryRecord] = []
         self.spec_file = spec_file or "<spec>"  # named when the spec's own SQL (the calendar filter) fails
@@ -49,7 +55,8 @@ class DuckDBWarehouse:
         elif self.location == ":memory:":
             self._con = in_utc(duckdb.connect())
         else:
-            self._con = connect_file(Path(self.location), read_only)
+            wait = LOCK_WAIT_SECONDS if lock_wait_seconds is None else lock_wait_seconds
+            self._con = connect_file(Path(self.location), read_only, wait)
 
     def expected_dates(self, request: CalendarRequest, start: date, end: date) -> list[tuple[date, int]]:
         blame = request.blame(self.spec_file, "DuckDB")
@@ -139,7 +146,10 @@ def in_utc(con: Any) -> Any:
     return con
 
 
-def connect_file(path: Path, read_only: bool, wait_seconds: float = 60.0) -> Any:
+LOCK_WAIT_SECONDS = 60.0  # how long an open waits, by default, for another process's lock on the file
+
+
+def connect_file(path: Path, read_only: bool, wait_seconds: float = LOCK_WAIT_SECONDS) -> Any:
     """Open the file (its session in UTC), waiting while another process holds DuckDB's
     single-writer lock (a backfill job writing, say): that lock is held for seconds, not hours."""
     deadline = time.monotonic() + wait_seconds

@@ -8,13 +8,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import NamedTuple
 
 from backfill_kit.warehouse.base import CalendarRequest, CoverageTarget, RunHistoryRequest
 
 __all__ = [
     "BIGQUERY",
     "DUCKDB",
+    "NO_ERROR",
     "Dialect",
+    "PartitionBound",
     "calendar_sql",
     "coverage_sql",
     "range_params",
@@ -33,7 +36,7 @@ class Dialect:
     in_array: str  # membership test of a value in an array parameter
     seconds_between: str  # whole seconds from {a} to {b}
     date_array: str  # every date from {a} to {b}, inclusive; empty when {b} is before {a}
-    json_text: str  # any column (JSON, REPEATED, text) as JSON text, e.g. an error list
+    json_text: str  # any non-NULL column (JSON, REPEATED, text) as JSON text, e.g. an error list
     pseudo_columns: frozenset[str] = frozenset()  # written bare, never quoted
 
     def ident(self, dotted: str) -> str:
@@ -74,24 +77,44 @@ DUCKDB = _dialect(0)
 BIGQUERY = _dialect(1, pseudo_columns=frozenset({"_PARTITIONTIME", "_PARTITIONDATE"}))
 
 
+# The JSON texts of an error column that hold no error: JSON null, an empty list (JSON or
+# REPEATED), an empty text, and a text holding one of those. They read as NULL, so that a
+# later attempt that recorded none never hides an earlier attempt's message. GoogleSQL's
+# TO_JSON_STRING(NULL) is 'null' too, where DuckDB's to_json(NULL) is NULL: both read NULL.
+NO_ERROR = ("null", "[]", '""', '"null"', '"[]"')
+
+
+def _error_text(d: Dialect, column: str) -> str:
+    """The error column as JSON text, NULL when it holds no error (NO_ERROR)."""
+    text, none = d.json_text.format(column), ", ".join(f"'{t}'" for t in NO_ERROR)
+    return f"CASE WHEN {text} IN ({none}) THEN NULL ELSE {text} END"
+
+
 def range_params(start: date, end: date) -> dict[str, date]:
     """The `start` and `stop` parameters of `_date_range`: half-open on the day after the end,
     so that TIMESTAMP columns keep the end date's rows."""
     return {"start": start, "stop": _shift(end, timedelta(days=1))}
 
 
-def _date_range(d: Dialect, column: str, partition: str | None = None) -> str:
+class PartitionBound(NamedTuple):
+    """A table's partitioning column, and the parameter holding the lowest value of its type."""
+
+    column: str
+    floor: str = "partitions_from"
+
+
+def _date_range(d: Dialect, column: str, partition: PartitionBound | None = None) -> str:
     col = d.ident(column)
     condition = f"{col} >= {d.p('start')} AND {col} < {d.p('stop')}"
-    if partition and partition.lower() != column.lower():
-        # Partitioned on another column (or by ingestion time): a filter on it satisfies
-        # require_partition_filter, and this one drops no row wherever it was written.
-        part = d.ident(partition)
-        condition += f" AND ({part} >= {d.p('partitions_from')} OR {part} IS NULL)"
+    if partition and partition.column.lower() != column.lower():
+        # Partitioned on another column (a time, ingestion time, an integer range, a hive key):
+        # a predicate on it alone satisfies require_partition_filter, and this one drops no row.
+        part = d.ident(partition.column)
+        condition += f" AND ({part} >= {d.p(partition.floor)} OR {part} IS NULL)"
     return condition
 
 
-def calendar_sql(d: Dialect, req: CalendarRequest, partition: str | None = None) -> str:
+def calendar_sql(d: Dialect, req: CalendarRequest, partition: PartitionBound | None = None) -> str:
     """Games per date of the schedule; `partition` names the table's partitioning column
     when it is not the date column."""
     games = f"COUNT(DISTINCT {d.ident(req.game_id_column)})" if req.game_id_column else "COUNT(*)"
@@ -104,7 +127,9 @@ def calendar_sql(d: Dialect, req: CalendarRequest, partition: str | None = None)
     )
 
 
-def coverage_sql(d: Dialect, targets: Sequence[CoverageTarget], partitions: Sequence[str | None] = ()) -> str:
+def coverage_sql(
+    d: Dialect, targets: Sequence[CoverageTarget], partitions: Sequence[PartitionBound | None] = ()
+) -> str:
     """Rows per date of every target, in one query; `partitions` names, target by target, a
     partitioning column other than the date column (None: none or the same)."""
     # Grouped by the date alone: k is a literal, and BigQuery refuses to group by one.
@@ -188,7 +213,7 @@ def _history_rows(d: Dialect, r: RunHistoryRequest) -> str:
         f"WHEN {d.contains('failed', status)} THEN 'failed' "
         f"WHEN {d.contains('skipped', status)} THEN {skip} ELSE 'other' END"
     )
-    error = ident(r.error) if r.error else f"CAST(NULL AS {text})"  # as stored: made text once picked
+    error = _error_text(d, ident(r.error)) if r.error else f"CAST(NULL AS {text})"
     run_id = f"CAST({ident(r.run_id)} AS {text})" if r.run_id else f"CAST(NULL AS {text})"
     return f"""SELECT CAST({ident(r.processor)} AS {text}) AS processor, {first} AS first_d, {last} AS last_d,
     {category} AS category, CAST({status} AS {text}) AS status, {reason} AS reason,
@@ -265,8 +290,8 @@ SELECT processor, on_date AS d,
   MAX(CASE WHEN nth = 1 THEN started_at END) AS latest_started_at,
   MAX(CASE WHEN nth = 1 THEN seconds END) AS latest_seconds,
   MAX(CASE WHEN category = 'success' THEN records END) AS best_success_records,
-  {d.json_text.format("MIN_BY(error, CASE WHEN category IN ('failed', 'no_data') AND error IS NOT NULL THEN nth END)")}
-    AS last_error,  -- of the latest failure or no-data attempt (nth is unique: one pick)
+  MIN_BY(error, CASE WHEN category IN ('failed', 'no_data') AND error IS NOT NULL THEN nth END)
+    AS last_error,  -- of the latest failure or no-data attempt that recorded one (nth is unique: one pick)
   -- Not DISTINCT: that splits the aggregation in two and joins them (a third of the time at
   -- 1,000 tables); a status may repeat, once per attempt, and its readers count it once.
   STRING_AGG(CASE WHEN category = 'other' THEN COALESCE(status, '(no status)') END, '|') AS unmapped_statuses,
@@ -285,7 +310,7 @@ def recent_runs_sql(d: Dialect, r: RunHistoryRequest) -> str:
     return f"""WITH {_attempts(d, r)}
 SELECT processor, on_date AS d,
   CASE WHEN category IN ('success', 'failed', 'no_data') THEN category ELSE 'other' END AS category,
-  finished_at, seconds, {d.json_text.format("error")} AS error
+  finished_at, seconds, error
 FROM attempts
 WHERE category <> 'running' AND finished_at >= {d.p("since")}
 ORDER BY finished_at, processor, on_date"""

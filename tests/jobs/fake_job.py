@@ -3,7 +3,7 @@ file per run so that a test can count how often each step really ran.
 
 Every run holds an exclusive lock on STEP.running while it works: a second run of the same
 step at the same time leaves STEP.overlap behind. Every run writes the pids it owns (its own,
-and a spawned grandchild's) to pids/PID, so a test can check that none outlives its runner.
+a spawned grandchild's, a daemon's) to pids/PID, so a test can check that none outlives its runner.
 """
 
 from __future__ import annotations
@@ -23,12 +23,18 @@ parser.add_argument("--marker", type=Path, required=True)
 # transient=N_FAILURES, flood=BYTES (one line without newline, then fail), say=TEXT (then fail)
 parser.add_argument("--mode", default="ok")
 parser.add_argument("--spawn", action="store_true", help="first start a grandchild that leaves the group (setsid)")
+parser.add_argument(
+    "--daemon", action="store_true", help="first double-fork a daemon that drops every mark: setsid env -i sleep"
+)
 parser.add_argument("--say", default="", help="print this first")
 parser.add_argument("--fail-first", type=int, default=0, help="exit 3 at the end of the first N runs")
+parser.add_argument("--after", type=Path, help="first wait for this file to exist")
 parser.add_argument("--skip-downstream-trigger", action="store_true")
 args = parser.parse_args()
 
 args.marker.mkdir(parents=True, exist_ok=True)
+while args.after and not args.after.exists():
+    time.sleep(0.02)
 running = os.open(args.marker / f"{args.step}.running", os.O_RDWR | os.O_CREAT)
 try:
     fcntl.flock(running, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -40,6 +46,11 @@ pids = [os.getpid()]
 if args.spawn:
     grandchild = subprocess.Popen([sys.executable, "-c", "import os, time; os.setsid(); time.sleep(3600)"])
     pids.append(grandchild.pid)
+if args.daemon:  # its parent, a shell, exits at once: the daemon is an orphan with no mark, in a session of its own
+    daemon = "setsid env -i sleep 1000 </dev/null >/dev/null 2>&1 & echo $!"
+    pids.append(int(subprocess.run(["sh", "-c", daemon], capture_output=True, text=True, check=True).stdout))
+    (args.marker / "daemons").mkdir(exist_ok=True)
+    (args.marker / "daemons" / str(pids[-1])).write_text("")
 (args.marker / "pids").mkdir(exist_ok=True)
 (args.marker / "pids" / str(os.getpid())).write_text(" ".join(map(str, pids)))
 print(f"step {args.step} run {runs}, skip downstream: {args.skip_downstream_trigger}", flush=True)

@@ -190,15 +190,11 @@ def dag_file_text(data: dict[str, Any], backfill: Backfill, plan_path: Path) -> 
 
 
 def write_dag_file(out: Path, text: str) -> None:
-    """Atomically: Airflow parses its folder at any moment, and must never see half a file."""
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise InputError(f"cannot write the DAG file {out}: {exc.strerror or exc}; choose another --out") from exc
+    """Whole or not at all: Airflow parses its folder at any moment, and must never see half a
+    file (the temporary one does not end in .py, so Airflow passes it by)."""
+    from backfill_kit.common.outputs import write_output
+
+    write_output(out, text, what="the DAG file", hint="choose another --out")
 
 
 def export_audit(

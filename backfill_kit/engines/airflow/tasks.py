@@ -26,7 +26,8 @@ from backfill_kit.engines.airflow.document import Backfill, check_argv, task_id
 from backfill_kit.errors import BackfillKitError
 from backfill_kit.plan import Plan, Stage, Step
 from backfill_kit.running.journal import Event, Outcome, read_journal
-from backfill_kit.running.runner import Runner, RunOptions, RunResult, warehouse_checker
+from backfill_kit.running.runner import Runner, RunOptions, RunResult, step_narrower, warehouse_checker
+from backfill_kit.spec.load import load_spec
 
 __all__ = ["Attempt", "check_cloud_run_task", "run_step", "toolkit", "verdict", "verdict_problems"]
 
@@ -95,8 +96,15 @@ def attempt_step(backfill: Backfill, step: Step) -> Attempt:
         options = RunOptions(allow_downstream_triggers=backfill.allow_downstream_triggers)
         logs = Path(folder) / "step.logs"  # where the runner puts a journal's logs
         echo = _LogEcho(logs)
+        spec = load_spec(one.spec_path)  # the runner's check of the skip settings reads it too
         runner = Runner(
-            one, plan_path, options, checker=warehouse_checker(one), progress=echo, lock_dir=logs.with_name("locks")
+            one,
+            plan_path,
+            options,
+            checker=warehouse_checker(one, spec),
+            narrower=step_narrower(one, spec),
+            progress=echo,
+            lock_dir=logs.with_name("locks"),
         )
         return _attempt(runner.run())
 
@@ -124,9 +132,14 @@ class _LogEcho:
 
     def step_started(self, step: Step, attempt: int) -> None: ...  # the log's first line is the command
 
-    def step_finished(self, step: Step, outcome: Outcome, seconds: float, note: str = "") -> None:
+    def step_finished(
+        self, step: Step, outcome: Outcome, seconds: float, note: str = "", *, part: bool = False
+    ) -> None:
         self._copy()
-        print(f"{step.id}: {outcome} in {seconds:.1f} s", flush=True)
+        print(f"{step.id}: {outcome} in {seconds:.1f} s{f' ({note})' if note else ''}", flush=True)
+
+    def step_note(self, step: Step, note: str) -> None:
+        print(f"{step.id}: {note}", flush=True)
 
     def tick(self) -> None:
         if time.monotonic() >= self._next:
