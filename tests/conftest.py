@@ -219,6 +219,7 @@ SLOW_FIXTURES = {"bigquery_emulator", "pristine_demo"}
 # the end. The order of their wall times in a whole run (2 cores, 3 workers, 2026-11-30);
 # test_spec_cache.py early for the quick round (-m "not slow"), where it is the longest.
 LONGEST_FIRST = (
+    "test_on_airflow_3_services.py",
     "test_on_airflow_3.py",
     "test_on_airflow_2.py",
     "test_readme.py",

@@ -13,14 +13,25 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_on_airflow(env: str) -> None:
-    """tests/on_airflow/ under the environment `env` (.venv-airflow-2, ...); its report on failure."""
+def run_on_airflow(env: str, *files: str) -> None:
+    """tests/on_airflow/ (or those of its `files`) under the environment `env` (.venv-airflow-2,
+    ...) in a pytest process of its own; its report on failure."""
     python = ROOT / env / "bin" / "python"
     if not (ROOT / env / ".installed").exists():
         pytest.skip(f"{env} is not installed: make {env}/.installed (make test does)")
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
     done = subprocess.run(
-        [str(python), "-m", "pytest", "-q", "tests/on_airflow", "-c", "tests/on_airflow/pytest.ini"],
+        [
+            str(python),
+            "-m",
+            "pytest",
+            "-q",
+            "-c",
+            "tests/on_airflow/pytest.ini",
+            "--rootdir",
+            "tests/on_airflow",
+            *([f"tests/on_airflow/{f}" for f in files] or ["tests/on_airflow"]),
+        ],
         cwd=ROOT,
         env=environ,
         capture_output=True,

@@ -1,4 +1,4 @@
-"""Exported DAGs under Airflow 3.x (tests/on_airflow/, in .venv-airflow-3)."""
+"""Exported backfill DAGs under Airflow 3.x (tests/on_airflow/test_backfill_dag.py, in .venv-airflow-3)."""
 
 from __future__ import annotations
 
@@ -9,4 +9,4 @@ pytestmark = pytest.mark.slow
 
 
 def test_exported_dags_under_airflow_3():
-    run_on_airflow(".venv-airflow-3")
+    run_on_airflow(".venv-airflow-3", "test_backfill_dag.py")
