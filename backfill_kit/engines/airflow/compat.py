@@ -25,15 +25,7 @@ def _airflow_3() -> SimpleNamespace:
     from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
     # 3.x: the backoff is a multiplier (2: each wait twice the one before).
-    return SimpleNamespace(
-        major=3,
-        DAG=DAG,
-        EmptyOperator=EmptyOperator,
-        PythonOperator=PythonOperator,
-        AirflowException=AirflowException,
-        AirflowFailException=AirflowFailException,
-        exponential_backoff=2.0,
-    )
+    return _names(3, 2.0, DAG, EmptyOperator, PythonOperator, AirflowException, AirflowFailException)
 
 
 def _airflow_2() -> SimpleNamespace:
@@ -43,12 +35,9 @@ def _airflow_2() -> SimpleNamespace:
     from airflow.operators.python import PythonOperator
 
     # 2.10: the backoff is a yes or no, and yes doubles each wait.
-    return SimpleNamespace(
-        major=2,
-        DAG=DAG,
-        EmptyOperator=EmptyOperator,
-        PythonOperator=PythonOperator,
-        AirflowException=AirflowException,
-        AirflowFailException=AirflowFailException,
-        exponential_backoff=True,
-    )
+    return _names(2, True, DAG, EmptyOperator, PythonOperator, AirflowException, AirflowFailException)
+
+
+def _names(major: int, backoff: float | bool, *classes: Any) -> SimpleNamespace:
+    keys = ("DAG", "EmptyOperator", "PythonOperator", "AirflowException", "AirflowFailException")
+    return SimpleNamespace(major=major, exponential_backoff=backoff, **dict(zip(keys, classes, strict=True)))
