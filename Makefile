@@ -89,6 +89,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/runner.py
 	$(BIN)/python bench/reports.py
+	$(BIN)/python bench/eta.py
 
 clean:
 	rm -rf $(VENV) .venv-airflow-2 .venv-airflow-3 demo

@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from backfill_kit.common.collector import no_gc_pauses
 from backfill_kit.common.file_kinds import kind_of
-from backfill_kit.common.formatting import duration_text
+from backfill_kit.common.formatting import duration_text, plural
 from backfill_kit.common.limits import date_out_of_bounds
 from backfill_kit.common.small_files import NotSmallText, Why, read_small_text
 from backfill_kit.common.status import NEEDS_WORK, Status
@@ -45,6 +45,7 @@ __all__ = [
     "needs_backfill",
     "plan_digest",
     "plan_from_data",
+    "stage_seconds",
 ]
 
 PLAN_FORMAT = 1
@@ -119,12 +120,12 @@ class Plan:
         return sum(len(s.dates) for s in self.steps)
 
     def estimated_seconds(self) -> float | None:
-        """Wall time if every stage keeps its workers busy; None without any past duration
-        (nothing to run takes no time, whatever is known)."""
+        """Wall time, each stage's steps started in order on its workers (`stage_seconds`);
+        None without any past duration (nothing to run takes no time, whatever is known)."""
         known = [s for s in self.steps if s.estimated_seconds is not None]
         if self.steps and not known:
             return None
-        return sum(sum(s.estimated_seconds or 0 for s in st.steps) / max(1, st.workers) for st in self.stages)
+        return sum(stage_seconds([s.estimated_seconds or 0.0 for s in st.steps], st.workers) for st in self.stages)
 
     def to_dict(self, base: Path | None = None) -> dict[str, Any]:
         """The plan as its file holds it; with `base`, the plan file's folder, paths are
@@ -161,6 +162,18 @@ class Plan:
 
     def text(self) -> str:
         return "\n".join(_plan_lines(self))
+
+
+def stage_seconds(costs: Sequence[float], workers: int, busy: Sequence[float] = ()) -> float:
+    """How long a stage takes as the runner runs it: each step, in order, on the first worker
+    free; `busy` are the seconds the workers already at work still need. A stage of one long
+    step and three short ones on four workers takes as long as the long one, not a quarter of
+    all four."""
+    free = sorted([*busy, *[0.0] * max(0, max(1, workers) - len(busy))])
+    for cost in costs:
+        free[0] += cost
+        free.sort()
+    return max(free, default=0.0)
 
 
 def plan_digest(data: bytes) -> str:
@@ -310,7 +323,7 @@ def _schema_message(path: Path, exc: Any) -> str:
     more = [f"  ... and {len(errors) - 5} more"] if len(errors) > 5 else []
     return "\n".join(
         [
-            f"{path}: not a backfill-kit plan ({len(errors)} bad field{'s' if len(errors) != 1 else ''}); {MAKE_ONE}:",
+            f"{path}: not a backfill-kit plan ({plural(len(errors), 'bad field')}); {MAKE_ONE}:",
             *lines,
             *more,
         ]
@@ -657,8 +670,8 @@ def _estimate(plan: Plan) -> str:
 
 def _plan_lines(plan: Plan) -> Iterable[str]:
     yield (
-        f"Plan for {plan.spec_name}, {plan.start} .. {plan.end}: {len(plan.steps):,} steps over "
-        f"{plan.table_dates:,} table-dates in {len(plan.stages)} stages; estimated {_estimate(plan)}"
+        f"Plan for {plan.spec_name}, {plan.start} .. {plan.end}: {plural(len(plan.steps), 'step')} over "
+        f"{plural(plan.table_dates, 'table-date')} in {plural(len(plan.stages), 'stage')}; estimated {_estimate(plan)}"
     )
     if not plan.steps:
         yield "Nothing to run."
@@ -667,17 +680,16 @@ def _plan_lines(plan: Plan) -> Iterable[str]:
         yield f"{Path(python).name} below is {python}"
     for stage in plan.stages:
         how = f"parallel, up to {stage.workers} at once" if stage.mode == "parallel" else "one step at a time"
-        yield f"\nStage {stage.index} · {stage.phase} · {how} · {len(stage.steps)} steps"
+        yield f"\nStage {stage.index} · {stage.phase} · {how} · {plural(len(stage.steps), 'step')}"
         for step in stage.steps:
             causes = ", ".join(f"{k} {v}" for k, v in step.causes.items())
             span = str(step.start) if step.start == step.end else f"{step.start} .. {step.end}"
-            plural = "s" if len(step.dates) != 1 else ""
-            yield f"  {step.table}  {span}  ({len(step.dates)} date{plural}: {causes})"
+            yield f"  {step.table}  {span}  ({plural(len(step.dates), 'date')}: {causes})"
             yield f"    $ {step.command}"
             if not step.skips_downstream:
                 yield "    ! this job declares no way to skip downstream triggers: refused unless --allow-downstream-triggers"
     if plan.blocked:
-        yield f"\nBlocked, not run ({len(plan.blocked):,} cells): their upstream will still be missing"
+        yield f"\nBlocked, not run ({plural(len(plan.blocked), 'cell')}): their upstream will still be missing"
         for b in plan.blocked[:20]:
             yield f"  {b.table} {b.date}: {b.reason}"
         if len(plan.blocked) > 20:

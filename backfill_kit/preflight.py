@@ -18,6 +18,7 @@ from datetime import date
 from enum import StrEnum
 from pathlib import Path
 
+from backfill_kit.common.formatting import plural
 from backfill_kit.common.status import Status
 from backfill_kit.errors import BackfillKitError, PreflightFailed, WarehouseMismatchError
 from backfill_kit.plan import Plan, build_plan, job_command
@@ -174,7 +175,9 @@ def _tables_exist(ctx: _Context) -> Iterator[Check]:
     wanted = {t.table: [ctx.spec.date_column_of(t)] for t in ctx.spec.tables}
     missing = ctx.warehouse.missing_objects(wanted)
     if not missing:
-        yield Check("tables and date columns", Outcome.PASS, f"all {len(wanted)} tables exist with their date columns")
+        yield Check(
+            "tables and date columns", Outcome.PASS, f"all {plural(len(wanted), 'table')} exist with their date columns"
+        )
         return
     where = {t.table: ctx.spec.field_path(t.id) for t in ctx.spec.tables}
     named = "; ".join(f"{m.table}{'.' + m.column if m.column else ''} ({where.get(m.table, '?')})" for m in missing)
@@ -259,7 +262,7 @@ def _from_validation(
 def _stale_text(validation: Validation) -> str | None:
     stale = [c for c in validation.cells if c.status is Status.STALE]
     first = ", ".join(f"{c.table} {c.date}" for c in stale[:3])
-    return f"{len(stale)} runs never finished ({first}...)" if stale else None
+    return f"{plural(len(stale), 'run')} never finished ({first}...)" if stale else None
 
 
 def _unmapped_text(validation: Validation) -> str | None:
@@ -293,13 +296,15 @@ def _upstream_coverage(ctx: _Context) -> Iterator[Check]:
         yield Check(
             "upstream coverage",
             Outcome.WARN,
-            f"{len(blocked)} cells are blocked by missing upstream data "
+            f"{plural(len(blocked), 'cell')} {'is' if len(blocked) == 1 else 'are'} blocked by missing upstream data "
             f"(first: {blocked[0].table} {blocked[0].date}: {blocked[0].reason})",
             "backfill or fix the upstream first, or accept that these cells stay empty",
         )
         return
     first = ctx.plan.stages[0]
-    yield Check("upstream coverage", Outcome.PASS, f"stage 1 ({first.phase}, {len(first.steps)} steps) has its inputs")
+    yield Check(
+        "upstream coverage", Outcome.PASS, f"stage 1 ({first.phase}, {plural(len(first.steps), 'step')}) has its inputs"
+    )
 
 
 # --- the jobs ------------------------------------------------------------------------------
@@ -311,7 +316,7 @@ def _jobs_resolve(ctx: _Context) -> Iterator[Check]:
         "job commands resolve",
         failure="; ".join(problems[:5]),
         todo="fix the jobs' argv or workdir in the spec",
-        passed=f"the commands of all {len(ctx.spec.tables)} jobs exist",
+        passed=f"the commands of all {plural(len(ctx.spec.tables), 'job')} exist",
     )
 
 
@@ -341,6 +346,38 @@ def _skip_downstream(ctx: _Context) -> Iterator[Check]:
     )
 
 
+def _single_writer(ctx: _Context) -> Iterator[Check]:
+    """A parallel phase on a warehouse that one process writes at a time (DuckDB): its jobs
+    must wait for the lock (retrying on 'Could not set lock on file') or run one at a time."""
+    name = "one writer at a time"
+    if ctx.warehouse is None or not ctx.warehouse.capabilities.single_writer:
+        what = ctx.warehouse.capabilities.name if ctx.warehouse else "this"
+        yield Check(name, Outcome.SKIP, f"not applicable: the {what} warehouse takes writers side by side")
+        return
+    crowded = [
+        (phase, [t.id for t in phase.tables if not ctx.spec.job_of(t).waits_for_lock])
+        for phase in ctx.spec.phases
+        if phase.mode == "parallel" and phase.max_workers > 1
+    ]
+    crowded = [(phase, tables) for phase, tables in crowded if tables]
+    if not crowded:
+        yield Check(name, Outcome.PASS, "every job that runs beside others declares that it waits for the write lock")
+        return
+    why = "; ".join(
+        f"phase {phase.name} runs up to {plural(phase.max_workers, 'job')} at once, and {', '.join(tables[:5])}"
+        f"{' ...' if len(tables) > 5 else ''} {'does' if len(tables) == 1 else 'do'} not declare job.waits_for_lock"
+        for phase, tables in crowded
+    )
+    yield Check(
+        name,
+        Outcome.WARN,
+        f"{why}: DuckDB lets one process write its file at a time, so a job that holds it makes the others fail "
+        "with 'Could not set lock on file'",
+        "make each job open the file only to write and retry on that error with backoff, then declare "
+        "waits_for_lock: true; or set the phase's mode: sequential",
+    )
+
+
 def _dry_runs(ctx: _Context, timeout: float = 60.0) -> Iterator[Check]:
     if ctx.quick:
         yield Check("jobs dry run", Outcome.SKIP, "skipped by --quick")
@@ -363,7 +400,9 @@ def _dry_runs(ctx: _Context, timeout: float = 60.0) -> Iterator[Check]:
             "declare job.dry_run_args so preflight can rehearse the job",
         )
     else:
-        yield Check("jobs dry run", Outcome.PASS, f"all {len(ctx.spec.tables)} jobs rehearsed {first} and exited 0")
+        yield Check(
+            "jobs dry run", Outcome.PASS, f"all {plural(len(ctx.spec.tables), 'job')} rehearsed {first} and exited 0"
+        )
 
 
 def _rehearse(spec: PipelineSpec, table: TableSpec, job: JobSpec, day: date, timeout: float) -> str | None:
@@ -442,6 +481,7 @@ CHECKS: list[Callable[[_Context], Iterator[Check]]] = [
     _validated,
     _jobs_resolve,
     _skip_downstream,
+    _single_writer,
     _dry_runs,
     _warehouse_hazards,
     _stale_runs,

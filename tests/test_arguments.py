@@ -213,14 +213,14 @@ def test_a_file_of_another_kind_given_as_the_spec_is_named_as_such(tmp_path, tex
 def test_the_explorer_shows_complete_and_done_for_what_is_chosen(inside_project):
     pytest.importorskip("ipywidgets")
     from backfill_kit.reports import explore
-    from backfill_kit.validation.summaries import progress_counts
+    from backfill_kit.validation.progress import counts_of_cells
 
     chosen = explore.explorer("mini.yaml", "2024-01-01", "2024-03-31")
-    expected, _, _ = progress_counts(chosen.validation.cells)
+    expected = counts_of_cells(chosen.validation.cells).expected
     assert "% complete (rows present), " in chosen.progress_note.value
     assert f"of {expected:,} expected cells" in chosen.progress_note.value
     chosen.tables.value = ("boxscore",)  # every boxscore date has its rows
-    assert "100.0% complete (rows present), 100.0% done" in chosen.progress_note.value
+    assert "100% complete (rows present), 100% done" in chosen.progress_note.value
 
 
 def test_a_folder_given_for_a_file_is_named_as_a_folder(project, monkeypatch):

@@ -79,3 +79,27 @@ def test_floor_counts_match_the_toolkit_coverage(bench: ModuleType, syn: Any) ->
     finally:
         con.close()
     assert floor_rows == syn.rows  # the floor reads every row, including the TIMESTAMP table's
+
+
+def test_the_eta_benchmark_judges_the_look_nearest_each_moment():
+    """bench/eta.py's verdicts, on looks made up for it: no timing, only its arithmetic."""
+    from datetime import UTC, datetime, timedelta
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "eta.py"
+    spec = importlib.util.spec_from_file_location("backfill_kit_bench_eta", path)
+    assert spec is not None and spec.loader is not None
+    eta = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(eta)
+    began = datetime(2026, 1, 1, tzinfo=UTC)
+    looks = [
+        {"taken_at": (began + timedelta(seconds=t)).isoformat(), "eta": {"kind": "measured", "low_seconds": lo,
+         "high_seconds": hi, "basis": "b"}}
+        for t, lo, hi in ((24, 70, 80), (51, 40, 60), (76, 10, 40))
+    ]  # fmt: skip
+    rows = eta.verdicts(looks, began, began + timedelta(seconds=100))
+    assert [(r["at"], r["left"], r["inside"]) for r in rows] == [
+        ("24%", 76, True),
+        ("51%", 49, True),
+        ("76%", 24, True),
+    ]
+    assert [round(r["half_width"], 2) for r in rows] == [0.07, 0.2, 0.6]

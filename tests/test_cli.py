@@ -58,8 +58,22 @@ def test_table_output_says_what_to_do_and_exits_1_on_gaps(spec):
     assert lines[1].split()[-4:] == ["%", "complete", "%", "done"]
     assert any(line.startswith("  boxscore") and line.split()[-2:] == ["100%", "100%"] for line in lines)
     # A phase is as far along as its slowest table: props has nothing done yet.
-    assert any(line.startswith("raw") and line.split()[-2:] == ["0.0%", "0.0%"] for line in lines)
+    assert "Phases (a phase is as far along as its slowest table)" in result.output
+    phases = {line.split()[0]: line.split()[1:] for line in lines if line.split()[:1] in (["raw"], ["analytics"])}
+    assert phases["raw"] == ["0.0%", "0.0%", "props", "4", "1"]  # % complete, % done, slowest, remaining, failed
     assert "Next: 8 cells need a backfill (failed 1, never_ran 7); start with phase 'raw'" in result.output
+
+
+def test_one_of_anything_is_said_in_the_singular(spec):
+    """'1 tables', '1 cells', 'running 1 steps': a count and its noun agree everywhere."""
+    from backfill_kit.common.formatting import plural
+
+    assert (plural(1, "table"), plural(2, "table"), plural(1_234, "cell")) == ("1 table", "2 tables", "1,234 cells")
+    assert plural(1, "query", "queries") == "1 query" and plural(3, "query", "queries") == "3 queries"
+    result = invoke(*validate_args(spec, "--table", "props"))
+    assert ", 2 expected dates, 1 table, 3 warehouse queries in " in result.output
+    assert "Failures (1 cell), each with its last error" in result.output
+    assert "Next: 2 cells need a backfill (failed 1, never_ran 1)" in result.output
 
 
 def test_exit_0_when_nothing_needs_work(spec):

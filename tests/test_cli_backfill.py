@@ -32,7 +32,7 @@ def test_plan_prints_commands_and_writes_the_file(spec, tmp_path):
     out = tmp_path / "plans" / "p.json"
     result = invoke("plan", "--spec", str(spec), *RANGE, "--out", str(out))
     assert result.exit_code == 0
-    assert "1 steps over 2 table-dates in 1 stages" in result.output
+    assert "1 step over 2 table-dates in 1 stage" in result.output
     assert "summary  2024-01-10 .. 2024-01-11  (2 dates: never_ran 2)" in result.output
     assert "-c pass summary 2024-01-10 2024-01-11 --no-trigger" in result.output
     assert f"run it with: backfill-kit run --plan {out}" in result.output
@@ -109,7 +109,7 @@ def test_a_plan_runs_from_any_folder_and_from_a_copy_of_the_project(spec, tmp_pa
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     result = invoke("run", "--plan", os.path.relpath(copy / "runs" / "plan.json"))
-    assert "running 1 steps" in result.output, result.output
+    assert "running 1 step (0 succeeded before)" in result.output, result.output
     assert (copy / "ran-summary").exists()  # it ran in the copy ...
     assert not (project / "ran-summary").exists()  # ... not in the folder the plan was made in
 
@@ -120,7 +120,23 @@ def test_backfill_with_nothing_it_can_plan_says_why(mini):
     spec = mini.close()  # summary never ran, and cannot: its upstream has no rows
     result = invoke("backfill", "--spec", str(spec), "--start", "2024-01-10", "--end", "2024-01-10")
     assert result.exit_code == 1, result.output
-    assert "validation still finds 1 cells that need work (never_ran 1)" in result.output
-    assert "No step can fix them yet: 1 cells wait for an upstream" in result.output
+    assert "validation still finds 1 cell that needs work (never_ran 1)" in result.output
+    assert "No step can fix them yet: 1 cell waits for an upstream" in result.output
     assert "summary 2024-01-10: upstream boxscore is no_data" in result.output
     assert not (spec.parent / "runs").exists()  # no plan, no journal
+
+
+def test_a_backfill_of_one_table_says_what_it_looked_at(spec):
+    """'validation finds no gaps in D .. D' though summary has gaps on those dates: the
+    messages name the tables looked at, and the command to see them looks at the same."""
+    day = ["--start", "2024-01-10", "--end", "2024-01-11"]
+    clean = invoke("backfill", "--spec", str(spec), *day, "--table", "boxscore")
+    assert clean.exit_code == 0, clean.output
+    assert clean.output.strip().endswith(
+        "nothing to backfill: validation finds no gaps in table boxscore, 2024-01-10 .. 2024-01-11 "
+        "(the other 4 tables not checked)"
+    )
+    left = invoke("backfill", "--spec", str(spec), *day, "--table", "summary", "--table", "props")
+    assert left.exit_code == 1
+    assert "that need work (never_ran 2) in tables props, summary, 2024-01-10 .. 2024-01-11 (the other 3" in left.output
+    assert left.output.strip().endswith("--end 2024-01-11 --table props --table summary")

@@ -58,7 +58,7 @@ def test_a_failing_job_stops_the_stage_and_resume_reruns_only_that_step(demo):
     events = [json.loads(line) for line in journal.read_text().splitlines()]
     failed = [e for e in events if e["event"] == "step_finished" and e["outcome"] == "failed"]
     assert [e["table"] for e in failed] == ["team_offense_game_summary"]
-    assert "1 dates failed: upstream API returned HTTP 503 (2021-10-26)" in failed[0]["tail"]
+    assert "1 date failed: upstream API returned HTTP 503 (2021-10-26)" in failed[0]["tail"]
     assert not any(e["event"] == "stage_started" and e["phase"] == "precompute" for e in events)
     succeeded = {e["step"] for e in events if e["event"] == "step_finished" and e["outcome"] == "succeeded"}
 
@@ -94,6 +94,40 @@ def test_a_job_crashing_midway_leaves_running_rows_that_validation_reports(demo)
     assert statuses(demo, *boxscores) == {"running": 4}
     later = cli("validate", "--spec", str(demo), *boxscores, "--now", "2099-01-01T00:00:00", "--format", "json")
     assert json.loads(later.stdout)["summary"]["statuses"] == {"stale": 4}
+
+
+def test_two_parallel_demo_jobs_on_one_file_wait_for_its_write_lock_and_both_succeed(demo, tmp_path):
+    """DuckDB has one writer at a time ('Could not set lock on file'): while another process
+    holds the file, both jobs say they wait, back off, and write once it is free."""
+    from runner_helpers import wait_until
+
+    holder = duckdb.connect(str(demo.with_suffix(".duckdb")))  # another writer, as a job of a user's pipeline
+    days = ["--start-date", "2021-10-19", "--end-date", "2021-10-21", "--skip-downstream-trigger"]
+    outputs = [tmp_path / f"{table}.out" for table in ("nbac_team_boxscore", "odds_api_game_lines")]
+    jobs = []
+    for out in outputs:
+        job = [sys.executable, "-m", "backfill_kit.demo.job", out.stem, "--warehouse", "nba_props.duckdb", *days]
+        with out.open("w") as sink:
+            jobs.append(subprocess.Popen(job, cwd=demo.parent, stdout=sink, stderr=subprocess.STDOUT))
+    try:
+        waiting = "waiting for the write lock on nba_props.duckdb: another process is writing it"
+        wait_until(lambda: all(waiting in out.read_text() for out in outputs), what="both jobs to wait for the lock")
+    finally:
+        holder.close()
+    assert [job.wait(timeout=120) for job in jobs] == [0, 0], [out.read_text() for out in outputs]
+    for out in outputs:
+        assert "3 dates rebuilt" in out.read_text()
+    both = [
+        "--start",
+        "2021-10-19",
+        "--end",
+        "2021-10-21",
+        "--table",
+        "nbac_team_boxscore",
+        "--table",
+        "odds_api_game_lines",
+    ]
+    assert set(statuses(demo, *both)) <= {"complete", "no_data"}
 
 
 # The issue's case: the team box scores' job exits 0 but leaves one date of its range empty.

@@ -248,7 +248,7 @@ def run_notebook(page: Page, lab: Lab, notebook: str) -> list[list[dict]]:
 
 # --- the explorer ----------------------------------------------------------------------------
 
-HEATMAP = "root.querySelector('.jp-RenderedPlotly')"
+HEATMAP = "root.querySelector('.js-plotly-plot')"  # plotly's FigureWidget
 
 # The heatmap's cells as plotly drew them (an image), read back pixel by pixel: colours counted.
 DRAWN_COLOURS = f"""const image = {HEATMAP}.querySelector('.heatmaplayer image');
@@ -301,6 +301,17 @@ RANGE = """const shown = root.querySelector('.bk-range'); const box = shown.getB
   return [shown.innerText, inside];"""
 
 
+# Where, in the window, the heatmap draws the first `lost` cell of a table (from plotly's own
+# axes), scrolled into view; and that cell's date.
+CELL_AT = """const plot = {HEATMAP}; plot.scrollIntoView({{block: 'center'}});
+  await new Promise(done => setTimeout(done, 500));
+  const trace = plot.data[0], row = trace.y[1].indexOf({table}), column = trace.text[row].indexOf('lost');
+  const xaxis = plot._fullLayout.xaxis, yaxis = plot._fullLayout.yaxis, box = plot.getBoundingClientRect();
+  return [box.left + xaxis._offset + xaxis.c2p(column), box.top + yaxis._offset + yaxis.c2p(row), trace.x[column]];""".replace(
+    "{HEATMAP}", HEATMAP
+)
+
+
 def wait_for_detail(page: Page, text: str) -> None:
     page.wait_for(
         in_panel(
@@ -350,6 +361,12 @@ def test_the_explorer_draws_its_heatmap_at_full_height_and_shows_a_chosen_cell(l
     command = f"backfill-kit backfill --spec demo/nba_props.yaml --start {day} --end {day} --table {table}"
     assert command in shown["text"]
     shot(page, "explore.ipynb", ".widget-dropdown", "jupyterlab_explore_cell.png")
+
+    # A click on a cell of the heatmap chooses that cell: a person's mouse, pressed and released.
+    x, y, day = page.evaluate(in_panel("explore.ipynb", CELL_AT.format(table=json.dumps("player_daily_cache"))))
+    for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+        page.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+    wait_for_detail(page, f"player_daily_cache · {day} · lost")
 
     # A filter redraws the heatmap, at the height of the tables chosen, and it stays there.
     page.evaluate(in_panel("explore.ipynb", ONLY_PHASE.format(phase=json.dumps("analytics"))))

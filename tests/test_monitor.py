@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -69,7 +70,7 @@ def test_expected_dates_leave_out_bootstrap_and_a_phase_is_its_slowest_table(his
     snap = snapshot(history)
     expected = {t.table: (t.expected, t.done) for t in snap.tables}
     assert expected == {"boxscore": (4, 4), "props": (4, 0), "backup_props": (4, 4), "summary": (2, 1), "cache": (2, 0)}
-    assert [(p.phase, p.percent, p.slowest) for p in snap.phases] == [
+    assert [(p.phase, p.percent_done, p.slowest) for p in snap.phases] == [
         ("raw", 0.0, "props"),
         ("analytics", 0.0, "cache"),
     ]
@@ -82,13 +83,36 @@ def test_rate_counts_cells_completed_in_the_window(history):
     assert snap.rate_per_hour == 1.5
 
 
-def test_eta_range_from_the_median_and_90th_percentile_of_durations(history):
-    # Known durations: boxscore 60, 60, 120, 120; summary 300 and 200 (the failed run).
-    # props and cache have none and borrow all six: median 120, p90 250 (inclusive method).
-    # summary: median 250, p90 290. One worker per phase, phases one after another:
-    # low = 4 x 120 (props) + 1 x 250 (summary) + 2 x 120 (cache) = 970
-    # high = 4 x 250 + 1 x 290 + 2 x 250 = 1,790
-    assert snapshot(history).eta_seconds == pytest.approx((970.0, 1790.0))
+def test_without_a_runner_the_monitor_says_so_and_gives_the_plans_estimate_named_as_such(history):
+    """No ETA from a rate (it was 'Rate: 0.0 cells/h ... ETA 63 h to 102 h' on a fresh demo):
+    the words "No runner at work", and what the plan of the cells left would take by its own
+    estimate, the number `plan` prints."""
+    from backfill_kit.plan import build_plan
+    from backfill_kit.running.estimates import estimator_for
+    from backfill_kit.validation.validator import validate
+
+    snap = snapshot(history)
+    spec = load_spec(history)
+    v = validate(spec, JAN1, JAN11, now=NOW)
+    plan = build_plan(v, estimates=estimator_for(spec, v.cells))
+    assert snap.eta.kind == "no runner" and snap.eta.high == pytest.approx(plan.estimated_seconds())
+    assert snap.eta.text().startswith("No runner at work; 7 cells remaining, which a plan of 3 steps would take about ")
+    assert "by the plan's estimate, from 2 runs in the run history" in snap.eta.text()
+    data = json.loads(snap.to_json())["eta"]
+    assert data["kind"] == "no runner" and data["text"] == snap.eta.text()
+
+
+def test_nothing_left_that_a_plan_can_run_is_said_in_those_words(mini):
+    """A cell still running remains, yet no plan takes it: no ETA of 0 min to 0 min."""
+    mini.games(JAN10).run("BoxscoreProcessor", JAN10, "running", started=NOW - timedelta(minutes=5))
+    mini.rows("raw.props", JAN10, 3).rows("raw.backup_props", JAN10, 1)
+    for table in ("analytics.summary", "analytics.cache"):
+        mini.rows(table, JAN10, 1)
+    snap = take_snapshot(load_spec(mini.close()), JAN10, JAN10, now=NOW)
+    assert snap.remaining == 1 and snap.eta.low is None
+    assert snap.eta.text() == (
+        "No runner at work; nothing left that a plan can run (1 cell remaining: 1 cell waits for a run at work)"
+    )
 
 
 def test_failures_of_the_window_carry_their_message(history):
@@ -162,7 +186,7 @@ def test_continuous_mode_refreshes_in_place_and_leaves_on_ctrl_c(history, tmp_pa
         assert wait_until(lambda: stamps() not in ([], [first]), 30), "the monitor never refreshed"
         assert len(stamps()) == 1  # redrawn in place, not printed again below
         screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
-        assert "Rate:" in screen and "props" in screen
+        assert "cells/h" in screen and "props" in screen
         subprocess.run(["tmux", "send-keys", "-t", session, "C-c"], check=True)
         assert wait_until(done.exists, 10), "the monitor did not leave on Ctrl-C"
         assert done.read_text().strip() == "0"
@@ -172,6 +196,28 @@ def test_continuous_mode_refreshes_in_place_and_leaves_on_ctrl_c(history, tmp_pa
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
 
 
+def test_continuous_mode_without_a_terminal_prints_look_after_look_as_plain_lines(history, tmp_path):
+    """Into a file or a pipe it printed one look at the end, and its last line ran into
+    'monitor stopped' ('...no runner at workmonitor stopped')."""
+    out = tmp_path / "monitor.out"
+    command = [
+        str(Path(sys.executable).parent / "backfill-kit"), "monitor", "--spec", str(history),
+        "--start", "2024-01-01", "--end", "2024-01-11", "--continuous", "--interval", "0.2",
+    ]  # fmt: skip
+    with out.open("w") as sink:
+        monitor = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        assert wait_until(lambda: out.read_text().count("mini monitor · ") >= 2, 60), out.read_text()
+    finally:
+        monitor.send_signal(signal.SIGINT)  # Ctrl-C
+    assert monitor.wait(timeout=30) == 0
+    text = out.read_text()
+    assert "\x1b" not in text  # no cursor movement: plain lines
+    assert text.splitlines()[-1] == "monitor stopped"
+    looks = text.split("mini monitor · ")[1:]
+    assert len(looks) >= 2 and all("No runner at work" in look and "Phases (" in look for look in looks)
+
+
 def test_the_notebook_widget_refreshes_itself(history):
     pytest.importorskip("ipywidgets")
     from backfill_kit.monitor import monitor_widget
@@ -179,7 +225,7 @@ def test_the_notebook_widget_refreshes_itself(history):
     widget = monitor_widget(history, JAN1, JAN11, interval=0.2, window_hours=100000)
     try:
         first = widget.status.value
-        assert "props" in widget.view.value and "Rate:" in widget.view.value
+        assert "props" in widget.view.value and "cells/h" in widget.view.value
         for _ in range(50):
             if widget.status.value != first:
                 break
@@ -209,7 +255,7 @@ def test_the_notebook_widget_takes_dates_as_strings_and_a_spec_path_from_noteboo
     monkeypatch.chdir(history.parent / "notebooks")
     widget = monitor_widget(history.name, "2024-01-01", "2024-01-11", interval=60, window_hours=100000)
     try:
-        assert "refreshed" in widget.status.value and "props" in widget.view.value and "Rate:" in widget.view.value
+        assert "refreshed" in widget.status.value and "props" in widget.view.value and "cells/h" in widget.view.value
     finally:
         widget.stop()
 
@@ -287,7 +333,7 @@ def test_validate_monitor_and_reports_count_complete_and_done_alike(mini: MiniWa
     snap = take_snapshot(load_spec(spec), JAN1, JAN10, now=NOW)
     props = next(t for t in snap.tables if t.table == "props")
     assert (props.expected, props.complete, props.done) == (3, 0, 3)
-    assert (props.percent_complete, props.percent) == (0.0, 100.0)
+    assert (props.percent_complete, props.percent_done) == (0.0, 100.0)
     listed = v.to_dict()["summary"]["tables"][0]  # validate --format json
     assert (listed["percent_complete"], listed["percent_done"]) == (0.0, 100.0)
     assert no_data_rows(v.cells) == [
@@ -319,44 +365,55 @@ def test_validate_monitor_and_reports_count_complete_and_done_alike(mini: MiniWa
     assert any(line.split()[:2] == ["props", "0.0%"] and "100%" in line for line in text.stdout.splitlines())
 
 
-def test_a_range_runs_duration_is_spread_over_its_range_in_the_eta(mini: MiniWarehouse):
-    """One 100 s run over four dates is 25 s a date, not 100 s on each: the monitor counts a
-    range run as the planner's estimates do."""
+def test_a_range_runs_duration_is_spread_over_its_range_in_the_plans_estimate(mini: MiniWarehouse):
+    """One 100 s run over four dates is 25 s a date, not 100 s on each: the monitor's estimate
+    without a runner is the plan's, which counts a range run over its range."""
     from test_run_history import with_ranges
 
     for d in (JAN1, JAN2, JAN10, JAN11):
-        mini.games(d).rows("raw.boxscore", d, 2).rows("raw.backup_props", d, 1)
-    with_ranges(mini).run("BoxscoreProcessor", JAN11, "success", 8, range_=(JAN1, JAN11), took=timedelta(seconds=100))
+        mini.games(d).rows("raw.backup_props", d, 1)
+    with_ranges(mini).run("BoxscoreProcessor", JAN11, "failed", range_=(JAN1, JAN11), took=timedelta(seconds=100))
     snap = take_snapshot(load_spec(mini.close()), JAN1, JAN11, now=NOW)
-    assert snap.remaining > 0 and snap.eta_seconds == pytest.approx((25.0 * snap.remaining,) * 2)
+    # boxscore's four failed dates in one step: 4 x 25 s; no basis for the other tables.
+    assert snap.eta.kind == "no runner" and snap.eta.high == pytest.approx(100.0)
 
 
-def test_the_eta_takes_the_followed_journals_steps_before_the_run_history(history, tmp_path):
-    """Steps of 10 dates in 1 s each: the 7 cells left take 0.7 s, whatever the run history says."""
-    events = []
-    for table in ("props", "summary", "cache"):
-        events += [
-            {
-                "event": "step_started",
-                "time": "2024-04-10T00:00:00",
-                "step": table,
-                "table": table,
-                "attempt": 1,
-                "dates": 10,
-            },
-            {
-                "event": "step_finished",
-                "time": "2024-04-10T00:00:01",
-                "step": table,
-                "table": table,
-                "outcome": "succeeded",
-                "seconds": 1.0,
-            },
-        ]
-    journal = tmp_path / "plan.journal.jsonl"
+def test_with_a_runner_at_work_the_eta_is_measured_from_its_journal(history, tmp_path):
+    """The runner's plan, its journal's finished steps and what is left, whatever the run
+    history says: the ETA is `eta.run_eta`'s, in the terminal and in JSON alike."""
+    from backfill_kit.plan import build_plan
+    from backfill_kit.running.eta import run_eta
+    from backfill_kit.running.locks import LockSet, journal_lock
+    from backfill_kit.running.steps import journal_run
+    from backfill_kit.validation.validator import validate
+
+    spec = load_spec(history)
+    plan = build_plan(validate(spec, JAN1, JAN11, now=NOW))
+    plan_path = history.parent / "runs" / "plan.json"
+    plan.write(plan_path)
+    first = plan.steps[0]
+    at = NOW.replace(tzinfo=UTC)
+    events = [
+        {"event": "run_started", "time": (at - timedelta(seconds=30)).isoformat(), "plan": str(plan_path),
+         "plan_sha": "x", "steps": len(plan.steps)},
+        {"event": "step_started", "time": (at - timedelta(seconds=30)).isoformat(), "step": first.id,
+         "table": first.table, "attempt": 1, "dates": len(first.dates)},
+        {"event": "step_finished", "time": (at - timedelta(seconds=10)).isoformat(), "step": first.id,
+         "table": first.table, "attempt": 1, "outcome": "succeeded", "seconds": 19.0},
+    ]  # fmt: skip
+    journal = plan_path.with_name("plan.journal.jsonl")
     journal.write_text("".join(json.dumps(e) + "\n" for e in events))
-    snap = take_snapshot(load_spec(history), JAN1, JAN11, window_hours=2, now=NOW, journals=[journal])
-    assert snap.remaining == 7 and snap.eta_seconds == pytest.approx((0.7, 0.7))
+    locks = LockSet()
+    locks.acquire(journal_lock(journal), "the journal")  # a runner at work holds it
+    try:
+        snap = take_snapshot(spec, JAN1, JAN11, now=at, journals=[journal])
+    finally:
+        locks.release()
+    expected = run_eta(plan, journal_run(events), at)
+    assert snap.eta == expected and expected.kind == "measured" and expected.low < expected.high
+    assert snap.eta.text().startswith("ETA ") and "measured: 1 step of this run finished" in snap.eta.text()
+    (runner,) = snap.runners
+    assert runner.working and runner.steps.text() == "3 steps: 1 succeeded, 2 remaining"
 
 
 def test_ctrl_c_during_a_warehouse_query_is_an_interrupt_not_a_failed_query():
@@ -375,11 +432,11 @@ def test_ctrl_c_during_a_warehouse_query_is_an_interrupt_not_a_failed_query():
 def test_among_tables_equally_done_the_slowest_is_the_least_complete():
     """All raw tables done, one of them because it genuinely had nothing to load: that one is
     the phase's slowest, not the first by name."""
-    from backfill_kit.monitor.snapshot import TableProgress, phase_progress
+    from backfill_kit.validation.progress import CellCounts, TableProgress, phase_progress
 
     tables = [
-        TableProgress("raw", "a_table", None, expected=4, complete=4, done=4),
-        TableProgress("raw", "z_table", None, expected=4, complete=0, done=4),
+        TableProgress("raw", "a_table", None, CellCounts(expected=4, complete=4, done=4)),
+        TableProgress("raw", "z_table", None, CellCounts(expected=4, complete=0, done=4)),
     ]
     (raw,) = phase_progress(tables)
-    assert (raw.percent, raw.slowest, raw.complete) == (100.0, "z_table", 4)
+    assert (raw.percent_done, raw.slowest, raw.percent_complete, raw.cells.complete) == (100.0, "z_table", 0.0, 4)

@@ -235,7 +235,7 @@ def test_earlier_journals_beside_the_spec_come_before_the_run_history(tmp_path):
     events = []
     for n, (dates, seconds) in enumerate([(10, 3.0), (30, 5.0), (10, 3.0)]):
         step = f"boxscore:{n}"
-        events += [
+        events += [  # a step costs what it held its worker, from its start to its finish
             {
                 "event": "step_started",
                 "time": "2024-02-01T00:00:00",
@@ -246,7 +246,7 @@ def test_earlier_journals_beside_the_spec_come_before_the_run_history(tmp_path):
             },
             {
                 "event": "step_finished",
-                "time": "2024-02-01T00:00:05",
+                "time": f"2024-02-01T00:00:0{seconds:.0f}",
                 "step": step,
                 "table": "boxscore",
                 "outcome": "succeeded",
@@ -260,7 +260,7 @@ def test_earlier_journals_beside_the_spec_come_before_the_run_history(tmp_path):
     assert estimate["boxscore"] == pytest.approx(2.6)
     assert estimate["summary"] == 3600.0  # no journal of its own: the run history's one run of six dates
     assert (
-        "(from 3 steps of earlier runs (runs/*.journal.jsonl beside the spec) and 1 runs in the run history"
+        "(from 3 steps of earlier runs (runs/*.journal.jsonl beside the spec) and 1 run in the run history"
     ) in plan.text()
 
 
@@ -297,3 +297,11 @@ def test_planning_leaves_the_cycle_collector_as_it_found_it(tmp_path):
         assert build_plan(v).steps and not gc.isenabled()
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def test_the_estimate_names_a_few_tables_without_basis_and_counts_the_rest():
+    from backfill_kit.running.estimates import RUN_HISTORY, Estimator, fit
+
+    estimator = Estimator({"a": fit([(1, 1.0)])}, {"a": RUN_HISTORY}, {"a": 1})
+    assert estimator.describe(["a", "b", "c"]).endswith("; no basis for b, c")
+    assert estimator.describe(["a", *"bcdefg"]).endswith("; no basis for b, c, d and 3 more")

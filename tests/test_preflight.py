@@ -49,6 +49,7 @@ def test_a_healthy_pipeline_passes_everything(mini):
         "calendar has dates": "pass",
         "job commands resolve": "pass",
         "jobs skip downstream triggers": "pass",
+        "one writer at a time": "pass",
         "jobs dry run": "pass",
         "table hazards": "skip",
         "orphaned running rows": "pass",
@@ -144,6 +145,33 @@ def test_a_job_without_skip_downstream_fails(mini):
     )
 
 
+def test_a_parallel_phase_whose_jobs_do_not_wait_for_duckdbs_write_lock_warns(mini):
+    """Two parallel jobs of a user's pipeline failed with 'Could not set lock on file': DuckDB
+    has one writer at a time, and nothing said so before the run."""
+    spec = healthy(mini)
+    edit(spec, "  - name: raw\n", "  - name: raw\n    max_workers: 3\n")
+    outcome, why = outcomes(spec, quick=True)["one writer at a time"]
+    assert outcome == "warn"
+    assert why.startswith(
+        "phase raw runs up to 3 jobs at once, and boxscore, props, backup_props do not declare job.waits_for_lock: "
+        "DuckDB lets one process write its file at a time"
+    )
+    edit(spec, QUICK_GOOD, QUICK_GOOD + "  waits_for_lock: true\n")  # every job waits for the lock
+    assert outcomes(spec, quick=True)["one writer at a time"][0] == "pass"
+    edit(spec, "  waits_for_lock: true\n", "")
+    edit(spec, "    max_workers: 3\n", "    max_workers: 3\n    mode: sequential\n")  # or one job at a time
+    assert outcomes(spec, quick=True)["one writer at a time"][0] == "pass"
+
+
+def test_the_demos_jobs_declare_that_they_wait_for_the_write_lock():
+    from importlib.resources import files
+
+    from backfill_kit.spec.load import load_spec as load
+
+    demo = load(Path(str(files("backfill_kit.demo").joinpath("nba_props.yaml"))))
+    assert all(demo.job_of(t).waits_for_lock for t in demo.tables)
+
+
 def test_dry_runs_fail_on_a_bad_exit_warn_without_args_and_skip_when_quick(mini):
     spec = healthy(mini)
     edit(spec, '"-c", "pass"', '"-c", "import sys; sys.exit(\'source unreachable\')"')
@@ -158,7 +186,7 @@ def test_orphaned_running_rows_warn(mini):
     mini.games(D1 + timedelta(1))
     mini.run("PropsProcessor", D1 + timedelta(1), "running", started=NOW - timedelta(days=3))
     outcome, why = outcomes(healthy(mini), quick=True)["orphaned running rows"]
-    assert outcome == "warn" and "1 runs never finished (props 2024-01-11" in why
+    assert outcome == "warn" and "1 run never finished (props 2024-01-11" in why
 
 
 def test_another_runner_holding_a_table_fails(mini):

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import ast
 import base64
+import itertools
 import json
 import re
 import subprocess
 import sys
 from datetime import date, datetime
+from html import unescape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +24,9 @@ from conftest import MiniWarehouse, copy_demo
 from backfill_kit.cli.commands import cli
 from backfill_kit.plan import build_plan, load_plan
 from backfill_kit.reports.render import execute, notebook_path
+from backfill_kit.running.journal import read_journal
 from backfill_kit.running.runner import Runner, RunOptions, warehouse_checker
+from backfill_kit.running.steps import journal_run
 from backfill_kit.spec.load import load_spec
 from backfill_kit.validation.validator import validate
 
@@ -200,9 +204,9 @@ def test_installs_ship_the_notebooks():
 def test_the_recommended_plan_goes_beside_the_spec(coverage_report, mini_spec):
     """Where `backfill` keeps its plans and estimates look for journals, not in whatever folder
     the reader happens to be in."""
-    html = coverage_report[0].read_text()
+    text = unescape(re.sub(r"<[^>]+>", "", coverage_report[0].read_text()))  # as the reader sees it
     out = mini_spec.parent / "runs" / "plan.json"
-    assert f"--out {out}" in html and f"backfill-kit run --plan {out}" in html
+    assert f"--out {out}" in text and f"backfill-kit run --plan {out}" in text
 
 
 @pytest.mark.slow  # a papermill kernel
@@ -265,19 +269,20 @@ def test_the_index_tells_reports_before_and_after_a_backfill_by_their_headlines(
     assert invoke(*coverage).exit_code == 0
     plan_path = tmp_path / "runs" / "plan.json"
     build_plan(validate(load_spec(spec_path), date.fromisoformat(START), date.fromisoformat(END))).write(plan_path)
-    Runner(load_plan(plan_path), plan_path, RunOptions(backoff_seconds=0, keep_going=True)).run()
+    result = Runner(load_plan(plan_path), plan_path, RunOptions(backoff_seconds=0, keep_going=True)).run()
     assert (
         invoke(
             "report", "execution", "--journal", str(plan_path.with_name("plan.journal.jsonl")), "--out-dir", str(out)
         ).exit_code
         == 0
     )
+    steps = journal_run(read_journal(result.journal).events).counts(working=False).text()
     assert invoke(*coverage).exit_code == 0
 
     rows = list((out / "index.html").read_text().split("<tr>")[2:])
     assert len(rows) == 3  # newest first: after, the execution log, before
     assert "coverage" in rows[0] and "after the backfill that finished" in rows[0]
-    assert "execution" in rows[1] and "steps (" in rows[1]
+    assert "execution" in rows[1] and f"{result.outcome}: {steps}" in rows[1]  # as the runner counts them
     assert "coverage" in rows[2] and "before the backfill that finished" in rows[2]
     headline = re.compile(r"[0-9.]+% complete, [0-9.]+% done, [0-9,]+ cells need work")
     assert headline.search(rows[0]) and headline.search(rows[2])  # the mini jobs write nothing: the same numbers
@@ -480,6 +485,41 @@ def test_execution_report_draws_offline_and_its_timeline_hovers(chromium, execut
         page.close()
 
 
+# Each word of the commands a page shows (the plan's block, each step's command), and how many
+# lines the page lays it out on; and how many lines each command takes.
+COMMAND_LINES = """(() => {
+  const blocks = [...document.querySelectorAll('pre, .bk-cmds')].filter(b => b.textContent.includes('backfill-kit'));
+  const words = [], commands = [];
+  for (const block of blocks) {
+    const walker = document.createTreeWalker(block, NodeFilter.SHOW_TEXT);
+    const tops = new Set();
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const m of node.textContent.matchAll(/\\S+/g)) {
+        const range = document.createRange(); range.setStart(node, m.index); range.setEnd(node, m.index + m[0].length);
+        const lines = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+        words.push([m[0], lines.size]); lines.forEach(t => tops.add(t));
+      }
+    }
+    commands.push(tops.size);
+  }
+  return [words, commands];
+})()"""
+
+
+@pytest.mark.slow  # a papermill kernel and a browser
+def test_a_reports_commands_wrap_between_arguments_never_inside_one(chromium, coverage_report):
+    """In a window too narrow for them, the plan's commands wrapped inside a flag or a path."""
+    html, _ = coverage_report
+    page = Page(chromium, width=520)
+    try:
+        page.open(html)
+        words, blocks = page.evaluate(COMMAND_LINES)
+        assert words and [w for w, lines in words if lines > 1] == []  # every word on one line
+        assert max(blocks) > 1  # the long commands did wrap: between their arguments
+    finally:
+        page.close()
+
+
 # --- the four-season demo ------------------------------------------------------------------
 
 DEMO_FAILED = ("player_game_summary", date(2021, 10, 20))
@@ -572,15 +612,16 @@ def test_explorer_starts_on_everything(explorer):
     assert tables == ["boxscore", "props", "backup_props", "summary", "cache"]
     assert dates == [d.isoformat() for d in DAYS] and not np.isnan(z.astype(float)).any()
     assert "props" in explorer.gaps.value and "failed" in explorer.gaps.value
-    assert explorer.heatmap.outputs[0]["data"]["application/vnd.plotly.v1+json"]["data"][0]["type"] == "heatmap"
+    assert explorer.heatmap.figure["data"][0]["type"] == "heatmap" and explorer.heatmap.figure["data"][0]["x"] == dates
 
 
 def test_choosing_statuses_narrows_the_heatmap_and_the_gap_list(explorer):
     import numpy as np
 
     explorer.statuses.value = ("failed", "stale")
-    _, _, z = heatmap_cells(explorer.figure)
+    _, dates, z = heatmap_cells(explorer.figure)
     assert int((~np.isnan(z)).sum()) == 2  # the failed props cell and the stale summary cell
+    assert dates == ["2024-01-10", "2024-01-13"]  # only the dates with a cell to show: no slivers
     text = explorer.figure["data"][0]["text"]
     assert sorted(t for row in text for t in row if t) == ["failed", "stale"]
     assert "never_ran" not in explorer.gaps.value and "stale" in explorer.gaps.value
@@ -616,11 +657,17 @@ def test_choosing_a_cell_shows_its_attempts_error_and_the_command_that_fixes_it(
     detail = explorer.detail.value
     assert "props · 2024-01-10 · failed" in detail and "read the last error, fix the cause, rerun" in detail
     assert PWN not in detail and "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in detail
-    assert "backfill-kit backfill --spec mini.yaml --start 2024-01-10 --end 2024-01-10 --table props" in detail
+    text = unescape(re.sub(r"<[^>]+>", "", detail))
+    assert "backfill-kit backfill --spec mini.yaml --start 2024-01-10 --end 2024-01-10 --table props" in text
     step = next(s for s in explorer.plan.steps if s.table == "props" and FAILED[1] in s.dates)
-    assert "In the full plan" in detail and step.command.replace('"', "&quot;") in detail
+    assert "In the full plan" in detail and step.command in text
     explorer.table.value = "boxscore"
-    assert "Nothing to fix" in explorer.detail.value
+    assert "Nothing to fix: its 4 rows meet the table's minimum of 4." in unescape(
+        explorer.detail.value
+    )  # not 'nothing.'
+    explorer.table.value = "summary"
+    explorer.day.value = date(2024, 1, 1)
+    assert "Nothing to fix: it is inside the phase's bootstrap window" in unescape(explorer.detail.value)
 
 
 def test_a_no_data_cell_a_fallback_covers_is_offered_no_command(explorer):
@@ -632,6 +679,26 @@ def test_a_no_data_cell_a_fallback_covers_is_offered_no_command(explorer):
     assert "props · 2024-01-11 · no_data" in detail
     assert "Nothing to fix: its fallback backup_props has this date" in detail
     assert "backfill-kit backfill" not in detail and "--include-no-data" not in detail
+
+
+def click(explorer, table: str, day: date) -> None:
+    """What the browser sends the kernel when a person clicks the heatmap's cell."""
+    tables, dates, _ = heatmap_cells(explorer.figure)
+    clicks = explorer.heatmap.clicked[2] + 1 if explorer.heatmap.clicked else 1
+    explorer.heatmap.clicked = [tables.index(table), dates.index(day.isoformat()), clicks]
+
+
+def test_a_click_on_a_heatmap_cell_chooses_that_cell(explorer):
+    """Only the dropdowns chose a cell; a click on the heatmap did nothing."""
+    click(explorer, *FAILED)
+    assert (explorer.table.value, explorer.day.value) == FAILED
+    assert "props · 2024-01-10 · failed" in explorer.detail.value
+    click(explorer, "boxscore", date(2024, 3, 6))
+    assert "boxscore · 2024-03-06 · complete" in explorer.detail.value
+    click(explorer, *FAILED)
+    explorer.statuses.value = ("failed",)  # boxscore's cells are blanks now: a click on one changes nothing
+    click(explorer, "boxscore", FAILED[1])
+    assert (explorer.table.value, explorer.day.value) == FAILED
 
 
 def test_the_explorer_displays_as_widgets(explorer):
@@ -659,3 +726,122 @@ def test_analysts_get_the_same_cells_and_gaps_as_pandas_frames(mini_spec):
     gaps = gaps_frame(result.cells, DAYS)
     assert gaps.iloc[0][["table", "status", "dates"]].tolist() == ["cache", "never_ran", 8]
     assert gaps[gaps["status"] == "failed"]["last error"].tolist() == [PWN]
+
+
+def test_the_index_compares_a_report_and_a_backfill_as_moments_not_as_text(tmp_path):
+    """'...:49+00:00' against a journal's '...:49.035+00:00' as text read the after report
+    'before the backfill'; and a report between two backfills is after one and before the next."""
+    from backfill_kit.reports.render import Entry, backfill_moment
+
+    def entry(kind: str, **meta: str) -> Entry:
+        return Entry(
+            tmp_path / f"{kind}.html",
+            {"kind": kind, "spec": "demo", "start": "2024-01-01", "end": "2024-01-31", **meta},
+        )
+
+    first = entry("execution", headline={"finished_at": "2026-11-30T10:00:48.965+00:00"})  # type: ignore[arg-type]
+    second = entry("execution", headline={"finished_at": "2026-11-30T10:05:49.035+00:00"})  # type: ignore[arg-type]
+    after = entry("coverage", generated_at="2026-11-30T10:05:49.512+00:00")
+    between = entry("coverage", generated_at="2026-11-30T10:01:30.000+00:00")
+    old_style = entry("coverage", generated_at="2026-11-30T10:00:49+00:00")  # written before reports kept milliseconds
+    runs = [first, second, after, between, old_style]
+    assert backfill_moment(after, runs) == "after the backfill that finished 2026-11-30 10:05:49"
+    assert backfill_moment(between, runs) == (
+        "after the backfill that finished 2026-11-30 10:00:48; before the backfill that finished 2026-11-30 10:05:49"
+    )
+    assert backfill_moment(old_style, runs).startswith("after the backfill that finished 2026-11-30 10:00:48")
+
+
+@pytest.mark.slow  # two papermill kernels
+def test_a_coverage_report_made_in_the_second_a_backfill_finished_reads_after_it(tmp_path):
+    """After `make demo`, the after report read 'before the backfill': its moment was cut to the
+    second (10:05:49) and the run had finished at 10:05:49.035."""
+    from backfill_kit.reports.render import render_coverage, render_execution
+
+    spec_path = build_mini(tmp_path)
+    plan_path = tmp_path / "runs" / "plan.json"
+    build_plan(validate(load_spec(spec_path), date.fromisoformat(START), date.fromisoformat(END))).write(plan_path)
+    journal = plan_path.with_name("plan.journal.jsonl")
+    started = {"event": "run_started", "time": "2026-11-30T10:05:40.000+00:00", "plan": str(plan_path)}
+    finished = {"event": "run_finished", "time": "2026-11-30T10:05:49.035+00:00", "outcome": "completed"}
+    journal.write_text(json.dumps({**started, "plan_sha": "x", "steps": 0}) + "\n" + json.dumps(finished) + "\n")
+    out = tmp_path / "reports"
+    render_execution(journal, out, now=datetime(2026, 11, 30, 10, 5, 49, 300000))
+    render_coverage(
+        spec_path,
+        date.fromisoformat(START),
+        date.fromisoformat(END),
+        out,
+        now=datetime(2026, 11, 30, 10, 5, 49, 512000),
+    )
+    coverage = next(row for row in (out / "index.html").read_text().split("<tr>") if "<td>coverage</td>" in row)
+    assert "after the backfill that finished 2026-11-30 10:05:49" in coverage
+
+
+def test_the_calendars_unit_and_definition_come_from_the_spec(mini_spec, tmp_path):
+    """Every pipeline's report spoke of 'expected game dates (a date with final games in the
+    schedule)': the unit is the spec's calendar.unit (default: date), the definition its calendar."""
+    import shutil
+
+    from backfill_kit.reports.notebook import coverage
+
+    head = coverage(mini_spec, START, END).headline().html
+    assert f"{len(DAYS)} expected dates (the dates of raw.schedule where game_status = 3, inside the seasons)" in head
+    assert "game" not in head.replace("game_status", "")
+    for name in ("mini.yaml", "mini.duckdb"):
+        shutil.copy(mini_spec.parent / name, tmp_path / name)
+    spec = tmp_path / "mini.yaml"
+    spec.write_text(spec.read_text().replace("  seasons:\n", "  unit: business day\n  seasons:\n"))
+    audit = coverage(spec, START, END)
+    assert f"{len(DAYS)} expected business days (the dates of" in audit.headline().html
+    assert "tables × business days, bootstrap excluded" in audit.headline().html
+    assert "runs of consecutive business days with the same cause" in audit.gaps().data
+
+
+def test_a_short_range_gets_date_ticks_down_to_the_day():
+    """27 dates of January had one tick, 'Jan 2025'; four seasons keep month ticks."""
+    from datetime import timedelta
+
+    from backfill_kit.reports.figures import coverage_heatmap
+
+    january = [date(2025, 1, 1) + timedelta(days=i) for i in range(27)]
+    axis = coverage_heatmap([], ["t"], ["p"], january, season_of={})["layout"]["xaxis"]
+    assert len(axis["tickvals"]) >= 6 and axis["ticktext"][:2] == ["Jan 1 2025", "Jan 5"]
+    seasons = [date(2021, 10, 19) + timedelta(days=i) for i in range(0, 1300, 2)]
+    axis = coverage_heatmap([], ["t"], ["p"], seasons, season_of={})["layout"]["xaxis"]
+    assert axis["ticktext"][0] == "Oct 2021" and all(len(label.split()) == 2 for label in axis["ticktext"])
+
+
+def test_season_lines_come_from_the_calendar_not_from_the_cells_shown(explorer):
+    """Filtered to failed cells, the demo's heatmap drew 14 dotted 'season' lines around the
+    failed dates instead of its 3 season boundaries."""
+    from backfill_kit.reports.figures import coverage_heatmap
+
+    days = [date(2024, 1, d) for d in range(1, 6)] + [date(2024, 3, d) for d in range(1, 6)]
+    season_of = {d: "s1" if d.month == 1 else "s2" for d in days}
+    shown = [c for c in explorer.validation.cells if c.status == "failed"]  # one cell, on 2024-01-10
+    figure = coverage_heatmap(shown, ["props"], ["raw"], days, season_of=season_of)
+    assert [line["x0"] for line in figure["layout"]["shapes"]] == [4.5]  # between Jan 5 and Mar 1, only
+    assert len(explorer.figure["layout"]["shapes"]) == 1  # the mini calendar: seasons s1 and s2
+    explorer.statuses.value = ("failed", "never_ran")
+    _tables, dates, _ = heatmap_cells(explorer.figure)
+    breaks = [x["x0"] for x in explorer.figure["layout"]["shapes"]]
+    assert breaks == [dates.index("2024-03-05") - 0.5]  # the dates shown close up; one boundary still
+
+
+@pytest.mark.slow  # the four-season demo
+def test_filtered_to_failed_cells_the_demos_heatmap_shows_their_dates_and_the_calendars_seasons(pristine_demo):
+    """It drew 14 dotted lines around the failed dates, and 832 columns of 1 px slivers."""
+    from backfill_kit.reports.explore import Explorer
+
+    v = validate(load_spec(pristine_demo / "nba_props.yaml"), date(2021, 10, 19), date(2025, 6, 22))
+    chosen = Explorer(v, "demo/nba_props.yaml")
+    assert len(chosen.figure["layout"]["shapes"]) == 3  # four seasons, three boundaries
+    for statuses in (("failed",), ("failed", "stale", "partial")):
+        chosen.statuses.value = statuses
+        shown = sorted({c.date for c in v.cells if str(c.status) in statuses})
+        _, dates, _ = heatmap_cells(chosen.figure)
+        assert dates == [d.isoformat() for d in shown]
+        season = {d.date: d.season for d in v.days}
+        changes = sum(season[a] != season[b] for a, b in itertools.pairwise(shown))
+        assert len(chosen.figure["layout"]["shapes"]) == changes <= 3

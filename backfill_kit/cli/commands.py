@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
+from backfill_kit.common.formatting import plural
 from backfill_kit.errors import BackfillKitError, BackfillKitWarning
 
 __all__ = ["main"]
@@ -326,27 +327,47 @@ def _exit_on_gaps(validation: Any, spec: str, the_plan: Any = None) -> None:
     from backfill_kit.common.status import GAP_STATUSES
 
     gaps = Counter(str(c.status) for c in validation.cells if c.status in GAP_STATUSES)
+    scope, only = _scope(validation)
     if not gaps:
-        click.echo(f"nothing to backfill: validation finds no gaps in {validation.start} .. {validation.end}")
+        click.echo(f"nothing to backfill: validation finds no gaps in {scope}")
         return
     detail = ", ".join(f"{status} {n:,}" for status, n in sorted(gaps.items()))
+    n = sum(gaps.values())
     click.echo(
-        f"validation still finds {sum(gaps.values()):,} cells that need work ({detail}) in "
-        f"{validation.start} .. {validation.end}."
+        f"validation still finds {plural(n, 'cell')} that {'needs' if n == 1 else 'need'} work ({detail}) in {scope}."
     )
     if the_plan is None:  # after a run
         click.echo("backfill-kit backfill again plans them anew.")
     elif the_plan.blocked:
         click.echo(
-            f"No step can fix them yet: {len(the_plan.blocked):,} cells wait for an upstream that no plan "
-            "can fill, e.g."
+            f"No step can fix them yet: {plural(len(the_plan.blocked), 'cell')} "
+            f"{'waits' if len(the_plan.blocked) == 1 else 'wait'} for an upstream that no plan can fill, e.g."
         )
         for b in the_plan.blocked[:10]:
             click.echo(f"  {b.table} {b.date}: {b.reason}")
     else:
         click.echo("No step can fix them now: running cells finish (or go stale) on their own.")
-    click.echo(f"See them with: backfill-kit validate --spec {spec} --start {validation.start} --end {validation.end}")
+    click.echo(
+        f"See them with: backfill-kit validate --spec {spec} --start {validation.start} --end {validation.end}{only}"
+    )
     sys.exit(EXIT_GAPS)
+
+
+def _scope(validation: Any) -> tuple[str, str]:
+    """What a validation looked at, in words (the range, and its tables when not all of
+    them), and the --table options that look at the same."""
+    import shlex
+
+    span = f"{validation.start} .. {validation.end}"
+    every, tables = len(validation.spec.tables), list(validation.tables)
+    if len(tables) == every:
+        return span, ""
+    named = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+    others = every - len(tables)
+    scope = (
+        f"{'table' if len(tables) == 1 else 'tables'} {named}, {span} (the other {plural(others, 'table')} not checked)"
+    )
+    return scope, "".join(f" --table {shlex.quote(t)}" for t in tables)
 
 
 def _execute(
@@ -365,7 +386,7 @@ def _execute(
     from backfill_kit.cli import display
     from backfill_kit.preflight import run_plan
     from backfill_kit.running.progress import progress_for
-    from backfill_kit.running.runner import RunOptions
+    from backfill_kit.running.runner import RunOptions, journal_path_for
 
     if dry_run:
         click.echo(the_plan.text())
@@ -382,7 +403,7 @@ def _execute(
         the_plan,
         plan_path,
         options,
-        progress=progress_for(),
+        progress=progress_for(plan=the_plan, journal=journal or journal_path_for(plan_path)),
         ignore_preflight=ignore_preflight,
         show_checks=lambda checks: display.print_checks(checks, _console(), only=("warn", "fail")),
     )
@@ -639,8 +660,8 @@ def spec_draft(out: Path, force: bool, name: str | None, **source: Any) -> None:
     write_draft(render_draft(draft), out, force=force)
     todo = sum(1 for t in draft.tables if t.processor is None or t.processor_evidence.startswith("GUESS"))
     click.echo(
-        f"wrote {out}: {len(draft.tables)} tables in {len(draft.phases)} phases, "
-        f"{len(draft.calendar.seasons)} seasons; {todo} processor guesses to check. "
+        f"wrote {out}: {plural(len(draft.tables), 'table')} in {plural(len(draft.phases), 'phase')}, "
+        f"{plural(len(draft.calendar.seasons), 'season')}; {plural(todo, 'processor guess', 'processor guesses')} to check. "
         f"Read the GUESS and TODO comments, then: backfill-kit validate --spec {out} --start ... --end ..."
     )
 

@@ -6,17 +6,18 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from backfill_kit.common.formatting import percent_text, printable, size_text
+from backfill_kit.common.formatting import percent_text, plural, printable, size_text
 from backfill_kit.common.status import NEEDS_WORK, Status
+from backfill_kit.validation.progress import PHASE_RULE, phase_table, progress_from
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from backfill_kit.validation.validator import Validation
+    from backfill_kit.validation.validator import TableSummary, Validation
 
 __all__ = ["print_validation", "validation_csv", "validation_json"]
 
@@ -101,12 +102,15 @@ def validation_csv(v: Validation) -> str:
 def print_validation(v: Validation, console: Console, *, worst: int = 8) -> None:
     seconds = sum(q.seconds for q in v.queries)
     console.print(
-        f"[bold]{v.spec.name}[/]: {v.start} .. {v.end}, {len(v.days)} expected dates, "
-        f"{len(v.tables)} tables, {len(v.queries)} warehouse queries in {seconds:.2f} s"
+        f"[bold]{v.spec.name}[/]: {v.start} .. {v.end}, {plural(len(v.days), 'expected ' + v.spec.calendar.unit)}, "
+        f"{plural(len(v.tables), 'table')}, {plural(len(v.queries), 'warehouse query', 'warehouse queries')} in {seconds:.2f} s"
     )
     if cost := cost_line(v):
         console.print(cost, soft_wrap=True)
-    console.print(_summary_table(v))
+    summary = v.summary()
+    console.print(_summary_table(summary))
+    console.print(f"\n[bold]Phases[/] ({PHASE_RULE})")
+    console.print(phase_table(progress_from(summary).phases))
     _print_run_history(v, console)
     _print_worst(v, console, worst)
     _print_warnings(v, console)
@@ -133,12 +137,14 @@ def cost_line(v: Validation) -> str:
 
 def _print_warnings(v: Validation, console: Console) -> None:
     if v.warnings:
-        console.print(f"\n[bold yellow]Warnings[/] ({len(v.warnings)}: read them before a backfill)")
+        console.print(
+            f"\n[bold yellow]Warnings[/] ({len(v.warnings)}: read {'it' if len(v.warnings) == 1 else 'them'} before a backfill)"
+        )
         for warning in v.warnings:
             console.print(f"  ! {warning}", soft_wrap=True, markup=False)  # table names, not markup
 
 
-def _summary_table(v: Validation) -> object:
+def _summary_table(summary: Sequence[TableSummary]) -> object:
     from rich.table import Table
 
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
@@ -149,16 +155,10 @@ def _summary_table(v: Validation) -> object:
     table.add_column("% complete", justify="right")
     table.add_column("% done", justify="right")
     phase = None
-    summary = v.summary()
     for s in summary:
         if s.phase != phase:
             phase = s.phase
-            # A phase is as far along as its slowest table, never its best.
-            mine = [x for x in summary if x.phase == phase]
-            slowest = (min(x.percent_complete for x in mine), min(x.percent_done for x in mine))
-            table.add_row(
-                f"[bold]{phase}[/]", *[""] * (len(COLUMNS) + 1), *[f"[bold]{percent_text(p)}[/]" for p in slowest]
-            )
+            table.add_row(f"[bold]{phase}[/]")
         cells = [f"{s.counts[st]:,}" if s.counts.get(st) else "-" for st in COLUMNS]
         table.add_row(
             f"  {s.table}", f"{s.expected:,}", *cells, percent_text(s.percent_complete), percent_text(s.percent_done)
@@ -171,7 +171,10 @@ def _print_run_history(v: Validation, console: Console) -> None:
     h = v.run_history
     if not h.get("attempts"):
         return
-    line = f"\nRun history: {h['attempts']:,} attempts; {h['dates_from_range_runs']:,} processor-dates covered by range runs"
+    line = (
+        f"\nRun history: {plural(h['attempts'], 'attempt')}; "
+        f"{plural(h['dates_from_range_runs'], 'processor-date')} covered by range runs"
+    )
     if h["no_data_reasons"]:
         line += "; nothing to load: " + ", ".join(f"{reason} {n:,}" for reason, n in h["no_data_reasons"].items())
     console.print(line, soft_wrap=True, markup=False)
@@ -181,13 +184,13 @@ def _print_worst(v: Validation, console: Console, worst: int) -> None:
     runs = v.gap_runs()
     if not runs:
         return
-    console.print(f"\n[bold]Largest gaps[/] ({len(runs):,} runs of consecutive dates in all)")
+    console.print(f"\n[bold]Largest gaps[/] ({plural(len(runs), 'run')} of consecutive dates in all)")
     for r in runs[:worst]:
         span = f"{r.first}" if r.first == r.last else f"{r.first} .. {r.last}"
-        console.print(f"  [{STYLE[r.status]}]{r.status:<9}[/] {r.table:<34} {span:<24} {r.dates:>4} dates")
+        console.print(f"  [{STYLE[r.status]}]{r.status:<9}[/] {r.table:<34} {span:<24} {plural(r.dates, 'date'):>10}")
     failed = [r for r in runs if r.status is Status.FAILED]
     if failed:  # the error column read as text, whether it holds JSON, REPEATED fields or text
-        console.print(f"\n[bold]Failures[/] ({sum(r.dates for r in failed):,} cells), each with its last error")
+        console.print(f"\n[bold]Failures[/] ({plural(sum(r.dates for r in failed), 'cell')}), each with its last error")
         for r in sorted(failed, key=lambda r: (-r.dates, r.first))[:worst]:
             span = f"{r.first}" if r.first == r.last else f"{r.first} .. {r.last}"
             console.print(
@@ -205,9 +208,9 @@ def next_step(v: Validation) -> str:
     if not work:
         waiting = counts.get(Status.RUNNING, 0)
         if waiting:
-            return f"\nNext: nothing to backfill; wait for {waiting:,} running cells to finish, then validate again."
+            return f"\nNext: nothing to backfill; wait for {plural(waiting, 'running cell')} to finish, then validate again."
         return (
-            f"\nNext: nothing to backfill. {fine:,} cells had genuinely no data."
+            f"\nNext: nothing to backfill. {plural(fine, 'cell')} had genuinely no data."
             if fine
             else "\nNext: nothing to backfill."
         )
@@ -215,7 +218,7 @@ def next_step(v: Validation) -> str:
     detail = ", ".join(f"{s} {n:,}" for s, n in work.items())
     failed = " Failed cells: see last_error in --format json." if counts.get(Status.FAILED) else ""
     return (
-        f"\nNext: {sum(work.values()):,} cells need a backfill ({detail}); start with phase "
+        f"\nNext: {plural(sum(work.values()), 'cell')} {'needs' if sum(work.values()) == 1 else 'need'} a backfill ({detail}); start with phase "
         f"'{first_phase}', upstream first.{failed}"
     )
 
@@ -237,5 +240,5 @@ def print_checks(checks: list[Any], console: Console, *, only: tuple[str, ...] =
         console.print(f"{MARK[c.outcome]}  {c.name:<30} {escape(printable(c.why))}{todo}", soft_wrap=True)
     counts = {o: sum(c.outcome == o for c in checks) for o in MARK}
     console.print(
-        f"\n{counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} failed, {counts['skip']} skipped"
+        f"\n{counts['pass']} passed, {plural(counts['warn'], 'warning')}, {counts['fail']} failed, {counts['skip']} skipped"
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["clock_text", "duration_text", "percent_text", "printable", "size_text"]
+__all__ = ["clock_text", "duration_text", "percent_text", "plural", "printable", "size_text"]
 
 # Terminal escape sequences (CSI, OSC, two-byte) and every other control character but tab
 # and newline: text from the warehouse or a job's output must not drive the terminal. Whole
@@ -56,3 +56,9 @@ def percent_text(value: float) -> str:
     if value >= 100.0:
         return "100%"
     return f"{min(value, 99.9):.1f}%"
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """A count and its noun, agreeing: '1 table', '2 tables', '1,234 cells'; `many` where the
+    plural is not the word plus s ('1 entry', '2 entries')."""
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"

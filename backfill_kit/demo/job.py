@@ -2,6 +2,7 @@
 
     python -m backfill_kit.demo.job TABLE --warehouse FILE --start-date S --end-date E
         [--skip-downstream-trigger] [--fail-dates D,D] [--empty-dates D,D] [--crash-after N] [--hang] [--empty]
+        [--sleep-per-date SECONDS]
 
 It behaves like the production processors: for each expected date it writes a `running` row
 to the run history, rebuilds the date from its upstream tables with SQL (idempotent), then
@@ -12,7 +13,15 @@ range of dates, one row dated at the range's end with the range beside it. Witho
 --skip-downstream-trigger it records a trigger event, as the real jobs published a message
 that started the next phase. Faults for tests come from the options or from the environment
 variable BACKFILL_KIT_DEMO_FAULTS, e.g. "player_game_summary:fail=2021-11-02;*:hang" (an empty date
-is one whose source returned nothing, and the job exits 0: "nbac_team_boxscore:empty-dates=2021-10-25").
+is one whose source returned nothing, and the job exits 0: "nbac_team_boxscore:empty-dates=2021-10-25");
+a cost per date for benchmarks, e.g. "*:sleep=0.2".
+
+DuckDB lets one process write a file at a time, so a job that runs beside others on the same
+file must not hold it longer than it writes: each job opens the file to write its `running`
+rows, closes it while it reads its source (a real processor's slow part; `--sleep-per-date`
+here), and opens it again to write its dates and their final rows, each time waiting with
+backoff while another process holds the lock ("Could not set lock on file"). The spec says so
+with `waits_for_lock: true`, which preflight looks for in a parallel phase on DuckDB.
 """
 
 from __future__ import annotations
@@ -21,14 +30,18 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
+from backfill_kit.common.formatting import plural
 from backfill_kit.demo import tables
 from backfill_kit.validation.calendar import consecutive_runs
-from backfill_kit.warehouse.duckdb import connect_file
+from backfill_kit.warehouse.duckdb import connect_file, in_utc
 
 FAULTS_ENV = "BACKFILL_KIT_DEMO_FAULTS"
 EXIT_FAILED = 1
@@ -47,6 +60,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--hang", action="store_true", help="never finish")
     parser.add_argument("--empty", action="store_true", help="exit 0 having written nothing")
     parser.add_argument("--dry-run", action="store_true", help="check inputs, write nothing")
+    parser.add_argument("--sleep-per-date", type=float, default=0.0, help="seconds of source work per date")
     args = parser.parse_args(argv)
     _apply_env_faults(args)
     return args
@@ -67,6 +81,8 @@ def _apply_env_faults(args: argparse.Namespace) -> None:
             args.crash_after = int(value)
         elif name in ("hang", "empty"):
             setattr(args, name, True)
+        elif name == "sleep":
+            args.sleep_per_date = float(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,15 +105,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.table}: hanging (fault: hang)", flush=True)
         while True:
             time.sleep(3600)
-    con = connect_file(args.warehouse, read_only=False)
+    failed = _run(args)
+    if not args.skip_downstream_trigger:
+        with writing(args.warehouse) as con:
+            _trigger_downstream(con, args)
+    return EXIT_FAILED if failed else 0
+
+
+LOCK_WAIT_SECONDS = 600.0  # as long as a step may take: another job's write lasts seconds at most
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[Any]:
+    """The file open for writing, briefly: DuckDB's single writer lock is taken on opening
+    and released on closing. While another process holds it, wait and try again, backing off
+    from 20 ms to a second."""
+    deadline, pause, said = time.monotonic() + LOCK_WAIT_SECONDS, 0.02, False
+    while True:
+        try:
+            con = in_utc(duckdb.connect(str(path)))
+            break
+        except duckdb.IOException as exc:
+            if "Could not set lock on file" not in str(exc) or time.monotonic() > deadline:
+                raise
+            if not said:
+                print(f"waiting for the write lock on {path}: another process is writing it", flush=True)
+                said = True
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
     try:
         con.execute("SET enable_progress_bar = false")
-        failed = _run(con, args)
-        if not args.skip_downstream_trigger:
-            _trigger_downstream(con, args)
+        yield con
     finally:
         con.close()
-    return EXIT_FAILED if failed else 0
 
 
 def _dry_run(args: argparse.Namespace) -> int:
@@ -109,36 +149,41 @@ def _dry_run(args: argparse.Namespace) -> int:
         con.execute(f"SELECT count(*) FROM {table} WHERE false").fetchall()
     finally:
         con.close()
-    print(f"{args.table}: dry run: would rebuild {len(dates)} dates of {table}")
+    print(f"{args.table}: dry run: would rebuild {plural(len(dates), 'date')} of {table}")
     return 0
 
 
-def _run(con: Any, args: argparse.Namespace) -> int:
-    """Rebuild every expected date of the range; returns how many dates failed."""
+def _run(args: argparse.Namespace) -> int:
+    """Rebuild every expected date of the range; returns how many dates failed. The file is
+    open for writing only while the `running` rows, then the dates and their final rows, are
+    written: never while the source is read."""
     table = tables.TABLES[args.table]
-    seed = con.execute(f"SELECT seed FROM {tables.SETTINGS_TABLE}").fetchone()[0]
-    dates = tables.expected_dates(con, args.start_date, args.end_date)
     fail = {date.fromisoformat(d) for d in args.fail_dates.split(",") if d}
     empty = {date.fromisoformat(d) for d in args.empty_dates.split(",") if d}  # rebuilt from nothing
     started = datetime.now(UTC).replace(tzinfo=None)
-    runs = _begin(con, table, dates, started)
+    with writing(args.warehouse) as con:
+        seed = con.execute(f"SELECT seed FROM {tables.SETTINGS_TABLE}").fetchone()[0]
+        dates = tables.expected_dates(con, args.start_date, args.end_date)
+        runs = _begin(con, table, dates, started)
     if args.crash_after is not None and len(dates) > args.crash_after:
-        print(f"{args.table}: crashing after {args.crash_after} dates (fault)", file=sys.stderr, flush=True)
+        print(f"{args.table}: crashing after {plural(args.crash_after, 'date')} (fault)", file=sys.stderr, flush=True)
         os._exit(3)  # no final rows, no cleanup: what a killed container leaves behind
+    time.sleep(args.sleep_per_date * len(dates))  # reading the source: the file is not held meanwhile
     written: dict[date, int] = {}
     built = [d for d in dates if d not in fail and d not in empty]
-    for run in consecutive_runs(built, dates):  # a failed date is never rebuilt
-        written |= tables.build(con, args.table, run[0], run[-1], seed=seed)
-    for run_ids, date_range in runs:
-        _finish(con, table, run_ids, date_range, written, fail, started)
+    with writing(args.warehouse) as con:
+        for run in consecutive_runs(built, dates):  # a failed date is never rebuilt
+            written |= tables.build(con, args.table, run[0], run[-1], seed=seed)
+        for run_ids, date_range in runs:
+            _finish(con, table, run_ids, date_range, written, fail, started)
     bad = sorted(d for d in dates if d in fail)
     if bad:
         print(
-            f"{args.table}: {len(bad)} dates failed: upstream API returned HTTP 503 ({', '.join(str(d) for d in bad)})",
+            f"{args.table}: {plural(len(bad), 'date')} failed: upstream API returned HTTP 503 ({', '.join(str(d) for d in bad)})",
             file=sys.stderr,
         )
     ok = [d for d in dates if d not in fail]
-    print(f"{args.table}: {len(ok)} dates rebuilt, {sum(written.get(d, 0) for d in ok):,} rows")
+    print(f"{args.table}: {plural(len(ok), 'date')} rebuilt, {plural(sum(written.get(d, 0) for d in ok), 'row')}")
     return len(bad)
 
 

@@ -1,81 +1,37 @@
-"""Watching a backfill: progress per phase, table and season, rate, an ETA range, recent
-failures, orphaned runs and where a runner is.
+"""Watching a backfill: progress per phase, table and season, the rate, an ETA, recent
+failures, orphaned runs and where each runner is.
 
-A phase is as far along as its slowest table, never its best; bootstrap dates are not
-expected; the rate is counted from the run history, so it sees every runner and every job.
+Progress is counted by `validation.progress` (a phase as far along as its slowest table; the
+same numbers as `validate`), steps by `running.steps`, and the ETA by `running.eta`, from the
+journal of the runner at work: the monitor adds no rule of its own. The rate is counted from
+the run history, so it sees every runner and every job; it is shown, never turned into an ETA.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
-from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from backfill_kit.common.arguments import as_date
-from backfill_kit.common.status import DONE, Status, percent
+from backfill_kit.common.formatting import plural
+from backfill_kit.common.status import Status
 from backfill_kit.errors import InputError
-from backfill_kit.running.journal import DONE_OUTCOMES, Event, read_journal
+from backfill_kit.running.eta import IDLE, UNKNOWN, Eta, plan_eta, run_eta
+from backfill_kit.running.journal import Event, read_journal
 from backfill_kit.running.locks import is_locked, journal_lock
+from backfill_kit.running.steps import StepCounts, find_plan, journal_run
 from backfill_kit.spec.model import PipelineSpec
+from backfill_kit.validation.progress import CellCounts, PhaseProgress, TableProgress, progress_of, season_progress
 from backfill_kit.validation.summaries import readable_error
 from backfill_kit.validation.validator import Validation, history_request, validate
 from backfill_kit.warehouse import RecentRun, Warehouse, open_warehouse
 from backfill_kit.warehouse.base import DONE_CATEGORIES
 
-__all__ = [
-    "PhaseProgress",
-    "RunnerPosition",
-    "Snapshot",
-    "TableProgress",
-    "eta_range",
-    "find_journals",
-    "take_snapshot",
-]
-
-
-class _Completeness:
-    """The share of expected dates whose rows are present, for a table and for a phase alike."""
-
-    complete: int
-    expected: int
-
-    @property
-    def percent_complete(self) -> float:
-        return percent(self.complete, self.expected)
-
-
-@dataclass(frozen=True)
-class TableProgress(_Completeness):
-    phase: str
-    table: str
-    season: str | None
-    expected: int  # expected dates minus bootstrap dates
-    complete: int  # rows present
-    done: int  # status.DONE: complete, or genuinely without data
-
-    @property
-    def percent(self) -> float:
-        """Percent done (the progress a backfill can make)."""
-        return percent(self.done, self.expected)
-
-    @property
-    def remaining(self) -> int:
-        return self.expected - self.done
-
-
-@dataclass(frozen=True)
-class PhaseProgress(_Completeness):
-    phase: str
-    percent: float  # the slowest table's, done
-    slowest: str
-    done: int
-    expected: int
-    complete: int
+__all__ = ["RunnerPosition", "Snapshot", "find_journals", "runner_position", "take_snapshot"]
 
 
 @dataclass(frozen=True)
@@ -93,9 +49,21 @@ class RunnerPosition:
     stage: int | None
     phase: str | None
     running: tuple[str, ...]
-    done: int
-    total: int
+    steps: StepCounts
+    eta: Eta | None = None  # while a runner works
     problem: str | None = None  # why the journal cannot be read; the monitor carries on
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "journal": self.journal,
+            "working": self.working,
+            "stage": self.stage,
+            "phase": self.phase,
+            "running": list(self.running),
+            "steps": self.steps.to_dict(),
+            "eta": self.eta.to_dict() if self.eta else None,
+            "problem": self.problem,
+        }
 
 
 @dataclass
@@ -105,10 +73,11 @@ class Snapshot:
     end: date
     taken_at: datetime
     window_hours: float
-    tables: list[TableProgress]
+    tables: list[TableProgress]  # per table and season
     phases: list[PhaseProgress]
+    total: CellCounts
     completed_in_window: int
-    eta_seconds: tuple[float, float] | None
+    eta: Eta
     failures: list[Failure] = field(default_factory=list)
     stale: list[tuple[str, date, datetime | None]] = field(default_factory=list)
     runners: list[RunnerPosition] = field(default_factory=list)
@@ -119,20 +88,28 @@ class Snapshot:
 
     @property
     def remaining(self) -> int:
-        return sum(t.remaining for t in self.tables)
+        return self.total.remaining
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["rate_per_hour"] = round(self.rate_per_hour, 2)
-        data["remaining"] = self.remaining
-        for t, row in zip(self.tables, data["tables"], strict=True):
-            row.update(
-                percent=round(t.percent, 2),
-                percent_done=round(t.percent, 2),
-                percent_complete=round(t.percent_complete, 2),
-                remaining=t.remaining,
-            )
-        return data
+        return {
+            "spec": self.spec,
+            "start": self.start,
+            "end": self.end,
+            "taken_at": self.taken_at,
+            "window_hours": self.window_hours,
+            "phases": [p.to_dict() for p in self.phases],
+            "total": self.total.to_dict(),
+            "remaining": self.remaining,
+            "tables": [
+                {"table": t.table, "phase": t.phase, "season": t.season, **t.cells.to_dict()} for t in self.tables
+            ],
+            "completed_in_window": self.completed_in_window,
+            "rate_per_hour": round(self.rate_per_hour, 2),
+            "eta": self.eta.to_dict() | {"text": self.eta.text()},
+            "failures": [vars(f) for f in self.failures],
+            "stale": [{"table": t, "date": d, "started_at": s} for t, d, s in self.stale],
+            "runners": [r.to_dict() for r in self.runners],
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), default=str, indent=2)
@@ -159,104 +136,66 @@ def take_snapshot(
     finally:
         if warehouse is None:
             wh.close()
-    tables = progress(v)
-    remaining = Counter[str]()
-    for t in tables:
-        remaining[t.table] += t.remaining
+    progress = progress_of(v)
+    runners = [runner_position(j, now) for j in journals]
     return Snapshot(
         spec=spec.name,
         start=start,
         end=end,
         taken_at=now,
         window_hours=window_hours,
-        tables=tables,
-        phases=phase_progress(tables),
+        tables=season_progress(v),
+        phases=progress.phases,
+        total=progress.total,
         completed_in_window=len({(r.processor, r.date) for r in recent if r.category in DONE_CATEGORIES}),
-        eta_seconds=eta_range(spec, remaining, _durations(v, journals)),
+        eta=snapshot_eta(v, progress.total, runners),
         failures=_failures(spec, recent),
         stale=_stale(v),
-        runners=[runner_position(j) for j in journals],
+        runners=runners,
     )
 
 
-def progress(v: Validation) -> list[TableProgress]:
-    """Per table and season; bootstrap dates are not expected."""
-    expected: Counter[tuple[str, str | None]] = Counter()
-    complete: Counter[tuple[str, str | None]] = Counter()
-    done: Counter[tuple[str, str | None]] = Counter()
-    for c in v.cells:
-        if c.status is Status.BOOTSTRAP:
-            continue
-        expected[(c.table, c.season)] += 1
-        complete[(c.table, c.season)] += c.status is Status.COMPLETE
-        done[(c.table, c.season)] += c.status in DONE
-    seasons = list(dict.fromkeys(day.season for day in v.days))
-    return [
-        TableProgress(v.spec.phase_of(t).name, t, s, expected[(t, s)], complete[(t, s)], done[(t, s)])
-        for t in v.tables
-        for s in seasons
-        if expected[(t, s)]
-    ]
+def snapshot_eta(v: Validation, total: CellCounts, runners: Sequence[RunnerPosition]) -> Eta:
+    """The ETA of the runner at work (the one that has longest left), else the words for none."""
+    at_work = [r.eta for r in runners if r.working and r.eta is not None]
+    if at_work:
+        return max(at_work, key=lambda e: (e.high is not None, e.high or 0.0))
+    if not total.remaining:
+        return Eta(IDLE, basis="nothing remaining")
+    return _idle_estimate(v, total)
 
 
-def phase_progress(tables: Sequence[TableProgress]) -> list[PhaseProgress]:
-    """Each phase at its slowest table's progress, over all seasons."""
-    per_table: dict[str, list[TableProgress]] = defaultdict(list)
-    for t in tables:
-        per_table[t.table].append(t)
-    phases: dict[str, list[tuple[float, str, int, int, int]]] = defaultdict(list)
-    for table, rows in per_table.items():
-        done, expected = sum(r.done for r in rows), sum(r.expected for r in rows)
-        complete = sum(r.complete for r in rows)
-        phases[rows[0].phase].append((percent(done, expected), table, done, expected, complete))
-    out = []
-    for phase, measured in phases.items():
-        # The least done; among equals, the least complete (all done, one table had nothing to load).
-        slowest_percent, slowest, _, _, _ = min(measured, key=lambda m: (m[0], percent(m[4], m[3]), m[1]))
-        out.append(
-            PhaseProgress(
-                phase,
-                slowest_percent,
-                slowest,
-                sum(r[2] for r in measured),
-                sum(r[3] for r in measured),
-                sum(r[4] for r in measured),
-            )
-        )
-    return out
+def _idle_estimate(v: Validation, total: CellCounts) -> Eta:
+    """No runner: what a plan of the cells remaining would take, by the plan's estimate."""
+    from backfill_kit.plan import build_plan
+    from backfill_kit.running.estimates import estimator_for
+
+    plan = build_plan(v, estimates=estimator_for(v.spec, v.cells))
+    remaining = plural(total.remaining, "cell")
+    if not plan.steps:
+        return Eta(IDLE, basis=f"nothing left that a plan can run ({remaining} remaining: {_unplannable(v, total)})")
+    estimate, steps = plan_eta(plan), plural(len(plan.steps), "step")
+    if estimate.kind == UNKNOWN:
+        return Eta(IDLE, basis=f"{remaining} remaining, for a plan of {steps}; {estimate.basis}")
+    return Eta(
+        IDLE,
+        estimate.low,
+        estimate.high,
+        f"{remaining} remaining, which a plan of {steps} would take {estimate.span()} by {estimate.basis}",
+    )
 
 
-def eta_range(
-    spec: PipelineSpec, remaining: Counter[str], durations: dict[str, list[float]]
-) -> tuple[float, float] | None:
-    """Seconds left, from the median and the 90th percentile of past per-date durations,
-    each phase's work spread over its workers and the phases one after another. A table with
-    no past duration borrows the median of all; with none at all there is no estimate."""
-    everything = [s for v in durations.values() for s in v]
-    if not everything:
-        return None if sum(remaining.values()) else (0.0, 0.0)
-    low = high = 0.0
-    for phase in spec.phases:
-        workers = 1 if phase.mode == "sequential" else phase.max_workers
-        for table in phase.tables:
-            samples = durations.get(table.id) or everything
-            low += remaining[table.id] * statistics.median(samples) / workers
-            high += remaining[table.id] * _p90(samples) / workers
-    return low, high
+def _unplannable(v: Validation, total: CellCounts) -> str:
+    running = v.counts().get(Status.RUNNING, 0)
+    waiting = total.remaining - running
+    parts = [f"{plural(running, 'cell')} {_wait(running)} for a run at work"] if running else []
+    if waiting:
+        parts.append(f"{plural(waiting, 'cell')} {_wait(waiting)} for an upstream no plan can fill")
+    return ", ".join(parts)
 
 
-def _p90(samples: list[float]) -> float:
-    return statistics.quantiles(samples, n=10, method="inclusive")[-1] if len(samples) > 1 else samples[0]
-
-
-def _durations(v: Validation, journals: Sequence[Path]) -> dict[str, list[float]]:
-    """Seconds per date, per table, as the planner's estimates take them: the steps of the
-    journals followed first (this pipeline's jobs as the runner ran them), else the run
-    history's runs (a range run's duration spread over its range, never counted on each date)."""
-    from backfill_kit.running.estimates import history_samples, journal_samples
-
-    samples = history_samples(v.cells) | {t: s for t, s in journal_samples(journals).items() if s}
-    return {table: [seconds / dates for dates, seconds in runs if dates] for table, runs in samples.items()}
+def _wait(n: int) -> str:
+    return "waits" if n == 1 else "wait"
 
 
 def _failures(spec: PipelineSpec, recent: list[RecentRun]) -> list[Failure]:
@@ -287,23 +226,22 @@ def find_journals(spec: PipelineSpec) -> list[Path]:
     return journals_beside(spec)
 
 
-def runner_position(journal: Path) -> RunnerPosition:
+def runner_position(journal: Path, now: datetime | None = None) -> RunnerPosition:
+    """Where a journal's run is: its stage, its steps by outcome, and, while its runner works,
+    its ETA."""
     working = is_locked(journal_lock(journal))
     try:
         state = read_journal(journal)
     except InputError as exc:  # one bad old journal must not blind the monitor to the rest
-        return RunnerPosition(str(journal), working, None, None, (), 0, 0, problem=str(exc))
+        return RunnerPosition(str(journal), working, None, None, (), StepCounts(0), problem=str(exc))
+    run = journal_run(state.events)
     stage = phase = None
-    started: dict[str, None] = {}
-    total = 0
     for e in state.events:
-        if e["event"] == Event.RUN_STARTED:
-            total = e.get("steps", total)
-        elif e["event"] == Event.STAGE_STARTED:
+        if e["event"] == Event.STAGE_STARTED:
             stage, phase = e.get("stage"), e.get("phase")
-        elif e["event"] == Event.STEP_STARTED:
-            started[e["step"]] = None
-        elif e["event"] == Event.STEP_FINISHED:
-            started.pop(e["step"], None)
-    done = sum(1 for o in state.outcomes.values() if o in DONE_OUTCOMES)
-    return RunnerPosition(str(journal), working, stage, phase, tuple(started) if working else (), done, total)
+    eta = None
+    if working:
+        plan, problem = find_plan(journal, state.events)
+        eta = run_eta(plan, run, now or datetime.now(UTC)) if plan else Eta(UNKNOWN, basis=str(problem))
+    running = tuple(run.open) if working else ()
+    return RunnerPosition(str(journal), working, stage, phase, running, run.counts(working), eta)

@@ -7,12 +7,12 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from backfill_kit.common.formatting import duration_text, percent_text, printable
+from backfill_kit.common.formatting import percent_text, printable
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from backfill_kit.monitor.snapshot import Snapshot
+    from backfill_kit.monitor.snapshot import RunnerPosition, Snapshot
 
 __all__ = ["looks", "snapshot_view", "watch"]
 
@@ -26,44 +26,57 @@ def looks(look: Callable[[], Snapshot], interval: float, *, continuous: bool) ->
 
 
 def watch(look: Callable[[], Snapshot], interval: float, console: Console) -> None:
-    """The live terminal view: redrawn in place every `interval` seconds until Ctrl-C."""
-    from rich.live import Live
-
+    """Every `interval` seconds until Ctrl-C: redrawn in place in a terminal; one look after
+    another, plain, where output goes to a file or a pipe (a redraw there kept only the last
+    look, and the last line ran into 'monitor stopped')."""
     shots = looks(look, interval, continuous=True)
     try:
-        with Live(snapshot_view(next(shots)), console=console, auto_refresh=False) as live:
+        if console.is_terminal:
+            _redrawn(shots, console)
+        else:
             for snap in shots:
-                live.update(snapshot_view(snap), refresh=True)
+                console.print(snapshot_view(snap))
+                console.print()
     except KeyboardInterrupt:
         console.print("monitor stopped")
 
 
-def snapshot_view(snap: Any) -> Any:
+def _redrawn(shots: Iterator[Snapshot], console: Console) -> None:
+    from rich.live import Live
+
+    with Live(snapshot_view(next(shots)), console=console, auto_refresh=False) as live:
+        for snap in shots:
+            live.update(snapshot_view(snap), refresh=True)
+
+
+def snapshot_view(snap: Snapshot) -> Any:
     """Everything the monitor shows, as one renderable: redrawn in place when continuous."""
     from rich.console import Group
-    from rich.table import Table
+
+    from backfill_kit.validation.progress import PHASE_RULE, phase_table
 
     parts: list[Any] = [
-        f"[bold]{snap.spec}[/] monitor · {snap.start} .. {snap.end} · {snap.taken_at:%Y-%m-%d %H:%M:%S} UTC"
+        f"[bold]{snap.spec}[/] monitor · {snap.start} .. {snap.end} · {snap.taken_at:%Y-%m-%d %H:%M:%S} UTC",
+        "",
+        f"Phases ({PHASE_RULE})",
+        phase_table(snap.phases),
+        "",
+        _season_matrix(snap),
+        "",
+        _cells_line(snap),
+        escape(printable(snap.eta.text())),
     ]
-    phases = Table(box=None, header_style="bold", pad_edge=False)
-    for name, justify in (
-        ("phase", "left"),
-        ("% done", "right"),
-        ("slowest table", "left"),
-        ("complete", "right"),
-        ("done", "right"),
-        ("expected", "right"),
-    ):
-        phases.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for p in snap.phases:
-        phases.add_row(p.phase, percent_text(p.percent), p.slowest, f"{p.complete:,}", f"{p.done:,}", f"{p.expected:,}")
-    parts += ["", phases, "", _season_matrix(snap), "", _pace(snap)]
     parts += _problems(snap)
     return Group(*parts)
 
 
-def _season_matrix(snap: Any) -> Any:
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def _season_matrix(snap: Snapshot) -> Any:
     from rich.table import Table
 
     seasons = list(dict.fromkeys(t.season for t in snap.tables))
@@ -77,44 +90,40 @@ def _season_matrix(snap: Any) -> Any:
         by_table.setdefault(t.table, {})[t.season] = t
     for table, cells in by_table.items():
         values = [
-            f"{percent_text(cells[s].percent_complete)} / {percent_text(cells[s].percent)}" if s in cells else "-"
+            f"{percent_text(cells[s].percent_complete)} / {percent_text(cells[s].percent_done)}" if s in cells else "-"
             for s in seasons
         ]
         matrix.add_row(table, *values, f"{sum(c.remaining for c in cells.values()):,}")
     return matrix
 
 
-def _pace(snap: Any) -> str:
-    if snap.eta_seconds is None:
-        eta = "unknown (no past durations in the run history)"
-    elif snap.remaining == 0:
-        eta = "done"
-    else:
-        eta = f"{duration_text(snap.eta_seconds[0], with_seconds=False)} to {duration_text(snap.eta_seconds[1], with_seconds=False)}"
+def _cells_line(snap: Snapshot) -> str:
+    t = snap.total
     return (
-        f"Rate: {snap.rate_per_hour:,.1f} cells/h over the last {snap.window_hours:g} h · "
-        f"remaining {snap.remaining:,} cells · ETA {eta}"
+        f"Cells: {t.expected:,} expected, {t.complete:,} complete, {t.done:,} done, {t.remaining:,} remaining, "
+        f"{t.failed:,} failed · rate {snap.rate_per_hour:,.1f} cells/h over the last {snap.window_hours:g} h"
     )
 
 
-def _problems(snap: Any) -> list[str]:
-    from rich.markup import escape
-
+def _problems(snap: Snapshot) -> list[str]:
     lines: list[str] = []
     if snap.failures:
-        lines.append(f"\n[red]Failures in the last {snap.window_hours:g} h ({len(snap.failures)})[/]")
+        lines.append(f"\n[red]Failures in the last {snap.window_hours:g} h ({len(snap.failures):,})[/]")
         lines += [
             f"  {f.table} {f.date} at {f.finished_at:%H:%M}: {escape(printable(f.error))}" for f in snap.failures[-10:]
         ]
     if snap.stale:
-        lines.append(f"\n[red]Orphaned running rows ({len(snap.stale)})[/]: started, never finished; rerun them")
+        lines.append(f"\n[red]Orphaned running rows ({len(snap.stale):,})[/]: started, never finished; rerun them")
         lines += [f"  {t} {d} started {s}" for t, d, s in snap.stale[:10]]
     for r in snap.runners:
-        if r.problem:
-            lines.append(f"\n[red]Journal {escape(r.journal)} cannot be read[/]: {escape(printable(r.problem))}")
-        elif r.working:
-            running = ", ".join(r.running) or "none"
-            lines.append(f"\nRunner at stage {r.stage} ({r.phase}), {r.done}/{r.total} steps done, running: {running}")
-        else:
-            lines.append(f"\nJournal {escape(r.journal)}: {r.done}/{r.total} steps done, no runner at work")
+        lines.append(_runner_line(r))
     return lines
+
+
+def _runner_line(r: RunnerPosition) -> str:
+    if r.problem:
+        return f"\n[red]Journal {escape(r.journal)} cannot be read[/]: {escape(printable(r.problem))}"
+    if r.working:
+        running = ", ".join(r.running) or "none"
+        return f"\nRunner at stage {r.stage} ({r.phase}), {r.steps.text()}; running: {escape(running)}"
+    return f"\nJournal {escape(r.journal)}: {r.steps.text()}; no runner at work"

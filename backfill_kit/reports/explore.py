@@ -1,8 +1,9 @@
 """The gap explorer, for people in JupyterLab (`notebooks/explore.ipynb`).
 
 Widgets choose a date range, phases or tables, and statuses; the heatmap and the gap list
-follow. Choosing a table and a date shows that cell's attempts and errors and the command that
-would fix it. All the logic is here, where tests drive the widgets from Python; the notebook
+follow. Choosing a table and a date, or clicking the cell in the heatmap, shows that cell's
+attempts and errors and the command that would fix it (`heatmap_widget` sends the click back
+to the kernel). All the logic is here, where tests drive the widgets from Python; the notebook
 only displays an `Explorer`. Widget state does not survive papermill and nbconvert, so the
 shared HTML reports never depend on this module.
 """
@@ -19,10 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from backfill_kit.common.formatting import plural
 from backfill_kit.common.status import NEEDS_WORK, Status
 from backfill_kit.reports import figures
-from backfill_kit.reports.notebook import STYLE, esc, note_html, table_html
+from backfill_kit.reports.heatmap_widget import heatmap_widget
+from backfill_kit.reports.notebook import STYLE, commands_html, esc, note_html, table_html
 from backfill_kit.validation import summaries
+from backfill_kit.validation.progress import progress_text
 from backfill_kit.validation.summaries import readable_error
 
 if TYPE_CHECKING:
@@ -50,6 +54,7 @@ class Explorer:
         self.days = [d.date for d in validation.days]
         self.phase_of = {t: validation.spec.phase_of(t).name for t in validation.tables}
         self.by_cell = {(c.table, c.date): c for c in validation.cells}
+        self.season_of = {d.date: d.season for d in validation.days}
         self._build_widgets()
         self.figure: dict[str, Any] = {}
         self.refresh()
@@ -78,7 +83,8 @@ class Explorer:
         )
         self.table = widgets.Dropdown(options=tables, description="table")
         self.day = widgets.Dropdown(options=[], description="date")
-        self.heatmap = widgets.Output(layout=widgets.Layout(width="98%"))
+        self.heatmap = heatmap_widget({"data": [{"type": "heatmap"}], "layout": {"height": 0}})
+        self.heatmap.observe(self._when_idle(self._clicked), names="clicked")
         self.gaps = widgets.HTML()
         self.detail = widgets.HTML()
         self._busy = False  # set while the explorer itself changes widgets: no cascade of redraws
@@ -151,6 +157,14 @@ class Explorer:
             if c.table in tables and str(c.status) in statuses and first <= c.date <= last
         ]
 
+    def _columns(self, cells: list[Cell], dates: list[date]) -> list[date]:
+        """The heatmap's dates: all those chosen; with some statuses left out, only the dates
+        that have a cell to show, so that a few failed cells are not slivers among 800 blanks."""
+        if set(self.statuses.value) == set(self.statuses.options):
+            return dates
+        shown = {c.date for c in cells}
+        return [d for d in dates if d in shown]
+
     def _in_range(self, tables: list[str], dates: list[date]) -> list[Cell]:
         """The chosen tables' cells on the chosen dates, whatever their status: what progress
         is counted over."""
@@ -174,12 +188,13 @@ class Explorer:
     def refresh(self) -> None:
         """Redraw the heatmap and the gap list for the current filters; re-offer the cells."""
         cells, tables, dates = self.selection(), self.selected_tables(), self.selected_dates()
-        self.figure = figures.coverage_heatmap(cells, tables, [self.phase_of[t] for t in tables], dates)
-        self.heatmap.outputs = (_plotly_output(self.figure),)
-        self.heatmap.layout.min_height = f"{self.figure['layout']['height']}px"  # never 0 px while it draws
-        self.range_note.value = _range_html(dates)
-        self.progress_note.value = note_html(summaries.progress_text(self._in_range(tables, dates)))
-        self.gaps.value = _gaps_html(summaries.gap_runs(cells, dates))
+        self.figure = figures.coverage_heatmap(
+            cells, tables, [self.phase_of[t] for t in tables], self._columns(cells, dates), season_of=self.season_of
+        )
+        self.heatmap.figure = {**self.figure, "config": {**figures.CONFIG, "responsive": True}}
+        self.range_note.value = _range_html(dates, self.validation.spec.calendar.unit)
+        self.progress_note.value = note_html(progress_text(self._in_range(tables, dates)))
+        self.gaps.value = _gaps_html(summaries.gap_runs(cells, dates), self.validation.spec.calendar.units)
         current = self.table.value
         with self._quietly():
             self.table.options = tables
@@ -198,6 +213,14 @@ class Explorer:
             self.day.options = options
             self.day.value = current if current in {d for _, d in options} else (options[0][1] if options else None)
         self.show_cell()
+
+    def _clicked(self) -> None:
+        """A click on a heatmap cell chooses it, as the table and date dropdowns would."""
+        chosen = _clicked_cell(self.figure, self.heatmap.clicked)
+        if chosen is None or (chosen[0], chosen[1]) not in {(c.table, c.date) for c in self.selection()}:
+            return  # a blank, filtered out: nothing to show
+        self.table.value = chosen[0]  # offers its dates (the observer), then
+        self.day.value = chosen[1]  # shows the cell
 
     def show_cell(self) -> None:
         cell = self.by_cell.get((self.table.value, self.day.value))
@@ -233,15 +256,13 @@ class Explorer:
         from backfill_kit.plan import needs_backfill  # loaded already: the explorer built its plan
 
         if not needs_backfill(cell, {*NEEDS_WORK, Status.NO_DATA}):  # as the plan decides, even with --include-no-data
-            covered = cell.status is Status.NO_DATA and cell.fallback
-            why = f"its fallback {cell.fallback} has this date's data" if covered else Status(cell.status).action
-            return note_html(f"Nothing to fix: {why}.")
+            return note_html(f"Nothing to fix: {_why_fine(cell)}.")
         extra = " --include-no-data" if cell.status is Status.NO_DATA else ""
         command = (
             f"backfill-kit backfill --spec {shlex.quote(self.spec_ref)} --start {cell.date} "
             f"--end {cell.date} --table {shlex.quote(cell.table)}{extra}"
         )
-        html = f'<p><b>Fix this cell alone</b></p><pre class="bk-pre">{esc(command)}</pre>'
+        html = f"<p><b>Fix this cell alone</b></p>{commands_html(command)}"
         return html + self._in_plan_html(cell)
 
     def _in_plan_html(self, cell: Cell) -> str:
@@ -249,8 +270,7 @@ class Explorer:
         if step is not None:
             span = f"{step.start} .. {step.end}" if step.start != step.end else str(step.start)
             return (
-                f"<p><b>In the full plan</b>: step {esc(step.id)} ({esc(span)}) runs</p>"
-                f'<pre class="bk-pre">{esc(step.command)}</pre>'
+                f"<p><b>In the full plan</b>: step {esc(step.id)} ({esc(span)}) runs</p>{commands_html(step.command)}"
             )
         blocked = next((b for b in self.plan.blocked if (b.table, b.date) == (cell.table, cell.date)), None)
         if blocked is not None:
@@ -261,31 +281,38 @@ class Explorer:
         return next((s for s in self.plan.steps if s.table == cell.table and cell.date in s.dates), None)
 
 
-def _plotly_output(spec: dict[str, Any]) -> dict[str, Any]:
-    """The heatmap for JupyterLab's plotly renderer (the extension shipped with plotly).
-
-    Not `responsive`: that sizes the plot to 100% of its container, and the renderer's node
-    inside an Output widget has no height of its own, so the heatmap collapsed to 0 px as soon
-    as the renderer resized it. The renderer still fits the width to the window on every resize."""
-    return {
-        "output_type": "display_data",
-        "metadata": {},
-        "data": {
-            "application/vnd.plotly.v1+json": {**spec, "config": {**figures.CONFIG, "responsive": False}},
-            "text/plain": "coverage heatmap (needs JupyterLab with plotly's extension)",
-        },
-    }
+def _why_fine(cell: Cell) -> str:
+    """Why a cell the plan would not rerun needs nothing, in a sentence about this cell."""
+    if cell.status is Status.COMPLETE:
+        return f"its {plural(cell.rows, 'row')} meet the table's minimum of {cell.expected_rows:,}"
+    if cell.status is Status.NO_DATA and cell.fallback:
+        return f"its fallback {cell.fallback} has this date's data"
+    if cell.status is Status.BOOTSTRAP:
+        return "it is inside the phase's bootstrap window, where the lookbacks have no history yet"
+    if cell.status is Status.RUNNING:
+        return "a run started recently and has not finished: wait for it"
+    return Status(cell.status).action
 
 
-def _range_html(dates: list[date]) -> str:
+def _clicked_cell(figure: dict[str, Any], clicked: list[int]) -> tuple[str, date] | None:
+    """The (table, date) of the heatmap's row and column clicked, or None."""
+    trace = figure["data"][0]
+    tables, days = trace["y"][1], trace["x"]
+    row, column = clicked[:2] if len(clicked) >= 2 else (-1, -1)
+    if 0 <= row < len(tables) and 0 <= column < len(days):
+        return tables[row], date.fromisoformat(days[column])
+    return None
+
+
+def _range_html(dates: list[date], unit: str) -> str:
     if not dates:
-        return note_html("no game dates chosen")
-    return f'<span class="bk-range">{dates[0]} .. {dates[-1]} · {len(dates):,} game dates</span>'
+        return note_html(f"no {unit}s chosen")
+    return f'<span class="bk-range">{dates[0]} .. {dates[-1]} · {esc(plural(len(dates), unit))}</span>'
 
 
-def _gaps_html(runs: list[summaries.Gap]) -> str:
+def _gaps_html(runs: list[summaries.Gap], units: str) -> str:
     if not runs:
         return note_html("No gaps among the chosen cells.")
     more = note_html(f"… and {len(runs) - GAP_ROWS:,} shorter runs.") if len(runs) > GAP_ROWS else ""
-    head = note_html(f"{len(runs):,} runs of consecutive game dates with the same cause, longest first.")
+    head = note_html(f"{plural(len(runs), 'run')} of consecutive {units} with the same cause, longest first.")
     return head + table_html([g.row() for g in runs[:GAP_ROWS]], numbers=("dates",)) + more

@@ -28,9 +28,10 @@ import sys
 import uuid
 from array import array
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cache
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,7 @@ __all__ = [
     "STATUS_ORDER",
     "ReportFigure",
     "coverage_heatmap",
+    "plotly_js",
     "plotly_js_html",
     "season_bars",
     "timeline",
@@ -141,11 +143,17 @@ window.bkPlot = function (id, gzipped, layout, config) {
 };"""
 
 
-def plotly_js_html() -> str:
-    """plotly.js inline, once per report; the figures after it call the global `Plotly`."""
+@cache
+def plotly_js() -> str:
+    """The vendored plotly.js bundle: it sets the global `Plotly`."""
     from importlib.resources import files
 
-    bundle = files("backfill_kit.vendor").joinpath(PLOTLY_JS).read_text(encoding="utf-8")
+    return files("backfill_kit.vendor").joinpath(PLOTLY_JS).read_text(encoding="utf-8")
+
+
+def plotly_js_html() -> str:
+    """plotly.js inline, once per report; the figures after it call the global `Plotly`."""
+    bundle = plotly_js()
     return (
         '<script type="text/javascript">window.PlotlyConfig = {MathJaxConfig: "local"};</script>\n'
         f'<script type="text/javascript">{bundle}</script>\n'
@@ -193,11 +201,18 @@ def _wrap(text: str, width: int = 90) -> str:
 
 
 def coverage_heatmap(
-    cells: Sequence[Cell], tables: Sequence[str], phases: Sequence[str], dates: Sequence[date], *, title: str = ""
+    cells: Sequence[Cell],
+    tables: Sequence[str],
+    phases: Sequence[str],
+    dates: Sequence[date],
+    *,
+    season_of: Mapping[date, str | None],
+    title: str = "",
 ) -> dict[str, Any]:
     """Tables (grouped by phase: `phases[i]` is the phase of `tables[i]`) by expected dates,
     coloured by status. A cell's hover says its status, rows against the minimum, attempts,
     the latest run and its last error. Table-dates without a cell (filtered out) stay blank.
+    A dotted line marks each season's start, where the calendar (`season_of`) says it is.
 
     A four-season heatmap has 17,000 cells and the report embeds every hover text, so the
     arrays are compact: numbers as typed arrays, per-cell strings short and ASCII."""
@@ -245,13 +260,8 @@ def coverage_heatmap(
         "plot_bgcolor": "white",
         "margin": {"l": 10, "r": 10, "t": 60 if title else 30, "b": 40},
         "yaxis": {"autorange": "reversed", "automargin": True},
-        "shapes": _season_lines(shown, dates, d_index),
-        "xaxis": {
-            "type": "category",
-            "tickvals": _month_ticks(dates),
-            "ticktext": _month_labels(dates),
-            "tickangle": 0,
-        },
+        "shapes": _season_lines(dates, season_of),
+        "xaxis": {"type": "category", **_date_ticks(dates), "tickangle": 0},
     }
     if title:
         layout["title"] = {"text": _esc(title)}
@@ -301,17 +311,27 @@ def _month_ticks(dates: Sequence[date]) -> list[str]:
     return ticks
 
 
-def _month_labels(dates: Sequence[date]) -> list[str]:
-    return [date.fromisoformat(t).strftime("%b %Y") for t in _month_ticks(dates)]
+def _date_ticks(dates: Sequence[date]) -> dict[str, list[str]]:
+    """The x axis's ticks: months over a long range; days, about 8 of them, over one that
+    spans fewer than three months (27 dates of January had one tick, 'Jan 2025')."""
+    if len({(d.year, d.month) for d in dates}) >= 3:
+        ticks = _month_ticks(dates)
+        return {"tickvals": ticks, "ticktext": [date.fromisoformat(t).strftime("%b %Y") for t in ticks]}
+    chosen = list(dates[:: max(1, -(-len(dates) // 8))])
+    labels = [
+        f"{d:%b} {d.day}" + (f" {d.year}" if i == 0 or d.year != chosen[i - 1].year else "")
+        for i, d in enumerate(chosen)
+    ]
+    return {"tickvals": [d.isoformat() for d in chosen], "ticktext": labels}
 
 
-def _season_lines(cells: Sequence[Cell], dates: Sequence[date], d_index: dict[date, int]) -> list[dict[str, Any]]:
-    """A dotted vertical line where each season after the first starts."""
-    season_of = {c.date: c.season for c in cells}
+def _season_lines(dates: Sequence[date], season_of: Mapping[date, str | None]) -> list[dict[str, Any]]:
+    """A dotted vertical line where each season after the first starts, by the calendar's
+    seasons: never where the cells shown (filtered to a few statuses) leave dates blank."""
     lines = []
-    for previous, current in pairwise(dates):
+    for i, (previous, current) in enumerate(pairwise(dates), start=1):
         if season_of.get(previous) != season_of.get(current):
-            x = d_index[current] - 0.5
+            x = i - 0.5
             lines.append(
                 {
                     "type": "line",
@@ -331,7 +351,7 @@ def season_bars(
     counts: dict[str, dict[str, Counter[str]]], tables: Sequence[str], phases: Sequence[str]
 ) -> dict[str, Any]:
     """Per season (one panel each, side by side, sharing the table axis) and table, stacked
-    bars of game dates by status. `counts` is `summaries.season_counts` output."""
+    bars of expected dates by status. `counts` is `summaries.season_counts` output."""
     n = max(1, len(counts))
     y = [list(phases), list(tables)]
     traces: list[dict[str, Any]] = []

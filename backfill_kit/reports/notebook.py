@@ -14,7 +14,7 @@ import math
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,14 +22,24 @@ from typing import TYPE_CHECKING, Any
 from IPython.display import HTML
 
 from backfill_kit.common.arguments import as_date, find_file
-from backfill_kit.common.formatting import duration_text
-from backfill_kit.common.status import DONE, NEEDS_WORK, PROGRESS_WORDS
+from backfill_kit.common.formatting import duration_text, percent_text, plural
+from backfill_kit.common.status import NEEDS_WORK, PROGRESS_WORDS, Status
 from backfill_kit.errors import InputError
 from backfill_kit.reports import figures
 from backfill_kit.reports.figures import ReportFigure
-from backfill_kit.reports.render import find_plan
+from backfill_kit.running.eta import UNKNOWN, Eta, plan_eta, run_eta
 from backfill_kit.running.journal import Event, Outcome, read_journal
+from backfill_kit.running.locks import is_locked, journal_lock
+from backfill_kit.running.steps import JournalRun, StepCounts, find_plan, journal_run
 from backfill_kit.validation import summaries
+from backfill_kit.validation.progress import (
+    PHASE_COLUMNS,
+    PHASE_RULE,
+    PhaseProgress,
+    cell_counts,
+    phase_rows,
+    progress_of,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,7 +52,6 @@ __all__ = ["HEADLINE_MIMETYPE", "CoverageAudit", "ExecutionLog", "Headline", "co
 
 GAP_LIST_LIMIT = 200  # rows of the gap list shown; the rest are counted
 JOURNAL_HINT = "a run writes it beside its plan (PLAN.journal.jsonl)"
-DONE_NAMES = frozenset(str(s) for s in DONE)  # statuses as the before/after rows name them
 
 
 def setup() -> HTML:
@@ -73,6 +82,9 @@ STYLE = """<style>
 .bk-note{color:#57606a;line-height:1.4}
 .bk-range{white-space:nowrap;font-variant-numeric:tabular-nums}
 .bk-status{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin-right:4px;vertical-align:middle}
+.bk-cmds{margin:0;font-family:monospace;font-size:.85em;line-height:1.5;max-width:70em}
+.bk-cmd{display:block;white-space:normal;overflow-wrap:normal;word-break:normal;padding-left:2em;text-indent:-2em}
+.bk-arg{white-space:nowrap}
 </style>"""
 
 
@@ -115,11 +127,39 @@ def table_html(
 
 
 def _detail_rows(row: Mapping[str, Any], detail: Sequence[str], width: int) -> str:
-    lines = [(c, esc(row.get(c))) for c in detail if esc(row.get(c))]
+    lines = [(c, row.get(c)) for c in detail if esc(row.get(c))]
     return "".join(
-        f'<tr class="bk-detail"><td colspan="{width}"><span class="bk-note">{esc(c)}</span><pre>{text}</pre></td></tr>'
-        for c, text in lines
+        f'<tr class="bk-detail"><td colspan="{width}"><span class="bk-note">{esc(c)}</span>'
+        f"{commands_html(str(value)) if c == 'command' else f'<pre>{esc(value)}</pre>'}</td></tr>"
+        for c, value in lines
     )
+
+
+def commands_html(text: str) -> str:
+    """Commands as a reader copies them: each on a line of its own that wraps only between
+    arguments (a flag and its value stay together), never inside one. Comment lines stay
+    as they are."""
+    lines = "".join(
+        f'<span class="bk-cmd">{_arguments_html(line)}</span>' for line in text.splitlines() if line.strip()
+    )
+    return f'<div class="bk-cmds">{lines}</div>'
+
+
+def _arguments_html(line: str) -> str:
+    if line.lstrip().startswith("#"):
+        return f'<span class="bk-arg bk-note">{esc(line)}</span>'
+    try:
+        words = shlex.split(line)
+    except ValueError:  # not a shell line after all: shown whole
+        return f'<span class="bk-arg">{esc(line)}</span>'
+    groups: list[list[str]] = []
+    for word in words:
+        flag_value = groups and groups[-1][0].startswith("-") and len(groups[-1]) == 1 and not word.startswith("-")
+        if flag_value:
+            groups[-1].append(word)
+        else:
+            groups.append([word])
+    return " ".join(f'<span class="bk-arg">{esc(shlex.join(group))}</span>' for group in groups)
 
 
 def _td(column: str, value: object, pre: set[str], numbers: set[str]) -> str:
@@ -181,10 +221,6 @@ def note_html(text: str) -> str:
     return f'<p class="bk-note">{esc(text)}</p>'
 
 
-def _percent(part: int, whole: int) -> str:
-    return f"{100.0 * part / whole:.1f}%" if whole else "100.0%"
-
-
 # --- the coverage audit --------------------------------------------------------------------
 
 
@@ -235,28 +271,33 @@ class CoverageAudit:
     def headline(self) -> Headline:
         v = self.validation
         counts = v.counts()
-        expected, complete, done = summaries.progress_counts(v.cells)
+        total = progress_of(v).total
         need_work = sum(n for s, n in counts.items() if s in NEEDS_WORK)
         cards = [
-            (f"{expected:,}", "expected cells (tables × game dates, bootstrap excluded)"),
-            (_percent(complete, expected), f"complete: {PROGRESS_WORDS['complete']}"),
-            (_percent(done, expected), f"done: {PROGRESS_WORDS['done']}"),
+            (f"{total.expected:,}", f"expected cells (tables × {v.spec.calendar.units}, bootstrap excluded)"),
+            (percent_text(total.percent_complete), f"complete: {PROGRESS_WORDS['complete']}"),
+            (percent_text(total.percent_done), f"done: {PROGRESS_WORDS['done']}"),
+            (f"{total.remaining:,}", "remaining: not done"),
             (f"{need_work:,}", "cells need a backfill"),
         ]
         causes = [(f"{counts.get(s, 0):,}", str(s).replace("_", " ")) for s in summaries.BREAKDOWN_ORDER]
         title = (
             f"<h2>{esc(v.spec.name)}: {v.start} .. {v.end}</h2>"
-            f"<p>{len(v.days):,} expected game dates × {len(v.tables)} tables, validated "
-            f"{v.now:%Y-%m-%d %H:%M} UTC with {len(v.queries)} warehouse queries.</p>"
+            f"<p>{plural(len(v.days), 'expected ' + v.spec.calendar.unit)} ({esc(v.spec.calendar.definition)}) × "
+            f"{plural(len(v.tables), 'table')}, validated {v.now:%Y-%m-%d %H:%M} UTC with "
+            f"{plural(len(v.queries), 'warehouse query', 'warehouse queries')}.</p>"
         )
         numbers = {
-            "expected": expected,
-            "complete": _percent(complete, expected),
-            "done": _percent(done, expected),
+            "expected": total.expected,
+            "complete": percent_text(total.percent_complete),
+            "done": percent_text(total.percent_done),
+            "remaining": total.remaining,
+            "failed": total.failed,
             "need_work": need_work,
             "validated_at": v.now.isoformat(timespec="seconds"),
         }
-        return Headline(title + cards_html(cards) + "<h4>Gaps by cause</h4>" + cards_html(causes), numbers)
+        phases = f"<h4>Phases ({esc(PHASE_RULE)})</h4>" + phases_html(progress_of(v).phases)
+        return Headline(title + cards_html(cards) + phases + "<h4>Gaps by cause</h4>" + cards_html(causes), numbers)
 
     def changes(self, cells_file: str = "", limit: int = GAP_LIST_LIMIT) -> HTML:
         """What changed since the previous report of this pipeline and range, as `backfill-kit
@@ -279,7 +320,10 @@ class CoverageAudit:
         return HTML(f"<p><b>{esc(summary[:1].upper() + summary[1:])}.</b></p>{table}")
 
     def heatmap(self) -> ReportFigure:
-        return ReportFigure(figures.coverage_heatmap(self.validation.cells, self.tables, self.phases, self.dates))
+        seasons = {d.date: d.season for d in self.validation.days}
+        return ReportFigure(
+            figures.coverage_heatmap(self.validation.cells, self.tables, self.phases, self.dates, season_of=seasons)
+        )
 
     def season_bars(self) -> ReportFigure:
         counts = summaries.season_counts(self.validation.cells)
@@ -292,7 +336,8 @@ class CoverageAudit:
         runs = summaries.gap_runs(self.validation.cells, self.dates)
         if not runs:
             return HTML(note_html("No gaps: every expected cell is complete, genuinely without data, or bootstrap."))
-        intro = note_html(f"{len(runs):,} runs of consecutive game dates with the same cause, longest first.")
+        units = self.validation.spec.calendar.units
+        intro = note_html(f"{plural(len(runs), 'run')} of consecutive {units} with the same cause, longest first.")
         more = (
             note_html(f"… and {len(runs) - limit:,} shorter runs: backfill-kit validate --format csv lists every cell.")
             if len(runs) > limit
@@ -323,14 +368,22 @@ class CoverageAudit:
             f"backfill-kit run --plan {out}\n"
             f"# or both at once, resumable:\nbackfill-kit backfill --spec {spec} --start {start} --end {end}"
         )
+        estimate = plan_eta(plan)
         intro = (
-            f"<p>{len(plan.steps):,} steps over {plan.table_dates:,} table-dates in {len(plan.stages)} stages "
-            "(stages run one after another; the steps of a parallel stage run side by side). "
-            f'Make and run it with:</p><pre class="bk-pre">{esc(commands)}</pre>'
+            f"<p>{plural(len(plan.steps), 'step')} over {plural(plan.table_dates, 'table-date')} in "
+            f"{plural(len(plan.stages), 'stage')} (stages run one after another; the steps of a parallel stage run "
+            f"side by side). ETA {esc(estimate.span())} ({esc(estimate.basis)}). "
+            f"Make and run it with:</p>{commands_html(commands)}"
         )
         return HTML(
             intro + table_html(plan_rows(plan), numbers=("stage", "dates"), detail=("command",)) + _blocked_html(plan)
         )
+
+
+def phases_html(phases: Sequence[PhaseProgress]) -> str:
+    """The phase table every view shows (`progress.phase_rows`), as HTML."""
+    rows = [dict(zip(PHASE_COLUMNS, row, strict=True)) for row in phase_rows(phases)]
+    return table_html(rows, numbers=()) if rows else ""
 
 
 def plan_rows(plan: Plan) -> list[dict[str, Any]]:
@@ -356,8 +409,10 @@ def _blocked_html(plan: Plan) -> str:
     if not plan.blocked:
         return ""
     rows = [{"table": b.table, "date": b.date, "reason": b.reason} for b in plan.blocked[:GAP_LIST_LIMIT]]
-    return f"<h4>Blocked: {len(plan.blocked):,} cells wait for an upstream this plan cannot fill</h4>" + table_html(
-        rows
+    waits = "waits" if len(plan.blocked) == 1 else "wait"
+    return (
+        f"<h4>Blocked: {plural(len(plan.blocked), 'cell')} {waits} for an upstream this plan cannot fill</h4>"
+        + table_html(rows)
     )
 
 
@@ -396,28 +451,54 @@ class ExecutionLog:
 
         return steps_frame(self.attempts, self.plan)
 
+    @cached_property
+    def run(self) -> JournalRun:
+        return journal_run(self.events)
+
+    @property
+    def working(self) -> bool:
+        """A runner holds the journal right now: the report is of a run still going."""
+        return is_locked(journal_lock(Path(self.journal)))
+
+    def step_counts(self) -> StepCounts:
+        """The steps by outcome, as the runner and the monitor count them."""
+        return self.run.counts(self.working)
+
+    def eta(self) -> Eta | None:
+        """The monitor's ETA while a runner works on the journal; None once it is gone."""
+        if not self.working:
+            return None
+        if self.plan is None:
+            return Eta(UNKNOWN, basis=f"the plan cannot be read: {self.plan_problem}")
+        return run_eta(self.plan, self.run, datetime.now(UTC))
+
     def headline(self) -> Headline:
-        steps = self.steps_frame
         started = [e["time"] for e in self.events if e.get("event") == Event.RUN_STARTED]
         finished = [e for e in self.events if e.get("event") == Event.RUN_FINISHED]
-        result = finished[-1].get("outcome", "?") if finished else "unfinished (no run_finished event)"
+        result = finished[-1].get("outcome", "?") if self.run.finished else _unfinished(self.working)
+        counts, eta = self.step_counts(), self.eta()
         cards = [
             (result, "outcome of the last run"),
-            (f"{len(steps):,}", "steps"),
+            (f"{counts.total:,}", "steps"),
             (f"{int((self.attempts['attempt'] > 0).sum()):,}", "attempts"),
             (duration_text(_wall_seconds(self.events)), "wall time"),
         ]
-        cards += [(f"{n:,}", str(o).replace("_", " ")) for o, n in steps["outcome"].value_counts().items()]
+        cards += [(f"{n:,}", word) for word, n in counts.parts()]
+        if eta is not None:
+            cards.append((eta.span(), f"ETA ({eta.basis})"))
         plan = f"{esc(self.plan.spec_name)} {self.plan.start} .. {self.plan.end}, " if self.plan else ""
-        runs = f"{len(started)} run{'s' if len(started) != 1 else ''}"
         first = f"{datetime.fromisoformat(started[0]):%Y-%m-%d %H:%M:%S} UTC" if started else "-"
-        head = f"<h2>Backfill: {plan}{runs}</h2><p>Journal <code>{esc(self.journal)}</code>; first started {first}.</p>"
+        head = (
+            f"<h2>Backfill: {plan}{plural(len(started), 'run')}</h2>"
+            f"<p>Journal <code>{esc(self.journal)}</code>; first started {first}. {esc(counts.text())}.</p>"
+        )
         problem = note_html(f"Before/after coverage unavailable: {self.plan_problem}.") if self.plan_problem else ""
         numbers = {
             "outcome": result,
-            "steps": len(steps),
-            "outcomes": {str(o): int(n) for o, n in steps["outcome"].value_counts().items()},
-            "finished_at": finished[-1].get("time") if finished else None,
+            "steps": counts.total,
+            "outcomes": dict(counts.parts()),
+            "steps_text": counts.text(),
+            "finished_at": finished[-1].get("time") if self.run.finished else None,
         }
         return Headline(head + cards_html(cards) + problem, numbers)
 
@@ -502,6 +583,9 @@ def _spec_for(plan: Plan, journal: Path) -> PipelineSpec:
     return load_spec(recorded)  # raises the toolkit's own message naming the missing file
 
 
+_STATUSES = frozenset(str(s) for s in Status)  # "not validated" is none of them
+
+
 def before_after_rows(plan: Plan, after: Validation) -> list[dict[str, Any]]:
     """Per table: the plan's causes (before) and the statuses of the same table-dates now."""
     now = {(c.table, c.date): str(c.status) for c in after.cells}
@@ -517,7 +601,7 @@ def before_after_rows(plan: Plan, after: Validation) -> list[dict[str, Any]]:
         for d in (d for s in steps for d in s.dates):
             key = now.get((table, d), "not validated")
             statuses[key] = statuses.get(key, 0) + 1
-        fixed = sum(n for status, n in statuses.items() if status in DONE_NAMES)  # done, as everywhere
+        fixed = cell_counts({Status(k): n for k, n in statuses.items() if k in _STATUSES}).done  # as everywhere
         planned = sum(statuses.values())
         rows.append(
             {
@@ -553,6 +637,10 @@ def warning_rows(events: Sequence[dict[str, Any]], without_data: Sequence[str]) 
                 }
             )
     return list({(r["step"], r["warning"]): r for r in rows}.values())
+
+
+def _unfinished(working: bool) -> str:
+    return "running (a runner is at work)" if working else "interrupted (no runner at work, no run_finished event)"
 
 
 def _wall_seconds(events: Sequence[dict[str, Any]]) -> float | None:

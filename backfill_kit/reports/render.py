@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backfill_kit.common.arguments import find_file
+from backfill_kit.common.formatting import plural
 from backfill_kit.common.outputs import write_output
 from backfill_kit.errors import BackfillKitError, InputError, MissingDependencyError
 from backfill_kit.reports.changes import (
@@ -38,14 +39,13 @@ from backfill_kit.reports.changes import (
 from backfill_kit.running.journal import Event
 
 if TYPE_CHECKING:
-    from backfill_kit.plan import Plan
+    pass
 
 __all__ = [
     "NOTEBOOKS",
     "Rendered",
     "execute",
     "export_html",
-    "find_plan",
     "notebook_path",
     "render_coverage",
     "render_execution",
@@ -118,7 +118,7 @@ def render_coverage(
         "spec": spec.name,
         "start": start.isoformat(),
         "end": end.isoformat(),
-        "generated_at": stamp.isoformat(timespec="seconds"),
+        "generated_at": _generated_at(now),
     }
     compared = _compare_with_previous(spec, start, end, out_dir, meta)
     rendered = _render(
@@ -175,10 +175,12 @@ def render_execution(
     if not any(e.get("event") == Event.RUN_STARTED for e in events):
         raise InputError(f"the journal {journal} records no run yet; run the plan first")
     stamp = _stamp(now)
+    from backfill_kit.running.steps import find_plan
+
     plan, _ = find_plan(found, events)
     span = f"_{plan.start}_{plan.end}" if plan else ""
     name = journal.name.removesuffix(".jsonl").removesuffix(".journal")
-    meta = {"kind": "execution", "journal": str(journal), "generated_at": stamp.isoformat(timespec="seconds")}
+    meta = {"kind": "execution", "journal": str(journal), "generated_at": _generated_at(now)}
     if plan:
         meta.update(spec=plan.spec_name, start=plan.start.isoformat(), end=plan.end.isoformat())
     return _render(
@@ -193,21 +195,10 @@ def render_execution(
     )
 
 
-def find_plan(journal: Path, events: Sequence[dict[str, Any]]) -> tuple[Plan | None, str | None]:
-    """The plan a journal ran, or why it cannot be read: the path the journal recorded
-    (relative to where the run started), else a plan of that name beside the journal."""
-    from backfill_kit.plan import load_plan
-
-    recorded = next((e.get("plan") for e in events if e.get("event") == Event.RUN_STARTED and e.get("plan")), None)
-    if recorded is None:
-        return None, "the journal records no plan file"
-    for candidate in (Path(recorded), journal.parent / Path(recorded).name):
-        if candidate.is_file():
-            try:
-                return load_plan(candidate), None
-            except InputError as exc:
-                return None, str(exc)
-    return None, f"the plan {recorded} is no longer there"
+def _generated_at(now: datetime | None) -> str:
+    """When a report was made, to the millisecond as the journal's moments are: the index
+    tells a report from the backfill that finished in the same second."""
+    return (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def _stamp(now: datetime | None) -> datetime:
@@ -485,10 +476,10 @@ class Entry:
                 if changed
                 else ""
             )
-            return f"{h['complete']} complete, {h['done']} done, {h['need_work']:,} cells need work{since}"
-        if self.meta.get("kind") == "execution" and "outcome" in h:
-            outcomes = ", ".join(f"{n:,} {o.replace('_', ' ')}" for o, n in h.get("outcomes", {}).items())
-            return f"{h['outcome']}: {h['steps']:,} steps ({outcomes})"
+            need = f"{plural(h['need_work'], 'cell')} {'needs' if h['need_work'] == 1 else 'need'} work"
+            return f"{h['complete']} complete, {h['done']} done, {need}{since}"
+        if self.meta.get("kind") == "execution" and "steps_text" in h:
+            return f"{h['outcome']}: {h['steps_text']}"  # the steps counted as the runner counts them
         return "-"
 
     def overlaps(self, other: Entry) -> bool:
@@ -503,22 +494,36 @@ class Entry:
 
 
 def backfill_moment(entry: Entry, entries: Sequence[Entry]) -> str:
-    """Whether a coverage report was made before or after the backfills reported beside it."""
-    if entry.meta.get("kind") != "coverage":
+    """Whether a coverage report was made before or after the backfills reported beside it:
+    moments compared as times (a journal's '...:49.035+00:00' is after a report's '...:49+00:00',
+    though as text it sorts before)."""
+    made = _moment(entry.meta.get("generated_at")) if entry.meta.get("kind") == "coverage" else None
+    if made is None:
         return "-"
-    made = str(entry.meta.get("generated_at", ""))
     runs = sorted(
-        str((e.meta.get("headline") or {}).get("finished_at") or "")
+        t
         for e in entries
         if e.meta.get("kind") == "execution" and e.overlaps(entry)
+        if (t := _moment((e.meta.get("headline") or {}).get("finished_at"))) is not None
     )
-    after = [t for t in runs if t and t <= made]
-    before = [t for t in runs if t and t > made]
-    if after:
-        return f"after the backfill that finished {after[-1][:16].replace('T', ' ')}"
-    if before:
-        return f"before the backfill that finished {before[0][:16].replace('T', ' ')}"
-    return "-"
+    after = [t for t in runs if t <= made]
+    before = [t for t in runs if t > made]
+    # Between two backfills, both are true: say both (a second `make demo` rebuilds the demo).
+    said = [f"after the backfill that finished {after[-1]:%Y-%m-%d %H:%M:%S}"] if after else []
+    said += [f"before the backfill that finished {before[0]:%Y-%m-%d %H:%M:%S}"] if before else []
+    return "; ".join(said) or "-"
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)  # a report whose moment is unknown sorts last
+
+
+def _moment(value: object) -> datetime | None:
+    """An ISO moment from a report's meta (UTC when it names no zone), or None."""
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def read_entry(path: Path) -> Entry:
@@ -543,12 +548,12 @@ def write_index(out_dir: Path) -> Path:
 
     entries = sorted(
         (read_entry(p) for p in out_dir.glob("*.html") if p.name != "index.html"),
-        key=lambda e: (str(e.meta.get("generated_at", "")), e.html.name),
+        key=lambda e: (_moment(e.meta.get("generated_at")) or _NEVER, e.html.name),
         reverse=True,
     )
     rows = "".join(
         "<tr>"
-        f"<td>{html.escape(str(e.meta.get('generated_at', '-')))}</td>"
+        f"<td>{html.escape(_shown(e.meta.get('generated_at')))}</td>"
         f"<td>{html.escape(str(e.meta.get('kind', '-')))}</td>"
         f"<td>{html.escape(e.subject)}</td>"
         f"<td>{html.escape(e.numbers)}</td>"
@@ -559,10 +564,17 @@ def write_index(out_dir: Path) -> Path:
         "</tr>"
         for e in entries
     )
-    page = _INDEX.format(count=len(entries), rows=rows or '<tr><td colspan="8">No reports yet.</td></tr>')
+    page = _INDEX.format(
+        count=plural(len(entries), "report"), rows=rows or '<tr><td colspan="8">No reports yet.</td></tr>'
+    )
     index = out_dir / "index.html"
     _write_atomic(index, page)
     return index
+
+
+def _shown(value: object) -> str:
+    moment = _moment(value)
+    return f"{moment:%Y-%m-%d %H:%M:%S}" if moment else "-"
 
 
 def _notebook_link(entry: Entry) -> str:
@@ -581,7 +593,7 @@ table{{border-collapse:collapse}} th,td{{border-bottom:1px solid #d0d7de;padding
 th{{background:#f6f8fa}} td.n{{text-align:right}}
 </style></head>
 <body><h1>backfill-kit reports</h1>
-<p>{count} reports, newest first. Each HTML file is self-contained (open it offline, send it as
+<p>{count}, newest first. Each HTML file is self-contained (open it offline, send it as
 it is); the notebook beside it is the executed record, parameters included.</p>
 <table><thead><tr><th>generated (UTC)</th><th>kind</th><th>what</th><th>headline</th><th>when</th><th>report</th>
 <th>notebook</th><th>size</th></tr></thead>

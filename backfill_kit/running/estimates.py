@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from backfill_kit.common.formatting import plural
 from backfill_kit.errors import InputError
 
 if TYPE_CHECKING:
@@ -26,7 +27,9 @@ __all__ = [
     "JOURNAL",
     "RUN_HISTORY",
     "Estimator",
+    "Fit",
     "estimator_for",
+    "fit",
     "history_samples",
     "journal_samples",
     "journals_beside",
@@ -46,9 +49,11 @@ def journals_beside(spec: PipelineSpec) -> list[Path]:
 
 
 def journal_samples(journals: Iterable[Path]) -> Samples:
-    """Each step that succeeded: its table, its dates and its seconds. A journal that cannot
-    be read is left out (the monitor names it)."""
-    from backfill_kit.running.journal import DONE_OUTCOMES, Event, read_journal
+    """Each attempt that succeeded: its table, its dates and the seconds it held its worker
+    (`steps.Sample`, as the ETA measures them). A journal that cannot be read is left out (the
+    monitor names it)."""
+    from backfill_kit.running.journal import read_journal
+    from backfill_kit.running.steps import journal_run
 
     samples: Samples = {}
     for path in journals:
@@ -56,14 +61,8 @@ def journal_samples(journals: Iterable[Path]) -> Samples:
             events = read_journal(path).events
         except InputError:
             continue
-        dates: dict[str, int] = {}
-        for e in events:
-            if e["event"] == Event.STEP_STARTED and isinstance(e.get("dates"), int):
-                dates[e["step"]] = e["dates"]
-            elif e["event"] == Event.STEP_FINISHED and e["outcome"] in DONE_OUTCOMES and e["step"] in dates:
-                seconds = e.get("seconds")
-                if isinstance(seconds, int | float) and seconds >= 0:
-                    samples.setdefault(e["table"], []).append((dates[e["step"]], float(seconds)))
+        for sample in journal_run(events).samples:
+            samples.setdefault(sample.table, []).append((sample.dates, sample.seconds))
     return samples
 
 
@@ -85,7 +84,7 @@ def history_samples(cells: Sequence[Cell]) -> Samples:
 
 
 @dataclass(frozen=True)
-class _Fit:
+class Fit:
     start_up: float
     per_date: float
 
@@ -93,26 +92,26 @@ class _Fit:
         return self.start_up + self.per_date * dates
 
 
-def _fit(samples: list[tuple[int, float]]) -> _Fit:
+def fit(samples: list[tuple[int, float]]) -> Fit:
     """Least squares of seconds over dates, with neither cost below zero; with one size of
     step only, its median spread evenly over its dates."""
     xs = [float(n) for n, _ in samples]
     ys = [s for _, s in samples]
     if len(set(xs)) < 2:
-        return _Fit(0.0, statistics.median(y / x for x, y in zip(xs, ys, strict=True) if x) if any(xs) else 0.0)
+        return Fit(0.0, statistics.median(y / x for x, y in zip(xs, ys, strict=True) if x) if any(xs) else 0.0)
     slope, intercept = statistics.linear_regression(xs, ys)
     if intercept < 0:
-        return _Fit(0.0, sum(ys) / sum(xs))
+        return Fit(0.0, sum(ys) / sum(xs))
     if slope < 0:
-        return _Fit(statistics.median(ys), 0.0)
-    return _Fit(intercept, slope)
+        return Fit(statistics.median(ys), 0.0)
+    return Fit(intercept, slope)
 
 
 @dataclass
 class Estimator:
     """Per table, a fit of its step durations, and where each came from."""
 
-    fits: dict[str, _Fit] = field(default_factory=dict)
+    fits: dict[str, Fit] = field(default_factory=dict)
     basis: dict[str, str] = field(default_factory=dict)
     samples: dict[str, int] = field(default_factory=dict)  # steps or runs behind each basis
 
@@ -131,12 +130,15 @@ class Estimator:
                 missing.append(table)
         parts = []
         if JOURNAL in used:
-            parts.append(f"{used[JOURNAL]:,} steps of earlier runs (runs/*.journal.jsonl beside the spec)")
+            parts.append(f"{plural(used[JOURNAL], 'step')} of earlier runs (runs/*.journal.jsonl beside the spec)")
         if RUN_HISTORY in used:
-            parts.append(f"{used[RUN_HISTORY]:,} runs in the run history (a range run counts for its whole range)")
+            parts.append(
+                f"{plural(used[RUN_HISTORY], 'run')} in the run history (a range run counts for its whole range)"
+            )
         text = "from " + " and ".join(parts) if parts else "no basis: no earlier journal and no run durations"
-        if parts and missing:
-            text += f"; no basis for {', '.join(missing)}"
+        if parts and missing:  # a few named, the rest counted: the monitor prints this on one line
+            more = f" and {len(missing) - 3:,} more" if len(missing) > 4 else ""
+            text += f"; no basis for {', '.join(missing[:3] if more else missing)}{more}"
         return text
 
 
@@ -146,7 +148,7 @@ def estimator_for(spec: PipelineSpec, cells: Sequence[Cell]) -> Estimator:
     for basis, samples in ((JOURNAL, journal_samples(journals_beside(spec))), (RUN_HISTORY, history_samples(cells))):
         for table, found in samples.items():
             if table not in estimator.fits and found:
-                estimator.fits[table] = _fit(found)
+                estimator.fits[table] = fit(found)
                 estimator.basis[table] = basis
                 estimator.samples[table] = len(found)
     return estimator

@@ -42,6 +42,7 @@ from backfill_kit.running.journal import (
 )
 from backfill_kit.running.locks import LockSet, journal_lock, table_lock, table_locks_in
 from backfill_kit.running.recheck import ATTEMPT_WAIT, Checker, Recheck, Rechecks, Verdict, warehouse_checker
+from backfill_kit.running.steps import journal_run
 
 if TYPE_CHECKING:
     from backfill_kit.spec.model import PipelineSpec
@@ -264,6 +265,7 @@ class Runner:
         self._warnings: list[str] = []
         self._blocked: dict[str, str] = {}
         self._active: dict[str, _Active] = {}
+        self._earlier_attempts: dict[str, int] = {}  # per step and part, in the journal's earlier runs
         self._rechecks: Rechecks | None = None
         self._checking: dict[str, _Checking] = {}
         self._awaiting: dict[str, dict[str, Any]] = {}  # from the journal: exited 0, no verdict yet
@@ -298,6 +300,8 @@ class Runner:
         self._check_resume(state.events, state.plan_sha, sha)
         journal = Journal(self.journal_path, state)
         done = self._resume_from(state)
+        # A resumed step's attempts go on from its last: a new number and a log of its own.
+        self._earlier_attempts = journal_run(state.events).attempts
         self._rechecks = Rechecks(self.checker) if self.checker is not None else None
         try:
             journal.write(
@@ -419,16 +423,18 @@ class Runner:
         while len(active) < stage.workers:
             now = time.monotonic()
             due = next((r for r in retry_at if r[0] <= now), None)
+            retry = due is not None
             if due is not None:
                 retry_at.remove(due)
                 step, attempt = due[1], due[2]
             elif pending:
-                step, attempt = pending.popleft(), 1
+                step = pending.popleft()
+                attempt = self._earlier_attempts.get(step.id, 0) + 1
             else:
                 return
             if step.id in self._awaiting:
                 self._recheck_again(journal, step)
-            elif step.id in self._parent or attempt > 1 or not self._held_back(journal, step, pending):
+            elif step.id in self._parent or retry or not self._held_back(journal, step, pending):
                 self._launch(journal, step, attempt, active)
 
     def _held_back(self, journal: Journal, step: Step, pending: deque[Step]) -> bool:
@@ -569,8 +575,9 @@ class Runner:
             self._exited(journal, _Checking(step, act.attempt, code, seconds, act.log), deadline=act.deadline)
             return
         transient = outcome == Outcome.FAILED and code in step.transient_exit_codes
-        if transient and act.attempt <= step.retries:
-            wait = self.options.backoff_seconds * 2 ** (act.attempt - 1)
+        tries = act.attempt - self._earlier_attempts.get(step.id, 0)  # this run's: retries start anew
+        if transient and tries <= step.retries:
+            wait = self.options.backoff_seconds * 2 ** (tries - 1)
             self._record(journal, step, act.attempt, code, Outcome.RETRYING, seconds, act.log, retry_in=wait)
             retry_at.append((time.monotonic() + wait, step, act.attempt + 1))
             return

@@ -186,6 +186,21 @@ class Calendar(_Checked):
     game_id_column: ColumnName | None = None  # counts games per date, deduplicated
     filter: str | None = None  # an SQL condition, e.g. final games only
     seasons: tuple[Season, ...] = ()
+    # What one expected date is, in the reader's words ("game date", "business day", "fixture"):
+    # how validate and the reports count them. Its plural is the word plus s.
+    unit: Name = "date"
+
+    @property
+    def units(self) -> str:
+        return f"{self.unit}s"
+
+    @property
+    def definition(self) -> str:
+        """Which dates are expected, as the spec says it: the reports' one line about the calendar."""
+        if self.table is None:
+            return "every day of the seasons"
+        where = f" where {self.filter}" if self.filter else ""
+        return f"the dates of {self.table}{where}, inside the seasons"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -260,6 +275,9 @@ class JobOverrides(_Checked):
     transient_exit_codes: tuple[ExitCode, ...] | None = None
     retries: Annotated[int | None, Bounds(ge=0, le=MAX_RETRIES)] = None
     dry_run_args: Annotated[tuple[str, ...] | None, Runnable] = None  # appended for preflight's dry run
+    # The job waits for (and retries on) DuckDB's single-writer lock, so that it can run beside
+    # other jobs writing the same file: preflight's check of a parallel phase on DuckDB.
+    waits_for_lock: bool | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -275,6 +293,7 @@ class JobSpec:
     transient_exit_codes: tuple[int, ...] = ()
     retries: int = 2
     dry_run_args: tuple[str, ...] | None = None  # None: the job cannot rehearse
+    waits_for_lock: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,7 +15,7 @@ from datetime import date
 from typing import Any
 
 from backfill_kit.common.formatting import printable
-from backfill_kit.common.status import DONE, GAP_STATUSES, NEEDS_WORK, Status, percent
+from backfill_kit.common.status import GAP_STATUSES, NEEDS_WORK, Status
 from backfill_kit.validation.validator import Cell
 
 __all__ = [
@@ -24,8 +24,6 @@ __all__ = [
     "breakdown_rows",
     "gap_runs",
     "no_data_rows",
-    "progress_counts",
-    "progress_text",
     "readable_error",
     "season_counts",
 ]
@@ -172,23 +170,6 @@ def _runs(cells: list[Cell], position: dict[date, int]) -> Iterable[Gap]:
             run = []
         if cell is not None:
             run.append(cell)
-
-
-def progress_counts(cells: Iterable[Cell]) -> tuple[int, int, int]:
-    """(expected, complete, done) over `cells`, bootstrap dates not expected: the numbers every
-    view shows side by side (`status.DONE` says what "done" is)."""
-    counts = Counter(cell.status for cell in cells)
-    expected = sum(n for s, n in counts.items() if s is not Status.BOOTSTRAP)
-    return expected, counts[Status.COMPLETE], sum(n for s, n in counts.items() if s in DONE)
-
-
-def progress_text(cells: Iterable[Cell]) -> str:
-    """ "complete" and "done" side by side, in the words of every view."""
-    expected, complete, done = progress_counts(cells)
-    return (
-        f"{percent(complete, expected):.1f}% complete (rows present), {percent(done, expected):.1f}% done "
-        f"(complete or genuinely no data) of {expected:,} expected cells"
-    )
 
 
 def no_data_rows(cells: Iterable[Cell]) -> list[dict[str, Any]]:

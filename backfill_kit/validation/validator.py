@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 from backfill_kit.common.arguments import as_date
 from backfill_kit.common.collector import no_gc_pauses
-from backfill_kit.common.status import DONE, GAP_STATUSES, NEEDS_WORK, Status, percent
+from backfill_kit.common.status import GAP_STATUSES, NEEDS_WORK, Status
 from backfill_kit.errors import InputError, Problem, WarehouseMismatchError
 from backfill_kit.spec.load import field_lines, load_spec
 from backfill_kit.spec.model import PipelineSpec, TableSpec
 from backfill_kit.validation.calendar import ExpectedDay, expected_days
+from backfill_kit.validation.progress import CellCounts, cell_counts, progress_from
 from backfill_kit.warehouse import (
     CoverageTarget,
     ObjectsMissingError,
@@ -93,22 +94,27 @@ class TableSummary:
     counts: dict[Status, int]
 
     @property
+    def progress(self) -> CellCounts:
+        """Expected, complete, done, failed: counted as every view counts them (`progress`)."""
+        return cell_counts(self.counts)
+
+    @property
     def expected(self) -> int:
         """Expected dates that should have data: bootstrap dates are not counted."""
-        return sum(n for s, n in self.counts.items() if s is not Status.BOOTSTRAP)
+        return self.progress.expected
 
     @property
     def percent_complete(self) -> float:
-        return percent(self.counts.get(Status.COMPLETE, 0), self.expected)
+        return self.progress.percent_complete
 
     @property
     def percent_done(self) -> float:
         """Complete or genuinely without data: nothing left to load."""
-        return percent(self.done, self.expected)
+        return self.progress.percent_done
 
     @property
     def done(self) -> int:
-        return sum(n for s, n in self.counts.items() if s in DONE)
+        return self.progress.done
 
     @property
     def needs_work(self) -> int:
@@ -178,13 +184,12 @@ class Validation:
                     {
                         "table": s.table,
                         "phase": s.phase,
-                        "expected": s.expected,
-                        "percent_complete": round(s.percent_complete, 2),
-                        "percent_done": round(s.percent_done, 2),
+                        **s.progress.to_dict(),
                         "statuses": {str(k): v for k, v in sorted(s.counts.items())},
                     }
                     for s in tables
                 ],
+                **progress_from(tables).to_dict(),
             },
             "cells": [c.to_dict() for c in self.cells] if cells else None,
             "queries": [

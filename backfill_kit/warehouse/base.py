@@ -36,6 +36,7 @@ class Capabilities:
 
     name: str
     partition_metadata: bool = False  # can count rows per partition without scanning
+    single_writer: bool = False  # one process at a time may write (DuckDB's file lock)
     # The most tables one query may reference (BigQuery: 1,000); None: no limit. row_counts
     # splits its query into one per so many tables.
     max_tables_per_query: int | None = None

@@ -36,7 +36,7 @@ __all__ = ["DuckDBWarehouse"]
 
 
 class DuckDBWarehouse:
-    capabilities = Capabilities(name="duckdb")
+    capabilities = Capabilities(name="duckdb", single_writer=True)
 
     def __init__(
         self,
