@@ -412,6 +412,41 @@ def _execute(
     sys.exit(result.exit_code)
 
 
+_airflow_run_options = _all_of(
+    click.option(
+        "--airflow", "airflow_url", default=None, help="An Airflow API server's URL: read the run of --dag-id there."
+    ),
+    click.option("--dag-id", default=None, help="With --airflow: the exported DAG's id."),
+    click.option(
+        "--plan",
+        "airflow_plan",
+        default=None,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="With --airflow: the plan the DAG was exported from.",
+    ),
+    click.option("--run-id", default=None, help="With --airflow: this run (default: the newest)."),
+)
+
+
+def _airflow_run_reader(
+    airflow_url: str | None, dag_id: str | None, airflow_plan: Path | None, run_id: str | None
+) -> Callable[[], Path] | None:
+    """With --airflow: a reader of the DAG's run through its REST API, which writes the run as a
+    journal beside the plan (read as every runner's journal is) and gives its path."""
+    if airflow_url is None:
+        if dag_id or airflow_plan or run_id:
+            raise click.UsageError("--dag-id, --plan and --run-id go with --airflow URL")
+        return None
+    if not (dag_id and airflow_plan):
+        raise click.UsageError("--airflow needs --dag-id and --plan (the plan the DAG was exported from)")
+    from backfill_kit.engines.airflow.journal import airflow_journal
+    from backfill_kit.engines.airflow.rest import AirflowApi
+    from backfill_kit.plan import load_plan
+
+    the_plan, api = load_plan(airflow_plan), AirflowApi(airflow_url)
+    return lambda: airflow_journal(api.run(dag_id, run_id), the_plan, airflow_plan)
+
+
 @cli.command()
 @spec_option
 @click.option("--season", help="Only this season (a name from calendar.seasons).")
@@ -440,6 +475,7 @@ def _execute(
     type=click.Path(dir_okay=False, path_type=Path),
     help="A runner journal to follow (default: runs/*.journal.jsonl beside the spec).",
 )
+@_airflow_run_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def monitor(
     spec_path: Path,
@@ -452,6 +488,7 @@ def monitor(
     window_hours: float,
     journals: tuple[Path, ...],
     fmt: str,
+    **airflow: Any,
 ) -> None:
     """Watch a backfill: progress per phase (its slowest table), table and season, rate, ETA
     range, recent failures, orphaned runs and where a runner is."""
@@ -464,9 +501,11 @@ def monitor(
     spec = load_spec(spec_path)
     start, end = _monitor_range(spec, season, start, end)
     follow = list(journals) or find_journals(spec)
+    read_airflow = _airflow_run_reader(**airflow)
 
     def look() -> Any:
-        return take_snapshot(spec, start, end, window_hours=window_hours, journals=follow)
+        extra = [read_airflow()] if read_airflow else []  # the run as a journal, written anew each look
+        return take_snapshot(spec, start, end, window_hours=window_hours, journals=[*follow, *extra])
 
     if fmt == "json":
         for snap in looks(look, interval, continuous=continuous):
@@ -803,16 +842,20 @@ def report_coverage(
 @report.command("execution")
 @click.option(
     "--journal",
-    required=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="The runner's journal (PLAN.journal.jsonl beside the plan).",
 )
+@_airflow_run_options
 @_report_options
-def report_execution(journal: Path, out_dir: Path, kernel: str) -> None:
-    """Execution log of a backfill run: timeline, every step, coverage before and after, warnings."""
+def report_execution(journal: Path | None, out_dir: Path, kernel: str, **airflow: Any) -> None:
+    """Execution log of a backfill run (a runner's journal, or an Airflow run with --airflow):
+    timeline, every step, coverage before and after, warnings."""
     from backfill_kit.reports.render import render_execution
 
-    _echo_rendered(render_execution(journal, out_dir, kernel=kernel))
+    read_airflow = _airflow_run_reader(**airflow)
+    if (journal is None) == (read_airflow is None):
+        raise click.UsageError("give --journal, or --airflow URL with --dag-id and --plan")
+    _echo_rendered(render_execution(journal or read_airflow(), out_dir, kernel=kernel))  # type: ignore[misc]
 
 
 def _echo_rendered(rendered: Any) -> None:

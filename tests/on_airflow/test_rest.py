@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,7 +11,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import BIN, load_dag, plan_and_export
+from conftest import BIN, RANGE, backfill_kit, load_dag, plan_and_export
 
 from backfill_kit.engines.airflow.rest import AirflowApi
 from backfill_kit.errors import BackfillKitError
@@ -70,3 +71,27 @@ def test_a_failed_run_is_read_step_by_step(demo, monkeypatch, api_server):
     assert all(t.start and t.end for t in found.tasks.values() if t.state == "success")
     with pytest.raises(BackfillKitError, match="has no DAG nope; is its DAG file in the dags folder"):
         api_server.run("nope")
+
+    # monitor and the execution report read the run as they read a runner's journal.
+    plan = str(demo / "runs" / "plan.json")
+    airflow = ("--airflow", api_server.url, "--dag-id", "backfill", "--plan", plan)
+    looked = backfill_kit(
+        "monitor",
+        "--spec",
+        str(demo / "nba_props.yaml"),
+        "--start",
+        RANGE[0],
+        "--end",
+        RANGE[1],
+        *airflow,
+        "--format",
+        "json",
+        check=False,
+    )
+    (runner,) = [r for r in json.loads(looked.stdout)["runners"] if r["journal"].endswith("plan.airflow.journal.jsonl")]
+    assert runner["working"] is False and runner["problem"] is None
+    steps = runner["steps"]
+    assert (steps["succeeded"], steps["failed"], steps["total"]) == (8, 1, 14), steps
+    report = backfill_kit("report", "execution", *airflow, "--out-dir", str(demo / "reports"))
+    html = next((demo / "reports").glob("execution_*.html")).read_text()
+    assert "team_defense_game_summary:2021-10-19..2021-11-05" in html and report.returncode == 0
