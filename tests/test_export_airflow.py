@@ -128,3 +128,38 @@ def test_the_verdict_fails_a_run_that_went_on_past_a_failure(plan_file, tmp_path
     assert verdict_problems(backfill, every, 1) == [
         "backfill-kit validate finds gaps left in the plan's range (exit 1)"
     ]
+
+
+def test_an_airflow_run_reads_as_a_runner_journal(plan_file, tmp_path):
+    """The REST reader's run, written as a journal: the journal's own reader counts its steps,
+    and the monitor takes it for a runner at work until the run has finished."""
+    from datetime import UTC, datetime, timedelta
+
+    from backfill_kit.engines.airflow.document import task_id
+    from backfill_kit.engines.airflow.journal import airflow_journal
+    from backfill_kit.engines.airflow.rest import AirflowRun, TaskState
+    from backfill_kit.monitor.snapshot import runner_position
+    from backfill_kit.plan import load_plan
+
+    plan = load_plan(plan_file)
+    t0 = datetime(2026, 12, 8, 3, 0, tzinfo=UTC)
+    first, second, *rest = plan.steps
+    states = [("success", first), ("failed", second)] + [("upstream_failed", s) for s in rest]
+    tasks = {
+        task_id(s): TaskState(
+            task_id(s),
+            state,
+            1 if state != "upstream_failed" else 0,
+            t0 + timedelta(seconds=i),
+            t0 + timedelta(seconds=i + 1),
+        )
+        for i, (state, s) in enumerate(states)
+    }
+    running = AirflowRun("http://127.0.0.1:1", "backfill_mini_plan", "manual__1", "running", tasks)
+    journal = airflow_journal(running, plan, plan_file)
+    assert journal == plan_file.with_name("plan.airflow.journal.jsonl")
+    position = runner_position(journal)
+    assert position.working and position.problem is None
+    assert (position.steps.succeeded, position.steps.failed, position.steps.skipped) == (1, 1, len(rest))
+    finished = AirflowRun(running.url, running.dag_id, running.run_id, "failed", tasks)
+    assert not runner_position(airflow_journal(finished, plan, plan_file)).working
