@@ -54,6 +54,7 @@ __all__ = [
     "narrow_step",
     "needs_backfill",
     "plan_digest",
+    "plan_from_data",
     "stage_seconds",
 ]
 
@@ -246,7 +247,7 @@ def load_plan(path: Path) -> Plan:
         )
     if kind := _other_kind(text):
         raise InputError(f"{path}: not a plan file: this is {kind}")
-    plan = _plan_from(path, data)
+    plan = plan_from_data(data, path, path.resolve().parent)
     plan.sha = plan_digest(text.encode())  # the bytes parsed, read once: UTF-8 gives them back exactly
     return plan
 
@@ -279,7 +280,10 @@ def _other_kind(text: str) -> str | None:
     }.get(kind_of(text) or "")
 
 
-def _plan_from(path: Path, data: dict[str, Any]) -> Plan:
+def plan_from_data(data: dict[str, Any], path: Path, base: Path, *, python: str = sys.executable) -> Plan:
+    """A plan file's data, checked as `load_plan` checks a file (`path` names it in messages),
+    its paths made absolute from `base` and {python} read as `python` (an exported DAG file
+    holds the same data, and keeps {python} for the worker to fill)."""
     if data.get("format") != PLAN_FORMAT:
         raise InputError(
             f"{path}: not a backfill-kit plan (format {data.get('format')!r}, expected {PLAN_FORMAT}); {MAKE_ONE}"
@@ -292,10 +296,10 @@ def _plan_from(path: Path, data: dict[str, Any]) -> Plan:
     if problems := list(_plan_problems(plan)):
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise InputError(f"{path}: not a usable plan: {'; '.join(problems[:5])}{more}; {MAKE_ONE}")
-    return _localized(plan, path.resolve().parent)
+    return _localized(plan, base, python)
 
 
-def _localized(plan: Plan, base: Path) -> Plan:
+def _localized(plan: Plan, base: Path, python: str) -> Plan:
     """The plan with its file's paths (relative to its folder) made absolute, and {python}
     the interpreter reading it."""
     plan.spec_path = _absolute(plan.spec_path, base)
@@ -305,7 +309,7 @@ def _localized(plan: Plan, base: Path) -> Plan:
             steps=tuple(
                 replace(
                     s,
-                    argv=tuple(sys.executable if a == PYTHON else a for a in s.argv),
+                    argv=tuple(python if a == PYTHON else a for a in s.argv),
                     workdir=_absolute(s.workdir, base),
                 )
                 for s in st.steps

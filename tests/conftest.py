@@ -205,6 +205,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(os.environ.pop("BACKFILL_KIT_CACHE_DIR", ""), ignore_errors=True)
 
 
+# tests/on_airflow/ runs inside the Airflow environments (test_on_airflow_2.py and _3.py start it).
+collect_ignore = ["on_airflow"]
+
+
 # Fixtures that cost seconds: a test using one, directly or through another fixture, is slow.
 SLOW_FIXTURES = {"bigquery_emulator", "pristine_demo"}
 
@@ -215,6 +219,9 @@ SLOW_FIXTURES = {"bigquery_emulator", "pristine_demo"}
 # the end. The order of their wall times in a whole run (2 cores, 3 workers, 2026-11-30);
 # test_spec_cache.py early for the quick round (-m "not slow"), where it is the longest.
 LONGEST_FIRST = (
+    "test_on_airflow_3_services.py",
+    "test_on_airflow_3.py",
+    "test_on_airflow_2.py",
     "test_readme.py",
     "test_jupyterlab.py",
     "test_reports.py",

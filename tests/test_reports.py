@@ -169,7 +169,12 @@ def test_notebook_cells_hold_parameters_calls_and_display_only(path):
 
 
 PARAMETERS = {
-    "coverage_audit.ipynb": {"spec": '"demo/nba_props.yaml"', "start": '"2021-10-19"', "end": '"2025-06-22"'},
+    "coverage_audit.ipynb": {
+        "spec": '"demo/nba_props.yaml"',
+        "start": '"2021-10-19"',
+        "end": '"2025-06-22"',
+        "cells_file": '""',
+    },
     "execution_log.ipynb": {"journal": '"demo/runs/plan.journal.jsonl"'},
     "explore.ipynb": {"spec": '"demo/nba_props.yaml"', "start": '"2021-10-19"', "end": '"2025-06-22"'},
 }
@@ -217,7 +222,13 @@ def test_coverage_report_is_one_self_contained_html_with_its_notebook_and_the_in
     import nbformat
 
     executed = nbformat.read(notebook, as_version=4)
-    assert executed.metadata.papermill.parameters == {"spec": str(mini_spec), "start": START, "end": END}
+    cells_file = str(html_path.with_suffix(".cells.json"))  # its cells, and what changed since the previous
+    assert executed.metadata.papermill.parameters == {
+        "spec": str(mini_spec),
+        "start": START,
+        "end": END,
+        "cells_file": cells_file,
+    }
     index = (html_path.parent / "index.html").read_text()
     assert f'href="{html_path.name}"' in index and f'href="{notebook.name}"' in index
     assert "mini: 2024-01-01 .. 2024-03-31" in index

@@ -414,6 +414,41 @@ def _execute(
     sys.exit(result.exit_code)
 
 
+_airflow_run_options = _all_of(
+    click.option(
+        "--airflow", "airflow_url", default=None, help="An Airflow API server's URL: read the run of --dag-id there."
+    ),
+    click.option("--dag-id", default=None, help="With --airflow: the exported DAG's id."),
+    click.option(
+        "--plan",
+        "airflow_plan",
+        default=None,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="With --airflow: the plan the DAG was exported from.",
+    ),
+    click.option("--run-id", default=None, help="With --airflow: this run (default: the newest)."),
+)
+
+
+def _airflow_run_reader(
+    airflow_url: str | None, dag_id: str | None, airflow_plan: Path | None, run_id: str | None
+) -> Callable[[], Path] | None:
+    """With --airflow: a reader of the DAG's run through its REST API, which writes the run as a
+    journal beside the plan (read as every runner's journal is) and gives its path."""
+    if airflow_url is None:
+        if dag_id or airflow_plan or run_id:
+            raise click.UsageError("--dag-id, --plan and --run-id go with --airflow URL")
+        return None
+    if not (dag_id and airflow_plan):
+        raise click.UsageError("--airflow needs --dag-id and --plan (the plan the DAG was exported from)")
+    from backfill_kit.engines.airflow.journal import airflow_journal
+    from backfill_kit.engines.airflow.rest import AirflowApi
+    from backfill_kit.plan import load_plan
+
+    the_plan, api = load_plan(airflow_plan), AirflowApi(airflow_url)
+    return lambda: airflow_journal(api.run(dag_id, run_id), the_plan, airflow_plan)
+
+
 @cli.command()
 @spec_option
 @click.option("--season", help="Only this season (a name from calendar.seasons).")
@@ -442,6 +477,7 @@ def _execute(
     type=click.Path(dir_okay=False, path_type=Path),
     help="A runner journal to follow (default: runs/*.journal.jsonl beside the spec).",
 )
+@_airflow_run_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def monitor(
     spec_path: Path,
@@ -454,6 +490,7 @@ def monitor(
     window_hours: float,
     journals: tuple[Path, ...],
     fmt: str,
+    **airflow: Any,
 ) -> None:
     """Watch a backfill: progress per phase (its slowest table), table and season, rate, ETA
     range, recent failures, orphaned runs and where a runner is."""
@@ -466,9 +503,11 @@ def monitor(
     spec = load_spec(spec_path)
     start, end = _monitor_range(spec, season, start, end)
     follow = list(journals) or find_journals(spec)
+    read_airflow = _airflow_run_reader(**airflow)
 
     def look() -> Any:
-        return take_snapshot(spec, start, end, window_hours=window_hours, journals=follow)
+        extra = [read_airflow()] if read_airflow else []  # the run as a journal, written anew each look
+        return take_snapshot(spec, start, end, window_hours=window_hours, journals=[*follow, *extra])
 
     if fmt == "json":
         for snap in looks(look, interval, continuous=continuous):
@@ -779,30 +818,134 @@ _report_options = _all_of(
 @start_option
 @end_option
 @_report_options
-def report_coverage(spec_path: Path, start: date, end: date, out_dir: Path, kernel: str) -> None:
-    """Coverage audit: every table on every expected date, why each gap is there, and the plan."""
+@click.option(
+    "--fail-if-no-longer-complete",
+    is_flag=True,
+    help="Exit 1 when a cell complete in the previous report of this range is no longer (a scheduled audit).",
+)
+def report_coverage(
+    spec_path: Path, start: date, end: date, out_dir: Path, kernel: str, fail_if_no_longer_complete: bool
+) -> None:
+    """Coverage audit: every table on every expected date, why each gap is there, what changed
+    since the previous report of the same range in --out-dir, and the plan."""
     from backfill_kit.reports.render import render_coverage
 
-    _echo_rendered(render_coverage(spec_path, start, end, out_dir, kernel=kernel))
+    rendered = render_coverage(spec_path, start, end, out_dir, kernel=kernel)
+    _echo_rendered(rendered)
+    changes = rendered.changes
+    if changes is not None:
+        click.echo(f"changes:  {changes.summary()}")
+        for c in changes.no_longer_complete[:10]:
+            click.echo(f"  no longer complete: {c.table} {c.date} ({c.before} -> {c.after})")
+        if fail_if_no_longer_complete and changes.no_longer_complete:
+            sys.exit(EXIT_GAPS)
 
 
 @report.command("execution")
 @click.option(
     "--journal",
-    required=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="The runner's journal (PLAN.journal.jsonl beside the plan).",
 )
+@_airflow_run_options
 @_report_options
-def report_execution(journal: Path, out_dir: Path, kernel: str) -> None:
-    """Execution log of a backfill run: timeline, every step, coverage before and after, warnings."""
+def report_execution(journal: Path | None, out_dir: Path, kernel: str, **airflow: Any) -> None:
+    """Execution log of a backfill run (a runner's journal, or an Airflow run with --airflow):
+    timeline, every step, coverage before and after, warnings."""
     from backfill_kit.reports.render import render_execution
 
-    _echo_rendered(render_execution(journal, out_dir, kernel=kernel))
+    read_airflow = _airflow_run_reader(**airflow)
+    if (journal is None) == (read_airflow is None):
+        raise click.UsageError("give --journal, or --airflow URL with --dag-id and --plan")
+    _echo_rendered(render_execution(journal or read_airflow(), out_dir, kernel=kernel))  # type: ignore[misc]
 
 
 def _echo_rendered(rendered: Any) -> None:
     click.echo(f"report:   {rendered.html}\nnotebook: {rendered.notebook}\nindex:    {rendered.index}")
+
+
+@cli.group()
+def export() -> None:
+    """Hand a plan to another engine: Apache Airflow (Cloud Composer on GCP)."""
+
+
+@export.command("airflow")
+@click.option("--plan", "plan_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Plan file.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="DAG file to write (.py).")
+@click.option("--dag-id", default=None, help="The DAG's id (default: backfill_SPEC_PLAN).")
+@click.option("--root", default=None, help="The plan's folder as the workers see it (default: where it is here).")
+@click.option("--python", default=None, help="{python} on the workers (default: the Python each task runs in).")
+@click.option("--keep-going", is_flag=True, help="After a failure, go on with the work that does not depend on it.")
+@click.option(
+    "--allow-downstream-triggers", is_flag=True, help="Export jobs that declare no way to skip downstream triggers."
+)
+@click.option(
+    "--target",
+    type=click.Choice(["local", "cloud-run"]),
+    default="local",
+    show_default=True,
+    help="local: each task runs the step's command; cloud-run: each task executes the table's Cloud Run Job.",
+)
+@click.option("--project", default=None, help="cloud-run: the Google Cloud project of the jobs.")
+@click.option("--region", default=None, help="cloud-run: the jobs' region.")
+@click.option(
+    "--job-name", default=None, help="cloud-run: each table's job, e.g. '{id}-backfill' ({id} {table} {processor})."
+)
+def export_airflow(
+    plan_path: Path,
+    out: Path,
+    target: str,
+    project: str | None,
+    region: str | None,
+    job_name: str | None,
+    **options: Any,
+) -> None:
+    """Write a plan as an Airflow DAG file: stages in order, each phase's cap as a pool, the
+    skip settings checked at export, at parse and at each task's start, validate as the verdict."""
+    from backfill_kit.engines.airflow.document import CloudRun
+    from backfill_kit.engines.airflow.export import cloud_run_jobs, export_backfill
+    from backfill_kit.plan import load_plan
+
+    the_plan = load_plan(plan_path)
+    _refuse_placeholders([(s.table, s.argv) for s in the_plan.steps], str(plan_path))
+    cloud = None
+    if target == "cloud-run":
+        missing = [f"--{n}" for n, v in (("project", project), ("region", region), ("job-name", job_name)) if not v]
+        if missing:
+            raise click.UsageError(f"--target cloud-run needs {', '.join(missing)}")
+        assert project and region and job_name
+        cloud = CloudRun(project, region, cloud_run_jobs(the_plan, job_name))
+    exported = export_backfill(the_plan, plan_path, out, cloud_run=cloud, **options)
+    click.echo("\n".join(exported.lines()))
+
+
+@export.command("airflow-audit")
+@spec_option
+@start_option
+@end_option
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="DAG file to write (.py).")
+@click.option("--schedule", required=True, help="A cron line, e.g. '15 6 * * *', or @daily.")
+@click.option(
+    "--reports-dir", default="reports", show_default=True, help="The reports folder, relative to --root or absolute."
+)
+@click.option("--root", default=None, help="The spec's folder as the workers see it (default: where it is here).")
+@click.option("--dag-id", default=None, help="The DAG's id (default: coverage_audit_SPEC_START_END).")
+def export_airflow_audit(
+    spec_path: Path,
+    start: date,
+    end: date,
+    out: Path,
+    schedule: str,
+    reports_dir: str,
+    root: str | None,
+    dag_id: str | None,
+) -> None:
+    """Write the scheduled coverage audit as an Airflow DAG file: the coverage report on a cron
+    schedule, each saying what changed since the previous one; it fails when complete cells are lost."""
+    from backfill_kit.engines.airflow.export import export_audit
+
+    lines = export_audit(spec_path, start, end, out, schedule=schedule, reports=reports_dir, root=root, dag_id=dag_id)
+    click.echo("\n".join(lines))
 
 
 def _console() -> Any:

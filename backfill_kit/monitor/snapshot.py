@@ -226,6 +226,15 @@ def find_journals(spec: PipelineSpec) -> list[Path]:
     return journals_beside(spec)
 
 
+def engine_at_work(events: Sequence[dict[str, Any]]) -> bool:
+    """A journal written from another engine's run (an Airflow run, `engine` in its first
+    event) is at work while that run has not finished: no lock of ours says so there."""
+    last = next((i for i in range(len(events) - 1, -1, -1) if events[i]["event"] == Event.RUN_STARTED), None)
+    if last is None or not events[last].get("engine"):
+        return False
+    return not any(e["event"] == Event.RUN_FINISHED for e in events[last:])
+
+
 def runner_position(journal: Path, now: datetime | None = None) -> RunnerPosition:
     """Where a journal's run is: its stage, its steps by outcome, and, while its runner works,
     its ETA."""
@@ -234,6 +243,7 @@ def runner_position(journal: Path, now: datetime | None = None) -> RunnerPositio
         state = read_journal(journal)
     except InputError as exc:  # one bad old journal must not blind the monitor to the rest
         return RunnerPosition(str(journal), working, None, None, (), StepCounts(0), problem=str(exc))
+    working = working or engine_at_work(state.events)
     run = journal_run(state.events)
     stage = phase = None
     for e in state.events:

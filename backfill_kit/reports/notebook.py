@@ -300,6 +300,26 @@ class CoverageAudit:
         phases = f"<h4>Phases ({esc(PHASE_RULE)})</h4>" + phases_html(progress_of(v).phases)
         return Headline(title + cards_html(cards) + phases + "<h4>Gaps by cause</h4>" + cards_html(causes), numbers)
 
+    def changes(self, cells_file: str = "", limit: int = GAP_LIST_LIMIT) -> HTML:
+        """What changed since the previous report of this pipeline and range, as `backfill-kit
+        report coverage` recorded it beside this one (`cells_file`; empty: not rendered so)."""
+        from backfill_kit.reports.changes import Changes, change_rows, read_cells_file
+
+        data = read_cells_file(Path(cells_file)) if cells_file else None
+        if data is None:
+            return HTML(
+                "<p>No comparison: only <code>backfill-kit report coverage</code> compares a report with the one before it.</p>"
+            )
+        changes = Changes.from_dict(data.get("changes") or {})
+        rows = list(change_rows(changes, limit))
+        table = (
+            table_html(rows, columns=["change", "table", "date", "before", "now"])
+            if rows
+            else "<p>No cell changed.</p>"
+        )
+        summary = changes.summary()
+        return HTML(f"<p><b>{esc(summary[:1].upper() + summary[1:])}.</b></p>{table}")
+
     def heatmap(self) -> ReportFigure:
         seasons = {d.date: d.season for d in self.validation.days}
         return ReportFigure(

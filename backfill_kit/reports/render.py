@@ -16,8 +16,8 @@ import sys
 import sysconfig
 import tempfile
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,15 @@ from backfill_kit.common.json_input import NotJson, parse_json
 from backfill_kit.common.outputs import write_output
 from backfill_kit.common.small_files import odd_file
 from backfill_kit.errors import BackfillKitError, InputError, MissingDependencyError
+from backfill_kit.reports.changes import (
+    CELLS_SUFFIX,
+    Changes,
+    States,
+    cell_states,
+    changes_between,
+    previous_report,
+    write_cells_file,
+)
 from backfill_kit.running.journal import Event
 
 if TYPE_CHECKING:
@@ -56,6 +65,7 @@ class Rendered:
     html: Path
     notebook: Path
     index: Path
+    changes: Changes | None = None  # a coverage report's, since the previous one of its range
 
 
 # --- finding the notebooks -----------------------------------------------------------------
@@ -111,7 +121,8 @@ def render_coverage(
         "end": end.isoformat(),
         "generated_at": _generated_at(now),
     }
-    return _render(
+    compared = _compare_with_previous(spec, start, end, out_dir, meta)
+    rendered = _render(
         "coverage",
         {"spec": str(spec_path), "start": start.isoformat(), "end": end.isoformat()},
         out_dir,
@@ -120,7 +131,34 @@ def render_coverage(
         meta,
         f"Coverage audit: {spec.name}, {start} .. {end}",
         kernel,
+        prepare=compared.write,
     )
+    return replace(rendered, changes=compared.changes)
+
+
+@dataclass
+class _Compared:
+    """A coverage report's cells, and what changed since the previous report of its range:
+    written beside the report before its notebook runs, which shows them."""
+
+    meta: dict[str, Any]
+    states: States
+    changes: Changes
+
+    def write(self, notebook: Path) -> dict[str, Any]:
+        cells_file = notebook.with_suffix(CELLS_SUFFIX)
+        write_cells_file(cells_file, self.meta, self.states, self.changes)
+        self.meta["changes"] = self.changes.counts() if self.changes.previous else None
+        return {"cells_file": str(cells_file.resolve())}
+
+
+def _compare_with_previous(spec: Any, start: date, end: date, out_dir: Path, meta: dict[str, Any]) -> _Compared:
+    from backfill_kit.validation.validator import validate
+
+    states = cell_states(validate(spec, start, end).cells)
+    found = previous_report(out_dir, spec.name, start, end, meta["generated_at"]) if out_dir.is_dir() else None
+    changes = changes_between(found[1], states, found[0]) if found else Changes()
+    return _Compared(meta, states, changes)
 
 
 def render_execution(
@@ -181,7 +219,10 @@ def _render(
     meta: dict[str, Any],
     title: str,
     kernel: str,
+    prepare: Callable[[Path], dict[str, Any]] | None = None,
 ) -> Rendered:
+    """`prepare`: given the report's claimed notebook path, writes what goes beside it and
+    returns more parameters for the notebook."""
     _require_notebook_packages()
     # papermill and nbconvert both import jupyter_client: imported from two threads at once, one
     # of them can find it half-initialised ("partially initialized module"), so they are
@@ -200,6 +241,8 @@ def _render(
     # (and once the report is sure to run, so a refused one leaves no work behind).
     threading.Thread(target=_exporter, name="backfill-kit-exporter", daemon=True).start()
     try:
+        if prepare is not None:
+            parameters = {**parameters, **prepare(notebook)}
         executed = execute(
             notebook_path(kind), notebook, parameters, kernel=kernel, metadata={"title": title, "backfill_kit": meta}
         )
@@ -207,6 +250,7 @@ def _render(
         # Nothing ran, or the input was wrong (the message says how): leave nothing behind.
         if notebook.stat().st_size == 0 or isinstance(exc, InputError):
             notebook.unlink()
+            notebook.with_suffix(CELLS_SUFFIX).unlink(missing_ok=True)
             for folder in made:  # innermost first
                 if not any(folder.iterdir()):
                     folder.rmdir()
@@ -426,7 +470,15 @@ class Entry:
         """The headline in a few words: coverage in percent, or a backfill's outcome."""
         h = self.meta.get("headline") or {}
         if self.meta.get("kind") == "coverage" and "complete" in h:
-            return f"{h['complete']} complete, {h['done']} done, {plural(h['need_work'], 'cell')} {'needs' if h['need_work'] == 1 else 'need'} work"
+            changed = self.meta.get("changes")
+            since = (
+                f"; since the previous: {changed['no_longer_complete']:,} no longer complete, "
+                f"{changed['new_gaps']:,} new gaps, {changed['fixed']:,} fixed"
+                if changed
+                else ""
+            )
+            need = f"{plural(h['need_work'], 'cell')} {'needs' if h['need_work'] == 1 else 'need'} work"
+            return f"{h['complete']} complete, {h['done']} done, {need}{since}"
         if self.meta.get("kind") == "execution" and "steps_text" in h:
             return f"{h['outcome']}: {h['steps_text']}"  # the steps counted as the runner counts them
         return "-"

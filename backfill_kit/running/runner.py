@@ -58,6 +58,7 @@ __all__ = [
     "journal_path_for",
     "next_plan_path",
     "run_finished",
+    "skip_problem",
     "step_narrower",
     "table_lock_dir",
     "warehouse_checker",
@@ -814,7 +815,7 @@ def check_skip_settings(plan: Plan, *, allow_triggers: bool) -> None:
     spec = load_spec(plan.spec_path)
     tables = {s.table for s in plan.steps} & set(spec.table_positions)
     declared = {t: spec.job_of(spec.table(t)).skip_downstream for t in tables}
-    problems = [p for step in plan.steps if (p := _skip_problem(declared, step))]
+    problems = [p for step in plan.steps if (p := skip_problem(declared, step))]
     if problems:
         raise BackfillKitError(
             f"the plan's commands do not carry the skip_downstream settings that the spec {plan.spec_path} "
@@ -826,7 +827,8 @@ def check_skip_settings(plan: Plan, *, allow_triggers: bool) -> None:
         refuse_downstream_triggers(plan, {t for t, skip in declared.items() if skip is None})
 
 
-def _skip_problem(declared: dict[str, Any], step: Step) -> str | None:
+def skip_problem(declared: dict[str, Any], step: Step) -> str | None:
+    """What a step's argv or env lacks of the skip settings declared for its table, if anything."""
     if step.table not in declared:
         return f"{step.id}: the spec has no table {step.table!r}"
     skip = declared[step.table]
